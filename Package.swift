@@ -1,0 +1,76 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "crmfs",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "crmfs", targets: ["crmfs"]),
+        .library(name: "Sandbox", targets: ["Sandbox"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // C shim over libcurl: typed wrappers for the variadic setopt/getinfo calls.
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // Async HTTP transport on libcurl, OAuth token providers, retry and backoff.
+        .target(
+            name: "HTTP",
+            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Microsoft's content hash for SharePoint files; shared by the client and the sandbox.
+        .target(name: "QuickXor"),
+        // Microsoft Graph client (SharePoint document libraries).
+        .target(name: "Graph", dependencies: ["HTTP", "QuickXor"]),
+        // Salesforce REST client.
+        .target(name: "CRM", dependencies: ["HTTP"]),
+        // mount.conf parsing and validation.
+        .target(
+            name: "Config",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+        // Local emulator of Entra ID, Microsoft Graph and Salesforce REST.
+        .target(
+            name: "Sandbox",
+            dependencies: [
+                "QuickXor",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Builds the live clients of a mount from its config.
+        .target(
+            name: "Services",
+            dependencies: ["HTTP", "Graph", "CRM", "Config", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "crmfs",
+            dependencies: [
+                "HTTP", "Graph", "CRM", "Config", "Sandbox", "Services",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Starts sandboxes for tests and reads their stats.
+        .target(
+            name: "TestSupport",
+            dependencies: ["Sandbox", "Config", "HTTP", "Services"],
+            path: "Tests/TestSupport"
+        ),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTP", "QuickXor", "TestSupport"]),
+        .testTarget(name: "ClientTests", dependencies: ["HTTP", "Graph", "CRM", "Services", "TestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: ["HTTP", "Sandbox", "Config", "TestSupport"]),
+    ]
+)

@@ -1,0 +1,247 @@
+import Foundation
+import TOMLKit
+
+/// Reads mount.conf (TOML), checking every key: unknown keys, missing keys and wrong types
+/// are errors that name the file, the line and the key.
+public enum ConfigLoader {
+    public static func load(path: String) throws -> MountConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: path, line: nil, key: nil, message: "cannot read the file (missing or not readable)")
+        }
+        return try parse(String(decoding: data, as: UTF8.self), path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws -> MountConfig {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(file: path, line: error.source.begin.line, key: nil, message: "not valid TOML: \(error.description)")
+        }
+        let reader = Reader(path: path, lines: LineIndex(text: text))
+        return try reader.config(table)
+    }
+
+    struct Reader {
+        let path: String
+        let lines: LineIndex
+
+        func config(_ root: TOMLTable) throws -> MountConfig {
+            try allowOnly(root, ["salesforce", "graph", "cache", "objects"], at: nil)
+            let salesforce = try self.salesforce(try table(root, "salesforce", at: nil))
+            let graph = try self.graph(try table(root, "graph", at: nil))
+            let cache = try self.cache(root["cache"]?.table)
+            guard let list = root["objects"]?.array, !list.isEmpty else {
+                throw error("objects", "at least one [[objects]] block is required")
+            }
+            var objects: [ObjectSettings] = []
+            for (index, value) in list.enumerated() {
+                guard let table = value.table else { throw error("objects[\(index)]", "must be a table ([[objects]])") }
+                objects.append(try object(table, index: index))
+            }
+            var seen: Set<String> = []
+            for (index, object) in objects.enumerated() where !seen.insert(object.directory.lowercased()).inserted {
+                throw error("objects[\(index)].directory", "'\(object.directory)' is used by two objects")
+            }
+            return MountConfig(path: path, salesforce: salesforce, graph: graph, cache: cache, objects: objects)
+        }
+
+        func salesforce(_ t: TOMLTable) throws -> SalesforceSettings {
+            let at = "salesforce"
+            try allowOnly(t, ["instance_url", "api_version", "auth", "client_id", "client_secret_file", "client_secret_env",
+                              "refresh_token_file", "session_timeout"], at: at)
+            let auth: SalesforceSettings.Auth
+            switch try string(t, "auth", at: at, default: "client_credentials") {
+            case "client_credentials":
+                auth = .clientCredentials(secret: try secret(t, at: at, required: true)!)
+            case "refresh_token":
+                auth = .refreshToken(tokenFile: try string(t, "refresh_token_file", at: at), secret: try secret(t, at: at, required: false))
+            case let other:
+                throw error("\(at).auth", "'\(other)' is not an auth flow; use client_credentials or refresh_token")
+            }
+            var timeout: Double?
+            if let text = try optionalString(t, "session_timeout", at: at) {
+                guard let seconds = Durations.parse(text) else { throw error("\(at).session_timeout", "'\(text)' is not a duration (e.g. 2h, 90m)") }
+                timeout = seconds
+            }
+            let version = try string(t, "api_version", at: at, default: "62.0")
+            guard Double(version) != nil else { throw error("\(at).api_version", "'\(version)' is not an API version like 62.0") }
+            return SalesforceSettings(instanceURL: try url(t, "instance_url", at: at), apiVersion: version,
+                                      clientID: try string(t, "client_id", at: at), auth: auth, sessionTimeout: timeout)
+        }
+
+        func graph(_ t: TOMLTable) throws -> GraphSettings {
+            let at = "graph"
+            try allowOnly(t, ["authority", "endpoint", "tenant", "client_id", "client_secret_file", "client_secret_env", "site", "library"], at: at)
+            let site = try string(t, "site", at: at)
+            guard let colon = site.range(of: ":/"), !site[..<colon.lowerBound].isEmpty else {
+                throw error("\(at).site", "'\(site)' is not HOSTNAME:/PATH, e.g. contoso.sharepoint.com:/sites/Sales")
+            }
+            return GraphSettings(
+                authority: try url(t, "authority", at: at, default: "https://login.microsoftonline.com"),
+                endpoint: try url(t, "endpoint", at: at, default: "https://graph.microsoft.com/v1.0"),
+                tenant: try string(t, "tenant", at: at), clientID: try string(t, "client_id", at: at),
+                secret: try secret(t, at: at, required: true)!,
+                siteHostname: String(site[..<colon.lowerBound]), sitePath: String(site[site.index(after: colon.lowerBound)...]),
+                library: try string(t, "library", at: at, default: "Documents"))
+        }
+
+        func cache(_ t: TOMLTable?) throws -> CacheSettings {
+            let at = "cache"
+            guard let t else { return CacheSettings(directory: "crmfs-state", size: 1 << 30, blockSize: 4 << 20) }
+            try allowOnly(t, ["directory", "size", "block_size"], at: at)
+            let size = try bytes(t, "size", at: at, default: 1 << 30)
+            let block = try bytes(t, "block_size", at: at, default: 4 << 20)
+            guard block >= 64 << 10, block <= 64 << 20 else { throw error("\(at).block_size", "must be between 64KiB and 64MiB") }
+            guard size >= block * 4 else { throw error("\(at).size", "must hold at least four blocks (\(block * 4) bytes)") }
+            return CacheSettings(directory: try string(t, "directory", at: at, default: "crmfs-state"), size: size, blockSize: block)
+        }
+
+        func object(_ t: TOMLTable, index: Int) throws -> ObjectSettings {
+            let at = "objects[\(index)]"
+            try allowOnly(t, ["object", "directory", "name", "filter", "fields", "link", "folder", "mappings"], at: at)
+            let linkText = try string(t, "link", at: at, default: "folder")
+            guard let link = LinkModel(rawValue: linkText) else {
+                throw error("\(at).link", "'\(linkText)' is not a link model; use \(LinkModel.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            let folder = try optionalString(t, "folder", at: at)
+            if link == .folder && folder == nil { throw error("\(at).folder", "is required when link = \"folder\"") }
+            let directory = try string(t, "directory", at: at)
+            guard !directory.contains("/"), directory != ".", directory != ".." else {
+                throw error("\(at).directory", "'\(directory)' must be a single directory name")
+            }
+            var fields: [String] = []
+            if let value = t["fields"] {
+                guard let array = value.array else { throw error("\(at).fields", "must be an array of field names") }
+                for item in array {
+                    guard let name = item.string else { throw error("\(at).fields", "must contain only strings") }
+                    fields.append(name)
+                }
+            }
+            var mappings: [FieldMapping] = []
+            if let value = t["mappings"] {
+                guard let array = value.array else { throw error("\(at).mappings", "must be a list of [[objects.mappings]] tables") }
+                for (mappingIndex, item) in array.enumerated() {
+                    let mat = "\(at).mappings[\(mappingIndex)]"
+                    guard let m = item.table else { throw error(mat, "must be a table") }
+                    try allowOnly(m, ["crm_field", "sp_column", "transform"], at: mat)
+                    mappings.append(FieldMapping(crmField: try string(m, "crm_field", at: mat), spColumn: try string(m, "sp_column", at: mat),
+                                                 transform: try optionalString(m, "transform", at: mat)))
+                }
+            }
+            return ObjectSettings(object: try string(t, "object", at: at), directory: directory,
+                                  nameTemplate: try string(t, "name", at: at, default: "{Name}"), filter: try optionalString(t, "filter", at: at),
+                                  fields: fields, link: link, folderTemplate: folder, mappings: mappings)
+        }
+
+        // MARK: Typed access
+
+        func table(_ t: TOMLTable, _ key: String, at: String?) throws -> TOMLTable {
+            let full = at.map { "\($0).\(key)" } ?? key
+            guard let value = t[key] else { throw error(full, "missing; add a [\(full)] section") }
+            guard let table = value.table else { throw error(full, "must be a table ([\(full)])") }
+            return table
+        }
+
+        func optionalString(_ t: TOMLTable, _ key: String, at: String) throws -> String? {
+            guard let value = t[key] else { return nil }
+            guard let string = value.string else { throw error("\(at).\(key)", "must be a string (in quotes)") }
+            return string
+        }
+
+        func string(_ t: TOMLTable, _ key: String, at: String, default fallback: String? = nil) throws -> String {
+            if let value = try optionalString(t, key, at: at) {
+                guard !value.trimmingCharacters(in: .whitespaces).isEmpty else { throw error("\(at).\(key)", "must not be empty") }
+                return value
+            }
+            if let fallback { return fallback }
+            throw error("\(at).\(key)", "missing (required)")
+        }
+
+        func url(_ t: TOMLTable, _ key: String, at: String, default fallback: String? = nil) throws -> String {
+            let text = try string(t, key, at: at, default: fallback)
+            guard let url = URL(string: text), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+                throw error("\(at).\(key)", "'\(text)' is not an http(s) URL")
+            }
+            return text.hasSuffix("/") ? String(text.dropLast()) : text
+        }
+
+        func bytes(_ t: TOMLTable, _ key: String, at: String, default fallback: Int64) throws -> Int64 {
+            guard let value = t[key] else { return fallback }
+            if let number = value.int, number > 0 { return Int64(number) }
+            guard let text = value.string, let size = ByteSize.parse(text), size > 0 else {
+                throw error("\(at).\(key)", "must be a size such as \"4MiB\" or \"2GiB\"")
+            }
+            return size
+        }
+
+        func secret(_ t: TOMLTable, at: String, required: Bool) throws -> SecretSource? {
+            let file = try optionalString(t, "client_secret_file", at: at)
+            let env = try optionalString(t, "client_secret_env", at: at)
+            switch (file, env) {
+            case (let file?, nil): return .file(file)
+            case (nil, let env?): return .environment(env)
+            case (nil, nil):
+                if required { throw error("\(at).client_secret_file", "missing: set client_secret_file (a 0600 file) or client_secret_env") }
+                return nil
+            default:
+                throw error("\(at).client_secret_file", "set either client_secret_file or client_secret_env, not both")
+            }
+        }
+
+        func allowOnly(_ t: TOMLTable, _ keys: Set<String>, at: String?) throws {
+            for key in t.keys.sorted() where !keys.contains(key) {
+                let full = at.map { "\($0).\(key)" } ?? key
+                throw error(full, "unknown key; expected one of: \(keys.sorted().joined(separator: ", "))")
+            }
+        }
+
+        func error(_ key: String, _ message: String) -> ConfigError {
+            ConfigError(file: path, line: lines.line(of: key), key: key, message: message)
+        }
+    }
+}
+
+/// Finds the line where a dotted key (`graph.client_id`, `objects[1].link`) is written, for error messages.
+struct LineIndex {
+    private var entries: [String: Int] = [:]
+
+    init(text: String) {
+        var section = ""
+        var arrayCounts: [String: Int] = [:]
+        var currentElement: [String: String] = [:]  // "objects" -> "objects[2]"
+        for (offset, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            let number = offset + 1
+            if line.hasPrefix("[[") , let end = line.range(of: "]]") {
+                let name = String(line[line.index(line.startIndex, offsetBy: 2)..<end.lowerBound]).trimmingCharacters(in: .whitespaces)
+                let parent = name.split(separator: ".").dropLast().joined(separator: ".")
+                let leaf = String(name.split(separator: ".").last ?? "")
+                let parentPath = parent.isEmpty ? "" : (currentElement[parent] ?? parent)
+                let base = parentPath.isEmpty ? leaf : "\(parentPath).\(leaf)"
+                let index = arrayCounts[base, default: 0]
+                arrayCounts[base] = index + 1
+                section = "\(base)[\(index)]"
+                currentElement[name] = section
+                entries[section] = number
+            } else if line.hasPrefix("["), let end = line.firstIndex(of: "]") {
+                section = String(line[line.index(after: line.startIndex)..<end]).trimmingCharacters(in: .whitespaces)
+                entries[section] = number
+            } else if let equals = line.firstIndex(of: "="), !line.hasPrefix("#") {
+                let key = line[..<equals].trimmingCharacters(in: .whitespaces)
+                entries[section.isEmpty ? key : "\(section).\(key)"] = number
+            }
+        }
+    }
+
+    func line(of key: String) -> Int? {
+        if let line = entries[key] { return line }
+        // A missing key: point at its section.
+        var parts = key.split(separator: ".").map(String.init)
+        while !parts.isEmpty {
+            parts.removeLast()
+            if let line = entries[parts.joined(separator: ".")] { return line }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+
+/// Where a secret comes from. The value itself is read only when a client is built.
+public enum SecretSource: Sendable, Equatable {
+    /// A file that must be 0600 or stricter; relative paths are resolved against the config file.
+    case file(String)
+    case environment(String)
+}
+
+public struct SalesforceSettings: Sendable {
+    public enum Auth: Sendable, Equatable {
+        case clientCredentials(secret: SecretSource)
+        case refreshToken(tokenFile: String, secret: SecretSource?)
+    }
+
+    /// The org's My Domain URL (client credentials require it); the token's `instance_url` wins afterwards.
+    public var instanceURL: String
+    public var apiVersion: String
+    public var clientID: String
+    public var auth: Auth
+    /// The org's session timeout, if known: tokens are refreshed ahead of it. Otherwise on 401.
+    public var sessionTimeout: Double?
+}
+
+public struct GraphSettings: Sendable {
+    public var authority: String
+    public var endpoint: String
+    public var tenant: String
+    public var clientID: String
+    public var secret: SecretSource
+    /// `contoso.sharepoint.com`
+    public var siteHostname: String
+    /// `/sites/Sales`
+    public var sitePath: String
+    /// The document library's name, e.g. `Documents`.
+    public var library: String
+}
+
+public struct CacheSettings: Sendable {
+    public var directory: String
+    public var size: Int64
+    public var blockSize: Int64
+}
+
+public enum LinkModel: String, Sendable, CaseIterable {
+    case folder
+    case filesConnect = "files-connect"
+    case linkObject = "link-object"
+}
+
+public struct FieldMapping: Sendable, Equatable {
+    public var crmField: String
+    public var spColumn: String
+    public var transform: String?
+}
+
+public struct ObjectSettings: Sendable {
+    public var object: String
+    public var directory: String
+    /// Record directory names: `{Name}`, `{CaseNumber} {Subject}`.
+    public var nameTemplate: String
+    /// An optional SOQL condition (without WHERE) limiting which records appear.
+    public var filter: String?
+    public var fields: [String]
+    public var link: LinkModel
+    /// For the folder model: where a record's documents live in the library, e.g. `Accounts/{Name} ({Id})`.
+    public var folderTemplate: String?
+    public var mappings: [FieldMapping]
+}
+
+/// A parsed and validated mount.conf.
+public struct MountConfig: Sendable {
+    public var path: String
+    public var salesforce: SalesforceSettings
+    public var graph: GraphSettings
+    public var cache: CacheSettings
+    public var objects: [ObjectSettings]
+
+    /// Resolves a path from the config relative to the config file's directory.
+    public func resolve(_ relative: String) -> String {
+        if relative.hasPrefix("/") { return relative }
+        return URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(relative).standardizedFileURL.path
+    }
+}
+
+/// A config problem: which file, where, which key, and what is wrong.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var line: Int?
+    public var key: String?
+    public var message: String
+
+    public init(file: String, line: Int?, key: String?, message: String) {
+        self.file = file
+        self.line = line
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String {
+        var text = file
+        if let line { text += ":\(line)" }
+        text += ": "
+        if let key { text += "\(key): " }
+        return text + message
+    }
+}
+
+public enum Durations {
+    /// `90`, `90s`, `15m`, `2h`, `1d` as seconds.
+    public static func parse(_ text: String) -> Double? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        if let last = trimmed.last, let unit = units[last], let value = Double(trimmed.dropLast()), value >= 0 { return value * unit }
+        if let value = Double(trimmed), value >= 0 { return value }
+        return nil
+    }
+}

@@ -1,0 +1,247 @@
+import Foundation
+import HTTP
+
+/// Microsoft Graph for SharePoint document libraries: the read side crmfs uses.
+/// URLs the service hands out (next, delta and download links) are followed exactly as given.
+public final class GraphClient: Sendable {
+    /// `https://graph.microsoft.com/v1.0`, or the sandbox's.
+    public let endpoint: String
+    let http: HTTPClient
+    let auth: any AccessTokenProvider
+
+    /// The `$select` crmfs asks for on items, so listings carry everything `stat` needs.
+    public static let itemSelect = "id,name,size,eTag,cTag,file,folder,root,deleted,parentReference,fileSystemInfo,createdDateTime,lastModifiedDateTime,webUrl,sharepointIds"
+
+    public init(endpoint: String, http: HTTPClient, auth: any AccessTokenProvider) {
+        self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+        self.http = http
+        self.auth = auth
+    }
+
+    // MARK: Sites, drives, lists
+
+    /// `GET /sites/{hostname}:/{server-relative-path}`, e.g. `contoso.sharepoint.com`, `/sites/Sales`.
+    public func site(hostname: String, path: String) async throws -> Site {
+        let relative = path.split(separator: "/").map { GraphPath.escape(String($0)) }.joined(separator: "/")
+        return try await get("\(endpoint)/sites/\(hostname):/\(relative)")
+    }
+
+    public func drives(siteID: String) async throws -> [Drive] {
+        try await collect("\(endpoint)/sites/\(siteID)/drives")
+    }
+
+    public func list(driveID: String) async throws -> ListInfo {
+        try await get("\(endpoint)/drives/\(driveID)/list")
+    }
+
+    public func columns(siteID: String, listID: String) async throws -> [ColumnDefinition] {
+        try await collect("\(endpoint)/sites/\(siteID)/lists/\(listID)/columns")
+    }
+
+    // MARK: Items
+
+    public func item(driveID: String, itemID: String, expandFields: Bool = false) async throws -> DriveItem {
+        try await get("\(endpoint)/drives/\(driveID)/items/\(itemID)?\(itemQuery(expandFields: expandFields, includeDownloadURL: false))")
+    }
+
+    /// An item by its path below the drive root (`Accounts/Acme Corp/Contracts`).
+    public func item(driveID: String, path: String, expandFields: Bool = false) async throws -> DriveItem {
+        try await get("\(itemURL(driveID: driveID, path: path))?\(itemQuery(expandFields: expandFields, includeDownloadURL: false))")
+    }
+
+    /// Pages of an item's children, following `@odata.nextLink` as given.
+    public func childrenPages(driveID: String, itemID: String, pageSize: Int = 200, expandFields: Bool = false) -> AsyncThrowingStream<[DriveItem], Error> {
+        let first = "\(endpoint)/drives/\(driveID)/items/\(itemID)/children?\(itemQuery(expandFields: expandFields, includeDownloadURL: false))&$top=\(pageSize)"
+        return pages(startingAt: first)
+    }
+
+    public func children(driveID: String, itemID: String, pageSize: Int = 200, expandFields: Bool = false) async throws -> [DriveItem] {
+        var all: [DriveItem] = []
+        for try await page in childrenPages(driveID: driveID, itemID: itemID, pageSize: pageSize, expandFields: expandFields) {
+            all += page
+        }
+        return all
+    }
+
+    public func fields(driveID: String, itemID: String) async throws -> [String: JSONValue] {
+        try await get("\(endpoint)/drives/\(driveID)/items/\(itemID)/listItem/fields")
+    }
+
+    // MARK: Content
+
+    /// Downloads `range` (inclusive) of a file, or all of it. `/content` answers 302 to a
+    /// pre-authenticated URL, fetched without Authorization; a server that ignores the range
+    /// and sends the whole file is handled by keeping only the window asked for.
+    public func download(driveID: String, itemID: String, range: ClosedRange<Int64>? = nil) async throws -> Download {
+        let location = try await downloadLocation(driveID: driveID, itemID: itemID)
+        let window = RangeWindow(range: range)
+        var headers = HTTPHeaders()
+        if let range { headers["Range"] = "bytes=\(range.lowerBound)-\(range.upperBound)" }
+        let request = HTTPRequest(url: location, headers: headers)
+        let response = try await send(request, auth: nil, sink: .stream { status, offset, bytes in window.consume(status: status, offset: offset, bytes) })
+        return try window.result(response: response, request: request)
+    }
+
+    /// Downloads a whole file into an open descriptor at `offset`, streaming: memory stays flat whatever its size.
+    public func download(driveID: String, itemID: String, to descriptor: Int32, offset: Int64 = 0) async throws -> Int64 {
+        let location = try await downloadLocation(driveID: driveID, itemID: itemID)
+        let request = HTTPRequest(url: location)
+        let response = try await send(request, auth: nil, sink: .file(descriptor: descriptor, offset: offset))
+        return response.bytesReceived
+    }
+
+    /// The pre-authenticated URL behind `/content`. Short-lived: fetched afresh for each download.
+    public func downloadLocation(driveID: String, itemID: String) async throws -> String {
+        let request = HTTPRequest(url: "\(endpoint)/drives/\(driveID)/items/\(itemID)/content")
+        let response = try await send(request, auth: auth)
+        guard response.status == 302, let location = response.headers["Location"] else {
+            throw GraphError(response: HTTPResponse(status: response.status, headers: response.headers, body: response.body), request: request)
+        }
+        return location
+    }
+
+    // MARK: Delta
+
+    /// One page of changes. Pass nil to start a full enumeration, or the last page's
+    /// `nextLink`/`deltaLink` exactly as given. A 410 throws a `GraphError` whose `location` restarts it.
+    public func delta(driveID: String, link: String? = nil, pageSize: Int = 200) async throws -> DeltaPage {
+        let url = link ?? "\(endpoint)/drives/\(driveID)/root/delta?$select=\(Self.itemSelect)&$top=\(pageSize)"
+        let page: Collection<DriveItem> = try await get(url)
+        return DeltaPage(items: page.value, nextLink: page.nextLink, deltaLink: page.deltaLink)
+    }
+
+    /// A delta link that starts from now, without enumerating what exists.
+    public func latestDeltaLink(driveID: String) async throws -> String {
+        let page: Collection<DriveItem> = try await get("\(endpoint)/drives/\(driveID)/root/delta?token=latest")
+        guard let link = page.deltaLink else { throw GraphError(response: HTTPResponse(status: 500), request: HTTPRequest(url: "delta")) }
+        return link
+    }
+
+    // MARK: Plumbing
+
+    public func itemURL(driveID: String, path: String) -> String {
+        let trimmed = path.split(separator: "/").map { GraphPath.escape(String($0)) }.joined(separator: "/")
+        return trimmed.isEmpty ? "\(endpoint)/drives/\(driveID)/root" : "\(endpoint)/drives/\(driveID)/root:/\(trimmed):"
+    }
+
+    private func itemQuery(expandFields: Bool, includeDownloadURL: Bool) -> String {
+        var select = Self.itemSelect
+        if includeDownloadURL { select += ",@microsoft.graph.downloadUrl" }
+        var query = "$select=\(select)"
+        if expandFields { query += "&$expand=listItem($expand=fields)" }
+        return query
+    }
+
+    func get<T: Decodable>(_ url: String) async throws -> T {
+        let request = HTTPRequest(url: url, headers: ["Accept": "application/json"])
+        let response = try await send(request, auth: auth)
+        guard response.status == 200 else { throw GraphError(response: response, request: request) }
+        do {
+            return try JSONDecoder().decode(T.self, from: response.body)
+        } catch {
+            throw GraphError(response: HTTPResponse(status: 502, body: Data(#"{"error":{"code":"invalidResponse","message":"\#(error)"}}"#.utf8)), request: request)
+        }
+    }
+
+    private func collect<T: Decodable & Sendable>(_ url: String) async throws -> [T] {
+        var all: [T] = []
+        for try await page in pages(startingAt: url, as: T.self) { all += page }
+        return all
+    }
+
+    private func pages<T: Decodable & Sendable>(startingAt url: String, as: T.Type = T.self) -> AsyncThrowingStream<[T], Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    var next: String? = url
+                    while let current = next {
+                        let page: Collection<T> = try await get(current)
+                        continuation.yield(page.value)
+                        next = page.nextLink
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Sends through the shared retry rules, turning exhausted retries into the service's error.
+    func send(_ request: HTTPRequest, auth: (any AccessTokenProvider)?, sink: ResponseSink = .memory(limit: ResponseSink.defaultMemoryLimit)) async throws -> HTTPResponse {
+        do {
+            let response = try await http.send(request, auth: auth, sink: sink)
+            if !response.isSuccess && response.status != 302 && response.status != 304 {
+                throw GraphError(response: response, request: request)
+            }
+            return response
+        } catch HTTPError.retriesExhausted(_, let attempts, _, let response?) {
+            throw GraphError(response: response, request: request, attempts: attempts)
+        }
+    }
+}
+
+enum GraphPath {
+    private static let allowed: CharacterSet = {
+        var set = CharacterSet()
+        set.insert(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+        return set
+    }()
+
+    /// Percent-encodes one path segment (RFC 3986): space is %20, `#` %23, `%` %25.
+    static func escape(_ segment: String) -> String {
+        segment.addingPercentEncoding(withAllowedCharacters: allowed) ?? segment
+    }
+}
+
+/// Collects the bytes of one requested window from a response that may be 206 (just the window)
+/// or 200 (the whole file, range ignored). Writes are positional, so a retried response overwrites.
+final class RangeWindow: @unchecked Sendable {
+    private let start: Int64
+    private let end: Int64?
+    private var buffer = Data()
+    private var filled: Int64 = 0
+    private let lock = NSLock()
+
+    init(range: ClosedRange<Int64>?) {
+        start = range?.lowerBound ?? 0
+        end = range?.upperBound
+    }
+
+    func consume(status: Int, offset: Int64, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        lock.withLock {
+            let absolute = (status == 206 ? start : 0) + offset
+            let pieceEnd = absolute + Int64(bytes.count)  // exclusive
+            let windowEnd = end.map { $0 + 1 } ?? Int64.max
+            let from = max(absolute, start), to = min(pieceEnd, windowEnd)
+            if from < to {
+                let target = Int(from - start)
+                let needed = target + Int(to - from)
+                if buffer.count < needed { buffer.append(Data(count: needed - buffer.count)) }
+                let source = UnsafeRawBufferPointer(rebasing: bytes[Int(from - absolute)..<Int(to - absolute)])
+                buffer.withUnsafeMutableBytes { destination in
+                    destination.baseAddress!.advanced(by: target).copyMemory(from: source.baseAddress!, byteCount: source.count)
+                }
+                filled = max(filled, Int64(needed))
+            }
+            return pieceEnd < windowEnd
+        }
+    }
+
+    func result(response: HTTPResponse, request: HTTPRequest) throws -> Download {
+        var total: Int64?
+        if response.status == 206, let contentRange = response.headers["Content-Range"] {
+            // bytes START-END/TOTAL
+            let parts = contentRange.replacingOccurrences(of: "bytes ", with: "").split(separator: "/")
+            if let first = parts.first?.split(separator: "-").first, Int64(first) != start {
+                throw GraphError(response: HTTPResponse(status: 502, body: Data(#"{"error":{"code":"invalidRange","message":"server sent range \#(contentRange) for a request at \#(start)"}}"#.utf8)), request: request)
+            }
+            if parts.count == 2 { total = Int64(parts[1]) }
+        } else if response.status == 200, end == nil || response.bytesReceived < (end! + 1) {
+            total = response.bytesReceived
+        }
+        let data = lock.withLock { buffer.prefix(Int(filled)) }
+        return Download(data: Data(data), eTag: response.headers["ETag"], totalSize: total)
+    }
+}

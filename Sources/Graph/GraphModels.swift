@@ -1,0 +1,145 @@
+import Foundation
+import HTTP
+
+public struct Site: Decodable, Sendable {
+    public var id: String
+    public var name: String?
+    public var displayName: String?
+    public var webUrl: String?
+}
+
+public struct Drive: Decodable, Sendable {
+    public var id: String
+    public var name: String
+    public var driveType: String?
+    public var webUrl: String?
+}
+
+public struct ListInfo: Decodable, Sendable {
+    public var id: String
+    public var name: String?
+    public var displayName: String?
+}
+
+public struct ItemReference: Decodable, Sendable {
+    public var driveId: String?
+    public var id: String?
+    /// Absent in delta responses.
+    public var path: String?
+    public var siteId: String?
+}
+
+public struct FileSystemInfo: Decodable, Sendable {
+    public var createdDateTime: String?
+    public var lastModifiedDateTime: String?
+}
+
+public struct FileFacet: Decodable, Sendable {
+    public struct Hashes: Decodable, Sendable { public var quickXorHash: String? }
+    public var mimeType: String?
+    /// SharePoint reports only quickXorHash, and may not until the file was downloaded once.
+    public var hashes: Hashes?
+}
+
+public struct FolderFacet: Decodable, Sendable {
+    public var childCount: Int?
+}
+
+public struct ListItem: Decodable, Sendable {
+    public var id: String?
+    public var eTag: String?
+    public var fields: [String: JSONValue]?
+}
+
+public struct SharePointIDs: Decodable, Sendable {
+    public var listId: String?
+    public var listItemId: String?
+    public var listItemUniqueId: String?
+    public var siteId: String?
+    public var siteUrl: String?
+}
+
+/// A file or folder in a document library. Keyed by `id`, which survives renames and moves.
+public struct DriveItem: Decodable, Sendable {
+    public var id: String
+    public var name: String?
+    public var eTag: String?
+    /// Content-only tag; never sent for SharePoint folders.
+    public var cTag: String?
+    public var size: Int64?
+    public var createdDateTime: String?
+    public var lastModifiedDateTime: String?
+    public var webUrl: String?
+    public var parentReference: ItemReference?
+    public var file: FileFacet?
+    public var folder: FolderFacet?
+    public var root: JSONValue?
+    public var deleted: JSONValue?
+    public var fileSystemInfo: FileSystemInfo?
+    public var listItem: ListItem?
+    public var sharepointIds: SharePointIDs?
+    public var downloadURL: String?
+
+    public var isFolder: Bool { folder != nil || root != nil }
+    public var isDeleted: Bool { deleted != nil }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, eTag, cTag, size, createdDateTime, lastModifiedDateTime, webUrl, parentReference, file, folder, root,
+             deleted, fileSystemInfo, listItem, sharepointIds
+        case downloadURL = "@microsoft.graph.downloadUrl"
+    }
+}
+
+public struct ColumnDefinition: Decodable, Sendable {
+    public var id: String?
+    public var name: String
+    public var displayName: String?
+    public var readOnly: Bool?
+    public var hidden: Bool?
+    public var required: Bool?
+    public var text: JSONValue?
+    public var choice: JSONValue?
+    public var number: JSONValue?
+    public var currency: JSONValue?
+    public var dateTime: JSONValue?
+    public var boolean: JSONValue?
+    public var lookup: JSONValue?
+    public var personOrGroup: JSONValue?
+    public var calculated: JSONValue?
+
+    /// The type facet's name; nil for SharePoint types Graph does not model (read-only strings).
+    public var type: String? {
+        let facets: [(String, JSONValue?)] = [("text", text), ("choice", choice), ("number", number), ("currency", currency),
+                                              ("dateTime", dateTime), ("boolean", boolean), ("lookup", lookup),
+                                              ("personOrGroup", personOrGroup), ("calculated", calculated)]
+        return facets.first { $0.1 != nil }?.0
+    }
+}
+
+struct Collection<Element: Decodable>: Decodable {
+    var value: [Element]
+    var nextLink: String?
+    var deltaLink: String?
+
+    enum CodingKeys: String, CodingKey {
+        case value
+        case nextLink = "@odata.nextLink"
+        case deltaLink = "@odata.deltaLink"
+    }
+}
+
+/// One page of a delta enumeration. Exactly one of `nextLink` and `deltaLink` is set.
+public struct DeltaPage: Sendable {
+    public var items: [DriveItem]
+    public var nextLink: String?
+    public var deltaLink: String?
+}
+
+/// What a ranged download returned.
+public struct Download: Sendable {
+    public var data: Data
+    /// The item's eTag as the download endpoint reported it, when it did.
+    public var eTag: String?
+    /// The whole file's size, when the server said (Content-Range or a full 200).
+    public var totalSize: Int64?
+}

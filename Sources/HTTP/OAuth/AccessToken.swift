@@ -1,0 +1,44 @@
+import Foundation
+
+public struct AccessToken: Sendable {
+    public var value: Secret
+    /// When the service says the token stops working; nil when it does not say (Salesforce).
+    public var expiresAt: Date?
+    /// Salesforce answers with the REST base to use; Entra does not.
+    public var instanceURL: String?
+    public var issuedAt: Date
+
+    public init(value: Secret, expiresAt: Date?, instanceURL: String? = nil, issuedAt: Date = Date()) {
+        self.value = value
+        self.expiresAt = expiresAt
+        self.instanceURL = instanceURL
+        self.issuedAt = issuedAt
+    }
+
+    /// True once the token is within the refresh margin of its expiry: a tenth of its life, between 1 s and 5 min.
+    public func needsRefresh(now: Date = Date()) -> Bool {
+        guard let expiresAt else { return false }
+        let lifetime = expiresAt.timeIntervalSince(issuedAt)
+        let margin = min(300, max(1, lifetime / 10))
+        return now.addingTimeInterval(margin) >= expiresAt
+    }
+}
+
+public protocol AccessTokenProvider: Sendable {
+    /// A token that is valid now; fetched or refreshed when needed.
+    func token() async throws -> AccessToken
+    /// Forget `token` (the service answered 401 to it) so the next call fetches a new one.
+    func invalidate(_ token: AccessToken) async
+}
+
+public struct TokenEndpointError: Error, CustomStringConvertible, Sendable {
+    public var endpoint: String
+    public var status: Int
+    /// The OAuth `error` field (`invalid_client`, `invalid_grant`, ...).
+    public var code: String
+    public var detail: String
+
+    public var description: String {
+        "token request to \(endpoint) failed: HTTP \(status) \(code)" + (detail.isEmpty ? "" : ": \(detail)")
+    }
+}

@@ -1,0 +1,244 @@
+import Foundation
+import Logging
+import QuickXor
+
+public struct SandboxOptions: Sendable {
+    public var stateDirectory: URL
+    public var host = "127.0.0.1"
+    public var port = 0
+    public var seed = SeedOptions()
+    /// Seconds an access token lives, for Entra and Salesforce alike.
+    public var tokenLifetime: TimeInterval = 3600
+    public var faults = FaultPlan()
+    /// Page size of Graph children and delta when the client names no `$top`.
+    public var childrenPageSize = 200
+    /// Largest Salesforce query batch (the service's is 2,000).
+    public var queryBatchSize = 2000
+    /// Daily Salesforce API request limit; past it every call answers 403 REQUEST_LIMIT_EXCEEDED.
+    public var salesforceDailyLimit = 1_000_000
+    /// Graph children `$top` ceiling.
+    public var maxPageSize = 999
+    public var maxRequestBodyBytes = 64 << 20
+
+    public init(stateDirectory: URL) { self.stateDirectory = stateDirectory }
+}
+
+/// Routes each request to the emulated service it belongs to, after latency and fault injection.
+final class SandboxApp: Sendable {
+    let store: SandboxStore
+    let options: SandboxOptions
+    let stats = Stats()
+    let tokens: TokenRegistry
+    let faults: FaultInjector
+    let credentials: SandboxCredentials
+    let logger: Logger
+    private let entra: EntraService
+    private let graph: GraphService
+    private let salesforce: SalesforceService
+
+    init(options: SandboxOptions, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        store = try SandboxStore(directory: options.stateDirectory)
+        if try store.meta("seeded") == nil {
+            var seeder = Seeder(options: options.seed, store: store)
+            try seeder.run()
+        }
+        credentials = try SandboxCredentials.load(from: store)
+        tokens = TokenRegistry(lifetime: options.tokenLifetime)
+        faults = FaultInjector(plan: options.faults)
+        entra = EntraService(credentials: credentials, tokens: tokens, stats: stats)
+        graph = GraphService(store: store, tokens: tokens, stats: stats, options: options)
+        salesforce = SalesforceService(store: store, tokens: tokens, stats: stats, options: options, credentials: credentials)
+    }
+
+    func handle(_ request: SandboxRequest) async -> SandboxReply {
+        stats.increment("requests")
+        if request.path.hasPrefix("/_sandbox/") { return .response(admin(request)) }
+        let service = Service(path: request.path)
+        let plan = faults.plan
+        if plan.latencyMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(plan.latencyMilliseconds)) }
+        let fault = faults.draw()
+        switch fault {
+        case .reset:
+            stats.increment("faults"); stats.increment("faults.reset")
+            return .reset
+        case .status(let status):
+            stats.increment("faults"); stats.increment("faults.\(status)")
+            return .response(service.throttled(status: status, retryAfter: plan.retryAfterSeconds))
+        case .ignoreRange, .pass, .none:
+            break
+        }
+        do {
+            switch service {
+            case .entra: return .response(try entra.handle(request))
+            case .graph: return .response(try await graph.handle(request))
+            case .download: return .response(try await graph.download(request, ignoreRange: fault == .ignoreRange))
+            case .salesforceToken: return .response(try salesforce.token(request))
+            case .salesforce: return .response(try await salesforce.handle(request))
+            case .unknown: return .response(GraphErrors.response(404, "itemNotFound", "No route for \(request.path)"))
+            }
+        } catch let failure as ServiceFailure {
+            return .response(failure.response)
+        } catch {
+            logger.error("sandbox handler failed", metadata: ["path": "\(request.path)", "error": "\(error)"])
+            return .response(service.internalError())
+        }
+    }
+
+    // MARK: Admin (`/_sandbox/...`): what tests use to look at and steer the emulator.
+
+    private func admin(_ request: SandboxRequest) -> SandboxResponse {
+        switch (request.method, request.path) {
+        case ("GET", "/_sandbox/stats"):
+            return .json(200, stats.snapshot())
+        case ("POST", "/_sandbox/stats/reset"):
+            stats.reset()
+            return .empty(204)
+        case ("POST", "/_sandbox/delta/expire"):
+            do { try graph.expireDeltaTokens() } catch { return .json(500, ["error": "\(error)"]) }
+            return .empty(204)
+        case ("POST", "/_sandbox/tokens/expire"):
+            tokens.expireAll()
+            return .empty(204)
+        case ("POST", "/_sandbox/faults"):
+            guard let object = try? JSONSerialization.jsonObject(with: request.body) as? [String: Any] else {
+                return .json(400, ["error": "body must be a JSON object"])
+            }
+            var plan = faults.plan
+            do {
+                if let spec = object["faults"] as? String { try plan.parse(spec: spec) }
+                if let latency = object["latencyMs"] as? Int { plan.latencyMilliseconds = latency }
+                if let retryAfter = object["retryAfter"] as? Int { plan.retryAfterSeconds = retryAfter }
+                if let seed = object["seed"] as? Int { plan.seed = UInt64(seed) }
+                if object["faults"] != nil || object["latencyMs"] != nil || object["retryAfter"] != nil || object["seed"] != nil {
+                    faults.replace(plan: plan)
+                }
+                if let next = object["next"] as? [String] { faults.enqueue(try next.map(Fault.init(kind:))) }
+            } catch {
+                return .json(400, ["error": "\(error)"])
+            }
+            return .empty(204)
+        case ("POST", "/_sandbox/echo"):
+            // Tells a client exactly which bytes arrived: for testing streamed request bodies.
+            var hasher = QuickXorHash()
+            hasher.update(request.body)
+            return .json(200, ["bytes": request.body.count, "quickXorHash": hasher.finalize(),
+                               "authorization": request.header("Authorization") != nil])
+        case ("GET", "/_sandbox/info"):
+            var info: [String: Any] = [
+                "tenantId": credentials.tenantID, "tenantDomain": credentials.tenantDomain,
+                "siteId": (try? store.meta("salesSiteId")) ?? "", "driveId": (try? store.meta("documentsDriveId")) ?? "",
+                "hostname": "contoso.sharepoint.com", "sitePath": "/sites/Sales", "library": "Documents",
+            ]
+            for key in ["largeFileItemId", "bulkFolderItemId"] {
+                if let value = try? store.meta(key) { info[key] = value }
+            }
+            return .json(200, info)
+        default:
+            return .json(404, ["error": "unknown sandbox admin route \(request.method) \(request.path)"])
+        }
+    }
+}
+
+/// Which emulated service a path belongs to; each answers faults in its own error shape.
+enum Service {
+    case entra, graph, download, salesforceToken, salesforce, unknown
+
+    init(path: String) {
+        if path.hasPrefix("/v1.0/") { self = .graph }
+        else if path.hasPrefix("/_layouts/15/download.aspx") { self = .download }
+        else if path == "/services/oauth2/token" { self = .salesforceToken }
+        else if path.hasPrefix("/services/data") { self = .salesforce }
+        else if path.hasSuffix("/oauth2/v2.0/token") || path.hasSuffix("/oauth2/v2.0/devicecode") { self = .entra }
+        else { self = .unknown }
+    }
+
+    func throttled(status: Int, retryAfter: Int) -> SandboxResponse {
+        let headers = [("Retry-After", String(retryAfter))]
+        switch self {
+        case .salesforce, .salesforceToken:
+            let code = status == 429 ? "REQUEST_LIMIT_EXCEEDED" : "SERVER_UNAVAILABLE"
+            return .json(status, [["message": "The server is temporarily unable to service your request.", "errorCode": code]], headers: headers)
+        case .entra:
+            return .json(status, ["error": "temporarily_unavailable", "error_description": "AADSTS50196: The server terminated an operation because it encountered a client request loop.",
+                                  "error_codes": [50196]], headers: headers)
+        default:
+            return status == 429
+                ? GraphErrors.response(429, "activityLimitReached", "The request has been throttled", inner: "throttledRequest", headers: headers)
+                : GraphErrors.response(503, "serviceNotAvailable", "The service is temporarily unavailable.", headers: headers)
+        }
+    }
+
+    func internalError() -> SandboxResponse {
+        switch self {
+        case .salesforce, .salesforceToken:
+            return .json(500, [["message": "An unexpected error occurred.", "errorCode": "UNKNOWN_EXCEPTION"]])
+        default:
+            return GraphErrors.response(500, "generalException", "An unspecified error has occurred.")
+        }
+    }
+}
+
+/// Counters of what crossed the wire, read by tests through `GET /_sandbox/stats`.
+final class Stats: @unchecked Sendable {
+    private let lock = NSLock()
+    private var counters: [String: Int64] = [:]
+
+    func increment(_ key: String, by amount: Int64 = 1) {
+        lock.withLock { counters[key, default: 0] += amount }
+    }
+
+    func snapshot() -> [String: Int64] {
+        lock.withLock {
+            var all = counters
+            for key in ["token", "graph.children", "graph.item", "graph.content", "graph.download", "graph.download.bytes", "graph.fields",
+                        "graph.delta", "sf.query", "sf.record", "faults"] where all[key] == nil {
+                all[key] = 0
+            }
+            return all
+        }
+    }
+
+    func reset() { lock.withLock { counters.removeAll() } }
+}
+
+/// Access tokens the sandbox has issued, with their expiry.
+final class TokenRegistry: @unchecked Sendable {
+    enum Audience: Sendable { case graph, salesforce }
+    private let lock = NSLock()
+    private var issued: [String: (audience: Audience, expires: Date)] = [:]
+    let lifetime: TimeInterval
+
+    init(lifetime: TimeInterval) { self.lifetime = lifetime }
+
+    func issue(_ audience: Audience, token: String) -> String {
+        lock.withLock { issued[token] = (audience, Date().addingTimeInterval(lifetime)) }
+        return token
+    }
+
+    func isValid(_ token: String?, for audience: Audience) -> Bool {
+        guard let token else { return false }
+        return lock.withLock {
+            guard let entry = issued[token], entry.audience == audience else { return false }
+            return entry.expires > Date()
+        }
+    }
+
+    func expireAll() {
+        lock.withLock { for key in issued.keys { issued[key]?.expires = .distantPast } }
+    }
+}
+
+enum GraphErrors {
+    static func response(_ status: Int, _ code: String, _ message: String, inner: String? = nil, headers: [(String, String)] = []) -> SandboxResponse {
+        var innerError: [String: Any] = ["request-id": UUID().uuidString.lowercased(), "date": GraphTime.format(Date()),
+                                         "client-request-id": UUID().uuidString.lowercased()]
+        if let inner { innerError["code"] = inner }
+        return .json(status, ["error": ["code": code, "message": message, "innerError": innerError]], headers: headers)
+    }
+
+    static func failure(_ status: Int, _ code: String, _ message: String, inner: String? = nil, headers: [(String, String)] = []) -> ServiceFailure {
+        ServiceFailure(response: response(status, code, message, inner: inner, headers: headers))
+    }
+}

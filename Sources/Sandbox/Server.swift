@@ -1,0 +1,253 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// One HTTP request as the sandbox's services see it: the whole body read.
+struct SandboxRequest: Sendable {
+    var method: String
+    /// The raw (percent-encoded) path, without the query.
+    var path: String
+    /// Query parameters, decoded.
+    var query: [String: String]
+    var headers: HTTPHeaders
+    var body: Data
+    /// `http://host:port` as the client addressed this server: the base of every URL the sandbox hands out.
+    var origin: String
+
+    init(head: HTTPRequestHead, body: Data, localPort: Int) {
+        method = head.method.rawValue
+        let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        path = String(parts.first ?? "")
+        var query: [String: String] = [:]
+        if parts.count > 1 {
+            for (key, value) in FormDecoding.decode(String(parts[1])) { query[key] = value }
+        }
+        self.query = query
+        headers = head.headers
+        self.body = body
+        origin = "http://\(head.headers.first(name: "Host") ?? "127.0.0.1:\(localPort)")"
+    }
+
+    func header(_ name: String) -> String? { headers.first(name: name) }
+
+    var bearerToken: String? {
+        guard let value = header("Authorization"), value.lowercased().hasPrefix("bearer ") else { return nil }
+        return String(value.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// Path segments, percent-decoded.
+    var segments: [String] {
+        path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+    }
+}
+
+struct SandboxResponse: Sendable {
+    enum Body: Sendable {
+        case empty
+        case data(Data)
+        case file(path: String, offset: Int64, length: Int64)
+    }
+
+    var status: Int
+    var headers: [(String, String)] = []
+    var body: Body = .empty
+
+    static func json(_ status: Int, _ object: Any, headers: [(String, String)] = []) -> SandboxResponse {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return SandboxResponse(status: status, headers: [("Content-Type", "application/json; charset=utf-8")] + headers, body: .data(data))
+    }
+
+    static func empty(_ status: Int, headers: [(String, String)] = []) -> SandboxResponse {
+        SandboxResponse(status: status, headers: headers)
+    }
+}
+
+enum SandboxReply: Sendable {
+    case response(SandboxResponse)
+    /// Drop the connection without answering, as a flaky network does.
+    case reset
+}
+
+/// A service's refusal, carried as the exact response the real service sends.
+struct ServiceFailure: Error {
+    var response: SandboxResponse
+}
+
+enum FormDecoding {
+    static func decode(_ text: String) -> [(String, String)] {
+        text.split(separator: "&").map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String { String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s) }
+            return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : "")
+        }
+    }
+}
+
+/// The sandbox's HTTP/1.1 server on SwiftNIO.
+public final class SandboxServer: Sendable {
+    public let port: Int
+    public let host: String
+    public let stateDirectory: URL
+    private let channel: any Channel
+    let app: SandboxApp
+
+    public var baseURL: String { "http://\(host):\(port)" }
+
+    /// Opens (or seeds) the tenant in `options.stateDirectory` and starts listening.
+    public static func start(options: SandboxOptions, logger: Logger = Logger(label: "crmfs.sandbox")) async throws -> SandboxServer {
+        let app = try SandboxApp(options: options, logger: logger)
+        let maxBody = options.maxRequestBodyBytes
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(SandboxHTTPHandler(app: app, maxBody: maxBody))
+                }
+            }
+            .bind(host: options.host, port: options.port)
+            .get()
+        let port = channel.localAddress?.port ?? options.port
+        return SandboxServer(port: port, host: options.host, stateDirectory: options.stateDirectory, channel: channel, app: app)
+    }
+
+    private init(port: Int, host: String, stateDirectory: URL, channel: any Channel, app: SandboxApp) {
+        self.port = port
+        self.host = host
+        self.stateDirectory = stateDirectory
+        self.channel = channel
+        self.app = app
+    }
+
+    /// Writes `mount.conf` and its 0600 secret files into the state directory; returns the config's path.
+    @discardableResult
+    public func writeMountConfig() throws -> URL {
+        try MountConfigWriter(app: app, baseURL: baseURL, directory: stateDirectory).write()
+    }
+
+    public func stop() async {
+        try? await channel.close()
+    }
+
+    /// Blocks until the listening socket closes.
+    public func wait() async {
+        try? await channel.closeFuture.get()
+    }
+}
+
+final class SandboxHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let app: SandboxApp
+    private let maxBody: Int
+    private var head: HTTPRequestHead?
+    private var body = ByteBuffer()
+    private var bodyTooLarge = false
+
+    init(app: SandboxApp, maxBody: Int) {
+        self.app = app
+        self.maxBody = maxBody
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        app.stats.increment("connections")
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body.clear()
+            bodyTooLarge = false
+        case .body(var chunk):
+            if body.readableBytes + chunk.readableBytes > maxBody { bodyTooLarge = true } else { body.writeBuffer(&chunk) }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            dispatch(head: head, context: context)
+        }
+    }
+
+    private func dispatch(head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let keepAlive = head.isKeepAlive
+        let version = head.version
+        let isHead = head.method == .HEAD
+        let request = SandboxRequest(head: head, body: Data(body.readableBytesView), localPort: context.localAddress?.port ?? 0)
+        let app = self.app
+        let tooLarge = bodyTooLarge
+        let promise = context.eventLoop.makePromise(of: SandboxReply.self)
+        promise.completeWithTask {
+            if tooLarge { return .response(GraphErrors.response(413, "invalidRequest", "The request body is too large.")) }
+            return await app.handle(request)
+        }
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let boundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+        promise.futureResult.whenSuccess { reply in
+            boundSelf.value.write(reply, context: boundContext.value, keepAlive: keepAlive, version: version, omitBody: isHead)
+        }
+    }
+
+    private func write(_ reply: SandboxReply, context: ChannelHandlerContext, keepAlive: Bool, version: HTTPVersion, omitBody: Bool) {
+        guard case .response(let response) = reply else {
+            // SO_LINGER 0 makes close() send a TCP reset rather than a clean FIN.
+            let channel = context.channel
+            if let provider = channel as? SocketOptionProvider {
+                provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+            } else {
+                channel.close(promise: nil)
+            }
+            return
+        }
+        var headers = HTTPHeaders(response.headers)
+        var fileHandle: NIOFileHandle?
+        var bodyPart: IOData?
+        switch response.body {
+        case .empty:
+            if response.status != 204 && response.status != 304 { headers.replaceOrAdd(name: "Content-Length", value: "0") }
+        case .data(let data):
+            headers.replaceOrAdd(name: "Content-Length", value: String(data.count))
+            bodyPart = .byteBuffer(context.channel.allocator.buffer(bytes: data))
+        case .file(let path, let offset, let length):
+            headers.replaceOrAdd(name: "Content-Length", value: String(length))
+            if let handle = try? NIOFileHandle(_deprecatedPath: path) {
+                fileHandle = handle
+                bodyPart = .fileRegion(FileRegion(fileHandle: handle, readerIndex: Int(offset), endIndex: Int(offset + length)))
+            }
+        }
+        headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        headers.replaceOrAdd(name: "Date", value: HTTPDates.now())
+        let status = HTTPResponseStatus(statusCode: response.status)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
+        if let bodyPart, !omitBody, length(of: bodyPart) > 0 {
+            context.write(wrapOutboundOut(.body(bodyPart)), promise: nil)
+        }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            try? fileHandle?.close()
+            if !keepAlive { channel.close(promise: nil) }
+        }
+    }
+
+    private func length(of data: IOData) -> Int {
+        switch data {
+        case .byteBuffer(let buffer): return buffer.readableBytes
+        case .fileRegion(let region): return region.readableBytes
+        }
+    }
+}
+
+enum HTTPDates {
+    static func now() -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter.string(from: Date())
+    }
+}

@@ -1,0 +1,200 @@
+import Foundation
+import GRDB
+
+/// Everything the sandbox tenant holds, in one SQLite database inside the state directory,
+/// so a restarted sandbox serves the same tenant. Graph items keep their latest state only;
+/// `changeSeq` orders them for delta, which reports latest states, as the real service does.
+final class SandboxStore: Sendable {
+    let pool: DatabasePool
+    let directory: URL
+
+    init(directory: URL) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("blobs"), withIntermediateDirectories: true)
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        pool = try DatabasePool(path: directory.appendingPathComponent("sandbox.sqlite").path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+    }
+
+    func blobPath(_ name: String) -> String { directory.appendingPathComponent("blobs").appendingPathComponent(name).path }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE site (id TEXT PRIMARY KEY, hostname TEXT NOT NULL, path TEXT NOT NULL, name TEXT NOT NULL,
+                    displayName TEXT NOT NULL, webUrl TEXT NOT NULL, created TEXT NOT NULL);
+                CREATE TABLE drive (id TEXT PRIMARY KEY, siteId TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
+                    webUrl TEXT NOT NULL, listId TEXT NOT NULL, rootId TEXT NOT NULL, created TEXT NOT NULL, isDefault INTEGER NOT NULL);
+                CREATE TABLE columnDefinition (listId TEXT NOT NULL, name TEXT NOT NULL, position INTEGER NOT NULL,
+                    definition TEXT NOT NULL, PRIMARY KEY (listId, name));
+                CREATE TABLE item (id TEXT PRIMARY KEY, driveId TEXT NOT NULL, parentId TEXT, name TEXT NOT NULL,
+                    isFolder INTEGER NOT NULL, size INTEGER NOT NULL, version INTEGER NOT NULL, contentVersion INTEGER NOT NULL,
+                    created TEXT NOT NULL, modified TEXT NOT NULL, fsCreated TEXT NOT NULL, fsModified TEXT NOT NULL,
+                    mimeType TEXT, quickXorHash TEXT, blob TEXT, generator TEXT,
+                    listItemId INTEGER NOT NULL, uniqueId TEXT NOT NULL, fields TEXT NOT NULL,
+                    createdBy TEXT NOT NULL, modifiedBy TEXT NOT NULL, deleted INTEGER NOT NULL, changeSeq INTEGER NOT NULL);
+                CREATE INDEX item_by_parent ON item(parentId, deleted, name COLLATE NOCASE);
+                CREATE INDEX item_by_change ON item(driveId, changeSeq);
+                CREATE TABLE record (id TEXT PRIMARY KEY, type TEXT NOT NULL, fields TEXT NOT NULL,
+                    systemModstamp TEXT NOT NULL, isDeleted INTEGER NOT NULL, seq INTEGER NOT NULL);
+                CREATE INDEX record_by_type ON record(type, seq);
+                """)
+        }
+        return migrator
+    }
+
+    // MARK: Meta
+
+    func meta(_ key: String) throws -> String? {
+        try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
+    }
+
+    func setMeta(_ key: String, _ value: String) throws {
+        try pool.write { db in try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", arguments: [key, value]) }
+    }
+
+    // MARK: Sites and drives
+
+    func site(hostname: String, path: String) throws -> SiteRow? {
+        try pool.read { db in
+            try SiteRow.fetchOne(db, sql: "SELECT * FROM site WHERE hostname = ? COLLATE NOCASE AND path = ? COLLATE NOCASE", arguments: [hostname, path])
+        }
+    }
+
+    func site(id: String) throws -> SiteRow? { try pool.read { db in try SiteRow.fetchOne(db, key: id) } }
+    func drives(siteID: String) throws -> [DriveRow] {
+        try pool.read { db in try DriveRow.fetchAll(db, sql: "SELECT * FROM drive WHERE siteId = ? ORDER BY isDefault DESC, name", arguments: [siteID]) }
+    }
+    func drive(id: String) throws -> DriveRow? { try pool.read { db in try DriveRow.fetchOne(db, key: id) } }
+    func drive(listID: String) throws -> DriveRow? {
+        try pool.read { db in try DriveRow.fetchOne(db, sql: "SELECT * FROM drive WHERE listId = ?", arguments: [listID]) }
+    }
+
+    func columns(listID: String) throws -> [String] {
+        try pool.read { db in
+            try String.fetchAll(db, sql: "SELECT definition FROM columnDefinition WHERE listId = ? ORDER BY position", arguments: [listID])
+        }
+    }
+
+    // MARK: Items
+
+    func item(id: String) throws -> ItemRow? { try pool.read { db in try ItemRow.fetchOne(db, key: id) } }
+
+    func child(of parentID: String, named name: String) throws -> ItemRow? {
+        try pool.read { db in
+            try ItemRow.fetchOne(db, sql: "SELECT * FROM item WHERE parentId = ? AND deleted = 0 AND name = ? COLLATE NOCASE", arguments: [parentID, name])
+        }
+    }
+
+    func children(of parentID: String, offset: Int, limit: Int) throws -> [ItemRow] {
+        try pool.read { db in
+            try ItemRow.fetchAll(db, sql: """
+                SELECT * FROM item WHERE parentId = ? AND deleted = 0 ORDER BY name COLLATE NOCASE LIMIT ? OFFSET ?
+                """, arguments: [parentID, limit, offset])
+        }
+    }
+
+    func childCount(of parentID: String) throws -> Int {
+        try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM item WHERE parentId = ? AND deleted = 0", arguments: [parentID]) ?? 0 }
+    }
+
+    /// Items of a drive changed after `afterSeq` up to `upToSeq`, in change order: the delta feed.
+    func changes(driveID: String, afterSeq: Int64, upToSeq: Int64, offset: Int, limit: Int) throws -> [ItemRow] {
+        try pool.read { db in
+            try ItemRow.fetchAll(db, sql: """
+                SELECT * FROM item WHERE driveId = ? AND changeSeq > ? AND changeSeq <= ? ORDER BY changeSeq LIMIT ? OFFSET ?
+                """, arguments: [driveID, afterSeq, upToSeq, limit, offset])
+        }
+    }
+
+    func currentChangeSeq() throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(changeSeq), 0) FROM item") ?? 0 }
+    }
+
+    /// Records the materialised content of a generated document: its blob file and hash. Not a change.
+    func setContent(itemID: String, blob: String, quickXorHash: String) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE item SET blob = ?, quickXorHash = ? WHERE id = ?", arguments: [blob, quickXorHash, itemID])
+        }
+    }
+
+    /// The path of an item below its drive root, for `parentReference.path`.
+    func pathComponents(of item: ItemRow) throws -> [String] {
+        try pool.read { db in
+            var components: [String] = []
+            var parentID = item.parentId
+            while let id = parentID, let parent = try ItemRow.fetchOne(db, key: id), parent.parentId != nil {
+                components.insert(parent.name, at: 0)
+                parentID = parent.parentId
+            }
+            return components
+        }
+    }
+
+    // MARK: Records
+
+    func records(type: String, includeDeleted: Bool) throws -> [RecordRow] {
+        try pool.read { db in
+            try RecordRow.fetchAll(db, sql: "SELECT * FROM record WHERE type = ? \(includeDeleted ? "" : "AND isDeleted = 0") ORDER BY seq", arguments: [type])
+        }
+    }
+
+    func record(id: String) throws -> RecordRow? { try pool.read { db in try RecordRow.fetchOne(db, key: id) } }
+}
+
+struct SiteRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "site"
+    var id, hostname, path, name, displayName, webUrl, created: String
+}
+
+struct DriveRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "drive"
+    var id, siteId, name, description, webUrl, listId, rootId, created: String
+    var isDefault: Bool
+}
+
+struct ItemRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "item"
+    var id: String
+    var driveId: String
+    var parentId: String?
+    var name: String
+    var isFolder: Bool
+    var size: Int64
+    /// Bumped on any change: the eTag's version.
+    var version: Int
+    /// Bumped on content changes only: the cTag's version.
+    var contentVersion: Int
+    var created, modified, fsCreated, fsModified: String
+    var mimeType: String?
+    var quickXorHash: String?
+    /// File name under blobs/ holding the current content, once it exists.
+    var blob: String?
+    /// How to generate the content of a seeded document that nobody has downloaded yet.
+    var generator: String?
+    var listItemId: Int
+    var uniqueId: String
+    /// listItem fields (SharePoint columns) as a JSON object.
+    var fields: String
+    var createdBy, modifiedBy: String
+    var deleted: Bool
+    var changeSeq: Int64
+
+    var eTag: String { "\"{\(uniqueId)},\(version)\"" }
+    var cTag: String { "\"c:{\(uniqueId)},\(contentVersion)\"" }
+    var isRoot: Bool { parentId == nil }
+}
+
+struct RecordRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "record"
+    var id: String
+    var type: String
+    /// All field values as a JSON object (Id included).
+    var fields: String
+    var systemModstamp: String
+    var isDeleted: Bool
+    var seq: Int64
+}

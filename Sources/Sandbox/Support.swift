@@ -1,0 +1,215 @@
+import Foundation
+import QuickXor
+
+/// The credentials of the sandbox tenant: made once at seeding, kept in the database,
+/// and written into the generated mount.conf's 0600 secret files.
+struct SandboxCredentials {
+    var tenantID: String
+    var tenantDomain = "contoso.onmicrosoft.com"
+    var graphClientID: String
+    var graphClientSecret: String
+    var salesforceClientID: String
+    var salesforceClientSecret: String
+    var salesforceRefreshToken: String
+    var orgID = "00D8d000000SbXqEAK"
+
+    static func generate() -> SandboxCredentials {
+        SandboxCredentials(
+            tenantID: UUID().uuidString.lowercased(), graphClientID: UUID().uuidString.lowercased(),
+            graphClientSecret: token(40), salesforceClientID: "3MVG9" + token(80),
+            salesforceClientSecret: token(64), salesforceRefreshToken: "5Aep861" + token(80))
+    }
+
+    static func token(_ length: Int) -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<length).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
+    }
+
+    var metaEntries: [(String, String)] {
+        [("tenantId", tenantID), ("tenantDomain", tenantDomain), ("graphClientId", graphClientID), ("graphClientSecret", graphClientSecret),
+         ("sfClientId", salesforceClientID), ("sfClientSecret", salesforceClientSecret), ("sfRefreshToken", salesforceRefreshToken),
+         ("sfOrgId", orgID)]
+    }
+
+    static func load(from store: SandboxStore) throws -> SandboxCredentials {
+        func value(_ key: String) throws -> String {
+            guard let value = try store.meta(key) else { throw SandboxError.notSeeded }
+            return value
+        }
+        return SandboxCredentials(
+            tenantID: try value("tenantId"), tenantDomain: try value("tenantDomain"), graphClientID: try value("graphClientId"),
+            graphClientSecret: try value("graphClientSecret"), salesforceClientID: try value("sfClientId"),
+            salesforceClientSecret: try value("sfClientSecret"), salesforceRefreshToken: try value("sfRefreshToken"),
+            orgID: try value("sfOrgId"))
+    }
+}
+
+enum SandboxError: Error, CustomStringConvertible {
+    case notSeeded
+    case badOption(String)
+
+    var description: String {
+        switch self {
+        case .notSeeded: return "sandbox state is incomplete; remove the state directory and start again"
+        case .badOption(let message): return message
+        }
+    }
+}
+
+/// Graph's timestamps: ISO 8601 UTC with a Z. Formatters are costly to make, so each is made once and shared under a lock.
+enum GraphTime {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static let plain: ISO8601DateFormatter = {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter
+    }()
+    nonisolated(unsafe) private static let fractional: ISO8601DateFormatter = {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter
+    }()
+
+    static func format(_ date: Date) -> String { lock.withLock { plain.string(from: date) } }
+    static func formatPrecise(_ date: Date) -> String { lock.withLock { fractional.string(from: date) } }
+    static func parse(_ text: String) -> Date? {
+        lock.withLock { plain.date(from: text) ?? fractional.date(from: text) }
+    }
+}
+
+/// Salesforce's record timestamps: `2013-05-20T20:49:32.000+0000`.
+enum SalesforceTime {
+    private static let lock = NSLock()
+    private static let formats = ["yyyy-MM-dd'T'HH:mm:ss.SSSZ", "yyyy-MM-dd'T'HH:mm:ssZ", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX", "yyyy-MM-dd'T'HH:mm:ssXXX", "yyyy-MM-dd"]
+    nonisolated(unsafe) private static let formatters: [DateFormatter] = formats.map { format in
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = format
+        return formatter
+    }
+
+    static func format(_ date: Date) -> String { lock.withLock { formatters[0].string(from: date) } }
+    static func parse(_ text: String) -> Date? {
+        lock.withLock {
+            for formatter in formatters { if let date = formatter.date(from: text) { return date } }
+            return nil
+        }
+    }
+}
+
+/// SharePoint's rules for item names, as the service enforces them.
+enum SharePointNames {
+    static let forbiddenCharacters: Set<Character> = ["/", "\\", "*", "<", ">", "?", ":", "|", "#", "%", "\""]
+
+    /// Why SharePoint would refuse `name`, or nil when it is acceptable.
+    static func problem(with name: String, isFolder: Bool) -> String? {
+        if name.isEmpty { return "the name is empty" }
+        if let bad = name.first(where: { forbiddenCharacters.contains($0) || $0.asciiValue.map { $0 < 32 } == true }) {
+            return "the name contains the character '\(bad)', which SharePoint does not allow"
+        }
+        if name.hasPrefix("~") { return "names may not start with '~'" }
+        if name.hasPrefix(" ") || name.hasSuffix(" ") { return "names may not start or end with a space" }
+        if isFolder && name.hasSuffix(".") { return "folder names may not end with '.'" }
+        if name.utf16.count > 255 { return "the name is longer than 255 characters" }
+        let stem = (name as NSString).deletingPathExtension.uppercased()
+        if ["CON", "PRN", "AUX", "NUL", "COM1", "LPT1", ".LOCK", "DESKTOP.INI", "_VTI_"].contains(stem) || name.contains("_vti_") {
+            return "'\(name)' is a reserved name"
+        }
+        return nil
+    }
+
+    /// Makes any text a folder name SharePoint accepts: forbidden characters become `_`,
+    /// surrounding spaces and trailing dots go, and the result is cut to `maxLength` characters.
+    static func sanitize(_ text: String, maxLength: Int) -> String {
+        var result = String(text.map { forbiddenCharacters.contains($0) || $0.asciiValue.map { $0 < 32 } == true ? "_" : $0 })
+        result = result.trimmingCharacters(in: .whitespaces)
+        if result.count > maxLength { result = String(result.prefix(maxLength)).trimmingCharacters(in: .whitespaces) }
+        while result.hasSuffix(".") { result.removeLast() }
+        if result.hasPrefix("~") { result = "_" + result.dropFirst() }
+        return result.isEmpty ? "_" : result
+    }
+}
+
+enum MimeTypes {
+    static func forExtension(_ ext: String) -> String {
+        switch ext {
+        case "pdf": return "application/pdf"
+        case "docx": return "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        case "xlsx": return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        case "pptx": return "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+        case "txt", "md": return "text/plain"
+        case "csv": return "text/csv"
+        case "png": return "image/png"
+        case "zip": return "application/zip"
+        case "eml": return "message/rfc822"
+        default: return "application/octet-stream"
+        }
+    }
+}
+
+/// Seeded documents have no bytes until someone reads them: then their content is generated
+/// once from the item's generator key, written to a blob file and hashed, and served from there.
+/// (SharePoint, too, may report no hash until a file has been downloaded once.)
+enum ContentGenerator {
+    private static let lock = NSLock()
+
+    static func materialize(item: ItemRow, store: SandboxStore) throws -> (blob: String, hash: String) {
+        if let blob = item.blob, let hash = item.quickXorHash { return (blob, hash) }
+        // One generator at a time: concurrent first reads of one file must not race on its blob.
+        lock.lock()
+        defer { lock.unlock() }
+        if let current = try store.item(id: item.id), let blob = current.blob, let hash = current.quickXorHash { return (blob, hash) }
+        let blob = "\(item.id)-\(item.contentVersion)"
+        let hash = try write(generator: item.generator ?? item.id, size: item.size, name: item.name, to: store.blobPath(blob))
+        try store.setContent(itemID: item.id, blob: blob, quickXorHash: hash)
+        return (blob, hash)
+    }
+
+    /// Writes `size` deterministic bytes for `generator`, with a header that suits the file type, and returns their quickXorHash.
+    static func write(generator: String, size: Int64, name: String, to path: String) throws -> String {
+        let temporary = path + ".partial"
+        FileManager.default.createFile(atPath: temporary, contents: nil)
+        guard let handle = FileHandle(forWritingAtPath: temporary) else { throw CocoaError(.fileWriteUnknown) }
+        var rng = SeededGenerator(seed: generator.utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 })
+        var hasher = QuickXorHash()
+        var remaining = size
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var first = true
+        let isText = ["txt", "md", "csv", "eml"].contains((name as NSString).pathExtension.lowercased())
+        while remaining > 0 {
+            let count = Int(min(Int64(buffer.count), remaining))
+            buffer.withUnsafeMutableBytes { raw in
+                let words = raw.bindMemory(to: UInt64.self)
+                for index in 0..<(count + 7) / 8 { words[index] = rng.next() }
+            }
+            if isText {
+                let letters: [UInt8] = Array("abcdefghijklmnopqrstuvwxyz      \n".utf8)
+                for index in 0..<count { buffer[index] = letters[Int(buffer[index]) % letters.count] }
+            }
+            if first {
+                let header = Array(header(for: name).utf8)
+                for (index, byte) in header.prefix(count).enumerated() { buffer[index] = byte }
+                first = false
+            }
+            let slice = Data(buffer[0..<count])
+            handle.write(slice)
+            hasher.update(slice)
+            remaining -= Int64(count)
+        }
+        try handle.synchronize()
+        try handle.close()
+        if rename(temporary, path) != 0 { throw CocoaError(.fileWriteUnknown) }
+        return hasher.finalize()
+    }
+
+    private static func header(for name: String) -> String {
+        switch (name as NSString).pathExtension.lowercased() {
+        case "pdf": return "%PDF-1.7\n% crmfs sandbox document: \(name)\n"
+        case "docx", "xlsx", "pptx", "zip": return "PK\u{03}\u{04}"
+        case "png": return "\u{89}PNG\r\n\u{1A}\n"
+        default: return "crmfs sandbox document: \(name)\n"
+        }
+    }
+}

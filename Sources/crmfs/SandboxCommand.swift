@@ -1,0 +1,124 @@
+import ArgumentParser
+import Config
+import Foundation
+import Logging
+import Sandbox
+
+/// `crmfs sandbox`: the local emulator of Entra ID, Microsoft Graph and Salesforce, with a seeded demo tenant.
+struct SandboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sandbox",
+        abstract: "Run the local emulator of Entra ID, Microsoft Graph and Salesforce with a demo tenant.",
+        discussion: """
+            On start it prints `sandbox listening on http://HOST:PORT` and writes STATE/mount.conf,
+            a config that points crmfs at it. The tenant persists in STATE across restarts.
+            """)
+
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
+    var listen = "127.0.0.1:0"
+
+    @Option(help: "State directory: the tenant's database, blobs and the generated mount.conf.")
+    var state: String
+
+    @Option(help: "Seed of the demo tenant; the same seed makes the same tenant.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Records per object (Accounts, Opportunities, Cases).")
+    var records = 40
+
+    @Option(name: .customLong("docs-per-record"), help: "Documents linked to each record.")
+    var docsPerRecord = 3
+
+    @Option(name: .customLong("large-file"), help: "Add one document of this size (e.g. 1GiB) for benchmarks.")
+    var largeFile: String?
+
+    @Option(name: .customLong("bulk-folder"), help: "Add a folder of this many small files under Acme Corp, for paging.")
+    var bulkFolder: Int?
+
+    @Option(name: .customLong("token-lifetime"), help: "Seconds an access token lives.")
+    var tokenLifetime: Double = 3600
+
+    @Option(help: "Injected faults as KIND:FRACTION pairs, e.g. 429:0.1,503:0.05,reset:0.02,norange:0.1.")
+    var faults = ""
+
+    @Option(help: "Added latency per request, in milliseconds.")
+    var latency = 0
+
+    @Option(name: .customLong("fault-seed"), help: "Seed of the fault dice.")
+    var faultSeed: UInt64 = 42
+
+    @Option(name: .customLong("retry-after"), help: "Seconds named in Retry-After on injected 429/503.")
+    var retryAfter = 1
+
+    @Option(name: .customLong("page-size"), help: "Graph children/delta page size when the client names no $top.")
+    var pageSize = 200
+
+    @Option(name: .customLong("query-batch-size"), help: "Largest Salesforce query batch.")
+    var queryBatchSize = 2000
+
+    @Flag(help: "Log each request.")
+    var verbose = false
+
+    func run() async throws {
+        CRMFS.bootstrapLogging(level: verbose ? .debug : .info)
+        let (host, port) = try parseListen()
+        var options = SandboxOptions(stateDirectory: URL(fileURLWithPath: state).standardizedFileURL)
+        options.host = host
+        options.port = port
+        options.seed = SeedOptions(seed: seed, records: records, docsPerRecord: docsPerRecord, bulkFolderSize: bulkFolder)
+        if let largeFile {
+            guard let size = ByteSize.parse(largeFile) else { throw ValidationError("--large-file: '\(largeFile)' is not a size (try 1GiB or 200MiB)") }
+            options.seed.largeFileSize = size
+        }
+        options.tokenLifetime = tokenLifetime
+        do { options.faults = try FaultPlan(spec: faults) } catch { throw ValidationError("--faults: \(error)") }
+        options.faults.latencyMilliseconds = latency
+        options.faults.seed = faultSeed
+        options.faults.retryAfterSeconds = retryAfter
+        options.childrenPageSize = pageSize
+        options.queryBatchSize = queryBatchSize
+
+        try FileManager.default.createDirectory(at: options.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let server = try await SandboxServer.start(options: options)
+        let config = try server.writeMountConfig()
+        print("sandbox listening on \(server.baseURL)")
+        print("config written to \(config.path)")
+        fflush(nil)
+
+        let signals = SignalWaiter(signals: [SIGINT, SIGTERM])
+        await signals.wait()
+        await server.stop()
+    }
+
+    private func parseListen() throws -> (String, Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen: '\(listen)' is not HOST:PORT")
+        }
+        return (String(listen[..<colon]), port)
+    }
+}
+
+/// Waits for the first of some signals, which are ignored for their default action meanwhile.
+final class SignalWaiter: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+    private let stream: AsyncStream<Int32>
+    private let continuation: AsyncStream<Int32>.Continuation
+
+    init(signals: [Int32]) {
+        (stream, continuation) = AsyncStream<Int32>.makeStream()
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            let continuation = self.continuation
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    @discardableResult
+    func wait() async -> Int32 {
+        for await number in stream { return number }
+        return 0
+    }
+}

@@ -1,0 +1,160 @@
+import Config
+import Foundation
+import HTTP
+import Services
+import Testing
+import TestSupport
+
+@Suite("token providers")
+struct TokenTests {
+    @Test("a token is fetched once and reused")
+    func caching() async throws {
+        try await withSandbox { sandbox in
+            let connections = try sandbox.connections()
+            for _ in 0..<20 { _ = try await connections.graph.site(hostname: "contoso.sharepoint.com", path: "/sites/Sales") }
+            _ = try await connections.salesforce.query("SELECT Id FROM Account LIMIT 1")
+            _ = try await connections.salesforce.query("SELECT Id FROM Case LIMIT 1")
+            let stats = try await sandbox.stats()
+            #expect(stats["token.entra"] == 1)
+            #expect(stats["token.salesforce"] == 1)
+        }
+    }
+
+    @Test("fifty concurrent callers cause one token request")
+    func singleFlight() async throws {
+        try await withSandbox(configure: { $0.faults.latencyMilliseconds = 50 }) { sandbox in
+            let connections = try sandbox.connections()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<50 {
+                    group.addTask { _ = try await connections.graph.site(hostname: "contoso.sharepoint.com", path: "/sites/Sales") }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await sandbox.stats()["token.entra"] == 1)
+        }
+    }
+
+    @Test("a token is refreshed ahead of its expiry, before any 401")
+    func refreshAhead() async throws {
+        try await withSandbox(configure: { $0.tokenLifetime = 3 }) { sandbox in
+            let connections = try sandbox.connections()
+            _ = try await connections.graph.site(hostname: "contoso.sharepoint.com", path: "/sites/Sales")
+            try await Task.sleep(for: .milliseconds(2_200))  // inside the refresh margin, not yet expired
+            _ = try await connections.graph.site(hostname: "contoso.sharepoint.com", path: "/sites/Sales")
+            let stats = try await sandbox.stats()
+            #expect(stats["token.entra"] == 2)
+            #expect(stats["graph.401", default: 0] == 0)
+        }
+    }
+
+    @Test("a token that expires mid-run is replaced after one 401, and the request retried once")
+    func expiryMidRun() async throws {
+        try await withSandbox { sandbox in
+            let connections = try sandbox.connections()
+            _ = try await connections.graph.site(hostname: "contoso.sharepoint.com", path: "/sites/Sales")
+            _ = try await connections.salesforce.query("SELECT Id FROM Account LIMIT 1")
+            try await sandbox.admin("tokens/expire")
+            _ = try await connections.graph.site(hostname: "contoso.sharepoint.com", path: "/sites/Sales")
+            _ = try await connections.salesforce.query("SELECT Id FROM Account LIMIT 1")
+            let stats = try await sandbox.stats()
+            #expect(stats["graph.401"] == 1)
+            #expect(stats["sf.401"] == 1)
+            #expect(stats["token.entra"] == 2)
+            #expect(stats["token.salesforce"] == 2)
+        }
+    }
+
+    @Test("a 401 that persists is retried only once")
+    func persistent401() async throws {
+        try await withSandbox { sandbox in
+            let connections = try sandbox.connections()
+            let stuck = StuckToken(inner: connections.graphToken)
+            let client = HTTPClient(transport: sandbox.transport)
+            let response = try await client.send(HTTPRequest(url: "\(sandbox.baseURL)/v1.0/sites/root"), auth: stuck)
+            #expect(response.status == 401)
+            #expect(try await sandbox.stats()["graph.401"] == 2)
+        }
+    }
+
+    @Test("a wrong client secret fails with the service's code and without the secret in the text")
+    func wrongSecret() async throws {
+        try await withSandbox { sandbox in
+            let config = try sandbox.config()
+            let secret = Secret("definitely-not-the-secret-\(UUID().uuidString)")
+            let entra = EntraClientCredentials(authority: config.graph.authority, tenant: config.graph.tenant,
+                                               clientID: config.graph.clientID, clientSecret: secret)
+            do {
+                _ = try await entra.fetch(using: HTTPClient(transport: sandbox.transport))
+                Issue.record("a wrong secret was accepted")
+            } catch let error as TokenEndpointError {
+                #expect(error.status == 401)
+                #expect(error.code == "invalid_client")
+                #expect(!"\(error)".contains(secret.exposedValue))
+            }
+        }
+    }
+
+    @Test("Salesforce refresh-token flow, with the refresh token kept in a 0600 file")
+    func salesforceRefreshToken() async throws {
+        try await withSandbox { sandbox in
+            let config = try sandbox.config()
+            let oauth = SalesforceOAuth(loginURL: config.salesforce.instanceURL, clientID: config.salesforce.clientID,
+                                        grant: .refreshToken(file: sandbox.directory.appendingPathComponent("secrets/salesforce-refresh-token").path, clientSecret: nil))
+            let token = try await oauth.fetch(using: HTTPClient(transport: sandbox.transport))
+            #expect(token.instanceURL == sandbox.baseURL)
+            #expect(token.expiresAt == nil)  // Salesforce says nothing of expiry
+        }
+    }
+}
+
+@Suite("secrets")
+struct SecretTests {
+    @Test("secrets print as <redacted> wherever they are interpolated or dumped")
+    func redaction() {
+        let secret = Secret("s3cr3t-value")
+        #expect("\(secret)" == "<redacted>")
+        #expect(String(reflecting: secret) == "<redacted>")
+        var dumped = ""
+        dump(secret, to: &dumped)
+        #expect(!dumped.contains("s3cr3t-value"))
+        let token = AccessToken(value: Secret("tok-123"), expiresAt: nil)
+        #expect(!"\(token)".contains("tok-123"))
+    }
+
+    @Test("a secret file readable by others is refused, naming the file and the fix")
+    func looseFileRefused() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("secret-\(UUID().uuidString)").path
+        FileManager.default.createFile(atPath: path, contents: Data("x\n".utf8), attributes: [.posixPermissions: 0o644])
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(throws: SecretSourceError.tooOpen(path: path, mode: "644")) { try Secret.load(file: path) }
+        chmod(path, 0o600)
+        #expect(try Secret.load(file: path).exposedValue == "x")
+    }
+
+    @Test("a mount whose secret file is world-readable fails with a config error naming the key")
+    func looseSecretInConfig() async throws {
+        try await withSandbox { sandbox in
+            let secretPath = sandbox.directory.appendingPathComponent("secrets/graph-client-secret").path
+            chmod(secretPath, 0o644)
+            do {
+                _ = try sandbox.connections()
+                Issue.record("a world-readable secret file was accepted")
+            } catch let error as ConfigError {
+                #expect(error.key == "graph.client_secret_file")
+                #expect(error.file == sandbox.configPath)
+                #expect(error.message.contains("chmod 600"))
+            }
+        }
+    }
+}
+
+/// Always hands out the same token, even after a 401: proves the client retries only once.
+struct StuckToken: AccessTokenProvider {
+    let inner: TokenCache
+    func token() async throws -> AccessToken {
+        var token = try await inner.token()
+        token.value = Secret("expired-\(token.value.exposedValue.prefix(4))")
+        return token
+    }
+    func invalidate(_ token: AccessToken) async {}
+}

@@ -1,0 +1,89 @@
+import Config
+import Foundation
+import HTTP
+import Sandbox
+import Services
+
+/// A sandbox tenant on a loopback port, in a temporary state directory, for one test.
+public final class SandboxFixture: Sendable {
+    public let server: SandboxServer
+    public let directory: URL
+    public let configPath: String
+    public let transport: CurlTransport
+
+    public static func start(records: Int = 12, docsPerRecord: Int = 2, largeFile: Int64? = nil, bulkFolder: Int? = nil,
+                             configure: (inout SandboxOptions) -> Void = { _ in }) async throws -> SandboxFixture {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        var options = SandboxOptions(stateDirectory: directory)
+        options.seed = SeedOptions(records: records, docsPerRecord: docsPerRecord, largeFileSize: largeFile, bulkFolderSize: bulkFolder)
+        configure(&options)
+        let server = try await SandboxServer.start(options: options)
+        let config = try server.writeMountConfig()
+        return SandboxFixture(server: server, directory: directory, configPath: config.path)
+    }
+
+    private init(server: SandboxServer, directory: URL, configPath: String) {
+        self.server = server
+        self.directory = directory
+        self.configPath = configPath
+        transport = CurlTransport()
+    }
+
+    public var baseURL: String { server.baseURL }
+
+    public func config() throws -> MountConfig { try ConfigLoader.load(path: configPath) }
+
+    /// Fresh clients with their own token caches, as a new mount would have.
+    public func connections(retry: RetryPolicy = RetryPolicy(baseDelay: .milliseconds(20), maxDelay: .milliseconds(200))) throws -> Connections {
+        try Connections(config: try config(), transport: transport, retry: retry, registry: TokenCacheRegistry())
+    }
+
+    /// `GET /_sandbox/stats`: what crossed the wire so far.
+    public func stats() async throws -> [String: Int] {
+        let response = try await transport.perform(HTTPRequest(url: "\(baseURL)/_sandbox/stats"))
+        let json = try JSONDecoder().decode([String: Int].self, from: response.body)
+        return json
+    }
+
+    public func info() async throws -> [String: String] {
+        let response = try await transport.perform(HTTPRequest(url: "\(baseURL)/_sandbox/info"))
+        return try JSONDecoder().decode([String: String].self, from: response.body)
+    }
+
+    /// POSTs a JSON admin command (`faults`, `tokens/expire`, `delta/expire`, `stats/reset`).
+    public func admin(_ path: String, _ body: [String: Any] = [:]) async throws {
+        let data = try JSONSerialization.data(withJSONObject: body)
+        let response = try await transport.perform(HTTPRequest(method: "POST", url: "\(baseURL)/_sandbox/\(path)",
+                                                               headers: ["Content-Type": "application/json"], body: .bytes(data)))
+        precondition(response.status == 204 || response.status == 200, "admin \(path) answered \(response.status)")
+    }
+
+    public func stop() async {
+        await server.stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// Runs `body` with a fresh sandbox, stopping it afterwards whatever happens.
+public func withSandbox<T>(records: Int = 12, docsPerRecord: Int = 2, largeFile: Int64? = nil, bulkFolder: Int? = nil,
+                           configure: (inout SandboxOptions) -> Void = { _ in },
+                           _ body: (SandboxFixture) async throws -> T) async throws -> T {
+    let fixture = try await SandboxFixture.start(records: records, docsPerRecord: docsPerRecord, largeFile: largeFile,
+                                                 bulkFolder: bulkFolder, configure: configure)
+    do {
+        let result = try await body(fixture)
+        await fixture.stop()
+        return result
+    } catch {
+        await fixture.stop()
+        throw error
+    }
+}
+
+/// Paths in every seeded tenant (the first account is always Acme Corp, with the brief's contract).
+public enum SeededPaths {
+    public static let acmeID = "0018d0000000001AAA"
+    public static let acmeFolder = "Accounts/Acme Corp (\(acmeID))"
+    public static let acmeContract = "\(acmeFolder)/Contracts/MSA-2026.pdf"
+}
