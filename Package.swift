@@ -29,6 +29,8 @@ let package = Package(
         ),
         // Microsoft's content hash for SharePoint files; shared by the client and the sandbox.
         .target(name: "QuickXor"),
+        // SharePoint's naming rules; shared by the client and the sandbox.
+        .target(name: "SharePointNaming"),
         // Microsoft Graph client (SharePoint document libraries).
         .target(name: "Graph", dependencies: ["HTTP", "QuickXor"]),
         // Salesforce REST client.
@@ -42,7 +44,7 @@ let package = Package(
         .target(
             name: "Sandbox",
             dependencies: [
-                "QuickXor",
+                "QuickXor", "SharePointNaming",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -58,7 +60,7 @@ let package = Package(
         .executableTarget(
             name: "crmfs",
             dependencies: [
-                "HTTP", "Graph", "CRM", "Config", "Sandbox", "Services",
+                "HTTP", "Graph", "CRM", "Config", "Sandbox", "Services", "SharePointNaming",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -52,6 +52,12 @@ public struct FieldMapping: Sendable, Equatable {
     public var crmField: String
     public var spColumn: String
     public var transform: String?
+
+    public init(crmField: String, spColumn: String, transform: String? = nil) {
+        self.crmField = crmField
+        self.spColumn = spColumn
+        self.transform = transform
+    }
 }
 
 public struct ObjectSettings: Sendable {

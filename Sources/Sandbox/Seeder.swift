@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SharePointNaming
 
 /// How big a demo tenant to make. The same options and seed always make the same tenant.
 public struct SeedOptions: Sendable {
@@ -224,6 +225,7 @@ struct Seeder {
             templates.insert(("Contracts/MSA-2026.pdf", "Contract"), at: 0)
         }
         var folders: [String: ItemRow] = [:]
+        var usedNames: Set<String> = []
         for index in 0..<options.docsPerRecord {
             let template = templates[index % templates.count]
             var path = template.path
@@ -235,7 +237,7 @@ struct Seeder {
                 path.insert(contentsOf: " (\(index / templates.count + 1))", at: dot)
             }
             var parent = folder
-            let parts = path.split(separator: "/").map(String.init)
+            var parts = path.split(separator: "/").map(String.init)
             for part in parts.dropLast() {
                 if let existing = folders[part] { parent = existing; continue }
                 parent = try ensureFolder(db, drive: drive, parent: parent, name: part)
@@ -243,7 +245,16 @@ struct Seeder {
             }
             var fields = columns
             fields["DocumentType"] = template.type
-            try insertFile(db, drive: drive, parent: parent, name: parts.last!, size: documentSize(), fields: fields)
+            // Two templates can make the same name (MSA-{year}): SharePoint holds one name per folder.
+            var name = parts.removeLast()
+            var copy = 2
+            while !usedNames.insert("\(parent.id)/\(name.lowercased())").inserted {
+                let dot = (name as NSString).deletingPathExtension
+                let ext = (name as NSString).pathExtension
+                name = "\(dot.replacingOccurrences(of: " (\(copy - 1))", with: "")) (\(copy)).\(ext)"
+                copy += 1
+            }
+            try insertFile(db, drive: drive, parent: parent, name: name, size: documentSize(), fields: fields)
         }
     }
 

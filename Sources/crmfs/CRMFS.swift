@@ -7,7 +7,7 @@ struct CRMFS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crmfs",
         abstract: "Mount CRM records and their SharePoint documents as a filesystem.",
-        subcommands: [SandboxCommand.self])
+        subcommands: [DemoCommand.self, SandboxCommand.self])
 
     static func bootstrapLogging(level: Logger.Level) {
         LoggingSystem.bootstrap { label in

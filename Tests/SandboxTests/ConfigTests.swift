@@ -1,0 +1,108 @@
+import Config
+import Foundation
+import Testing
+
+@Suite("mount.conf")
+struct ConfigTests {
+    static let valid = """
+        [salesforce]
+        instance_url = "https://contoso.my.salesforce.com"
+        client_id = "3MVG9abc"
+        client_secret_file = "secrets/sf"
+
+        [graph]
+        tenant = "contoso.onmicrosoft.com"
+        client_id = "00000000-0000-0000-0000-000000000001"
+        client_secret_env = "GRAPH_SECRET"
+        site = "contoso.sharepoint.com:/sites/Sales"
+
+        [cache]
+        size = "2GiB"
+
+        [[objects]]
+        object = "Account"
+        directory = "Accounts"
+        name = "{Name}"
+        fields = ["Name", "Industry"]
+        folder = "Accounts/{Name} ({Id})"
+
+        [[objects.mappings]]
+        crm_field = "Name"
+        sp_column = "Customer"
+
+        [[objects]]
+        object = "Case"
+        directory = "Cases"
+        name = "{CaseNumber} {Subject}"
+        link = "link-object"
+        """
+
+    @Test("a valid config parses with defaults filled in")
+    func valid() throws {
+        let config = try ConfigLoader.parse(Self.valid, path: "/etc/crmfs/sales.conf")
+        #expect(config.graph.endpoint == "https://graph.microsoft.com/v1.0")
+        #expect(config.graph.authority == "https://login.microsoftonline.com")
+        #expect(config.graph.siteHostname == "contoso.sharepoint.com")
+        #expect(config.graph.sitePath == "/sites/Sales")
+        #expect(config.graph.library == "Documents")
+        #expect(config.graph.secret == .environment("GRAPH_SECRET"))
+        #expect(config.salesforce.auth == .clientCredentials(secret: .file("secrets/sf")))
+        #expect(config.resolve("secrets/sf") == "/etc/crmfs/secrets/sf")
+        #expect(config.cache.size == 2 << 30)
+        #expect(config.cache.blockSize == 4 << 20)
+        #expect(config.objects.count == 2)
+        #expect(config.objects[0].mappings == [FieldMapping(crmField: "Name", spColumn: "Customer", transform: nil)])
+        #expect(config.objects[1].link == .linkObject)
+    }
+
+    @Test("errors name the file, the line and the key", arguments: [
+        ("client_id = \"3MVG9abc\"\n", "", "salesforce.client_id", "missing"),
+        ("size = \"2GiB\"", "size = \"lots\"", "cache.size", "size"),
+        ("name = \"{Name}\"", "name = \"{Name}\"\ncolour = \"red\"", "objects[0].colour", "unknown key"),
+        ("link = \"link-object\"", "link = \"carrier-pigeon\"", "objects[1].link", "not a link model"),
+        ("fields = [\"Name\", \"Industry\"]", "fields = \"Name\"", "objects[0].fields", "array"),
+        ("sp_column = \"Customer\"", "sp_column = 7", "objects[0].mappings[0].sp_column", "string"),
+        ("site = \"contoso.sharepoint.com:/sites/Sales\"", "site = \"Sales\"", "graph.site", "HOSTNAME:/PATH"),
+    ])
+    func errors(replace: String, with replacement: String, key: String, fragment: String) throws {
+        let text = Self.valid.replacingOccurrences(of: replace, with: replacement)
+        #expect(text != Self.valid)
+        do {
+            _ = try ConfigLoader.parse(text, path: "/etc/crmfs/sales.conf")
+            Issue.record("accepted a bad config")
+        } catch let error as ConfigError {
+            #expect(error.key == key)
+            #expect(error.file == "/etc/crmfs/sales.conf")
+            #expect(error.line != nil)
+            #expect(error.message.contains(fragment), "\(error)")
+            #expect("\(error)".hasPrefix("/etc/crmfs/sales.conf:\(error.line!): \(key): "))
+        }
+    }
+
+    @Test("a TOML syntax error gives its line")
+    func syntax() {
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse("[graph\nx = 1", path: "a.conf") }
+        do { _ = try ConfigLoader.parse("[graph]\nx = = 1", path: "a.conf") } catch let error as ConfigError {
+            #expect(error.line == 2)
+        } catch { Issue.record("\(error)") }
+    }
+
+    @Test("a missing file is reported by name")
+    func missingFile() {
+        #expect(throws: ConfigError(file: "/nonexistent/x.conf", line: nil, key: nil, message: "cannot read the file (missing or not readable)")) {
+            try ConfigLoader.load(path: "/nonexistent/x.conf")
+        }
+    }
+}
+
+@Suite("mount.conf.example")
+struct ExampleConfigTests {
+    @Test("the shipped example parses and covers every object block")
+    func exampleParses() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let config = try ConfigLoader.load(path: root.appendingPathComponent("mount.conf.example").path)
+        #expect(config.objects.map(\.object) == ["Account", "Opportunity", "Case"])
+        #expect(config.salesforce.auth == .clientCredentials(secret: .file("secrets/salesforce-client-secret")))
+        #expect(config.cache.size == 2 << 30)
+    }
+}
