@@ -65,7 +65,7 @@ extension Secret {
         let temporary = path + ".tmp-\(getpid())"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw SecretSourceError.unreadable(path: temporary, reason: String(cString: strerror(errno))) }
-        let bytes = Array((secret.exposedValue + "\n").utf8)
+        let bytes = Array(secret.exposedValue.utf8)
         let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         fsync(descriptor)
         close(descriptor)

@@ -89,7 +89,7 @@ struct MountConfigWriter {
         let descriptor = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: url.path]) }
         defer { close(descriptor) }
-        let bytes = Array((value + "\n").utf8)
+        let bytes = Array(value.utf8)  // no newline: `curl --data-urlencode name@file` sends the file as it is
         guard bytes.withUnsafeBytes({ Foundation.write(descriptor, $0.baseAddress, $0.count) }) == bytes.count else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path])
         }
