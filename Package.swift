@@ -22,6 +22,12 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // libfuse 3 low-level API (FUSE_USE_VERSION 312).
+        .systemLibrary(
+            name: "CFuse",
+            pkgConfig: "fuse3",
+            providers: [.apt(["libfuse3-dev"])]
+        ),
         // Async HTTP transport on libcurl, OAuth token providers, retry and backoff.
         .target(
             name: "HTTP",
@@ -52,15 +58,30 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The namespace: inode table, records and documents as directories and files, naming rules, xattrs.
+        .target(
+            name: "Namespace",
+            dependencies: ["Config", "Graph", "CRM", "HTTP", "SharePointNaming", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The on-disk block cache and the reader that fills it from Graph.
+        .target(
+            name: "Cache",
+            dependencies: ["Graph", "Namespace", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The FUSE adapter: low-level operations to namespace and cache calls to fuse_reply_*.
+        .target(
+            name: "FileSystem",
+            dependencies: ["CFuse", "Namespace", "Cache", .product(name: "Logging", package: "swift-log")]
+        ),
         // Builds the live clients of a mount from its config.
         .target(
             name: "Services",
-            dependencies: ["HTTP", "Graph", "CRM", "Config", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["HTTP", "Graph", "CRM", "Config", "Namespace", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "crmfs",
             dependencies: [
-                "HTTP", "Graph", "CRM", "Config", "Sandbox", "Services", "SharePointNaming",
+                "HTTP", "Graph", "CRM", "Config", "Sandbox", "Services", "SharePointNaming", "Namespace", "Cache", "FileSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

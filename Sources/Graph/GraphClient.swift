@@ -73,7 +73,12 @@ public final class GraphClient: Sendable {
     /// pre-authenticated URL, fetched without Authorization; a server that ignores the range
     /// and sends the whole file is handled by keeping only the window asked for.
     public func download(driveID: String, itemID: String, range: ClosedRange<Int64>? = nil) async throws -> Download {
-        let location = try await downloadLocation(driveID: driveID, itemID: itemID)
+        try await download(location: try await downloadLocation(driveID: driveID, itemID: itemID), range: range)
+    }
+
+    /// Downloads from a pre-authenticated URL got from `downloadLocation`, which may be reused
+    /// for a short while (read-ahead of one file); an expired one answers 401/403/404.
+    public func download(location: String, range: ClosedRange<Int64>?) async throws -> Download {
         let window = RangeWindow(range: range)
         var headers = HTTPHeaders()
         if let range { headers["Range"] = "bytes=\(range.lowerBound)-\(range.upperBound)" }

@@ -89,6 +89,20 @@ final class SandboxApp: Sendable {
     // MARK: Admin (`/_sandbox/...`): what tests use to look at and steer the emulator.
 
     private func admin(_ request: SandboxRequest) -> SandboxResponse {
+        let segments = request.segments
+        if request.method == "POST", segments.count == 4, segments[1] == "items", segments[3] == "content" {
+            // An edit made in SharePoint by someone else: what freshness tests need.
+            var hasher = QuickXorHash()
+            hasher.update(request.body)
+            do {
+                guard let item = try store.replaceContent(itemID: segments[2], data: request.body, hash: hasher.finalize(), modifiedBy: "Someone Else") else {
+                    return .json(404, ["error": "no such file"])
+                }
+                return .json(200, ["id": item.id, "eTag": item.eTag, "size": item.size])
+            } catch {
+                return .json(500, ["error": "\(error)"])
+            }
+        }
         switch (request.method, request.path) {
         case ("GET", "/_sandbox/stats"):
             return .json(200, stats.snapshot())

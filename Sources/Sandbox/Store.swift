@@ -121,6 +121,28 @@ final class SandboxStore: Sendable {
         }
     }
 
+    /// New content for a file, as an edit in SharePoint would make it: new eTag and cTag, new hash,
+    /// modification times now, and a change for delta.
+    func replaceContent(itemID: String, data: Data, hash: String, modifiedBy: String) throws -> ItemRow? {
+        try pool.write { db in
+            guard var item = try ItemRow.fetchOne(db, key: itemID), !item.isFolder, !item.deleted else { return nil }
+            item.version += 1
+            item.contentVersion += 1
+            let blob = "\(item.id)-\(item.contentVersion)"
+            try data.write(to: URL(fileURLWithPath: blobPath(blob)), options: .atomic)
+            let now = GraphTime.format(Date())
+            item.blob = blob
+            item.quickXorHash = hash
+            item.size = Int64(data.count)
+            item.modified = now
+            item.fsModified = now
+            item.modifiedBy = modifiedBy
+            item.changeSeq = (try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(changeSeq), 0) FROM item") ?? 0) + 1
+            try item.update(db)
+            return item
+        }
+    }
+
     /// The path of an item below its drive root, for `parentReference.path`.
     func pathComponents(of item: ItemRow) throws -> [String] {
         try pool.read { db in

@@ -7,7 +7,17 @@ struct CRMFS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crmfs",
         abstract: "Mount CRM records and their SharePoint documents as a filesystem.",
-        subcommands: [DemoCommand.self, SandboxCommand.self])
+        subcommands: [MountCommand.self, CheckCommand.self, DemoCommand.self, SandboxCommand.self])
+
+    /// Run as `mount.crmfs` (by mount(8) and fstab), crmfs takes mount(8)'s helper arguments.
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if URL(fileURLWithPath: CommandLine.arguments[0]).lastPathComponent == "mount.crmfs" {
+            await main(MountHelperArguments.translate(arguments))
+        } else {
+            await main(arguments)
+        }
+    }
 
     static func bootstrapLogging(level: Logger.Level) {
         LoggingSystem.bootstrap { label in
@@ -15,5 +25,33 @@ struct CRMFS: AsyncParsableCommand {
             handler.logLevel = level
             return handler
         }
+    }
+}
+
+/// mount(8) runs `mount.crmfs SPEC DIR [-sfnv] [-N NS] [-o OPTIONS] [-t TYPE]`: SPEC is the config.
+enum MountHelperArguments {
+    static func translate(_ arguments: [String]) -> [String] {
+        var positional: [String] = []
+        var options: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            switch argument {
+            case "-o":
+                if index + 1 < arguments.count { options.append(arguments[index + 1]) }
+                index += 2
+            case "-t", "-N":
+                index += 2  // the type (crmfs) and a namespace: nothing to do with them
+            case _ where argument.hasPrefix("-o") && argument.count > 2:
+                options.append(String(argument.dropFirst(2)))
+                index += 1
+            case _ where argument.hasPrefix("-"):
+                index += 1  // -s (sloppy), -f (fake), -n (no mtab), -v (verbose)
+            default:
+                positional.append(argument)
+                index += 1
+            }
+        }
+        return ["mount"] + positional + options.flatMap { ["-o", $0] }
     }
 }

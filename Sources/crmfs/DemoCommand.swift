@@ -1,101 +1,73 @@
 import ArgumentParser
 import Config
+import FileSystem
 import Foundation
-import Graph
 import Logging
 import Sandbox
-import Services
-import SharePointNaming
 
-/// `crmfs demo`: a sandbox with the demo tenant in a temporary directory, and a look at what it holds.
+/// `crmfs demo [MOUNTPOINT]`: a sandbox with the demo tenant in a temporary directory, mounted,
+/// with a first look and what to try; Ctrl-C unmounts and removes both.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Start a sandbox with the demo tenant and show its records and documents.",
-        discussion: "Stops, and removes the temporary tenant, on Ctrl-C.")
+        abstract: "Mount a sandbox's demo tenant (default at /tmp/crmfs-demo) and show it; Ctrl-C ends it.")
+
+    @Argument(help: "Where to mount.")
+    var mountpoint = "/tmp/crmfs-demo"
 
     @Option(help: "Records per object.")
     var records = 40
 
-    @Option(help: "Record directories to show per object.")
-    var show = 3
-
     func run() async throws {
         CRMFS.bootstrapLogging(level: .warning)
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-demo-\(getpid())")
+        let mountpointPath = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
+        try FileManager.default.createDirectory(atPath: mountpointPath, withIntermediateDirectories: true)
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-demo-state-\(getpid())")
         try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(at: state) }
 
         var options = SandboxOptions(stateDirectory: state)
         options.seed = SeedOptions(records: records)
         let server = try await SandboxServer.start(options: options)
-        let configURL = try server.writeMountConfig()
-        let config = try ConfigLoader.load(path: configURL.path)
-        let connections = try Connections(config: config)
-
-        print("sandbox listening on \(server.baseURL)  (config: \(configURL.path))\n")
-        let site = try await connections.graph.site(hostname: config.graph.siteHostname, path: config.graph.sitePath)
-        guard let drive = try await connections.graph.drives(siteID: site.id).first(where: { $0.name == config.graph.library }) else {
-            throw ValidationError("library \(config.graph.library) not found")
-        }
-        for object in config.objects {
-            let records = try await connections.salesforce.query("SELECT Id, \(TemplateFields.fields(in: object.nameTemplate).joined(separator: ", ")) FROM \(object.object) ORDER BY Id LIMIT \(show)")
-            print("\(object.directory)/")
-            for record in records {
-                let name = TemplateFields.expand(object.nameTemplate) { record[$0]?.description ?? "" }
-                print("  \(name)/")
-                guard let folderTemplate = object.folderTemplate else { continue }
-                let folder = TemplateFields.expand(folderTemplate) { field in
-                    field == "Id" ? record.id ?? "" : SharePointNames.sanitize(record[field]?.description ?? "", maxLength: 100)
-                }
-                try await printTree(connections.graph, driveID: drive.id, path: folder, indent: "    ")
+        let config = try ConfigLoader.load(path: try server.writeMountConfig().path)
+        let fileSystem = try await Mounter(config: config, mountpoint: mountpointPath, options: ParsedMountOptions()).prepare()
+        let status = await Mounter.serve(fileSystem, at: mountpointPath) { result in
+            switch result {
+            case .success:
+                // A thread of its own: the look below goes through the kernel back into this process.
+                Thread { Self.show(mountpointPath, sandbox: server.baseURL) }.start()
+            case .failure(let error):
+                FileHandle.standardError.write(Data("crmfs demo: \(error)\n".utf8))
             }
         }
-        print("""
+        await server.stop()
+        if status != 0 { throw ExitCode(status) }
+        print("unmounted \(mountpointPath); sandbox stopped")
+    }
 
-            Try it with curl (the sandbox speaks Graph and Salesforce REST; see README.md):
-              curl -s \(server.baseURL)/_sandbox/stats
-            Ctrl-C stops the sandbox.
+    static func show(_ mountpoint: String, sandbox: String) {
+        let quoted = "'\(mountpoint)'"
+        let look = """
+            echo "crmfs demo: the sandbox tenant (\(sandbox)) is mounted at \(mountpoint)"; echo
+            echo "\\$ ls \(mountpoint)"; ls \(quoted); echo
+            echo "\\$ ls \(mountpoint)/Accounts | head -5"; ls \(quoted)/Accounts | head -5; echo
+            echo "\\$ ls -lR '\(mountpoint)/Accounts/Acme Corp'"; ls -lR \(quoted)/Accounts/'Acme Corp'; echo
+            echo "\\$ getfattr -d '\(mountpoint)/Accounts/Acme Corp/Contracts/MSA-2026.pdf' | head -8"
+            getfattr -d \(quoted)/Accounts/'Acme Corp'/Contracts/MSA-2026.pdf 2>/dev/null | head -8; echo
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", look]
+        try? process.run()
+        process.waitUntilExit()
+        print("""
+            Try:
+              ls -l \(mountpoint)/Opportunities
+              getfattr -d \(mountpoint)/Accounts/'Acme Corp'
+              rsync -a \(mountpoint)/Accounts/'Acme Corp'/ /tmp/acme-copy/
+              curl -s \(sandbox)/_sandbox/stats
+            Ctrl-C unmounts and stops the sandbox.
             """)
         fflush(nil)
-        await SignalWaiter(signals: [SIGINT, SIGTERM]).wait()
-        await server.stop()
-    }
-
-    private func printTree(_ graph: GraphClient, driveID: String, path: String, indent: String) async throws {
-        let folder = try await graph.item(driveID: driveID, path: path)
-        for child in try await graph.children(driveID: driveID, itemID: folder.id) {
-            let name = child.name ?? child.id
-            if child.isFolder {
-                print("\(indent)\(name)/")
-                try await printTree(graph, driveID: driveID, path: "\(path)/\(name)", indent: indent + "  ")
-            } else {
-                print("\(indent)\(name)  (\(ByteSize.format(child.size ?? 0)))")
-            }
-        }
-    }
-}
-
-/// `{Field}` templates for names and folder paths.
-enum TemplateFields {
-    static func fields(in template: String) -> [String] {
-        var fields: [String] = []
-        var rest = Substring(template)
-        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
-            fields.append(String(rest[rest.index(after: open)..<close]))
-            rest = rest[rest.index(after: close)...]
-        }
-        return fields.filter { $0 != "Id" }
-    }
-
-    static func expand(_ template: String, value: (String) -> String) -> String {
-        var result = ""
-        var rest = Substring(template)
-        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
-            result += rest[..<open]
-            result += value(String(rest[rest.index(after: open)..<close]))
-            rest = rest[rest.index(after: close)...]
-        }
-        return result + rest
     }
 }

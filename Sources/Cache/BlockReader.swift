@@ -1,0 +1,170 @@
+import Foundation
+import Graph
+import Logging
+import Namespace
+
+/// Reads document bytes through the block cache: whole blocks fetched by ranged GETs, several in flight,
+/// read-ahead when a file is read sequentially, one fetch per block however many readers want it.
+/// Memory is bounded by the number of fetches in flight, whatever the file sizes.
+public final class BlockReader: Sendable {
+    public let cache: BlockCache
+    let graph: GraphClient
+    let readAhead: Int
+    let logger: Logger
+    private let limiter: AsyncLimiter
+    private let state = ReaderState()
+
+    public init(cache: BlockCache, graph: GraphClient, maxConcurrentFetches: Int = 8, readAhead: Int = 4, logger: Logger = Logger(label: "crmfs.cache")) {
+        self.cache = cache
+        self.graph = graph
+        self.readAhead = readAhead
+        self.logger = logger
+        limiter = AsyncLimiter(limit: maxConcurrentFetches)
+    }
+
+    /// Up to `length` bytes of `content` from `offset` (fewer at the end of the file).
+    public func read(_ content: RemoteContent, offset: Int64, length: Int) async throws -> Data {
+        guard offset < content.size, length > 0 else { return Data() }
+        let end = min(content.size, offset + Int64(length))  // exclusive
+        let blockSize = Int64(cache.blockSize)
+        let first = offset / blockSize, last = (end - 1) / blockSize
+
+        if state.noteRead(content: content, offset: offset, end: end) {
+            let upper = min(last + Int64(readAhead), (content.size - 1) / blockSize)
+            for index in stride(from: last + 1, through: upper, by: 1) {
+                let key = BlockKey(itemID: content.itemID, eTag: content.eTag, index: index)
+                Task { _ = try? await self.block(key, content: content) }
+            }
+        }
+
+        var result = Data(capacity: Int(end - offset))
+        for index in first...last {
+            let data = try await block(BlockKey(itemID: content.itemID, eTag: content.eTag, index: index), content: content)
+            let blockStart = index * blockSize
+            let from = Int(max(offset, blockStart) - blockStart)
+            let to = Int(min(end, blockStart + Int64(data.count)) - blockStart)
+            if from < to { result.append(data[data.startIndex + from..<data.startIndex + to]) }
+        }
+        return result
+    }
+
+    /// One block: from the cache, or fetched once however many readers ask at the same time.
+    func block(_ key: BlockKey, content: RemoteContent) async throws -> Data {
+        if let cached = cache.read(key) { return cached }
+        let task = state.fetch(key) {
+            Task {
+                try await self.limiter.run { try await self.fetch(key, content: content) }
+            }
+        }
+        do {
+            let data = try await task.value
+            state.finish(key)
+            return data
+        } catch {
+            state.finish(key)
+            throw error
+        }
+    }
+
+    private func fetch(_ key: BlockKey, content: RemoteContent) async throws -> Data {
+        if let cached = cache.read(key) { return cached }
+        let blockSize = Int64(cache.blockSize)
+        let start = key.index * blockSize
+        let end = min(content.size, start + blockSize) - 1
+        let download = try await downloadWithFreshURL(content, range: start...end)
+        if let served = download.eTag, !served.isEmpty, served != content.eTag {
+            // The document changed since its metadata was read: these bytes belong to another version.
+            throw NamespaceError.stale
+        }
+        guard Int64(download.data.count) == end - start + 1 else {
+            logger.warning("short block", metadata: ["item": "\(key.itemID)", "index": "\(key.index)", "bytes": "\(download.data.count)"])
+            throw NamespaceError.stale
+        }
+        try cache.store(key, data: download.data)
+        return download.data
+    }
+
+    /// Reuses a file's download URL for a minute (read-ahead of one file makes many requests); fetches a new one once if it has expired.
+    private func downloadWithFreshURL(_ content: RemoteContent, range: ClosedRange<Int64>) async throws -> Download {
+        if let location = state.location(for: content.itemID) {
+            do {
+                return try await graph.download(location: location, range: range)
+            } catch let error as GraphError where [401, 403, 404].contains(error.status) {
+                state.dropLocation(for: content.itemID)
+            }
+        }
+        let location = try await graph.downloadLocation(driveID: content.driveID, itemID: content.itemID)
+        state.remember(location: location, for: content.itemID)
+        return try await graph.download(location: location, range: range)
+    }
+}
+
+/// The reader's shared bookkeeping: fetches under way, sequential-read detection, download URLs.
+final class ReaderState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var inflight: [BlockKey: Task<Data, Error>] = [:]
+    private var lastEnd: [String: Int64] = [:]
+    private var locations: [String: (url: String, expires: Date)] = [:]
+
+    func fetch(_ key: BlockKey, start: () -> Task<Data, Error>) -> Task<Data, Error> {
+        lock.withLock {
+            if let task = inflight[key] { return task }
+            let task = start()
+            inflight[key] = task
+            return task
+        }
+    }
+
+    func finish(_ key: BlockKey) { lock.withLock { _ = inflight.removeValue(forKey: key) } }
+
+    /// Records a read; true when it continues the previous one (sequential access).
+    func noteRead(content: RemoteContent, offset: Int64, end: Int64) -> Bool {
+        lock.withLock {
+            let key = "\(content.itemID)|\(content.eTag)"
+            let sequential = offset == 0 || lastEnd[key] == offset
+            if lastEnd.count > 10_000 { lastEnd.removeAll() }
+            lastEnd[key] = end
+            return sequential
+        }
+    }
+
+    func location(for itemID: String) -> String? {
+        lock.withLock {
+            guard let entry = locations[itemID], entry.expires > Date() else { return nil }
+            return entry.url
+        }
+    }
+
+    func remember(location: String, for itemID: String) {
+        lock.withLock {
+            if locations.count > 1_000 { locations = locations.filter { $0.value.expires > Date() } }
+            locations[itemID] = (location, Date().addingTimeInterval(60))
+        }
+    }
+
+    func dropLocation(for itemID: String) { lock.withLock { _ = locations.removeValue(forKey: itemID) } }
+}
+
+/// At most `limit` operations at once; the rest wait their turn in order.
+actor AsyncLimiter {
+    private let limit: Int
+    private var running = 0
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(limit: Int) { self.limit = limit }
+
+    func run<T: Sendable>(_ operation: @Sendable () async throws -> T) async throws -> T {
+        await acquire()
+        defer { release() }
+        return try await operation()
+    }
+
+    private func acquire() async {
+        if running < limit { running += 1; return }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    private func release() {
+        if waiting.isEmpty { running -= 1 } else { waiting.removeFirst().resume() }
+    }
+}

@@ -1,0 +1,302 @@
+import CFuse
+import Cache
+import Foundation
+import Logging
+import Namespace
+
+public struct MountOptions: Sendable {
+    /// Let other users see the mount (needs user_allow_other in /etc/fuse.conf for non-root); implies default_permissions.
+    public var allowOther = false
+    /// How long the kernel may trust names and attributes.
+    public var entryTimeout: Double = 60
+    public var attributeTimeout: Double = 60
+    /// Shown in mount listings (the source column).
+    public var fsname = "crmfs"
+    public var debug = false
+
+    public init() {}
+}
+
+/// The FUSE adapter: each low-level operation becomes a namespace or cache call on a task, answered
+/// with fuse_reply_* when it completes. Knows nothing of HTTP. This mount is read-only:
+/// every operation that would change something answers EROFS.
+public final class CRMFileSystem: @unchecked Sendable {
+    let tree: Tree
+    let reader: BlockReader
+    let options: MountOptions
+    let logger: Logger
+    let uid = getuid()
+    let gid = getgid()
+
+    private let lock = NSLock()
+    private var directoryHandles: [UInt64: [(name: String, node: NodeSnapshot)]] = [:]
+    private var fileHandles: [UInt64: RemoteContent] = [:]
+    private var openedVersions: [UInt64: String] = [:]
+    private var nextHandle: UInt64 = 1
+    private var session: OpaquePointer?
+    private var mountpoint = ""
+
+    public init(tree: Tree, reader: BlockReader, options: MountOptions, logger: Logger = Logger(label: "crmfs.fs")) {
+        self.tree = tree
+        self.reader = reader
+        self.options = options
+        self.logger = logger
+    }
+
+    // MARK: Session
+
+    /// Mounts at `mountpoint` and serves requests until unmounted (umount, fusermount3 -u, SIGTERM, SIGINT).
+    /// `ready` is called once the mount is in place, or with the reason it could not be.
+    public func run(mountpoint: String, ready: (Result<Void, MountError>) -> Void) -> Int32 {
+        var args = crmfs_args_init()
+        var arguments = ["crmfs", "-o", "fsname=\(options.fsname),subtype=crmfs,ro,default_permissions"]
+        if options.allowOther { arguments += ["-o", "allow_other"] }
+        if options.debug { arguments.append("-d") }
+        for argument in arguments { fuse_opt_add_arg(&args, argument) }
+        defer { fuse_opt_free_args(&args) }
+
+        var operations = Self.operations()
+        let userdata = Unmanaged.passUnretained(self).toOpaque()
+        guard let session = fuse_session_new(&args, &operations, MemoryLayout<fuse_lowlevel_ops>.size, userdata) else {
+            ready(.failure(MountError(message: "could not create the FUSE session (bad options?)")))
+            return 1
+        }
+        lock.withLock { self.session = session; self.mountpoint = mountpoint }
+        defer { fuse_session_destroy(session) }
+        // libfuse's own signal handlers only wake the loop if the signal lands on its thread, which in a
+        // process full of threads it rarely does. Ours unmount, which ends the loop whatever thread it is on.
+        let signals = [SIGINT, SIGTERM, SIGHUP].map { number -> DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [weak self] in self?.stop() }
+            source.resume()
+            return source
+        }
+        defer { signals.forEach { $0.cancel() } }
+        guard fuse_session_mount(session, mountpoint) == 0 else {
+            ready(.failure(MountError(message: "mounting at \(mountpoint) failed (is /dev/fuse there, and the directory yours?)")))
+            return 1
+        }
+        defer { fuse_session_unmount(session) }
+        ready(.success(()))
+        let config = fuse_loop_cfg_create()
+        defer { fuse_loop_cfg_destroy(config) }
+        fuse_loop_cfg_set_max_threads(config, 32)
+        return crmfs_session_loop_mt(session, config)
+    }
+
+    /// Ends the loop and unmounts (lazily, so busy files do not keep it): what SIGTERM and Ctrl-C do.
+    public func stop() {
+        guard let (session, mountpoint) = lock.withLock({ self.session.map { ($0, self.mountpoint) } }) else { return }
+        fuse_session_exit(session)
+        if getuid() == 0 {
+            umount2(mountpoint, Int32(MNT_DETACH))
+        } else {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/fusermount3")
+            process.arguments = ["-u", "-z", mountpoint]
+            try? process.run()
+            process.waitUntilExit()
+        }
+    }
+
+    // MARK: Attributes
+
+    func stat(_ node: NodeSnapshot) -> stat {
+        var result = Glibc.stat()
+        result.st_ino = UInt(node.ino)
+        result.st_mode = node.type == .directory ? (S_IFDIR | 0o555) : (S_IFREG | 0o444)
+        result.st_nlink = node.type == .directory ? 2 : 1
+        result.st_uid = uid
+        result.st_gid = gid
+        result.st_size = Int(node.size)
+        result.st_blocks = Int((node.size + 511) / 512)
+        result.st_blksize = 128 << 10
+        result.st_mtim = timespec(node.modified)
+        result.st_ctim = timespec(node.changed)
+        result.st_atim = timespec(node.modified)
+        return result
+    }
+
+    func entry(_ node: NodeSnapshot) -> fuse_entry_param {
+        var entry = fuse_entry_param()
+        entry.ino = node.ino
+        entry.generation = 1
+        entry.attr = stat(node)
+        entry.attr_timeout = options.attributeTimeout
+        entry.entry_timeout = options.entryTimeout
+        return entry
+    }
+
+    // MARK: Operations
+
+    func lookup(_ request: Request, parent: UInt64, name: String) {
+        Task {
+            do {
+                var reply = entry(try await tree.lookup(parent: parent, name: name))
+                fuse_reply_entry(request.raw, &reply)
+            } catch {
+                request.fail(error)
+            }
+        }
+    }
+
+    func getattr(_ request: Request, ino: UInt64) {
+        Task {
+            do {
+                var attributes = stat(try await tree.attributes(ino))
+                fuse_reply_attr(request.raw, &attributes, options.attributeTimeout)
+            } catch {
+                request.fail(error)
+            }
+        }
+    }
+
+    func opendir(_ request: Request, ino: UInt64, info: FileInfo) {
+        Task {
+            do {
+                let entries = try await tree.list(ino)
+                let me = try await tree.attributes(ino)
+                let parent = try await tree.attributes(tree.parent(of: ino))
+                var info = info
+                info.raw.fh = lock.withLock {
+                    let handle = nextHandle
+                    nextHandle += 1
+                    directoryHandles[handle] = [(".", me), ("..", parent)] + entries.map { ($0.name, $0.node) }
+                    return handle
+                }
+                fuse_reply_open(request.raw, &info.raw)
+            } catch {
+                request.fail(error)
+            }
+        }
+    }
+
+    /// Serves a slice of the listing taken at opendir. Offsets are entry positions.
+    func readdir(_ request: Request, handle: UInt64, size: Int, offset: Int, plus: Bool) {
+        guard let entries = lock.withLock({ directoryHandles[handle] }) else { request.error(EBADF); return }
+        var buffer = [CChar](repeating: 0, count: size)
+        var used = 0
+        var index = offset
+        buffer.withUnsafeMutableBufferPointer { raw in
+            while index < entries.count {
+                let (name, node) = entries[index]
+                let remaining = size - used
+                let needed: Int
+                if plus {
+                    var param = entry(node)
+                    needed = fuse_add_direntry_plus(request.raw, raw.baseAddress! + used, remaining, name, &param, off_t(index + 1))
+                } else {
+                    var attributes = stat(node)
+                    needed = fuse_add_direntry(request.raw, raw.baseAddress! + used, remaining, name, &attributes, off_t(index + 1))
+                }
+                if needed > remaining { break }
+                if plus && name != "." && name != ".." { tree.retain(node.ino) }
+                used += needed
+                index += 1
+            }
+            _ = fuse_reply_buf(request.raw, raw.baseAddress, used)
+        }
+    }
+
+    func releasedir(_ request: Request, handle: UInt64) {
+        lock.withLock { _ = directoryHandles.removeValue(forKey: handle) }
+        request.ok()
+    }
+
+    func open(_ request: Request, ino: UInt64, info: FileInfo) {
+        let flags = info.raw.flags
+        guard flags & O_ACCMODE == O_RDONLY, flags & O_TRUNC == 0 else { request.error(EROFS); return }
+        Task {
+            do {
+                let node = try await tree.attributes(ino)
+                guard let content = node.content else { request.error(EISDIR); return }
+                var info = info
+                let keepCache = lock.withLock { () -> Bool in
+                    let handle = nextHandle
+                    nextHandle += 1
+                    fileHandles[handle] = content
+                    info.raw.fh = handle
+                    // The kernel's page cache stays valid while the version is the one it cached.
+                    defer { openedVersions[ino] = content.eTag }
+                    return openedVersions[ino] == content.eTag
+                }
+                crmfs_fi_set_keep_cache(&info.raw, keepCache ? 1 : 0)
+                fuse_reply_open(request.raw, &info.raw)
+            } catch {
+                request.fail(error)
+            }
+        }
+    }
+
+    func read(_ request: Request, handle: UInt64, size: Int, offset: Int64) {
+        guard let content = lock.withLock({ fileHandles[handle] }) else { request.error(EBADF); return }
+        Task {
+            do {
+                request.bytes(try await reader.read(content, offset: offset, length: size))
+            } catch {
+                logger.warning("read failed", metadata: ["item": "\(content.itemID)", "offset": "\(offset)", "error": "\(error)"])
+                request.fail(error)
+            }
+        }
+    }
+
+    func release(_ request: Request, handle: UInt64) {
+        lock.withLock { _ = fileHandles.removeValue(forKey: handle) }
+        request.ok()
+    }
+
+    func getxattr(_ request: Request, ino: UInt64, name: String, size: Int) {
+        guard name.hasPrefix("user.") else { request.error(EOPNOTSUPP); return }
+        Task {
+            do {
+                let attributes = try await tree.extendedAttributes(ino)
+                guard let value = attributes.first(where: { $0.name == name })?.value else { request.error(ENODATA); return }
+                reply(request, Data(value.utf8), size: size)
+            } catch {
+                request.fail(error)
+            }
+        }
+    }
+
+    func listxattr(_ request: Request, ino: UInt64, size: Int) {
+        Task {
+            do {
+                var names = Data()
+                for attribute in try await tree.extendedAttributes(ino) {
+                    names.append(contentsOf: attribute.name.utf8)
+                    names.append(0)
+                }
+                reply(request, names, size: size)
+            } catch {
+                request.fail(error)
+            }
+        }
+    }
+
+    /// The xattr protocol: size 0 asks how big; a buffer too small is ERANGE.
+    private func reply(_ request: Request, _ data: Data, size: Int) {
+        if size == 0 { fuse_reply_xattr(request.raw, data.count) }
+        else if size < data.count { request.error(ERANGE) }
+        else { request.bytes(data) }
+    }
+
+    func statfs(_ request: Request) {
+        var info = statvfs()
+        info.f_bsize = 4096
+        info.f_frsize = 4096
+        info.f_blocks = UInt(max(1, reader.cache.capacity / 4096))
+        info.f_bfree = 0
+        info.f_bavail = 0
+        info.f_files = 1_000_000
+        info.f_ffree = 0
+        info.f_namemax = 255
+        fuse_reply_statfs(request.raw, &info)
+    }
+}
+
+public struct MountError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,78 @@
+import CFuse
+import Foundation
+
+/// The C callback table. libfuse calls these on its own threads; each finds the file system through
+/// the session's userdata and hands the request on. Nothing here is actor-isolated.
+extension CRMFileSystem {
+    static func instance(_ request: fuse_req_t?) -> CRMFileSystem {
+        Unmanaged<CRMFileSystem>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue()
+    }
+
+    static func operations() -> fuse_lowlevel_ops {
+        var ops = fuse_lowlevel_ops()
+        ops.`init` = { userdata, connection in
+            guard let connection else { return }
+            let wanted = crmfs_cap_readdirplus() | crmfs_cap_readdirplus_auto() | crmfs_cap_auto_inval_data() | crmfs_cap_async_read()
+            connection.pointee.want |= wanted & connection.pointee.capable
+            connection.pointee.max_readahead = min(connection.pointee.max_readahead, 1 << 20)
+        }
+        ops.lookup = { request, parent, name in
+            CRMFileSystem.instance(request).lookup(Request(raw: request!), parent: parent, name: String(cString: name!))
+        }
+        ops.forget = { request, ino, count in
+            CRMFileSystem.instance(request).tree.forget(ino, count: count)
+            fuse_reply_none(request)
+        }
+        ops.forget_multi = { request, count, forgets in
+            let fs = CRMFileSystem.instance(request)
+            for index in 0..<count {
+                let forget = forgets![index]
+                fs.tree.forget(forget.ino, count: forget.nlookup)
+            }
+            fuse_reply_none(request)
+        }
+        ops.getattr = { request, ino, _ in CRMFileSystem.instance(request).getattr(Request(raw: request!), ino: ino) }
+        ops.opendir = { request, ino, info in CRMFileSystem.instance(request).opendir(Request(raw: request!), ino: ino, info: FileInfo(info)) }
+        ops.readdir = { request, _, size, offset, info in
+            CRMFileSystem.instance(request).readdir(Request(raw: request!), handle: info!.pointee.fh, size: size, offset: Int(offset), plus: false)
+        }
+        ops.readdirplus = { request, _, size, offset, info in
+            CRMFileSystem.instance(request).readdir(Request(raw: request!), handle: info!.pointee.fh, size: size, offset: Int(offset), plus: true)
+        }
+        ops.releasedir = { request, _, info in CRMFileSystem.instance(request).releasedir(Request(raw: request!), handle: info!.pointee.fh) }
+        ops.open = { request, ino, info in CRMFileSystem.instance(request).open(Request(raw: request!), ino: ino, info: FileInfo(info)) }
+        ops.read = { request, _, size, offset, info in
+            CRMFileSystem.instance(request).read(Request(raw: request!), handle: info!.pointee.fh, size: size, offset: Int64(offset))
+        }
+        ops.release = { request, _, info in CRMFileSystem.instance(request).release(Request(raw: request!), handle: info!.pointee.fh) }
+        ops.flush = { request, _, _ in fuse_reply_err(request, 0) }
+        ops.fsync = { request, _, _, _ in fuse_reply_err(request, 0) }
+        ops.fsyncdir = { request, _, _, _ in fuse_reply_err(request, 0) }
+        ops.statfs = { request, _ in CRMFileSystem.instance(request).statfs(Request(raw: request!)) }
+        ops.getxattr = { request, ino, name, size in
+            CRMFileSystem.instance(request).getxattr(Request(raw: request!), ino: ino, name: String(cString: name!), size: size)
+        }
+        ops.listxattr = { request, ino, size in CRMFileSystem.instance(request).listxattr(Request(raw: request!), ino: ino, size: size) }
+        ops.access = { request, _, mask in fuse_reply_err(request, mask & W_OK != 0 ? EROFS : 0) }
+
+        // Read-only in this version: everything that would change the tree or a document answers EROFS.
+        ops.setattr = { request, _, _, _, _ in fuse_reply_err(request, EROFS) }
+        ops.mknod = { request, _, _, _, _ in fuse_reply_err(request, EROFS) }
+        ops.mkdir = { request, _, _, _ in fuse_reply_err(request, EROFS) }
+        ops.unlink = { request, _, _ in fuse_reply_err(request, EROFS) }
+        ops.rmdir = { request, _, _ in fuse_reply_err(request, EROFS) }
+        ops.symlink = { request, _, _, _ in fuse_reply_err(request, EROFS) }
+        ops.rename = { request, _, _, _, _, _ in fuse_reply_err(request, EROFS) }
+        ops.link = { request, _, _, _ in fuse_reply_err(request, EROFS) }
+        ops.create = { request, _, _, _, _ in fuse_reply_err(request, EROFS) }
+        ops.write = { request, _, _, _, _, _ in fuse_reply_err(request, EROFS) }
+        ops.setxattr = { request, _, name, _, _, _ in
+            fuse_reply_err(request, String(cString: name!).hasPrefix("user.") ? EROFS : EOPNOTSUPP)
+        }
+        ops.removexattr = { request, _, name in
+            fuse_reply_err(request, String(cString: name!).hasPrefix("user.") ? EROFS : EOPNOTSUPP)
+        }
+        ops.fallocate = { request, _, _, _, _, _ in fuse_reply_err(request, EROFS) }
+        return ops
+    }
+}

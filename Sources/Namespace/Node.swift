@@ -1,0 +1,101 @@
+import CRM
+import Foundation
+import Graph
+import HTTP
+
+/// What a node stands for; the identity that keeps its inode number stable for the life of the mount.
+public enum NodeKey: Hashable, Sendable {
+    case root
+    /// A configured object's directory, by its index in the config.
+    case object(Int)
+    /// A record directory, by record Id.
+    case record(String)
+    /// A SharePoint file or folder, by drive item id (which survives renames).
+    case item(String)
+}
+
+public enum NodeType: Sendable {
+    case directory
+    case file
+}
+
+/// A point-in-time copy of a node, safe to hand to the FUSE layer.
+public struct NodeSnapshot: Sendable {
+    public var ino: UInt64
+    public var type: NodeType
+    public var size: Int64
+    public var modified: Date
+    public var changed: Date
+    public var created: Date
+    /// Set for files: what reading needs.
+    public var content: RemoteContent?
+}
+
+/// A SharePoint file's content as it is now: where it is, and which version.
+public struct RemoteContent: Sendable, Hashable {
+    public var driveID: String
+    public var itemID: String
+    public var eTag: String
+    public var size: Int64
+}
+
+public struct DirectoryEntry: Sendable {
+    public var name: String
+    public var node: NodeSnapshot
+}
+
+/// One entry of the inode table. Guarded by the tree's lock.
+final class Node: @unchecked Sendable {
+    let ino: UInt64
+    let key: NodeKey
+    var parent: UInt64
+    var name: String
+    var type: NodeType
+    var size: Int64 = 0
+    var modified = Date(timeIntervalSince1970: 0)
+    var created = Date(timeIntervalSince1970: 0)
+    var changed = Date(timeIntervalSince1970: 0)
+    /// The object config this node belongs to (nil for the root).
+    var objectIndex: Int?
+    /// For record directories, and for items below them: the record.
+    var recordID: String?
+    var record: SObjectRecord?
+    var item: DriveItem?
+    /// For record directories: the SharePoint folder holding the record's documents, once looked up.
+    var folderItemID: String?
+    var folderResolved = false
+    /// Loaded directory contents: name to inode, in listing order.
+    var children: [(name: String, ino: UInt64)]?
+    var childIndex: [String: UInt64] = [:]
+    var childrenLoadedAt: Date?
+    /// When this node's own metadata last came from the services.
+    var fetchedAt = Date()
+    /// Kernel references (lookup count).
+    var lookups: UInt64 = 0
+
+    init(ino: UInt64, key: NodeKey, parent: UInt64, name: String, type: NodeType) {
+        self.ino = ino
+        self.key = key
+        self.parent = parent
+        self.name = name
+        self.type = type
+    }
+
+    func snapshot(driveID: String?) -> NodeSnapshot {
+        var content: RemoteContent?
+        if type == .file, let item, let driveID {
+            content = RemoteContent(driveID: item.parentReference?.driveId ?? driveID, itemID: item.id, eTag: item.eTag ?? "", size: size)
+        }
+        return NodeSnapshot(ino: ino, type: type, size: size, modified: modified, changed: changed, created: created, content: content)
+    }
+}
+
+public enum NamespaceError: Error, Sendable, Equatable {
+    case notFound
+    case notDirectory
+    case isDirectory
+    /// The remote side failed after retries; the message says how (never with secrets).
+    case remote(String)
+    /// A file changed remotely while it was being read.
+    case stale
+}

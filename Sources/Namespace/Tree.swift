@@ -1,0 +1,338 @@
+import CRM
+import Config
+import Foundation
+import Graph
+import HTTP
+import Logging
+import SharePointNaming
+
+public struct TreeOptions: Sendable {
+    /// How long listings and attributes are trusted before they are fetched again.
+    public var attributeTimeout: TimeInterval = 60
+    /// Graph children page size.
+    public var pageSize = 200
+
+    public init(attributeTimeout: TimeInterval = 60, pageSize: Int = 200) {
+        self.attributeTimeout = attributeTimeout
+        self.pageSize = pageSize
+    }
+}
+
+/// The namespace users see: configured objects, their records, and each record's SharePoint documents,
+/// with an inode table whose numbers stay the same for the life of the mount.
+/// Listings are loaded on first use (one load per directory at a time) and trusted for the attribute timeout.
+public final class Tree: @unchecked Sendable {
+    public static let rootIno: UInt64 = 1
+
+    public let config: MountConfig
+    public let driveID: String
+    let graph: GraphClient
+    let salesforce: SalesforceClient
+    let options: TreeOptions
+    let logger: Logger
+    /// Where record web URLs point: the Salesforce instance.
+    let recordURLBase: String
+    let mountedAt = Date()
+
+    private let lock = NSLock()
+    private var nodes: [UInt64: Node] = [:]
+    private var inodes: [NodeKey: UInt64] = [:]
+    private var nextIno: UInt64 = 2
+    private var loads: [UInt64: Task<Void, Error>] = [:]
+
+    /// Resolves the configured site and library, so a mount fails early and clearly when it cannot reach them.
+    public static func open(config: MountConfig, graph: GraphClient, salesforce: SalesforceClient, recordURLBase: String,
+                            options: TreeOptions = TreeOptions(), logger: Logger = Logger(label: "crmfs.namespace")) async throws -> Tree {
+        let site = try await graph.site(hostname: config.graph.siteHostname, path: config.graph.sitePath)
+        let drives = try await graph.drives(siteID: site.id)
+        guard let drive = drives.first(where: { $0.name.caseInsensitiveCompare(config.graph.library) == .orderedSame }) else {
+            throw ConfigError(file: config.path, line: nil, key: "graph.library",
+                              message: "no library named '\(config.graph.library)' on \(config.graph.siteHostname):\(config.graph.sitePath); it has: \(drives.map(\.name).joined(separator: ", "))")
+        }
+        return Tree(config: config, driveID: drive.id, graph: graph, salesforce: salesforce, recordURLBase: recordURLBase, options: options, logger: logger)
+    }
+
+    init(config: MountConfig, driveID: String, graph: GraphClient, salesforce: SalesforceClient, recordURLBase: String, options: TreeOptions, logger: Logger) {
+        self.config = config
+        self.driveID = driveID
+        self.graph = graph
+        self.salesforce = salesforce
+        self.recordURLBase = recordURLBase
+        self.options = options
+        self.logger = logger
+        let root = Node(ino: Self.rootIno, key: .root, parent: Self.rootIno, name: "", type: .directory)
+        root.modified = mountedAt
+        root.changed = mountedAt
+        root.created = mountedAt
+        nodes[Self.rootIno] = root
+        inodes[.root] = Self.rootIno
+    }
+
+    // MARK: Operations the file system calls
+
+    /// Finds `name` in a directory and counts one more kernel reference to it.
+    public func lookup(parent: UInt64, name: String) async throws -> NodeSnapshot {
+        try await ensureChildren(of: parent)
+        return try lock.withLock {
+            guard let directory = nodes[parent], let ino = directory.childIndex[name], let node = nodes[ino] else { throw NamespaceError.notFound }
+            node.lookups += 1
+            return node.snapshot(driveID: driveID)
+        }
+    }
+
+    /// Counts one more kernel reference (readdirplus entries).
+    public func retain(_ ino: UInt64) {
+        lock.withLock { nodes[ino]?.lookups += 1 }
+    }
+
+    /// The kernel dropped `count` references. Nodes stay (their numbers must not change while the mount lives);
+    /// a node nobody references that its parent no longer lists is removed.
+    public func forget(_ ino: UInt64, count: UInt64) {
+        lock.withLock {
+            guard let node = nodes[ino], ino != Self.rootIno else { return }
+            node.lookups = node.lookups > count ? node.lookups - count : 0
+            if node.lookups == 0, let parent = nodes[node.parent], parent.childIndex[node.name] != ino {
+                nodes[ino] = nil
+                inodes[node.key] = nil
+            }
+        }
+    }
+
+    /// A node's attributes, refreshed from the services once they are older than the attribute timeout.
+    public func attributes(_ ino: UInt64) async throws -> NodeSnapshot {
+        let (stale, parent) = try lock.withLock { () -> (Bool, UInt64) in
+            guard let node = nodes[ino] else { throw NamespaceError.notFound }
+            let isItem = { if case .item = node.key { return true } else { return false } }()
+            return (isItem && Date().timeIntervalSince(node.fetchedAt) > options.attributeTimeout, node.parent)
+        }
+        if stale { try await ensureChildren(of: parent) }
+        return try lock.withLock {
+            guard let node = nodes[ino] else { throw NamespaceError.notFound }
+            return node.snapshot(driveID: driveID)
+        }
+    }
+
+    /// A directory's entries, in listing order.
+    public func list(_ ino: UInt64) async throws -> [DirectoryEntry] {
+        try await ensureChildren(of: ino)
+        return try lock.withLock {
+            guard let directory = nodes[ino], let children = directory.children else { throw NamespaceError.notFound }
+            return children.compactMap { child in nodes[child.ino].map { DirectoryEntry(name: child.name, node: $0.snapshot(driveID: driveID)) } }
+        }
+    }
+
+    public func parent(of ino: UInt64) -> UInt64 {
+        lock.withLock { nodes[ino]?.parent ?? Self.rootIno }
+    }
+
+    /// Extended attributes of a node, in a stable order: `user.crm.*`, `user.sp.*`, `user.crmfs.*`.
+    public func extendedAttributes(_ ino: UInt64) async throws -> [(name: String, value: String)] {
+        _ = try await attributes(ino)
+        return try lock.withLock {
+            guard let node = nodes[ino] else { throw NamespaceError.notFound }
+            return ExtendedAttributes.of(node, tree: self, recordNode: node.recordID.flatMap { inodes[.record($0)] }.flatMap { nodes[$0] })
+        }
+    }
+
+    // MARK: Loading
+
+    private func ensureChildren(of ino: UInt64) async throws {
+        let pending: Task<Void, Error> = try lock.withLock {
+            guard let node = nodes[ino] else { throw NamespaceError.notFound }
+            guard node.type == .directory else { throw NamespaceError.notDirectory }
+            if let loaded = node.childrenLoadedAt, Date().timeIntervalSince(loaded) < options.attributeTimeout || node.key == .root, node.children != nil {
+                return Task {}
+            }
+            if let running = loads[ino] { return running }
+            let task = Task { try await self.load(ino) }
+            loads[ino] = task
+            return task
+        }
+        do {
+            try await pending.value
+        } catch {
+            lock.withLock { loads[ino] = nil }
+            throw error
+        }
+        lock.withLock { loads[ino] = nil }
+    }
+
+    private func load(_ ino: UInt64) async throws {
+        let key = try lock.withLock { () -> NodeKey in
+            guard let node = nodes[ino] else { throw NamespaceError.notFound }
+            return node.key
+        }
+        do {
+            switch key {
+            case .root: loadRoot()
+            case .object(let index): try await loadRecords(directory: ino, objectIndex: index)
+            case .record(let id): try await loadRecordDocuments(directory: ino, recordID: id)
+            case .item(let id): try await loadFolder(directory: ino, itemID: id)
+            }
+        } catch let error as NamespaceError {
+            throw error
+        } catch {
+            logger.error("listing failed", metadata: ["error": "\(error)"])
+            throw NamespaceError.remote("\(error)")
+        }
+    }
+
+    private func loadRoot() {
+        lock.withLock {
+            let root = nodes[Self.rootIno]!
+            var children: [(String, UInt64)] = []
+            for (index, object) in config.objects.enumerated() {
+                let node = node(for: .object(index), parent: Self.rootIno, name: object.directory, type: .directory)
+                node.objectIndex = index
+                node.modified = mountedAt
+                node.changed = mountedAt
+                node.created = mountedAt
+                children.append((object.directory, node.ino))
+            }
+            setChildren(root, children)
+        }
+    }
+
+    /// The fields a record query needs: names, folder paths, xattrs and stamping all read from it.
+    func queryFields(for object: ObjectSettings) -> [String] {
+        var fields = ["Id", "CreatedDate", "LastModifiedDate"]
+        let wanted = Template(object.nameTemplate).fields + Template(object.folderTemplate ?? "").fields + object.fields + object.mappings.map(\.crmField)
+        for field in wanted where !fields.contains(where: { $0.caseInsensitiveCompare(field) == .orderedSame }) { fields.append(field) }
+        return fields
+    }
+
+    private func loadRecords(directory: UInt64, objectIndex: Int) async throws {
+        let object = config.objects[objectIndex]
+        var soql = "SELECT \(queryFields(for: object).joined(separator: ", ")) FROM \(object.object)"
+        if let filter = object.filter { soql += " WHERE \(filter)" }
+        soql += " ORDER BY Id"
+        let records = try await salesforce.query(soql)
+        let template = Template(object.nameTemplate)
+        let names = RecordNaming.names(for: records.compactMap { record in
+            record.id.map { (id: $0, base: template.expand { FieldText.display(record[$0]) }) }
+        })
+        let now = Date()
+        lock.withLock {
+            guard let parent = nodes[directory] else { return }
+            var children: [(String, UInt64)] = []
+            children.reserveCapacity(records.count)
+            for record in records {
+                guard let id = record.id, let name = names[id] else { continue }
+                let node = node(for: .record(id), parent: directory, name: name, type: .directory)
+                node.objectIndex = objectIndex
+                node.recordID = id
+                node.record = record
+                node.modified = FieldText.date(record["LastModifiedDate"]) ?? mountedAt
+                node.changed = node.modified
+                node.created = FieldText.date(record["CreatedDate"]) ?? node.modified
+                node.fetchedAt = now
+                children.append((name, node.ino))
+            }
+            setChildren(parent, children)
+        }
+    }
+
+    /// The record's folder in the library, from the object's folder template. None yet: an empty directory.
+    private func loadRecordDocuments(directory: UInt64, recordID: String) async throws {
+        let (objectIndex, record, knownFolder) = try lock.withLock { () -> (Int, SObjectRecord?, String?) in
+            guard let node = nodes[directory], let index = node.objectIndex else { throw NamespaceError.notFound }
+            return (index, node.record, node.folderItemID)
+        }
+        let object = config.objects[objectIndex]
+        var folderID = knownFolder
+        if folderID == nil, object.link == .folder, let folderTemplate = object.folderTemplate, let record {
+            let path = Template(folderTemplate).expand { field in
+                field.caseInsensitiveCompare("Id") == .orderedSame ? recordID : SharePointNames.sanitize(FieldText.display(record[field]), maxLength: 100)
+            }
+            do {
+                folderID = try await graph.item(driveID: driveID, path: path).id
+            } catch let error as GraphError where error.isNotFound {
+                folderID = nil
+            }
+        }
+        var items: [DriveItem] = []
+        if let folderID {
+            items = try await graph.children(driveID: driveID, itemID: folderID, pageSize: options.pageSize, expandFields: true)
+        }
+        lock.withLock {
+            guard let node = nodes[directory] else { return }
+            node.folderItemID = folderID
+            applyItems(items, to: node)
+        }
+    }
+
+    private func loadFolder(directory: UInt64, itemID: String) async throws {
+        let items = try await graph.children(driveID: driveID, itemID: itemID, pageSize: options.pageSize, expandFields: true)
+        lock.withLock {
+            guard let node = nodes[directory] else { return }
+            applyItems(items, to: node)
+        }
+    }
+
+    // MARK: Table (call with the lock held)
+
+    private func applyItems(_ items: [DriveItem], to directory: Node) {
+        let now = Date()
+        var children: [(String, UInt64)] = []
+        for item in items {
+            guard let name = item.name, !item.isDeleted else { continue }
+            let node = node(for: .item(item.id), parent: directory.ino, name: name, type: item.isFolder ? .directory : .file)
+            node.item = item
+            node.objectIndex = directory.objectIndex
+            node.recordID = directory.recordID
+            node.size = item.isFolder ? 0 : item.size ?? 0
+            node.modified = FieldText.date(item.fileSystemInfo?.lastModifiedDateTime ?? item.lastModifiedDateTime) ?? mountedAt
+            node.changed = FieldText.date(item.lastModifiedDateTime) ?? node.modified
+            node.created = FieldText.date(item.fileSystemInfo?.createdDateTime ?? item.createdDateTime) ?? node.modified
+            node.fetchedAt = now
+            children.append((name, node.ino))
+        }
+        setChildren(directory, children)
+    }
+
+    private func setChildren(_ directory: Node, _ children: [(String, UInt64)]) {
+        directory.children = children.map { (name: $0.0, ino: $0.1) }
+        directory.childIndex = Dictionary(children, uniquingKeysWith: { first, _ in first })
+        directory.childrenLoadedAt = Date()
+    }
+
+    /// The node for `key`, created with a new inode number the first time, moved/renamed when it changed.
+    private func node(for key: NodeKey, parent: UInt64, name: String, type: NodeType) -> Node {
+        if let ino = inodes[key], let existing = nodes[ino] {
+            existing.parent = parent
+            existing.name = name
+            existing.type = type
+            return existing
+        }
+        let ino = nextIno
+        nextIno += 1
+        let node = Node(ino: ino, key: key, parent: parent, name: name, type: type)
+        nodes[ino] = node
+        inodes[key] = ino
+        return node
+    }
+}
+
+/// How CRM and SharePoint values read as text.
+enum FieldText {
+    /// Plain text: strings as they are, integral numbers without a fraction, Salesforce datetimes in ISO 8601 with Z.
+    static func display(_ value: JSONValue?) -> String {
+        guard let value, !value.isNull else { return "" }
+        if case .string(let text) = value, text.hasSuffix("+0000"), text.count >= 24, text.dropFirst(10).first == "T" {
+            return String(text.dropLast(5)) + "Z"
+        }
+        return value.description
+    }
+
+    static func date(_ value: JSONValue?) -> Date? { date(value?.stringValue) }
+
+    static func date(_ text: String?) -> Date? {
+        guard let text else { return nil }
+        let iso = ISO8601DateFormatter()
+        if let date = iso.date(from: text) { return date }
+        iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = iso.date(from: text) { return date }
+        if text.hasSuffix("+0000") { return date(String(text.dropLast(5)) + "Z") }
+        return nil
+    }
+}

@@ -1,0 +1,79 @@
+import Cache
+import Config
+import FileSystem
+import Foundation
+import Logging
+import Namespace
+import Services
+
+/// Puts a config's tree on a mount point and serves it until it is unmounted.
+struct Mounter {
+    let config: MountConfig
+    let mountpoint: String
+    let options: ParsedMountOptions
+    let logger = Logger(label: "crmfs.mount")
+
+    /// Everything that can fail before the kernel is involved fails here, with a reason a person can act on.
+    func prepare() async throws -> CRMFileSystem {
+        try checkMountpoint()
+        let state = URL(fileURLWithPath: config.resolve(config.cache.directory))
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        chmod(state.path, 0o700)
+        let connections = try Connections(config: config)
+        let instance: String
+        do {
+            instance = try await connections.salesforceToken.token().instanceURL ?? config.salesforce.instanceURL
+        } catch {
+            throw MountError(message: "cannot sign in to Salesforce at \(config.salesforce.instanceURL): \(error)")
+        }
+        try await ObjectValidation.validate(config, salesforce: connections.salesforce)
+        let tree: Tree
+        do {
+            tree = try await Tree.open(config: config, graph: connections.graph, salesforce: connections.salesforce, recordURLBase: instance,
+                                       options: TreeOptions(attributeTimeout: options.mount.attributeTimeout))
+        } catch let error as ConfigError {
+            throw error
+        } catch {
+            throw MountError(message: "cannot reach SharePoint site \(config.graph.siteHostname):\(config.graph.sitePath): \(error)")
+        }
+        let cache = try BlockCache(directory: state.appendingPathComponent("blocks"), capacity: options.cacheSize ?? config.cache.size,
+                                   blockSize: Int(options.blockSize ?? config.cache.blockSize))
+        let reader = BlockReader(cache: cache, graph: connections.graph)
+        var mountOptions = options.mount
+        if mountOptions.fsname == "crmfs" { mountOptions.fsname = "crmfs:\(config.path)" }
+        return CRMFileSystem(tree: tree, reader: reader, options: mountOptions)
+    }
+
+    /// Runs the FUSE loop on a thread of its own; returns when the file system is unmounted.
+    static func serve(_ fileSystem: CRMFileSystem, at mountpoint: String, ready: @escaping @Sendable (Result<Void, MountError>) -> Void) async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(returning: fileSystem.run(mountpoint: mountpoint, ready: ready))
+            }
+            thread.name = "crmfs-fuse"
+            thread.start()
+        }
+    }
+
+    private func checkMountpoint() throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw MountError(message: "mount point \(mountpoint) does not exist or is not a directory")
+        }
+        if Self.isMountPoint(mountpoint) {
+            throw MountError(message: "\(mountpoint) is already a mount point; unmount it first (fusermount3 -u \(mountpoint))")
+        }
+    }
+
+    /// Whether a directory has something mounted on it, per /proc/self/mountinfo.
+    static func isMountPoint(_ path: String) -> Bool {
+        let target = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        return table.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 4 else { return false }
+            let point = String(fields[4]).replacingOccurrences(of: "\\040", with: " ")
+            return point == target
+        }
+    }
+}
