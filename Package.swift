@@ -95,5 +95,8 @@ let package = Package(
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "QuickXor", "TestSupport"]),
         .testTarget(name: "ClientTests", dependencies: ["HTTP", "Graph", "CRM", "Services", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["HTTP", "Sandbox", "Config", "TestSupport"]),
+        // getxattr(2) and friends for tests that check errnos directly.
+        .systemLibrary(name: "CXattr", path: "Tests/CXattr"),
+        .testTarget(name: "MountTests", dependencies: ["HTTP", "Graph", "CRM", "Namespace", "Services", "QuickXor", "TestSupport", "CXattr"]),
     ]
 )

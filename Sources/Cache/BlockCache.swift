@@ -29,7 +29,9 @@ public final class BlockCache: @unchecked Sendable {
     public let blockSize: Int
 
     private let lock = NSLock()
-    private var entries: [String: (size: Int64, lastUse: UInt64)] = [:]
+    /// Blocks by file name. `ready` is false while a block's file is being written: it is counted
+    /// against the budget from the start, and never read or evicted half-written.
+    private var entries: [String: (size: Int64, lastUse: UInt64, ready: Bool)] = [:]
     private var clock: UInt64 = 0
     private var used: Int64 = 0
 
@@ -48,7 +50,7 @@ public final class BlockCache: @unchecked Sendable {
     public func read(_ key: BlockKey) -> Data? {
         let name = key.fileName
         let known = lock.withLock { () -> Bool in
-            guard entries[name] != nil else { return false }
+            guard entries[name]?.ready == true else { return false }
             clock += 1
             entries[name]?.lastUse = clock
             return true
@@ -62,21 +64,25 @@ public final class BlockCache: @unchecked Sendable {
     }
 
     /// Stores a block, first evicting the least recently used ones so the total stays within capacity.
+    /// When the budget is all taken by blocks still being written, this one is simply not kept.
     public func store(_ key: BlockKey, data: Data) throws {
         let name = key.fileName
         let size = Int64(data.count)
-        let victims = lock.withLock { () -> [String] in
+        let reserved = lock.withLock { () -> [String]? in
+            guard entries[name] == nil else { return nil }  // another reader stored it already
             var victims: [String] = []
-            if let existing = entries[name] { used -= existing.size; entries[name] = nil }
-            while used + size > capacity, let oldest = entries.min(by: { $0.value.lastUse < $1.value.lastUse }) {
+            while used + size > capacity,
+                  let oldest = entries.filter({ $0.value.ready }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 victims.append(oldest.key)
                 forget(oldest.key)
             }
+            guard used + size <= capacity else { return nil }
             clock += 1
-            entries[name] = (size, clock)
+            entries[name] = (size, clock, false)
             used += size
             return victims
         }
+        guard let victims = reserved else { return }
         for victim in victims { unlink(directory.appendingPathComponent(victim).path) }
         let final = directory.appendingPathComponent(name).path
         let temporary = final + ".tmp-\(UInt64.random(in: 0...UInt64.max))"
@@ -86,6 +92,7 @@ public final class BlockCache: @unchecked Sendable {
             lock.withLock { forget(name) }
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: final])
         }
+        lock.withLock { entries[name]?.ready = true }
     }
 
     private func forget(_ name: String) {
@@ -105,7 +112,7 @@ public final class BlockCache: @unchecked Sendable {
         }
         for entry in found.sorted(by: { $0.modified < $1.modified }) {
             clock += 1
-            entries[entry.name] = (entry.size, clock)
+            entries[entry.name] = (entry.size, clock, true)
             used += entry.size
         }
         // A smaller capacity than last time: shed the oldest now.

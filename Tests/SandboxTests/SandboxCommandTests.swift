@@ -7,11 +7,7 @@ import TestSupport
 /// The `crmfs sandbox` command as a user runs it: a real process, its first line, its config, its signals.
 @Suite("crmfs sandbox command")
 struct SandboxCommandTests {
-    static var binary: String {
-        if let override = ProcessInfo.processInfo.environment["CRMFS_BINARY"] { return override }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/crmfs").path
-    }
+    static var binary: String { Tools.crmfs }
 
     /// Starts the command and returns it with the URL from its first line.
     static func launch(state: URL, arguments: [String] = []) throws -> (Process, String, Pipe) {

@@ -5,32 +5,60 @@ import Sandbox
 import Services
 
 /// A sandbox tenant on a loopback port, in a temporary state directory, for one test.
+///
+/// Client tests run it inside the test process. Mount tests run it as a `crmfs sandbox` process of its own:
+/// a test blocked in a syscall on the mount must not starve the sandbox the mount is waiting for.
 public final class SandboxFixture: Sendable {
-    public let server: SandboxServer
+    private let server: SandboxServer?
+    private let process: Subprocess?
+    public let baseURL: String
     public let directory: URL
     public let configPath: String
     public let transport: CurlTransport
 
     public static func start(records: Int = 12, docsPerRecord: Int = 2, largeFile: Int64? = nil, bulkFolder: Int? = nil,
+                             separateProcess: Bool = false,
                              configure: (inout SandboxOptions) -> Void = { _ in }) async throws -> SandboxFixture {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         var options = SandboxOptions(stateDirectory: directory)
         options.seed = SeedOptions(records: records, docsPerRecord: docsPerRecord, largeFileSize: largeFile, bulkFolderSize: bulkFolder)
         configure(&options)
+        if separateProcess {
+            let (process, baseURL) = try await launch(options)
+            return SandboxFixture(server: nil, process: process, baseURL: baseURL, directory: directory,
+                                  configPath: directory.appendingPathComponent("mount.conf").path)
+        }
         let server = try await SandboxServer.start(options: options)
         let config = try server.writeMountConfig()
-        return SandboxFixture(server: server, directory: directory, configPath: config.path)
+        return SandboxFixture(server: server, process: nil, baseURL: server.baseURL, directory: directory, configPath: config.path)
     }
 
-    private init(server: SandboxServer, directory: URL, configPath: String) {
+    /// `crmfs sandbox` with the same options, returning once it has printed its URL.
+    private static func launch(_ options: SandboxOptions) async throws -> (Subprocess, String) {
+        var arguments = ["sandbox", "--state", options.stateDirectory.path, "--listen", "127.0.0.1:0",
+                         "--seed", String(options.seed.seed), "--records", String(options.seed.records),
+                         "--docs-per-record", String(options.seed.docsPerRecord), "--token-lifetime", String(options.tokenLifetime)]
+        if let large = options.seed.largeFileSize { arguments += ["--large-file", String(large)] }
+        if let bulk = options.seed.bulkFolderSize { arguments += ["--bulk-folder", String(bulk)] }
+        let process = try Subprocess(Tools.crmfs, arguments, stdout: .pipe)
+        let line = await process.readOutput(until: "\n")
+        guard let url = line.split(separator: "\n").first?.split(separator: " ").last, line.hasPrefix("sandbox listening on ") else {
+            process.signal(SIGKILL)
+            _ = await process.wait()
+            throw MountFailure(message: "crmfs sandbox did not start: \(line)")
+        }
+        return (process, String(url))
+    }
+
+    private init(server: SandboxServer?, process: Subprocess?, baseURL: String, directory: URL, configPath: String) {
         self.server = server
+        self.process = process
+        self.baseURL = baseURL
         self.directory = directory
         self.configPath = configPath
         transport = CurlTransport()
     }
-
-    public var baseURL: String { server.baseURL }
 
     public func config() throws -> MountConfig { try ConfigLoader.load(path: configPath) }
 
@@ -60,17 +88,21 @@ public final class SandboxFixture: Sendable {
     }
 
     public func stop() async {
-        await server.stop()
+        await server?.stop()
+        if let process {
+            process.signal(SIGTERM)
+            _ = await process.wait()
+        }
         try? FileManager.default.removeItem(at: directory)
     }
 }
 
 /// Runs `body` with a fresh sandbox, stopping it afterwards whatever happens.
 public func withSandbox<T>(records: Int = 12, docsPerRecord: Int = 2, largeFile: Int64? = nil, bulkFolder: Int? = nil,
-                           configure: (inout SandboxOptions) -> Void = { _ in },
+                           separateProcess: Bool = false, configure: (inout SandboxOptions) -> Void = { _ in },
                            _ body: (SandboxFixture) async throws -> T) async throws -> T {
     let fixture = try await SandboxFixture.start(records: records, docsPerRecord: docsPerRecord, largeFile: largeFile,
-                                                 bulkFolder: bulkFolder, configure: configure)
+                                                 bulkFolder: bulkFolder, separateProcess: separateProcess, configure: configure)
     do {
         let result = try await body(fixture)
         await fixture.stop()

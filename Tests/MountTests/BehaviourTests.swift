@@ -1,0 +1,191 @@
+import CXattr
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("extended attributes", .serialized)
+struct ExtendedAttributeTests {
+    @Test("getfattr -d shows CRM fields, SharePoint columns and crmfs facts")
+    func listed() async throws {
+        try await withMount { mount in
+            let record = try await Tools.run("getfattr", ["-d", mount.path("Accounts/Acme Corp")])
+            #expect(record.output.contains("user.crm.Name=\"Acme Corp\""))
+            #expect(record.output.contains("user.crm.Industry="))
+            #expect(record.output.contains("user.crmfs.record_id=\"\(SeededPaths.acmeID)\""))
+            #expect(record.output.contains("user.crmfs.web_url="))
+            let file = try await Tools.run("getfattr", ["-d", mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")])
+            for name in ["user.crm.Name=\"Acme Corp\"", "user.sp.Customer=\"Acme Corp\"", "user.sp.DocumentType=\"Contract\"",
+                         "user.crmfs.item_id=", "user.crmfs.drive_id=", "user.crmfs.web_url=", "user.crmfs.etag=",
+                         "user.crmfs.record_id=\"\(SeededPaths.acmeID)\"", "user.crmfs.sync=\"clean\""] {
+                #expect(file.output.contains(name), "\(name)")
+            }
+            let numbers = try await Tools.run("getfattr", ["--only-values", "-n", "user.crm.AnnualRevenue", mount.path("Accounts/Acme Corp")])
+            #expect(Int(numbers.output) != nil, "numbers are plain: \(numbers.output)")
+            let date = try await Tools.run("getfattr", ["--only-values", "-n", "user.crm.LastModifiedDate", mount.path("Accounts/Acme Corp")])
+            #expect(date.output.hasSuffix("Z") && date.output.contains("T"), "dates are ISO 8601: \(date.output)")
+        }
+    }
+
+    @Test("a missing attribute is ENODATA, another namespace ENOTSUP, setting one EROFS: never EIO")
+    func errnos() async throws {
+        try await withMount { mount in
+            let path = mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")
+            let codes = try await Tools.blocking { () -> [Int32] in
+                var results: [Int32] = []
+                errno = 0; _ = getxattr(path, "user.crm.NoSuchField", nil, 0); results.append(errno)
+                errno = 0; _ = getxattr(path, "trusted.something", nil, 0); results.append(errno)
+                errno = 0; _ = setxattr(path, "user.sp.Customer", "x", 1, 0); results.append(errno)
+                errno = 0; _ = removexattr(path, "user.sp.Customer"); results.append(errno)
+                var small = [CChar](repeating: 0, count: 2)
+                errno = 0; _ = getxattr(path, "user.crmfs.item_id", &small, 2); results.append(errno)
+                return results
+            }
+            #expect(codes == [ENODATA, EOPNOTSUPP, EROFS, EROFS, ERANGE])
+        }
+    }
+}
+
+@Suite("mount behaviour", .serialized)
+struct MountBehaviourTests {
+    @Test("writes of every kind answer EROFS")
+    func readOnly() async throws {
+        try await withMount { mount in
+            let record = mount.path("Accounts/Acme Corp")
+            let codes = try await Tools.blocking { () -> [Int32] in
+                var results: [Int32] = []
+                errno = 0; _ = open("\(record)/new.txt", O_WRONLY | O_CREAT, 0o644); results.append(errno)
+                errno = 0; _ = open("\(record)/Contracts/MSA-2026.pdf", O_WRONLY); results.append(errno)
+                errno = 0; _ = mkdir("\(record)/New Folder", 0o755); results.append(errno)
+                errno = 0; _ = unlink("\(record)/Contracts/MSA-2026.pdf"); results.append(errno)
+                errno = 0; _ = rename("\(record)/Contracts/MSA-2026.pdf", "\(record)/Contracts/x.pdf"); results.append(errno)
+                return results
+            }
+            #expect(codes == [EROFS, EROFS, EROFS, EROFS, EROFS])
+            let touch = try await Tools.run("touch", ["\(record)/x"])
+            #expect(touch.status != 0 && touch.errors.contains("Read-only file system"))
+        }
+    }
+
+    @Test("a second mount on a busy mount point fails with a clear message")
+    func busyMountpoint() async throws {
+        try await withMount { mount in
+            let again = try await Tools.run(Tools.crmfs, ["mount", mount.sandbox.configPath, mount.mountpoint])
+            #expect(again.status != 0)
+            #expect(again.errors.contains("already a mount point"))
+        }
+    }
+
+    @Test("unknown mount options are named; mount(8) and systemd options are accepted")
+    func options() async throws {
+        try await withSandbox(separateProcess: true) { sandbox in
+            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("opts-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: mountpoint) }
+            let bad = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint, "-o", "ro,bogus,colour=red"])
+            #expect(bad.status != 0)
+            #expect(bad.errors.contains("bogus") && bad.errors.contains("colour=red"))
+            let good = try await MountFixture.mount(sandbox, options: ["ro,_netdev,noauto,nofail,defaults,x-systemd.automount,entry_timeout=5"], at: mountpoint)
+            #expect(FileManager.default.fileExists(atPath: good.path("Accounts")))
+            await good.unmount()
+        }
+    }
+
+    @Test("mount -t crmfs and umount work through mount.crmfs in /sbin")
+    func mountHelper() async throws {
+        try await withSandbox(separateProcess: true) { sandbox in
+            let helper = "/sbin/mount.crmfs"
+            let existing = try? FileManager.default.destinationOfSymbolicLink(atPath: helper)
+            if existing == nil { try FileManager.default.createSymbolicLink(atPath: helper, withDestinationPath: Tools.crmfs) }
+            defer { if existing == nil { try? FileManager.default.removeItem(atPath: helper) } }
+            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("helper-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: mountpoint) }
+            let mounted = try await Tools.run("/bin/mount", ["-t", "crmfs", sandbox.configPath, mountpoint, "-o", "ro,_netdev,noauto,x-systemd.automount"])
+            #expect(mounted.status == 0, "\(mounted.errors)")
+            let listing = try await Tools.run("ls", [mountpoint])
+            #expect(listing.output.split(separator: "\n") == ["Accounts", "Cases", "Opportunities"])
+            let unmounted = try await Tools.run("/bin/umount", [mountpoint])
+            #expect(unmounted.status == 0)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(!MountFixture.isMounted(mountpoint))
+        }
+    }
+
+    @Test("SIGTERM to a foreground mount unmounts and exits cleanly")
+    func sigterm() async throws {
+        try await withSandbox(separateProcess: true) { sandbox in
+            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("term-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: mountpoint) }
+            let process = try Subprocess(Tools.crmfs, ["mount", sandbox.configPath, mountpoint, "-f"])
+            for _ in 0..<100 where !MountFixture.isMounted(mountpoint) { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(MountFixture.isMounted(mountpoint))
+            #expect(try await Tools.run("ls", [mountpoint]).status == 0)
+            process.signal(SIGTERM)
+            #expect(await process.wait() == 0)
+            #expect(!MountFixture.isMounted(mountpoint))
+        }
+    }
+
+    @Test("bad configs fail the mount with the file, the key and the problem", arguments: [
+        ("world-readable secret", "graph.client_secret_file"),
+        ("unknown object", "objects[0].object"),
+        ("unknown field", "objects[1].fields"),
+        ("missing key", "graph.tenant"),
+        ("wrong type", "objects[0].fields"),
+    ])
+    func badConfigs(problem: String, key: String) async throws {
+        try await withSandbox(separateProcess: true) { sandbox in
+            var text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+            switch problem {
+            case "world-readable secret": chmod(sandbox.directory.appendingPathComponent("secrets/graph-client-secret").path, 0o644)
+            case "unknown object": text = text.replacingOccurrences(of: "object = \"Account\"", with: "object = \"Acount\"")
+            case "unknown field": text = text.replacingOccurrences(of: "\"StageName\"", with: "\"Stage\"")
+            case "missing key": text = text.replacingOccurrences(of: #"tenant = ""#, with: #"# tenant = ""#)
+            default: text = text.replacingOccurrences(of: #"fields = ["Name", "AccountNumber""#, with: #"fields = "Name"  # ["x", "AccountNumber""#)
+            }
+            try text.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: mountpoint) }
+            let result = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint])
+            #expect(result.status != 0)
+            #expect(result.errors.contains(sandbox.configPath), "\(result.errors)")
+            #expect(result.errors.contains(key), "\(result.errors)")
+            #expect(!MountFixture.isMounted(mountpoint))
+        }
+    }
+
+    @Test("crmfs check reports one line per check and fails on a problem")
+    func check() async throws {
+        try await withSandbox(separateProcess: true) { sandbox in
+            let good = try await Tools.run(Tools.crmfs, ["check", sandbox.configPath])
+            #expect(good.status == 0, "\(good.output)")
+            #expect(good.output.split(separator: "\n").allSatisfy { $0.hasPrefix("ok  ") })
+            #expect(good.output.contains("document library 'Documents'"))
+            var text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+            text = text.replacingOccurrences(of: "library = \"Documents\"", with: "library = \"Documnets\"")
+            try text.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            let bad = try await Tools.run(Tools.crmfs, ["check", sandbox.configPath])
+            #expect(bad.status != 0)
+            #expect(bad.output.contains("FAIL graph.library"))
+        }
+    }
+}
+
+@Suite("crmfs demo", .serialized)
+struct DemoTests {
+    @Test("mounts the demo tenant, shows it, and tears down on Ctrl-C")
+    func demo() async throws {
+        let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("demo-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: mountpoint) }
+        let process = try Subprocess(Tools.crmfs, ["demo", mountpoint, "--records", "5"], stdout: .pipe)
+        let text = await process.readOutput(until: "Ctrl-C unmounts")
+        #expect(text.contains("MSA-2026.pdf"))
+        #expect(text.contains("user.crm.Name=\"Acme Corp\""))
+        #expect(MountFixture.isMounted(mountpoint))
+        process.signal(SIGINT)
+        #expect(await process.wait() == 0)
+        #expect(!MountFixture.isMounted(mountpoint))
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import Graph
+import Testing
+import TestSupport
+
+@Suite("reads through the mount", .serialized)
+struct ReadTests {
+    @Test("every document's bytes equal the sandbox's (sha256sum through the mount)")
+    func everyDocument() async throws {
+        try await withMount(records: 6, docsPerRecord: 3) { mount in
+            let connections = try mount.sandbox.connections()
+            let driveID = try await mount.sandbox.info()["driveId"]!
+            let files = try await Tools.shell("cd '\(mount.mountpoint)' && find . -type f -print0 | xargs -0 sha256sum")
+            #expect(files.status == 0)
+            let lines = files.output.split(separator: "\n")
+            #expect(lines.count == 6 * 3 * 3)
+            // The same files, fetched directly, hashed the same way.
+            let direct = FileManager.default.temporaryDirectory.appendingPathComponent("direct-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: direct) }
+            for line in lines {
+                let path = String(line.dropFirst(66))  // "HASH  ./Accounts/..."
+                let attributes = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", mount.path(String(path.dropFirst(2)))])
+                let itemID = attributes.output
+                let data = try await connections.graph.download(driveID: driveID, itemID: itemID).data
+                let copy = direct.appendingPathComponent(path)
+                try FileManager.default.createDirectory(at: copy.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try data.write(to: copy)
+            }
+            let directHashes = try await Tools.shell("cd '\(direct.path)' && find . -type f -print0 | xargs -0 sha256sum")
+            #expect(Set(directHashes.output.split(separator: "\n")) == Set(lines))
+        }
+    }
+
+    @Test("pread at random offsets and across block edges is exact")
+    func randomReads() async throws {
+        let size: Int64 = 5 << 20 + 12_345
+        try await withMount(records: 1, docsPerRecord: 1, largeFile: size, options: ["block_size=256KiB"]) { mount in
+            let connections = try mount.sandbox.connections()
+            let info = try await mount.sandbox.info()
+            let whole = try await connections.graph.download(driveID: info["driveId"]!, itemID: info["largeFileItemId"]!).data
+            let path = mount.path("Accounts/Acme Corp/Large Files/large-file.bin")
+            let block = 256 << 10
+            var cases: [(Int, Int)] = [(0, 1), (block - 1, 2), (block - 10, 20), (2 * block, block), (3 * block - 1, block + 2), (Int(size) - 7, 7), (Int(size) - 3, 100)]
+            for _ in 0..<40 { cases.append((Int.random(in: 0..<Int(size)), Int.random(in: 1...(300 << 10)))) }
+            let reads = cases
+            let results = try await Tools.blocking { () -> [Bool] in
+                let descriptor = open(path, O_RDONLY)
+                defer { close(descriptor) }
+                return reads.map { offset, length in
+                    var buffer = [UInt8](repeating: 0, count: length)
+                    let count = pread(descriptor, &buffer, length, off_t(offset))
+                    let expectedEnd = min(Int(size), offset + length)
+                    return count == expectedEnd - offset && Data(buffer[0..<max(0, count)]) == whole.subdata(in: offset..<expectedEnd)
+                }
+            }
+            #expect(results.allSatisfy { $0 }, "\(zip(cases, results).filter { !$0.1 }.map(\.0))")
+        }
+    }
+
+    @Test("a second read makes no content request, also after a remount with the same state")
+    func cachedReads() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, largeFile: 3 << 20, separateProcess: true) { sandbox in
+            var mount = try await MountFixture.mount(sandbox, options: ["block_size=1MiB"])
+            let file = "Accounts/Acme Corp/Large Files/large-file.bin"
+            let first = try await Tools.read(mount.path(file))
+            let afterFirst = try await sandbox.stats()["graph.content", default: 0]
+            #expect(afterFirst >= 1)
+            try await Tools.shell("sync; echo 3 > /proc/sys/vm/drop_caches")
+            #expect(try await Tools.read(mount.path(file)) == first)
+            #expect(try await sandbox.stats()["graph.content", default: 0] == afterFirst)
+            await mount.unmount()
+
+            mount = try await MountFixture.mount(sandbox, options: ["block_size=1MiB"])
+            #expect(try await Tools.read(mount.path(file)) == first)
+            #expect(try await sandbox.stats()["graph.content", default: 0] == afterFirst)
+            await mount.unmount()
+        }
+    }
+
+    @Test("with a cache smaller than the data, reads stay correct and the cache stays under its limit")
+    func smallCache() async throws {
+        try await withMount(records: 1, docsPerRecord: 1, largeFile: 3 << 20, options: ["cache_size=1MiB", "block_size=256KiB"]) { mount in
+            let connections = try mount.sandbox.connections()
+            let info = try await mount.sandbox.info()
+            let whole = try await connections.graph.download(driveID: info["driveId"]!, itemID: info["largeFileItemId"]!).data
+            #expect(try await Tools.read(mount.path("Accounts/Acme Corp/Large Files/large-file.bin")) == whole)
+            let usage = try await Tools.shell("du -sb '\(mount.sandbox.directory.appendingPathComponent("crmfs-state/blocks").path)' | cut -f1")
+            #expect(Int(usage.output.trimmingCharacters(in: .whitespacesAndNewlines))! <= 1 << 20 + 4096)
+        }
+    }
+
+    @Test("a document changed in SharePoint serves its new bytes after the attribute timeout")
+    func remoteChange() async throws {
+        try await withMount(options: ["attr_timeout=1", "entry_timeout=1"]) { mount in
+            let path = mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")
+            let before = try await Tools.read(path)
+            let itemID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", path]).output
+            let eTag = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.etag", path]).output
+            let replacement = Data("%PDF-1.7 changed in SharePoint by someone else\n".utf8)
+            let response = try await mount.sandbox.transport.perform(.init(method: "POST", url: "\(mount.sandbox.baseURL)/_sandbox/items/\(itemID)/content",
+                                                                          body: .bytes(replacement)))
+            #expect(response.status == 200)
+            try await Task.sleep(for: .milliseconds(2_500))
+            let after = try await Tools.read(path)
+            #expect(after != before)
+            #expect(after == replacement)
+            #expect(try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.etag", path]).output != eTag)
+        }
+    }
+
+    @Test("rsync -a of a record tree reproduces it byte for byte")
+    func rsyncCopy() async throws {
+        try await withMount(records: 5, docsPerRecord: 3) { mount in
+            let local = FileManager.default.temporaryDirectory.appendingPathComponent("rsync-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: local) }
+            let rsync = try await Tools.run("rsync", ["-a", mount.path("Accounts") + "/", local + "/"])
+            #expect(rsync.status == 0, "\(rsync.errors)")
+            let diff = try await Tools.run("diff", ["-r", mount.path("Accounts"), local])
+            #expect(diff.status == 0, "\(diff.output)")
+            let mounted = try await Tools.shell("cd '\(mount.path("Accounts"))' && find . | sort")
+            let copied = try await Tools.shell("cd '\(local)' && find . | sort")
+            #expect(mounted.output == copied.output)
+            #expect(mounted.output.split(separator: "\n").count > 5 * 3)
+        }
+    }
+}

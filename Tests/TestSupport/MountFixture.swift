@@ -1,0 +1,63 @@
+import Foundation
+
+/// A real mount of a sandbox tenant: the crmfs binary, detached as a user runs it, through the kernel.
+public final class MountFixture: Sendable {
+    public let sandbox: SandboxFixture
+    public let mountpoint: String
+
+    public static func mount(_ sandbox: SandboxFixture, options: [String] = [], at mountpoint: String? = nil) async throws -> MountFixture {
+        let path = mountpoint ?? FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-mnt-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let result = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, path] + options.flatMap { ["-o", $0] })
+        guard result.status == 0 else {
+            throw MountFailure(message: "crmfs mount exited \(result.status): \(result.errors)")
+        }
+        return MountFixture(sandbox: sandbox, mountpoint: path)
+    }
+
+    private init(sandbox: SandboxFixture, mountpoint: String) {
+        self.sandbox = sandbox
+        self.mountpoint = mountpoint
+    }
+
+    public func path(_ relative: String) -> String { "\(mountpoint)/\(relative)" }
+
+    /// Unmounts and waits until the daemon has let go of the mount point.
+    public func unmount() async {
+        _ = try? await Tools.run("/bin/umount", [mountpoint])
+        for _ in 0..<50 where Self.isMounted(mountpoint) {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        try? FileManager.default.removeItem(atPath: mountpoint)
+    }
+
+    public static func isMounted(_ path: String) -> Bool {
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        return table.split(separator: "\n").contains { $0.split(separator: " ").count > 4 && $0.split(separator: " ")[4] == path }
+    }
+}
+
+public struct MountFailure: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// A sandbox and a mount of it for one test, both torn down afterwards.
+public func withMount<T>(records: Int = 12, docsPerRecord: Int = 2, largeFile: Int64? = nil, bulkFolder: Int? = nil,
+                         options: [String] = [], configure: (inout SandboxOptions) -> Void = { _ in },
+                         _ body: (MountFixture) async throws -> T) async throws -> T {
+    try await withSandbox(records: records, docsPerRecord: docsPerRecord, largeFile: largeFile, bulkFolder: bulkFolder,
+                          separateProcess: true, configure: configure) { sandbox in
+        let mount = try await MountFixture.mount(sandbox, options: options)
+        do {
+            let result = try await body(mount)
+            await mount.unmount()
+            return result
+        } catch {
+            await mount.unmount()
+            throw error
+        }
+    }
+}
+
+import Sandbox

@@ -1,0 +1,77 @@
+import Foundation
+
+/// A child process started with posix_spawn and reaped with waitpid: no run loops, no SIGCHLD sources.
+/// (Foundation's Process sometimes never noticed a child that exited quickly after detaching its own child.)
+public final class Subprocess: @unchecked Sendable {
+    public let pid: pid_t
+    /// The read end of the child's stdout, when captured with a pipe.
+    public let output: FileHandle?
+
+    public enum Stream { case inherit, null, file(String), pipe }
+
+    public init(_ executable: String, _ arguments: [String], stdout: Stream = .null, stderr: Stream = .null) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        var pipeEnds: [Int32] = [-1, -1]
+        func route(_ stream: Stream, to descriptor: Int32) {
+            switch stream {
+            case .inherit: break
+            case .null: posix_spawn_file_actions_addopen(&actions, descriptor, "/dev/null", O_WRONLY, 0)
+            case .file(let path): posix_spawn_file_actions_addopen(&actions, descriptor, path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            case .pipe:
+                if pipeEnds[0] < 0 { _ = pipe(&pipeEnds); fcntl(pipeEnds[0], F_SETFD, FD_CLOEXEC) }
+                posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], descriptor)
+            }
+        }
+        route(stdout, to: 1)
+        route(stderr, to: 2)
+        if pipeEnds[1] >= 0 { posix_spawn_file_actions_addclose(&actions, pipeEnds[1]) }
+        let path = executable.hasPrefix("/") ? executable : Self.which(executable)
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let status = posix_spawn(&child, path, &actions, nil, argv, environ)
+        if pipeEnds[1] >= 0 { close(pipeEnds[1]) }
+        guard status == 0 else { throw MountFailure(message: "cannot start \(path): \(String(cString: strerror(status)))") }
+        pid = child
+        output = pipeEnds[0] >= 0 ? FileHandle(fileDescriptor: pipeEnds[0], closeOnDealloc: true) : nil
+    }
+
+    public func signal(_ number: Int32) { kill(pid, number) }
+
+    /// Blocks until the child exits; its exit status, or 128 + the signal that ended it.
+    public func waitBlocking() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+
+    public func wait() async -> Int32 {
+        (try? await Tools.blocking { self.waitBlocking() }) ?? -1
+    }
+
+    /// Reads stdout until a line containing `marker` arrives (or the stream ends); returns what was read.
+    public func readOutput(until marker: String) async -> String {
+        guard let output else { return "" }
+        return (try? await Tools.blocking { () -> String in
+            var collected = Data()
+            while !String(decoding: collected, as: UTF8.self).contains(marker) {
+                let chunk = output.availableData
+                if chunk.isEmpty { break }
+                collected.append(chunk)
+            }
+            return String(decoding: collected, as: UTF8.self)
+        }) ?? ""
+    }
+
+    static func which(_ name: String) -> String {
+        for directory in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+            let path = "\(directory)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return "/usr/bin/\(name)"
+    }
+}
