@@ -77,18 +77,19 @@ public final class CurlTransport: @unchecked Sendable {
     private func run() {
         var running: Int32 = 0
         while true {
+            // A cancellation can arrive before its transfer does: ids stay in cancelledIDs until matched.
             let (newTransfers, cancelled, shouldStop) = lock.withLock {
-                defer { incoming.removeAll(); cancelledIDs.removeAll() }
+                defer { incoming.removeAll() }
                 return (incoming, cancelledIDs, stopping)
             }
             for transfer in newTransfers {
-                if cancelled.contains(transfer.id) { transfer.finish(.failure(CancellationError())); continue }
+                if cancelled.contains(transfer.id) { cancel(transfer); continue }
                 start(transfer)
             }
             for (key, transfer) in active where cancelled.contains(transfer.id) {
                 curl_multi_remove_handle(multi, transfer.easy)
                 active[key] = nil
-                transfer.finish(.failure(CancellationError()))
+                cancel(transfer)
             }
             curl_multi_perform(multi, &running)
             var left: Int32 = 0
@@ -97,6 +98,7 @@ public final class CurlTransport: @unchecked Sendable {
                 let result = crmfs_msg_result(message)
                 curl_multi_remove_handle(multi, easy)
                 if let transfer = active.removeValue(forKey: Int(bitPattern: easy)) {
+                    lock.withLock { _ = cancelledIDs.remove(transfer.id) }
                     transfer.complete(result: result)
                 }
             }
@@ -104,6 +106,11 @@ public final class CurlTransport: @unchecked Sendable {
             curl_multi_poll(multi, nil, 0, 1000, nil)
         }
         stopped.signal()
+    }
+
+    private func cancel(_ transfer: Transfer) {
+        lock.withLock { _ = cancelledIDs.remove(transfer.id) }
+        transfer.finish(.failure(CancellationError()))
     }
 
     private func start(_ transfer: Transfer) {
