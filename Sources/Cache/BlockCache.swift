@@ -47,7 +47,11 @@ public final class BlockCache: @unchecked Sendable {
     public var usedBytes: Int64 { lock.withLock { used } }
     public var blockCount: Int { lock.withLock { entries.count } }
 
-    public func read(_ key: BlockKey) -> Data? {
+    /// A whole block, when cached.
+    public func read(_ key: BlockKey) -> Data? { read(key, range: nil) }
+
+    /// Part of a block (offsets within it), when cached: a kernel read of 128 KiB costs 128 KiB of disk reads, not a whole block.
+    public func read(_ key: BlockKey, range: Range<Int>?) -> Data? {
         let name = key.fileName
         let known = lock.withLock { () -> Bool in
             guard entries[name]?.ready == true else { return false }
@@ -56,10 +60,17 @@ public final class BlockCache: @unchecked Sendable {
             return true
         }
         guard known else { return nil }
-        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent(name).path) else {
+        let descriptor = open(directory.appendingPathComponent(name).path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
             lock.withLock { forget(name) }
             return nil
         }
+        defer { close(descriptor) }
+        let wanted = range ?? 0..<blockSize
+        var data = Data(count: wanted.count)
+        let count = data.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, wanted.count, off_t(wanted.lowerBound)) }
+        guard count >= 0 else { return nil }
+        data.count = count
         return data
     }
 

@@ -39,11 +39,17 @@ public final class BlockReader: Sendable {
 
         var result = Data(capacity: Int(end - offset))
         for index in first...last {
-            let data = try await block(BlockKey(itemID: content.itemID, eTag: content.eTag, index: index), content: content)
+            let key = BlockKey(itemID: content.itemID, eTag: content.eTag, index: index)
             let blockStart = index * blockSize
             let from = Int(max(offset, blockStart) - blockStart)
-            let to = Int(min(end, blockStart + Int64(data.count)) - blockStart)
-            if from < to { result.append(data[data.startIndex + from..<data.startIndex + to]) }
+            let to = Int(min(end, blockStart + blockSize) - blockStart)
+            if let cached = cache.read(key, range: from..<to), cached.count == to - from {
+                result.append(cached)
+                continue
+            }
+            let data = try await block(key, content: content)
+            let upper = min(to, data.count)
+            if from < upper { result.append(data[data.startIndex + from..<data.startIndex + upper]) }
         }
         return result
     }

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Read-path benchmark: crmfs against raw curl of the same bytes from the same sandbox, in one run.
+# Writes docs/benchmarks.md. Needs root (mounts, drops the page cache) and the packages of
+# packaging/install-deps.sh, plus python3. Usage: bench/read.sh [LARGE_FILE_SIZE] [RECORDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE=${1:-1GiB}
+RECORDS=${2:-10000}
+swift build -c release >/dev/null
+BIN=$PWD/.build/release/crmfs
+WORK=$(mktemp -d /tmp/crmfs-bench.XXXXXX)
+MNT=$WORK/mnt
+mkdir -p "$MNT"
+cleanup() {
+  umount "$MNT" 2>/dev/null || true
+  [ -n "${SANDBOX_PID:-}" ] && kill "$SANDBOX_PID" 2>/dev/null && wait "$SANDBOX_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$BIN" sandbox --state "$WORK/tenant" --records "$RECORDS" --docs-per-record 1 --large-file "$SIZE" >"$WORK/sandbox.out" 2>"$WORK/sandbox.err" &
+SANDBOX_PID=$!
+until grep -q listening "$WORK/sandbox.out" 2>/dev/null; do sleep 0.2; kill -0 $SANDBOX_PID; done
+BASE=$(sed -n 's/^sandbox listening on //p' "$WORK/sandbox.out")
+CONF=$WORK/tenant/mount.conf
+
+# The raw side: a token, the file's download URL, the same query pages, all with curl.
+TENANT=$(sed -n 's/^tenant = "\(.*\)"/\1/p' "$CONF")
+CLIENT=$(sed -n '/^\[graph\]/,/^\[/s/^client_id = "\(.*\)"/\1/p' "$CONF")
+GRAPH_TOKEN=$(curl -s "$BASE/$TENANT/oauth2/v2.0/token" -d grant_type=client_credentials -d client_id="$CLIENT" \
+  --data-urlencode client_secret@"$WORK/tenant/secrets/graph-client-secret" --data-urlencode scope=https://graph.microsoft.com/.default \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+SF_CLIENT=$(sed -n '/^\[salesforce\]/,/^\[/s/^client_id = "\(.*\)"/\1/p' "$CONF")
+SF_TOKEN=$(curl -s "$BASE/services/oauth2/token" -d grant_type=client_credentials -d client_id="$SF_CLIENT" \
+  --data-urlencode client_secret@"$WORK/tenant/secrets/salesforce-client-secret" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+INFO=$(curl -s "$BASE/_sandbox/info")
+DRIVE=$(echo "$INFO" | python3 -c 'import json,sys; print(json.load(sys.stdin)["driveId"])')
+ITEM=$(echo "$INFO" | python3 -c 'import json,sys; print(json.load(sys.stdin)["largeFileItemId"])')
+location() { curl -s -o /dev/null -w '%{redirect_url}' -H "Authorization: Bearer $GRAPH_TOKEN" "$BASE/v1.0/drives/$DRIVE/items/$ITEM/content"; }
+
+now() { python3 -c 'import time; print(time.monotonic())'; }
+elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
+
+curl -s -o /dev/null "$(location)"   # the sandbox generates the file on first download; time the second
+T0=$(now); curl -s -o /dev/null "$(location)"; T1=$(now); RAW_SEQ=$(elapsed $T0 $T1)
+
+"$BIN" mount "$CONF" "$MNT" -o cache_size=3GiB,attr_timeout=300,entry_timeout=300
+FILE="$MNT/Accounts/Acme Corp/Large Files/large-file.bin"
+BYTES=$(stat -c %s "$FILE")
+sync; echo 3 > /proc/sys/vm/drop_caches
+T0=$(now); cat "$FILE" > /dev/null; T1=$(now); COLD_SEQ=$(elapsed $T0 $T1)
+sync; echo 3 > /proc/sys/vm/drop_caches
+T0=$(now); cat "$FILE" > /dev/null; T1=$(now); WARM_SEQ=$(elapsed $T0 $T1)
+PEAK_RSS=$(grep VmHWM /proc/$(pgrep -f "crmfs mount $CONF" | head -1)/status | awk '{print $2}')
+
+# Random 4 KiB reads: crmfs on a fresh mount (cold block cache) against curl range requests of the same offsets.
+umount "$MNT"; rm -rf "$WORK/tenant/crmfs-state/blocks"
+"$BIN" mount "$CONF" "$MNT" -o cache_size=3GiB,attr_timeout=300,entry_timeout=300
+python3 - "$BYTES" > "$WORK/offsets" <<'PY'
+import random, sys
+random.seed(7)
+size = int(sys.argv[1])
+print("\n".join(str(random.randrange(0, size - 4096)) for _ in range(200)))
+PY
+sync; echo 3 > /proc/sys/vm/drop_caches
+T0=$(now)
+python3 - "$FILE" "$WORK/offsets" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for line in open(sys.argv[2]):
+    assert len(os.pread(fd, 4096, int(line))) == 4096
+PY
+T1=$(now); FS_RANDOM=$(elapsed $T0 $T1)
+URL=$(location)
+T0=$(now)
+while read -r offset; do curl -s -o /dev/null -r "$offset-$((offset + 4095))" "$URL"; done < "$WORK/offsets"
+T1=$(now); RAW_RANDOM=$(elapsed $T0 $T1)
+
+# Listing 10,000 records: ls -l cold and warm, against curl of the same query pages.
+T0=$(now); ls -l "$MNT/Accounts" > /dev/null; T1=$(now); LS_COLD=$(elapsed $T0 $T1)
+T0=$(now); ls -l "$MNT/Accounts" > /dev/null; T1=$(now); LS_WARM=$(elapsed $T0 $T1)
+T0=$(now)
+python3 - "$BASE" "$SF_TOKEN" <<'PY'
+import json, sys, urllib.parse, urllib.request
+base, token = sys.argv[1], sys.argv[2]
+path = "/services/data/v62.0/query?q=" + urllib.parse.quote("SELECT Id, CreatedDate, LastModifiedDate, Name, AccountNumber, Industry, Type, BillingCity, BillingCountry, Phone, Website, AnnualRevenue FROM Account ORDER BY Id")
+while path:
+    page = json.load(urllib.request.urlopen(urllib.request.Request(base + path, headers={"Authorization": "Bearer " + token})))
+    path = page.get("nextRecordsUrl")
+PY
+T1=$(now); RAW_LS=$(elapsed $T0 $T1)
+T0=$(now); FOUND=$(find "$MNT" -type f | wc -l); T1=$(now); FIND=$(elapsed $T0 $T1)
+
+python3 - "$BYTES" "$RAW_SEQ" "$COLD_SEQ" "$WARM_SEQ" "$FS_RANDOM" "$RAW_RANDOM" "$LS_COLD" "$LS_WARM" "$RAW_LS" "$FIND" "$FOUND" "$RECORDS" "$PEAK_RSS" <<'PY'
+import datetime, os, sys
+(size, raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, found, records, rss) = sys.argv[1:]
+size = int(size); raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find = map(float, (raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find))
+mib = lambda seconds: size / seconds / (1 << 20)
+rows = [
+    ("Sequential read, cold (block cache empty)", f"{mib(cold):.0f} MiB/s", f"{mib(raw_seq):.0f} MiB/s (curl of the download URL)", raw_seq / cold, "≥ 0.8"),
+    ("Sequential read, warm (block cache, page cache dropped)", f"{mib(warm):.0f} MiB/s", f"{mib(cold):.0f} MiB/s (crmfs cold)", cold / warm, "≥ 2"),
+    ("200 random 4 KiB reads, cold", f"{fs_random:.2f} s", f"{raw_random:.2f} s (curl range requests)", raw_random / fs_random, "report"),
+    (f"ls -l of {int(records):,} records, cold", f"{ls_cold:.2f} s", f"{raw_ls:.2f} s (the same SOQL pages)", raw_ls / ls_cold, "report"),
+    (f"ls -l of {int(records):,} records, warm", f"{ls_warm:.2f} s", f"{ls_cold:.2f} s (crmfs cold)", ls_cold / ls_warm, "report"),
+    (f"find over all documents ({int(found):,} files)", f"{find:.2f} s", "", None, "report"),
+]
+out = ["# Benchmarks", "",
+       "Written by `bench/read.sh`; do not edit by hand. Each ratio compares crmfs with raw curl (or with itself)",
+       "measured in the same run against the same sandbox, since these machines are noisy. Higher is better.", "",
+       f"Run {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; large file {size / (1 << 30):.2f} GiB; release build.", "",
+       "| Measurement | crmfs | Baseline | Ratio | Target |", "|---|---|---|---|---|"]
+for name, value, baseline, ratio, target in rows:
+    out.append(f"| {name} | {value} | {baseline} | {'' if ratio is None else f'{ratio:.2f}'} | {target} |")
+out += ["", f"Peak RSS of the crmfs daemon during the sequential reads: {int(rss) / 1024:.0f} MiB.", ""]
+open("docs/benchmarks.md", "w").write("\n".join(out))
+print("\n".join(out))
+PY
