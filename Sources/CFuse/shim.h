@@ -25,6 +25,15 @@ static inline unsigned crmfs_cap_auto_inval_data(void) { return FUSE_CAP_AUTO_IN
 static inline unsigned crmfs_cap_async_read(void) { return FUSE_CAP_ASYNC_READ; }
 static inline unsigned crmfs_cap_splice_write(void) { return FUSE_CAP_SPLICE_WRITE; }
 static inline unsigned crmfs_cap_cache_symlinks(void) { return FUSE_CAP_CACHE_SYMLINKS; }
+// Replies to a read with bytes of an open file: libfuse splices them into /dev/fuse, no copy in user space.
+static inline int crmfs_reply_from_fd(fuse_req_t req, int fd, off_t pos, size_t size) {
+    struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+    buf.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buf.buf[0].fd = fd;
+    buf.buf[0].pos = pos;
+    return fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
 // fuse_session_loop_mt is a macro choosing a versioned symbol; Swift cannot see macros.
 static inline int crmfs_session_loop_mt(struct fuse_session *se, struct fuse_loop_config *cfg) { return fuse_session_loop_mt(se, cfg); }
 #endif

@@ -47,6 +47,25 @@ public final class BlockCache: @unchecked Sendable {
     public var usedBytes: Int64 { lock.withLock { used } }
     public var blockCount: Int { lock.withLock { entries.count } }
 
+    /// Whether a block is cached (and completely written), without reading it.
+    public func contains(_ key: BlockKey) -> Bool {
+        lock.withLock { entries[key.fileName]?.ready == true }
+    }
+
+    /// An open descriptor on a cached block's file (the caller closes it), counting as a use.
+    public func openBlock(_ key: BlockKey) -> Int32? {
+        let name = key.fileName
+        let known = lock.withLock { () -> Bool in
+            guard entries[name]?.ready == true else { return false }
+            clock += 1
+            entries[name]?.lastUse = clock
+            return true
+        }
+        guard known else { return nil }
+        let descriptor = open(directory.appendingPathComponent(name).path, O_RDONLY | O_CLOEXEC)
+        return descriptor >= 0 ? descriptor : nil
+    }
+
     /// A whole block, when cached.
     public func read(_ key: BlockKey) -> Data? { read(key, range: nil) }
 

@@ -14,12 +14,45 @@ public final class BlockReader: Sendable {
     private let limiter: AsyncLimiter
     private let state = ReaderState()
 
-    public init(cache: BlockCache, graph: GraphClient, maxConcurrentFetches: Int = 8, readAhead: Int = 4, logger: Logger = Logger(label: "crmfs.cache")) {
+    public init(cache: BlockCache, graph: GraphClient, maxConcurrentFetches: Int = 8, readAhead: Int = 8, logger: Logger = Logger(label: "crmfs.cache")) {
         self.cache = cache
         self.graph = graph
         self.readAhead = readAhead
         self.logger = logger
         limiter = AsyncLimiter(limit: maxConcurrentFetches)
+    }
+
+    /// Where the bytes are on disk, when they lie in one cached block: an open descriptor (the caller
+    /// closes it), the offset in it and the length. Lets the file system splice them to the kernel.
+    public func cachedSpan(_ content: RemoteContent, offset: Int64, length: Int) -> (descriptor: Int32, offset: Int64, length: Int)? {
+        guard offset < content.size, length > 0 else { return nil }
+        let end = min(content.size, offset + Int64(length))
+        let blockSize = Int64(cache.blockSize)
+        let index = offset / blockSize
+        guard (end - 1) / blockSize == index,
+              let descriptor = cache.openBlock(BlockKey(itemID: content.itemID, eTag: content.eTag, index: index)) else { return nil }
+        readAheadIfSequential(content, offset: offset, end: end)
+        return (descriptor, offset - index * blockSize, Int(end - offset))
+    }
+
+    /// The bytes, when every block they lie in is cached: no task, no waiting. The file system calls this
+    /// first, on the kernel request's own thread, and goes asynchronous only on a miss.
+    public func cachedRead(_ content: RemoteContent, offset: Int64, length: Int) -> Data? {
+        guard offset < content.size, length > 0 else { return Data() }
+        let end = min(content.size, offset + Int64(length))
+        let blockSize = Int64(cache.blockSize)
+        let first = offset / blockSize, last = (end - 1) / blockSize
+        var result = Data(capacity: Int(end - offset))
+        for index in first...last {
+            let blockStart = index * blockSize
+            let from = Int(max(offset, blockStart) - blockStart)
+            let to = Int(min(end, blockStart + blockSize) - blockStart)
+            guard let piece = cache.read(BlockKey(itemID: content.itemID, eTag: content.eTag, index: index), range: from..<to),
+                  piece.count == to - from else { return nil }
+            result.append(piece)
+        }
+        readAheadIfSequential(content, offset: offset, end: end)
+        return result
     }
 
     /// Up to `length` bytes of `content` from `offset` (fewer at the end of the file).
@@ -28,14 +61,7 @@ public final class BlockReader: Sendable {
         let end = min(content.size, offset + Int64(length))  // exclusive
         let blockSize = Int64(cache.blockSize)
         let first = offset / blockSize, last = (end - 1) / blockSize
-
-        if state.noteRead(content: content, offset: offset, end: end) {
-            let upper = min(last + Int64(readAhead), (content.size - 1) / blockSize)
-            for index in stride(from: last + 1, through: upper, by: 1) {
-                let key = BlockKey(itemID: content.itemID, eTag: content.eTag, index: index)
-                Task { _ = try? await self.block(key, content: content) }
-            }
-        }
+        readAheadIfSequential(content, offset: offset, end: end)
 
         var result = Data(capacity: Int(end - offset))
         for index in first...last {
@@ -52,6 +78,20 @@ public final class BlockReader: Sendable {
             if from < upper { result.append(data[data.startIndex + from..<data.startIndex + upper]) }
         }
         return result
+    }
+
+    /// Sequential reads fetch the next blocks ahead, in the background; only blocks neither cached nor
+    /// already on their way, so the many kernel reads within one block cost nothing extra.
+    private func readAheadIfSequential(_ content: RemoteContent, offset: Int64, end: Int64) {
+        let blockSize = Int64(cache.blockSize)
+        guard state.noteRead(content: content, offset: offset, end: end, tolerance: blockSize) else { return }
+        let last = (end - 1) / blockSize
+        let upper = min(last + Int64(readAhead), (content.size - 1) / blockSize)
+        for index in stride(from: last + 1, through: upper, by: 1) {
+            let key = BlockKey(itemID: content.itemID, eTag: content.eTag, index: index)
+            if cache.contains(key) || state.isFetching(key) { continue }
+            Task { _ = try? await self.block(key, content: content) }
+        }
     }
 
     /// One block: from the cache, or fetched once however many readers ask at the same time.
@@ -123,11 +163,14 @@ final class ReaderState: @unchecked Sendable {
 
     func finish(_ key: BlockKey) { lock.withLock { _ = inflight.removeValue(forKey: key) } }
 
-    /// Records a read; true when it continues the previous one (sequential access).
-    func noteRead(content: RemoteContent, offset: Int64, end: Int64) -> Bool {
+    func isFetching(_ key: BlockKey) -> Bool { lock.withLock { inflight[key] != nil } }
+
+    /// Records a read; true when it continues the previous one (sequential access). The kernel sends
+    /// reads from several threads, slightly out of order, so "continues" means within `tolerance` bytes.
+    func noteRead(content: RemoteContent, offset: Int64, end: Int64, tolerance: Int64) -> Bool {
         lock.withLock {
             let key = "\(content.itemID)|\(content.eTag)"
-            let sequential = offset == 0 || lastEnd[key] == offset
+            let sequential = offset == 0 || lastEnd[key].map { abs($0 - offset) <= tolerance } == true
             if lastEnd.count > 10_000 { lastEnd.removeAll() }
             lastEnd[key] = end
             return sequential

@@ -231,6 +231,21 @@ public final class CRMFileSystem: @unchecked Sendable {
 
     func read(_ request: Request, handle: UInt64, size: Int, offset: Int64) {
         guard let content = lock.withLock({ fileHandles[handle] }) else { request.error(EBADF); return }
+        // Cached bytes are answered right here, on the kernel request's thread: spliced from the block
+        // file when they lie in one block, copied otherwise. Only misses go to a task.
+        if let span = reader.cachedSpan(content, offset: offset, length: size) {
+            crmfs_reply_from_fd(request.raw, span.descriptor, off_t(span.offset), span.length)
+            close(span.descriptor)
+            return
+        }
+        if offset >= content.size {
+            request.bytes(Data())
+            return
+        }
+        if let cached = reader.cachedRead(content, offset: offset, length: size) {
+            request.bytes(cached)
+            return
+        }
         Task {
             do {
                 request.bytes(try await reader.read(content, offset: offset, length: size))

@@ -13,6 +13,7 @@ extension CRMFileSystem {
         ops.`init` = { userdata, connection in
             guard let connection else { return }
             let wanted = crmfs_cap_readdirplus() | crmfs_cap_readdirplus_auto() | crmfs_cap_auto_inval_data() | crmfs_cap_async_read()
+                | crmfs_cap_splice_write()
             connection.pointee.want |= wanted & connection.pointee.capable
             connection.pointee.max_readahead = min(connection.pointee.max_readahead, 1 << 20)
         }

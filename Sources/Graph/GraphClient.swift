@@ -212,6 +212,8 @@ final class RangeWindow: @unchecked Sendable {
     init(range: ClosedRange<Int64>?) {
         start = range?.lowerBound ?? 0
         end = range?.upperBound
+        // A known window is allocated once: no growing and copying while bytes arrive.
+        if let range, range.count <= 256 << 20 { buffer = Data(count: Int(range.count)) }
     }
 
     func consume(status: Int, offset: Int64, _ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -246,7 +248,7 @@ final class RangeWindow: @unchecked Sendable {
         } else if response.status == 200, end == nil || response.bytesReceived < (end! + 1) {
             total = response.bytesReceived
         }
-        let data = lock.withLock { buffer.prefix(Int(filled)) }
-        return Download(data: Data(data), eTag: response.headers["ETag"], totalSize: total)
+        let data = lock.withLock { filled == buffer.count ? buffer : Data(buffer.prefix(Int(filled))) }
+        return Download(data: data, eTag: response.headers["ETag"], totalSize: total)
     }
 }
