@@ -55,13 +55,7 @@ public final class BlockCache: @unchecked Sendable {
     /// An open descriptor on a cached block's file (the caller closes it), counting as a use.
     public func openBlock(_ key: BlockKey) -> Int32? {
         let name = key.fileName
-        let known = lock.withLock { () -> Bool in
-            guard entries[name]?.ready == true else { return false }
-            clock += 1
-            entries[name]?.lastUse = clock
-            return true
-        }
-        guard known else { return nil }
+        guard touch(name) else { return nil }
         let descriptor = open(directory.appendingPathComponent(name).path, O_RDONLY | O_CLOEXEC)
         return descriptor >= 0 ? descriptor : nil
     }
@@ -72,13 +66,7 @@ public final class BlockCache: @unchecked Sendable {
     /// Part of a block (offsets within it), when cached: a kernel read of 128 KiB costs 128 KiB of disk reads, not a whole block.
     public func read(_ key: BlockKey, range: Range<Int>?) -> Data? {
         let name = key.fileName
-        let known = lock.withLock { () -> Bool in
-            guard entries[name]?.ready == true else { return false }
-            clock += 1
-            entries[name]?.lastUse = clock
-            return true
-        }
-        guard known else { return nil }
+        guard touch(name) else { return nil }
         let descriptor = open(directory.appendingPathComponent(name).path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             lock.withLock { forget(name) }
@@ -123,6 +111,16 @@ public final class BlockCache: @unchecked Sendable {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: final])
         }
         lock.withLock { entries[name]?.ready = true }
+    }
+
+    /// Marks a block used now; false when it is not (completely) cached.
+    private func touch(_ name: String) -> Bool {
+        lock.withLock {
+            guard entries[name]?.ready == true else { return false }
+            clock += 1
+            entries[name]?.lastUse = clock
+            return true
+        }
     }
 
     private func forget(_ name: String) {

@@ -84,7 +84,7 @@ public final class BlockReader: Sendable {
     /// already on their way, so the many kernel reads within one block cost nothing extra.
     private func readAheadIfSequential(_ content: RemoteContent, offset: Int64, end: Int64) {
         let blockSize = Int64(cache.blockSize)
-        guard state.noteRead(content: content, offset: offset, end: end, tolerance: blockSize) else { return }
+        guard state.noteRead(content: content, offset: offset, end: end, blockSize: blockSize) else { return }
         let last = (end - 1) / blockSize
         let upper = min(last + Int64(readAhead), (content.size - 1) / blockSize)
         for index in stride(from: last + 1, through: upper, by: 1) {
@@ -149,7 +149,8 @@ public final class BlockReader: Sendable {
 final class ReaderState: @unchecked Sendable {
     private let lock = NSLock()
     private var inflight: [BlockKey: Task<Data, Error>] = [:]
-    private var lastEnd: [String: Int64] = [:]
+    /// Per file version: where the last read ended, and how many bytes have been read in a row.
+    private var streams: [String: (lastEnd: Int64, run: Int64)] = [:]
     private var locations: [String: (url: String, expires: Date)] = [:]
 
     func fetch(_ key: BlockKey, start: () -> Task<Data, Error>) -> Task<Data, Error> {
@@ -165,15 +166,21 @@ final class ReaderState: @unchecked Sendable {
 
     func isFetching(_ key: BlockKey) -> Bool { lock.withLock { inflight[key] != nil } }
 
-    /// Records a read; true when it continues the previous one (sequential access). The kernel sends
-    /// reads from several threads, slightly out of order, so "continues" means within `tolerance` bytes.
-    func noteRead(content: RemoteContent, offset: Int64, end: Int64, tolerance: Int64) -> Bool {
+    /// Records a read; true when the file is being read sequentially: from its start, or after a whole
+    /// block's worth of reads in a row. (A random 4 KiB read plus the kernel's own read-ahead is not a run.)
+    /// The kernel sends reads from several threads, slightly out of order, so "in a row" allows 1 MiB of slack.
+    func noteRead(content: RemoteContent, offset: Int64, end: Int64, blockSize: Int64) -> Bool {
         lock.withLock {
             let key = "\(content.itemID)|\(content.eTag)"
-            let sequential = offset == 0 || lastEnd[key].map { abs($0 - offset) <= tolerance } == true
-            if lastEnd.count > 10_000 { lastEnd.removeAll() }
-            lastEnd[key] = end
-            return sequential
+            var run = end - offset
+            var lastEnd = end
+            if let previous = streams[key], abs(previous.lastEnd - offset) <= 1 << 20 {
+                run += previous.run
+                lastEnd = max(end, previous.lastEnd)
+            }
+            if streams.count > 10_000 { streams.removeAll() }
+            streams[key] = (lastEnd, run)
+            return offset == 0 || run >= blockSize
         }
     }
 
