@@ -15,13 +15,13 @@ public struct BlockKey: Hashable, Sendable {
     /// The block's file name: the item id, a hash of the eTag (a new version never matches an old block), the index.
     var fileName: String {
         let hash = eTag.utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }
-        let safeID = String(itemID.unicodeScalars.filter { CharacterSet.alphanumerics.contains($0) && $0.isASCII })
+        let safeID = String(decoding: itemID.utf8.filter { (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }, as: UTF8.self)
         return "\(safeID)-\(String(hash, radix: 16))-\(index)"
     }
 }
 
 /// Fixed-size blocks of documents in files under one directory, bounded by a byte budget and evicted
-/// least recently used at insert time. Blocks are written whole (temporary file, then rename), so a
+/// least recently used at insert time. Blocks are published whole (temporary file, then rename), so a
 /// crash never leaves a torn one, and a remount reuses every block still on disk.
 public final class BlockCache: @unchecked Sendable {
     public let directory: URL
@@ -52,19 +52,17 @@ public final class BlockCache: @unchecked Sendable {
         lock.withLock { entries[key.fileName]?.ready == true }
     }
 
-    /// An open descriptor on a cached block's file (the caller closes it), counting as a use.
-    public func openBlock(_ key: BlockKey) -> Int32? {
-        let name = key.fileName
-        guard touch(name) else { return nil }
-        let descriptor = open(directory.appendingPathComponent(name).path, O_RDONLY | O_CLOEXEC)
-        return descriptor >= 0 ? descriptor : nil
+    /// Asks the kernel to start reading a cached block's file into memory, without waiting: a sequential
+    /// read through a warm cache then finds the next blocks in the page cache, not on disk.
+    public func prefetch(_ key: BlockKey) {
+        let descriptor = open(directory.appendingPathComponent(key.fileName).path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return }
+        _ = posix_fadvise(descriptor, 0, 0, Int32(POSIX_FADV_WILLNEED))
+        close(descriptor)
     }
 
-    /// A whole block, when cached.
-    public func read(_ key: BlockKey) -> Data? { read(key, range: nil) }
-
-    /// Part of a block (offsets within it), when cached: a kernel read of 128 KiB costs 128 KiB of disk reads, not a whole block.
-    public func read(_ key: BlockKey, range: Range<Int>?) -> Data? {
+    /// A cached block's file, opened (counting as a use); nil when it is not (completely) cached.
+    public func openBlock(_ key: BlockKey) -> BlockFile? {
         let name = key.fileName
         guard touch(name) else { return nil }
         let descriptor = open(directory.appendingPathComponent(name).path, O_RDONLY | O_CLOEXEC)
@@ -72,45 +70,66 @@ public final class BlockCache: @unchecked Sendable {
             lock.withLock { forget(name) }
             return nil
         }
-        defer { close(descriptor) }
-        let wanted = range ?? 0..<blockSize
-        var data = Data(count: wanted.count)
-        let count = data.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, wanted.count, off_t(wanted.lowerBound)) }
-        guard count >= 0 else { return nil }
-        data.count = count
-        return data
+        return BlockFile(descriptor: descriptor)
     }
 
-    /// Stores a block, first evicting the least recently used ones so the total stays within capacity.
-    /// When the budget is all taken by blocks still being written, this one is simply not kept.
-    public func store(_ key: BlockKey, data: Data) throws {
+    /// Fetches a block straight into its file: `download` writes the block's bytes into the descriptor it
+    /// is given (offset 0 up) and returns how many it wrote; they must be `size`. Room is reserved first,
+    /// evicting the least recently used blocks; the block is published (renamed into place) only once
+    /// complete. When the budget is all taken by blocks still being written, the bytes go to an unlinked
+    /// file that serves this read and is not kept. Nothing of the block passes through memory.
+    public func fill(_ key: BlockKey, size: Int64, download: (Int32) async throws -> Int64) async throws -> BlockFile {
         let name = key.fileName
-        let size = Int64(data.count)
-        let reserved = lock.withLock { () -> [String]? in
-            guard entries[name] == nil else { return nil }  // another reader stored it already
+        let reservation = lock.withLock { () -> Reservation in
+            if entries[name]?.ready == true { return .present }
+            if entries[name] != nil { return .unkept }  // another fill is writing it: don't share its file
             var victims: [String] = []
             while used + size > capacity,
                   let oldest = entries.filter({ $0.value.ready }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 victims.append(oldest.key)
                 forget(oldest.key)
             }
-            guard used + size <= capacity else { return nil }
+            guard used + size <= capacity else { return .unkept }
             clock += 1
             entries[name] = (size, clock, false)
             used += size
-            return victims
+            return .reserved(victims: victims)
         }
-        guard let victims = reserved else { return }
-        for victim in victims { unlink(directory.appendingPathComponent(victim).path) }
+        if case .present = reservation, let file = openBlock(key) { return file }
+        if case .reserved(let victims) = reservation {
+            for victim in victims { unlink(directory.appendingPathComponent(victim).path) }
+        }
+        let kept: Bool = if case .reserved = reservation { true } else { false }
         let final = directory.appendingPathComponent(name).path
         let temporary = final + ".tmp-\(UInt64.random(in: 0...UInt64.max))"
-        guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]),
-              rename(temporary, final) == 0 else {
-            unlink(temporary)
-            lock.withLock { forget(name) }
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: final])
+        let descriptor = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            let failure = errno
+            if kept { lock.withLock { forget(name) } }
+            throw POSIXError(POSIXErrorCode(rawValue: failure) ?? .EIO)
         }
-        lock.withLock { entries[name]?.ready = true }
+        let file = BlockFile(descriptor: descriptor)
+        do {
+            let written = try await download(descriptor)
+            guard written == size else { throw BlockCacheError.shortBlock(expected: size, received: written) }
+        } catch {
+            unlink(temporary)
+            if kept { lock.withLock { forget(name) } }
+            throw error
+        }
+        if kept, rename(temporary, final) == 0 {
+            lock.withLock { entries[name]?.ready = true }
+        } else {
+            unlink(temporary)
+            if kept { lock.withLock { forget(name) } }
+        }
+        return file
+    }
+
+    private enum Reservation {
+        case present
+        case reserved(victims: [String])
+        case unkept
     }
 
     /// Marks a block used now; false when it is not (completely) cached.
@@ -148,5 +167,40 @@ public final class BlockCache: @unchecked Sendable {
             unlink(directory.appendingPathComponent(oldest.key).path)
             forget(oldest.key)
         }
+    }
+}
+
+public enum BlockCacheError: Error, CustomStringConvertible {
+    case shortBlock(expected: Int64, received: Int64)
+
+    public var description: String {
+        switch self {
+        case .shortBlock(let expected, let received): "the service sent \(received) bytes of a \(expected)-byte block"
+        }
+    }
+}
+
+/// An open, read-only view of one block's bytes. The descriptor closes with the last reference, so a
+/// block evicted while it is being read stays readable until the read is answered.
+public final class BlockFile: Sendable {
+    public let descriptor: Int32
+
+    init(descriptor: Int32) { self.descriptor = descriptor }
+
+    deinit { close(descriptor) }
+
+    /// The bytes in `range` (offsets within the block); fewer at the block's end; nil on a read error.
+    public func read(_ range: Range<Int>) -> Data? {
+        var data = Data(count: range.count)
+        var total = 0
+        while total < range.count {
+            let count = data.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress! + total, range.count - total, off_t(range.lowerBound + total)) }
+            if count < 0, errno == EINTR { continue }
+            guard count >= 0 else { return nil }
+            if count == 0 { break }
+            total += count
+        }
+        data.count = total
+        return data
     }
 }

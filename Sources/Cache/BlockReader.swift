@@ -5,7 +5,7 @@ import Namespace
 
 /// Reads document bytes through the block cache: whole blocks fetched by ranged GETs, several in flight,
 /// read-ahead when a file is read sequentially, one fetch per block however many readers want it.
-/// Memory is bounded by the number of fetches in flight, whatever the file sizes.
+/// Fetched bytes stream straight into block files, so memory stays flat whatever the file sizes.
 public final class BlockReader: Sendable {
     public let cache: BlockCache
     let graph: GraphClient
@@ -22,138 +22,160 @@ public final class BlockReader: Sendable {
         limiter = AsyncLimiter(limit: maxConcurrentFetches)
     }
 
-    /// Where the bytes are on disk, when they lie in one cached block: an open descriptor (the caller
-    /// closes it), the offset in it and the length. Lets the file system splice them to the kernel.
-    public func cachedSpan(_ content: RemoteContent, offset: Int64, length: Int) -> (descriptor: Int32, offset: Int64, length: Int)? {
-        guard offset < content.size, length > 0 else { return nil }
-        let end = min(content.size, offset + Int64(length))
-        let blockSize = Int64(cache.blockSize)
-        let index = offset / blockSize
-        guard (end - 1) / blockSize == index,
-              let descriptor = cache.openBlock(BlockKey(itemID: content.itemID, eTag: content.eTag, index: index)) else { return nil }
-        readAheadIfSequential(content, offset: offset, end: end)
-        return (descriptor, offset - index * blockSize, Int(end - offset))
+    /// Where the bytes are on disk, when they lie in one cached block: the block's file, the offset in it
+    /// and the length. Lets the file system splice them to the kernel, on the request's own thread.
+    public func cachedSpan(_ content: RemoteContent, offset: Int64, length: Int) -> BlockSpan? {
+        guard let window = window(content, offset: offset, length: length), window.first == window.last,
+              let file = cache.openBlock(key(content, window.first)) else { return nil }
+        readAheadIfSequential(content, offset: offset, end: window.end)
+        return BlockSpan(file: file, offset: offset - window.first * Int64(cache.blockSize), length: Int(window.end - offset))
     }
 
     /// The bytes, when every block they lie in is cached: no task, no waiting. The file system calls this
-    /// first, on the kernel request's own thread, and goes asynchronous only on a miss.
+    /// for reads across a block edge, and goes asynchronous only on a miss.
     public func cachedRead(_ content: RemoteContent, offset: Int64, length: Int) -> Data? {
-        guard offset < content.size, length > 0 else { return Data() }
-        let end = min(content.size, offset + Int64(length))
-        let blockSize = Int64(cache.blockSize)
-        let first = offset / blockSize, last = (end - 1) / blockSize
-        var result = Data(capacity: Int(end - offset))
-        for index in first...last {
-            let blockStart = index * blockSize
-            let from = Int(max(offset, blockStart) - blockStart)
-            let to = Int(min(end, blockStart + blockSize) - blockStart)
-            guard let piece = cache.read(BlockKey(itemID: content.itemID, eTag: content.eTag, index: index), range: from..<to),
-                  piece.count == to - from else { return nil }
+        guard let window = window(content, offset: offset, length: length) else { return Data() }
+        var result = Data(capacity: Int(window.end - offset))
+        for index in window.first...window.last {
+            guard let file = cache.openBlock(key(content, index)),
+                  let piece = piece(of: file, index: index, offset: offset, end: window.end) else { return nil }
             result.append(piece)
         }
-        readAheadIfSequential(content, offset: offset, end: end)
+        readAheadIfSequential(content, offset: offset, end: window.end)
         return result
     }
 
-    /// Up to `length` bytes of `content` from `offset` (fewer at the end of the file).
-    public func read(_ content: RemoteContent, offset: Int64, length: Int) async throws -> Data {
-        guard offset < content.size, length > 0 else { return Data() }
+    /// Up to `length` bytes of `content` from `offset` (fewer at the end of the file), fetching the blocks
+    /// that are missing: a span of one block's file when they lie in one, the bytes otherwise.
+    public func read(_ content: RemoteContent, offset: Int64, length: Int) async throws -> BlockRead {
+        guard let window = window(content, offset: offset, length: length) else { return .bytes(Data()) }
+        readAheadIfSequential(content, offset: offset, end: window.end)
+        if window.first == window.last {
+            let file = try await block(key(content, window.first), content: content)
+            return .span(BlockSpan(file: file, offset: offset - window.first * Int64(cache.blockSize), length: Int(window.end - offset)))
+        }
+        var result = Data(capacity: Int(window.end - offset))
+        for index in window.first...window.last {
+            let file = try await block(key(content, index), content: content)
+            guard let piece = piece(of: file, index: index, offset: offset, end: window.end) else { throw NamespaceError.stale }
+            result.append(piece)
+        }
+        return .bytes(result)
+    }
+
+    private func window(_ content: RemoteContent, offset: Int64, length: Int) -> (first: Int64, last: Int64, end: Int64)? {
+        guard offset < content.size, length > 0 else { return nil }
         let end = min(content.size, offset + Int64(length))  // exclusive
         let blockSize = Int64(cache.blockSize)
-        let first = offset / blockSize, last = (end - 1) / blockSize
-        readAheadIfSequential(content, offset: offset, end: end)
-
-        var result = Data(capacity: Int(end - offset))
-        for index in first...last {
-            let key = BlockKey(itemID: content.itemID, eTag: content.eTag, index: index)
-            let blockStart = index * blockSize
-            let from = Int(max(offset, blockStart) - blockStart)
-            let to = Int(min(end, blockStart + blockSize) - blockStart)
-            if let cached = cache.read(key, range: from..<to), cached.count == to - from {
-                result.append(cached)
-                continue
-            }
-            let data = try await block(key, content: content)
-            let upper = min(to, data.count)
-            if from < upper { result.append(data[data.startIndex + from..<data.startIndex + upper]) }
-        }
-        return result
+        return (offset / blockSize, (end - 1) / blockSize, end)
     }
 
-    /// Sequential reads fetch the next blocks ahead, in the background; only blocks neither cached nor
-    /// already on their way, so the many kernel reads within one block cost nothing extra.
+    private func key(_ content: RemoteContent, _ index: Int64) -> BlockKey {
+        BlockKey(itemID: content.itemID, eTag: content.eTag, index: index)
+    }
+
+    /// The part of block `index` that falls within offset..<end of the file.
+    private func piece(of file: BlockFile, index: Int64, offset: Int64, end: Int64) -> Data? {
+        let blockStart = index * Int64(cache.blockSize)
+        let from = Int(max(offset, blockStart) - blockStart)
+        let to = Int(min(end, blockStart + Int64(cache.blockSize)) - blockStart)
+        guard let piece = file.read(from..<to), piece.count == to - from else { return nil }
+        return piece
+    }
+
+    /// Sequential reads look ahead by `readAhead` blocks, in the background: missing blocks are fetched
+    /// (unless already on their way), cached ones are read into the page cache. Each block is looked
+    /// ahead at once per run, so the many kernel reads within one block cost nothing extra.
     private func readAheadIfSequential(_ content: RemoteContent, offset: Int64, end: Int64) {
         let blockSize = Int64(cache.blockSize)
-        guard state.noteRead(content: content, offset: offset, end: end, blockSize: blockSize) else { return }
-        let last = (end - 1) / blockSize
-        let upper = min(last + Int64(readAhead), (content.size - 1) / blockSize)
-        for index in stride(from: last + 1, through: upper, by: 1) {
-            let key = BlockKey(itemID: content.itemID, eTag: content.eTag, index: index)
-            if cache.contains(key) || state.isFetching(key) { continue }
-            Task { _ = try? await self.block(key, content: content) }
+        let lastBlock = (content.size - 1) / blockSize
+        guard let ahead = state.noteRead(content: content, offset: offset, end: end, blockSize: blockSize, depth: Int64(readAhead), lastBlock: lastBlock) else { return }
+        for index in ahead {
+            let key = key(content, index)
+            if cache.contains(key) {
+                cache.prefetch(key)
+            } else if !state.isFetching(key) {
+                Task { _ = try? await self.block(key, content: content) }
+            }
         }
     }
 
-    /// One block: from the cache, or fetched once however many readers ask at the same time.
-    func block(_ key: BlockKey, content: RemoteContent) async throws -> Data {
-        if let cached = cache.read(key) { return cached }
+    /// One block's file: from the cache, or fetched once however many readers ask at the same time.
+    func block(_ key: BlockKey, content: RemoteContent) async throws -> BlockFile {
+        if let cached = cache.openBlock(key) { return cached }
         let task = state.fetch(key) {
             Task {
                 try await self.limiter.run { try await self.fetch(key, content: content) }
             }
         }
         do {
-            let data = try await task.value
+            let file = try await task.value
             state.finish(key)
-            return data
+            return file
         } catch {
             state.finish(key)
             throw error
         }
     }
 
-    private func fetch(_ key: BlockKey, content: RemoteContent) async throws -> Data {
-        if let cached = cache.read(key) { return cached }
+    private func fetch(_ key: BlockKey, content: RemoteContent) async throws -> BlockFile {
         let blockSize = Int64(cache.blockSize)
         let start = key.index * blockSize
         let end = min(content.size, start + blockSize) - 1
-        let download = try await downloadWithFreshURL(content, range: start...end)
-        if let served = download.eTag, !served.isEmpty, served != content.eTag {
-            // The document changed since its metadata was read: these bytes belong to another version.
-            throw NamespaceError.stale
+        return try await cache.fill(key, size: end - start + 1) { descriptor in
+            let download = try await downloadWithFreshURL(content, range: start...end, into: descriptor)
+            if let served = download.eTag, !served.isEmpty, served != content.eTag {
+                // The document changed since its metadata was read: these bytes belong to another version.
+                throw NamespaceError.stale
+            }
+            return download.byteCount
         }
-        guard Int64(download.data.count) == end - start + 1 else {
-            logger.warning("short block", metadata: ["item": "\(key.itemID)", "index": "\(key.index)", "bytes": "\(download.data.count)"])
-            throw NamespaceError.stale
-        }
-        try cache.store(key, data: download.data)
-        return download.data
     }
 
     /// Reuses a file's download URL for a minute (read-ahead of one file makes many requests); fetches a new one once if it has expired.
-    private func downloadWithFreshURL(_ content: RemoteContent, range: ClosedRange<Int64>) async throws -> Download {
+    private func downloadWithFreshURL(_ content: RemoteContent, range: ClosedRange<Int64>, into descriptor: Int32) async throws -> Download {
         if let location = state.location(for: content.itemID) {
             do {
-                return try await graph.download(location: location, range: range)
+                return try await graph.download(location: location, range: range, into: descriptor)
             } catch let error as GraphError where [401, 403, 404].contains(error.status) {
                 state.dropLocation(for: content.itemID)
             }
         }
         let location = try await graph.downloadLocation(driveID: content.driveID, itemID: content.itemID)
         state.remember(location: location, for: content.itemID)
-        return try await graph.download(location: location, range: range)
+        return try await graph.download(location: location, range: range, into: descriptor)
     }
+}
+
+/// Bytes of a document that lie in one block's file.
+public struct BlockSpan: Sendable {
+    public let file: BlockFile
+    /// Where they start in the block's file.
+    public let offset: Int64
+    public let length: Int
+}
+
+/// What a read produced: a span to splice, or bytes gathered across a block edge.
+public enum BlockRead: Sendable {
+    case span(BlockSpan)
+    case bytes(Data)
 }
 
 /// The reader's shared bookkeeping: fetches under way, sequential-read detection, download URLs.
 final class ReaderState: @unchecked Sendable {
     private let lock = NSLock()
-    private var inflight: [BlockKey: Task<Data, Error>] = [:]
-    /// Per file version: where the last read ended, and how many bytes have been read in a row.
-    private var streams: [String: (lastEnd: Int64, run: Int64)] = [:]
+    private var inflight: [BlockKey: Task<BlockFile, Error>] = [:]
+    /// Per file version: where the last read ended, how many bytes have been read in a row, and the
+    /// last block read-ahead has looked at in this run.
+    private struct Stream {
+        var lastEnd: Int64
+        var run: Int64
+        var lookedAhead: Int64
+    }
+    private var streams: [String: Stream] = [:]
     private var locations: [String: (url: String, expires: Date)] = [:]
 
-    func fetch(_ key: BlockKey, start: () -> Task<Data, Error>) -> Task<Data, Error> {
+    func fetch(_ key: BlockKey, start: () -> Task<BlockFile, Error>) -> Task<BlockFile, Error> {
         lock.withLock {
             if let task = inflight[key] { return task }
             let task = start()
@@ -166,21 +188,27 @@ final class ReaderState: @unchecked Sendable {
 
     func isFetching(_ key: BlockKey) -> Bool { lock.withLock { inflight[key] != nil } }
 
-    /// Records a read; true when the file is being read sequentially: from its start, or after a whole
-    /// block's worth of reads in a row. (A random 4 KiB read plus the kernel's own read-ahead is not a run.)
-    /// The kernel sends reads from several threads, slightly out of order, so "in a row" allows 1 MiB of slack.
-    func noteRead(content: RemoteContent, offset: Int64, end: Int64, blockSize: Int64) -> Bool {
+    /// Records a read; when the file is being read sequentially (from its start, or after a whole block's
+    /// worth of reads in a row), the blocks to look ahead at that this run has not yet looked at.
+    /// (A random 4 KiB read plus the kernel's own read-ahead is not a run.) The kernel sends reads from
+    /// several threads, slightly out of order, so "in a row" allows 1 MiB of slack.
+    func noteRead(content: RemoteContent, offset: Int64, end: Int64, blockSize: Int64, depth: Int64, lastBlock: Int64) -> ClosedRange<Int64>? {
         lock.withLock {
             let key = "\(content.itemID)|\(content.eTag)"
-            var run = end - offset
-            var lastEnd = end
+            var stream = Stream(lastEnd: end, run: end - offset, lookedAhead: -1)
             if let previous = streams[key], abs(previous.lastEnd - offset) <= 1 << 20 {
-                run += previous.run
-                lastEnd = max(end, previous.lastEnd)
+                stream.run += previous.run
+                stream.lastEnd = max(end, previous.lastEnd)
+                stream.lookedAhead = previous.lookedAhead
             }
             if streams.count > 10_000 { streams.removeAll() }
-            streams[key] = (lastEnd, run)
-            return offset == 0 || run >= blockSize
+            defer { streams[key] = stream }
+            guard offset == 0 || stream.run >= blockSize else { return nil }
+            let from = max((end - 1) / blockSize + 1, stream.lookedAhead + 1)
+            let through = min((end - 1) / blockSize + depth, lastBlock)
+            guard from <= through else { return nil }
+            stream.lookedAhead = through
+            return from...through
         }
     }
 

@@ -99,7 +99,7 @@ public enum ConfigLoader {
 
         func object(_ t: TOMLTable, index: Int) throws -> ObjectSettings {
             let at = "objects[\(index)]"
-            try allowOnly(t, ["object", "directory", "name", "filter", "fields", "link", "folder", "mappings"], at: at)
+            try allowOnly(t, ["object", "directory", "name", "filter", "fields", "link", "folder", "mappings", "id_field", "conflict_policy"], at: at)
             let linkText = try string(t, "link", at: at, default: "folder")
             guard let link = LinkModel(rawValue: linkText) else {
                 throw error("\(at).link", "'\(linkText)' is not a link model; use \(LinkModel.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -125,13 +125,24 @@ public enum ConfigLoader {
                     let mat = "\(at).mappings[\(mappingIndex)]"
                     guard let m = item.table else { throw error(mat, "must be a table") }
                     try allowOnly(m, ["crm_field", "sp_column", "transform"], at: mat)
+                    let transform = try optionalString(m, "transform", at: mat).map { text in
+                        guard let transform = FieldTransform(rawValue: text) else {
+                            throw error("\(mat).transform", "'\(text)' is not a transform; use \(FieldTransform.allCases.map(\.rawValue).joined(separator: ", "))")
+                        }
+                        return transform
+                    }
                     mappings.append(FieldMapping(crmField: try string(m, "crm_field", at: mat), spColumn: try string(m, "sp_column", at: mat),
-                                                 transform: try optionalString(m, "transform", at: mat)))
+                                                 transform: transform))
                 }
+            }
+            let policyText = try string(t, "conflict_policy", at: at, default: ConflictPolicy.keepBoth.rawValue)
+            guard let conflictPolicy = ConflictPolicy(rawValue: policyText) else {
+                throw error("\(at).conflict_policy", "'\(policyText)' is not a conflict policy; use \(ConflictPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             return ObjectSettings(object: try string(t, "object", at: at), directory: directory,
                                   nameTemplate: try string(t, "name", at: at, default: "{Name}"), filter: try optionalString(t, "filter", at: at),
-                                  fields: fields, link: link, folderTemplate: folder, mappings: mappings)
+                                  fields: fields, link: link, folderTemplate: folder, mappings: mappings,
+                                  idField: try string(t, "id_field", at: at, default: "Id"), conflictPolicy: conflictPolicy)
         }
 
         // MARK: Typed access

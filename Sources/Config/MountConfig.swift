@@ -48,12 +48,36 @@ public enum LinkModel: String, Sendable, CaseIterable {
     case linkObject = "link-object"
 }
 
+/// What to do when a document changed remotely between a user's open and close.
+public enum ConflictPolicy: String, Sendable, CaseIterable {
+    /// Upload the local copy beside the remote one, as `NAME (conflict DATE HOST).EXT`.
+    case keepBoth = "keep-both"
+    /// Overwrite the remote change with the local copy.
+    case localWins = "local-wins"
+    /// Keep the remote document; the local copy is kept in the state directory only.
+    case remoteWins = "remote-wins"
+}
+
+/// How a CRM value becomes a SharePoint column value.
+public enum FieldTransform: String, Sendable, CaseIterable {
+    /// The value's text, unchanged.
+    case text
+    /// A lookup field's record Id (the 18-character form).
+    case lookupID = "lookup-id"
+    /// A date as `YYYY-MM-DD`.
+    case date
+    /// A date and time in ISO 8601, UTC.
+    case dateTime = "datetime"
+    case number
+    case boolean
+}
+
 public struct FieldMapping: Sendable, Equatable {
     public var crmField: String
     public var spColumn: String
-    public var transform: String?
+    public var transform: FieldTransform?
 
-    public init(crmField: String, spColumn: String, transform: String? = nil) {
+    public init(crmField: String, spColumn: String, transform: FieldTransform? = nil) {
         self.crmField = crmField
         self.spColumn = spColumn
         self.transform = transform
@@ -71,7 +95,11 @@ public struct ObjectSettings: Sendable {
     public var link: LinkModel
     /// For the folder model: where a record's documents live in the library, e.g. `Accounts/{Name} ({Id})`.
     public var folderTemplate: String?
+    /// CRM fields stamped into SharePoint columns (the shape of a `{crmEntity, crmIdField, mappings, conflictPolicy}` mapping).
     public var mappings: [FieldMapping]
+    /// The field holding the record's id (the mapping's `crmIdField`); `Id` in Salesforce.
+    public var idField: String
+    public var conflictPolicy: ConflictPolicy
 }
 
 /// A parsed and validated mount.conf.

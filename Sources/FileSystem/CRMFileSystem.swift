@@ -234,8 +234,7 @@ public final class CRMFileSystem: @unchecked Sendable {
         // Cached bytes are answered right here, on the kernel request's thread: spliced from the block
         // file when they lie in one block, copied otherwise. Only misses go to a task.
         if let span = reader.cachedSpan(content, offset: offset, length: size) {
-            crmfs_reply_from_fd(request.raw, span.descriptor, off_t(span.offset), span.length)
-            close(span.descriptor)
+            request.splice(span)
             return
         }
         if offset >= content.size {
@@ -248,7 +247,10 @@ public final class CRMFileSystem: @unchecked Sendable {
         }
         Task {
             do {
-                request.bytes(try await reader.read(content, offset: offset, length: size))
+                switch try await reader.read(content, offset: offset, length: size) {
+                case .span(let span): request.splice(span)
+                case .bytes(let bytes): request.bytes(bytes)
+                }
             } catch {
                 logger.warning("read failed", metadata: ["item": "\(content.itemID)", "offset": "\(offset)", "error": "\(error)"])
                 request.fail(error)

@@ -1,3 +1,4 @@
+import Cache
 import CFuse
 import Foundation
 import Namespace
@@ -14,6 +15,11 @@ struct Request: @unchecked Sendable {
         data.withUnsafeBytes { buffer in
             _ = fuse_reply_buf(raw, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), buffer.count)
         }
+    }
+
+    /// Replies with bytes of a block file, spliced (no copy through this process where the kernel allows).
+    func splice(_ span: BlockSpan) {
+        crmfs_reply_from_fd(raw, span.file.descriptor, off_t(span.offset), span.length)
     }
 
     /// Replies with the errno a failure maps to.

@@ -87,6 +87,15 @@ public final class GraphClient: Sendable {
         return try window.result(response: response, request: request)
     }
 
+    /// Downloads `range` of a pre-authenticated URL into `descriptor`, its first byte at the file's
+    /// offset 0, streaming: a block fetch goes straight into its cache file. The result's `data` is empty.
+    public func download(location: String, range: ClosedRange<Int64>, into descriptor: Int32) async throws -> Download {
+        let window = RangeWindow(range: range, destination: .file(descriptor: descriptor))
+        let request = HTTPRequest(url: location, headers: ["Range": "bytes=\(range.lowerBound)-\(range.upperBound)"])
+        let response = try await send(request, auth: nil, sink: .stream { status, offset, bytes in window.consume(status: status, offset: offset, bytes) })
+        return try window.result(response: response, request: request)
+    }
+
     /// Downloads a whole file into an open descriptor at `offset`, streaming: memory stays flat whatever its size.
     public func download(driveID: String, itemID: String, to descriptor: Int32, offset: Int64 = 0) async throws -> Int64 {
         let location = try await downloadLocation(driveID: driveID, itemID: itemID)
@@ -201,19 +210,28 @@ enum GraphPath {
 }
 
 /// Collects the bytes of one requested window from a response that may be 206 (just the window)
-/// or 200 (the whole file, range ignored). Writes are positional, so a retried response overwrites.
+/// or 200 (the whole file, range ignored), in memory or straight into a file (the window's first byte
+/// at the file's offset 0). Writes are positional, so a retried response overwrites what it sent before.
 final class RangeWindow: @unchecked Sendable {
+    enum Destination {
+        case memory
+        case file(descriptor: Int32)
+    }
+
     private let start: Int64
     private let end: Int64?
+    private let destination: Destination
     private var buffer = Data()
     private var filled: Int64 = 0
+    private var writeError: Int32 = 0
     private let lock = NSLock()
 
-    init(range: ClosedRange<Int64>?) {
+    init(range: ClosedRange<Int64>?, destination: Destination = .memory) {
         start = range?.lowerBound ?? 0
         end = range?.upperBound
-        // A known window is allocated once: no growing and copying while bytes arrive.
-        if let range, range.count <= 256 << 20 { buffer = Data(count: Int(range.count)) }
+        self.destination = destination
+        // A known window is reserved once: no growing and copying while bytes arrive.
+        if case .memory = destination, let range, range.count <= 256 << 20 { buffer.reserveCapacity(Int(range.count)) }
     }
 
     func consume(status: Int, offset: Int64, _ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -224,15 +242,36 @@ final class RangeWindow: @unchecked Sendable {
             let from = max(absolute, start), to = min(pieceEnd, windowEnd)
             if from < to {
                 let target = Int(from - start)
-                let needed = target + Int(to - from)
-                if buffer.count < needed { buffer.append(Data(count: needed - buffer.count)) }
-                let source = UnsafeRawBufferPointer(rebasing: bytes[Int(from - absolute)..<Int(to - absolute)])
-                buffer.withUnsafeMutableBytes { destination in
-                    destination.baseAddress!.advanced(by: target).copyMemory(from: source.baseAddress!, byteCount: source.count)
-                }
-                filled = max(filled, Int64(needed))
+                let piece = UnsafeRawBufferPointer(rebasing: bytes[Int(from - absolute)..<Int(to - absolute)])
+                guard write(piece, at: target) else { return false }
+                filled = max(filled, Int64(target + piece.count))
             }
             return pieceEnd < windowEnd
+        }
+    }
+
+    private func write(_ piece: UnsafeRawBufferPointer, at target: Int) -> Bool {
+        switch destination {
+        case .memory:
+            if target > buffer.count { buffer.append(Data(count: target - buffer.count)) }
+            let overlap = min(piece.count, buffer.count - target)
+            if overlap > 0 {
+                buffer.replaceSubrange(target..<target + overlap, with: UnsafeRawBufferPointer(rebasing: piece[..<overlap]))
+            }
+            if overlap < piece.count { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: piece[overlap...])) }
+            return true
+        case .file(let descriptor):
+            var written = 0
+            while written < piece.count {
+                let n = pwrite(descriptor, piece.baseAddress! + written, piece.count - written, off_t(target + written))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    writeError = errno
+                    return false
+                }
+                written += n
+            }
+            return true
         }
     }
 
@@ -248,7 +287,8 @@ final class RangeWindow: @unchecked Sendable {
         } else if response.status == 200, end == nil || response.bytesReceived < (end! + 1) {
             total = response.bytesReceived
         }
-        let data = lock.withLock { filled == buffer.count ? buffer : Data(buffer.prefix(Int(filled))) }
-        return Download(data: data, eTag: response.headers["ETag"], totalSize: total)
+        let (data, count, failure) = lock.withLock { (filled == buffer.count ? buffer : Data(buffer.prefix(Int(filled))), filled, writeError) }
+        if failure != 0 { throw POSIXError(POSIXErrorCode(rawValue: failure) ?? .EIO) }
+        return Download(data: data, byteCount: count, eTag: response.headers["ETag"], totalSize: total)
     }
 }

@@ -137,7 +137,10 @@ public struct DeltaPage: Sendable {
 
 /// What a ranged download returned.
 public struct Download: Sendable {
+    /// The bytes, for a download into memory (empty for one into a file).
     public var data: Data
+    /// How many bytes of the window arrived, wherever they went.
+    public var byteCount: Int64
     /// The item's eTag as the download endpoint reported it, when it did.
     public var eTag: String?
     /// The whole file's size, when the server said (Content-Range or a full 200).

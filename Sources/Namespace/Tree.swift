@@ -39,6 +39,7 @@ public final class Tree: @unchecked Sendable {
     private var inodes: [NodeKey: UInt64] = [:]
     private var nextIno: UInt64 = 2
     private var loads: [UInt64: Task<Void, Error>] = [:]
+    private let recordFolders = RecordFolderIndex()
 
     /// Resolves the configured site and library, so a mount fails early and clearly when it cannot reach them.
     public static func open(config: MountConfig, graph: GraphClient, salesforce: SalesforceClient, recordURLBase: String,
@@ -241,13 +242,19 @@ public final class Tree: @unchecked Sendable {
         let object = config.objects[objectIndex]
         var folderID = knownFolder
         if folderID == nil, object.link == .folder, let folderTemplate = object.folderTemplate, let record {
-            let path = Template(folderTemplate).expand { field in
+            let segment = { (field: String) -> String in
                 field.caseInsensitiveCompare("Id") == .orderedSame ? recordID : SharePointNames.sanitize(FieldText.display(record[field]), maxLength: 100)
             }
-            do {
-                folderID = try await graph.item(driveID: driveID, path: path).id
-            } catch let error as GraphError where error.isNotFound {
-                folderID = nil
+            if let split = RecordFolderIndex.split(folderTemplate) {
+                let folders = try await recordFolders.folders(in: split.parent, graph: graph, driveID: driveID,
+                                                              pageSize: options.pageSize, timeout: options.attributeTimeout)
+                folderID = folders[Template(split.leaf).expand(segment).lowercased()]
+            } else {
+                do {
+                    folderID = try await graph.item(driveID: driveID, path: Template(folderTemplate).expand(segment)).id
+                } catch let error as GraphError where error.isNotFound {
+                    folderID = nil
+                }
             }
         }
         var items: [DriveItem] = []

@@ -81,7 +81,7 @@ enum Detacher {
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0 else { throw MountError(message: "pipe failed: \(String(cString: strerror(errno)))") }
         let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
-        fcntl(readEnd, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)  // the daemon must not hold the read end
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

@@ -30,11 +30,18 @@ struct ConfigTests {
         crm_field = "Name"
         sp_column = "Customer"
 
+        [[objects.mappings]]
+        crm_field = "CreatedDate"
+        sp_column = "Opened"
+        transform = "date"
+
         [[objects]]
         object = "Case"
         directory = "Cases"
         name = "{CaseNumber} {Subject}"
         link = "link-object"
+        id_field = "Id"
+        conflict_policy = "local-wins"
         """
 
     @Test("a valid config parses with defaults filled in")
@@ -51,8 +58,12 @@ struct ConfigTests {
         #expect(config.cache.size == 2 << 30)
         #expect(config.cache.blockSize == 4 << 20)
         #expect(config.objects.count == 2)
-        #expect(config.objects[0].mappings == [FieldMapping(crmField: "Name", spColumn: "Customer", transform: nil)])
+        #expect(config.objects[0].mappings == [FieldMapping(crmField: "Name", spColumn: "Customer", transform: nil),
+                                               FieldMapping(crmField: "CreatedDate", spColumn: "Opened", transform: .date)])
+        #expect(config.objects[0].idField == "Id")
+        #expect(config.objects[0].conflictPolicy == .keepBoth)
         #expect(config.objects[1].link == .linkObject)
+        #expect(config.objects[1].conflictPolicy == .localWins)
     }
 
     @Test("errors name the file, the line and the key", arguments: [
@@ -63,6 +74,8 @@ struct ConfigTests {
         ("fields = [\"Name\", \"Industry\"]", "fields = \"Name\"", "objects[0].fields", "array"),
         ("sp_column = \"Customer\"", "sp_column = 7", "objects[0].mappings[0].sp_column", "string"),
         ("site = \"contoso.sharepoint.com:/sites/Sales\"", "site = \"Sales\"", "graph.site", "HOSTNAME:/PATH"),
+        ("transform = \"date\"", "transform = \"shout\"", "objects[0].mappings[1].transform", "not a transform"),
+        ("conflict_policy = \"local-wins\"", "conflict_policy = \"coin-toss\"", "objects[1].conflict_policy", "not a conflict policy"),
     ])
     func errors(replace: String, with replacement: String, key: String, fragment: String) throws {
         let text = Self.valid.replacingOccurrences(of: replace, with: replacement)
