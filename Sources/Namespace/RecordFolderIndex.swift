@@ -2,11 +2,15 @@ import Foundation
 import Graph
 
 /// The record folders of an object, found by listing their common parent folder once instead of one
-/// path lookup per record: `find` over ten thousand records then costs one listing per record, not two.
-/// A listing is trusted for the attribute timeout, like any other.
+/// path lookup per record. Opening a few records costs a lookup each; from the `threshold`-th record
+/// within the attribute timeout on (`find`, `rsync`, `ls -R`), the parent's listing answers, so a walk
+/// over ten thousand records costs one listing per record, not two requests.
 final class RecordFolderIndex: @unchecked Sendable {
+    static let threshold = 8
+
     private let lock = NSLock()
     private var listings: [String: (task: Task<[String: String], Error>, started: Date)] = [:]
+    private var lookups: [String: (count: Int, since: Date)] = [:]
 
     /// Splits a folder template whose fixed parent is followed by one per-record segment
     /// (`Accounts/{Name}`): the parent path and the segment's template. Nil when the parent varies too.
@@ -18,9 +22,19 @@ final class RecordFolderIndex: @unchecked Sendable {
         return (parent, String(trimmed[trimmed.index(after: slash)...]))
     }
 
-    /// Item ids of the folders in `parentPath`, by lower-cased name (SharePoint names ignore case);
-    /// empty when the parent does not exist yet.
-    func folders(in parentPath: String, graph: GraphClient, driveID: String, pageSize: Int, timeout: TimeInterval) async throws -> [String: String] {
+    /// Item ids of the folders in `parentPath`, by lower-cased name (SharePoint names ignore case), once
+    /// they are worth listing; nil before that (the caller looks its one folder up). Empty when the
+    /// parent does not exist yet.
+    func folders(in parentPath: String, graph: GraphClient, driveID: String, pageSize: Int, timeout: TimeInterval) async throws -> [String: String]? {
+        let worthListing = lock.withLock { () -> Bool in
+            if let listing = listings[parentPath], Date().timeIntervalSince(listing.started) < timeout { return true }
+            var entry = lookups[parentPath] ?? (0, Date())
+            if Date().timeIntervalSince(entry.since) >= timeout { entry = (0, Date()) }
+            entry.count += 1
+            lookups[parentPath] = entry
+            return entry.count >= Self.threshold
+        }
+        guard worthListing else { return nil }
         let task = lock.withLock { () -> Task<[String: String], Error> in
             if let listing = listings[parentPath], Date().timeIntervalSince(listing.started) < timeout { return listing.task }
             let task = Task {
