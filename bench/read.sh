@@ -54,10 +54,15 @@ mount_fresh() {
 }
 best() { python3 -c "import sys; print(min(map(float, sys.argv[1:])))" "$@"; }
 curl -s -o /dev/null "$(location)"   # the sandbox generates the file on first download; time the later ones
-RAW=(); COLD=(); WARM=(); RAW_COPY=(); COLD_COPY=()
+mkdir -p "$WORK/tenant/crmfs-state"
+RAW=(); RAW_FILE=(); COLD=(); WARM=(); RAW_COPY=(); COLD_COPY=()
 for run in $(seq "$RUNS"); do
   sync; echo 3 > /proc/sys/vm/drop_caches
   T0=$(now); curl -s -o /dev/null "$(location)"; T1=$(now); RAW+=("$(elapsed $T0 $T1)")
+  # The least any on-disk cache must do: receive the bytes and write them to a file on the cache's disk.
+  rm -f "$WORK/tenant/crmfs-state/floor"; sync; echo 3 > /proc/sys/vm/drop_caches
+  T0=$(now); curl -s -o "$WORK/tenant/crmfs-state/floor" "$(location)"; T1=$(now); RAW_FILE+=("$(elapsed $T0 $T1)")
+  rm -f "$WORK/tenant/crmfs-state/floor"
   rm -rf "$WORK/tenant/crmfs-state/blocks"; mount_fresh; sync; echo 3 > /proc/sys/vm/drop_caches
   T0=$(now); cat "$FILE" > /dev/null; T1=$(now); COLD+=("$(elapsed $T0 $T1)")
   PEAK_RSS=$(grep VmHWM /proc/$(pgrep -f "crmfs mount $CONF" | head -1)/status | awk '{print $2}')
@@ -70,7 +75,7 @@ for run in $(seq "$RUNS"); do
   T0=$(now); cp "$FILE" "$WORK/copy"; sync; T1=$(now); COLD_COPY+=("$(elapsed $T0 $T1)")
   rm -f "$WORK/copy"
 done
-RAW_SEQ=$(best "${RAW[@]}"); COLD_SEQ=$(best "${COLD[@]}"); WARM_SEQ=$(best "${WARM[@]}")
+RAW_SEQ=$(best "${RAW[@]}"); RAW_TO_FILE=$(best "${RAW_FILE[@]}"); COLD_SEQ=$(best "${COLD[@]}"); WARM_SEQ=$(best "${WARM[@]}")
 RAW_CP=$(best "${RAW_COPY[@]}"); COLD_CP=$(best "${COLD_COPY[@]}")
 BYTES=$(stat -c %s "$FILE")
 
@@ -115,13 +120,14 @@ mount_fresh; G0=$(graph_requests)
 T0=$(now); FOUND=$(find "$MNT" -type f | wc -l); T1=$(now); FIND=$(elapsed $T0 $T1)
 FIND_REQUESTS=$(( $(graph_requests) - G0 ))
 
-python3 - "$BYTES" "$RAW_SEQ" "$COLD_SEQ" "$WARM_SEQ" "$FS_RANDOM" "$RAW_RANDOM" "$LS_COLD" "$LS_WARM" "$RAW_LS" "$FIND" "$FOUND" "$RECORDS" "$PEAK_RSS" "$RAW_CP" "$COLD_CP" "$RUNS" "$FIND_REQUESTS" <<'PY'
+python3 - "$BYTES" "$RAW_SEQ" "$COLD_SEQ" "$WARM_SEQ" "$FS_RANDOM" "$RAW_RANDOM" "$LS_COLD" "$LS_WARM" "$RAW_LS" "$FIND" "$FOUND" "$RECORDS" "$PEAK_RSS" "$RAW_CP" "$COLD_CP" "$RUNS" "$FIND_REQUESTS" "$RAW_TO_FILE" <<'PY'
 import datetime, os, sys
-(size, raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, found, records, rss, raw_cp, cold_cp, runs, find_requests) = sys.argv[1:]
-size = int(size); raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, raw_cp, cold_cp = map(float, (raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, raw_cp, cold_cp))
+(size, raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, found, records, rss, raw_cp, cold_cp, runs, find_requests, raw_file) = sys.argv[1:]
+size = int(size); raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, raw_cp, cold_cp, raw_file = map(float, (raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, raw_cp, cold_cp, raw_file))
 mib = lambda seconds: size / seconds / (1 << 20)
 rows = [
     ("Sequential read, cold (block cache empty)", f"{mib(cold):.0f} MiB/s", f"{mib(raw_seq):.0f} MiB/s (curl of the download URL)", raw_seq / cold, "≥ 0.8"),
+    ("Sequential read, cold, against the on-disk floor", f"{mib(cold):.0f} MiB/s", f"{mib(raw_file):.0f} MiB/s (curl -o a file on the cache's disk)", raw_file / cold, "report"),
     ("Sequential read, warm (block cache, page cache dropped)", f"{mib(warm):.0f} MiB/s", f"{mib(cold):.0f} MiB/s (crmfs cold)", cold / warm, "≥ 2"),
     ("Copy to local disk, cold (`cp` from the mount; `curl -o`)", f"{mib(cold_cp):.0f} MiB/s", f"{mib(raw_cp):.0f} MiB/s (curl -o to the same disk)", raw_cp / cold_cp, "report"),
     ("200 random 4 KiB reads, cold", f"{fs_random:.2f} s", f"{raw_random:.2f} s (curl range requests)", raw_random / fs_random, "report"),
@@ -137,7 +143,10 @@ out = ["# Benchmarks", "",
        "| Measurement | crmfs | Baseline | Ratio | Target |", "|---|---|---|---|---|"]
 for name, value, baseline, ratio, target in rows:
     out.append(f"| {name} | {value} | {baseline} | {'' if ratio is None else f'{ratio:.2f}'} | {target} |")
-out += ["", f"Peak RSS of the crmfs daemon during the sequential reads: {int(rss) / 1024:.0f} MiB.", ""]
+out += ["", f"Peak RSS of the crmfs daemon during the sequential reads: {int(rss) / 1024:.0f} MiB.", "",
+        f"A cold read must also write every byte into the block cache. In this run, curl writing the bytes to a file",
+        f"on the cache's disk reached {raw_seq / raw_file:.2f} of curl to /dev/null: no on-disk cache can beat that floor here,",
+        f"and crmfs's cold read reached {raw_file / cold:.2f} of it.", ""]
 open("docs/benchmarks.md", "w").write("\n".join(out))
 print("\n".join(out))
 PY
