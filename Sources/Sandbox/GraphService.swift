@@ -24,7 +24,7 @@ final class GraphService: Sendable {
                                       request.bearerToken == nil ? "Access token is empty." : "Access token has expired or is not yet valid.",
                                       headers: [("WWW-Authenticate", "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\"")])
         }
-        guard request.method == "GET" else {
+        guard ["GET", "PATCH", "DELETE", "POST"].contains(request.method) else {
             throw GraphErrors.failure(405, "notSupported", "The \(request.method) method is not supported for this resource.")
         }
         let path = request.path.dropFirst("/v1.0".count)
@@ -97,6 +97,7 @@ final class GraphService: Sendable {
         if remainder == "list" { return .json(200, listJSON(drive, expandColumns: request.query["$expand"]?.contains("columns") == true)) }
 
         let (item, relation) = try resolve(drive: drive, address: remainder)
+        if request.method != "GET" { return try write(request, drive: drive, item: item, relation: relation) }
         let query = ItemQuery(request: request)
         switch relation {
         case []:
@@ -275,7 +276,7 @@ final class GraphService: Sendable {
 
     // MARK: JSON shapes
 
-    private func notFound() -> ServiceFailure {
+    func notFound() -> ServiceFailure {
         GraphErrors.failure(404, "itemNotFound", "The resource could not be found.")
     }
 
@@ -304,7 +305,7 @@ final class GraphService: Sendable {
         return definitions.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) }
     }
 
-    private func itemJSON(_ item: ItemRow, drive: DriveRow, parentPath: [String]?, query: ItemQuery, inDelta: Bool) throws -> [String: Any] {
+    func itemJSON(_ item: ItemRow, drive: DriveRow, parentPath: [String]?, query: ItemQuery, inDelta: Bool) throws -> [String: Any] {
         var json: [String: Any] = ["id": item.id]
         var parentReference: [String: Any] = ["driveId": drive.id, "driveType": "documentLibrary", "siteId": drive.siteId]
         if let parentID = item.parentId { parentReference["id"] = parentID }

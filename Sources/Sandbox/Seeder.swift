@@ -358,21 +358,42 @@ struct Seeder {
         GraphTime.format(Date(timeIntervalSince1970: 1_704_067_200 + Double(rng.next() % (86_400 * 1_000))))
     }
 
-    private static let base32 = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".utf8)
-    private static let hex = Array("0123456789ABCDEF".utf8)
     private static let driveAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
-    private mutating func itemID() -> String { "01" + randomString(length: 32, alphabet: Self.base32) }
+    private mutating func itemID() -> String { RandomIDs.itemID(using: &rng) }
+    private mutating func guid() -> String { RandomIDs.guid(using: &rng) }
+    private mutating func randomString(length: Int, alphabet: [UInt8]) -> String { RandomIDs.string(length: length, alphabet: alphabet, using: &rng) }
+}
 
-    private mutating func guid() -> String {
-        var bytes = Array(randomString(length: 32, alphabet: Self.hex).utf8)
+/// Identifiers in SharePoint's shapes: drive item ids (`01` + 32 base-32 characters) and GUIDs.
+/// Seeded for the demo tenant, random for items made at run time.
+enum RandomIDs {
+    private static let base32 = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".utf8)
+    private static let hex = Array("0123456789ABCDEF".utf8)
+
+    static func itemID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return itemID(using: &generator)
+    }
+
+    static func guid() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return guid(using: &generator)
+    }
+
+    static func itemID<G: RandomNumberGenerator>(using generator: inout G) -> String {
+        "01" + string(length: 32, alphabet: base32, using: &generator)
+    }
+
+    static func guid<G: RandomNumberGenerator>(using generator: inout G) -> String {
+        var bytes = Array(string(length: 32, alphabet: hex, using: &generator).utf8)
         for position in [20, 16, 12, 8] { bytes.insert(UInt8(ascii: "-"), at: position) }
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private mutating func randomString(length: Int, alphabet: [UInt8]) -> String {
+    static func string<G: RandomNumberGenerator>(length: Int, alphabet: [UInt8], using generator: inout G) -> String {
         var bytes = [UInt8](repeating: 0, count: length)
-        for index in 0..<length { bytes[index] = alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+        for index in 0..<length { bytes[index] = alphabet[Int(generator.next() % UInt64(alphabet.count))] }
         return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -137,10 +137,63 @@ final class SandboxStore: Sendable {
             item.modified = now
             item.fsModified = now
             item.modifiedBy = modifiedBy
-            item.changeSeq = (try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(changeSeq), 0) FROM item") ?? 0) + 1
+            item.changeSeq = try nextChangeSeq(db)
             try item.update(db)
             return item
         }
+    }
+
+    /// Saves an item's new name, parent or times, as a change: new eTag (not cTag), modified now.
+    func update(item: ItemRow) throws -> ItemRow {
+        try pool.write { db in
+            var updated = item
+            updated.version += 1
+            updated.modified = GraphTime.format(Date())
+            updated.changeSeq = try nextChangeSeq(db)
+            try updated.update(db)
+            return updated
+        }
+    }
+
+    /// Moves an item and everything below it to the recycle bin: gone from listings, a deletion in delta.
+    func delete(itemID: String) throws {
+        try pool.write { db in
+            var pending = [itemID]
+            while let id = pending.popLast() {
+                pending += try String.fetchAll(db, sql: "SELECT id FROM item WHERE parentId = ? AND deleted = 0", arguments: [id])
+                try db.execute(sql: "UPDATE item SET deleted = 1, version = version + 1, changeSeq = ? WHERE id = ?",
+                               arguments: [try nextChangeSeq(db), id])
+            }
+        }
+    }
+
+    /// Whether `candidate` is `itemID` or lies below it.
+    func isSelfOrDescendant(_ candidate: String, of itemID: String) throws -> Bool {
+        try pool.read { db in
+            var current: String? = candidate
+            while let id = current {
+                if id == itemID { return true }
+                current = try String.fetchOne(db, sql: "SELECT parentId FROM item WHERE id = ?", arguments: [id])
+            }
+            return false
+        }
+    }
+
+    func createFolder(name: String, parent: ItemRow, createdBy: String) throws -> ItemRow {
+        try pool.write { db in
+            let now = GraphTime.format(Date())
+            let listItemID = (try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(listItemId), 0) FROM item WHERE driveId = ?", arguments: [parent.driveId]) ?? 0) + 1
+            let folder = ItemRow(id: RandomIDs.itemID(), driveId: parent.driveId, parentId: parent.id, name: name, isFolder: true, size: 0,
+                                 version: 1, contentVersion: 1, created: now, modified: now, fsCreated: now, fsModified: now,
+                                 mimeType: nil, quickXorHash: nil, blob: nil, generator: nil, listItemId: listItemID, uniqueId: RandomIDs.guid(),
+                                 fields: "{}", createdBy: createdBy, modifiedBy: createdBy, deleted: false, changeSeq: try nextChangeSeq(db))
+            try folder.insert(db)
+            return folder
+        }
+    }
+
+    private func nextChangeSeq(_ db: Database) throws -> Int64 {
+        (try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(changeSeq), 0) FROM item") ?? 0) + 1
     }
 
     /// The path of an item below its drive root, for `parentReference.path`.
