@@ -8,6 +8,7 @@ final class GraphService: Sendable {
     let stats: Stats
     let options: SandboxOptions
     let downloads = DownloadGrants()
+    let uploads = UploadSessions()
     private let deltaFloor = LockedValue<Int64>(0)
 
     init(store: SandboxStore, tokens: TokenRegistry, stats: Stats, options: SandboxOptions) {
@@ -24,7 +25,7 @@ final class GraphService: Sendable {
                                       request.bearerToken == nil ? "Access token is empty." : "Access token has expired or is not yet valid.",
                                       headers: [("WWW-Authenticate", "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\"")])
         }
-        guard ["GET", "PATCH", "DELETE", "POST"].contains(request.method) else {
+        guard ["GET", "PATCH", "DELETE", "POST", "PUT"].contains(request.method) else {
             throw GraphErrors.failure(405, "notSupported", "The \(request.method) method is not supported for this resource.")
         }
         let path = request.path.dropFirst("/v1.0".count)
@@ -96,7 +97,15 @@ final class GraphService: Sendable {
         if remainder.isEmpty { stats.increment("graph.drives"); return .json(200, driveJSON(drive)) }
         if remainder == "list" { return .json(200, listJSON(drive, expandColumns: request.query["$expand"]?.contains("columns") == true)) }
 
-        let (item, relation) = try resolve(drive: drive, address: remainder)
+        let (item, relation, missing) = try resolve(drive: drive, address: remainder)
+        switch (request.method, relation) {
+        case ("PUT", ["content"]):
+            return try simpleUpload(request, drive: drive, target: try uploadTarget(item, missing: missing, byPath: remainder.contains(":")))
+        case ("POST", ["createUploadSession"]):
+            return try createUploadSession(request, drive: drive, target: try uploadTarget(item, missing: missing, byPath: remainder.contains(":")))
+        default:
+            if missing != nil { throw notFound() }
+        }
         if request.method != "GET" { return try write(request, drive: drive, item: item, relation: relation) }
         let query = ItemQuery(request: request)
         switch relation {
@@ -135,8 +144,17 @@ final class GraphService: Sendable {
         }
     }
 
+    /// An upload addressed by item id overwrites that item; one addressed by path names a file in a
+    /// folder, and an existing file there is a name conflict, settled by the conflict behaviour.
+    private func uploadTarget(_ item: ItemRow, missing: String?, byPath: Bool) throws -> UploadTarget {
+        if let missing { return .new(parent: item, name: missing) }
+        guard byPath, let parentID = item.parentId, let parent = try store.item(id: parentID) else { return .existing(item) }
+        return .new(parent: parent, name: item.name)
+    }
+
     /// Resolves `root`, `items/{id}`, either followed by `:/relative/path:`, then the relation segments.
-    private func resolve(drive: DriveRow, address: Substring) throws -> (ItemRow, [String]) {
+    /// A path whose last name does not exist yet resolves to its parent and that name, for creating it.
+    private func resolve(drive: DriveRow, address: Substring) throws -> (ItemRow, [String], missing: String?) {
         var remainder = address
         var item: ItemRow
         if remainder.hasPrefix("root") {
@@ -163,16 +181,20 @@ final class GraphService: Sendable {
             let end = remainder.firstIndex(of: ":") ?? remainder.endIndex
             let relative = remainder[..<end]
             remainder = end < remainder.endIndex ? remainder[remainder.index(after: end)...] : ""
-            for encoded in relative.split(separator: "/") {
+            let names = relative.split(separator: "/")
+            for (index, encoded) in names.enumerated() {
                 guard let name = String(encoded).removingPercentEncoding else {
                     throw GraphErrors.failure(400, "invalidRequest", "The path is not correctly encoded.", inner: "invalidPath")
                 }
-                guard let child = try store.child(of: item.id, named: name) else { throw notFound() }
+                guard let child = try store.child(of: item.id, named: name) else {
+                    guard index == names.count - 1, item.isFolder else { throw notFound() }
+                    return (item, remainder.split(separator: "/").map(String.init), name)
+                }
                 item = child
             }
         }
         let relation = remainder.split(separator: "/").map(String.init)
-        return (item, relation)
+        return (item, relation, nil)
     }
 
     private func children(of parent: ItemRow, drive: DriveRow, request: SandboxRequest, query: ItemQuery) throws -> SandboxResponse {

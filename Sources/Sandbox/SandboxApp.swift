@@ -19,6 +19,10 @@ public struct SandboxOptions: Sendable {
     /// Graph children `$top` ceiling.
     public var maxPageSize = 999
     public var maxRequestBodyBytes = 64 << 20
+    /// Largest simple upload (PUT content). The v1.0 page says 250 MB; older ones 4 MB.
+    public var simpleUploadLimit: Int64 = 250_000_000
+    /// How long an upload session lives after its last fragment.
+    public var uploadSessionLifetime: TimeInterval = 24 * 3600
 
     public init(stateDirectory: URL) { self.stateDirectory = stateDirectory }
 }
@@ -74,6 +78,7 @@ final class SandboxApp: Sendable {
             case .entra: return .response(try entra.handle(request))
             case .graph: return .response(try await graph.handle(request))
             case .download: return .response(try await graph.download(request, ignoreRange: fault == .ignoreRange))
+            case .upload: return .response(try graph.uploadSession(request))
             case .salesforceToken: return .response(try salesforce.token(request))
             case .salesforce: return .response(try await salesforce.handle(request))
             case .unknown: return .response(GraphErrors.response(404, "itemNotFound", "No route for \(request.path)"))
@@ -114,6 +119,9 @@ final class SandboxApp: Sendable {
             return .empty(204)
         case ("POST", "/_sandbox/tokens/expire"):
             tokens.expireAll()
+            return .empty(204)
+        case ("POST", "/_sandbox/uploads/expire"):
+            graph.uploads.expireAll()
             return .empty(204)
         case ("POST", "/_sandbox/faults"):
             guard let object = try? JSONSerialization.jsonObject(with: request.body) as? [String: Any] else {
@@ -157,11 +165,12 @@ final class SandboxApp: Sendable {
 
 /// Which emulated service a path belongs to; each answers faults in its own error shape.
 enum Service {
-    case entra, graph, download, salesforceToken, salesforce, unknown
+    case entra, graph, download, upload, salesforceToken, salesforce, unknown
 
     init(path: String) {
         if path.hasPrefix("/v1.0/") { self = .graph }
         else if path.hasPrefix("/_layouts/15/download.aspx") { self = .download }
+        else if path.hasPrefix(UploadSessions.pathPrefix) { self = .upload }
         else if path == "/services/oauth2/token" { self = .salesforceToken }
         else if path.hasPrefix("/services/data") { self = .salesforce }
         else if path.hasSuffix("/oauth2/v2.0/token") || path.hasSuffix("/oauth2/v2.0/devicecode") { self = .entra }

@@ -196,6 +196,46 @@ final class SandboxStore: Sendable {
         (try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(changeSeq), 0) FROM item") ?? 0) + 1
     }
 
+    /// A fresh path for bytes being uploaded, beside the blobs so that committing them is a rename.
+    func stagingPath() -> String {
+        blobPath("upload-\(RandomIDs.guid())")
+    }
+
+    /// Makes staged bytes a file's content: a new version of `existing`, or a new file `name` in `parent`.
+    /// fileSystemInfo times come from the upload when it gave them, otherwise now.
+    func storeUpload(staging: String, size: Int64, hash: String, over existing: ItemRow?, parent: ItemRow, name: String,
+                     fsCreated: String?, fsModified: String?, by user: String) throws -> ItemRow {
+        try pool.write { db in
+            let now = GraphTime.format(Date())
+            var item: ItemRow
+            if let existing {
+                item = existing
+                item.version += 1
+                item.contentVersion += 1
+            } else {
+                let listItemID = (try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(listItemId), 0) FROM item WHERE driveId = ?", arguments: [parent.driveId]) ?? 0) + 1
+                item = ItemRow(id: RandomIDs.itemID(), driveId: parent.driveId, parentId: parent.id, name: name, isFolder: false, size: 0,
+                               version: 1, contentVersion: 1, created: now, modified: now, fsCreated: fsCreated ?? now, fsModified: now,
+                               mimeType: MimeTypes.forExtension((name as NSString).pathExtension.lowercased()), quickXorHash: nil, blob: nil,
+                               generator: nil, listItemId: listItemID, uniqueId: RandomIDs.guid(), fields: "{}", createdBy: user,
+                               modifiedBy: user, deleted: false, changeSeq: 0)
+            }
+            let blob = "\(item.id)-\(item.contentVersion)"
+            guard rename(staging, blobPath(blob)) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            item.blob = blob
+            item.generator = nil
+            item.quickXorHash = hash
+            item.size = size
+            item.modified = now
+            item.fsModified = fsModified ?? now
+            if let fsCreated { item.fsCreated = fsCreated }
+            item.modifiedBy = user
+            item.changeSeq = try nextChangeSeq(db)
+            try item.save(db)
+            return item
+        }
+    }
+
     /// The path of an item below its drive root, for `parentReference.path`.
     func pathComponents(of item: ItemRow) throws -> [String] {
         try pool.read { db in
