@@ -150,6 +150,11 @@ public final class GraphClient: Sendable {
         let request = HTTPRequest(url: url, headers: ["Accept": "application/json"])
         let response = try await send(request, auth: auth)
         guard response.status == 200 else { throw GraphError(response: response, request: request) }
+        return try decode(response, request: request)
+    }
+
+    /// The response's JSON as `T`; a body that is not one is a 502 `invalidResponse`.
+    func decode<T: Decodable>(_ response: HTTPResponse, request: HTTPRequest) throws -> T {
         do {
             return try JSONDecoder().decode(T.self, from: response.body)
         } catch {

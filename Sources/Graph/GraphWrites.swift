@@ -1,0 +1,164 @@
+import Foundation
+import HTTP
+
+/// What the service does when the name is taken (`@microsoft.graph.conflictBehavior`).
+public enum ConflictBehavior: String, Sendable {
+    case fail, replace, rename
+}
+
+/// Where an upload goes: a new name in a folder (a taken name is a conflict), or over an item by id.
+public enum UploadDestination: Sendable {
+    case child(parentID: String, name: String)
+    case item(id: String)
+}
+
+public struct UploadOptions: Sendable {
+    public var conflictBehavior: ConflictBehavior
+    /// The eTag the local copy was based on: the upload fails with 412 if the document changed since.
+    public var ifMatch: String?
+    /// The file's times, carried by the upload itself (a later PATCH would make another version).
+    public var modified: Date?
+    public var created: Date?
+    /// Bytes per fragment; rounded down to a multiple of 320 KiB, at least one unit.
+    public var fragmentSize: Int
+    /// How many times a lost or expired session is started over before giving up.
+    public var sessionRestarts: Int
+
+    public init(conflictBehavior: ConflictBehavior = .replace, ifMatch: String? = nil, modified: Date? = nil, created: Date? = nil,
+                fragmentSize: Int = 10 << 20, sessionRestarts: Int = 3) {
+        self.conflictBehavior = conflictBehavior
+        self.ifMatch = ifMatch
+        self.modified = modified
+        self.created = created
+        self.fragmentSize = fragmentSize
+        self.sessionRestarts = sessionRestarts
+    }
+
+    static let fragmentUnit = 320 * 1024
+    var alignedFragmentSize: Int { max(Self.fragmentUnit, fragmentSize / Self.fragmentUnit * Self.fragmentUnit) }
+}
+
+/// Graph's writes: folders, rename/move/times, delete, simple and resumable uploads (api-facts §6, §7).
+extension GraphClient {
+    public func createFolder(driveID: String, parentID: String, name: String, conflictBehavior: ConflictBehavior = .fail) async throws -> DriveItem {
+        try await sendJSON("POST", "\(endpoint)/drives/\(driveID)/items/\(parentID)/children",
+                           body: ["name": name, "folder": [String: Any](), "@microsoft.graph.conflictBehavior": conflictBehavior.rawValue])
+    }
+
+    /// Renames, moves (within the drive) and/or sets the file's times, guarded by `ifMatch` when given.
+    public func update(driveID: String, itemID: String, name: String? = nil, parentID: String? = nil, modified: Date? = nil,
+                       ifMatch: String? = nil, conflictBehavior: ConflictBehavior? = nil) async throws -> DriveItem {
+        var body: [String: Any] = [:]
+        if let name { body["name"] = name }
+        if let parentID { body["parentReference"] = ["id": parentID] }
+        if let modified { body["fileSystemInfo"] = ["lastModifiedDateTime": GraphTimeFormat.string(modified)] }
+        if let conflictBehavior { body["@microsoft.graph.conflictBehavior"] = conflictBehavior.rawValue }
+        return try await sendJSON("PATCH", "\(endpoint)/drives/\(driveID)/items/\(itemID)", body: body, ifMatch: ifMatch)
+    }
+
+    /// Moves an item to the recycle bin. A 404 means it is already gone, which is what was wanted.
+    public func delete(driveID: String, itemID: String, ifMatch: String? = nil) async throws {
+        var headers: HTTPHeaders = [:]
+        if let ifMatch { headers["If-Match"] = ifMatch }
+        let request = HTTPRequest(method: "DELETE", url: "\(endpoint)/drives/\(driveID)/items/\(itemID)", headers: headers)
+        do {
+            _ = try await send(request, auth: auth)
+        } catch let error as GraphError where error.isNotFound {
+            return
+        }
+    }
+
+    /// One PUT of a whole small file's bytes. It cannot carry the file's times: use a session for those.
+    public func simpleUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions) async throws -> DriveItem {
+        var headers: HTTPHeaders = ["Content-Type": "application/octet-stream"]
+        if let ifMatch = options.ifMatch { headers["If-Match"] = ifMatch }
+        let url = switch destination {
+        case .child(let parentID, let name):
+            "\(endpoint)/drives/\(driveID)/items/\(parentID):/\(GraphPath.escape(name)):/content?@microsoft.graph.conflictBehavior=\(options.conflictBehavior.rawValue)"
+        case .item(let id):
+            "\(endpoint)/drives/\(driveID)/items/\(id)/content"
+        }
+        let request = HTTPRequest(method: "PUT", url: url, headers: headers, body: .file(path: path, offset: 0, length: size))
+        return try decode(try await send(request, auth: auth), request: request)
+    }
+
+    /// A resumable upload of `size` bytes of a file: a session whose fragments stream from the file,
+    /// resumed from the service's `nextExpectedRanges` after a failed fragment, started over when the
+    /// session is lost or expired. The upload URL is pre-authenticated: no Authorization goes to it.
+    public func sessionUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions) async throws -> DriveItem {
+        var restarts = 0
+        while true {
+            let session = try await createUploadSession(driveID: driveID, destination: destination, size: size, options: options)
+            do {
+                return try await sendFragments(to: session, file: path, size: size, fragmentSize: options.alignedFragmentSize)
+            } catch let error as GraphError where error.isNotFound && restarts < options.sessionRestarts {
+                restarts += 1  // the session expired or was lost: start over in a new one
+            }
+        }
+    }
+
+    private func createUploadSession(driveID: String, destination: UploadDestination, size: Int64, options: UploadOptions) async throws -> String {
+        var item: [String: Any] = ["@microsoft.graph.conflictBehavior": options.conflictBehavior.rawValue, "fileSize": size]
+        var times: [String: String] = [:]
+        if let modified = options.modified { times["lastModifiedDateTime"] = GraphTimeFormat.string(modified) }
+        if let created = options.created { times["createdDateTime"] = GraphTimeFormat.string(created) }
+        if !times.isEmpty { item["fileSystemInfo"] = times }
+        let url = switch destination {
+        case .child(let parentID, let name): "\(endpoint)/drives/\(driveID)/items/\(parentID):/\(GraphPath.escape(name)):/createUploadSession"
+        case .item(let id): "\(endpoint)/drives/\(driveID)/items/\(id)/createUploadSession"
+        }
+        let session: UploadSessionInfo = try await sendJSON("POST", url, body: ["item": item], ifMatch: options.ifMatch)
+        return session.uploadUrl
+    }
+
+    private func sendFragments(to uploadURL: String, file path: String, size: Int64, fragmentSize: Int) async throws -> DriveItem {
+        var offset: Int64 = 0
+        var resumes = 0
+        while true {
+            let length = min(Int64(fragmentSize), size - offset)
+            let request = HTTPRequest(method: "PUT", url: uploadURL,
+                                      headers: ["Content-Range": "bytes \(offset)-\(offset + length - 1)/\(size)"],
+                                      body: .file(path: path, offset: offset, length: length))
+            do {
+                let response = try await send(request, auth: nil)
+                if response.status == 200 || response.status == 201 { return try decode(response, request: request) }
+                offset = try nextExpected(in: response.body) ?? offset + length
+            } catch let error as GraphError where !error.isNotFound && error.status != 409 && error.status != 412 && resumes < 5 {
+                // A fragment failed (overlap after a retried send, a server error): ask where to go on from.
+                resumes += 1
+                let status = try await send(HTTPRequest(url: uploadURL), auth: nil)
+                guard let next = try nextExpected(in: status.body) else { throw error }
+                offset = next
+            }
+        }
+    }
+
+    private func nextExpected(in body: Data) throws -> Int64? {
+        let status = try JSONDecoder().decode(UploadSessionStatus.self, from: body)
+        guard let first = status.nextExpectedRanges?.first, let start = first.split(separator: "-").first else { return nil }
+        return Int64(start)
+    }
+
+    private func sendJSON<T: Decodable>(_ method: String, _ url: String, body: [String: Any], ifMatch: String? = nil) async throws -> T {
+        var headers: HTTPHeaders = ["Content-Type": "application/json", "Accept": "application/json"]
+        if let ifMatch { headers["If-Match"] = ifMatch }
+        let request = HTTPRequest(method: method, url: url, headers: headers, body: .bytes(try JSONSerialization.data(withJSONObject: body)),
+                                  isIdempotent: method != "POST")
+        return try decode(try await send(request, auth: auth), request: request)
+    }
+}
+
+struct UploadSessionInfo: Decodable {
+    var uploadUrl: String
+}
+
+struct UploadSessionStatus: Decodable {
+    var nextExpectedRanges: [String]?
+}
+
+/// ISO 8601 in UTC, whole seconds, as Graph writes its times.
+enum GraphTimeFormat {
+    static func string(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!))
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import Graph
+import HTTP
+import QuickXor
+import Services
+import Testing
+import TestSupport
+
+/// The write half of the Graph client, against the sandbox over loopback.
+@Suite("Graph client writes against the sandbox")
+struct GraphWriteClientTests {
+    static func file(_ size: Int, seed: UInt8) throws -> (path: String, data: Data) {
+        let data = Data((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seed)) })
+        let path = NSTemporaryDirectory() + "crmfs-upload-\(UUID().uuidString)"
+        try data.write(to: URL(fileURLWithPath: path))
+        return (path, data)
+    }
+
+    @Test("folders, renames, moves with times, deletes; If-Match mismatches are GraphErrors with 412")
+    func itemWrites() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+            let graph = try sandbox.connections().graph
+            let driveID = try await sandbox.info()["driveId"]!
+            let accounts = try await graph.item(driveID: driveID, path: "Accounts")
+            let folder = try await graph.createFolder(driveID: driveID, parentID: accounts.id, name: "Incoming")
+            await #expect(throws: GraphError.self) { _ = try await graph.createFolder(driveID: driveID, parentID: accounts.id, name: "incoming") }
+            let (path, data) = try Self.file(1000, seed: 1)
+            defer { unlink(path) }
+            let uploaded = try await graph.simpleUpload(driveID: driveID, to: .child(parentID: folder.id, name: "a b#c.txt"), file: path,
+                                                        size: Int64(data.count), options: UploadOptions())
+            #expect(uploaded.name == "a b#c.txt")
+            let when = Date(timeIntervalSince1970: 1_700_000_000)
+            let moved = try await graph.update(driveID: driveID, itemID: uploaded.id, name: "renamed.txt", parentID: accounts.id, modified: when,
+                                               ifMatch: uploaded.eTag)
+            #expect(moved.name == "renamed.txt")
+            #expect(moved.parentReference?.id == accounts.id)
+            #expect(moved.fileSystemInfo?.lastModifiedDateTime == "2023-11-14T22:13:20Z")
+            do {
+                _ = try await graph.update(driveID: driveID, itemID: uploaded.id, name: "again.txt", ifMatch: uploaded.eTag)
+                Issue.record("a stale eTag was accepted")
+            } catch let error as GraphError {
+                #expect(error.status == 412)
+                #expect(error.code == "resourceModified")
+            }
+            try await graph.delete(driveID: driveID, itemID: moved.id, ifMatch: moved.eTag)
+            try await graph.delete(driveID: driveID, itemID: moved.id)  // already gone: fine
+            await #expect(throws: GraphError.self) { _ = try await graph.item(driveID: driveID, itemID: moved.id) }
+        }
+    }
+
+    @Test("a session upload streams fragments from the file and carries the mtime; it survives throttling and resets")
+    func sessionUpload() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+            let graph = try sandbox.connections().graph
+            let driveID = try await sandbox.info()["driveId"]!
+            let accounts = try await graph.item(driveID: driveID, path: "Accounts")
+            let (path, data) = try Self.file(5 * 327_680 + 999, seed: 2)
+            defer { unlink(path) }
+            try await sandbox.admin("faults", ["faults": "503:0.15,reset:0.05", "retryAfter": 0, "seed": 3])
+            let when = Date(timeIntervalSince1970: 1_600_000_000)
+            let item = try await graph.sessionUpload(driveID: driveID, to: .child(parentID: accounts.id, name: "big.bin"), file: path,
+                                                     size: Int64(data.count), options: UploadOptions(conflictBehavior: .fail, modified: when, fragmentSize: 400_000))
+            try await sandbox.admin("faults", ["faults": ""])
+            #expect(item.size == Int64(data.count))
+            #expect(item.file?.hashes?.quickXorHash == QuickXorHash.hash(data))
+            #expect(item.fileSystemInfo?.lastModifiedDateTime == "2020-09-13T12:26:40Z")
+            #expect(try await graph.download(driveID: driveID, itemID: item.id).data == data)
+            let stats = try await sandbox.stats()
+            #expect(stats["graph.upload.chunk", default: 0] >= 6)  // 400,000 rounds down to one 320 KiB unit: six fragments
+            #expect(stats["faults", default: 0] > 0)  // the fault sequence is seeded: some fragments were throttled or dropped
+
+            // Over the same item by id, guarded by its eTag: replaced in place.
+            let (smaller, smallerData) = try Self.file(10, seed: 3)
+            defer { unlink(smaller) }
+            let replaced = try await graph.sessionUpload(driveID: driveID, to: .item(id: item.id), file: smaller, size: 10,
+                                                         options: UploadOptions(ifMatch: item.eTag, modified: when))
+            #expect(replaced.id == item.id)
+            #expect(try await graph.download(driveID: driveID, itemID: item.id).data == smallerData)
+            // A taken name with `fail` is a 409 from the last fragment.
+            do {
+                _ = try await graph.sessionUpload(driveID: driveID, to: .child(parentID: accounts.id, name: "big.bin"), file: smaller, size: 10,
+                                                  options: UploadOptions(conflictBehavior: .fail))
+                Issue.record("a name conflict was accepted")
+            } catch let error as GraphError {
+                #expect(error.status == 409)
+                #expect(error.code == "nameAlreadyExists")
+            }
+        }
+    }
+}
