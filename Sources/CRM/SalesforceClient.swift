@@ -160,10 +160,21 @@ public final class SalesforceClient: Sendable {
 
     /// GETs a path relative to the instance URL (as `nextRecordsUrl` is).
     private func get(_ path: String, headers: HTTPHeaders = HTTPHeaders()) async throws -> HTTPResponse {
+        try await send("GET", path, headers: headers, expecting: [200])
+    }
+
+    /// Sends a request to a path relative to the instance URL; any status but `expecting` is a SalesforceError.
+    func send(_ method: String, _ path: String, headers: HTTPHeaders = HTTPHeaders(), json: [String: JSONValue]? = nil,
+              expecting statuses: Set<Int>) async throws -> HTTPResponse {
         let base = try await auth.token().instanceURL ?? fallbackInstanceURL
         var headers = headers
         headers["Accept"] = "application/json"
-        let request = HTTPRequest(url: base + path, headers: headers)
+        var body = RequestBody.none
+        if let json {
+            headers["Content-Type"] = "application/json"
+            body = .bytes(try JSONEncoder().encode(json))
+        }
+        let request = HTTPRequest(method: method, url: base + path, headers: headers, body: body, isIdempotent: method != "POST")
         let response: HTTPResponse
         do {
             response = try await http.send(request, auth: auth)
@@ -171,11 +182,11 @@ public final class SalesforceClient: Sendable {
             throw SalesforceError(response: last, request: request, attempts: attempts)
         }
         if let info = response.headers["Sforce-Limit-Info"] { usage.value = info }
-        guard response.status == 200 else { throw SalesforceError(response: response, request: request) }
+        guard statuses.contains(response.status) else { throw SalesforceError(response: response, request: request) }
         return response
     }
 
-    private func decode<T: Decodable>(_ type: T.Type, _ response: HTTPResponse) throws -> T {
+    func decode<T: Decodable>(_ type: T.Type, _ response: HTTPResponse) throws -> T {
         try JSONDecoder().decode(T.self, from: response.body)
     }
 }
@@ -196,8 +207,13 @@ public enum SOQLEscaping {
     }
 
     static func queryParameter(_ soql: String) -> String {
-        var allowed = CharacterSet()
-        allowed.insert(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~,")
-        return soql.addingPercentEncoding(withAllowedCharacters: allowed) ?? soql
+        soql.addingPercentEncoding(withAllowedCharacters: unreserved.union(CharacterSet(charactersIn: ","))) ?? soql
     }
+
+    /// Percent-encodes one URL path segment (an external id value such as a drive item id).
+    static func pathSegment(_ value: String) -> String {
+        value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? value
+    }
+
+    private static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 }

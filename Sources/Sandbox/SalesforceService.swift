@@ -86,8 +86,7 @@ final class SalesforceService: Sendable {
         let rest = Array(segments.dropFirst(3))
         var response: SandboxResponse
         do {
-            guard request.method == "GET" else { throw error(405, "METHOD_NOT_ALLOWED", "HTTP Method '\(request.method)' not allowed. Allowed are GET") }
-            response = try route(rest, request: request, version: version)
+            response = request.method == "GET" ? try route(rest, request: request, version: version) : try write(rest, request: request)
         } catch let failure as ServiceFailure {
             response = failure.response
         }

@@ -335,14 +335,7 @@ struct Seeder {
     private mutating func insertRecord(_ db: Database, type: String, id: String, fields: [String: Any], modified index: Int) throws -> String {
         let created = SalesforceTime.format(Date(timeIntervalSince1970: 1_704_067_200 + Double(index % 600) * 86_400 / 2))
         let modified = SalesforceTime.format(Date(timeIntervalSince1970: 1_735_689_600 + Double(index % 600) * 86_400 / 2 + Double(rng.next() % 86_400)))
-        var all = fields
-        all["Id"] = id
-        all["OwnerId"] = SalesforceID.make(prefix: "005", serial: 1)
-        all["CreatedDate"] = created
-        all["LastModifiedDate"] = modified
-        all["SystemModstamp"] = modified
-        all["IsDeleted"] = false
-        let json = FlatJSON.encode(all)
+        let json = FlatJSON.encode(RecordRow.withAuditFields(fields, id: id, created: created, modified: modified))
         recordSeq += 1
         let seq = recordSeq
         try db.cachedStatement(sql: "INSERT INTO record (id, type, fields, systemModstamp, isDeleted, seq) VALUES (?, ?, ?, ?, 0, ?)")

@@ -258,6 +258,44 @@ final class SandboxStore: Sendable {
     }
 
     func record(id: String) throws -> RecordRow? { try pool.read { db in try RecordRow.fetchOne(db, key: id) } }
+
+    /// Inserts a record made at run time: a fresh id (serials above the seeded ones), audit fields now.
+    func insertRecord(type: String, keyPrefix: String, values: [String: Any], at now: String) throws -> String {
+        try pool.write { db in
+            let serial = (try Int.fetchOne(db, sql: "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'recordSerial'") ?? 50_000_000) + 1
+            try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('recordSerial', ?)", arguments: [String(serial)])
+            let id = SalesforceID.make(prefix: keyPrefix, serial: serial)
+            let fields = RecordRow.withAuditFields(values.filter { !($0.value is NSNull) }, id: id, created: now, modified: now)
+            try RecordRow(id: id, type: type, fields: FlatJSON.encode(fields), systemModstamp: now, isDeleted: false,
+                          seq: try nextRecordSeq(db)).insert(db)
+            return id
+        }
+    }
+
+    /// Sets fields of a record (NSNull clears one), as a modification now.
+    func updateRecord(id: String, values: [String: Any], at now: String) throws {
+        try pool.write { db in
+            guard var row = try RecordRow.fetchOne(db, key: id) else { return }
+            var fields = (try JSONSerialization.jsonObject(with: Data(row.fields.utf8)) as? [String: Any]) ?? [:]
+            for (key, value) in values { fields[key] = value is NSNull ? nil : value }
+            fields["LastModifiedDate"] = now
+            fields["SystemModstamp"] = now
+            row.fields = FlatJSON.encode(fields)
+            row.systemModstamp = now
+            row.seq = try nextRecordSeq(db)
+            try row.update(db)
+        }
+    }
+
+    /// Moves a record to the recycle bin: gone from queries, still in queryAll with IsDeleted = true.
+    func deleteRecord(id: String, at now: String) throws {
+        try updateRecord(id: id, values: ["IsDeleted": true], at: now)
+        try pool.write { db in try db.execute(sql: "UPDATE record SET isDeleted = 1 WHERE id = ?", arguments: [id]) }
+    }
+
+    private func nextRecordSeq(_ db: Database) throws -> Int64 {
+        (try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM record") ?? 0) + 1
+    }
 }
 
 struct SiteRow: Codable, FetchableRecord, PersistableRecord {
@@ -301,6 +339,20 @@ struct ItemRow: Codable, FetchableRecord, PersistableRecord {
     var eTag: String { "\"{\(uniqueId)},\(version)\"" }
     var cTag: String { "\"c:{\(uniqueId)},\(contentVersion)\"" }
     var isRoot: Bool { parentId == nil }
+}
+
+extension RecordRow {
+    /// A new record's fields with what Salesforce sets itself: Id, owner, audit dates, IsDeleted.
+    static func withAuditFields(_ values: [String: Any], id: String, created: String, modified: String) -> [String: Any] {
+        var fields = values
+        fields["Id"] = id
+        fields["OwnerId"] = SalesforceID.make(prefix: "005", serial: 1)
+        fields["CreatedDate"] = created
+        fields["LastModifiedDate"] = modified
+        fields["SystemModstamp"] = modified
+        fields["IsDeleted"] = false
+        return fields
+    }
 }
 
 struct RecordRow: Codable, FetchableRecord, PersistableRecord {
