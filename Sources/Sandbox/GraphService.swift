@@ -388,7 +388,7 @@ final class GraphService: Sendable {
         return json
     }
 
-    private func fieldsJSON(_ item: ItemRow) throws -> [String: Any] {
+    func fieldsJSON(_ item: ItemRow) throws -> [String: Any] {
         var fields = (try JSONSerialization.jsonObject(with: Data(item.fields.utf8)) as? [String: Any]) ?? [:]
         fields["@odata.etag"] = item.eTag
         fields["id"] = String(item.listItemId)

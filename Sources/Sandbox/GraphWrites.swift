@@ -17,6 +17,8 @@ extension GraphService {
             try checkPreconditions(request, item: item)
             try store.delete(itemID: item.id)
             return .empty(204)
+        case ("PATCH", ["listItem", "fields"]):
+            return try updateFields(request, item: item, drive: drive)
         case ("POST", ["children"]):
             stats.increment("graph.folder.create")
             guard item.isFolder else { throw GraphErrors.failure(400, "invalidRequest", "The parent item is not a folder.") }

@@ -143,10 +143,11 @@ final class SandboxStore: Sendable {
         }
     }
 
-    /// Saves an item's new name, parent or times, as a change: new eTag (not cTag), modified now.
-    func update(item: ItemRow) throws -> ItemRow {
+    /// Saves an item's new name, parent, times or column values, as a change: new eTag (not cTag), modified now.
+    func update(item: ItemRow, fields: String? = nil) throws -> ItemRow {
         try pool.write { db in
             var updated = item
+            if let fields { updated.fields = fields }
             updated.version += 1
             updated.modified = GraphTime.format(Date())
             updated.changeSeq = try nextChangeSeq(db)

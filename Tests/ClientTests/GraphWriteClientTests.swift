@@ -48,6 +48,39 @@ struct GraphWriteClientTests {
         }
     }
 
+    @Test("column values are written type-checked; read-only and unknown columns and bad values are refused")
+    func fields() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+            let graph = try sandbox.connections().graph
+            let driveID = try await sandbox.info()["driveId"]!
+            let document = try await graph.item(driveID: driveID, path: SeededPaths.acmeContract)
+            let written = try await graph.updateFields(driveID: driveID, itemID: document.id, fields: [
+                "DealIdentifier": "OPP-9", "Amount": 1250.5, "Confidential": true, "ExpiresOn": "2027-01-31T00:00:00Z", "DocumentType": "Proposal",
+            ], ifMatch: document.eTag)
+            #expect(written["DealIdentifier"]?.stringValue == "OPP-9")
+            #expect(written["Amount"]?.doubleValue == 1250.5)
+            #expect(written["Customer"]?.stringValue == "Acme Corp")  // untouched columns stay
+            let fields = try await graph.fields(driveID: driveID, itemID: document.id)
+            #expect(fields["Confidential"]?.boolValue == true)
+            let after = try await graph.item(driveID: driveID, itemID: document.id)
+            #expect(after.eTag != document.eTag)
+            #expect(after.cTag == document.cTag)
+            for (column, value): (String, JSONValue) in [("Modified", "2020-01-01T00:00:00Z"), ("NoSuchColumn", "x"), ("Amount", "lots"),
+                                                         ("DealIdentifier", .string(String(repeating: "x", count: 65))), ("Confidential", "yes")] {
+                do {
+                    _ = try await graph.updateFields(driveID: driveID, itemID: document.id, fields: [column: value])
+                    Issue.record("\(column) = \(value) was accepted")
+                } catch let error as GraphError {
+                    #expect(error.status == 400, "\(column)")
+                }
+            }
+            await #expect(throws: GraphError.self) {
+                _ = try await graph.updateFields(driveID: driveID, itemID: document.id, fields: ["Amount": 1], ifMatch: document.eTag)  // stale
+            }
+            #expect(try await sandbox.stats()["graph.fields.update"] == 7)
+        }
+    }
+
     @Test("a session upload streams fragments from the file and carries the mtime; it survives throttling and resets")
     func sessionUpload() async throws {
         try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
