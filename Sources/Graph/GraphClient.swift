@@ -63,6 +63,11 @@ public final class GraphClient: Sendable {
         return all
     }
 
+    /// A document's versions, newest first, the current one included.
+    public func versions(driveID: String, itemID: String) async throws -> [DriveItemVersion] {
+        try await collect("\(endpoint)/drives/\(driveID)/items/\(itemID)/versions")
+    }
+
     public func fields(driveID: String, itemID: String) async throws -> [String: JSONValue] {
         try await get("\(endpoint)/drives/\(driveID)/items/\(itemID)/listItem/fields")
     }

@@ -146,3 +146,10 @@ public struct Download: Sendable {
     /// The whole file's size, when the server said (Content-Range or a full 200).
     public var totalSize: Int64?
 }
+
+/// One version of a document (`GET .../versions`): `"3.0"`, newest first, the current one included.
+public struct DriveItemVersion: Decodable, Sendable {
+    public var id: String
+    public var lastModifiedDateTime: String?
+    public var size: Int64?
+}

@@ -135,10 +135,12 @@ final class GraphService: Sendable {
             stats.increment("graph.delta")
             return try delta(drive: drive, request: request, query: query)
         case ["versions"]:
-            return .json(200, ["value": [[
-                "id": "\(item.version).0", "lastModifiedDateTime": item.modified, "size": item.size,
-                "lastModifiedBy": ["user": ["displayName": item.modifiedBy]],
-            ]]])
+            // Newest first, the current version included (api-facts §10).
+            stats.increment("graph.versions")
+            let versions = [(item.version, item.size, item.modified, item.modifiedBy)] + (try store.versions(of: item.id))
+            return .json(200, ["value": versions.map { version, size, modified, modifiedBy in
+                ["id": "\(version).0", "lastModifiedDateTime": modified, "size": size, "lastModifiedBy": ["user": ["displayName": modifiedBy]]]
+            }])
         default:
             throw GraphErrors.failure(400, "invalidRequest", "Unsupported segment '\(relation.joined(separator: "/"))'.")
         }

@@ -43,7 +43,30 @@ final class SandboxStore: Sendable {
                 CREATE INDEX record_by_type ON record(type, seq);
                 """)
         }
+        migrator.registerMigration("v2: versions; sequence indexes") { db in
+            try db.execute(sql: """
+                CREATE TABLE itemVersion (itemId TEXT NOT NULL, version INTEGER NOT NULL, size INTEGER NOT NULL, modified TEXT NOT NULL,
+                    modifiedBy TEXT NOT NULL, blob TEXT, PRIMARY KEY (itemId, version));
+                CREATE INDEX item_by_sequence ON item(changeSeq);
+                CREATE INDEX record_by_sequence ON record(seq);
+                """)
+        }
         return migrator
+    }
+
+    /// Keeps an item's state before a change as one of its versions (SharePoint keeps a version per change).
+    private func keepVersion(_ db: Database, of item: ItemRow) throws {
+        guard !item.isFolder else { return }
+        try db.execute(sql: "INSERT OR REPLACE INTO itemVersion (itemId, version, size, modified, modifiedBy, blob) VALUES (?, ?, ?, ?, ?, ?)",
+                       arguments: [item.id, item.version, item.size, item.modified, item.modifiedBy, item.blob])
+    }
+
+    /// An item's earlier versions, newest first (the current one is the item itself).
+    func versions(of itemID: String) throws -> [(version: Int, size: Int64, modified: String, modifiedBy: String)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT version, size, modified, modifiedBy FROM itemVersion WHERE itemId = ? ORDER BY version DESC",
+                             arguments: [itemID]).map { ($0["version"], $0["size"], $0["modified"], $0["modifiedBy"]) }
+        }
     }
 
     // MARK: Meta
@@ -126,6 +149,7 @@ final class SandboxStore: Sendable {
     func replaceContent(itemID: String, data: Data, hash: String, modifiedBy: String) throws -> ItemRow? {
         try pool.write { db in
             guard var item = try ItemRow.fetchOne(db, key: itemID), !item.isFolder, !item.deleted else { return nil }
+            try keepVersion(db, of: item)
             item.version += 1
             item.contentVersion += 1
             let blob = "\(item.id)-\(item.contentVersion)"
@@ -146,6 +170,7 @@ final class SandboxStore: Sendable {
     /// Saves an item's new name, parent, times or column values, as a change: new eTag (not cTag), modified now.
     func update(item: ItemRow, fields: String? = nil) throws -> ItemRow {
         try pool.write { db in
+            if let current = try ItemRow.fetchOne(db, key: item.id) { try keepVersion(db, of: current) }
             var updated = item
             if let fields { updated.fields = fields }
             updated.version += 1
@@ -210,6 +235,7 @@ final class SandboxStore: Sendable {
             let now = GraphTime.format(Date())
             var item: ItemRow
             if let existing {
+                try keepVersion(db, of: existing)
                 item = existing
                 item.version += 1
                 item.contentVersion += 1

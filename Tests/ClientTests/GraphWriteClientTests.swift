@@ -78,6 +78,16 @@ struct GraphWriteClientTests {
                 _ = try await graph.updateFields(driveID: driveID, itemID: document.id, fields: ["Amount": 1], ifMatch: document.eTag)  // stale
             }
             #expect(try await sandbox.stats()["graph.fields.update"] == 7)
+
+            // Every change is a version: a column change, a rename, new content. Newest first, the current one included.
+            let renamed = try await graph.update(driveID: driveID, itemID: document.id, name: "MSA-2026 signed.pdf")
+            let (path, data) = try Self.file(321, seed: 9)
+            defer { unlink(path) }
+            _ = try await graph.simpleUpload(driveID: driveID, to: .item(id: renamed.id), file: path, size: Int64(data.count), options: UploadOptions())
+            let versions = try await graph.versions(driveID: driveID, itemID: document.id)
+            let first = Int(Double(try #require(versions.last?.id))!)
+            #expect(versions.map(\.id) == (first...(first + 3)).reversed().map { "\($0).0" })
+            #expect(versions.first?.size == 321)
         }
     }
 
