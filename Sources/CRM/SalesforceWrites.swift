@@ -45,3 +45,41 @@ extension SalesforceClient {
         }
     }
 }
+
+/// One subrequest of a composite request; `url` is relative to the instance and may use `@{ref.field}`.
+public struct CompositeSubrequest: Sendable {
+    public var method: String
+    public var url: String
+    public var referenceID: String
+    public var body: [String: JSONValue]?
+
+    public init(method: String, url: String, referenceID: String, body: [String: JSONValue]? = nil) {
+        self.method = method
+        self.url = url
+        self.referenceID = referenceID
+        self.body = body
+    }
+}
+
+/// One subrequest's answer: its status and body (a SaveResult, a record, or the error array).
+public struct CompositeResult: Decodable, Sendable {
+    public var referenceId: String
+    public var httpStatusCode: Int
+    public var body: JSONValue?
+}
+
+extension SalesforceClient {
+    /// Runs up to 25 subrequests as one API call. With `allOrNone`, one failure undoes them all.
+    public func composite(_ subrequests: [CompositeSubrequest], allOrNone: Bool) async throws -> [CompositeResult] {
+        let requests: [JSONValue] = subrequests.map { subrequest in
+            var entry: [String: JSONValue] = ["method": .string(subrequest.method), "url": .string(subrequest.url),
+                                              "referenceId": .string(subrequest.referenceID)]
+            if let body = subrequest.body { entry["body"] = .object(body) }
+            return .object(entry)
+        }
+        let response = try await send("POST", "/services/data/v\(apiVersion)/composite",
+                                      json: ["allOrNone": .bool(allOrNone), "compositeRequest": .array(requests)], expecting: [200])
+        struct Envelope: Decodable { var compositeResponse: [CompositeResult] }
+        return try decode(Envelope.self, response).compositeResponse
+    }
+}

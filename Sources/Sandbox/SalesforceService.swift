@@ -86,7 +86,11 @@ final class SalesforceService: Sendable {
         let rest = Array(segments.dropFirst(3))
         var response: SandboxResponse
         do {
-            response = request.method == "GET" ? try route(rest, request: request, version: version) : try write(rest, request: request)
+            if request.method == "POST", rest == ["composite"] {
+                response = try composite(request, version: version)
+            } else {
+                response = request.method == "GET" ? try route(rest, request: request, version: version) : try write(rest, request: request)
+            }
         } catch let failure as ServiceFailure {
             response = failure.response
         }
@@ -101,7 +105,7 @@ final class SalesforceService: Sendable {
         return result
     }
 
-    private func route(_ rest: [String], request: SandboxRequest, version: String) throws -> SandboxResponse {
+    func route(_ rest: [String], request: SandboxRequest, version: String) throws -> SandboxResponse {
         switch rest.count {
         case 1 where rest[0] == "sobjects":
             stats.increment("sf.describe")

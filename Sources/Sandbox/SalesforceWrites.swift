@@ -21,7 +21,7 @@ extension SalesforceService {
             stats.increment("sf.update")
             return .empty(204)
         case ("PATCH", 4):
-            return try upsert(schema, field: rest[2], value: rest[3].removingPercentEncoding ?? rest[3], values: try fields(request))
+            return try upsert(schema, field: rest[2], value: rest[3], values: try fields(request))  // segments arrive decoded
         case ("DELETE", 3):
             guard schema.deletable else { throw failure(403, "INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object \(schema.name)") }
             guard let row = try store.record(id: rest[2]), row.type == schema.name else { throw failure(404, "NOT_FOUND", "The requested resource does not exist") }

@@ -320,6 +320,29 @@ final class SandboxStore: Sendable {
         try pool.write { db in try db.execute(sql: "UPDATE record SET isDeleted = 1 WHERE id = ?", arguments: [id]) }
     }
 
+    /// Where the record table stands, so a composite request with allOrNone can undo what it wrote.
+    struct RecordCheckpoint {
+        var sequence: Int64
+        var rows: [String: RecordRow]
+    }
+
+    /// The sequence and a copy of every record: a sandbox tenant is small enough to copy whole.
+    func recordCheckpoint() throws -> RecordCheckpoint {
+        try pool.read { db in
+            RecordCheckpoint(sequence: try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM record") ?? 0,
+                             rows: Dictionary(uniqueKeysWithValues: try RecordRow.fetchAll(db).map { ($0.id, $0) }))
+        }
+    }
+
+    /// Undoes every record write since the checkpoint: rows made since are removed, changed ones restored.
+    func rollBackRecords(to checkpoint: RecordCheckpoint) throws {
+        try pool.write { db in
+            for row in try RecordRow.fetchAll(db, sql: "SELECT * FROM record WHERE seq > ?", arguments: [checkpoint.sequence]) {
+                if let before = checkpoint.rows[row.id] { try before.update(db) } else { try row.delete(db) }
+            }
+        }
+    }
+
     private func nextRecordSeq(_ db: Database) throws -> Int64 {
         (try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM record") ?? 0) + 1
     }

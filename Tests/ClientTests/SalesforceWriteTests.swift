@@ -67,6 +67,36 @@ struct SalesforceWriteTests {
         }
     }
 
+    @Test("a composite request chains references; with allOrNone a failure undoes the earlier writes")
+    func composite() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 0) { sandbox in
+            let salesforce = try sandbox.connections().salesforce
+            let account = try #require(try await salesforce.query("SELECT Id FROM Account LIMIT 1").first?.id)
+            let base = "/services/data/v\(salesforce.apiVersion)/sobjects"
+            let results = try await salesforce.composite([
+                CompositeSubrequest(method: "POST", url: "\(base)/SharePoint_Document__c", referenceID: "doc",
+                                    body: ["Name": "a.pdf", "Item_Id__c": "01A", "Record_Id__c": .string(account)]),
+                CompositeSubrequest(method: "PATCH", url: "\(base)/SharePoint_Document__c/@{doc.id}", referenceID: "rename", body: ["Name": "b.pdf"]),
+                CompositeSubrequest(method: "GET", url: "\(base)/SharePoint_Document__c/@{doc.id}", referenceID: "read"),
+            ], allOrNone: true)
+            #expect(results.map(\.httpStatusCode) == [201, 204, 200])
+            #expect(results[2].body?["Name"]?.stringValue == "b.pdf")
+            let document = try #require(results[0].body?["id"]?.stringValue)
+
+            let undone = try await salesforce.composite([
+                CompositeSubrequest(method: "POST", url: "\(base)/SharePoint_Document__c", referenceID: "second",
+                                    body: ["Name": "c.pdf", "Item_Id__c": "01B"]),
+                CompositeSubrequest(method: "PATCH", url: "\(base)/SharePoint_Document__c/\(document)", referenceID: "renameAgain", body: ["Nmae": "typo"]),
+            ], allOrNone: true)
+            #expect(undone.map(\.httpStatusCode) == [400, 400])
+            #expect(undone[0].body?.arrayValue?.first?["errorCode"]?.stringValue == "PROCESSING_HALTED")
+            #expect(undone[1].body?.arrayValue?.first?["errorCode"]?.stringValue == "INVALID_FIELD")
+            let rows = try await salesforce.query("SELECT Name FROM SharePoint_Document__c")
+            #expect(rows.compactMap { $0["Name"]?.stringValue } == ["b.pdf"])  // c.pdf was rolled back
+            #expect(try await sandbox.stats()["sf.composite"] == 2)
+        }
+    }
+
     @Test("an external ContentVersion creates its ContentDocument and, with FirstPublishLocationId, the link to the record")
     func filesConnect() async throws {
         try await withSandbox(records: 2, docsPerRecord: 0) { sandbox in
