@@ -1,0 +1,164 @@
+import Foundation
+import GRDB
+
+/// One change made through the mount that the services have not fully seen yet. Each step of sending it
+/// (the upload, the CRM link, the columns) updates the row, so a restarted daemon resumes where it stopped.
+public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        case upload, move, delete, createFolder, setColumns
+    }
+
+    public enum State: String, Codable, Sendable {
+        /// Durable locally, not sent yet.
+        case staged
+        /// Bytes on their way (an upload session may be open: `uploadURL`, `uploadedBytes`).
+        case uploading
+        /// The document is up; the CRM link and the columns are being written.
+        case linking
+        /// The remote copy changed meanwhile; the conflict policy decides.
+        case conflict
+        /// Retries are exhausted; kept, with `lastError`, until the next attempt.
+        case failed
+    }
+
+    public static let databaseTableName = "change"
+
+    public var id: Int64?
+    public var kind: Kind
+    public var state: State
+    public var driveID: String
+    /// The document or folder, once it exists remotely.
+    public var itemID: String?
+    /// Where it goes (or moves to).
+    public var parentItemID: String?
+    public var name: String
+    public var recordID: String?
+    /// The file in the staging area that holds the bytes, for uploads.
+    public var stagedFile: String?
+    public var size: Int64
+    /// The file's mtime, carried by the upload.
+    public var modified: Date?
+    /// The eTag the local copy was based on: an overwrite says it, so a remote change is never clobbered.
+    public var baseETag: String?
+    /// An open upload session and how far it got, to resume after a restart.
+    public var uploadURL: String?
+    public var uploadedBytes: Int64 = 0
+    /// Column values to set, as JSON.
+    public var columns: String?
+    public var attempts = 0
+    public var lastError: String?
+    public var createdAt = Date()
+    public var updatedAt = Date()
+
+    public init(kind: Kind, driveID: String, name: String, itemID: String? = nil, parentItemID: String? = nil, recordID: String? = nil,
+                stagedFile: String? = nil, size: Int64 = 0, modified: Date? = nil, baseETag: String? = nil, columns: String? = nil) {
+        self.kind = kind
+        state = .staged
+        self.driveID = driveID
+        self.name = name
+        self.itemID = itemID
+        self.parentItemID = parentItemID
+        self.recordID = recordID
+        self.stagedFile = stagedFile
+        self.size = size
+        self.modified = modified
+        self.baseETag = baseETag
+        self.columns = columns
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+/// The durable list of pending changes, in SQLite (WAL, synchronous=FULL: a change recorded before
+/// `close` returns survives power loss), in the state directory. Changes are sent in the order made.
+public final class Journal: Sendable {
+    private let pool: DatabasePool
+
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+        chmod(path, 0o600)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "change") { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("kind", .text).notNull()
+                table.column("state", .text).notNull()
+                table.column("driveID", .text).notNull()
+                table.column("itemID", .text)
+                table.column("parentItemID", .text)
+                table.column("name", .text).notNull()
+                table.column("recordID", .text)
+                table.column("stagedFile", .text)
+                table.column("size", .integer).notNull()
+                table.column("modified", .datetime)
+                table.column("baseETag", .text)
+                table.column("uploadURL", .text)
+                table.column("uploadedBytes", .integer).notNull()
+                table.column("columns", .text)
+                table.column("attempts", .integer).notNull()
+                table.column("lastError", .text)
+                table.column("createdAt", .datetime).notNull()
+                table.column("updatedAt", .datetime).notNull()
+            }
+            try db.create(index: "change_by_item", on: "change", columns: ["itemID"])
+        }
+        return migrator
+    }
+
+    /// Records a change; once this returns it is on disk.
+    @discardableResult
+    public func add(_ change: PendingChange) throws -> PendingChange {
+        try pool.write { db in
+            var saved = change
+            try saved.insert(db)
+            return saved
+        }
+    }
+
+    /// Changes not yet done, oldest first.
+    public func outstanding() throws -> [PendingChange] {
+        try pool.read { db in try PendingChange.order(Column("id")).fetchAll(db) }
+    }
+
+    public func change(id: Int64) throws -> PendingChange? {
+        try pool.read { db in try PendingChange.fetchOne(db, key: id) }
+    }
+
+    /// Applies `update` to a change and saves it (its `updatedAt` is now). A change already done is left alone.
+    @discardableResult
+    public func update(id: Int64, _ update: (inout PendingChange) -> Void) throws -> PendingChange? {
+        try pool.write { db in
+            guard var change = try PendingChange.fetchOne(db, key: id) else { return nil }
+            update(&change)
+            change.updatedAt = Date()
+            try change.update(db)
+            return change
+        }
+    }
+
+    /// Forgets a change whose every step is done.
+    public func complete(id: Int64) throws {
+        _ = try pool.write { db in try PendingChange.deleteOne(db, key: id) }
+    }
+
+    /// Staged files the journal still needs.
+    public func stagedFiles() throws -> Set<String> {
+        try pool.read { db in Set(try String.fetchAll(db, sql: "SELECT stagedFile FROM change WHERE stagedFile IS NOT NULL")) }
+    }
+
+    public var count: Int {
+        get throws { try pool.read { db in try PendingChange.fetchCount(db) } }
+    }
+
+    /// The journal's SQLite settings, for tests and `crmfs check`.
+    public func pragma(_ name: String) throws -> String? {
+        try pool.read { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }
+    }
+}
