@@ -27,10 +27,11 @@ public enum ConfigLoader {
         let lines: LineIndex
 
         func config(_ root: TOMLTable) throws -> MountConfig {
-            try allowOnly(root, ["salesforce", "graph", "cache", "objects"], at: nil)
+            try allowOnly(root, ["salesforce", "graph", "cache", "writeback", "objects"], at: nil)
             let salesforce = try self.salesforce(try table(root, "salesforce", at: nil))
             let graph = try self.graph(try table(root, "graph", at: nil))
             let cache = try self.cache(root["cache"]?.table)
+            let writeback = try self.writeback(root["writeback"]?.table)
             guard let list = root["objects"]?.array, !list.isEmpty else {
                 throw error("objects", "at least one [[objects]] block is required")
             }
@@ -43,7 +44,7 @@ public enum ConfigLoader {
             for (index, object) in objects.enumerated() where !seen.insert(object.directory.lowercased()).inserted {
                 throw error("objects[\(index)].directory", "'\(object.directory)' is used by two objects")
             }
-            return MountConfig(path: path, salesforce: salesforce, graph: graph, cache: cache, objects: objects)
+            return MountConfig(path: path, salesforce: salesforce, graph: graph, cache: cache, writeback: writeback, objects: objects)
         }
 
         func salesforce(_ t: TOMLTable) throws -> SalesforceSettings {
@@ -95,6 +96,28 @@ public enum ConfigLoader {
             guard block >= 64 << 10, block <= 64 << 20 else { throw error("\(at).block_size", "must be between 64KiB and 64MiB") }
             guard size >= block * 4 else { throw error("\(at).size", "must hold at least four blocks (\(block * 4) bytes)") }
             return CacheSettings(directory: try string(t, "directory", at: at, default: "crmfs-state"), size: size, blockSize: block)
+        }
+
+        func writeback(_ t: TOMLTable?) throws -> WritebackSettings {
+            var settings = WritebackSettings()
+            guard let t else { return settings }
+            let at = "writeback"
+            try allowOnly(t, ["fragment_size", "simple_upload_max", "local_only"], at: at)
+            let unit: Int64 = 320 << 10
+            settings.fragmentSize = try bytes(t, "fragment_size", at: at, default: settings.fragmentSize)
+            guard settings.fragmentSize % unit == 0, settings.fragmentSize < 60 << 20 else {
+                throw error("\(at).fragment_size", "must be a multiple of 320KiB below 60MiB (Graph's upload session rule), e.g. \"10MiB\"")
+            }
+            settings.simpleUploadMax = try bytes(t, "simple_upload_max", at: at, default: settings.simpleUploadMax)
+            guard settings.simpleUploadMax <= 250_000_000 else { throw error("\(at).simple_upload_max", "must be at most 250MB, Graph's limit") }
+            if let value = t["local_only"] {
+                let patterns = value.array?.compactMap(\.string)
+                guard let patterns, patterns.count == value.array?.count else {
+                    throw error("\(at).local_only", "must be an array of file name patterns")
+                }
+                settings.localOnly = patterns
+            }
+            return settings
         }
 
         func object(_ t: TOMLTable, index: Int) throws -> ObjectSettings {

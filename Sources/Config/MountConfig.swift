@@ -102,12 +102,25 @@ public struct ObjectSettings: Sendable {
     public var conflictPolicy: ConflictPolicy
 }
 
+/// How written documents are sent.
+public struct WritebackSettings: Sendable, Equatable {
+    /// Upload session fragment size: a multiple of 320 KiB.
+    public var fragmentSize: Int64 = 10 << 20
+    /// Files up to this size go in one PUT; larger ones (and any whose mtime must travel) in a session.
+    public var simpleUploadMax: Int64 = 4 << 20
+    /// File name patterns kept on local disk (nil: crmfs's defaults for editors' and rsync's temporary files).
+    public var localOnly: [String]?
+
+    public init() {}
+}
+
 /// A parsed and validated mount.conf.
 public struct MountConfig: Sendable {
     public var path: String
     public var salesforce: SalesforceSettings
     public var graph: GraphSettings
     public var cache: CacheSettings
+    public var writeback: WritebackSettings
     public var objects: [ObjectSettings]
 
     /// Resolves a path from the config relative to the config file's directory.

@@ -19,6 +19,10 @@ struct ConfigTests {
         [cache]
         size = "2GiB"
 
+        [writeback]
+        fragment_size = "5MiB"
+        local_only = ["*.partial", "~$*"]
+
         [[objects]]
         object = "Account"
         directory = "Accounts"
@@ -57,6 +61,9 @@ struct ConfigTests {
         #expect(config.resolve("secrets/sf") == "/etc/crmfs/secrets/sf")
         #expect(config.cache.size == 2 << 30)
         #expect(config.cache.blockSize == 4 << 20)
+        #expect(config.writeback.fragmentSize == 5 << 20)
+        #expect(config.writeback.simpleUploadMax == 4 << 20)
+        #expect(config.writeback.localOnly == ["*.partial", "~$*"])
         #expect(config.objects.count == 2)
         #expect(config.objects[0].mappings == [FieldMapping(crmField: "Name", spColumn: "Customer", transform: nil),
                                                FieldMapping(crmField: "CreatedDate", spColumn: "Opened", transform: .date)])
@@ -75,6 +82,7 @@ struct ConfigTests {
         ("sp_column = \"Customer\"", "sp_column = 7", "objects[0].mappings[0].sp_column", "string"),
         ("site = \"contoso.sharepoint.com:/sites/Sales\"", "site = \"Sales\"", "graph.site", "HOSTNAME:/PATH"),
         ("transform = \"date\"", "transform = \"shout\"", "objects[0].mappings[1].transform", "not a transform"),
+        ("fragment_size = \"5MiB\"", "fragment_size = \"1MB\"", "writeback.fragment_size", "multiple of 320KiB"),
         ("conflict_policy = \"local-wins\"", "conflict_policy = \"coin-toss\"", "objects[1].conflict_policy", "not a conflict policy"),
     ])
     func errors(replace: String, with replacement: String, key: String, fragment: String) throws {

@@ -67,3 +67,26 @@ struct WritebackTests {
         #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
     }
 }
+
+@Suite("names that stay local")
+struct LocalOnlyNameTests {
+    @Test("editors' and rsync's temporary files stay local", arguments: [
+        ".~lock.Proposal.docx#", "~$oposal.docx", "~WRL0001.tmp", "lu12345abcd.tmp", ".MSA.pdf.swp", "notes.txt~", "4913",
+        ".#notes.txt", ".goutputstream-AB12CD", ".MSA-2026.pdf.a1B2c3",
+    ])
+    func local(name: String) {
+        #expect(LocalOnlyNames().isLocalOnly(name))
+    }
+
+    @Test("documents are uploaded", arguments: ["MSA-2026.pdf", "Proposal.docx", ".profile", "notes.txt", "a~b.txt", "lunch.tmp.pdf", "report.2024.pdf"])
+    func uploaded(name: String) {
+        #expect(!LocalOnlyNames().isLocalOnly(name))
+    }
+
+    @Test("patterns are configurable")
+    func configured() {
+        let names = LocalOnlyNames(patterns: ["*.partial"])
+        #expect(names.match("big.bin.partial") == "*.partial")
+        #expect(!names.isLocalOnly("notes.txt~"))
+    }
+}
