@@ -1,0 +1,86 @@
+import Foundation
+import Graph
+import Logging
+import QuickXor
+
+/// Why an upload did not go through.
+public enum UploadFailure: Error, CustomStringConvertible, Sendable {
+    /// The document changed remotely since the local copy was read (412 on its eTag).
+    case conflict(name: String)
+    /// The service's hash of what it stored is not the hash of the staged bytes.
+    case hashMismatch(name: String, staged: String, reported: String)
+    case missingDestination(name: String)
+
+    public var description: String {
+        switch self {
+        case .conflict(let name): "\(name) changed remotely since it was opened"
+        case .hashMismatch(let name, let staged, let reported): "\(name): the service stored bytes hashing \(reported), the staged file hashes \(staged)"
+        case .missingDestination(let name): "\(name): neither the document nor its folder is known"
+        }
+    }
+}
+
+/// Sends the bytes of a staged upload: one PUT for a small file whose time need not travel, otherwise an
+/// upload session that carries the file's mtime in `fileSystemInfo`. An overwrite states the eTag the
+/// local copy was based on, so a remote change is detected (`.conflict`), never silently replaced.
+/// Each step is recorded in the journal; the hash the service reports is checked against the staged bytes.
+public final class Uploader: Sendable {
+    let graph: GraphClient
+    let staging: StagingArea
+    let journal: Journal
+    let fragmentSize: Int
+    let simpleUploadMax: Int64
+    let logger: Logger
+
+    public init(graph: GraphClient, staging: StagingArea, journal: Journal, fragmentSize: Int, simpleUploadMax: Int64,
+                logger: Logger = Logger(label: "crmfs.writeback")) {
+        self.graph = graph
+        self.staging = staging
+        self.journal = journal
+        self.fragmentSize = fragmentSize
+        self.simpleUploadMax = simpleUploadMax
+        self.logger = logger
+    }
+
+    /// Uploads a staged change and moves it on to `.linking`; returns the stored document.
+    public func upload(_ change: PendingChange) async throws -> DriveItem {
+        guard let id = change.id, let stagedFile = change.stagedFile else { throw UploadFailure.missingDestination(name: change.name) }
+        let destination: UploadDestination
+        if let itemID = change.itemID {
+            destination = .item(id: itemID)
+        } else if let parentID = change.parentItemID {
+            destination = .child(parentID: parentID, name: change.name)
+        } else {
+            throw UploadFailure.missingDestination(name: change.name)
+        }
+        try journal.update(id: id) { $0.state = .uploading; $0.attempts += 1 }
+        let path = staging.path(of: stagedFile)
+        let options = UploadOptions(conflictBehavior: .replace, ifMatch: change.baseETag, modified: change.modified, fragmentSize: fragmentSize)
+        let item: DriveItem
+        do {
+            // A session cannot carry zero bytes; a simple PUT cannot carry the mtime.
+            if change.size == 0 || (change.modified == nil && change.size <= simpleUploadMax) {
+                item = try await graph.simpleUpload(driveID: change.driveID, to: destination, file: path, size: change.size, options: options)
+            } else {
+                item = try await graph.sessionUpload(driveID: change.driveID, to: destination, file: path, size: change.size, options: options)
+            }
+        } catch let error as GraphError where error.status == 412 {
+            try journal.update(id: id) { $0.state = .conflict; $0.lastError = "\(error)" }
+            logger.warning("remote change since open", metadata: ["name": "\(change.name)", "error": "\(error)"])
+            throw UploadFailure.conflict(name: change.name)
+        } catch {
+            try journal.update(id: id) { $0.state = .failed; $0.lastError = "\(error)" }
+            throw error
+        }
+        if let reported = item.file?.hashes?.quickXorHash {
+            let staged = try QuickXorHash.hash(fileAt: path)
+            guard staged == reported else {
+                try journal.update(id: id) { $0.state = .failed; $0.lastError = "hash mismatch" }
+                throw UploadFailure.hashMismatch(name: change.name, staged: staged, reported: reported)
+            }
+        }
+        try journal.update(id: id) { $0.state = .linking; $0.itemID = item.id; $0.lastError = nil }
+        logger.info("uploaded", metadata: ["name": "\(change.name)", "item": "\(item.id)", "bytes": "\(change.size)"])
+        return item
+    }
+}
