@@ -71,7 +71,7 @@ let package = Package(
         // Durable writes: staged files on local disk and the journal of changes still to send.
         .target(
             name: "Writeback",
-            dependencies: ["Graph", "QuickXor", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Graph", "CRM", "Config", "HTTP", "QuickXor", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
         ),
         // The FUSE adapter: low-level operations to namespace and cache calls to fuse_reply_*.
         .target(
@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "QuickXor", "TestSupport"]),
         .testTarget(name: "ClientTests", dependencies: ["HTTP", "Graph", "CRM", "Services", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["HTTP", "Sandbox", "Config", "TestSupport"]),
-        .testTarget(name: "WritebackTests", dependencies: ["Writeback", "Graph", "QuickXor", "Services", "TestSupport"]),
+        .testTarget(name: "WritebackTests", dependencies: ["Writeback", "Graph", "CRM", "Config", "HTTP", "QuickXor", "Services", "TestSupport"]),
         // getxattr(2) and friends for tests that check errnos directly.
         .systemLibrary(name: "CXattr", path: "Tests/CXattr"),
         .testTarget(name: "MountTests", dependencies: ["HTTP", "Graph", "CRM", "Namespace", "Services", "QuickXor", "TestSupport", "CXattr"]),

@@ -1,0 +1,89 @@
+import Config
+import CRM
+import Foundation
+import Graph
+import HTTP
+
+/// Keeps the CRM side right after an upload, by the object's link model. Every step is idempotent: a
+/// repeat after a crash finds what the first attempt made instead of adding a second link.
+/// - `folder`: the record's folder is the link; `ensureFolder` creates it on first write.
+/// - `link-object`: a `SharePoint_Document__c` row upserted by its `Item_Id__c` (an External ID).
+/// - `files-connect`: an external ContentVersion (found again by `ExternalDocumentInfo2` = item id) whose
+///   document is linked to the record with a ContentDocumentLink.
+public final class Linker: Sendable {
+    public static let linkObject = "SharePoint_Document__c"
+
+    let graph: GraphClient
+    let salesforce: SalesforceClient
+
+    public init(graph: GraphClient, salesforce: SalesforceClient) {
+        self.graph = graph
+        self.salesforce = salesforce
+    }
+
+    /// The folder at `path` below the drive root, made (with its parents) when missing; returns its id.
+    public func ensureFolder(driveID: String, path: String) async throws -> String {
+        var parent = try await graph.item(driveID: driveID, path: "")
+        var walked: [String] = []
+        for name in path.split(separator: "/").map(String.init) {
+            walked.append(name)
+            do {
+                parent = try await graph.item(driveID: driveID, path: walked.joined(separator: "/"))
+            } catch let error as GraphError where error.isNotFound {
+                do {
+                    parent = try await graph.createFolder(driveID: driveID, parentID: parent.id, name: name, conflictBehavior: .fail)
+                } catch let error as GraphError where error.status == 409 {
+                    parent = try await graph.item(driveID: driveID, path: walked.joined(separator: "/"))  // made meanwhile
+                }
+            }
+        }
+        return parent.id
+    }
+
+    /// Links an uploaded document to its record.
+    public func link(_ item: DriveItem, driveID: String, recordID: String, objectName: String, model: LinkModel) async throws {
+        switch model {
+        case .folder:
+            return
+        case .linkObject:
+            _ = try await salesforce.upsert(Self.linkObject, externalIDField: "Item_Id__c", value: item.id, fields: [
+                "Name": .string(String((item.name ?? item.id).prefix(80))), "Record_Id__c": .string(recordID), "Object_Type__c": .string(objectName),
+                "Drive_Id__c": .string(driveID), "Web_Url__c": item.webUrl.map(JSONValue.string) ?? .null, "ETag__c": item.eTag.map(JSONValue.string) ?? .null,
+                "Size__c": .number(Double(item.size ?? 0)), "Last_Synced__c": .string(Date().formatted(.iso8601)),
+            ])
+        case .filesConnect:
+            try await linkFilesConnect(item, recordID: recordID)
+        }
+    }
+
+    private func linkFilesConnect(_ item: DriveItem, recordID: String) async throws {
+        let existing = try await salesforce.query(
+            "SELECT Id, ContentDocumentId FROM ContentVersion WHERE ExternalDocumentInfo2 = \(SOQLEscaping.literal(item.id))")
+        guard let document = existing.first?["ContentDocumentId"]?.stringValue else {
+            guard let source = try await salesforce.query("SELECT Id FROM ExternalDataSource LIMIT 1").first?.id else {
+                throw SalesforceLinkError.noExternalDataSource
+            }
+            _ = try await salesforce.create("ContentVersion", fields: [
+                "Title": .string(item.name ?? item.id), "PathOnClient": .string(item.name ?? item.id), "ContentLocation": "E",
+                "ExternalDataSourceId": .string(source), "ExternalDocumentInfo1": item.webUrl.map(JSONValue.string) ?? .null,
+                "ExternalDocumentInfo2": .string(item.id), "FirstPublishLocationId": .string(recordID),
+            ])
+            return
+        }
+        let links = try await salesforce.query(
+            "SELECT Id FROM ContentDocumentLink WHERE ContentDocumentId = \(SOQLEscaping.literal(document)) AND LinkedEntityId = \(SOQLEscaping.literal(recordID))")
+        if links.isEmpty {
+            _ = try await salesforce.create("ContentDocumentLink", fields: [
+                "ContentDocumentId": .string(document), "LinkedEntityId": .string(recordID), "ShareType": "I", "Visibility": "AllUsers",
+            ])
+        }
+    }
+}
+
+public enum SalesforceLinkError: Error, CustomStringConvertible {
+    case noExternalDataSource
+
+    public var description: String {
+        "Files Connect needs an ExternalDataSource for the SharePoint site in Salesforce; none is defined"
+    }
+}
