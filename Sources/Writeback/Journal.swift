@@ -33,6 +33,8 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     public var parentItemID: String?
     public var name: String
     public var recordID: String?
+    /// The CRM object of that record (`Account`), for its link model and column mappings.
+    public var objectName: String?
     /// The file in the staging area that holds the bytes, for uploads.
     public var stagedFile: String?
     public var size: Int64
@@ -51,7 +53,9 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     public var updatedAt = Date()
 
     public init(kind: Kind, driveID: String, name: String, itemID: String? = nil, parentItemID: String? = nil, recordID: String? = nil,
-                stagedFile: String? = nil, size: Int64 = 0, modified: Date? = nil, baseETag: String? = nil, columns: String? = nil) {
+                objectName: String? = nil, stagedFile: String? = nil, size: Int64 = 0, modified: Date? = nil, baseETag: String? = nil,
+                columns: String? = nil) {
+        self.objectName = objectName
         self.kind = kind
         state = .staged
         self.driveID = driveID
@@ -108,6 +112,9 @@ public final class Journal: Sendable {
                 table.column("updatedAt", .datetime).notNull()
             }
             try db.create(index: "change_by_item", on: "change", columns: ["itemID"])
+        }
+        migrator.registerMigration("v2: object of the record") { db in
+            try db.alter(table: "change") { table in table.add(column: "objectName", .text) }
         }
         return migrator
     }

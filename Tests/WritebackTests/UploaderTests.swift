@@ -19,10 +19,7 @@ struct UploaderTests {
 
         /// Stages `data` and records an upload of it.
         func stage(_ data: Data, name: String, parentID: String? = nil, itemID: String? = nil, modified: Date? = nil, baseETag: String? = nil) throws -> PendingChange {
-            let (file, descriptor) = try staging.create()
-            _ = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-            try staging.seal(file, descriptor: descriptor)
-            close(descriptor)
+            let file = try staging.stage(data)
             return try journal.add(PendingChange(kind: .upload, driveID: driveID, name: name, itemID: itemID, parentItemID: parentID,
                                                  stagedFile: file, size: Int64(data.count), modified: modified, baseETag: baseETag))
         }

@@ -1,0 +1,180 @@
+import Config
+import CRM
+import Foundation
+import Graph
+import HTTP
+import Logging
+
+/// How the changes of one CRM object are linked and stamped.
+public struct ObjectLinking: Sendable {
+    public var model: LinkModel
+    public var mappings: [FieldMapping]
+
+    public init(model: LinkModel, mappings: [FieldMapping]) {
+        self.model = model
+        self.mappings = mappings
+    }
+}
+
+/// Sends the journal's changes in the background, oldest first: upload, link, stamp columns, then forget
+/// the change and its staged file. A restarted engine resumes from what the journal says. Failures are
+/// retried with backoff up to `maxAttempts`; conflicts wait for their policy. `wait(for:)` serves
+/// `fsync`, `drain()` serves `crmfs sync`.
+public final class WritebackEngine: @unchecked Sendable {
+    let journal: Journal
+    let staging: StagingArea
+    let uploader: Uploader
+    let linker: Linker
+    let graph: GraphClient
+    let salesforce: SalesforceClient
+    let objects: [String: ObjectLinking]
+    let maxAttempts: Int
+    let retryDelay: Duration
+    let logger: Logger
+
+    private let lock = NSLock()
+    private var wakeup: CheckedContinuation<Void, Never>?
+    private var pendingWake = false
+    private var loop: Task<Void, Never>?
+    /// Last failure of changes that gave up, for waiters.
+    private var failures: [Int64: String] = [:]
+
+    public init(journal: Journal, staging: StagingArea, uploader: Uploader, linker: Linker, graph: GraphClient, salesforce: SalesforceClient,
+                objects: [String: ObjectLinking], maxAttempts: Int = 5, retryDelay: Duration = .seconds(2), logger: Logger = Logger(label: "crmfs.writeback")) {
+        self.journal = journal
+        self.staging = staging
+        self.uploader = uploader
+        self.linker = linker
+        self.graph = graph
+        self.salesforce = salesforce
+        self.objects = objects
+        self.maxAttempts = maxAttempts
+        self.retryDelay = retryDelay
+        self.logger = logger
+    }
+
+    public func start() {
+        lock.withLock {
+            guard loop == nil else { return }
+            loop = Task { await self.run() }
+        }
+    }
+
+    public func stop() async {
+        let task = lock.withLock { loop }
+        task?.cancel()
+        kick()
+        await task?.value
+    }
+
+    /// New work is in the journal.
+    public func kick() {
+        let waiting = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+            defer { wakeup = nil }
+            if wakeup == nil { pendingWake = true }
+            return wakeup
+        }
+        waiting?.resume()
+    }
+
+    /// Returns once change `id` is done; throws its last error when it gave up or is in conflict.
+    public func wait(for id: Int64) async throws {
+        while true {
+            if let failure = lock.withLock({ failures[id] }) { throw WritebackError.gaveUp(failure) }
+            guard let change = try journal.change(id: id) else { return }
+            if change.state == .conflict { throw WritebackError.conflict(change.name) }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Returns once every change is done, or only conflicts and given-up changes are left.
+    public func drain() async throws {
+        while try journal.outstanding().contains(where: isRunnable) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    private func isRunnable(_ change: PendingChange) -> Bool {
+        change.state != .conflict && lock.withLock { failures[change.id ?? -1] == nil }
+    }
+
+    private func run() async {
+        while !Task.isCancelled {
+            let next = (try? journal.outstanding())?.first(where: isRunnable)
+            guard let change = next else {
+                await sleepUntilKicked()
+                continue
+            }
+            do {
+                try await process(change)
+            } catch {
+                let attempts = (try? journal.change(id: change.id!))?.attempts ?? maxAttempts
+                logger.warning("change failed", metadata: ["name": "\(change.name)", "attempt": "\(attempts)", "error": "\(error)"])
+                if case UploadFailure.conflict = error { continue }
+                if attempts >= maxAttempts {
+                    lock.withLock { failures[change.id!] = "\(error)" }
+                } else {
+                    try? await Task.sleep(for: retryDelay * attempts)
+                }
+            }
+        }
+    }
+
+    private func sleepUntilKicked() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = lock.withLock { () -> Bool in
+                if pendingWake || Task.isCancelled { pendingWake = false; return true }
+                wakeup = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// One change, from wherever it stopped.
+    func process(_ change: PendingChange) async throws {
+        guard let id = change.id else { return }
+        switch change.kind {
+        case .upload:
+            let item: DriveItem
+            if change.state == .linking, let itemID = change.itemID {
+                item = try await graph.item(driveID: change.driveID, itemID: itemID)
+            } else {
+                item = try await uploader.upload(change)
+            }
+            if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName] {
+                try await linker.link(item, driveID: change.driveID, recordID: recordID, objectName: objectName, model: linking.model)
+                if !linking.mappings.isEmpty { try await stamp(item, driveID: change.driveID, objectName: objectName, recordID: recordID, mappings: linking.mappings) }
+            }
+            try journal.complete(id: id)
+            if let file = change.stagedFile { try staging.remove(file) }
+        default:
+            // Moves, deletes, folders and column edits arrive with the mount's write operations.
+            throw WritebackError.unsupported(change.kind.rawValue)
+        }
+    }
+
+    /// Writes the record's mapped fields into the document's columns, only those that differ: each
+    /// column write is a new version in SharePoint, so an overwrite of a stamped document makes none.
+    private func stamp(_ item: DriveItem, driveID: String, objectName: String, recordID: String, mappings: [FieldMapping]) async throws {
+        let record = try await salesforce.record(objectName, id: recordID)
+        let wanted = ColumnStamping.values(for: mappings, record: record.fields)
+        let current = try await graph.fields(driveID: driveID, itemID: item.id)
+        let changed = wanted.filter { current[$0.key] != $0.value }
+        if !changed.isEmpty { _ = try await graph.updateFields(driveID: driveID, itemID: item.id, fields: changed) }
+    }
+}
+
+public enum WritebackError: Error, CustomStringConvertible {
+    case gaveUp(String)
+    case conflict(String)
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case .gaveUp(let reason): "gave up after retries: \(reason)"
+        case .conflict(let name): "\(name) changed remotely; the conflict policy decides"
+        case .unsupported(let kind): "\(kind) changes are not sent yet"
+        }
+    }
+}

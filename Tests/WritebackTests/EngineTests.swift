@@ -1,0 +1,111 @@
+import Config
+import CRM
+import Foundation
+import Graph
+import HTTP
+import Services
+import Testing
+import TestSupport
+import Writeback
+
+/// The background sender: journal in, documents, links and columns out; resumes where it stopped.
+@Suite("the writeback engine")
+struct EngineTests {
+    struct Setup {
+        let connections: Connections
+        let driveID: String
+        let staging: StagingArea
+        let journal: Journal
+        let sandbox: SandboxFixture
+        let account: String
+        let accountFolder: String
+
+        func engine(maxAttempts: Int = 5) -> WritebackEngine {
+            let uploader = Uploader(graph: connections.graph, staging: staging, journal: journal, fragmentSize: 1 << 20, simpleUploadMax: 4 << 20)
+            return WritebackEngine(journal: journal, staging: staging, uploader: uploader,
+                                   linker: Linker(graph: connections.graph, salesforce: connections.salesforce),
+                                   graph: connections.graph, salesforce: connections.salesforce,
+                                   objects: ["Account": ObjectLinking(model: .linkObject, mappings: [FieldMapping(crmField: "Name", spColumn: "Customer")])],
+                                   maxAttempts: maxAttempts, retryDelay: .milliseconds(20))
+        }
+
+        func stage(_ text: String, name: String, itemID: String? = nil, baseETag: String? = nil) throws -> PendingChange {
+            let data = Data(text.utf8)
+            let file = try staging.stage(data)
+            return try journal.add(PendingChange(kind: .upload, driveID: driveID, name: name, itemID: itemID, parentItemID: accountFolder,
+                                                 recordID: account, objectName: "Account", stagedFile: file, size: Int64(data.count),
+                                                 modified: Date(timeIntervalSince1970: 1_700_000_000), baseETag: baseETag))
+        }
+    }
+
+    func withEngineSetup(_ body: (Setup) async throws -> Void) async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+            let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("crmfs-engine-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: root) }
+            let connections = try sandbox.connections()
+            let driveID = try await sandbox.info()["driveId"]!
+            let account = try #require(try await connections.salesforce.query("SELECT Id FROM Account WHERE Name = 'Acme Corp'").first?.id)
+            let folder = try await connections.graph.item(driveID: driveID, path: SeededPaths.acmeFolder)
+            try await body(Setup(connections: connections, driveID: driveID, staging: try StagingArea(directory: root.appendingPathComponent("staging")),
+                                 journal: try Journal(path: root.appendingPathComponent("journal.sqlite").path), sandbox: sandbox,
+                                 account: account, accountFolder: folder.id))
+        }
+    }
+
+    @Test("staged files are uploaded, linked and stamped; the journal and the staging area empty")
+    func drains() async throws {
+        try await withEngineSetup { setup in
+            let changes = try (1...3).map { try setup.stage("document \($0)", name: "note-\($0).txt") }
+            let engine = setup.engine()
+            engine.start()
+            engine.kick()
+            try await engine.wait(for: changes[0].id!)
+            try await engine.drain()
+            await engine.stop()
+            #expect(try setup.journal.count == 0)
+            #expect(try setup.staging.orphans(keeping: []).isEmpty)
+            let salesforce = setup.connections.salesforce
+            let links = try await salesforce.query("SELECT Name, Record_Id__c FROM SharePoint_Document__c WHERE Record_Id__c = '\(setup.account)'")
+            #expect(Set(links.compactMap { $0["Name"]?.stringValue }) == ["note-1.txt", "note-2.txt", "note-3.txt"])
+            let item = try await setup.connections.graph.item(driveID: setup.driveID, path: SeededPaths.acmeFolder + "/note-2.txt")
+            #expect(try await setup.connections.graph.download(driveID: setup.driveID, itemID: item.id).data == Data("document 2".utf8))
+            #expect(try await setup.connections.graph.fields(driveID: setup.driveID, itemID: item.id)["Customer"]?.stringValue == "Acme Corp")
+            #expect(item.fileSystemInfo?.lastModifiedDateTime == "2023-11-14T22:13:20Z")
+        }
+    }
+
+    @Test("a change that was uploaded before a crash is linked on restart without uploading again")
+    func resumes() async throws {
+        try await withEngineSetup { setup in
+            let change = try setup.stage("already up", name: "resumed.txt")
+            // The first daemon uploaded it and died before linking.
+            let uploader = Uploader(graph: setup.connections.graph, staging: setup.staging, journal: setup.journal, fragmentSize: 1 << 20, simpleUploadMax: 4 << 20)
+            _ = try await uploader.upload(change)
+            #expect(try setup.journal.change(id: change.id!)?.state == .linking)
+            try await setup.sandbox.admin("stats/reset")
+
+            let engine = setup.engine()
+            engine.start()
+            try await engine.drain()
+            await engine.stop()
+            let stats = try await setup.sandbox.stats()
+            #expect(stats["graph.upload.session", default: 0] + stats["graph.upload.simple", default: 0] == 0)
+            #expect(stats["sf.create"] == 1)
+            #expect(try setup.journal.count == 0)
+        }
+    }
+
+    @Test("an overwrite of a document changed remotely waits as a conflict, and fsync-style waiting says so")
+    func conflictWaits() async throws {
+        try await withEngineSetup { setup in
+            let document = try await setup.connections.graph.item(driveID: setup.driveID, path: SeededPaths.acmeContract)
+            let change = try setup.stage("local edit", name: "MSA-2026.pdf", itemID: document.id, baseETag: "\"{00000000-0000-0000-0000-000000000000},1\"")
+            let engine = setup.engine()
+            engine.start()
+            await #expect(throws: WritebackError.self) { try await engine.wait(for: change.id!) }
+            try await engine.drain()  // only the conflict is left: nothing runnable
+            await engine.stop()
+            #expect(try setup.journal.change(id: change.id!)?.state == .conflict)
+        }
+    }
+}
