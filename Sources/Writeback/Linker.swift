@@ -56,6 +56,27 @@ public final class Linker: Sendable {
         }
     }
 
+    /// Removes a deleted document's links; ones already gone are fine.
+    public func unlink(itemID: String, model: LinkModel) async throws {
+        switch model {
+        case .folder:
+            return
+        case .linkObject:
+            for row in try await salesforce.query("SELECT Id FROM \(Self.linkObject) WHERE Item_Id__c = \(SOQLEscaping.literal(itemID))") {
+                if let id = row.id { try await salesforce.delete(Self.linkObject, id: id) }
+            }
+        case .filesConnect:
+            let versions = try await salesforce.query(
+                "SELECT ContentDocumentId FROM ContentVersion WHERE ExternalDocumentInfo2 = \(SOQLEscaping.literal(itemID))")
+            for document in Set(versions.compactMap { $0["ContentDocumentId"]?.stringValue }) {
+                for link in try await salesforce.query("SELECT Id FROM ContentDocumentLink WHERE ContentDocumentId = \(SOQLEscaping.literal(document))") {
+                    if let id = link.id { try await salesforce.delete("ContentDocumentLink", id: id) }
+                }
+                try await salesforce.delete("ContentDocument", id: document)
+            }
+        }
+    }
+
     private func linkFilesConnect(_ item: DriveItem, recordID: String) async throws {
         let existing = try await salesforce.query(
             "SELECT Id, ContentDocumentId FROM ContentVersion WHERE ExternalDocumentInfo2 = \(SOQLEscaping.literal(item.id))")

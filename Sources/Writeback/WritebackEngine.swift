@@ -148,9 +148,42 @@ public final class WritebackEngine: @unchecked Sendable {
             }
             try journal.complete(id: id)
             if let file = change.stagedFile { try staging.remove(file) }
-        default:
-            // Moves, deletes, folders and column edits arrive with the mount's write operations.
-            throw WritebackError.unsupported(change.kind.rawValue)
+        case .createFolder:
+            guard let parentID = change.parentItemID else { throw WritebackError.incomplete(change.name) }
+            let folder: DriveItem
+            do {
+                folder = try await graph.createFolder(driveID: change.driveID, parentID: parentID, name: change.name, conflictBehavior: .fail)
+            } catch let error as GraphError where error.status == 409 {
+                // Made by an earlier attempt (or by someone else): the folder the user asked for exists.
+                guard let existing = try await graph.children(driveID: change.driveID, itemID: parentID)
+                    .first(where: { $0.isFolder && $0.name?.caseInsensitiveCompare(change.name) == .orderedSame }) else { throw error }
+                folder = existing
+            }
+            try journal.update(id: id) { $0.itemID = folder.id }
+            try journal.complete(id: id)
+        case .move:
+            guard let itemID = change.itemID else { throw WritebackError.incomplete(change.name) }
+            // Renaming over an existing name replaces it, as rename(2) does.
+            let moved = try await graph.update(driveID: change.driveID, itemID: itemID, name: change.name, parentID: change.parentItemID,
+                                               modified: change.modified, conflictBehavior: .replace)
+            if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName], !moved.isFolder {
+                try await linker.link(moved, driveID: change.driveID, recordID: recordID, objectName: objectName, model: linking.model)
+            }
+            try journal.complete(id: id)
+        case .delete:
+            guard let itemID = change.itemID else { throw WritebackError.incomplete(change.name) }
+            try await graph.delete(driveID: change.driveID, itemID: itemID)
+            if let objectName = change.objectName, let linking = objects[objectName] {
+                try await linker.unlink(itemID: itemID, model: linking.model)
+            }
+            try journal.complete(id: id)
+        case .setColumns:
+            guard let itemID = change.itemID, let json = change.columns,
+                  let values = try? JSONDecoder().decode([String: JSONValue].self, from: Data(json.utf8)) else {
+                throw WritebackError.incomplete(change.name)
+            }
+            _ = try await graph.updateFields(driveID: change.driveID, itemID: itemID, fields: values)
+            try journal.complete(id: id)
         }
     }
 
@@ -168,13 +201,13 @@ public final class WritebackEngine: @unchecked Sendable {
 public enum WritebackError: Error, CustomStringConvertible {
     case gaveUp(String)
     case conflict(String)
-    case unsupported(String)
+    case incomplete(String)
 
     public var description: String {
         switch self {
         case .gaveUp(let reason): "gave up after retries: \(reason)"
         case .conflict(let name): "\(name) changed remotely; the conflict policy decides"
-        case .unsupported(let kind): "\(kind) changes are not sent yet"
+        case .incomplete(let name): "the journal's change for \(name) lacks the item it applies to"
         }
     }
 }

@@ -74,6 +74,47 @@ struct EngineTests {
         }
     }
 
+    @Test("folders, moves to another record, column edits and deletes reach both services")
+    func otherChanges() async throws {
+        try await withEngineSetup { setup in
+            let graph = setup.connections.graph, salesforce = setup.connections.salesforce
+            let upload = try setup.stage("to be moved", name: "move-me.txt")
+            let engine = setup.engine()
+            engine.start()
+            try await engine.wait(for: upload.id!)
+            let item = try await graph.item(driveID: setup.driveID, path: SeededPaths.acmeFolder + "/move-me.txt")
+
+            let folder = try setup.journal.add(PendingChange(kind: .createFolder, driveID: setup.driveID, name: "Signed", parentItemID: setup.accountFolder))
+            engine.kick()
+            try await engine.wait(for: folder.id!)
+            let signed = try await graph.item(driveID: setup.driveID, path: SeededPaths.acmeFolder + "/Signed")
+            #expect(signed.isFolder)
+
+            let other = try #require(try await salesforce.query("SELECT Id FROM Account WHERE Id != '\(setup.account)' LIMIT 1").first?.id)
+            let move = try setup.journal.add(PendingChange(kind: .move, driveID: setup.driveID, name: "moved.txt", itemID: item.id, parentItemID: signed.id,
+                                                           recordID: other, objectName: "Account"))
+            let columns = try setup.journal.add(PendingChange(kind: .setColumns, driveID: setup.driveID, name: "moved.txt", itemID: item.id,
+                                                              columns: #"{"DocumentType":"Contract"}"#))
+            engine.kick()
+            try await engine.wait(for: move.id!)
+            try await engine.wait(for: columns.id!)
+            let moved = try await graph.item(driveID: setup.driveID, itemID: item.id)
+            #expect(moved.name == "moved.txt")
+            #expect(moved.parentReference?.id == signed.id)
+            #expect(try await graph.fields(driveID: setup.driveID, itemID: item.id)["DocumentType"]?.stringValue == "Contract")
+            let link = try await salesforce.query("SELECT Record_Id__c FROM SharePoint_Document__c WHERE Item_Id__c = '\(item.id)'")
+            #expect(link.map { $0["Record_Id__c"]?.stringValue } == [other])
+
+            let delete = try setup.journal.add(PendingChange(kind: .delete, driveID: setup.driveID, name: "moved.txt", itemID: item.id, objectName: "Account"))
+            engine.kick()
+            try await engine.wait(for: delete.id!)
+            await engine.stop()
+            await #expect(throws: GraphError.self) { _ = try await graph.item(driveID: setup.driveID, itemID: item.id) }
+            #expect(try await salesforce.query("SELECT Id FROM SharePoint_Document__c WHERE Item_Id__c = '\(item.id)'").isEmpty)
+            #expect(try setup.journal.count == 0)
+        }
+    }
+
     @Test("a change that was uploaded before a crash is linked on restart without uploading again")
     func resumes() async throws {
         try await withEngineSetup { setup in
