@@ -95,14 +95,34 @@ extension GraphClient {
     /// A resumable upload of `size` bytes of a file: a session whose fragments stream from the file,
     /// resumed from the service's `nextExpectedRanges` after a failed fragment, started over when the
     /// session is lost or expired. The upload URL is pre-authenticated: no Authorization goes to it.
-    public func sessionUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions) async throws -> DriveItem {
+    ///
+    /// `resuming` is the URL of a session an earlier attempt (perhaps an earlier process) opened: the
+    /// upload goes on from the first byte the service is missing. `onSession` hears each new session's
+    /// URL, so the caller can record it for such a resume.
+    public func sessionUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions,
+                              resuming: String? = nil, onSession: @Sendable (String) throws -> Void = { _ in }) async throws -> DriveItem {
         var restarts = 0
+        var session = resuming
         while true {
-            let session = try await createUploadSession(driveID: driveID, destination: destination, size: size, options: options)
+            let url: String
+            var offset: Int64 = 0
+            if let existing = session {
+                url = existing
+                do {
+                    offset = try nextExpected(in: try await send(HTTPRequest(url: existing), auth: nil).body) ?? 0
+                } catch let error as GraphError where error.isNotFound {
+                    session = nil  // expired or lost: a new one
+                    continue
+                }
+            } else {
+                url = try await createUploadSession(driveID: driveID, destination: destination, size: size, options: options)
+                try onSession(url)
+            }
             do {
-                return try await sendFragments(to: session, file: path, size: size, fragmentSize: options.alignedFragmentSize)
+                return try await sendFragments(to: url, from: offset, file: path, size: size, fragmentSize: options.alignedFragmentSize)
             } catch let error as GraphError where error.isNotFound && restarts < options.sessionRestarts {
                 restarts += 1  // the session expired or was lost: start over in a new one
+                session = nil
             }
         }
     }
@@ -121,8 +141,8 @@ extension GraphClient {
         return session.uploadUrl
     }
 
-    private func sendFragments(to uploadURL: String, file path: String, size: Int64, fragmentSize: Int) async throws -> DriveItem {
-        var offset: Int64 = 0
+    private func sendFragments(to uploadURL: String, from start: Int64, file path: String, size: Int64, fragmentSize: Int) async throws -> DriveItem {
+        var offset = start
         var resumes = 0
         while true {
             let length = min(Int64(fragmentSize), size - offset)

@@ -62,7 +62,11 @@ public final class Uploader: Sendable {
             if change.size == 0 || (change.modified == nil && change.size <= simpleUploadMax) {
                 item = try await graph.simpleUpload(driveID: change.driveID, to: destination, file: path, size: change.size, options: options)
             } else {
-                item = try await graph.sessionUpload(driveID: change.driveID, to: destination, file: path, size: change.size, options: options)
+                // The session's URL goes into the journal first, so a restarted daemon resumes it instead of resending.
+                item = try await graph.sessionUpload(driveID: change.driveID, to: destination, file: path, size: change.size, options: options,
+                                                     resuming: change.uploadURL) { [journal] url in
+                    try journal.update(id: id) { $0.uploadURL = url }
+                }
             }
         } catch let error as GraphError where error.status == 412 {
             try journal.update(id: id) { $0.state = .conflict; $0.lastError = "\(error)" }
@@ -79,7 +83,7 @@ public final class Uploader: Sendable {
                 throw UploadFailure.hashMismatch(name: change.name, staged: staged, reported: reported)
             }
         }
-        try journal.update(id: id) { $0.state = .linking; $0.itemID = item.id; $0.lastError = nil }
+        try journal.update(id: id) { $0.state = .linking; $0.itemID = item.id; $0.lastError = nil; $0.uploadURL = nil }
         logger.info("uploaded", metadata: ["name": "\(change.name)", "item": "\(item.id)", "bytes": "\(change.size)"])
         return item
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Graph
+import HTTP
 import QuickXor
 import Services
 import Testing
@@ -81,6 +82,36 @@ struct UploaderTests {
             let current = try setup.stage(Self.bytes(100, seed: 4), name: "MSA-2026.pdf", itemID: document.id, baseETag: document.eTag)
             let replaced = try await setup.uploader.upload(current)
             #expect(replaced.id == document.id)
+        }
+    }
+
+    @Test("an upload cut off after some fragments resumes in its session after a restart, sending only the rest")
+    func resumesSession() async throws {
+        try await withUploader { setup in
+            let accounts = try await setup.graph.item(driveID: setup.driveID, path: "Accounts")
+            let data = Self.bytes(3_670_016, seed: 6)
+            let change = try setup.stage(data, name: "resume.bin", parentID: accounts.id, modified: Date(timeIntervalSince1970: 1_600_000_000))
+            // The earlier daemon opened a session and sent two fragments before it was killed.
+            let connections = try setup.sandbox.connections()
+            let created = try await connections.http.send(
+                HTTPRequest(method: "POST", url: "\(connections.graph.endpoint)/drives/\(setup.driveID)/items/\(accounts.id):/resume.bin:/createUploadSession",
+                            headers: ["Content-Type": "application/json"], body: .bytes(Data("{}".utf8))), auth: connections.graphToken)
+            let url = try #require((try JSONSerialization.jsonObject(with: created.body) as? [String: Any])?["uploadUrl"] as? String)
+            let fragment = 983_040
+            for start in stride(from: 0, to: 2 * fragment, by: fragment) {
+                let response = try await connections.http.send(HTTPRequest(method: "PUT", url: url,
+                    headers: ["Content-Range": "bytes \(start)-\(start + fragment - 1)/\(data.count)"], body: .bytes(data.subdata(in: start..<start + fragment))))
+                #expect(response.status == 202)
+            }
+            try setup.journal.update(id: change.id!) { $0.state = .uploading; $0.uploadURL = url }
+            try await setup.sandbox.admin("stats/reset")
+
+            let item = try await setup.uploader.upload(try #require(try setup.journal.change(id: change.id!)))
+            let stats = try await setup.sandbox.stats()
+            #expect(stats["graph.upload.session", default: 0] == 0)
+            #expect(stats["graph.upload.chunk"] == 2)  // 1,703,936 bytes left: one 983,040-byte fragment and the rest
+            #expect(try await setup.graph.download(driveID: setup.driveID, itemID: item.id).data == data)
+            #expect(try setup.journal.change(id: change.id!)?.uploadURL == nil)
         }
     }
 
