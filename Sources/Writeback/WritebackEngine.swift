@@ -9,17 +9,19 @@ import Logging
 public struct ObjectLinking: Sendable {
     public var model: LinkModel
     public var mappings: [FieldMapping]
+    public var conflictPolicy: ConflictPolicy
 
-    public init(model: LinkModel, mappings: [FieldMapping]) {
+    public init(model: LinkModel, mappings: [FieldMapping], conflictPolicy: ConflictPolicy = .keepBoth) {
         self.model = model
         self.mappings = mappings
+        self.conflictPolicy = conflictPolicy
     }
 }
 
 /// Sends the journal's changes in the background, oldest first: upload, link, stamp columns, then forget
 /// the change and its staged file. A restarted engine resumes from what the journal says. Failures are
-/// retried with backoff up to `maxAttempts`; conflicts wait for their policy. `wait(for:)` serves
-/// `fsync`, `drain()` serves `crmfs sync`.
+/// retried with backoff up to `maxAttempts`; conflicts are settled by the object's policy. `wait(for:)`
+/// serves `fsync`, `drain()` serves `crmfs sync`.
 public final class WritebackEngine: @unchecked Sendable {
     let journal: Journal
     let staging: StagingArea
@@ -77,25 +79,70 @@ public final class WritebackEngine: @unchecked Sendable {
         waiting?.resume()
     }
 
-    /// Returns once change `id` is done; throws its last error when it gave up or is in conflict.
+    /// Returns once change `id` is done (a conflict settled by its policy counts); throws its last error
+    /// when it gave up.
     public func wait(for id: Int64) async throws {
         while true {
             if let failure = lock.withLock({ failures[id] }) { throw WritebackError.gaveUp(failure) }
-            guard let change = try journal.change(id: id) else { return }
-            if change.state == .conflict { throw WritebackError.conflict(change.name) }
+            guard try journal.change(id: id) != nil else { return }
             try await Task.sleep(for: .milliseconds(50))
         }
     }
 
-    /// Returns once every change is done, or only conflicts and given-up changes are left.
+    /// Returns once every change is done, or only given-up ones are left.
     public func drain() async throws {
-        while try journal.outstanding().contains(where: isRunnable) {
+        while try journal.outstanding().contains(where: { change in lock.withLock { failures[change.id ?? -1] == nil } }) {
             try await Task.sleep(for: .milliseconds(50))
         }
     }
 
     private func isRunnable(_ change: PendingChange) -> Bool {
         change.state != .conflict && lock.withLock { failures[change.id ?? -1] == nil }
+    }
+
+    /// Settles an upload whose document changed remotely since it was opened, by its object's policy.
+    /// Nothing is overwritten silently: keep-both uploads the local copy beside the remote one as
+    /// `NAME (conflict YYYY-MM-DD HOST).EXT`; local-wins overwrites; remote-wins keeps the local copy in
+    /// the state directory's `conflicts/` and leaves the document as it is. Each says what it did in the log.
+    public func resolveConflict(id: Int64, hostname: String = ProcessInfo.processInfo.hostName, now: Date = Date()) async throws {
+        guard let change = try journal.change(id: id), change.state == .conflict else { return }
+        let policy = change.objectName.flatMap { objects[$0]?.conflictPolicy } ?? .keepBoth
+        switch policy {
+        case .keepBoth:
+            let name = Self.conflictName(change.name, hostname: hostname, date: now)
+            // Beside the remote document, wherever it is now.
+            var parentID = change.parentItemID
+            if let itemID = change.itemID, let current = try await graph.item(driveID: change.driveID, itemID: itemID).parentReference?.id {
+                parentID = current
+            }
+            try journal.update(id: id) { changed in
+                changed.state = .staged
+                changed.name = name
+                changed.parentItemID = parentID
+                changed.itemID = nil
+                changed.baseETag = nil
+                changed.uploadURL = nil
+                changed.attempts = 0
+            }
+            logger.warning("conflict: keeping both", metadata: ["name": "\(change.name)", "local copy": "\(name)"])
+        case .localWins:
+            try journal.update(id: id) { $0.state = .staged; $0.baseETag = nil; $0.uploadURL = nil; $0.attempts = 0 }
+            logger.warning("conflict: the local copy replaces the remote change", metadata: ["name": "\(change.name)"])
+        case .remoteWins:
+            if let file = change.stagedFile { try staging.keepAside(file, as: Self.conflictName(change.name, hostname: hostname, date: now)) }
+            try journal.complete(id: id)
+            logger.warning("conflict: the remote copy stays; the local one is kept in the state directory", metadata: ["name": "\(change.name)"])
+        }
+        kick()
+    }
+
+    /// `MSA-2026 (conflict 2026-11-23 ws12).pdf`.
+    public static func conflictName(_ name: String, hostname: String, date: Date) -> String {
+        let day = date.formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!).year().month().day())
+        let host = hostname.split(separator: ".").first.map(String.init) ?? hostname
+        let ext = (name as NSString).pathExtension
+        let base = ext.isEmpty ? name : String(name.dropLast(ext.count + 1))
+        return ext.isEmpty ? "\(base) (conflict \(day) \(host))" : "\(base) (conflict \(day) \(host)).\(ext)"
     }
 
     private func run() async {
@@ -110,7 +157,15 @@ public final class WritebackEngine: @unchecked Sendable {
             } catch {
                 let attempts = (try? journal.change(id: change.id!))?.attempts ?? maxAttempts
                 logger.warning("change failed", metadata: ["name": "\(change.name)", "attempt": "\(attempts)", "error": "\(error)"])
-                if case UploadFailure.conflict = error { continue }
+                if case UploadFailure.conflict = error {
+                    do {
+                        try await resolveConflict(id: change.id!)
+                    } catch {
+                        logger.error("conflict not settled", metadata: ["name": "\(change.name)", "error": "\(error)"])
+                        lock.withLock { failures[change.id!] = "conflict not settled: \(error)" }
+                    }
+                    continue
+                }
                 if attempts >= maxAttempts {
                     lock.withLock { failures[change.id!] = "\(error)" }
                 } else {
@@ -200,13 +255,11 @@ public final class WritebackEngine: @unchecked Sendable {
 
 public enum WritebackError: Error, CustomStringConvertible {
     case gaveUp(String)
-    case conflict(String)
     case incomplete(String)
 
     public var description: String {
         switch self {
         case .gaveUp(let reason): "gave up after retries: \(reason)"
-        case .conflict(let name): "\(name) changed remotely; the conflict policy decides"
         case .incomplete(let name): "the journal's change for \(name) lacks the item it applies to"
         }
     }

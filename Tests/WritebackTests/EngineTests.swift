@@ -20,12 +20,13 @@ struct EngineTests {
         let account: String
         let accountFolder: String
 
-        func engine(maxAttempts: Int = 5) -> WritebackEngine {
+        func engine(maxAttempts: Int = 5, policy: ConflictPolicy = .keepBoth) -> WritebackEngine {
             let uploader = Uploader(graph: connections.graph, staging: staging, journal: journal, fragmentSize: 1 << 20, simpleUploadMax: 4 << 20)
             return WritebackEngine(journal: journal, staging: staging, uploader: uploader,
                                    linker: Linker(graph: connections.graph, salesforce: connections.salesforce),
                                    graph: connections.graph, salesforce: connections.salesforce,
-                                   objects: ["Account": ObjectLinking(model: .linkObject, mappings: [FieldMapping(crmField: "Name", spColumn: "Customer")])],
+                                   objects: ["Account": ObjectLinking(model: .linkObject, mappings: [FieldMapping(crmField: "Name", spColumn: "Customer")],
+                                                                      conflictPolicy: policy)],
                                    maxAttempts: maxAttempts, retryDelay: .milliseconds(20))
         }
 
@@ -136,17 +137,43 @@ struct EngineTests {
         }
     }
 
-    @Test("an overwrite of a document changed remotely waits as a conflict, and fsync-style waiting says so")
-    func conflictWaits() async throws {
+    @Test("an overwrite of a document changed remotely follows the object's conflict policy", arguments: [ConflictPolicy.keepBoth, .localWins, .remoteWins])
+    func conflictPolicies(policy: ConflictPolicy) async throws {
         try await withEngineSetup { setup in
-            let document = try await setup.connections.graph.item(driveID: setup.driveID, path: SeededPaths.acmeContract)
+            let graph = setup.connections.graph
+            let document = try await graph.item(driveID: setup.driveID, path: SeededPaths.acmeContract)
+            let remote = try await graph.download(driveID: setup.driveID, itemID: document.id).data
             let change = try setup.stage("local edit", name: "MSA-2026.pdf", itemID: document.id, baseETag: "\"{00000000-0000-0000-0000-000000000000},1\"")
-            let engine = setup.engine()
+            let engine = setup.engine(policy: policy)
             engine.start()
-            await #expect(throws: WritebackError.self) { try await engine.wait(for: change.id!) }
-            try await engine.drain()  // only the conflict is left: nothing runnable
+            try await engine.wait(for: change.id!)
             await engine.stop()
-            #expect(try setup.journal.change(id: change.id!)?.state == .conflict)
+            #expect(try setup.journal.count == 0)
+            let now = try await graph.download(driveID: setup.driveID, itemID: document.id).data
+            let siblings = try await graph.children(driveID: setup.driveID, itemID: try #require(document.parentReference?.id)).compactMap(\.name)
+            let conflictCopies = siblings.filter { $0.hasPrefix("MSA-2026 (conflict ") && $0.hasSuffix(").pdf") }
+            switch policy {
+            case .keepBoth:
+                #expect(now == remote)
+                #expect(conflictCopies.count == 1, "\(siblings)")
+            case .localWins:
+                #expect(now == Data("local edit".utf8))
+                #expect(conflictCopies.isEmpty)
+            case .remoteWins:
+                #expect(now == remote)
+                #expect(conflictCopies.isEmpty)
+                let kept = setup.staging.directory.deletingLastPathComponent().appendingPathComponent("conflicts")
+                let files = try FileManager.default.contentsOfDirectory(atPath: kept.path)
+                #expect(files.count == 1)
+                #expect(try Data(contentsOf: kept.appendingPathComponent(files[0])) == Data("local edit".utf8))
+            }
         }
+    }
+
+    @Test("conflict copies are named NAME (conflict DATE HOST).EXT")
+    func conflictNames() {
+        let date = Date(timeIntervalSince1970: 1_795_392_000)  // 2026-11-23
+        #expect(WritebackEngine.conflictName("MSA-2026.pdf", hostname: "ws12.example.com", date: date) == "MSA-2026 (conflict 2026-11-23 ws12).pdf")
+        #expect(WritebackEngine.conflictName("README", hostname: "ws12", date: date) == "README (conflict 2026-11-23 ws12)")
     }
 }
