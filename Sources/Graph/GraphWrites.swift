@@ -42,28 +42,24 @@ public struct UploadOptions: Sendable {
 extension GraphClient {
     public func createFolder(driveID: String, parentID: String, name: String, conflictBehavior: ConflictBehavior = .fail) async throws -> DriveItem {
         try await sendJSON("POST", "\(endpoint)/drives/\(driveID)/items/\(parentID)/children",
-                           body: ["name": name, "folder": [String: Any](), "@microsoft.graph.conflictBehavior": conflictBehavior.rawValue])
+                           body: ["name": .string(name), "folder": [:], "@microsoft.graph.conflictBehavior": .string(conflictBehavior.rawValue)])
     }
 
     /// Renames, moves (within the drive) and/or sets the file's times, guarded by `ifMatch` when given.
     public func update(driveID: String, itemID: String, name: String? = nil, parentID: String? = nil, modified: Date? = nil,
                        ifMatch: String? = nil, conflictBehavior: ConflictBehavior? = nil) async throws -> DriveItem {
-        var body: [String: Any] = [:]
-        if let name { body["name"] = name }
-        if let parentID { body["parentReference"] = ["id": parentID] }
-        if let modified { body["fileSystemInfo"] = ["lastModifiedDateTime": GraphTimeFormat.string(modified)] }
-        if let conflictBehavior { body["@microsoft.graph.conflictBehavior"] = conflictBehavior.rawValue }
+        var body: [String: JSONValue] = [:]
+        if let name { body["name"] = .string(name) }
+        if let parentID { body["parentReference"] = ["id": .string(parentID)] }
+        if let modified { body["fileSystemInfo"] = ["lastModifiedDateTime": .string(modified.formatted(.iso8601))] }
+        if let conflictBehavior { body["@microsoft.graph.conflictBehavior"] = .string(conflictBehavior.rawValue) }
         return try await sendJSON("PATCH", "\(endpoint)/drives/\(driveID)/items/\(itemID)", body: body, ifMatch: ifMatch)
     }
 
     /// Sets SharePoint column values of an item (`user.sp.*`); answers the whole fieldValueSet. Only the
     /// columns given change; `.null` clears one. A value the column refuses is a 400 GraphError.
     public func updateFields(driveID: String, itemID: String, fields: [String: JSONValue], ifMatch: String? = nil) async throws -> [String: JSONValue] {
-        var headers: HTTPHeaders = ["Content-Type": "application/json", "Accept": "application/json"]
-        if let ifMatch { headers["If-Match"] = ifMatch }
-        let request = HTTPRequest(method: "PATCH", url: "\(endpoint)/drives/\(driveID)/items/\(itemID)/listItem/fields", headers: headers,
-                                  body: .bytes(try JSONEncoder().encode(fields)))
-        return try decode(try await send(request, auth: auth), request: request)
+        try await sendJSON("PATCH", "\(endpoint)/drives/\(driveID)/items/\(itemID)/listItem/fields", body: fields, ifMatch: ifMatch)
     }
 
     /// Moves an item to the recycle bin. A 404 means it is already gone, which is what was wanted.
@@ -128,16 +124,16 @@ extension GraphClient {
     }
 
     private func createUploadSession(driveID: String, destination: UploadDestination, size: Int64, options: UploadOptions) async throws -> String {
-        var item: [String: Any] = ["@microsoft.graph.conflictBehavior": options.conflictBehavior.rawValue, "fileSize": size]
-        var times: [String: String] = [:]
-        if let modified = options.modified { times["lastModifiedDateTime"] = GraphTimeFormat.string(modified) }
-        if let created = options.created { times["createdDateTime"] = GraphTimeFormat.string(created) }
-        if !times.isEmpty { item["fileSystemInfo"] = times }
+        var item: [String: JSONValue] = ["@microsoft.graph.conflictBehavior": .string(options.conflictBehavior.rawValue), "fileSize": .number(Double(size))]
+        var times: [String: JSONValue] = [:]
+        if let modified = options.modified { times["lastModifiedDateTime"] = .string(modified.formatted(.iso8601)) }
+        if let created = options.created { times["createdDateTime"] = .string(created.formatted(.iso8601)) }
+        if !times.isEmpty { item["fileSystemInfo"] = .object(times) }
         let url = switch destination {
         case .child(let parentID, let name): "\(endpoint)/drives/\(driveID)/items/\(parentID):/\(GraphPath.escape(name)):/createUploadSession"
         case .item(let id): "\(endpoint)/drives/\(driveID)/items/\(id)/createUploadSession"
         }
-        let session: UploadSessionInfo = try await sendJSON("POST", url, body: ["item": item], ifMatch: options.ifMatch)
+        let session: UploadSessionInfo = try await sendJSON("POST", url, body: ["item": .object(item)], ifMatch: options.ifMatch)
         return session.uploadUrl
     }
 
@@ -169,10 +165,11 @@ extension GraphClient {
         return Int64(start)
     }
 
-    private func sendJSON<T: Decodable>(_ method: String, _ url: String, body: [String: Any], ifMatch: String? = nil) async throws -> T {
+    /// A JSON request answered by JSON, guarded by `ifMatch` when given.
+    private func sendJSON<T: Decodable>(_ method: String, _ url: String, body: [String: JSONValue], ifMatch: String? = nil) async throws -> T {
         var headers: HTTPHeaders = ["Content-Type": "application/json", "Accept": "application/json"]
         if let ifMatch { headers["If-Match"] = ifMatch }
-        let request = HTTPRequest(method: method, url: url, headers: headers, body: .bytes(try JSONSerialization.data(withJSONObject: body)),
+        let request = HTTPRequest(method: method, url: url, headers: headers, body: .bytes(try JSONEncoder().encode(body)),
                                   isIdempotent: method != "POST")
         return try decode(try await send(request, auth: auth), request: request)
     }
@@ -184,11 +181,4 @@ struct UploadSessionInfo: Decodable {
 
 struct UploadSessionStatus: Decodable {
     var nextExpectedRanges: [String]?
-}
-
-/// ISO 8601 in UTC, whole seconds, as Graph writes its times.
-enum GraphTimeFormat {
-    static func string(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!))
-    }
 }

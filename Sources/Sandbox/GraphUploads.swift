@@ -42,9 +42,9 @@ extension GraphService {
                                     fileSystemInfo: properties["fileSystemInfo"] as? [String: String] ?? [:],
                                     deferCommit: body["deferCommit"] as? Bool ?? false,
                                     staging: store.stagingPath(), expires: Date().addingTimeInterval(options.uploadSessionLifetime))
-        let token = uploads.open(session)
-        return .json(200, ["uploadUrl": "\(request.origin)\(UploadSessions.pathPrefix)\(token)",
-                           "expirationDateTime": GraphTime.formatPrecise(session.expires), "nextExpectedRanges": ["0-"]])
+        var answer = session.status
+        answer["uploadUrl"] = "\(request.origin)\(UploadSessions.pathPrefix)\(uploads.open(session))"
+        return .json(200, answer)
     }
 
     /// The file an upload would overwrite must be a file, and match If-Match when one is given.
@@ -142,9 +142,9 @@ extension GraphService {
         let hash = try QuickXorHash.hash(fileAt: staging)
         let times = (created: fileSystemInfo["createdDateTime"].flatMap(GraphTime.parse).map(GraphTime.format),
                      modified: fileSystemInfo["lastModifiedDateTime"].flatMap(GraphTime.parse).map(GraphTime.format))
-        var existing: ItemRow?
-        var parent: ItemRow
-        var name: String
+        let existing: ItemRow?
+        let parent: ItemRow
+        let name: String
         switch target {
         case .existing(let item):
             guard let current = try store.item(id: item.id), !current.deleted else { throw notFound() }
@@ -153,16 +153,9 @@ extension GraphService {
             name = current.name
         case .new(let folder, let wanted):
             parent = folder
-            name = wanted
-            if let clash = try store.child(of: folder.id, named: wanted) {
-                switch behaviour {
-                case "replace":
-                    guard !clash.isFolder else { throw nameConflict(wanted) }
-                    existing = clash
-                case "rename": name = try availableName(wanted, in: folder.id)
-                default: throw nameConflict(wanted)
-                }
-            }
+            let claim = try claimName(wanted, in: folder.id, behaviour: behaviour)
+            name = claim.name
+            existing = claim.replacing  // checkTarget made sure it is a file
         }
         let saved = try store.storeUpload(staging: staging, size: size, hash: hash, over: existing, parent: parent, name: name,
                                           fsCreated: times.created, fsModified: times.modified, by: "crmfs sandbox app")
@@ -219,9 +212,7 @@ final class UploadSessions: @unchecked Sendable {
     private var sessions: [String: UploadSession] = [:]
 
     func open(_ session: UploadSession) -> String {
-        var generator = SystemRandomNumberGenerator()
-        let token = RandomIDs.string(length: 48, alphabet: Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8),
-                                     using: &generator)
+        let token = SandboxCredentials.token(48)
         lock.withLock { sessions[token] = session }
         return token
     }

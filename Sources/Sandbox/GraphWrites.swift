@@ -57,14 +57,11 @@ extension GraphService {
             if let created = info["createdDateTime"] as? String { updated.fsCreated = try graphTime(created) }
             if let modified = info["lastModifiedDateTime"] as? String { updated.fsModified = try graphTime(modified) }
         }
-        if updated.parentId != item.parentId || updated.name.caseInsensitiveCompare(item.name) != .orderedSame,
-           let existing = try store.child(of: updated.parentId!, named: updated.name), existing.id != item.id {
-            let behaviour = body["@microsoft.graph.conflictBehavior"] as? String ?? "fail"
-            switch behaviour {
-            case "replace": try store.delete(itemID: existing.id)
-            case "rename": updated.name = try availableName(updated.name, in: updated.parentId!)
-            default: throw nameConflict(updated.name)
-            }
+        if updated.parentId != item.parentId || updated.name.caseInsensitiveCompare(item.name) != .orderedSame {
+            let claim = try claimName(updated.name, in: updated.parentId!, behaviour: body["@microsoft.graph.conflictBehavior"] as? String ?? "fail",
+                                      ignoring: item.id)
+            if let replaced = claim.replacing { try store.delete(itemID: replaced.id) }
+            updated.name = claim.name
         }
         let saved = try store.update(item: updated)
         return .json(200, try itemJSON(saved, drive: drive, parentPath: nil, query: ItemQuery(request: request), inDelta: false))
@@ -76,15 +73,10 @@ extension GraphService {
             throw GraphErrors.failure(400, "invalidRequest", "Only folders can be created here; upload files to their content.")
         }
         guard let requested = body["name"] as? String else { throw GraphErrors.failure(400, "invalidRequest", "A name is required.") }
-        var name = try validName(requested, isFolder: true)
-        if let existing = try store.child(of: parent.id, named: name) {
-            switch body["@microsoft.graph.conflictBehavior"] as? String ?? "fail" {
-            case "replace": try store.delete(itemID: existing.id)
-            case "rename": name = try availableName(name, in: parent.id)
-            default: throw nameConflict(name)
-            }
-        }
-        let created = try store.createFolder(name: name, parent: parent, createdBy: "crmfs sandbox app")
+        let claim = try claimName(try validName(requested, isFolder: true), in: parent.id,
+                                  behaviour: body["@microsoft.graph.conflictBehavior"] as? String ?? "fail")
+        if let replaced = claim.replacing { try store.delete(itemID: replaced.id) }
+        let created = try store.createFolder(name: claim.name, parent: parent, createdBy: "crmfs sandbox app")
         return .json(201, try itemJSON(created, drive: drive, parentPath: nil, query: ItemQuery(request: request), inDelta: false))
     }
 
@@ -108,8 +100,20 @@ extension GraphService {
         return name
     }
 
+    /// Settles a name taken in a folder by the conflict behaviour: `fail` is 409 `nameAlreadyExists`,
+    /// `rename` picks a free name, `replace` keeps the name and says which item it replaces (the caller
+    /// deletes it, or uploads over it).
+    func claimName(_ name: String, in parentID: String, behaviour: String, ignoring itemID: String? = nil) throws -> (name: String, replacing: ItemRow?) {
+        guard let taken = try store.child(of: parentID, named: name), taken.id != itemID else { return (name, nil) }
+        switch behaviour {
+        case "replace": return (name, taken)
+        case "rename": return (try availableName(name, in: parentID), nil)
+        default: throw nameConflict(name)
+        }
+    }
+
     /// `name 1.ext`, `name 2.ext`, … : the first free one, as `rename` conflict behaviour picks.
-    func availableName(_ name: String, in parentID: String) throws -> String {
+    private func availableName(_ name: String, in parentID: String) throws -> String {
         let base = (name as NSString).deletingPathExtension, ext = (name as NSString).pathExtension
         for number in 1... {
             let candidate = ext.isEmpty ? "\(base) \(number)" : "\(base) \(number).\(ext)"
@@ -118,7 +122,7 @@ extension GraphService {
         return name
     }
 
-    func nameConflict(_ name: String) -> ServiceFailure {
+    private func nameConflict(_ name: String) -> ServiceFailure {
         GraphErrors.failure(409, "nameAlreadyExists", "The specified item name already exists. Name: \(name)")
     }
 

@@ -207,15 +207,22 @@ final class SandboxStore: Sendable {
 
     func createFolder(name: String, parent: ItemRow, createdBy: String) throws -> ItemRow {
         try pool.write { db in
-            let now = GraphTime.format(Date())
-            let listItemID = (try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(listItemId), 0) FROM item WHERE driveId = ?", arguments: [parent.driveId]) ?? 0) + 1
-            let folder = ItemRow(id: RandomIDs.itemID(), driveId: parent.driveId, parentId: parent.id, name: name, isFolder: true, size: 0,
-                                 version: 1, contentVersion: 1, created: now, modified: now, fsCreated: now, fsModified: now,
-                                 mimeType: nil, quickXorHash: nil, blob: nil, generator: nil, listItemId: listItemID, uniqueId: RandomIDs.guid(),
-                                 fields: "{}", createdBy: createdBy, modifiedBy: createdBy, deleted: false, changeSeq: try nextChangeSeq(db))
+            var folder = try newItem(db, name: name, parent: parent, isFolder: true, by: createdBy)
+            folder.changeSeq = try nextChangeSeq(db)
             try folder.insert(db)
             return folder
         }
+    }
+
+    /// A new item made at run time (not yet saved): fresh ids, the next list item number, times now.
+    private func newItem(_ db: Database, name: String, parent: ItemRow, isFolder: Bool, by user: String) throws -> ItemRow {
+        let now = GraphTime.format(Date())
+        let listItemID = (try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(listItemId), 0) FROM item WHERE driveId = ?", arguments: [parent.driveId]) ?? 0) + 1
+        return ItemRow(id: RandomIDs.itemID(), driveId: parent.driveId, parentId: parent.id, name: name, isFolder: isFolder, size: 0,
+                       version: 1, contentVersion: 1, created: now, modified: now, fsCreated: now, fsModified: now,
+                       mimeType: isFolder ? nil : MimeTypes.forExtension((name as NSString).pathExtension.lowercased()), quickXorHash: nil,
+                       blob: nil, generator: nil, listItemId: listItemID, uniqueId: RandomIDs.guid(), fields: "{}", createdBy: user,
+                       modifiedBy: user, deleted: false, changeSeq: 0)
     }
 
     private func nextChangeSeq(_ db: Database) throws -> Int64 {
@@ -240,12 +247,7 @@ final class SandboxStore: Sendable {
                 item.version += 1
                 item.contentVersion += 1
             } else {
-                let listItemID = (try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(listItemId), 0) FROM item WHERE driveId = ?", arguments: [parent.driveId]) ?? 0) + 1
-                item = ItemRow(id: RandomIDs.itemID(), driveId: parent.driveId, parentId: parent.id, name: name, isFolder: false, size: 0,
-                               version: 1, contentVersion: 1, created: now, modified: now, fsCreated: fsCreated ?? now, fsModified: now,
-                               mimeType: MimeTypes.forExtension((name as NSString).pathExtension.lowercased()), quickXorHash: nil, blob: nil,
-                               generator: nil, listItemId: listItemID, uniqueId: RandomIDs.guid(), fields: "{}", createdBy: user,
-                               modifiedBy: user, deleted: false, changeSeq: 0)
+                item = try newItem(db, name: name, parent: parent, isFolder: false, by: user)
             }
             let blob = "\(item.id)-\(item.contentVersion)"
             guard rename(staging, blobPath(blob)) == 0 else { throw CocoaError(.fileWriteUnknown) }

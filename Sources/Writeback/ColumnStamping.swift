@@ -37,18 +37,9 @@ public enum ColumnStamping {
             if case .bool = value { return value }
             return value.stringValue.map { .bool(["true", "1", "yes"].contains($0.lowercased())) }
         case .date, .dateTime:
-            guard let text = value.stringValue, let date = parseDate(text) else { return nil }
-            var calendar = Calendar(identifier: .gregorian)
-            calendar.timeZone = TimeZone(identifier: "UTC")!
-            let moment = transform == .date ? calendar.startOfDay(for: date) : date
-            return .string(moment.formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!)))
+            guard let date = value.stringValue.flatMap(ServiceTime.parse) else { return nil }
+            let moment = transform == .date ? Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 86_400).rounded(.down) * 86_400) : date
+            return .string(moment.formatted(.iso8601))
         }
-    }
-
-    /// Salesforce dates (`2026-01-31`) and datetimes (`2026-01-31T10:00:00.000+0000`).
-    static func parseDate(_ text: String) -> Date? {
-        if text.count == 10 { return try? Date(text + "T00:00:00Z", strategy: .iso8601) }
-        let normalized = text.hasSuffix("+0000") ? String(text.dropLast(5)) + "Z" : text
-        return (try? Date(normalized, strategy: .iso8601)) ?? (try? Date(normalized, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
     }
 }

@@ -138,7 +138,7 @@ public final class WritebackEngine: @unchecked Sendable {
 
     /// `MSA-2026 (conflict 2026-11-23 ws12).pdf`.
     public static func conflictName(_ name: String, hostname: String, date: Date) -> String {
-        let day = date.formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!).year().month().day())
+        let day = date.formatted(.iso8601.year().month().day())
         let host = hostname.split(separator: ".").first.map(String.init) ?? hostname
         let ext = (name as NSString).pathExtension
         let base = ext.isEmpty ? name : String(name.dropLast(ext.count + 1))

@@ -66,7 +66,7 @@ struct LinkerTests {
             FieldMapping(crmField: "Missing__c", spColumn: "CaseNumber"),
         ]
         let record: [String: JSONValue] = ["Id": "006AAA", "Name": "Acme renewal", "Amount": 1200, "CloseDate": "2026-03-31",
-                                           "Account": .object(["Name": "Acme Corp"])]
+                                           "Account": ["Name": "Acme Corp"]]
         let values = ColumnStamping.values(for: mappings, record: record)
         #expect(values == ["Customer": "Acme renewal", "RecordId": "006AAA", "Amount": 1200, "ExpiresOn": "2026-03-31T00:00:00Z",
                            "DealIdentifier": "Acme Corp"])
