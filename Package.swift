@@ -22,6 +22,8 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // getxattr(2) and friends (Glibc does not export them to Swift): `crmfs sync`, and tests that check errnos.
+        .systemLibrary(name: "CXattr"),
         // libfuse 3 low-level API (FUSE_USE_VERSION 312).
         .systemLibrary(
             name: "CFuse",
@@ -76,7 +78,7 @@ let package = Package(
         // The FUSE adapter: low-level operations to namespace and cache calls to fuse_reply_*.
         .target(
             name: "FileSystem",
-            dependencies: ["CFuse", "Namespace", "Cache", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CFuse", "Namespace", "Cache", "Writeback", "Config", .product(name: "Logging", package: "swift-log")]
         ),
         // Builds the live clients of a mount from its config.
         .target(
@@ -86,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "crmfs",
             dependencies: [
-                "HTTP", "Graph", "CRM", "Config", "Sandbox", "Services", "SharePointNaming", "Namespace", "Cache", "FileSystem",
+                "HTTP", "Graph", "CRM", "Config", "Sandbox", "Services", "SharePointNaming", "Namespace", "Cache", "FileSystem", "Writeback", "CXattr",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -101,8 +103,6 @@ let package = Package(
         .testTarget(name: "ClientTests", dependencies: ["HTTP", "Graph", "CRM", "Services", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["HTTP", "Sandbox", "Config", "TestSupport"]),
         .testTarget(name: "WritebackTests", dependencies: ["Writeback", "Graph", "CRM", "Config", "HTTP", "QuickXor", "Services", "TestSupport"]),
-        // getxattr(2) and friends for tests that check errnos directly.
-        .systemLibrary(name: "CXattr", path: "Tests/CXattr"),
         .testTarget(name: "MountTests", dependencies: ["HTTP", "Graph", "CRM", "Namespace", "Services", "QuickXor", "TestSupport", "CXattr"]),
     ]
 )

@@ -122,7 +122,7 @@ public enum ConfigLoader {
 
         func object(_ t: TOMLTable, index: Int) throws -> ObjectSettings {
             let at = "objects[\(index)]"
-            try allowOnly(t, ["object", "directory", "name", "filter", "fields", "link", "folder", "mappings", "id_field", "conflict_policy"], at: at)
+            try allowOnly(t, ["object", "directory", "name", "filter", "fields", "link", "folder", "mappings", "id_field", "conflict_policy", "writable_fields"], at: at)
             let linkText = try string(t, "link", at: at, default: "folder")
             guard let link = LinkModel(rawValue: linkText) else {
                 throw error("\(at).link", "'\(linkText)' is not a link model; use \(LinkModel.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -139,6 +139,14 @@ public enum ConfigLoader {
                 for item in array {
                     guard let name = item.string else { throw error("\(at).fields", "must contain only strings") }
                     fields.append(name)
+                }
+            }
+            var writableFields: [String] = []
+            if let value = t["writable_fields"] {
+                guard let array = value.array, array.allSatisfy({ $0.string != nil }) else { throw error("\(at).writable_fields", "must be an array of field names") }
+                writableFields = array.compactMap(\.string)
+                if let stray = writableFields.first(where: { field in !fields.contains { $0.caseInsensitiveCompare(field) == .orderedSame } }) {
+                    throw error("\(at).writable_fields", "'\(stray)' is not in this object's `fields`; only shown fields can be written")
                 }
             }
             var mappings: [FieldMapping] = []
@@ -165,7 +173,8 @@ public enum ConfigLoader {
             return ObjectSettings(object: try string(t, "object", at: at), directory: directory,
                                   nameTemplate: try string(t, "name", at: at, default: "{Name}"), filter: try optionalString(t, "filter", at: at),
                                   fields: fields, link: link, folderTemplate: folder, mappings: mappings,
-                                  idField: try string(t, "id_field", at: at, default: "Id"), conflictPolicy: conflictPolicy)
+                                  idField: try string(t, "id_field", at: at, default: "Id"), conflictPolicy: conflictPolicy,
+                                  writableFields: writableFields)
         }
 
         // MARK: Typed access

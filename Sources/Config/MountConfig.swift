@@ -100,6 +100,8 @@ public struct ObjectSettings: Sendable {
     /// The field holding the record's id (the mapping's `crmIdField`); `Id` in Salesforce.
     public var idField: String
     public var conflictPolicy: ConflictPolicy
+    /// Fields of `fields` that `setfattr -n user.crm.FIELD` may change in Salesforce; none by default.
+    public var writableFields: [String] = []
 }
 
 /// How written documents are sent.

@@ -17,31 +17,55 @@ public struct MountOptions: Sendable {
     public init() {}
 }
 
-/// The FUSE adapter: each low-level operation becomes a namespace or cache call on a task, answered
-/// with fuse_reply_* when it completes. Knows nothing of HTTP. This mount is read-only:
+/// The FUSE adapter: each low-level operation becomes a namespace, cache or write-path call on a task,
+/// answered with fuse_reply_* when it completes. Knows nothing of HTTP. Without write support (`-o ro`)
 /// every operation that would change something answers EROFS.
 public final class CRMFileSystem: @unchecked Sendable {
     let tree: Tree
     let reader: BlockReader
     let options: MountOptions
     let logger: Logger
+    /// The write path; nil for a read-only mount.
+    let writes: LocalWrites?
     let uid = getuid()
     let gid = getgid()
 
     private let lock = NSLock()
     private var directoryHandles: [UInt64: [(name: String, node: NodeSnapshot)]] = [:]
-    private var fileHandles: [UInt64: RemoteContent] = [:]
+    private var fileHandles: [UInt64: OpenFile] = [:]
     private var openedVersions: [UInt64: String] = [:]
     private var nextHandle: UInt64 = 1
     private var session: OpaquePointer?
     private var mountpoint = ""
 
-    public init(tree: Tree, reader: BlockReader, options: MountOptions, logger: Logger = Logger(label: "crmfs.fs")) {
+    public init(tree: Tree, reader: BlockReader, options: MountOptions, writeSupport: WriteSupport? = nil, logger: Logger = Logger(label: "crmfs.fs")) {
         self.tree = tree
         self.reader = reader
         self.options = options
         self.logger = logger
+        writes = writeSupport.map { LocalWrites(tree: tree, reader: reader, support: $0, logger: logger) }
     }
+
+    /// A handle's open file: a remote document read through the cache, staged bytes read from local
+    /// disk, or a document open for writing.
+    enum OpenFile {
+        case remote(RemoteContent)
+        case staged(descriptor: Int32)
+        case writer(WriteSession)
+    }
+
+    func handle(_ handle: UInt64) -> OpenFile? { lock.withLock { fileHandles[handle] } }
+
+    func addHandle(_ file: OpenFile) -> UInt64 {
+        lock.withLock {
+            let handle = nextHandle
+            nextHandle += 1
+            fileHandles[handle] = file
+            return handle
+        }
+    }
+
+    func removeHandle(_ handle: UInt64) -> OpenFile? { lock.withLock { fileHandles.removeValue(forKey: handle) } }
 
     // MARK: Session
 
@@ -49,7 +73,7 @@ public final class CRMFileSystem: @unchecked Sendable {
     /// `ready` is called once the mount is in place, or with the reason it could not be.
     public func run(mountpoint: String, ready: (Result<Void, MountError>) -> Void) -> Int32 {
         var args = crmfs_args_init()
-        var arguments = ["crmfs", "-o", "fsname=\(options.fsname),subtype=crmfs,ro,default_permissions"]
+        var arguments = ["crmfs", "-o", "fsname=\(options.fsname),subtype=crmfs,default_permissions" + (writes == nil ? ",ro" : "")]
         if options.allowOther { arguments += ["-o", "allow_other"] }
         if options.debug { arguments.append("-d") }
         for argument in arguments { fuse_opt_add_arg(&args, argument) }
@@ -105,7 +129,8 @@ public final class CRMFileSystem: @unchecked Sendable {
     func stat(_ node: NodeSnapshot) -> stat {
         var result = Glibc.stat()
         result.st_ino = UInt(node.ino)
-        result.st_mode = node.type == .directory ? (S_IFDIR | 0o555) : (S_IFREG | 0o444)
+        let writable = writes != nil
+        result.st_mode = node.type == .directory ? (S_IFDIR | (writable ? 0o755 : 0o555)) : (S_IFREG | (writable ? 0o644 : 0o444))
         result.st_nlink = node.type == .directory ? 2 : 1
         result.st_uid = uid
         result.st_gid = gid
@@ -206,18 +231,31 @@ public final class CRMFileSystem: @unchecked Sendable {
 
     func open(_ request: Request, ino: UInt64, info: FileInfo) {
         let flags = info.raw.flags
-        guard flags & O_ACCMODE == O_RDONLY, flags & O_TRUNC == 0 else { request.error(EROFS); return }
+        let writing = flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0
+        if writing && writes == nil { request.error(EROFS); return }
         Task {
             do {
                 let node = try await tree.attributes(ino)
-                guard let content = node.content else { request.error(EISDIR); return }
+                guard node.type == .file else { request.error(EISDIR); return }
                 var info = info
+                if writing, let writes {
+                    let session = try await writes.open(node, truncate: flags & O_TRUNC != 0)
+                    info.raw.fh = addHandle(.writer(session))
+                    fuse_reply_open(request.raw, &info.raw)
+                    return
+                }
+                if let staged = node.stagedFile, let writes {
+                    let descriptor = Glibc.open(writes.staging.path(of: staged), O_RDONLY | O_CLOEXEC)
+                    if descriptor >= 0 {
+                        info.raw.fh = addHandle(.staged(descriptor: descriptor))
+                        fuse_reply_open(request.raw, &info.raw)
+                        return
+                    }
+                }
+                guard let content = node.content else { request.error(node.localOnly ? ENOENT : EIO); return }
+                info.raw.fh = addHandle(.remote(content))
+                // The kernel's page cache stays valid while the version is the one it cached.
                 let keepCache = lock.withLock { () -> Bool in
-                    let handle = nextHandle
-                    nextHandle += 1
-                    fileHandles[handle] = content
-                    info.raw.fh = handle
-                    // The kernel's page cache stays valid while the version is the one it cached.
                     defer { openedVersions[ino] = content.eTag }
                     return openedVersions[ino] == content.eTag
                 }
@@ -230,7 +268,22 @@ public final class CRMFileSystem: @unchecked Sendable {
     }
 
     func read(_ request: Request, handle: UInt64, size: Int, offset: Int64) {
-        guard let content = lock.withLock({ fileHandles[handle] }) else { request.error(EBADF); return }
+        switch self.handle(handle) {
+        case nil: request.error(EBADF)
+        case .staged(let descriptor): readLocal(request, descriptor: descriptor, size: size, offset: offset)
+        case .writer(let session): readLocal(request, descriptor: session.descriptor, size: size, offset: offset)
+        case .remote(let content): readRemote(request, content: content, size: size, offset: offset)
+        }
+    }
+
+    private func readLocal(_ request: Request, descriptor: Int32, size: Int, offset: Int64) {
+        var buffer = Data(count: size)
+        let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, size, off_t(offset)) }
+        guard count >= 0 else { request.error(errno); return }
+        request.bytes(buffer.prefix(count))
+    }
+
+    private func readRemote(_ request: Request, content: RemoteContent, size: Int, offset: Int64) {
         // Cached bytes are answered right here, on the kernel request's thread: spliced from the block
         // file when they lie in one block, copied otherwise. Only misses go to a task.
         if let span = reader.cachedSpan(content, offset: offset, length: size) {
@@ -259,7 +312,16 @@ public final class CRMFileSystem: @unchecked Sendable {
     }
 
     func release(_ request: Request, handle: UInt64) {
-        lock.withLock { _ = fileHandles.removeValue(forKey: handle) }
+        switch removeHandle(handle) {
+        case .staged(let descriptor):
+            Glibc.close(descriptor)
+        case .writer(let session):
+            do { try writes?.close(session) } catch {
+                logger.error("could not record a closed file's change", metadata: ["error": "\(error)"])
+            }
+        default:
+            break
+        }
         request.ok()
     }
 
@@ -267,7 +329,7 @@ public final class CRMFileSystem: @unchecked Sendable {
         guard name.hasPrefix("user.") else { request.error(EOPNOTSUPP); return }
         Task {
             do {
-                let attributes = try await tree.extendedAttributes(ino)
+                let attributes = try await extendedAttributes(ino)
                 guard let value = attributes.first(where: { $0.name == name })?.value else { request.error(ENODATA); return }
                 reply(request, Data(value.utf8), size: size)
             } catch {
@@ -280,7 +342,7 @@ public final class CRMFileSystem: @unchecked Sendable {
         Task {
             do {
                 var names = Data()
-                for attribute in try await tree.extendedAttributes(ino) {
+                for attribute in try await extendedAttributes(ino) {
                     names.append(contentsOf: attribute.name.utf8)
                     names.append(0)
                 }
@@ -291,6 +353,13 @@ public final class CRMFileSystem: @unchecked Sendable {
         }
     }
 
+    /// The tree's attributes, with `user.crmfs.sync` from the write path.
+    private func extendedAttributes(_ ino: UInt64) async throws -> [(name: String, value: String)] {
+        let attributes = try await tree.extendedAttributes(ino)
+        guard let writes, let node = tree.current(ino), node.type == .file else { return attributes }
+        return attributes.map { $0.name == "user.crmfs.sync" ? ($0.name, writes.syncStatus(node)) : $0 }
+    }
+
     /// The xattr protocol: size 0 asks how big; a buffer too small is ERANGE.
     private func reply(_ request: Request, _ data: Data, size: Int) {
         if size == 0 { fuse_reply_xattr(request.raw, data.count) }
@@ -298,8 +367,22 @@ public final class CRMFileSystem: @unchecked Sendable {
         else { request.bytes(data) }
     }
 
+    /// A read-only mount has no free space; a writable one reports the space left where writes are staged.
     func statfs(_ request: Request) {
         var info = statvfs()
+        if let writes, let disk = try? FileManager.default.attributesOfFileSystem(forPath: writes.staging.directory.path),
+           let size = (disk[.systemSize] as? NSNumber)?.uint64Value, let free = (disk[.systemFreeSize] as? NSNumber)?.uint64Value {
+            info.f_bsize = 4096
+            info.f_frsize = 4096
+            info.f_blocks = UInt(size / 4096)
+            info.f_bfree = UInt(free / 4096)
+            info.f_bavail = UInt(free / 4096)
+            info.f_files = 1_000_000
+            info.f_ffree = 1_000_000
+            info.f_namemax = 255
+            fuse_reply_statfs(request.raw, &info)
+            return
+        }
         info.f_bsize = 4096
         info.f_frsize = 4096
         info.f_blocks = UInt(max(1, reader.cache.capacity / 4096))

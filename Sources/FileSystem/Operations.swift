@@ -46,34 +46,54 @@ extension CRMFileSystem {
             CRMFileSystem.instance(request).read(Request(raw: request!), handle: info!.pointee.fh, size: size, offset: Int64(offset))
         }
         ops.release = { request, _, info in CRMFileSystem.instance(request).release(Request(raw: request!), handle: info!.pointee.fh) }
-        ops.flush = { request, _, _ in fuse_reply_err(request, 0) }
-        ops.fsync = { request, _, _, _ in fuse_reply_err(request, 0) }
+        ops.flush = { request, _, info in CRMFileSystem.instance(request).flush(Request(raw: request!), handle: info!.pointee.fh) }
+        ops.fsync = { request, _, _, info in CRMFileSystem.instance(request).fsync(Request(raw: request!), handle: info!.pointee.fh) }
         ops.fsyncdir = { request, _, _, _ in fuse_reply_err(request, 0) }
         ops.statfs = { request, _ in CRMFileSystem.instance(request).statfs(Request(raw: request!)) }
         ops.getxattr = { request, ino, name, size in
             CRMFileSystem.instance(request).getxattr(Request(raw: request!), ino: ino, name: String(cString: name!), size: size)
         }
         ops.listxattr = { request, ino, size in CRMFileSystem.instance(request).listxattr(Request(raw: request!), ino: ino, size: size) }
-        ops.access = { request, _, mask in fuse_reply_err(request, mask & W_OK != 0 ? EROFS : 0) }
+        ops.access = { request, _, mask in
+            fuse_reply_err(request, mask & W_OK != 0 && CRMFileSystem.instance(request).writes == nil ? EROFS : 0)
+        }
 
-        // Read-only in this version: everything that would change the tree or a document answers EROFS.
-        ops.setattr = { request, _, _, _, _ in fuse_reply_err(request, EROFS) }
-        ops.mknod = { request, _, _, _, _ in fuse_reply_err(request, EROFS) }
-        ops.mkdir = { request, _, _, _ in fuse_reply_err(request, EROFS) }
-        ops.unlink = { request, _, _ in fuse_reply_err(request, EROFS) }
-        ops.rmdir = { request, _, _ in fuse_reply_err(request, EROFS) }
-        ops.symlink = { request, _, _, _ in fuse_reply_err(request, EROFS) }
-        ops.rename = { request, _, _, _, _, _ in fuse_reply_err(request, EROFS) }
-        ops.link = { request, _, _, _ in fuse_reply_err(request, EROFS) }
-        ops.create = { request, _, _, _, _ in fuse_reply_err(request, EROFS) }
-        ops.write = { request, _, _, _, _, _ in fuse_reply_err(request, EROFS) }
-        ops.setxattr = { request, _, name, _, _, _ in
-            fuse_reply_err(request, String(cString: name!).hasPrefix("user.") ? EROFS : EOPNOTSUPP)
+        ops.create = { request, parent, name, _, info in
+            CRMFileSystem.instance(request).create(Request(raw: request!), parent: parent, name: String(cString: name!), info: FileInfo(info))
         }
-        ops.removexattr = { request, _, name in
-            fuse_reply_err(request, String(cString: name!).hasPrefix("user.") ? EROFS : EOPNOTSUPP)
+        ops.write = { request, _, buffer, size, offset, info in
+            CRMFileSystem.instance(request).write(Request(raw: request!), handle: info!.pointee.fh,
+                                                  bytes: UnsafeRawBufferPointer(start: buffer, count: size), offset: Int64(offset))
         }
-        ops.fallocate = { request, _, _, _, _, _ in fuse_reply_err(request, EROFS) }
+        ops.setattr = { request, ino, attributes, fields, info in
+            CRMFileSystem.instance(request).setattr(Request(raw: request!), ino: ino, attributes: attributes!.pointee, fields: fields,
+                                                    handle: info?.pointee.fh)
+        }
+        ops.mkdir = { request, parent, name, _ in
+            CRMFileSystem.instance(request).mkdir(Request(raw: request!), parent: parent, name: String(cString: name!))
+        }
+        ops.unlink = { request, parent, name in
+            CRMFileSystem.instance(request).remove(Request(raw: request!), parent: parent, name: String(cString: name!), directory: false)
+        }
+        ops.rmdir = { request, parent, name in
+            CRMFileSystem.instance(request).remove(Request(raw: request!), parent: parent, name: String(cString: name!), directory: true)
+        }
+        ops.rename = { request, parent, name, newParent, newName, flags in
+            CRMFileSystem.instance(request).rename(Request(raw: request!), parent: parent, name: String(cString: name!),
+                                                   newParent: newParent, newName: String(cString: newName!), flags: flags)
+        }
+        ops.setxattr = { request, ino, name, value, size, _ in
+            let text = String(decoding: UnsafeRawBufferPointer(start: value, count: size), as: UTF8.self)
+            CRMFileSystem.instance(request).setxattr(Request(raw: request!), ino: ino, name: String(cString: name!), value: text.isEmpty ? nil : text)
+        }
+        ops.removexattr = { request, ino, name in
+            CRMFileSystem.instance(request).setxattr(Request(raw: request!), ino: ino, name: String(cString: name!), value: nil)
+        }
+        // No links, devices or preallocation in a document library.
+        ops.mknod = { request, _, _, _, _ in fuse_reply_err(request, CRMFileSystem.instance(request).writes == nil ? EROFS : EPERM) }
+        ops.symlink = { request, _, _, _ in fuse_reply_err(request, CRMFileSystem.instance(request).writes == nil ? EROFS : EPERM) }
+        ops.link = { request, _, _, _ in fuse_reply_err(request, CRMFileSystem.instance(request).writes == nil ? EROFS : EPERM) }
+        ops.fallocate = { request, _, _, _, _, _ in fuse_reply_err(request, CRMFileSystem.instance(request).writes == nil ? EROFS : EOPNOTSUPP) }
         return ops
     }
 }

@@ -2,6 +2,7 @@ import Cache
 import CFuse
 import Foundation
 import Namespace
+import Writeback
 
 /// A kernel request, handed across tasks; libfuse allows the reply from any thread, once.
 struct Request: @unchecked Sendable {
@@ -29,6 +30,12 @@ struct Request: @unchecked Sendable {
         case NamespaceError.notDirectory: fuse_reply_err(raw, ENOTDIR)
         case NamespaceError.isDirectory: fuse_reply_err(raw, EISDIR)
         case NamespaceError.stale: fuse_reply_err(raw, ESTALE)
+        case NamespaceError.notPermitted: fuse_reply_err(raw, EPERM)
+        case NamespaceError.invalid: fuse_reply_err(raw, EINVAL)
+        case NamespaceError.exists: fuse_reply_err(raw, EEXIST)
+        case NamespaceError.notEmpty: fuse_reply_err(raw, ENOTEMPTY)
+        case let error as POSIXError: fuse_reply_err(raw, error.code.rawValue)
+        case let error as StagingError: fuse_reply_err(raw, error.errno)
         case is CancellationError: fuse_reply_err(raw, EINTR)
         default: fuse_reply_err(raw, EIO)
         }

@@ -34,6 +34,9 @@ enum ExtendedAttributes {
             if let hash = node.item?.file?.hashes?.quickXorHash { attributes.append(("user.crmfs.quickxorhash", hash)) }
             if let record = node.recordID { attributes.append(("user.crmfs.record_id", record)) }
             if node.type == .file { attributes.append(("user.crmfs.sync", "clean")) }
+        case .local:
+            if let record = node.recordID { attributes.append(("user.crmfs.record_id", record)) }
+            if node.type == .file { attributes.append(("user.crmfs.sync", node.localOnly ? "local-only" : "pending")) }
         }
         return attributes
     }

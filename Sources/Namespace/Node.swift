@@ -12,6 +12,14 @@ public enum NodeKey: Hashable, Sendable {
     case record(String)
     /// A SharePoint file or folder, by drive item id (which survives renames).
     case item(String)
+    /// A file or folder made through the mount that the service does not have yet (or never will: a
+    /// local-only file); becomes `.item` once it is uploaded.
+    case local(UInt64)
+}
+
+/// Where a node sits: only documents (files and folders below a record) can be written.
+public enum NodeLevel: Sendable {
+    case root, object, record, document
 }
 
 public enum NodeType: Sendable {
@@ -29,6 +37,16 @@ public struct NodeSnapshot: Sendable {
     public var created: Date
     /// Set for files: what reading needs.
     public var content: RemoteContent?
+    public var level: NodeLevel
+    public var name: String
+    public var parent: UInt64
+    /// The drive item, once the service has it.
+    public var itemID: String?
+    public var eTag: String?
+    /// Bytes newer than the service's (or all of a file it does not have), in the staging area.
+    public var stagedFile: String?
+    /// A temporary or lock file that is never uploaded.
+    public var localOnly: Bool
 }
 
 /// A SharePoint file's content as it is now: where it is, and which version.
@@ -47,7 +65,7 @@ public struct DirectoryEntry: Sendable {
 /// One entry of the inode table. Guarded by the tree's lock.
 final class Node: @unchecked Sendable {
     let ino: UInt64
-    let key: NodeKey
+    var key: NodeKey
     var parent: UInt64
     var name: String
     var type: NodeType
@@ -72,6 +90,27 @@ final class Node: @unchecked Sendable {
     var fetchedAt = Date()
     /// Kernel references (lookup count).
     var lookups: UInt64 = 0
+    /// Local state (see NodeSnapshot).
+    var stagedFile: String?
+    var localOnly = false
+    /// Changes and open writers that make the mount's view of this node newer than the service's: while
+    /// any are outstanding, listings do not move, rename or resize it.
+    var pins = 0
+
+    /// Whether the mount's view of this node wins over what a listing says.
+    var isPinned: Bool {
+        if case .local = key { return true }
+        return pins > 0 || stagedFile != nil || localOnly
+    }
+
+    var level: NodeLevel {
+        switch key {
+        case .root: .root
+        case .object: .object
+        case .record: .record
+        case .item, .local: .document
+        }
+    }
 
     init(ino: UInt64, key: NodeKey, parent: UInt64, name: String, type: NodeType) {
         self.ino = ino
@@ -86,7 +125,8 @@ final class Node: @unchecked Sendable {
         if type == .file, let item, let driveID {
             content = RemoteContent(driveID: item.parentReference?.driveId ?? driveID, itemID: item.id, eTag: item.eTag ?? "", size: size)
         }
-        return NodeSnapshot(ino: ino, type: type, size: size, modified: modified, changed: changed, created: created, content: content)
+        return NodeSnapshot(ino: ino, type: type, size: size, modified: modified, changed: changed, created: created, content: content,
+                            level: level, name: name, parent: parent, itemID: item?.id, eTag: item?.eTag, stagedFile: stagedFile, localOnly: localOnly)
     }
 }
 
@@ -98,4 +138,10 @@ public enum NamespaceError: Error, Sendable, Equatable {
     case remote(String)
     /// A file changed remotely while it was being read.
     case stale
+    /// Not something the mount lets anyone change (EPERM); the reason is logged.
+    case notPermitted(String)
+    /// A name or value the service would refuse (EINVAL); the reason is logged.
+    case invalid(String)
+    case exists
+    case notEmpty
 }

@@ -26,6 +26,9 @@ public final class Tree: @unchecked Sendable {
 
     public let config: MountConfig
     public let driveID: String
+    let siteID: String
+    /// The library's column definitions, loaded at the first column edit.
+    var columnDefinitions: [ColumnDefinition]?
     let graph: GraphClient
     let salesforce: SalesforceClient
     let options: TreeOptions
@@ -34,11 +37,14 @@ public final class Tree: @unchecked Sendable {
     let recordURLBase: String
     let mountedAt = Date()
 
-    private let lock = NSLock()
-    private var nodes: [UInt64: Node] = [:]
-    private var inodes: [NodeKey: UInt64] = [:]
+    let lock = NSLock()
+    var nodes: [UInt64: Node] = [:]
+    var inodes: [NodeKey: UInt64] = [:]
     private var nextIno: UInt64 = 2
     private var loads: [UInt64: Task<Void, Error>] = [:]
+    /// Items deleted or moved through the mount whose change has not reached the service yet: listings skip them.
+    var hiddenItems: [String: Int] = [:]
+    var nextLocalKey: UInt64 = 1
     private let recordFolders = RecordFolderIndex()
 
     /// Resolves the configured site and library, so a mount fails early and clearly when it cannot reach them.
@@ -50,11 +56,12 @@ public final class Tree: @unchecked Sendable {
             throw ConfigError(file: config.path, line: nil, key: "graph.library",
                               message: "no library named '\(config.graph.library)' on \(config.graph.siteHostname):\(config.graph.sitePath); it has: \(drives.map(\.name).joined(separator: ", "))")
         }
-        return Tree(config: config, driveID: drive.id, graph: graph, salesforce: salesforce, recordURLBase: recordURLBase, options: options, logger: logger)
+        return Tree(config: config, siteID: site.id, driveID: drive.id, graph: graph, salesforce: salesforce, recordURLBase: recordURLBase, options: options, logger: logger)
     }
 
-    init(config: MountConfig, driveID: String, graph: GraphClient, salesforce: SalesforceClient, recordURLBase: String, options: TreeOptions, logger: Logger) {
+    init(config: MountConfig, siteID: String, driveID: String, graph: GraphClient, salesforce: SalesforceClient, recordURLBase: String, options: TreeOptions, logger: Logger) {
         self.config = config
+        self.siteID = siteID
         self.driveID = driveID
         self.graph = graph
         self.salesforce = salesforce
@@ -169,6 +176,7 @@ public final class Tree: @unchecked Sendable {
             case .object(let index): try await loadRecords(directory: ino, objectIndex: index)
             case .record(let id): try await loadRecordDocuments(directory: ino, recordID: id)
             case .item(let id): try await loadFolder(directory: ino, itemID: id)
+            case .local: lock.withLock { if let node = nodes[ino] { setChildren(node, node.children?.map { ($0.name, $0.ino) } ?? []) } }
             }
         } catch let error as NamespaceError {
             throw error
@@ -242,16 +250,13 @@ public final class Tree: @unchecked Sendable {
         let object = config.objects[objectIndex]
         var folderID = knownFolder
         if folderID == nil, object.link == .folder, let folderTemplate = object.folderTemplate, let record {
-            let segment = { (field: String) -> String in
-                field.caseInsensitiveCompare("Id") == .orderedSame ? recordID : SharePointNames.sanitize(FieldText.display(record[field]), maxLength: 100)
-            }
             if let split = RecordFolderIndex.split(folderTemplate),
                let folders = try await recordFolders.folders(in: split.parent, graph: graph, driveID: driveID,
                                                              pageSize: options.pageSize, timeout: options.attributeTimeout) {
-                folderID = folders[Template(split.leaf).expand(segment).lowercased()]
+                folderID = folders[Template(split.leaf).expand(folderSegment(record: record, recordID: recordID)).lowercased()]
             } else {
                 do {
-                    folderID = try await graph.item(driveID: driveID, path: Template(folderTemplate).expand(segment)).id
+                    folderID = try await graph.item(driveID: driveID, path: Self.folderPath(folderTemplate, record: record, recordID: recordID)).id
                 } catch let error as GraphError where error.isNotFound {
                     folderID = nil
                 }
@@ -268,6 +273,20 @@ public final class Tree: @unchecked Sendable {
         }
     }
 
+    /// Where a record's documents live in the library: its object's folder template, expanded.
+    static func folderPath(_ template: String, record: SObjectRecord, recordID: String) -> String {
+        Template(template).expand(folderSegment(record: record, recordID: recordID))
+    }
+
+    /// One template field's text in a folder path: SharePoint-safe, `{Id}` as it is.
+    private static func folderSegment(record: SObjectRecord, recordID: String) -> (String) -> String {
+        { field in
+            field.caseInsensitiveCompare("Id") == .orderedSame ? recordID : SharePointNames.sanitize(FieldText.display(record[field]), maxLength: 100)
+        }
+    }
+
+    private func folderSegment(record: SObjectRecord, recordID: String) -> (String) -> String { Self.folderSegment(record: record, recordID: recordID) }
+
     private func loadFolder(directory: UInt64, itemID: String) async throws {
         let items = try await graph.children(driveID: driveID, itemID: itemID, pageSize: options.pageSize, expandFields: true)
         lock.withLock {
@@ -278,11 +297,17 @@ public final class Tree: @unchecked Sendable {
 
     // MARK: Table (call with the lock held)
 
+    /// A directory's entries from a listing, merged with what the mount knows better: nodes with local
+    /// changes outstanding stay where the user put them, items deleted or moved away through the mount stay hidden.
     private func applyItems(_ items: [DriveItem], to directory: Node) {
         let now = Date()
-        var children: [(String, UInt64)] = []
+        var children: [(String, UInt64)] = (directory.children ?? []).filter { child in
+            nodes[child.ino].map { $0.isPinned && $0.parent == directory.ino } ?? false
+        }.map { ($0.name, $0.ino) }
+        let localNames = Set(children.map(\.0))
         for item in items {
-            guard let name = item.name, !item.isDeleted else { continue }
+            guard let name = item.name, !item.isDeleted, hiddenItems[item.id] == nil, !localNames.contains(name) else { continue }
+            if let ino = inodes[.item(item.id)], let existing = nodes[ino], existing.isPinned { continue }
             let node = node(for: .item(item.id), parent: directory.ino, name: name, type: item.isFolder ? .directory : .file)
             node.item = item
             node.objectIndex = directory.objectIndex
@@ -297,14 +322,14 @@ public final class Tree: @unchecked Sendable {
         setChildren(directory, children)
     }
 
-    private func setChildren(_ directory: Node, _ children: [(String, UInt64)]) {
+    func setChildren(_ directory: Node, _ children: [(String, UInt64)]) {
         directory.children = children.map { (name: $0.0, ino: $0.1) }
         directory.childIndex = Dictionary(children, uniquingKeysWith: { first, _ in first })
         directory.childrenLoadedAt = Date()
     }
 
     /// The node for `key`, created with a new inode number the first time, moved/renamed when it changed.
-    private func node(for key: NodeKey, parent: UInt64, name: String, type: NodeType) -> Node {
+    func node(for key: NodeKey, parent: UInt64, name: String, type: NodeType) -> Node {
         if let ino = inodes[key], let existing = nodes[ino] {
             existing.parent = parent
             existing.name = name

@@ -31,6 +31,9 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     public var itemID: String?
     /// Where it goes (or moves to).
     public var parentItemID: String?
+    /// The same place as a path below the drive root, for a parent that does not exist remotely yet (a
+    /// record's folder before its first document, a folder made through the mount): made when the change is sent.
+    public var parentPath: String?
     public var name: String
     public var recordID: String?
     /// The CRM object of that record (`Account`), for its link model and column mappings.
@@ -52,7 +55,7 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     public var createdAt = Date()
     public var updatedAt = Date()
 
-    public init(kind: Kind, driveID: String, name: String, itemID: String? = nil, parentItemID: String? = nil, recordID: String? = nil,
+    public init(kind: Kind, driveID: String, name: String, itemID: String? = nil, parentItemID: String? = nil, parentPath: String? = nil, recordID: String? = nil,
                 objectName: String? = nil, stagedFile: String? = nil, size: Int64 = 0, modified: Date? = nil, baseETag: String? = nil,
                 columns: String? = nil) {
         self.objectName = objectName
@@ -62,6 +65,7 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
         self.name = name
         self.itemID = itemID
         self.parentItemID = parentItemID
+        self.parentPath = parentPath
         self.recordID = recordID
         self.stagedFile = stagedFile
         self.size = size
@@ -116,6 +120,9 @@ public final class Journal: Sendable {
         migrator.registerMigration("v2: object of the record") { db in
             try db.alter(table: "change") { table in table.add(column: "objectName", .text) }
         }
+        migrator.registerMigration("v3: parent by path") { db in
+            try db.alter(table: "change") { table in table.add(column: "parentPath", .text) }
+        }
         return migrator
     }
 
@@ -147,6 +154,17 @@ public final class Journal: Sendable {
             change.updatedAt = Date()
             try change.update(db)
             return change
+        }
+    }
+
+    /// Applies `update` to every change still waiting to be sent that matches `filter`, in one transaction.
+    public func updateWaiting(where filter: (PendingChange) -> Bool, _ update: (inout PendingChange) -> Void) throws {
+        try pool.write { db in
+            for var change in try PendingChange.filter(Column("state") == PendingChange.State.staged.rawValue).fetchAll(db) where filter(change) {
+                update(&change)
+                change.updatedAt = Date()
+                try change.update(db)
+            }
         }
     }
 

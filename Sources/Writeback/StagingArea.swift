@@ -33,10 +33,10 @@ public final class StagingArea: Sendable {
         guard unlink(path(of: name)) == 0 || errno == ENOENT else { throw StagingError.system("unlink", path(of: name), errno) }
     }
 
-    /// Moves a staged file to `conflicts/NAME` beside the staging area: a local copy the remote one won over,
-    /// kept for the user rather than lost.
-    public func keepAside(_ name: String, as keptName: String) throws {
-        let conflicts = directory.deletingLastPathComponent().appendingPathComponent("conflicts")
+    /// Moves a staged file to `conflicts/NAME` (or another folder) beside the staging area: a local copy
+    /// the remote one won over, or one a crash left unrecorded, kept for the user rather than lost.
+    public func keepAside(_ name: String, as keptName: String, in folder: String = "conflicts") throws {
+        let conflicts = directory.deletingLastPathComponent().appendingPathComponent(folder)
         try FileManager.default.createDirectory(at: conflicts, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let target = conflicts.appendingPathComponent(keptName.replacingOccurrences(of: "/", with: "_")).path
         guard rename(path(of: name), target) == 0 else { throw StagingError.system("rename", target, errno) }

@@ -53,9 +53,12 @@ public final class Uploader: Sendable {
         } else {
             throw UploadFailure.missingDestination(name: change.name)
         }
-        try journal.update(id: id) { $0.state = .uploading; $0.attempts += 1 }
+        try journal.update(id: id) { $0.state = .uploading }
         let path = staging.path(of: stagedFile)
-        let options = UploadOptions(conflictBehavior: .replace, ifMatch: change.baseETag, modified: change.modified, fragmentSize: fragmentSize)
+        // A new document must not replace one someone else made under the same name meanwhile: `fail`
+        // turns that into a conflict. An overwrite names its document and guards it with If-Match.
+        let options = UploadOptions(conflictBehavior: change.itemID == nil ? .fail : .replace, ifMatch: change.baseETag,
+                                    modified: change.modified, fragmentSize: fragmentSize)
         let item: DriveItem
         do {
             // A session cannot carry zero bytes; a simple PUT cannot carry the mtime.
@@ -68,10 +71,15 @@ public final class Uploader: Sendable {
                     try journal.update(id: id) { $0.uploadURL = url }
                 }
             }
-        } catch let error as GraphError where error.status == 412 {
-            try journal.update(id: id) { $0.state = .conflict; $0.lastError = "\(error)" }
-            logger.warning("remote change since open", metadata: ["name": "\(change.name)", "error": "\(error)"])
-            throw UploadFailure.conflict(name: change.name)
+        } catch let error as GraphError where error.status == 412 || error.status == 409 {
+            // A retry of a request whose answer was lost finds its own bytes there: that is success, not a conflict.
+            if let landed = try await alreadyThere(change, destination: destination, stagedPath: path) {
+                item = landed
+            } else {
+                try journal.update(id: id) { $0.state = .conflict; $0.lastError = "\(error)" }
+                logger.warning("remote change since open", metadata: ["name": "\(change.name)", "error": "\(error)"])
+                throw UploadFailure.conflict(name: change.name)
+            }
         } catch {
             try journal.update(id: id) { $0.state = .failed; $0.lastError = "\(error)" }
             throw error
@@ -86,5 +94,24 @@ public final class Uploader: Sendable {
         try journal.update(id: id) { $0.state = .linking; $0.itemID = item.id; $0.lastError = nil; $0.uploadURL = nil }
         logger.info("uploaded", metadata: ["name": "\(change.name)", "item": "\(item.id)", "bytes": "\(change.size)"])
         return item
+    }
+
+    /// The document at the destination when it already holds exactly the staged bytes.
+    private func alreadyThere(_ change: PendingChange, destination: UploadDestination, stagedPath: String) async throws -> DriveItem? {
+        let current: DriveItem
+        do {
+            switch destination {
+            case .item(let id): current = try await graph.item(driveID: change.driveID, itemID: id)
+            case .child(let parentID, let name):
+                guard let found = try await graph.children(driveID: change.driveID, itemID: parentID)
+                    .first(where: { $0.name?.caseInsensitiveCompare(name) == .orderedSame }) else { return nil }
+                current = found
+            }
+        } catch let error as GraphError where error.isNotFound {
+            return nil
+        }
+        guard current.size == change.size, let reported = current.file?.hashes?.quickXorHash,
+              try QuickXorHash.hash(fileAt: stagedPath) == reported else { return nil }
+        return current
     }
 }

@@ -40,6 +40,11 @@ public final class WritebackEngine: @unchecked Sendable {
     private var loop: Task<Void, Never>?
     /// Last failure of changes that gave up, for waiters.
     private var failures: [Int64: String] = [:]
+    /// Changes whose staged file is still open for writing: not sent until released.
+    private var held: Set<Int64> = []
+    /// The change being sent now: it can no longer be amended or withdrawn.
+    private var running: Int64?
+    private var observers: [@Sendable (ChangeOutcome) -> Void] = []
 
     public init(journal: Journal, staging: StagingArea, uploader: Uploader, linker: Linker, graph: GraphClient, salesforce: SalesforceClient,
                 objects: [String: ObjectLinking], maxAttempts: Int = 5, retryDelay: Duration = .seconds(2), logger: Logger = Logger(label: "crmfs.writeback")) {
@@ -79,12 +84,65 @@ public final class WritebackEngine: @unchecked Sendable {
         waiting?.resume()
     }
 
+    /// Calls `observer` (on the engine's task) after each change is done or settled.
+    public func observe(_ observer: @escaping @Sendable (ChangeOutcome) -> Void) {
+        lock.withLock { observers.append(observer) }
+    }
+
+    /// Keeps change `id` from being sent while its staged file is still open for writing.
+    public func hold(_ id: Int64) { lock.withLock { _ = held.insert(id) } }
+
+    /// Lets a held change go.
+    public func release(_ id: Int64) {
+        lock.withLock { _ = held.remove(id) }
+        kick()
+    }
+
+    /// Changes a change that has not started yet; false when it is being sent (or is done).
+    @discardableResult
+    public func amend(_ id: Int64, _ update: (inout PendingChange) -> Void) throws -> Bool {
+        try lock.withLock {
+            guard running != id, let change = try journal.change(id: id), change.state == .staged else { return false }
+            try journal.update(id: id, update)
+            return true
+        }
+    }
+
+    /// Withdraws a change that has not started yet (a newer write or a delete made it pointless), with its
+    /// staged file; false when it is being sent (or is done).
+    @discardableResult
+    public func withdraw(_ id: Int64) throws -> Bool {
+        try lock.withLock {
+            guard running != id, let change = try journal.change(id: id), change.state == .staged || change.state == .failed else { return false }
+            try journal.complete(id: id)
+            held.remove(id)
+            failures[id] = nil
+            if let file = change.stagedFile { try staging.remove(file) }
+            return true
+        }
+    }
+
+    /// What `user.crmfs.sync` says of change `id`: nil once it is done.
+    public func status(of id: Int64) -> SyncStatus? {
+        if let failure = lock.withLock({ failures[id] }) { return .error(failure) }
+        guard let change = try? journal.change(id: id) else { return nil }
+        switch change.state {
+        case .staged: return .pending
+        case .uploading, .linking: return .uploading
+        case .conflict: return .conflict
+        case .failed: return change.lastError.map { .retrying($0) } ?? .pending
+        }
+    }
+
+    /// Changes that gave up, with why.
+    public var givenUp: [Int64: String] { lock.withLock { failures } }
+
     /// Returns once change `id` is done (a conflict settled by its policy counts); throws its last error
     /// when it gave up.
     public func wait(for id: Int64) async throws {
         while true {
             if let failure = lock.withLock({ failures[id] }) { throw WritebackError.gaveUp(failure) }
-            guard try journal.change(id: id) != nil else { return }
+            guard try journal.change(id: id) != nil || lock.withLock({ running == id }) else { return }
             try await Task.sleep(for: .milliseconds(50))
         }
     }
@@ -97,7 +155,35 @@ public final class WritebackEngine: @unchecked Sendable {
     }
 
     private func isRunnable(_ change: PendingChange) -> Bool {
-        change.state != .conflict && lock.withLock { failures[change.id ?? -1] == nil }
+        change.state != .conflict && lock.withLock { failures[change.id ?? -1] == nil && !held.contains(change.id ?? -1) }
+    }
+
+    /// Marks `change` as being sent, unless it was withdrawn or held meanwhile; returns it as the journal has it now.
+    private func claim(_ change: PendingChange) -> PendingChange? {
+        lock.withLock {
+            guard let id = change.id, !held.contains(id), let current = try? journal.change(id: id) else { return nil }
+            running = id
+            return current
+        }
+    }
+
+    /// Tells the observers, then lets waiters go: a waiter sees the mount already updated.
+    private func finished(_ outcome: ChangeOutcome) {
+        for observer in lock.withLock({ observers }) { observer(outcome) }
+        lock.withLock { running = nil }
+    }
+
+    /// Records a change; a held one waits for `release`. Under the engine's lock, so it cannot be sent
+    /// before it is held.
+    @discardableResult
+    public func record(_ change: PendingChange, held: Bool = false) throws -> PendingChange {
+        let saved = try lock.withLock {
+            let saved = try journal.add(change)
+            if held, let id = saved.id { self.held.insert(id) }
+            return saved
+        }
+        if !held { kick() }
+        return saved
     }
 
     /// Settles an upload whose document changed remotely since it was opened, by its object's policy.
@@ -148,18 +234,21 @@ public final class WritebackEngine: @unchecked Sendable {
     private func run() async {
         while !Task.isCancelled {
             let next = (try? journal.outstanding())?.first(where: isRunnable)
-            guard let change = next else {
+            guard let found = next else {
                 await sleepUntilKicked()
                 continue
             }
+            guard let change = claim(found) else { continue }
+            defer { lock.withLock { running = nil } }
             do {
                 try await process(change)
             } catch {
-                let attempts = (try? journal.change(id: change.id!))?.attempts ?? maxAttempts
+                let attempts = (try? journal.update(id: change.id!) { $0.attempts += 1; $0.lastError = "\(error)" })?.attempts ?? maxAttempts
                 logger.warning("change failed", metadata: ["name": "\(change.name)", "attempt": "\(attempts)", "error": "\(error)"])
                 if case UploadFailure.conflict = error {
                     do {
                         try await resolveConflict(id: change.id!)
+                        finished(.conflict(change, objects[change.objectName ?? ""]?.conflictPolicy ?? .keepBoth))
                     } catch {
                         logger.error("conflict not settled", metadata: ["name": "\(change.name)", "error": "\(error)"])
                         lock.withLock { failures[change.id!] = "conflict not settled: \(error)" }
@@ -168,6 +257,8 @@ public final class WritebackEngine: @unchecked Sendable {
                 }
                 if attempts >= maxAttempts {
                     lock.withLock { failures[change.id!] = "\(error)" }
+                    logger.error("change given up after retries; it stays in the journal for the next mount", metadata: ["name": "\(change.name)", "error": "\(error)"])
+                    finished(.gaveUp(change, "\(error)"))
                 } else {
                     try? await Task.sleep(for: retryDelay * attempts)
                 }
@@ -187,11 +278,13 @@ public final class WritebackEngine: @unchecked Sendable {
     }
 
     /// One change, from wherever it stopped.
-    func process(_ change: PendingChange) async throws {
-        guard let id = change.id else { return }
+    func process(_ original: PendingChange) async throws {
+        guard let id = original.id else { return }
+        let change = try await placed(original)
+        var result: DriveItem?
         switch change.kind {
         case .upload:
-            let item: DriveItem
+            var item: DriveItem
             if change.state == .linking, let itemID = change.itemID {
                 item = try await graph.item(driveID: change.driveID, itemID: itemID)
             } else {
@@ -199,8 +292,21 @@ public final class WritebackEngine: @unchecked Sendable {
             }
             if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName] {
                 try await linker.link(item, driveID: change.driveID, recordID: recordID, objectName: objectName, model: linking.model)
-                if !linking.mappings.isEmpty { try await stamp(item, driveID: change.driveID, objectName: objectName, recordID: recordID, mappings: linking.mappings) }
+                if !linking.mappings.isEmpty,
+                   try await stamp(item, driveID: change.driveID, objectName: objectName, recordID: recordID, mappings: linking.mappings) {
+                    // Column values are part of the version: the document's eTag moved on.
+                    item = try await graph.item(driveID: change.driveID, itemID: item.id)
+                }
             }
+            // Later writes of the same document were based on this version, and now know where it is.
+            try journal.updateWaiting(where: { later in
+                later.kind == .upload && later.id != id
+                    && (later.itemID == item.id || (later.itemID == nil && later.parentItemID == change.parentItemID && later.name == change.name))
+            }) { later in
+                later.itemID = item.id
+                later.baseETag = item.eTag
+            }
+            result = item
             try journal.complete(id: id)
             if let file = change.stagedFile { try staging.remove(file) }
         case .createFolder:
@@ -214,7 +320,7 @@ public final class WritebackEngine: @unchecked Sendable {
                     .first(where: { $0.isFolder && $0.name?.caseInsensitiveCompare(change.name) == .orderedSame }) else { throw error }
                 folder = existing
             }
-            try journal.update(id: id) { $0.itemID = folder.id }
+            result = folder
             try journal.complete(id: id)
         case .move:
             guard let itemID = change.itemID else { throw WritebackError.incomplete(change.name) }
@@ -224,6 +330,7 @@ public final class WritebackEngine: @unchecked Sendable {
             if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName], !moved.isFolder {
                 try await linker.link(moved, driveID: change.driveID, recordID: recordID, objectName: objectName, model: linking.model)
             }
+            result = moved
             try journal.complete(id: id)
         case .delete:
             guard let itemID = change.itemID else { throw WritebackError.incomplete(change.name) }
@@ -240,16 +347,57 @@ public final class WritebackEngine: @unchecked Sendable {
             _ = try await graph.updateFields(driveID: change.driveID, itemID: itemID, fields: values)
             try journal.complete(id: id)
         }
+        finished(.done(change, result))
+    }
+
+    /// The change with its parent folder made and known: a change recorded under a folder that did not
+    /// exist remotely yet names it by path; the folder is made (with its parents) now, and remembered.
+    private func placed(_ change: PendingChange) async throws -> PendingChange {
+        guard change.parentItemID == nil, let path = change.parentPath, let id = change.id else { return change }
+        let parentID = try await linker.ensureFolder(driveID: change.driveID, path: path)
+        return try journal.update(id: id) { $0.parentItemID = parentID } ?? change
     }
 
     /// Writes the record's mapped fields into the document's columns, only those that differ: each
     /// column write is a new version in SharePoint, so an overwrite of a stamped document makes none.
-    private func stamp(_ item: DriveItem, driveID: String, objectName: String, recordID: String, mappings: [FieldMapping]) async throws {
+    /// Returns whether any column was written.
+    private func stamp(_ item: DriveItem, driveID: String, objectName: String, recordID: String, mappings: [FieldMapping]) async throws -> Bool {
         let record = try await salesforce.record(objectName, id: recordID)
         let wanted = ColumnStamping.values(for: mappings, record: record.fields)
         let current = try await graph.fields(driveID: driveID, itemID: item.id)
         let changed = wanted.filter { current[$0.key] != $0.value }
-        if !changed.isEmpty { _ = try await graph.updateFields(driveID: driveID, itemID: item.id, fields: changed) }
+        if changed.isEmpty { return false }
+        _ = try await graph.updateFields(driveID: driveID, itemID: item.id, fields: changed)
+        return true
+    }
+}
+
+/// What became of a change, for the mount's view of it.
+public enum ChangeOutcome: Sendable {
+    /// Sent; the item it made or moved, when it has one.
+    case done(PendingChange, DriveItem?)
+    /// The remote copy had changed; the policy settled it.
+    case conflict(PendingChange, ConflictPolicy)
+    /// Retries are exhausted; it stays in the journal.
+    case gaveUp(PendingChange, String)
+}
+
+/// A document's state as `user.crmfs.sync` tells it.
+public enum SyncStatus: Sendable, Equatable, CustomStringConvertible {
+    case pending, uploading, conflict
+    /// Failed and being retried.
+    case retrying(String)
+    /// Retries exhausted.
+    case error(String)
+
+    public var description: String {
+        switch self {
+        case .pending: "pending"
+        case .uploading: "uploading"
+        case .conflict: "conflict"
+        case .retrying(let reason): "pending (retrying: \(reason))"
+        case .error(let reason): "error: \(reason)"
+        }
     }
 }
 

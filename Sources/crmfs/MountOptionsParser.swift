@@ -7,11 +7,13 @@ struct ParsedMountOptions {
     var mount = MountOptions()
     var cacheSize: Int64?
     var blockSize: Int64?
+    /// `ro`: nothing can be written through the mount.
+    var readOnly = false
 
     /// Options meant for mount(8) or systemd, accepted and ignored here.
     static let ignored: Set<String> = ["_netdev", "noauto", "auto", "nofail", "defaults", "user", "nouser", "users", "owner",
                                        "suid", "nosuid", "dev", "nodev", "exec", "noexec", "atime", "noatime", "relatime",
-                                       "strictatime", "nodiratime", "async", "sync", "rw", "ro", "default_permissions", "loop"]
+                                       "strictatime", "nodiratime", "async", "sync", "rw", "default_permissions", "loop"]
 
     static func parse(_ lists: [String]) throws -> ParsedMountOptions {
         var parsed = ParsedMountOptions()
@@ -35,6 +37,7 @@ struct ParsedMountOptions {
             case "block_size": parsed.blockSize = try size()
             case "fsname": parsed.mount.fsname = value ?? parsed.mount.fsname
             case "debug": parsed.mount.debug = true
+            case "ro": parsed.readOnly = true
             case _ where ignored.contains(name) || name.hasPrefix("x-systemd.") || name.hasPrefix("x-") || name == "comment":
                 continue
             default: unknown.append(option)
@@ -42,7 +45,7 @@ struct ParsedMountOptions {
         }
         if !unknown.isEmpty {
             throw MountOptionError("unknown mount option\(unknown.count > 1 ? "s" : ""): \(unknown.joined(separator: ", ")) "
-                + "(crmfs takes allow_other, entry_timeout=S, attr_timeout=S, cache_size=SIZE, block_size=SIZE, fsname=NAME, debug)")
+                + "(crmfs takes ro, allow_other, entry_timeout=S, attr_timeout=S, cache_size=SIZE, block_size=SIZE, fsname=NAME, debug)")
         }
         return parsed
     }

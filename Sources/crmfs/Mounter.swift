@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Namespace
 import Services
+import Writeback
 
 /// Puts a config's tree on a mount point and serves it until it is unmounted.
 struct Mounter {
@@ -41,7 +42,35 @@ struct Mounter {
         let reader = BlockReader(cache: cache, graph: connections.graph)
         var mountOptions = options.mount
         if mountOptions.fsname == "crmfs" { mountOptions.fsname = "crmfs:\(config.path)" }
-        return CRMFileSystem(tree: tree, reader: reader, options: mountOptions)
+        let writes = options.readOnly ? nil : try writeSupport(state: state, connections: connections)
+        return CRMFileSystem(tree: tree, reader: reader, options: mountOptions, writeSupport: writes)
+    }
+
+    /// The write path over the state directory: staged files, the journal, and the engine sending them,
+    /// started at once so changes a crash left behind resume.
+    private func writeSupport(state: URL, connections: Connections) throws -> WriteSupport {
+        let staging = try StagingArea(directory: state.appendingPathComponent("staging"))
+        let journal = try Journal(path: state.appendingPathComponent("journal.sqlite").path)
+        // Files written but never closed before a crash (or kept local) are not in the journal: kept aside, not lost.
+        for orphan in try staging.orphans(keeping: journal.stagedFiles()) {
+            try staging.keepAside(orphan, as: orphan, in: "recovered")
+            logger.warning("a staged file no change names (written but not closed before a restart, or kept local) was moved aside",
+                           metadata: ["file": "\(state.path)/recovered/\(orphan)"])
+        }
+        let uploader = Uploader(graph: connections.graph, staging: staging, journal: journal,
+                                fragmentSize: Int(config.writeback.fragmentSize), simpleUploadMax: config.writeback.simpleUploadMax)
+        var objects: [String: ObjectLinking] = [:]
+        for object in config.objects {
+            objects[object.object] = ObjectLinking(model: object.link, mappings: object.mappings, conflictPolicy: object.conflictPolicy)
+        }
+        let engine = WritebackEngine(journal: journal, staging: staging, uploader: uploader,
+                                     linker: Linker(graph: connections.graph, salesforce: connections.salesforce),
+                                     graph: connections.graph, salesforce: connections.salesforce, objects: objects)
+        let pending = try journal.count
+        if pending > 0 { logger.info("resuming changes from the journal", metadata: ["changes": "\(pending)"]) }
+        engine.start()
+        return WriteSupport(staging: staging, journal: journal, engine: engine,
+                            localOnly: LocalOnlyNames(patterns: config.writeback.localOnly ?? LocalOnlyNames.defaults))
     }
 
     /// Runs the FUSE loop on a thread of its own; returns when the file system is unmounted.

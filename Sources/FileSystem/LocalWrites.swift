@@ -1,0 +1,501 @@
+import Cache
+import Foundation
+import Logging
+import Namespace
+import SharePointNaming
+import Writeback
+
+/// The mount's write path, between the kernel's operations and the write-back engine: writes land in
+/// staged files, a close makes them durable and journals the change, the tree shows the result at once,
+/// and the engine's outcomes update the tree when the services have them.
+final class LocalWrites: @unchecked Sendable {
+    let tree: Tree
+    let reader: BlockReader
+    let support: WriteSupport
+    let logger: Logger
+
+    private let lock = NSLock()
+    private var sessions: [UInt64: WriteSession] = [:]
+    private var owners: [Int64: ChangeOwner] = [:]
+    /// Each document's newest upload not yet done.
+    private var uploads: [UInt64: Int64] = [:]
+    /// Every change not yet done, per node.
+    private var pending: [UInt64: Set<Int64>] = [:]
+    private var shadows: [String: Shadow] = [:]
+    private var conflictNotes: [UInt64: String] = [:]
+
+    var staging: StagingArea { support.staging }
+    var engine: WritebackEngine { support.engine }
+
+    init(tree: Tree, reader: BlockReader, support: WriteSupport, logger: Logger) {
+        self.tree = tree
+        self.reader = reader
+        self.support = support
+        self.logger = logger
+        support.engine.observe { [weak self] outcome in self?.settled(outcome) }
+    }
+
+    // MARK: Names
+
+    /// Refuses a name SharePoint would refuse (unless it stays local), saying which rule.
+    func check(_ name: String, isFolder: Bool) throws -> Bool {
+        let localOnly = !isFolder && support.localOnly.isLocalOnly(name)
+        if !localOnly, let problem = SharePointNames.problem(with: name, isFolder: isFolder) {
+            throw NamespaceError.invalid("'\(name)': \(problem)")
+        }
+        return localOnly
+    }
+
+    // MARK: Files
+
+    /// `create`: a new, empty document in `parent` (an existing one is truncated, as O_CREAT|O_TRUNC).
+    func create(parent: UInt64, name: String) async throws -> (NodeSnapshot, WriteSession) {
+        let place = try tree.place(ofDirectory: parent)
+        let localOnly = try check(name, isFolder: false)
+        if let existing = try await tree.child(of: parent, named: name) {
+            guard existing.type == .file else { throw NamespaceError.isDirectory }
+            let session = try await open(existing, truncate: true)
+            return (existing, session)
+        }
+        let (file, descriptor) = try staging.create()
+        let node = try tree.addLocal(parent: parent, name: name, type: .file, stagedFile: file, localOnly: localOnly)
+        // A new file under the name a renamed-away document left: its bytes are that document's next version.
+        let shadow = localOnly ? nil : takeShadow(parent: parent, name: name)
+        let session = WriteSession(ino: node.ino, stagedFile: file, descriptor: descriptor, dirty: true,
+                                   itemID: shadow?.itemID, baseETag: shadow?.eTag)
+        lock.withLock { sessions[node.ino] = session }
+        _ = place
+        return (node, session)
+    }
+
+    /// Opens document `node` for writing: the session already open on it, or a new staged copy of its
+    /// current bytes (none with O_TRUNC).
+    func open(_ node: NodeSnapshot, truncate: Bool) async throws -> WriteSession {
+        guard node.level == .document, node.type == .file else { throw NamespaceError.notPermitted("only documents can be written") }
+        if let session = lock.withLock({ () -> WriteSession? in
+            guard let session = sessions[node.ino], !session.submitted else { return nil }
+            session.opens += 1
+            return session
+        }) {
+            if truncate { try self.truncate(session, to: 0) }
+            return session
+        }
+        let (file, descriptor) = try staging.create()
+        do {
+            if !truncate {
+                if let current = node.stagedFile {
+                    try copyFile(staging.path(of: current), into: descriptor)
+                } else if let content = node.content, content.size > 0 {
+                    try await reader.copy(content, into: descriptor)
+                }
+            }
+        } catch {
+            Glibc.close(descriptor)
+            try? staging.remove(file)
+            throw error
+        }
+        let pendingUpload = lock.withLock { uploads[node.ino] }
+        // Based on the version the user sees; when an upload of ours is still on its way, the engine
+        // fills in the version it makes.
+        let session = WriteSession(ino: node.ino, stagedFile: file, descriptor: descriptor, dirty: truncate,
+                                   itemID: node.itemID, baseETag: pendingUpload == nil ? node.eTag : nil)
+        lock.withLock {
+            sessions[node.ino] = session
+            conflictNotes[node.ino] = nil
+        }
+        tree.setLocal(node.ino, stagedFile: .some(file), size: truncate ? 0 : nil)
+        return session
+    }
+
+    func write(_ session: WriteSession, _ data: UnsafeRawBufferPointer, at offset: Int64) throws -> Int {
+        try startOver(session)
+        let written = pwrite(session.descriptor, data.baseAddress, data.count, off_t(offset))
+        guard written >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        session.dirty = true
+        tree.setLocal(session.ino, size: max(tree.current(session.ino)?.size ?? 0, offset + Int64(written)), modified: Date())
+        return written
+    }
+
+    func truncate(_ session: WriteSession, to size: Int64) throws {
+        try startOver(session)
+        guard ftruncate(session.descriptor, off_t(size)) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        session.dirty = true
+        tree.setLocal(session.ino, size: size, modified: Date())
+    }
+
+    /// A write after `fsync` handed the staged file to the engine goes to a fresh copy.
+    private func startOver(_ session: WriteSession) throws {
+        guard session.submitted else { return }
+        let (file, descriptor) = try staging.create()
+        do { try copyFile(staging.path(of: session.stagedFile), into: descriptor) } catch {
+            Glibc.close(descriptor)
+            try? staging.remove(file)
+            throw error
+        }
+        Glibc.close(session.descriptor)
+        session.stagedFile = file
+        session.descriptor = descriptor
+        session.changeID = nil
+        session.submitted = false
+        session.baseETag = nil
+        tree.setLocal(session.ino, stagedFile: .some(file))
+    }
+
+    /// `flush` (every close): the bytes are on disk and the change is in the journal before this returns.
+    func commit(_ session: WriteSession) throws {
+        guard session.dirty, !session.unlinked else { return }
+        try staging.seal(session.stagedFile, descriptor: session.descriptor)
+        session.dirty = false
+        guard let node = tree.current(session.ino), !node.localOnly else { return }
+        let size = session.size
+        if let id = session.changeID,
+           try engine.amend(id, { $0.size = size; $0.modified = node.modified; $0.name = node.name }) {
+            return
+        }
+        let place = try tree.place(ofDirectory: node.parent)
+        var change = PendingChange(kind: .upload, driveID: place.driveID, name: node.name, itemID: session.itemID,
+                                   parentItemID: place.parentItemID, parentPath: place.parentItemID == nil ? place.parentPath : nil,
+                                   recordID: place.recordID, objectName: place.objectName, stagedFile: session.stagedFile,
+                                   size: size, modified: node.modified, baseETag: session.baseETag)
+        // A newer version of a document whose previous one has not started: the previous one need not go.
+        if let previous = lock.withLock({ uploads[session.ino] }), let earlier = try support.journal.change(id: previous),
+           earlier.stagedFile != session.stagedFile, try engine.withdraw(previous) {
+            change.itemID = change.itemID ?? earlier.itemID
+            change.baseETag = earlier.baseETag
+            forget(previous)
+        }
+        let saved = try engine.record(change, held: session.opens > 0)
+        track(saved.id!, ChangeOwner(ino: session.ino, parent: node.parent), upload: true)
+        session.changeID = saved.id
+    }
+
+    /// `release` of the last handle: the change may go.
+    func close(_ session: WriteSession) throws {
+        let last = lock.withLock { () -> Bool in
+            session.opens -= 1
+            guard session.opens <= 0 else { return false }
+            if sessions[session.ino] === session { sessions[session.ino] = nil }
+            return true
+        }
+        guard last else { return }
+        defer { Glibc.close(session.descriptor) }
+        if session.unlinked { return }
+        try commit(session)
+        if let id = session.changeID { engine.release(id) }
+    }
+
+    /// `fsync`: returns once this file's bytes are uploaded and linked (at once for a local-only file).
+    func fsync(_ session: WriteSession) async throws {
+        if session.dirty { try commit(session) } else { try staging.seal(session.stagedFile, descriptor: session.descriptor) }
+        guard let id = session.changeID else { return }
+        session.submitted = true
+        engine.release(id)
+        try await engine.wait(for: id)
+    }
+
+    /// `truncate(2)` by path: as opening, truncating and closing.
+    func truncate(_ node: NodeSnapshot, to size: Int64) async throws {
+        let session = try await open(node, truncate: size == 0)
+        defer { try? close(session) }
+        if size != 0 { try truncate(session, to: size) }
+        session.dirty = true
+    }
+
+    /// `utimens`: the time travels with the document's next upload; a document with nothing to upload is
+    /// given it by a metadata update (which SharePoint counts as a version).
+    func setModified(_ node: NodeSnapshot, to date: Date) throws {
+        tree.setLocal(node.ino, modified: date)
+        if lock.withLock({ sessions[node.ino] != nil }) { return }
+        if let upload = lock.withLock({ uploads[node.ino] }), try engine.amend(upload, { $0.modified = date }) { return }
+        guard !node.localOnly, let itemID = node.itemID, node.level == .document else { return }
+        let place = try tree.place(ofDirectory: node.parent)
+        var change = PendingChange(kind: .move, driveID: place.driveID, name: node.name, itemID: itemID, recordID: place.recordID,
+                                   objectName: place.objectName)
+        change.modified = date
+        let saved = try engine.record(change)
+        track(saved.id!, ChangeOwner(ino: node.ino, parent: node.parent), upload: false)
+    }
+
+    // MARK: Directories
+
+    func mkdir(parent: UInt64, name: String) async throws -> NodeSnapshot {
+        let place = try tree.place(ofDirectory: parent)
+        _ = try check(name, isFolder: true)
+        if try await tree.child(of: parent, named: name) != nil { throw NamespaceError.exists }
+        let node = try tree.addLocal(parent: parent, name: name, type: .directory, stagedFile: nil, localOnly: false)
+        let saved = try engine.record(PendingChange(kind: .createFolder, driveID: place.driveID, name: name, parentItemID: place.parentItemID,
+                                                    parentPath: place.parentItemID == nil ? place.parentPath : nil,
+                                                    recordID: place.recordID, objectName: place.objectName))
+        track(saved.id!, ChangeOwner(ino: node.ino, parent: parent), upload: false)
+        return node
+    }
+
+    // MARK: Removing
+
+    /// `unlink` and `rmdir`.
+    func remove(parent: UInt64, name: String, directory: Bool) async throws {
+        _ = try tree.place(ofDirectory: parent)
+        guard var node = try await tree.child(of: parent, named: name) else { throw NamespaceError.notFound }
+        if directory {
+            guard node.type == .directory else { throw NamespaceError.notDirectory }
+            guard try await tree.list(node.ino).isEmpty else { throw NamespaceError.notEmpty }
+        } else if node.type == .directory {
+            throw NamespaceError.isDirectory
+        }
+        node = try await settle(node, withdrawing: true)
+        tree.detach(node.ino)
+        if let session = lock.withLock({ sessions[node.ino] }) { session.unlinked = true }
+        if let shadow = lock.withLock({ shadows.first(where: { $0.value.ino == node.ino })?.value }) {
+            lock.withLock { shadows[shadow.itemID] = nil }
+            try removeRemote(itemID: shadow.itemID, node: node, parent: shadow.parent)
+        } else if let itemID = node.itemID, !node.localOnly {
+            try removeRemote(itemID: itemID, node: node, parent: parent)
+        } else if let file = node.stagedFile, lock.withLock({ sessions[node.ino] == nil }) {
+            try staging.remove(file)
+        }
+    }
+
+    private func removeRemote(itemID: String, node: NodeSnapshot, parent: UInt64) throws {
+        let place = try tree.place(ofDirectory: parent)
+        tree.hide(itemID)
+        let saved = try engine.record(PendingChange(kind: .delete, driveID: place.driveID, name: node.name, itemID: itemID,
+                                                    recordID: place.recordID, objectName: place.objectName))
+        track(saved.id!, ChangeOwner(ino: node.ino, parent: parent, hiddenItem: itemID), upload: false)
+    }
+
+    /// Waits for a node's change that is being sent, so what follows knows the item it made; with
+    /// `withdrawing` (the node is going away), first withdraws its uploads and folder creations that have
+    /// not started. Returns the node as it is then.
+    private func settle(_ node: NodeSnapshot, withdrawing: Bool) async throws -> NodeSnapshot {
+        let ids = lock.withLock { pending[node.ino] ?? [] }
+        for id in ids.sorted() {
+            guard let change = try support.journal.change(id: id) else { continue }
+            if change.state == .staged && !withdrawing { continue }
+            if withdrawing, change.kind == .upload || change.kind == .createFolder, try engine.withdraw(id) {
+                forget(id)
+                if change.kind == .upload { tree.setLocal(node.ino, stagedFile: .some(nil)) }
+                continue
+            }
+            try? await engine.wait(for: id)
+        }
+        return tree.current(node.ino) ?? node
+    }
+
+    // MARK: Renaming
+
+    func rename(parent: UInt64, name: String, to newParent: UInt64, newName: String, noReplace: Bool) async throws {
+        let from = try tree.place(ofDirectory: parent)
+        let to = try tree.place(ofDirectory: newParent)
+        guard let found = try await tree.child(of: parent, named: name) else { throw NamespaceError.notFound }
+        let targetLocal = try check(newName, isFolder: found.type == .directory)
+        let target = try await tree.child(of: newParent, named: newName)
+        if let target {
+            if target.ino == found.ino { return }
+            if noReplace { throw NamespaceError.exists }
+            if target.type == .directory && found.type != .directory { throw NamespaceError.isDirectory }
+            if target.type != .directory && found.type == .directory { throw NamespaceError.notDirectory }
+            if target.type == .directory, try await !tree.list(target.ino).isEmpty { throw NamespaceError.notEmpty }
+        }
+        _ = from
+        var replacedItem: (id: String, eTag: String?)?
+        if let target {
+            let settled = try await settle(target, withdrawing: true)
+            if let itemID = settled.itemID, !settled.localOnly { replacedItem = (itemID, settled.eTag) }
+            if let file = settled.stagedFile, lock.withLock({ sessions[settled.ino] == nil }) { try? staging.remove(file) }
+        }
+        let source = try await settle(found, withdrawing: false)
+        try tree.move(source.ino, to: newParent, name: newName)
+
+        let shadow = lock.withLock { shadows.first(where: { $0.value.ino == source.ino })?.value }
+        let sourceRemote = !source.localOnly && source.itemID != nil
+        switch (sourceRemote || shadow != nil, targetLocal) {
+        case (true, true) where shadow == nil:
+            // A document renamed to a temporary name: the service keeps it where it was, for now.
+            lock.withLock { shadows[source.itemID!] = Shadow(ino: source.ino, itemID: source.itemID!, eTag: source.eTag, parent: parent, name: name) }
+            tree.setLocal(source.ino, localOnly: true)
+        case (true, true):
+            break  // a temporary name to another temporary name
+        case (false, true):
+            // Bytes not sent yet become local-only: their upload is withdrawn.
+            for id in lock.withLock({ pending[source.ino] ?? [] }) where try engine.withdraw(id) { forget(id) }
+            tree.setLocal(source.ino, localOnly: true)
+        case (true, false):
+            let itemID = shadow?.itemID ?? source.itemID!
+            if let shadow { lock.withLock { shadows[shadow.itemID] = nil } }
+            if let replacedItem, replacedItem.id != itemID {
+                try removeRemote(itemID: replacedItem.id, node: source, parent: newParent)
+            }
+            if shadow?.parent == newParent && shadow?.name == newName {
+                tree.setLocal(source.ino, localOnly: false)
+            } else {
+                tree.setLocal(source.ino, localOnly: false)
+                let saved = try engine.record(PendingChange(kind: .move, driveID: to.driveID, name: newName, itemID: itemID,
+                                                            parentItemID: to.parentItemID, parentPath: to.parentItemID == nil ? to.parentPath : nil,
+                                                            recordID: to.recordID, objectName: to.objectName))
+                track(saved.id!, ChangeOwner(ino: source.ino, parent: newParent), upload: false)
+            }
+        case (false, false):
+            // Not on the service yet (a new document, or a temporary file given its final name): its bytes
+            // go up under the new name, replacing the document that had it.
+            tree.setLocal(source.ino, localOnly: false)
+            let reused = replacedItem ?? takeShadow(parent: newParent, name: newName).map { ($0.itemID, $0.eTag) }
+            if source.type == .directory {
+                for id in lock.withLock({ pending[source.ino] ?? [] }) {
+                    try engine.amend(id) { change in
+                        change.name = newName
+                        change.parentItemID = to.parentItemID
+                        change.parentPath = to.parentItemID == nil ? to.parentPath : nil
+                    }
+                }
+            } else {
+                try restage(source.ino, itemID: reused?.id, baseETag: reused?.eTag)
+            }
+        }
+    }
+
+    /// Puts a document's local bytes (staged, or being written) into a new upload change for its current
+    /// name and place, replacing `itemID` when given.
+    private func restage(_ ino: UInt64, itemID: String?, baseETag: String?) throws {
+        if let session = lock.withLock({ sessions[ino] }) {
+            session.itemID = itemID ?? session.itemID
+            session.baseETag = baseETag
+            if let id = session.changeID, try engine.withdraw(id) { forget(id) }
+            session.changeID = nil
+            session.dirty = true
+            session.submitted = false
+            try commit(session)
+            return
+        }
+        guard let node = tree.current(ino), let file = node.stagedFile else { return }
+        for id in lock.withLock({ pending[ino] ?? [] }) {
+            if let change = try support.journal.change(id: id), change.kind == .upload {
+                // Keep the bytes: withdrawing would delete the staged file, so the old change is amended instead.
+                if try engine.amend(id, { change in
+                    change.name = node.name
+                    change.itemID = itemID ?? change.itemID
+                    change.baseETag = baseETag ?? change.baseETag
+                }) {
+                    let place = try tree.place(ofDirectory: node.parent)
+                    try engine.amend(id) { change in
+                        change.parentItemID = place.parentItemID
+                        change.parentPath = place.parentItemID == nil ? place.parentPath : nil
+                        change.recordID = place.recordID
+                        change.objectName = place.objectName
+                    }
+                    return
+                }
+            }
+        }
+        let place = try tree.place(ofDirectory: node.parent)
+        let size = ((try? FileManager.default.attributesOfItem(atPath: staging.path(of: file)))?[.size] as? NSNumber)?.int64Value ?? node.size
+        let saved = try engine.record(PendingChange(kind: .upload, driveID: place.driveID, name: node.name, itemID: itemID,
+                                                    parentItemID: place.parentItemID, parentPath: place.parentItemID == nil ? place.parentPath : nil,
+                                                    recordID: place.recordID, objectName: place.objectName, stagedFile: file, size: size,
+                                                    modified: node.modified, baseETag: baseETag))
+        track(saved.id!, ChangeOwner(ino: ino, parent: node.parent), upload: true)
+    }
+
+    private func takeShadow(parent: UInt64, name: String) -> Shadow? {
+        lock.withLock {
+            guard let shadow = shadows.values.first(where: { $0.parent == parent && $0.name == name }) else { return nil }
+            shadows[shadow.itemID] = nil
+            return shadow
+        }
+    }
+
+    // MARK: Status
+
+    /// `user.crmfs.sync` of a document.
+    func syncStatus(_ node: NodeSnapshot) -> String {
+        if node.localOnly { return "local-only" }
+        let (session, upload, others, note) = lock.withLock {
+            (sessions[node.ino], uploads[node.ino], pending[node.ino] ?? [], conflictNotes[node.ino])
+        }
+        if let session, session.dirty || session.changeID == nil && node.itemID == nil { return "pending" }
+        for id in [upload].compactMap({ $0 }) + others.sorted() {
+            if let status = engine.status(of: id) { return status.description }
+        }
+        return note ?? "clean"
+    }
+
+    /// `crmfs sync`: returns once every change is sent; throws when some gave up.
+    func drain() async throws {
+        try await engine.drain()
+        let failed = engine.givenUp
+        if !failed.isEmpty { throw WritebackError.gaveUp(failed.values.sorted().joined(separator: "; ")) }
+    }
+
+    // MARK: Engine outcomes
+
+    private func track(_ id: Int64, _ owner: ChangeOwner, upload: Bool) {
+        lock.withLock {
+            owners[id] = owner
+            pending[owner.ino, default: []].insert(id)
+            if upload { uploads[owner.ino] = id }
+        }
+        tree.pin(owner.ino)
+    }
+
+    /// Forgets a change that was withdrawn or is done; returns who it belonged to.
+    @discardableResult
+    private func forget(_ id: Int64) -> ChangeOwner? {
+        guard let owner = lock.withLock({ () -> ChangeOwner? in
+            guard let owner = owners.removeValue(forKey: id) else { return nil }
+            pending[owner.ino]?.remove(id)
+            if pending[owner.ino]?.isEmpty == true { pending[owner.ino] = nil }
+            if uploads[owner.ino] == id { uploads[owner.ino] = nil }
+            return owner
+        }) else { return nil }
+        tree.unpin(owner.ino)
+        return owner
+    }
+
+    private func settled(_ outcome: ChangeOutcome) {
+        switch outcome {
+        case .done(let change, let item):
+            guard let id = change.id, let owner = forget(id) else { return }
+            if let hidden = owner.hiddenItem { tree.reveal(hidden) }
+            if change.parentPath != nil, let folderID = change.parentItemID { tree.folderMade(owner.parent, itemID: folderID) }
+            guard let item else { return }
+            if change.kind == .upload, let node = tree.current(owner.ino), node.name != change.name {
+                // Kept both after a conflict: the copy went up under its own name; the user's name shows the remote one.
+                tree.setLocal(owner.ino, stagedFile: node.stagedFile == change.stagedFile ? .some(nil) : nil)
+                tree.expire(owner.parent)
+                return
+            }
+            tree.adopt(owner.ino, item: item, sentFile: change.stagedFile)
+        case .conflict(let change, let policy):
+            guard let id = change.id, let owner = lock.withLock({ owners[id] }) else { return }
+            let note: String
+            switch policy {
+            case .keepBoth: note = "conflict: the remote copy changed; yours is uploaded as \(WritebackEngine.conflictName(change.name, hostname: ProcessInfo.processInfo.hostName, date: Date()))"
+            case .localWins: note = "conflict: the remote copy changed; yours replaced it"
+            case .remoteWins:
+                note = "conflict: the remote copy changed and was kept; yours is in the state directory's conflicts/"
+                forget(id)
+                tree.setLocal(owner.ino, stagedFile: .some(nil))
+                tree.expire(owner.parent)
+            }
+            lock.withLock { conflictNotes[owner.ino] = note }
+        case .gaveUp(let change, let reason):
+            logger.error("not sent after retries; kept in the journal", metadata: ["name": "\(change.name)", "error": "\(reason)"])
+        }
+    }
+
+    private func copyFile(_ path: String, into descriptor: Int32) throws {
+        let source = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard source >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { Glibc.close(source) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var offset: off_t = 0
+        while true {
+            let count = buffer.withUnsafeMutableBytes { pread(source, $0.baseAddress, $0.count, offset) }
+            guard count >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            if count == 0 { return }
+            guard buffer.withUnsafeBytes({ pwrite(descriptor, $0.baseAddress, count, offset) }) == count else {
+                throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+            }
+            offset += off_t(count)
+        }
+    }
+}

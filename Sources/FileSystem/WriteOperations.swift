@@ -1,0 +1,146 @@
+import CFuse
+import Foundation
+import Namespace
+import Writeback
+
+/// The kernel's writing operations, answered through the write path. Refusals that come from the
+/// mount's rules (EPERM at the object and record levels, EINVAL for names SharePoint refuses) are
+/// logged with the rule, since the errno alone does not say it.
+extension CRMFileSystem {
+    /// Runs `body` on a task and answers its failure with the right errno, logging refusals.
+    func writing(_ request: Request, _ operation: String, _ name: String? = nil, _ body: @escaping @Sendable (LocalWrites) async throws -> Void) {
+        guard let writes else { request.error(EROFS); return }
+        Task {
+            do {
+                try await body(writes)
+            } catch {
+                switch error {
+                case NamespaceError.notPermitted(let reason), NamespaceError.invalid(let reason):
+                    logger.warning("\(operation) refused", metadata: ["name": "\(name ?? "")", "reason": "\(reason)"])
+                case NamespaceError.notFound, NamespaceError.exists, NamespaceError.notEmpty, NamespaceError.isDirectory, NamespaceError.notDirectory:
+                    break
+                default:
+                    logger.error("\(operation) failed", metadata: ["name": "\(name ?? "")", "error": "\(error)"])
+                }
+                request.fail(error)
+            }
+        }
+    }
+
+    func create(_ request: Request, parent: UInt64, name: String, info: FileInfo) {
+        writing(request, "create", name) { writes in
+            let (node, session) = try await writes.create(parent: parent, name: name)
+            var info = info
+            info.raw.fh = self.addHandle(.writer(session))
+            var reply = self.entry(self.tree.current(node.ino) ?? node)
+            fuse_reply_create(request.raw, &reply, &info.raw)
+        }
+    }
+
+    /// Writes go straight to the staged file, on the kernel's thread: a local pwrite needs no task.
+    func write(_ request: Request, handle: UInt64, bytes: UnsafeRawBufferPointer, offset: Int64) {
+        guard case .writer(let session) = self.handle(handle), let writes else { request.error(EBADF); return }
+        do {
+            let written = try writes.write(session, bytes, at: offset)
+            fuse_reply_write(request.raw, written)
+        } catch {
+            request.fail(error)
+        }
+    }
+
+    /// `flush` runs at every close(2): the bytes are durable and journaled before close returns.
+    func flush(_ request: Request, handle: UInt64) {
+        guard case .writer(let session) = self.handle(handle), let writes else { request.ok(); return }
+        do {
+            try writes.commit(session)
+            request.ok()
+        } catch {
+            logger.error("close could not make the file durable", metadata: ["error": "\(error)"])
+            request.fail(error)
+        }
+    }
+
+    /// `fsync` waits until the file is uploaded and linked; EIO once retries are exhausted.
+    func fsync(_ request: Request, handle: UInt64) {
+        guard case .writer(let session) = self.handle(handle) else { request.ok(); return }
+        writing(request, "fsync") { writes in
+            do {
+                try await writes.fsync(session)
+            } catch let error as WritebackError {
+                self.logger.error("fsync: upload gave up", metadata: ["error": "\(error)"])
+                throw POSIXError(.EIO)
+            }
+            request.ok()
+        }
+    }
+
+    func setattr(_ request: Request, ino: UInt64, attributes: stat, fields: Int32, handle: UInt64?) {
+        let sizeChange = fields & FUSE_SET_ATTR_SIZE != 0 ? Int64(attributes.st_size) : nil
+        let modified: Date? = if fields & FUSE_SET_ATTR_MTIME_NOW != 0 {
+            Date()
+        } else if fields & FUSE_SET_ATTR_MTIME != 0 {
+            Date(timeIntervalSince1970: Double(attributes.st_mtim.tv_sec) + Double(attributes.st_mtim.tv_nsec) / 1e9)
+        } else {
+            nil
+        }
+        let session: WriteSession? = handle.flatMap { if case .writer(let session) = self.handle($0) { session } else { nil } }
+        writing(request, "setattr") { writes in
+            var node = try await self.tree.attributes(ino)
+            if sizeChange != nil, node.level != .document || node.type != .file {
+                throw NamespaceError.notPermitted("only documents can be truncated")
+            }
+            if let size = sizeChange {
+                if let session { try writes.truncate(session, to: size) } else { try await writes.truncate(node, to: size) }
+            }
+            // Times of directories are accepted and not sent: SharePoint sets a folder's own.
+            if let modified, node.type == .file {
+                node = self.tree.current(ino) ?? node
+                try writes.setModified(node, to: modified)
+            }
+            // Mode and owner changes are accepted and have no effect: SharePoint has no such thing.
+            var reply = self.stat(self.tree.current(ino) ?? node)
+            fuse_reply_attr(request.raw, &reply, self.options.attributeTimeout)
+        }
+    }
+
+    func mkdir(_ request: Request, parent: UInt64, name: String) {
+        writing(request, "mkdir", name) { writes in
+            var reply = self.entry(try await writes.mkdir(parent: parent, name: name))
+            fuse_reply_entry(request.raw, &reply)
+        }
+    }
+
+    func remove(_ request: Request, parent: UInt64, name: String, directory: Bool) {
+        writing(request, directory ? "rmdir" : "unlink", name) { writes in
+            try await writes.remove(parent: parent, name: name, directory: directory)
+            request.ok()
+        }
+    }
+
+    func rename(_ request: Request, parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32) {
+        // RENAME_EXCHANGE has no SharePoint counterpart.
+        if flags & 2 != 0 { request.error(EINVAL); return }
+        writing(request, "rename", "\(name) -> \(newName)") { writes in
+            try await writes.rename(parent: parent, name: name, to: newParent, newName: newName, noReplace: flags & 1 != 0)
+            request.ok()
+        }
+    }
+
+    /// `user.sp.COLUMN` and `user.crm.FIELD` go to the services at once; `user.crmfs.sync` on the
+    /// mount's root waits for every pending change (what `crmfs sync` does).
+    func setxattr(_ request: Request, ino: UInt64, name: String, value: String?) {
+        guard name.hasPrefix("user.") else { request.error(EOPNOTSUPP); return }
+        writing(request, "setxattr", name) { writes in
+            if name == "user.crmfs.sync" && ino == Tree.rootIno {
+                do { try await writes.drain() } catch { throw POSIXError(.EIO) }
+            } else if name.hasPrefix("user.sp.") {
+                try await self.tree.setColumn(ino, column: String(name.dropFirst("user.sp.".count)), text: value)
+            } else if name.hasPrefix("user.crm.") {
+                try await self.tree.setRecordField(ino, field: String(name.dropFirst("user.crm.".count)), text: value)
+            } else {
+                throw NamespaceError.notPermitted("\(name) is read-only")
+            }
+            request.ok()
+        }
+    }
+}

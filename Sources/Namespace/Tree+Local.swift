@@ -1,0 +1,209 @@
+import CRM
+import Foundation
+import Graph
+
+/// Where a change made in a directory goes in the library: the folder's item when it exists remotely,
+/// and always its path below the drive root (a record's folder may not exist before its first document).
+public struct WritePlace: Sendable, Equatable {
+    public var driveID: String
+    public var parentItemID: String?
+    public var parentPath: String
+    public var recordID: String
+    /// The record's CRM object (`Account`).
+    public var objectName: String
+}
+
+/// The mount's own changes to the table: files and folders made, renamed, written and removed through it.
+/// These change only what the mount shows; sending them to the services is the write-back engine's job.
+extension Tree {
+    /// The place for documents in directory `ino`. Only record directories and folders below them hold
+    /// documents; the root and object directories mirror the CRM and answer EPERM.
+    public func place(ofDirectory ino: UInt64) throws -> WritePlace {
+        try lock.withLock {
+            guard let directory = nodes[ino] else { throw NamespaceError.notFound }
+            guard directory.type == .directory else { throw NamespaceError.notDirectory }
+            switch directory.key {
+            case .root:
+                throw NamespaceError.notPermitted("the top level holds one directory per configured CRM object; it cannot be changed")
+            case .object(let index):
+                throw NamespaceError.notPermitted("\(config.objects[index].directory) lists \(config.objects[index].object) records from Salesforce; records are not made or renamed through the mount")
+            case .record, .item, .local:
+                guard let objectIndex = directory.objectIndex, let recordID = directory.recordID else { throw NamespaceError.notFound }
+                let object = config.objects[objectIndex]
+                guard let template = object.folderTemplate, let path = try path(of: directory, recordFolder: template) else {
+                    throw NamespaceError.notPermitted("\(object.directory) has no `folder` template in the config, so its documents have nowhere to go")
+                }
+                let parentItemID: String? = switch directory.key {
+                case .record: directory.folderItemID
+                case .item(let id): id
+                default: nil
+                }
+                return WritePlace(driveID: driveID, parentItemID: parentItemID, parentPath: path, recordID: recordID, objectName: object.object)
+            }
+        }
+    }
+
+    /// A directory's path below the drive root (lock held).
+    private func path(of directory: Node, recordFolder template: String) throws -> String? {
+        var names: [String] = []
+        var current = directory
+        while true {
+            switch current.key {
+            case .record(let id):
+                guard let record = current.record else { return nil }
+                return ([Self.folderPath(template, record: record, recordID: id)] + names.reversed()).joined(separator: "/")
+            case .item, .local:
+                names.append(current.name)
+                guard let parent = nodes[current.parent] else { throw NamespaceError.notFound }
+                current = parent
+            case .root, .object:
+                return nil
+            }
+        }
+    }
+
+    /// The entry `name` of a loaded directory, without counting a kernel reference.
+    public func child(of parent: UInt64, named name: String) async throws -> NodeSnapshot? {
+        _ = try await list(parent)
+        return lock.withLock {
+            nodes[parent]?.childIndex[name].flatMap { nodes[$0] }.map { $0.snapshot(driveID: driveID) }
+        }
+    }
+
+    /// A node, as the mount sees it now (no refresh).
+    public func current(_ ino: UInt64) -> NodeSnapshot? {
+        lock.withLock { nodes[ino]?.snapshot(driveID: driveID) }
+    }
+
+    /// Adds a file or folder made through the mount; counts the kernel reference its reply makes.
+    public func addLocal(parent: UInt64, name: String, type: NodeType, stagedFile: String?, localOnly: Bool, modified: Date = Date()) throws -> NodeSnapshot {
+        try lock.withLock {
+            guard let directory = nodes[parent] else { throw NamespaceError.notFound }
+            let key = NodeKey.local(nextLocalKey)
+            nextLocalKey += 1
+            let node = node(for: key, parent: parent, name: name, type: type)
+            node.objectIndex = directory.objectIndex
+            node.recordID = directory.recordID
+            node.stagedFile = stagedFile
+            node.localOnly = localOnly
+            node.modified = modified
+            node.changed = modified
+            node.created = modified
+            node.lookups += 1
+            if type == .directory { setChildren(node, []) }
+            insert(node, into: directory)
+            return node.snapshot(driveID: driveID)
+        }
+    }
+
+    /// New local facts of a node: its staged bytes, size, mtime, whether it stays local.
+    @discardableResult
+    public func setLocal(_ ino: UInt64, stagedFile: String?? = nil, size: Int64? = nil, modified: Date? = nil, localOnly: Bool? = nil) -> NodeSnapshot? {
+        lock.withLock {
+            guard let node = nodes[ino] else { return nil }
+            if let stagedFile { node.stagedFile = stagedFile }
+            if let size { node.size = size }
+            if let modified { node.modified = modified }
+            if let localOnly { node.localOnly = localOnly }
+            node.changed = Date()
+            return node.snapshot(driveID: driveID)
+        }
+    }
+
+    /// Outstanding changes keep the mount's view of a node until the service has them.
+    public func pin(_ ino: UInt64) { lock.withLock { nodes[ino]?.pins += 1 } }
+    public func unpin(_ ino: UInt64) { lock.withLock { if let node = nodes[ino], node.pins > 0 { node.pins -= 1 } } }
+
+    /// A listing skips `itemID` until `reveal`: it was deleted or replaced through the mount and the service may not know yet.
+    public func hide(_ itemID: String) { lock.withLock { hiddenItems[itemID, default: 0] += 1 } }
+    public func reveal(_ itemID: String) {
+        lock.withLock {
+            guard let count = hiddenItems[itemID] else { return }
+            hiddenItems[itemID] = count > 1 ? count - 1 : nil
+        }
+    }
+
+    /// The service now has this node as `item` (an upload or a folder creation finished): it keeps its
+    /// inode number and is known by the item from now on. `stagedFile` is dropped if it is still the one sent.
+    public func adopt(_ ino: UInt64, item: DriveItem, sentFile: String?) {
+        lock.withLock {
+            guard let node = nodes[ino] else { return }
+            if let other = inodes[.item(item.id)], other != ino, let duplicate = nodes[other] {
+                // A listing saw the new item before we heard of it: the node the user has wins.
+                if let parent = nodes[duplicate.parent] { remove(duplicate, from: parent) }
+                nodes[other] = nil
+            }
+            if node.key != .item(item.id) {
+                inodes[node.key] = nil
+                node.key = .item(item.id)
+                inodes[node.key] = ino
+            }
+            let keepMine = node.stagedFile != nil && node.stagedFile != sentFile
+            node.item = item
+            if !keepMine {
+                node.stagedFile = nil
+                if node.type == .file, let size = item.size { node.size = size }
+            }
+            node.fetchedAt = Date()
+        }
+    }
+
+    /// A record directory's folder exists now (made for its first document).
+    public func folderMade(_ ino: UInt64, itemID: String) {
+        lock.withLock {
+            guard let node = nodes[ino] else { return }
+            if case .record = node.key, node.folderItemID == nil { node.folderItemID = itemID }
+        }
+    }
+
+    /// Moves a node in the table to `name` in `parent`, as rename(2); returns the node it replaced, if any.
+    @discardableResult
+    public func move(_ ino: UInt64, to parent: UInt64, name: String) throws -> NodeSnapshot? {
+        try lock.withLock {
+            guard let node = nodes[ino], let from = nodes[node.parent], let to = nodes[parent] else { throw NamespaceError.notFound }
+            var replaced: NodeSnapshot?
+            if let existing = to.childIndex[name], existing != ino, let target = nodes[existing] {
+                replaced = target.snapshot(driveID: driveID)
+                remove(target, from: to)
+            }
+            remove(node, from: from)
+            node.parent = parent
+            node.name = name
+            node.objectIndex = to.objectIndex
+            node.recordID = to.recordID
+            node.changed = Date()
+            insert(node, into: to)
+            return replaced
+        }
+    }
+
+    /// Takes a node out of its directory (unlink, rmdir). Its number lives on while the kernel holds it.
+    public func detach(_ ino: UInt64) {
+        lock.withLock {
+            guard let node = nodes[ino], let parent = nodes[node.parent] else { return }
+            remove(node, from: parent)
+        }
+    }
+
+    /// Lists the directory from the services at its next use.
+    public func expire(_ ino: UInt64) {
+        lock.withLock { nodes[ino]?.childrenLoadedAt = nil }
+    }
+
+    // MARK: Table (lock held)
+
+    private func insert(_ node: Node, into directory: Node) {
+        // Adding an entry does not make the rest of the listing any fresher: its load time stays.
+        let loadedAt = directory.childrenLoadedAt
+        var children = (directory.children ?? []).filter { $0.name != node.name && $0.ino != node.ino }.map { ($0.name, $0.ino) }
+        children.append((node.name, node.ino))
+        setChildren(directory, children)
+        directory.childrenLoadedAt = loadedAt
+    }
+
+    private func remove(_ node: Node, from directory: Node) {
+        let loadedAt = directory.childrenLoadedAt
+        setChildren(directory, (directory.children ?? []).filter { $0.ino != node.ino }.map { ($0.name, $0.ino) })
+        directory.childrenLoadedAt = loadedAt
+    }
+}
