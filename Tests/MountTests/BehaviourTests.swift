@@ -26,9 +26,9 @@ struct ExtendedAttributeTests {
         }
     }
 
-    @Test("a missing attribute is ENODATA, another namespace ENOTSUP, setting one EROFS: never EIO")
+    @Test("a missing attribute is ENODATA, another namespace ENOTSUP, setting one on a read-only mount EROFS: never EIO")
     func errnos() async throws {
-        try await withMount { mount in
+        try await withMount(options: ["ro"]) { mount in
             let path = mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")
             let codes = try await Tools.blocking { () -> [Int32] in
                 var results: [Int32] = []
@@ -47,9 +47,9 @@ struct ExtendedAttributeTests {
 
 @Suite("mount behaviour", .serialized)
 struct MountBehaviourTests {
-    @Test("writes of every kind answer EROFS")
+    @Test("with -o ro, writes of every kind answer EROFS")
     func readOnly() async throws {
-        try await withMount { mount in
+        try await withMount(options: ["ro"]) { mount in
             let record = mount.path("Accounts/Acme Corp")
             let codes = try await Tools.blocking { () -> [Int32] in
                 var results: [Int32] = []

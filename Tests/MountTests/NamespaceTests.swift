@@ -71,7 +71,7 @@ struct NamespaceTests {
             #expect((attributes[.size] as? NSNumber)?.int64Value == item.size)
             let expectedModified = ISO8601DateFormatter().date(from: item.fileSystemInfo!.lastModifiedDateTime!)!
             #expect(abs((attributes[.modificationDate] as! Date).timeIntervalSince(expectedModified)) < 1)
-            #expect((attributes[.posixPermissions] as? Int) == 0o444)
+            #expect((attributes[.posixPermissions] as? Int) == 0o644)
 
             let record = try await connections.salesforce.record("Account", id: SeededPaths.acmeID, fields: ["LastModifiedDate"])
             let recordModified = try FileManager.default.attributesOfItem(atPath: mount.path("Accounts/Acme Corp"))[.modificationDate] as! Date

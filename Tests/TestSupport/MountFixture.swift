@@ -22,6 +22,20 @@ public final class MountFixture: Sendable {
 
     public func path(_ relative: String) -> String { "\(mountpoint)/\(relative)" }
 
+    /// The daemon serving this mount (found by its command line).
+    public func daemonPID() async throws -> Int32? {
+        let found = try await Tools.run("/usr/bin/pgrep", ["-f", "crmfs mount .* \(mountpoint) -f"])
+        return found.output.split(separator: "\n").first.flatMap { Int32($0.trimmingCharacters(in: .whitespaces)) }
+    }
+
+    /// `crmfs sync` on this mount: waits until every change is sent.
+    public func sync() async throws -> Tools.Result {
+        try await Tools.run(Tools.crmfs, ["sync", mountpoint])
+    }
+
+    /// The mount's state directory (journal, staged files, log).
+    public var stateDirectory: String { sandbox.directory.appendingPathComponent("crmfs-state").path }
+
     /// Unmounts and waits until the daemon has let go of the mount point.
     /// Unmounts, retrying while the kernel still calls the mount busy (a reader's last requests can be in
     /// flight just after its close), then lazily: no test leaves a mount or a daemon behind.
@@ -46,11 +60,17 @@ public struct MountFailure: Error, CustomStringConvertible {
 }
 
 /// A sandbox and a mount of it for one test, both torn down afterwards.
+/// `editConfig` rewrites the sandbox's generated mount.conf first (link models, policies, writeback settings).
 public func withMount<T>(records: Int = 12, docsPerRecord: Int = 2, largeFile: Int64? = nil, bulkFolder: Int? = nil,
                          options: [String] = [], configure: (inout SandboxOptions) -> Void = { _ in },
+                         editConfig: ((String) -> String)? = nil,
                          _ body: (MountFixture) async throws -> T) async throws -> T {
     try await withSandbox(records: records, docsPerRecord: docsPerRecord, largeFile: largeFile, bulkFolder: bulkFolder,
                           separateProcess: true, configure: configure) { sandbox in
+        if let editConfig {
+            let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+            try editConfig(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        }
         let mount = try await MountFixture.mount(sandbox, options: options)
         do {
             let result = try await body(mount)

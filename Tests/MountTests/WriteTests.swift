@@ -1,0 +1,290 @@
+import CXattr
+import Foundation
+import Graph
+import HTTP
+import Services
+import Testing
+import TestSupport
+
+/// The write path through the kernel: ordinary tools write into record directories, and what lands in
+/// the sandbox (documents, versions, links, columns) is checked with the services' own clients.
+@Suite("writes through the mount", .serialized)
+struct WriteTests {
+    static let acme = "Accounts/Acme Corp"
+
+    /// The sandbox's view of the mount after `crmfs sync`.
+    struct Remote {
+        let mount: MountFixture
+        let connections: Connections
+        let driveID: String
+
+        init(_ mount: MountFixture) async throws {
+            self.mount = mount
+            connections = try mount.sandbox.connections()
+            driveID = try await mount.sandbox.info()["driveId"]!
+        }
+
+        func item(_ path: String) async throws -> DriveItem? {
+            do {
+                return try await connections.graph.item(driveID: driveID, path: path)
+            } catch let error as GraphError where error.isNotFound {
+                return nil
+            }
+        }
+
+        func bytes(_ path: String) async throws -> Data? {
+            guard let item = try await item(path) else { return nil }
+            return try await connections.graph.download(driveID: driveID, itemID: item.id).data
+        }
+
+        func names(_ folder: String) async throws -> Set<String> {
+            guard let item = try await item(folder) else { return [] }
+            return Set(try await connections.graph.children(driveID: driveID, itemID: item.id).compactMap(\.name))
+        }
+    }
+
+    static func random(_ count: Int) -> Data { Data((0..<count).map { _ in UInt8.random(in: 0...255) }) }
+
+    static func scratch() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-write-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    @Test("cp in and out keeps every byte: empty, small and 50 MiB files; overwrite, append, truncate and sparse writes")
+    func copyInAndOut() async throws {
+        try await withMount(records: 3, docsPerRecord: 1) { mount in
+            let local = try Self.scratch()
+            defer { try? FileManager.default.removeItem(at: local) }
+            let contents = ["empty.bin": Data(), "small.txt": Data("a small document\n".utf8), "large.bin": Self.random(50 << 20)]
+            for (name, data) in contents { try data.write(to: local.appendingPathComponent(name)) }
+            let copyIn = try await Tools.shell("cp '\(local.path)'/* '\(mount.path(Self.acme))/'")
+            #expect(copyIn.status == 0, "\(copyIn.errors)")
+            let back = local.appendingPathComponent("back")
+            try FileManager.default.createDirectory(at: back, withIntermediateDirectories: true)
+            let copyOut = try await Tools.shell(contents.keys.map { "cp '\(mount.path(Self.acme))/\($0)' '\(back.path)/'" }.joined(separator: " && "))
+            #expect(copyOut.status == 0, "\(copyOut.errors)")
+            for (name, data) in contents {
+                #expect(try Data(contentsOf: back.appendingPathComponent(name)) == data, "\(name) read back through the mount")
+            }
+
+            // Overwrite, append, truncate, and a sparse write past the end.
+            let replaced = Data("replaced\n".utf8)
+            try replaced.write(to: local.appendingPathComponent("replacement"))
+            #expect(try await Tools.shell("cp '\(local.path)/replacement' '\(mount.path(Self.acme))/small.txt'").status == 0)
+            #expect(try await Tools.shell("printf 'more\\n' >> '\(mount.path(Self.acme))/small.txt'").status == 0)
+            #expect(try await Tools.shell("truncate -s 1000 '\(mount.path(Self.acme))/large.bin'").status == 0)
+            let sparsePath = mount.path("\(Self.acme)/sparse.bin")
+            let sparseWritten = try await Tools.blocking { () -> Bool in
+                let descriptor = open(sparsePath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+                defer { close(descriptor) }
+                return pwrite(descriptor, "end", 3, 3 << 20) == 3 && pwrite(descriptor, "start", 5, 0) == 5
+            }
+            #expect(sparseWritten)
+            var sparse = Data(count: (3 << 20) + 3)
+            sparse.replaceSubrange(0..<5, with: Data("start".utf8))
+            sparse.replaceSubrange((3 << 20)..<((3 << 20) + 3), with: Data("end".utf8))
+            let expected: [String: Data] = [
+                "empty.bin": Data(), "small.txt": replaced + Data("more\n".utf8),
+                "large.bin": contents["large.bin"]!.prefix(1000), "sparse.bin": sparse,
+            ]
+            for (name, data) in expected {
+                #expect(try await Tools.read(mount.path("\(Self.acme)/\(name)")) == data, "\(name) through the mount before upload")
+            }
+
+            let sync = try await mount.sync()
+            #expect(sync.status == 0, "\(sync.errors)")
+            let remote = try await Remote(mount)
+            for (name, data) in expected {
+                #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/\(name)") == data, "\(name) in SharePoint")
+            }
+            let state = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", mount.path("\(Self.acme)/large.bin")])
+            #expect(state.output == "clean")
+        }
+    }
+
+    @Test("rename within a record, into a folder, across records and over a document; mkdir and rmdir")
+    func renamesAndFolders() async throws {
+        try await withMount(records: 3, docsPerRecord: 1) { mount in
+            let acme = mount.path(Self.acme)
+            let script = """
+                set -e
+                cd '\(acme)'
+                echo one > one.txt
+                echo two > two.txt
+                echo three > three.txt
+                mkdir Drafts Empty
+                mv one.txt renamed.txt
+                mv two.txt Drafts/two.txt
+                mv three.txt '../Contoso: EMEA/three.txt'
+                echo target > target.txt
+                """
+            let made = try await Tools.shell(script)
+            #expect(made.status == 0, "\(made.errors)")
+            #expect(try await mount.sync().status == 0)
+            let remote = try await Remote(mount)
+            let target = try #require(try await remote.item("\(SeededPaths.acmeFolder)/target.txt"))
+            let renamed = try #require(try await remote.item("\(SeededPaths.acmeFolder)/renamed.txt"))
+
+            // Over an existing document: the source keeps its identity, the target's is gone.
+            let over = try await Tools.shell("cd '\(acme)' && mv renamed.txt target.txt && rmdir Empty && mv Drafts Final")
+            #expect(over.status == 0, "\(over.errors)")
+            let notEmpty = try await Tools.blocking { () -> Int32 in errno = 0; _ = rmdir("\(acme)/Final"); return errno }
+            #expect(notEmpty == ENOTEMPTY)
+            #expect(try await mount.sync().status == 0)
+
+            let names = try await remote.names(SeededPaths.acmeFolder)
+            #expect(names.contains("target.txt") && names.contains("Final") && !names.contains("renamed.txt") && !names.contains("Empty") && !names.contains("Drafts"))
+            let now = try #require(try await remote.item("\(SeededPaths.acmeFolder)/target.txt"))
+            #expect(now.id == renamed.id && now.id != target.id)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/target.txt") == Data("one\n".utf8))
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/Final/two.txt") == Data("two\n".utf8))
+            // Across records: the document now lives in the other record's folder.
+            let movedID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", mount.path("Accounts/Contoso: EMEA/three.txt")]).output
+            let moved = try await remote.connections.graph.item(driveID: remote.driveID, itemID: movedID)
+            #expect(moved.parentReference?.path?.contains("Contoso") == true, "\(String(describing: moved.parentReference?.path))")
+            #expect(try await remote.connections.graph.download(driveID: remote.driveID, itemID: movedID).data == Data("three\n".utf8))
+            #expect(try await remote.item("\(SeededPaths.acmeFolder)/three.txt") == nil)
+        }
+    }
+
+    @Test("names SharePoint refuses fail at create, mkdir and rename with EINVAL; the object level answers EPERM; both are logged")
+    func refusals() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            let acme = mount.path(Self.acme)
+            let codes = try await Tools.blocking { () -> [Int32] in
+                var results: [Int32] = []
+                errno = 0; _ = open("\(acme)/a:b.txt", O_WRONLY | O_CREAT, 0o644); results.append(errno)
+                errno = 0; _ = open("\(acme)/trailing ", O_WRONLY | O_CREAT, 0o644); results.append(errno)
+                errno = 0; _ = mkdir("\(acme)/folder.", 0o755); results.append(errno)
+                errno = 0; _ = mkdir("\(acme)/CON", 0o755); results.append(errno)
+                let good = open("\(acme)/good.txt", O_WRONLY | O_CREAT, 0o644); close(good)
+                errno = 0; _ = rename("\(acme)/good.txt", "\(acme)/bad|name.txt"); results.append(errno)
+                errno = 0; _ = mkdir("\(acme)/../New Account", 0o755); results.append(errno)
+                errno = 0; _ = open("\(acme)/../loose.txt", O_WRONLY | O_CREAT, 0o644); results.append(errno)
+                errno = 0; _ = rename(acme, "\(acme) renamed"); results.append(errno)
+                return results
+            }
+            #expect(codes == [EINVAL, EINVAL, EINVAL, EINVAL, EINVAL, EPERM, EPERM, EPERM])
+            let log = try String(contentsOfFile: "\(mount.stateDirectory)/crmfs.log", encoding: .utf8)
+            #expect(log.contains("the character ':'"))
+            #expect(log.contains("records are not made or renamed through the mount"))
+            // chmod and chown succeed and change nothing remotely, so cp -a and rsync -a work.
+            let modes = try await Tools.shell("chmod 600 '\(acme)/good.txt' && chown 0:0 '\(acme)/good.txt'")
+            #expect(modes.status == 0, "\(modes.errors)")
+        }
+    }
+
+    @Test("rsync -a of 300 files, then again: the second run transfers nothing, also after a remount")
+    func rsyncTwice() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let local = try Self.scratch()
+            defer { try? FileManager.default.removeItem(at: local) }
+            for folder in 0..<3 {
+                let directory = local.appendingPathComponent("part \(folder)")
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                for index in 0..<100 { try Data("document \(folder)-\(index)\n".utf8).write(to: directory.appendingPathComponent("doc-\(index).txt")) }
+            }
+            let first = try await MountFixture.mount(sandbox)
+            let target = first.path("\(Self.acme)/Synced/")
+            let run1 = try await Tools.run("/usr/bin/rsync", ["-a", "--stats", local.path + "/", target])
+            #expect(run1.status == 0, "\(run1.errors)")
+            #expect(run1.output.contains("Number of regular files transferred: 300"))
+            #expect(try await first.sync().status == 0)
+            let run2 = try await Tools.run("/usr/bin/rsync", ["-a", "--stats", local.path + "/", target])
+            #expect(run2.output.contains("Number of regular files transferred: 0"), "\(run2.output)")
+            await first.unmount()
+
+            let second = try await MountFixture.mount(sandbox)
+            defer { Task { await second.unmount() } }
+            let run3 = try await Tools.run("/usr/bin/rsync", ["-a", "--stats", local.path + "/", second.path("\(Self.acme)/Synced/")])
+            #expect(run3.output.contains("Number of regular files transferred: 0"), "after a remount: \(run3.output)")
+            let remote = try await Remote(second)
+            let names = try await remote.names("\(SeededPaths.acmeFolder)/Synced/part 1")
+            #expect(names.count == 100 && names.allSatisfy { $0.hasPrefix("doc-") }, "no rsync temporaries: \(names.filter { !$0.hasPrefix("doc-") })")
+            let local1 = try FileManager.default.attributesOfItem(atPath: local.appendingPathComponent("part 1/doc-7.txt").path)[.modificationDate] as! Date
+            let mounted = try FileManager.default.attributesOfItem(atPath: second.path("\(Self.acme)/Synced/part 1/doc-7.txt"))[.modificationDate] as! Date
+            #expect(abs(local1.timeIntervalSince(mounted)) < 1)
+            await second.unmount()
+        }
+    }
+
+    @Test("an office-style save (lock file, temp file, rename over the original) is one new version, with no lock or temp file in SharePoint")
+    func officeSave() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            let acme = mount.path(Self.acme)
+            #expect(try await Tools.shell("echo 'first draft' > '\(acme)/Plan.odt'").status == 0)
+            #expect(try await mount.sync().status == 0)
+            let remote = try await Remote(mount)
+            let before = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Plan.odt"))
+            let versionsBefore = try await remote.connections.graph.versions(driveID: remote.driveID, itemID: before.id).count
+
+            let save = """
+                set -e
+                cd '\(acme)'
+                echo 'locked by me' > '.~lock.Plan.odt#'
+                echo 'second draft' > lu12345.tmp
+                mv lu12345.tmp Plan.odt
+                rm '.~lock.Plan.odt#'
+                """
+            #expect(try await Tools.shell(save).status == 0)
+            // vim's way: the original renamed to a backup, a new file written, the backup removed.
+            #expect(try await Tools.shell("cd '\(acme)' && mv Plan.odt Plan.odt~ && echo 'third draft' > Plan.odt && rm Plan.odt~").status == 0)
+            #expect(try await mount.sync().status == 0)
+            let after = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Plan.odt"))
+            #expect(after.id == before.id, "the document keeps its identity and history")
+            let versionsAfter = try await remote.connections.graph.versions(driveID: remote.driveID, itemID: after.id).count
+            #expect(versionsAfter == versionsBefore + 2, "one version per save: \(versionsBefore) -> \(versionsAfter)")
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/Plan.odt") == Data("third draft\n".utf8))
+            let names = try await remote.names(SeededPaths.acmeFolder)
+            #expect(!names.contains { $0.hasPrefix(".~lock") || $0.hasSuffix(".tmp") || $0.hasSuffix("~") }, "\(names)")
+        }
+    }
+
+    @Test("fsync returns once the file is uploaded; user.crmfs.sync says where a file stands")
+    func fsyncWaits() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            let path = mount.path("\(Self.acme)/fsynced.txt")
+            let synced = try await Tools.blocking { () -> Int32 in
+                let descriptor = open(path, O_WRONLY | O_CREAT, 0o644)
+                defer { close(descriptor) }
+                _ = write(descriptor, "durable", 7)
+                return fsync(descriptor)
+            }
+            #expect(synced == 0)
+            let remote = try await Remote(mount)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/fsynced.txt") == Data("durable".utf8), "there without crmfs sync")
+            let state = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", path])
+            #expect(state.output == "clean")
+            #expect(try await Tools.shell("echo lock > '\(mount.path(Self.acme))/.~lock.x#'").status == 0)
+            let local = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", mount.path("\(Self.acme)/.~lock.x#")])
+            #expect(local.output == "local-only")
+        }
+    }
+
+    @Test("setfattr on a column lands in SharePoint; a value of the wrong type is refused with EINVAL")
+    func columns() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            let file = mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")
+            #expect(try await Tools.run("setfattr", ["-n", "user.sp.DocumentType", "-v", "Quote", file]).status == 0)
+            #expect(try await Tools.run("setfattr", ["-n", "user.sp.Amount", "-v", "1250.5", file]).status == 0)
+            let bad = try await Tools.blocking { () -> [Int32] in
+                var results: [Int32] = []
+                errno = 0; _ = setxattr(file, "user.sp.Amount", "lots", 4, 0); results.append(errno)
+                errno = 0; _ = setxattr(file, "user.sp.Confidential", "perhaps", 7, 0); results.append(errno)
+                errno = 0; _ = setxattr(file, "user.sp.NoSuchColumn", "x", 1, 0); results.append(errno)
+                errno = 0; _ = setxattr(file, "user.sp.Modified", "x", 1, 0); results.append(errno)
+                errno = 0; _ = setxattr(file, "user.crm.Name", "x", 1, 0); results.append(errno)
+                return results
+            }
+            #expect(bad == [EINVAL, EINVAL, EINVAL, EPERM, EPERM])
+            let remote = try await Remote(mount)
+            let item = try #require(try await remote.item(SeededPaths.acmeContract))
+            let fields = try await remote.connections.graph.fields(driveID: remote.driveID, itemID: item.id)
+            #expect(fields["DocumentType"] == .string("Quote"))
+            #expect(fields["Amount"] == .number(1250.5))
+            let shown = try await Tools.run("getfattr", ["--only-values", "-n", "user.sp.DocumentType", file])
+            #expect(shown.output == "Quote")
+        }
+    }
+}
