@@ -249,7 +249,7 @@ public final class Tree: @unchecked Sendable {
         }
         let object = config.objects[objectIndex]
         var folderID = knownFolder
-        if folderID == nil, object.link == .folder, let folderTemplate = object.folderTemplate, let record {
+        if folderID == nil, let folderTemplate = object.folderTemplate, let record {
             if let split = RecordFolderIndex.split(folderTemplate),
                let folders = try await recordFolders.folders(in: split.parent, graph: graph, driveID: driveID,
                                                              pageSize: options.pageSize, timeout: options.attributeTimeout) {

@@ -42,12 +42,19 @@ public final class WritebackEngine: @unchecked Sendable {
     private var failures: [Int64: String] = [:]
     /// Changes whose staged file is still open for writing: not sent until released.
     private var held: Set<Int64> = []
-    /// The change being sent now: it can no longer be amended or withdrawn.
-    private var running: Int64?
+    /// Changes being sent now: they can no longer be amended or withdrawn.
+    private var running: Set<Int64> = []
+    /// Changes that failed wait until then before the next attempt.
+    private var notBefore: [Int64: ContinuousClock.Instant] = [:]
+    private var records: [String: ([String: JSONValue], ContinuousClock.Instant)] = [:]
+    /// How many uploads go at once.
+    let width: Int
     private var observers: [@Sendable (ChangeOutcome) -> Void] = []
 
     public init(journal: Journal, staging: StagingArea, uploader: Uploader, linker: Linker, graph: GraphClient, salesforce: SalesforceClient,
-                objects: [String: ObjectLinking], maxAttempts: Int = 5, retryDelay: Duration = .seconds(2), logger: Logger = Logger(label: "crmfs.writeback")) {
+                objects: [String: ObjectLinking], maxAttempts: Int = 5, retryDelay: Duration = .seconds(2), width: Int = 4,
+                logger: Logger = Logger(label: "crmfs.writeback")) {
+        self.width = max(1, width)
         self.journal = journal
         self.staging = staging
         self.uploader = uploader
@@ -102,7 +109,7 @@ public final class WritebackEngine: @unchecked Sendable {
     @discardableResult
     public func amend(_ id: Int64, _ update: (inout PendingChange) -> Void) throws -> Bool {
         try lock.withLock {
-            guard running != id, let change = try journal.change(id: id), change.state == .staged else { return false }
+            guard !running.contains(id), let change = try journal.change(id: id), change.state == .staged else { return false }
             try journal.update(id: id, update)
             return true
         }
@@ -113,7 +120,7 @@ public final class WritebackEngine: @unchecked Sendable {
     @discardableResult
     public func withdraw(_ id: Int64) throws -> Bool {
         try lock.withLock {
-            guard running != id, let change = try journal.change(id: id), change.state == .staged || change.state == .failed else { return false }
+            guard !running.contains(id), let change = try journal.change(id: id), change.state == .staged || change.state == .failed else { return false }
             try journal.complete(id: id)
             held.remove(id)
             failures[id] = nil
@@ -142,7 +149,7 @@ public final class WritebackEngine: @unchecked Sendable {
     public func wait(for id: Int64) async throws {
         while true {
             if let failure = lock.withLock({ failures[id] }) { throw WritebackError.gaveUp(failure) }
-            guard try journal.change(id: id) != nil || lock.withLock({ running == id }) else { return }
+            guard try journal.change(id: id) != nil || lock.withLock({ running.contains(id) }) else { return }
             try await Task.sleep(for: .milliseconds(50))
         }
     }
@@ -154,23 +161,71 @@ public final class WritebackEngine: @unchecked Sendable {
         }
     }
 
-    private func isRunnable(_ change: PendingChange) -> Bool {
-        change.state != .conflict && lock.withLock { failures[change.id ?? -1] == nil && !held.contains(change.id ?? -1) }
+    private func isRunnable(_ change: PendingChange, now: ContinuousClock.Instant) -> Bool {
+        guard let id = change.id, change.state != .conflict else { return false }
+        return lock.withLock { failures[id] == nil && !held.contains(id) && (notBefore[id].map { $0 <= now } ?? true) }
     }
 
     /// Marks `change` as being sent, unless it was withdrawn or held meanwhile; returns it as the journal has it now.
     private func claim(_ change: PendingChange) -> PendingChange? {
         lock.withLock {
-            guard let id = change.id, !held.contains(id), let current = try? journal.change(id: id) else { return nil }
-            running = id
+            guard let id = change.id, !held.contains(id), !running.contains(id), let current = try? journal.change(id: id) else { return nil }
+            running.insert(id)
             return current
         }
+    }
+
+    /// Which changes may start now, in journal order, as if sent one by one: uploads of different
+    /// documents go side by side (up to `width`); anything else (folders, moves, deletes, columns) waits
+    /// for every earlier change and holds back every later one, since it may be what they rely on.
+    private func startable(_ outstanding: [PendingChange]) -> [PendingChange] {
+        let now = ContinuousClock.now
+        let active = lock.withLock { running }
+        var slots = width - active.count
+        var earlierKeys: Set<String> = []
+        var chosen: [PendingChange] = []
+        var earlierPending = false
+        for change in outstanding {
+            guard let id = change.id else { continue }
+            let isUpload = change.kind == .upload
+            if active.contains(id) {
+                if !isUpload { return chosen }  // a barrier is under way
+                earlierKeys.insert(Self.documentKey(change))
+                earlierPending = true
+                continue
+            }
+            guard isRunnable(change, now: now) else {
+                if isUpload { earlierKeys.insert(Self.documentKey(change)) }
+                continue
+            }
+            if !isUpload {
+                if earlierPending || !active.isEmpty || !chosen.isEmpty { return chosen }
+                return [change]
+            }
+            let key = Self.documentKey(change)
+            if earlierKeys.contains(key) { continue }
+            earlierKeys.insert(key)
+            earlierPending = true
+            if slots > 0 {
+                chosen.append(change)
+                slots -= 1
+            }
+        }
+        return chosen
+    }
+
+    /// What two uploads must not share to go side by side: the document they write.
+    private static func documentKey(_ change: PendingChange) -> String {
+        change.itemID ?? "\(change.parentItemID ?? change.parentPath ?? "")/\(change.name.lowercased())"
     }
 
     /// Tells the observers, then lets waiters go: a waiter sees the mount already updated.
     private func finished(_ outcome: ChangeOutcome) {
         for observer in lock.withLock({ observers }) { observer(outcome) }
-        lock.withLock { running = nil }
+        let id: Int64? = switch outcome {
+        case .done(let change, _), .conflict(let change, _), .gaveUp(let change, _): change.id
+        }
+        lock.withLock { if let id { running.remove(id); notBefore[id] = nil } }
     }
 
     /// Records a change; a held one waits for `release`. Under the engine's lock, so it cannot be sent
@@ -232,41 +287,63 @@ public final class WritebackEngine: @unchecked Sendable {
     }
 
     private func run() async {
-        while !Task.isCancelled {
-            let next = (try? journal.outstanding())?.first(where: isRunnable)
-            guard let found = next else {
-                await sleepUntilKicked()
-                continue
-            }
-            guard let change = claim(found) else { continue }
-            defer { lock.withLock { running = nil } }
-            do {
-                try await process(change)
-            } catch {
-                let attempts = (try? journal.update(id: change.id!) { $0.attempts += 1; $0.lastError = "\(error)" })?.attempts ?? maxAttempts
-                logger.warning("change failed", metadata: ["name": "\(change.name)", "attempt": "\(attempts)", "error": "\(error)"])
-                if case UploadFailure.conflict = error {
-                    do {
-                        try await resolveConflict(id: change.id!)
-                        finished(.conflict(change, objects[change.objectName ?? ""]?.conflictPolicy ?? .keepBoth))
-                    } catch {
-                        logger.error("conflict not settled", metadata: ["name": "\(change.name)", "error": "\(error)"])
-                        lock.withLock { failures[change.id!] = "conflict not settled: \(error)" }
+        await withTaskGroup(of: Void.self) { group in
+            while !Task.isCancelled {
+                let outstanding = (try? journal.outstanding()) ?? []
+                let ready = startable(outstanding)
+                let started = ready.compactMap(claim)
+                for change in started {
+                    group.addTask {
+                        await self.send(change)
+                        self.kick()
                     }
-                    continue
                 }
-                if attempts >= maxAttempts {
-                    lock.withLock { failures[change.id!] = "\(error)" }
-                    logger.error("change given up after retries; it stays in the journal for the next mount", metadata: ["name": "\(change.name)", "error": "\(error)"])
-                    finished(.gaveUp(change, "\(error)"))
-                } else {
-                    try? await Task.sleep(for: retryDelay * attempts)
+                if started.isEmpty { await sleepUntilKicked(orAfter: nextRetry()) }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Sends one change; a failure is retried later (with backoff) or, after `maxAttempts`, given up.
+    private func send(_ change: PendingChange) async {
+        guard let id = change.id else { return }
+        defer { lock.withLock { _ = running.remove(id) } }
+        do {
+            try await process(change)
+        } catch {
+            let attempts = (try? journal.update(id: id) { $0.attempts += 1; $0.lastError = "\(error)" })?.attempts ?? maxAttempts
+            logger.warning("change failed", metadata: ["name": "\(change.name)", "attempt": "\(attempts)", "error": "\(error)"])
+            if case UploadFailure.conflict = error {
+                do {
+                    try await resolveConflict(id: id)
+                    finished(.conflict(change, objects[change.objectName ?? ""]?.conflictPolicy ?? .keepBoth))
+                } catch {
+                    logger.error("conflict not settled", metadata: ["name": "\(change.name)", "error": "\(error)"])
+                    lock.withLock { failures[id] = "conflict not settled: \(error)" }
                 }
+                return
+            }
+            if attempts >= maxAttempts {
+                lock.withLock { failures[id] = "\(error)" }
+                logger.error("change given up after retries; it stays in the journal for the next mount", metadata: ["name": "\(change.name)", "error": "\(error)"])
+                finished(.gaveUp(change, "\(error)"))
+            } else {
+                lock.withLock { notBefore[id] = .now + retryDelay * attempts }
             }
         }
     }
 
-    private func sleepUntilKicked() async {
+    /// When the earliest change waiting out its backoff may go again.
+    private func nextRetry() -> Duration? {
+        lock.withLock {
+            let now = ContinuousClock.now
+            return notBefore.values.filter { $0 > now }.min().map { $0 - now }
+        }
+    }
+
+    private func sleepUntilKicked(orAfter delay: Duration? = nil) async {
+        let timer = delay.map { delay in Task { try? await Task.sleep(for: delay); self.kick() } }
+        defer { timer?.cancel() }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = lock.withLock { () -> Bool in
                 if pendingWake || Task.isCancelled { pendingWake = false; return true }
@@ -293,7 +370,8 @@ public final class WritebackEngine: @unchecked Sendable {
             if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName] {
                 try await linker.link(item, driveID: change.driveID, recordID: recordID, objectName: objectName, model: linking.model)
                 if !linking.mappings.isEmpty,
-                   try await stamp(item, driveID: change.driveID, objectName: objectName, recordID: recordID, mappings: linking.mappings) {
+                   try await stamp(item, driveID: change.driveID, objectName: objectName, recordID: recordID, mappings: linking.mappings,
+                                   isNew: change.itemID == nil && change.state != .linking) {
                     // Column values are part of the version: the document's eTag moved on.
                     item = try await graph.item(driveID: change.driveID, itemID: item.id)
                 }
@@ -360,11 +438,23 @@ public final class WritebackEngine: @unchecked Sendable {
 
     /// Writes the record's mapped fields into the document's columns, only those that differ: each
     /// column write is a new version in SharePoint, so an overwrite of a stamped document makes none.
+    /// A record's fields, read once per `recordTTL` however many documents of it are sent (an rsync of a
+    /// tree into one record would otherwise read the record once per file).
+    private func recordFields(_ objectName: String, id: String) async throws -> [String: JSONValue] {
+        let key = "\(objectName)/\(id)"
+        if let (fields, at) = lock.withLock({ records[key] }), ContinuousClock.now - at < Self.recordTTL { return fields }
+        let fields = try await salesforce.record(objectName, id: id).fields
+        lock.withLock { records[key] = (fields, .now) }
+        return fields
+    }
+
+    static let recordTTL: Duration = .seconds(30)
+
     /// Returns whether any column was written.
-    private func stamp(_ item: DriveItem, driveID: String, objectName: String, recordID: String, mappings: [FieldMapping]) async throws -> Bool {
-        let record = try await salesforce.record(objectName, id: recordID)
-        let wanted = ColumnStamping.values(for: mappings, record: record.fields)
-        let current = try await graph.fields(driveID: driveID, itemID: item.id)
+    /// A new document has no column values yet, so they are not read first.
+    private func stamp(_ item: DriveItem, driveID: String, objectName: String, recordID: String, mappings: [FieldMapping], isNew: Bool) async throws -> Bool {
+        let wanted = ColumnStamping.values(for: mappings, record: try await recordFields(objectName, id: recordID))
+        let current = isNew ? [:] : try await graph.fields(driveID: driveID, itemID: item.id)
         let changed = wanted.filter { current[$0.key] != $0.value }
         if changed.isEmpty { return false }
         _ = try await graph.updateFields(driveID: driveID, itemID: item.id, fields: changed)

@@ -43,7 +43,11 @@ struct WriteTests {
         }
     }
 
-    static func random(_ count: Int) -> Data { Data((0..<count).map { _ in UInt8.random(in: 0...255) }) }
+    static func random(_ count: Int) throws -> Data {
+        let source = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/urandom"))
+        defer { try? source.close() }
+        return try source.read(upToCount: count) ?? Data()
+    }
 
     static func scratch() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-write-\(UUID().uuidString)")
@@ -56,7 +60,7 @@ struct WriteTests {
         try await withMount(records: 3, docsPerRecord: 1) { mount in
             let local = try Self.scratch()
             defer { try? FileManager.default.removeItem(at: local) }
-            let contents = ["empty.bin": Data(), "small.txt": Data("a small document\n".utf8), "large.bin": Self.random(50 << 20)]
+            let contents = ["empty.bin": Data(), "small.txt": Data("a small document\n".utf8), "large.bin": try Self.random(50 << 20)]
             for (name, data) in contents { try data.write(to: local.appendingPathComponent(name)) }
             let copyIn = try await Tools.shell("cp '\(local.path)'/* '\(mount.path(Self.acme))/'")
             #expect(copyIn.status == 0, "\(copyIn.errors)")
