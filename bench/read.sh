@@ -120,7 +120,7 @@ mount_fresh; G0=$(graph_requests)
 T0=$(now); FOUND=$(find "$MNT" -type f | wc -l); T1=$(now); FIND=$(elapsed $T0 $T1)
 FIND_REQUESTS=$(( $(graph_requests) - G0 ))
 
-python3 - "$BYTES" "$RAW_SEQ" "$COLD_SEQ" "$WARM_SEQ" "$FS_RANDOM" "$RAW_RANDOM" "$LS_COLD" "$LS_WARM" "$RAW_LS" "$FIND" "$FOUND" "$RECORDS" "$PEAK_RSS" "$RAW_CP" "$COLD_CP" "$RUNS" "$FIND_REQUESTS" "$RAW_TO_FILE" <<'PY'
+(python3 - "$BYTES" "$RAW_SEQ" "$COLD_SEQ" "$WARM_SEQ" "$FS_RANDOM" "$RAW_RANDOM" "$LS_COLD" "$LS_WARM" "$RAW_LS" "$FIND" "$FOUND" "$RECORDS" "$PEAK_RSS" "$RAW_CP" "$COLD_CP" "$RUNS" "$FIND_REQUESTS" "$RAW_TO_FILE" <<'PY'
 import datetime, os, sys
 (size, raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, found, records, rss, raw_cp, cold_cp, runs, find_requests, raw_file) = sys.argv[1:]
 size = int(size); raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, raw_cp, cold_cp, raw_file = map(float, (raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, raw_cp, cold_cp, raw_file))
@@ -135,9 +135,7 @@ rows = [
     (f"ls -l of {int(records):,} records, warm", f"{ls_warm:.2f} s", f"{ls_cold:.2f} s (crmfs cold)", ls_cold / ls_warm, "report"),
     (f"find over all documents ({int(found):,} files, {int(find_requests):,} Graph requests)", f"{find:.2f} s", "", None, "report"),
 ]
-out = ["# Benchmarks", "",
-       "Written by `bench/read.sh`; do not edit by hand. Each ratio compares crmfs with raw curl (or with itself)",
-       "measured in the same run against the same sandbox, since these machines are noisy. Higher is better.", "",
+out = ["## Reads (`bench/read.sh`)", "",
        f"Run {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; large file {size / (1 << 30):.2f} GiB; release build;",
        f"sequential figures are the best of {runs} interleaved runs of each side.", "",
        "| Measurement | crmfs | Baseline | Ratio | Target |", "|---|---|---|---|---|"]
@@ -147,6 +145,6 @@ out += ["", f"Peak RSS of the crmfs daemon during the sequential reads: {int(rss
         f"A cold read must also write every byte into the block cache. In this run, curl writing the bytes to a file",
         f"on the cache's disk reached {raw_seq / raw_file:.2f} of curl to /dev/null: no on-disk cache can beat that floor here,",
         f"and crmfs's cold read reached {raw_file / cold:.2f} of it.", ""]
-open("docs/benchmarks.md", "w").write("\n".join(out))
 print("\n".join(out))
 PY
+) | python3 bench/sections.py reads

@@ -165,6 +165,10 @@ final class SandboxHTTPHandler: ChannelInboundHandler {
             self.head = head
             body.clear()
             bodyTooLarge = false
+            // As the real services do: a client that asks before sending its body is told to go on.
+            if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
         case .body(var chunk):
             if body.readableBytes + chunk.readableBytes > maxBody { bodyTooLarge = true } else { body.writeBuffer(&chunk) }
         case .end:

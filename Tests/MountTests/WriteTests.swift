@@ -135,6 +135,15 @@ struct WriteTests {
             #expect(over.status == 0, "\(over.errors)")
             let notEmpty = try await Tools.blocking { () -> Int32 in errno = 0; _ = rmdir("\(acme)/Final"); return errno }
             #expect(notEmpty == ENOTEMPTY)
+            // RENAME_NOREPLACE (renameat2 flag 1) refuses a taken name; RENAME_EXCHANGE (2) is not offered.
+            let flags = try await Tools.shell("""
+                cd '\(acme)' && python3 -c 'import ctypes, os, sys
+                libc = ctypes.CDLL(None, use_errno=True)
+                for flag in (1, 2):
+                    libc.renameat2(-100, b"target.txt", -100, b"Final/two.txt", flag)
+                    print(ctypes.get_errno())'
+                """)
+            #expect(flags.output.split(separator: "\n") == ["\(EEXIST)", "\(EINVAL)"], "\(flags.output) \(flags.errors)")
             #expect(try await mount.sync().status == 0)
 
             let names = try await remote.names(SeededPaths.acmeFolder)
@@ -263,6 +272,26 @@ struct WriteTests {
             #expect(try await Tools.shell("echo lock > '\(mount.path(Self.acme))/.~lock.x#'").status == 0)
             let local = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", mount.path("\(Self.acme)/.~lock.x#")])
             #expect(local.output == "local-only")
+        }
+    }
+
+    @Test("setfattr user.crm.FIELD changes the record where writable_fields allows it, and only there")
+    func recordFields() async throws {
+        let allowPhone = { (text: String) in
+            text.replacingOccurrences(of: "link = \"folder\"\nfolder = \"Accounts/", with: "writable_fields = [\"Phone\"]\nlink = \"folder\"\nfolder = \"Accounts/")
+        }
+        try await withMount(records: 2, docsPerRecord: 1, editConfig: allowPhone) { mount in
+            let record = mount.path(Self.acme)
+            let set = try await Tools.run("setfattr", ["-n", "user.crm.Phone", "-v", "+1 206 555 0199", record])
+            #expect(set.status == 0, "\(set.errors)")
+            let refused = try await Tools.blocking { () -> Int32 in errno = 0; _ = setxattr(record, "user.crm.Website", "x", 1, 0); return errno }
+            #expect(refused == EPERM)
+            let connections = try mount.sandbox.connections()
+            let fields = try await connections.salesforce.record("Account", id: SeededPaths.acmeID, fields: ["Phone", "Website"])
+            #expect(fields["Phone"]?.stringValue == "+1 206 555 0199")
+            #expect(fields["Website"]?.stringValue != "x")
+            let shown = try await Tools.run("getfattr", ["--only-values", "-n", "user.crm.Phone", record])
+            #expect(shown.output == "+1 206 555 0199")
         }
     }
 
