@@ -34,6 +34,19 @@ static inline int crmfs_reply_from_fd(fuse_req_t req, int fd, off_t pos, size_t 
     return fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
+static inline unsigned crmfs_cap_async_dio(void) { return FUSE_CAP_ASYNC_DIO; }
+static inline unsigned crmfs_cap_splice_read(void) { return FUSE_CAP_SPLICE_READ; }
+static inline unsigned crmfs_cap_splice_move(void) { return FUSE_CAP_SPLICE_MOVE; }
+// Writes a write request's data (in memory, or in the pipe libfuse spliced it into) to an open file at
+// `pos`: from a pipe the kernel moves it into the file without a copy through this process.
+static inline ssize_t crmfs_write_buf_to_fd(struct fuse_bufvec *in, int fd, off_t pos) {
+    struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+    out.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    out.buf[0].fd = fd;
+    out.buf[0].pos = pos;
+    return fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_MOVE);
+}
+
 // fuse_session_loop_mt is a macro choosing a versioned symbol; Swift cannot see macros.
 static inline int crmfs_session_loop_mt(struct fuse_session *se, struct fuse_loop_config *cfg) { return fuse_session_loop_mt(se, cfg); }
 #endif

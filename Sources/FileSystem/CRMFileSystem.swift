@@ -54,6 +54,13 @@ public final class CRMFileSystem: @unchecked Sendable {
         case writer(WriteSession)
     }
 
+    /// Writing handles bypass the kernel's page cache: the kernel hands the writer's pages straight
+    /// to us (one copy fewer) and may send several requests of a large write at once, and the bytes
+    /// go only to the staged file.
+    static func writeThrough(_ info: inout FileInfo) {
+        crmfs_fi_set_direct_io(&info.raw, 1)
+    }
+
     func handle(_ handle: UInt64) -> OpenFile? { lock.withLock { fileHandles[handle] } }
 
     func addHandle(_ file: OpenFile) -> UInt64 {
@@ -241,6 +248,7 @@ public final class CRMFileSystem: @unchecked Sendable {
                 if writing, let writes {
                     let session = try await writes.open(node, truncate: flags & O_TRUNC != 0)
                     info.raw.fh = addHandle(.writer(session))
+                    Self.writeThrough(&info)
                     fuse_reply_open(request.raw, &info.raw)
                     return
                 }

@@ -107,10 +107,12 @@ final class LocalWrites: @unchecked Sendable {
         return session
     }
 
-    func write(_ session: WriteSession, _ data: UnsafeRawBufferPointer, at offset: Int64) throws -> Int {
+    /// Writes at `offset` with `put`, which writes to the staged file's descriptor and returns the count
+    /// (or a negative errno).
+    func write(_ session: WriteSession, at offset: Int64, _ put: (Int32) -> Int) throws -> Int {
         try startOver(session)
-        let written = pwrite(session.descriptor, data.baseAddress, data.count, off_t(offset))
-        guard written >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        let written = put(session.descriptor)
+        guard written >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: Int32(-written)) ?? .EIO) }
         session.dirty = true
         tree.setLocal(session.ino, size: max(tree.current(session.ino)?.size ?? 0, offset + Int64(written)), modified: Date())
         return written

@@ -13,7 +13,7 @@ extension CRMFileSystem {
         ops.`init` = { userdata, connection in
             guard let connection else { return }
             let wanted = crmfs_cap_readdirplus() | crmfs_cap_readdirplus_auto() | crmfs_cap_auto_inval_data() | crmfs_cap_async_read()
-                | crmfs_cap_splice_write()
+                | crmfs_cap_splice_write() | crmfs_cap_splice_read() | crmfs_cap_splice_move() | crmfs_cap_async_dio()
             connection.pointee.want |= wanted & connection.pointee.capable
             connection.pointee.max_readahead = min(connection.pointee.max_readahead, 1 << 20)
         }
@@ -61,9 +61,8 @@ extension CRMFileSystem {
         ops.create = { request, parent, name, _, info in
             CRMFileSystem.instance(request).create(Request(raw: request!), parent: parent, name: String(cString: name!), info: FileInfo(info))
         }
-        ops.write = { request, _, buffer, size, offset, info in
-            CRMFileSystem.instance(request).write(Request(raw: request!), handle: info!.pointee.fh,
-                                                  bytes: UnsafeRawBufferPointer(start: buffer, count: size), offset: Int64(offset))
+        ops.write_buf = { request, _, buffers, offset, info in
+            CRMFileSystem.instance(request).write(Request(raw: request!), handle: info!.pointee.fh, buffers: buffers!, offset: Int64(offset))
         }
         ops.setattr = { request, ino, attributes, fields, info in
             CRMFileSystem.instance(request).setattr(Request(raw: request!), ino: ino, attributes: attributes!.pointee, fields: fields,

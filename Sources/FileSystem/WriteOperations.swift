@@ -32,16 +32,18 @@ extension CRMFileSystem {
             let (node, session) = try await writes.create(parent: parent, name: name)
             var info = info
             info.raw.fh = self.addHandle(.writer(session))
+            Self.writeThrough(&info)
             var reply = self.entry(self.tree.current(node.ino) ?? node)
             fuse_reply_create(request.raw, &reply, &info.raw)
         }
     }
 
-    /// Writes go straight to the staged file, on the kernel's thread: a local pwrite needs no task.
-    func write(_ request: Request, handle: UInt64, bytes: UnsafeRawBufferPointer, offset: Int64) {
+    /// Writes go straight to the staged file, on the kernel's thread (a local write needs no task),
+    /// spliced from the kernel's pipe where it allows.
+    func write(_ request: Request, handle: UInt64, buffers: UnsafeMutablePointer<fuse_bufvec>, offset: Int64) {
         guard case .writer(let session) = self.handle(handle), let writes else { request.error(EBADF); return }
         do {
-            let written = try writes.write(session, bytes, at: offset)
+            let written = try writes.write(session, at: offset) { descriptor in crmfs_write_buf_to_fd(buffers, descriptor, off_t(offset)) }
             fuse_reply_write(request.raw, written)
         } catch {
             request.fail(error)
