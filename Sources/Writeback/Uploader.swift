@@ -59,11 +59,16 @@ public final class Uploader: Sendable {
         // turns that into a conflict. An overwrite names its document and guards it with If-Match.
         let options = UploadOptions(conflictBehavior: change.itemID == nil ? .fail : .replace, ifMatch: change.baseETag,
                                     modified: change.modified, fragmentSize: fragmentSize)
-        let item: DriveItem
+        var item: DriveItem
         do {
             // A session cannot carry zero bytes; a simple PUT cannot carry the mtime.
             if change.size == 0 || (change.modified == nil && change.size <= simpleUploadMax) {
                 item = try await graph.simpleUpload(driveID: change.driveID, to: destination, file: path, size: change.size, options: options)
+                if change.size == 0, let modified = change.modified {
+                    // An empty file cannot go through a session, the only upload that carries a time: it
+                    // gets its mtime by a PATCH (one more version of an empty document), so rsync does not resend it.
+                    item = try await graph.update(driveID: change.driveID, itemID: item.id, modified: modified)
+                }
             } else {
                 // The session's URL goes into the journal first, so a restarted daemon resumes it instead of resending.
                 item = try await graph.sessionUpload(driveID: change.driveID, to: destination, file: path, size: change.size, options: options,

@@ -154,6 +154,14 @@ struct QuickXorHashTests {
         #expect(QuickXorHash.hash(Data(base64Encoded: "jRRDVA==")!) == "jaDAEKgAAAAAAAAABAAAAAAAAAA=")
     }
 
+    @Test("equals the published reference algorithm on large and odd-sized inputs")
+    func reference() {
+        for size in [1, 159, 160, 161, 1000, 100_003] {
+            let data = Data((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) })
+            #expect(QuickXorHash.hash(data) == ReferenceQuickXor.hash(data), "\(size) bytes")
+        }
+    }
+
     @Test("hashing in pieces equals hashing at once")
     func incremental() {
         let data = Data((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 131) })
@@ -166,5 +174,41 @@ struct QuickXorHashTests {
         }
         hasher.update(data.subdata(in: offset..<data.count))
         #expect(hasher.finalize() == QuickXorHash.hash(data))
+    }
+}
+
+/// The reference algorithm as Microsoft publishes it (C#), ported byte for byte: the yardstick for the fast one.
+enum ReferenceQuickXor {
+    static func hash(_ data: Data) -> String {
+        let width = 160, shift = 11, lastCellBits = 32
+        var cells: [UInt64] = [0, 0, 0]
+        var vectorArrayIndex = 0, vectorOffset = 0
+        let bytes = [UInt8](data)
+        for i in 0..<min(bytes.count, width) {
+            let isLastCell = vectorArrayIndex == cells.count - 1
+            let bitsInVectorCell = isLastCell ? lastCellBits : 64
+            if vectorOffset <= bitsInVectorCell - 8 {
+                var j = i
+                while j < bytes.count { cells[vectorArrayIndex] ^= UInt64(bytes[j]) << UInt64(vectorOffset); j += width }
+            } else {
+                let index2 = isLastCell ? 0 : vectorArrayIndex + 1
+                var xored: UInt8 = 0
+                var j = i
+                while j < bytes.count { xored ^= bytes[j]; j += width }
+                cells[vectorArrayIndex] ^= UInt64(xored) << UInt64(vectorOffset)
+                cells[index2] ^= UInt64(xored) >> UInt64(bitsInVectorCell - vectorOffset)
+            }
+            vectorOffset += shift
+            while vectorOffset >= bitsInVectorCell {
+                vectorArrayIndex = isLastCell ? 0 : vectorArrayIndex + 1
+                vectorOffset -= bitsInVectorCell
+            }
+        }
+        var digest = [UInt8](repeating: 0, count: 20)
+        for (cellIndex, cell) in cells.enumerated() {
+            for byte in 0..<8 where cellIndex * 8 + byte < 20 { digest[cellIndex * 8 + byte] = UInt8(truncatingIfNeeded: cell >> UInt64(byte * 8)) }
+        }
+        for byte in 0..<8 { digest[12 + byte] ^= UInt8(truncatingIfNeeded: UInt64(bytes.count) >> UInt64(byte * 8)) }
+        return Data(digest).base64EncodedString()
     }
 }

@@ -188,7 +188,7 @@ struct WriteTests {
         }
     }
 
-    @Test("rsync -a of 300 files, then again: the second run transfers nothing, also after a remount")
+    @Test("rsync -a of 300 files and an empty one, then again: the second run transfers nothing, also after a remount")
     func rsyncTwice() async throws {
         try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
             let local = try Self.scratch()
@@ -198,11 +198,13 @@ struct WriteTests {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
                 for index in 0..<100 { try Data("document \(folder)-\(index)\n".utf8).write(to: directory.appendingPathComponent("doc-\(index).txt")) }
             }
+            // An empty file too: it cannot travel in an upload session, yet its mtime must arrive.
+            try Data().write(to: local.appendingPathComponent("part 0/empty.txt"))
             let first = try await MountFixture.mount(sandbox)
             let target = first.path("\(Self.acme)/Synced/")
             let run1 = try await Tools.run("/usr/bin/rsync", ["-a", "--stats", local.path + "/", target])
             #expect(run1.status == 0, "\(run1.errors)")
-            #expect(run1.output.contains("Number of regular files transferred: 300"))
+            #expect(run1.output.contains("Number of regular files transferred: 301"))
             #expect(try await first.sync().status == 0)
             let run2 = try await Tools.run("/usr/bin/rsync", ["-a", "--stats", local.path + "/", target])
             #expect(run2.output.contains("Number of regular files transferred: 0"), "\(run2.output)")
