@@ -1,45 +1,21 @@
 #!/usr/bin/env bash
 # Read-path benchmark: crmfs against raw curl of the same bytes from the same sandbox, in one run.
-# Writes docs/benchmarks.md. Needs root (mounts, drops the page cache) and the packages of
+# Writes its section of docs/benchmarks.md. Needs root (mounts, drops the page cache) and the packages of
 # packaging/install-deps.sh, plus python3. Usage: bench/read.sh [LARGE_FILE_SIZE] [RECORDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${1:-1GiB}
 RECORDS=${2:-10000}
-swift build -c release >/dev/null
-BIN=$PWD/.build/release/crmfs
-WORK=$(mktemp -d /tmp/crmfs-bench.XXXXXX)
-MNT=$WORK/mnt
-mkdir -p "$MNT"
-cleanup() {
-  umount "$MNT" 2>/dev/null || true
-  [ -n "${SANDBOX_PID:-}" ] && kill "$SANDBOX_PID" 2>/dev/null && wait "$SANDBOX_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$BIN" sandbox --state "$WORK/tenant" --records "$RECORDS" --docs-per-record 1 --large-file "$SIZE" >"$WORK/sandbox.out" 2>"$WORK/sandbox.err" &
-SANDBOX_PID=$!
-until grep -q listening "$WORK/sandbox.out" 2>/dev/null; do sleep 0.2; kill -0 $SANDBOX_PID; done
-BASE=$(sed -n 's/^sandbox listening on //p' "$WORK/sandbox.out")
-CONF=$WORK/tenant/mount.conf
+source bench/common.sh
+start_sandbox --records "$RECORDS" --docs-per-record 1 --large-file "$SIZE"
 
 # The raw side: a token, the file's download URL, the same query pages, all with curl.
-TENANT=$(sed -n 's/^tenant = "\(.*\)"/\1/p' "$CONF")
-CLIENT=$(sed -n '/^\[graph\]/,/^\[/s/^client_id = "\(.*\)"/\1/p' "$CONF")
-GRAPH_TOKEN=$(curl -s "$BASE/$TENANT/oauth2/v2.0/token" -d grant_type=client_credentials -d client_id="$CLIENT" \
-  --data-urlencode client_secret@"$WORK/tenant/secrets/graph-client-secret" --data-urlencode scope=https://graph.microsoft.com/.default \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 SF_CLIENT=$(sed -n '/^\[salesforce\]/,/^\[/s/^client_id = "\(.*\)"/\1/p' "$CONF")
 SF_TOKEN=$(curl -s "$BASE/services/oauth2/token" -d grant_type=client_credentials -d client_id="$SF_CLIENT" \
   --data-urlencode client_secret@"$WORK/tenant/secrets/salesforce-client-secret" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-INFO=$(curl -s "$BASE/_sandbox/info")
-DRIVE=$(echo "$INFO" | python3 -c 'import json,sys; print(json.load(sys.stdin)["driveId"])')
-ITEM=$(echo "$INFO" | python3 -c 'import json,sys; print(json.load(sys.stdin)["largeFileItemId"])')
+ITEM=$(curl -s "$BASE/_sandbox/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["largeFileItemId"])')
 location() { curl -s -o /dev/null -w '%{redirect_url}' -H "Authorization: Bearer $GRAPH_TOKEN" "$BASE/v1.0/drives/$DRIVE/items/$ITEM/content"; }
 
-now() { python3 -c 'import time; print(time.monotonic())'; }
-elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 
 # Sequential figures are the best of $RUNS runs of each side, interleaved, so a noisy moment on this
 # shared machine does not decide a ratio. Cold: a fresh mount with an empty block cache and no page
@@ -52,7 +28,6 @@ mount_fresh() {
   "$BIN" mount "$CONF" "$MNT" -o cache_size=3GiB,attr_timeout=300,entry_timeout=300
   stat "$FILE" > /dev/null
 }
-best() { python3 -c "import sys; print(min(map(float, sys.argv[1:])))" "$@"; }
 curl -s -o /dev/null "$(location)"   # the sandbox generates the file on first download; time the later ones
 mkdir -p "$WORK/tenant/crmfs-state"
 RAW=(); RAW_FILE=(); COLD=(); WARM=(); RAW_COPY=(); COLD_COPY=()

@@ -7,33 +7,8 @@ cd "$(dirname "$0")/.."
 SIZE=${1:-1GiB}
 SMALL=${2:-1000}
 RUNS=${RUNS:-3}
-swift build -c release >/dev/null
-BIN=$PWD/.build/release/crmfs
-WORK=$(mktemp -d /tmp/crmfs-bench.XXXXXX)
-MNT=$WORK/mnt
-mkdir -p "$MNT"
-cleanup() {
-  umount "$MNT" 2>/dev/null || true
-  [ -n "${SANDBOX_PID:-}" ] && kill "$SANDBOX_PID" 2>/dev/null && wait "$SANDBOX_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$BIN" sandbox --state "$WORK/tenant" --records 20 --docs-per-record 1 >"$WORK/sandbox.out" 2>"$WORK/sandbox.err" &
-SANDBOX_PID=$!
-until grep -q listening "$WORK/sandbox.out" 2>/dev/null; do sleep 0.2; kill -0 $SANDBOX_PID; done
-BASE=$(sed -n 's/^sandbox listening on //p' "$WORK/sandbox.out")
-CONF=$WORK/tenant/mount.conf
-TENANT=$(sed -n 's/^tenant = "\(.*\)"/\1/p' "$CONF")
-CLIENT=$(sed -n '/^\[graph\]/,/^\[/s/^client_id = "\(.*\)"/\1/p' "$CONF")
-GRAPH_TOKEN=$(curl -s "$BASE/$TENANT/oauth2/v2.0/token" -d grant_type=client_credentials -d client_id="$CLIENT" \
-  --data-urlencode client_secret@"$WORK/tenant/secrets/graph-client-secret" --data-urlencode scope=https://graph.microsoft.com/.default \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-DRIVE=$(curl -s "$BASE/_sandbox/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["driveId"])')
-
-now() { python3 -c 'import time; print(time.monotonic())'; }
-elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
-best() { python3 -c "import sys; print(min(map(float, sys.argv[1:])))" "$@"; }
+source bench/common.sh
+start_sandbox --records 20 --docs-per-record 1
 
 SOURCE=$WORK/source.bin
 BYTES=$(python3 -c "import sys; u={'KiB':1<<10,'MiB':1<<20,'GiB':1<<30}; s=sys.argv[1]; print(int(float(s[:-3]))*u[s[-3:]] if s[-3:] in u else int(s))" "$SIZE")
