@@ -405,6 +405,16 @@ final class LocalWrites: @unchecked Sendable {
         }
     }
 
+    /// Waits until document `ino` is in SharePoint (its pending upload done), for edits that need its item.
+    /// A document still open for writing has no final bytes yet: EBUSY.
+    func uploaded(_ ino: UInt64) async throws {
+        let (open, upload) = lock.withLock { (sessions[ino] != nil, uploads[ino]) }
+        guard let upload else { return }
+        if open { throw POSIXError(.EBUSY) }
+        engine.release(upload)
+        try await engine.wait(for: upload)
+    }
+
     // MARK: Status
 
     /// `user.crmfs.sync` of a document.

@@ -9,7 +9,8 @@ import HTTP
 /// - `folder`: the record's folder is the link; `ensureFolder` creates it on first write.
 /// - `link-object`: a `SharePoint_Document__c` row upserted by its `Item_Id__c` (an External ID).
 /// - `files-connect`: an external ContentVersion (found again by `ExternalDocumentInfo2` = item id) whose
-///   document is linked to the record with a ContentDocumentLink.
+///   document is linked to the record with a ContentDocumentLink (and unlinked from the record of
+///   the same object it moved away from).
 public final class Linker: Sendable {
     public static let linkObject = "SharePoint_Document__c"
 
@@ -92,11 +93,17 @@ public final class Linker: Sendable {
             return
         }
         let links = try await salesforce.query(
-            "SELECT Id FROM ContentDocumentLink WHERE ContentDocumentId = \(SOQLEscaping.literal(document)) AND LinkedEntityId = \(SOQLEscaping.literal(recordID))")
-        if links.isEmpty {
+            "SELECT Id, LinkedEntityId FROM ContentDocumentLink WHERE ContentDocumentId = \(SOQLEscaping.literal(document))")
+        if !links.contains(where: { $0["LinkedEntityId"]?.stringValue == recordID }) {
             _ = try await salesforce.create("ContentDocumentLink", fields: [
                 "ContentDocumentId": .string(document), "LinkedEntityId": .string(recordID), "ShareType": "I", "Visibility": "AllUsers",
             ])
+        }
+        // Moved from another record of the same object (same key prefix): that record no longer has it.
+        // Links to users, groups and other objects are not ours to touch.
+        for link in links {
+            guard let entity = link["LinkedEntityId"]?.stringValue, entity != recordID, entity.prefix(3) == recordID.prefix(3), let id = link.id else { continue }
+            try await salesforce.delete("ContentDocumentLink", id: id)
         }
     }
 }

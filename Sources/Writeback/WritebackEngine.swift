@@ -405,8 +405,11 @@ public final class WritebackEngine: @unchecked Sendable {
             // Renaming over an existing name replaces it, as rename(2) does.
             let moved = try await graph.update(driveID: change.driveID, itemID: itemID, name: change.name, parentID: change.parentItemID,
                                                modified: change.modified, conflictBehavior: .replace)
-            if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName], !moved.isFolder {
-                try await linker.link(moved, driveID: change.driveID, recordID: recordID, objectName: objectName, model: linking.model)
+            if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName], linking.model != .folder {
+                // The link follows the document; a moved folder takes every document inside it along.
+                for document in moved.isFolder ? try await documents(in: moved, driveID: change.driveID) : [moved] {
+                    try await linker.link(document, driveID: change.driveID, recordID: recordID, objectName: objectName, model: linking.model)
+                }
             }
             result = moved
             try journal.complete(id: id)
@@ -438,6 +441,18 @@ public final class WritebackEngine: @unchecked Sendable {
 
     /// Writes the record's mapped fields into the document's columns, only those that differ: each
     /// column write is a new version in SharePoint, so an overwrite of a stamped document makes none.
+    /// Every document below a folder, however deep.
+    private func documents(in folder: DriveItem, driveID: String) async throws -> [DriveItem] {
+        var found: [DriveItem] = []
+        var folders = [folder.id]
+        while let next = folders.popLast() {
+            for child in try await graph.children(driveID: driveID, itemID: next) {
+                if child.isFolder { folders.append(child.id) } else { found.append(child) }
+            }
+        }
+        return found
+    }
+
     /// A record's fields, read once per `recordTTL` however many documents of it are sent (an rsync of a
     /// tree into one record would otherwise read the record once per file).
     private func recordFields(_ objectName: String, id: String) async throws -> [String: JSONValue] {

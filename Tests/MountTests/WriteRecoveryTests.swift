@@ -77,6 +77,35 @@ struct WriteRecoveryTests {
             #expect(try await connections.graph.download(driveID: driveID, itemID: linkedID).data == Data("linked, second version\n".utf8))
             #expect(try await connections.graph.download(driveID: driveID, itemID: connectedID).data == Data("connected, second version\n".utf8))
 
+            // Moves follow: a folder moved to another account takes its documents' link rows along; a document
+            // moved to another opportunity is linked there and no longer to the first.
+            let accounts = try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts")).sorted().filter { $0 != "Acme Corp" }
+            let otherAccount = try #require(accounts.first)
+            let otherAccountID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.record_id", mount.path("Accounts/\(otherAccount)")]).output
+            let opportunities = try FileManager.default.contentsOfDirectory(atPath: mount.path("Opportunities")).sorted()
+            let otherOpportunity = try #require(opportunities.dropFirst().first)
+            let otherOpportunityID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.record_id", mount.path("Opportunities/\(otherOpportunity)")]).output
+            let made = try await Tools.shell("""
+                set -e
+                mkdir '\(mount.path("\(Self.acme)/Folder"))'
+                echo inside > '\(mount.path("\(Self.acme)/Folder/inside.txt"))'
+                """)
+            #expect(made.status == 0, "\(made.errors)")
+            #expect(try await mount.sync().status == 0)
+            let insideID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", mount.path("\(Self.acme)/Folder/inside.txt")]).output
+            let moves = try await Tools.shell("""
+                set -e
+                mv '\(mount.path("\(Self.acme)/Folder"))' '\(mount.path("Accounts/\(otherAccount)/Folder"))'
+                mv '\(mount.path("Opportunities/\(opportunity)/connected.txt"))' '\(mount.path("Opportunities/\(otherOpportunity)/connected.txt"))'
+                """)
+            #expect(moves.status == 0, "\(moves.errors)")
+            #expect(try await mount.sync().status == 0)
+            let insideRows = try await connections.salesforce.query("SELECT Record_Id__c FROM SharePoint_Document__c WHERE Item_Id__c = '\(insideID)'")
+            #expect(insideRows.map { $0["Record_Id__c"]?.stringValue } == [otherAccountID])
+            let movedLinks = try await connections.salesforce.query("SELECT LinkedEntityId FROM ContentDocumentLink WHERE ContentDocumentId = '\(document)'")
+            let linkedTo = Set(movedLinks.compactMap { $0["LinkedEntityId"]?.stringValue })
+            #expect(linkedTo.contains(otherOpportunityID) && !linkedTo.contains(opportunityID), "\(linkedTo)")
+
             // Deleting a document removes its link.
             #expect(try await Tools.run("rm", [mount.path("\(Self.acme)/linked.txt")]).status == 0)
             #expect(try await mount.sync().status == 0)

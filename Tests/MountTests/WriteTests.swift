@@ -320,6 +320,12 @@ struct WriteTests {
             #expect(fields["Amount"] == .number(1250.5))
             let shown = try await Tools.run("getfattr", ["--only-values", "-n", "user.sp.DocumentType", file])
             #expect(shown.output == "Quote")
+            // A document just written waits for its upload, then takes the column.
+            let fresh = mount.path("\(Self.acme)/fresh.txt")
+            let setFresh = try await Tools.shell("echo fresh > '\(fresh)' && setfattr -n user.sp.DocumentType -v Note '\(fresh)'")
+            #expect(setFresh.status == 0, "\(setFresh.errors)")
+            let freshItem = try #require(try await remote.item("\(SeededPaths.acmeFolder)/fresh.txt"))
+            #expect(try await remote.connections.graph.fields(driveID: remote.driveID, itemID: freshItem.id)["DocumentType"] == .string("Note"))
         }
     }
 }
