@@ -33,6 +33,38 @@ final class LocalWrites: @unchecked Sendable {
         self.support = support
         self.logger = logger
         support.engine.observe { [weak self] outcome in self?.settled(outcome) }
+        restoreFromJournal()
+    }
+
+    /// New documents, versions and folders the journal holds from before this mount show in their
+    /// directories (as the listings find them) until they are sent.
+    private func restoreFromJournal() {
+        let changes = ((try? support.journal.outstanding()) ?? []).filter { $0.kind == .upload || $0.kind == .createFolder }
+        tree.restore(changes.compactMap { change in
+            change.id.map {
+                RestoredChange(changeID: $0, parentItemID: change.parentItemID, parentPath: change.parentPath, name: change.name,
+                               itemID: change.itemID, stagedFile: change.stagedFile, size: change.size, modified: change.modified,
+                               isFolder: change.kind == .createFolder)
+            }
+        }) { [weak self] placed in
+            guard let self else { return }
+            for (id, ino) in placed {
+                // Under the lock, so the change cannot finish unseen between the check and the bookkeeping.
+                let current = lock.withLock { () -> PendingChange? in
+                    guard let change = try? self.support.journal.change(id: id) else { return nil }
+                    owners[id] = ChangeOwner(ino: ino, parent: self.tree.current(ino)?.parent ?? Tree.rootIno)
+                    pending[ino, default: []].insert(id)
+                    if change.kind == .upload { uploads[ino] = id }
+                    return change
+                }
+                if current == nil {
+                    // Sent meanwhile: the service's listing has it now.
+                    tree.unpin(ino)
+                    tree.setLocal(ino, stagedFile: .some(nil))
+                    if let parent = tree.current(ino)?.parent { tree.expire(parent) }
+                }
+            }
+        }
     }
 
     // MARK: Names
@@ -465,7 +497,11 @@ final class LocalWrites: @unchecked Sendable {
     private func settled(_ outcome: ChangeOutcome) {
         switch outcome {
         case .done(let change, let item):
-            guard let id = change.id, let owner = forget(id) else { return }
+            guard let id = change.id else { return }
+            guard let owner = forget(id) else {
+                tree.forgetRestored(id)
+                return
+            }
             if let hidden = owner.hiddenItem { tree.reveal(hidden) }
             if change.parentPath != nil, let folderID = change.parentItemID { tree.folderMade(owner.parent, itemID: folderID) }
             guard let item else { return }

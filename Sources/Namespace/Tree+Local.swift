@@ -13,6 +13,34 @@ public struct WritePlace: Sendable, Equatable {
     public var objectName: String
 }
 
+/// A new document or folder, or a new version, that the journal still holds from before this mount
+/// started: shown where it belongs once that directory is listed, so a restart does not hide what the
+/// user wrote until it is uploaded.
+public struct RestoredChange: Sendable {
+    public var changeID: Int64
+    public var parentItemID: String?
+    public var parentPath: String?
+    public var name: String
+    public var itemID: String?
+    public var stagedFile: String?
+    public var size: Int64
+    public var modified: Date?
+    public var isFolder: Bool
+
+    public init(changeID: Int64, parentItemID: String?, parentPath: String?, name: String, itemID: String?, stagedFile: String?,
+                size: Int64, modified: Date?, isFolder: Bool) {
+        self.changeID = changeID
+        self.parentItemID = parentItemID
+        self.parentPath = parentPath
+        self.name = name
+        self.itemID = itemID
+        self.stagedFile = stagedFile
+        self.size = size
+        self.modified = modified
+        self.isFolder = isFolder
+    }
+}
+
 /// The mount's own changes to the table: files and folders made, renamed, written and removed through it.
 /// These change only what the mount shows; sending them to the services is the write-back engine's job.
 extension Tree {
@@ -44,7 +72,7 @@ extension Tree {
     }
 
     /// A directory's path below the drive root (lock held).
-    private func path(of directory: Node, recordFolder template: String) throws -> String? {
+    func path(of directory: Node, recordFolder template: String) throws -> String? {
         var names: [String] = []
         var current = directory
         while true {
@@ -190,9 +218,65 @@ extension Tree {
         lock.withLock { nodes[ino]?.childrenLoadedAt = nil }
     }
 
+    /// Changes from the journal to show as their directories are listed; `placed` hears which node each became
+    /// (the node is pinned already).
+    public func restore(_ changes: [RestoredChange], placed: @escaping @Sendable ([(changeID: Int64, ino: UInt64)]) -> Void) {
+        lock.withLock {
+            restoredChanges = changes
+            restoredPlaced = placed
+        }
+    }
+
+    /// A restored change was sent before its directory was listed: nothing to show any more.
+    public func forgetRestored(_ changeID: Int64) {
+        lock.withLock { restoredChanges.removeAll { $0.changeID == changeID } }
+    }
+
+    /// Reports the restored changes a listing just placed.
+    func reportRestored(_ placed: [(changeID: Int64, ino: UInt64)]) {
+        guard !placed.isEmpty, let handler = lock.withLock({ restoredPlaced }) else { return }
+        handler(placed)
+    }
+
     // MARK: Table (lock held)
 
-    private func insert(_ node: Node, into directory: Node) {
+    /// Puts the restored changes that belong in `directory` into it.
+    func placeRestored(in directory: Node) -> [(changeID: Int64, ino: UInt64)] {
+        guard !restoredChanges.isEmpty, let objectIndex = directory.objectIndex, let template = config.objects[objectIndex].folderTemplate else { return [] }
+        let itemID: String? = switch directory.key {
+        case .record: directory.folderItemID
+        case .item(let id): id
+        default: nil
+        }
+        let path = try? path(of: directory, recordFolder: template)
+        var placed: [(changeID: Int64, ino: UInt64)] = []
+        restoredChanges.removeAll { change in
+            guard (itemID != nil && change.parentItemID == itemID) || (path != nil && change.parentPath == path) else { return false }
+            let node: Node
+            if let known = change.itemID, let ino = inodes[.item(known)], let existing = nodes[ino], existing.parent == directory.ino {
+                node = existing  // a new version of a document the listing has
+            } else {
+                let key = NodeKey.local(nextLocalKey)
+                nextLocalKey += 1
+                node = self.node(for: key, parent: directory.ino, name: change.name, type: change.isFolder ? .directory : .file)
+                node.objectIndex = directory.objectIndex
+                node.recordID = directory.recordID
+                node.created = change.modified ?? Date()
+                if change.isFolder { setChildren(node, []) }
+                insert(node, into: directory)
+            }
+            node.stagedFile = change.stagedFile ?? node.stagedFile
+            if !change.isFolder { node.size = change.size }
+            node.modified = change.modified ?? node.modified
+            node.changed = node.modified
+            node.pins += 1
+            placed.append((change.changeID, node.ino))
+            return true
+        }
+        return placed
+    }
+
+    func insert(_ node: Node, into directory: Node) {
         // Adding an entry does not make the rest of the listing any fresher: its load time stays.
         let loadedAt = directory.childrenLoadedAt
         var children = (directory.children ?? []).filter { $0.name != node.name && $0.ino != node.ino }.map { ($0.name, $0.ino) }

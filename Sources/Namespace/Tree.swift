@@ -45,6 +45,9 @@ public final class Tree: @unchecked Sendable {
     /// Items deleted or moved through the mount whose change has not reached the service yet: listings skip them.
     var hiddenItems: [String: Int] = [:]
     var nextLocalKey: UInt64 = 1
+    /// Journal changes from before this mount, waiting for their directory's first listing.
+    var restoredChanges: [RestoredChange] = []
+    var restoredPlaced: (@Sendable ([(changeID: Int64, ino: UInt64)]) -> Void)?
     private let recordFolders = RecordFolderIndex()
 
     /// Resolves the configured site and library, so a mount fails early and clearly when it cannot reach them.
@@ -176,7 +179,13 @@ public final class Tree: @unchecked Sendable {
             case .object(let index): try await loadRecords(directory: ino, objectIndex: index)
             case .record(let id): try await loadRecordDocuments(directory: ino, recordID: id)
             case .item(let id): try await loadFolder(directory: ino, itemID: id)
-            case .local: lock.withLock { if let node = nodes[ino] { setChildren(node, node.children?.map { ($0.name, $0.ino) } ?? []) } }
+            case .local:
+                let placed = lock.withLock { () -> [(changeID: Int64, ino: UInt64)] in
+                    guard let node = nodes[ino] else { return [] }
+                    setChildren(node, node.children?.map { ($0.name, $0.ino) } ?? [])
+                    return placeRestored(in: node)
+                }
+                reportRestored(placed)
             }
         } catch let error as NamespaceError {
             throw error
@@ -266,11 +275,13 @@ public final class Tree: @unchecked Sendable {
         if let folderID {
             items = try await graph.children(driveID: driveID, itemID: folderID, pageSize: options.pageSize, expandFields: true)
         }
-        lock.withLock {
-            guard let node = nodes[directory] else { return }
+        let placed = lock.withLock { () -> [(changeID: Int64, ino: UInt64)] in
+            guard let node = nodes[directory] else { return [] }
             node.folderItemID = folderID
             applyItems(items, to: node)
+            return placeRestored(in: node)
         }
+        reportRestored(placed)
     }
 
     /// Where a record's documents live in the library: its object's folder template, expanded.
@@ -289,10 +300,12 @@ public final class Tree: @unchecked Sendable {
 
     private func loadFolder(directory: UInt64, itemID: String) async throws {
         let items = try await graph.children(driveID: driveID, itemID: itemID, pageSize: options.pageSize, expandFields: true)
-        lock.withLock {
-            guard let node = nodes[directory] else { return }
+        let placed = lock.withLock { () -> [(changeID: Int64, ino: UInt64)] in
+            guard let node = nodes[directory] else { return [] }
             applyItems(items, to: node)
+            return placeRestored(in: node)
         }
+        reportRestored(placed)
     }
 
     // MARK: Table (call with the lock held)

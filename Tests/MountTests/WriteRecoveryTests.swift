@@ -151,7 +151,7 @@ struct WriteRecoveryTests {
         }
     }
 
-    @Test("kill -9 during a 200 MiB upload, mount again, crmfs sync: the bytes match")
+    @Test("kill -9 during a 200 MiB upload, mount again: the file shows at once, crmfs sync finishes it with the same bytes")
     func killedMidUpload() async throws {
         try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
             let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
@@ -173,9 +173,15 @@ struct WriteRecoveryTests {
             let pid = try #require(try await mount.daemonPID())
             kill(pid, SIGKILL)
             _ = try await Tools.run("/bin/umount", ["-l", mount.mountpoint])
-            try await sandbox.admin("faults", ["latencyMs": 0])
 
+            // Mounted again, the file shows and reads back from its staged copy while the upload resumes.
             mount = try await MountFixture.mount(sandbox)
+            let shown = try FileManager.default.attributesOfItem(atPath: mount.path("\(Self.acme)/large.bin"))
+            #expect((shown[.size] as? NSNumber)?.intValue == large.count)
+            let state = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", mount.path("\(Self.acme)/large.bin")])
+            #expect(state.output == "uploading" || state.output == "pending", "\(state.output)")
+            #expect(try await Tools.run("/usr/bin/cmp", [local.path, mount.path("\(Self.acme)/large.bin")]).status == 0)
+            try await sandbox.admin("faults", ["latencyMs": 0])
             #expect(try await mount.sync().status == 0)
             let connections = try sandbox.connections()
             let driveID = try await sandbox.info()["driveId"]!
