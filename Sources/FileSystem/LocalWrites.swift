@@ -82,7 +82,7 @@ final class LocalWrites: @unchecked Sendable {
 
     /// `create`: a new, empty document in `parent` (an existing one is truncated, as O_CREAT|O_TRUNC).
     func create(parent: UInt64, name: String) async throws -> (NodeSnapshot, WriteSession) {
-        let place = try tree.place(ofDirectory: parent)
+        _ = try tree.place(ofDirectory: parent)  // EPERM above the records
         let localOnly = try check(name, isFolder: false)
         if let existing = try await tree.child(of: parent, named: name) {
             guard existing.type == .file else { throw NamespaceError.isDirectory }
@@ -96,7 +96,6 @@ final class LocalWrites: @unchecked Sendable {
         let session = WriteSession(ino: node.ino, stagedFile: file, descriptor: descriptor, dirty: true,
                                    itemID: shadow?.itemID, baseETag: shadow?.eTag)
         lock.withLock { sessions[node.ino] = session }
-        _ = place
         return (node, session)
     }
 
@@ -213,7 +212,11 @@ final class LocalWrites: @unchecked Sendable {
         }
         guard last else { return }
         defer { Glibc.close(session.descriptor) }
-        if session.unlinked { return }
+        if session.unlinked {
+            // Removed while open: its bytes go nowhere, unless a change already carries them.
+            if session.changeID == nil { try? staging.remove(session.stagedFile) }
+            return
+        }
         try commit(session)
         if let id = session.changeID { engine.release(id) }
     }
@@ -318,7 +321,7 @@ final class LocalWrites: @unchecked Sendable {
     // MARK: Renaming
 
     func rename(parent: UInt64, name: String, to newParent: UInt64, newName: String, noReplace: Bool) async throws {
-        let from = try tree.place(ofDirectory: parent)
+        _ = try tree.place(ofDirectory: parent)  // EPERM for records and objects
         let to = try tree.place(ofDirectory: newParent)
         guard let found = try await tree.child(of: parent, named: name) else { throw NamespaceError.notFound }
         let targetLocal = try check(newName, isFolder: found.type == .directory)
@@ -330,7 +333,6 @@ final class LocalWrites: @unchecked Sendable {
             if target.type != .directory && found.type == .directory { throw NamespaceError.notDirectory }
             if target.type == .directory, try await !tree.list(target.ino).isEmpty { throw NamespaceError.notEmpty }
         }
-        _ = from
         var replacedItem: (id: String, eTag: String?)?
         if let target {
             let settled = try await settle(target, withdrawing: true)
@@ -359,10 +361,9 @@ final class LocalWrites: @unchecked Sendable {
             if let replacedItem, replacedItem.id != itemID {
                 try removeRemote(itemID: replacedItem.id, node: source, parent: newParent)
             }
-            if shadow?.parent == newParent && shadow?.name == newName {
-                tree.setLocal(source.ino, localOnly: false)
-            } else {
-                tree.setLocal(source.ino, localOnly: false)
+            tree.setLocal(source.ino, localOnly: false)
+            // A temporary name given back: the document never left its place in SharePoint.
+            if shadow?.parent != newParent || shadow?.name != newName {
                 let saved = try engine.record(PendingChange(kind: .move, driveID: to.driveID, name: newName, itemID: itemID,
                                                             parentItemID: to.parentItemID, parentPath: to.parentItemID == nil ? to.parentPath : nil,
                                                             recordID: to.recordID, objectName: to.objectName))

@@ -1,4 +1,5 @@
 import CRM
+import Config
 import Foundation
 import Graph
 import HTTP
@@ -37,13 +38,14 @@ extension Tree {
 
     /// Sets (or clears) field `field` of record `ino` in Salesforce, if the object's `writable_fields` allow it.
     public func setRecordField(_ ino: UInt64, field: String, text: String?) async throws {
-        let (objectName, recordID, allowed) = try lock.withLock { () -> (String, String, [String]) in
+        let (object, recordID) = try lock.withLock { () -> (ObjectSettings, String) in
             guard let node = nodes[ino], let index = node.objectIndex, let recordID = node.recordID else {
                 throw NamespaceError.notPermitted("only records and their documents have CRM fields")
             }
-            return (config.objects[index].object, recordID, config.objects[index].writableFields)
+            return (config.objects[index], recordID)
         }
-        guard let name = allowed.first(where: { $0.caseInsensitiveCompare(field) == .orderedSame }) else {
+        let objectName = object.object
+        guard let name = object.writableFields.first(where: { $0.caseInsensitiveCompare(field) == .orderedSame }) else {
             throw NamespaceError.notPermitted("\(objectName).\(field) is not in writable_fields in the config")
         }
         do {
@@ -51,7 +53,7 @@ extension Tree {
         } catch let error as SalesforceError where error.status == 400 {
             throw NamespaceError.invalid("\(error)")
         }
-        let record = try await salesforce.record(objectName, id: recordID, fields: queryFields(for: config.objects[lock.withLock { nodes[ino]?.objectIndex ?? 0 }]))
+        let record = try await salesforce.record(objectName, id: recordID, fields: queryFields(for: object))
         lock.withLock {
             guard let recordIno = inodes[.record(recordID)], let node = nodes[recordIno] else { return }
             node.record = record

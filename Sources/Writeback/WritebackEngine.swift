@@ -459,7 +459,11 @@ public final class WritebackEngine: @unchecked Sendable {
         let key = "\(objectName)/\(id)"
         if let (fields, at) = lock.withLock({ records[key] }), ContinuousClock.now - at < Self.recordTTL { return fields }
         let fields = try await salesforce.record(objectName, id: id).fields
-        lock.withLock { records[key] = (fields, .now) }
+        lock.withLock {
+            let now = ContinuousClock.now
+            records = records.filter { now - $0.value.1 < Self.recordTTL }
+            records[key] = (fields, now)
+        }
         return fields
     }
 

@@ -158,6 +158,19 @@ struct WriteTests {
             #expect(moved.parentReference?.path?.contains("Contoso") == true, "\(String(describing: moved.parentReference?.path))")
             #expect(try await remote.connections.graph.download(driveID: remote.driveID, itemID: movedID).data == Data("three\n".utf8))
             #expect(try await remote.item("\(SeededPaths.acmeFolder)/three.txt") == nil)
+
+            // A file removed while still open goes nowhere, and leaves nothing staged once all is sent.
+            let removedWhileOpen = try await Tools.blocking { () -> Bool in
+                let descriptor = open("\(acme)/scratch.txt", O_WRONLY | O_CREAT, 0o644)
+                _ = write(descriptor, "x", 1)
+                let removed = unlink("\(acme)/scratch.txt") == 0
+                _ = write(descriptor, "y", 1)
+                return removed && close(descriptor) == 0
+            }
+            #expect(removedWhileOpen)
+            #expect(try await mount.sync().status == 0)
+            #expect(try await remote.item("\(SeededPaths.acmeFolder)/scratch.txt") == nil)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: "\(mount.stateDirectory)/staging").isEmpty)
         }
     }
 
