@@ -279,7 +279,10 @@ public final class CRMFileSystem: @unchecked Sendable {
         switch self.handle(handle) {
         case nil: request.error(EBADF)
         case .staged(let descriptor): readLocal(request, descriptor: descriptor, size: size, offset: offset)
-        case .writer(let session): readLocal(request, descriptor: session.descriptor, size: size, offset: offset)
+        case .writer(let session):
+            // Opened for writing but not written yet: the bytes are still the remote document's.
+            if let content = session.uncopied { readRemote(request, content: content, size: size, offset: offset) }
+            else { readLocal(request, descriptor: session.descriptor, size: size, offset: offset) }
         case .remote(let content): readRemote(request, content: content, size: size, offset: offset)
         }
     }

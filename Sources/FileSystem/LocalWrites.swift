@@ -113,13 +113,7 @@ final class LocalWrites: @unchecked Sendable {
         }
         let (file, descriptor) = try staging.create()
         do {
-            if !truncate {
-                if let current = node.stagedFile {
-                    try copyFile(staging.path(of: current), into: descriptor)
-                } else if let content = node.content, content.size > 0 {
-                    try await reader.copy(content, into: descriptor)
-                }
-            }
+            if !truncate, let current = node.stagedFile { try copyFile(staging.path(of: current), into: descriptor) }
         } catch {
             Glibc.close(descriptor)
             try? staging.remove(file)
@@ -130,17 +124,36 @@ final class LocalWrites: @unchecked Sendable {
         // fills in the version it makes.
         let session = WriteSession(ino: node.ino, stagedFile: file, descriptor: descriptor, dirty: truncate,
                                    itemID: node.itemID, baseETag: pendingUpload == nil ? node.eTag : nil)
+        if !truncate && node.stagedFile == nil, let content = node.content, content.size > 0 { session.uncopied = content }
         lock.withLock {
             sessions[node.ino] = session
             conflictNotes[node.ino] = nil
         }
-        tree.setLocal(node.ino, stagedFile: .some(file), size: truncate ? 0 : nil)
+        if session.uncopied == nil { tree.setLocal(node.ino, stagedFile: .some(file), size: truncate ? 0 : nil) }
         return session
+    }
+
+    /// Before the first change through a session, the staged file gets the remote bytes. Blocks the
+    /// calling thread, so it is called only on the kernel's request threads, never on a task.
+    func prepare(_ session: WriteSession) throws {
+        guard session.uncopied != nil else { return }
+        try session.copyIfNeeded { content, descriptor in
+            let done = DispatchSemaphore(value: 0)
+            let outcome = LockedResult()
+            Task {
+                do { try await self.reader.copy(content, into: descriptor) } catch { outcome.error = error }
+                done.signal()
+            }
+            done.wait()
+            if let error = outcome.error { throw error }
+        }
+        tree.setLocal(session.ino, stagedFile: .some(session.stagedFile))
     }
 
     /// Writes at `offset` with `put`, which writes to the staged file's descriptor and returns the count
     /// (or a negative errno).
     func write(_ session: WriteSession, at offset: Int64, _ put: (Int32) -> Int) throws -> Int {
+        try prepare(session)
         try startOver(session)
         let written = put(session.descriptor)
         guard written >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: Int32(-written)) ?? .EIO) }
@@ -150,6 +163,7 @@ final class LocalWrites: @unchecked Sendable {
     }
 
     func truncate(_ session: WriteSession, to size: Int64) throws {
+        if size > 0 { try prepare(session) } else { session.uncopied = nil }
         try startOver(session)
         guard ftruncate(session.descriptor, off_t(size)) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         session.dirty = true
@@ -176,6 +190,12 @@ final class LocalWrites: @unchecked Sendable {
 
     /// `flush` (every close): the bytes are on disk and the change is in the journal before this returns.
     func commit(_ session: WriteSession) throws {
+        if !session.dirty && session.timesChanged, !session.unlinked, let node = tree.current(session.ino) {
+            // Only the time changed (touch): a metadata update, not a new upload of the same bytes.
+            session.timesChanged = false
+            try sendTime(of: node)
+            return
+        }
         guard session.dirty, !session.unlinked else { return }
         try staging.seal(session.stagedFile, descriptor: session.descriptor)
         session.dirty = false
@@ -183,6 +203,7 @@ final class LocalWrites: @unchecked Sendable {
         let size = session.size
         if let id = session.changeID,
            try engine.amend(id, { $0.size = size; $0.modified = node.modified; $0.name = node.name }) {
+            session.timesChanged = false
             return
         }
         let place = try tree.place(ofDirectory: node.parent)
@@ -200,6 +221,7 @@ final class LocalWrites: @unchecked Sendable {
         let saved = try engine.record(change, held: session.opens > 0)
         track(saved.id!, ChangeOwner(ino: session.ino, parent: node.parent), upload: true)
         session.changeID = saved.id
+        session.timesChanged = false
     }
 
     /// `release` of the last handle: the change may go.
@@ -223,7 +245,7 @@ final class LocalWrites: @unchecked Sendable {
 
     /// `fsync`: returns once this file's bytes are uploaded and linked (at once for a local-only file).
     func fsync(_ session: WriteSession) async throws {
-        if session.dirty { try commit(session) } else { try staging.seal(session.stagedFile, descriptor: session.descriptor) }
+        if session.dirty || session.timesChanged { try commit(session) } else { try staging.seal(session.stagedFile, descriptor: session.descriptor) }
         guard let id = session.changeID else { return }
         session.submitted = true
         engine.release(id)
@@ -234,7 +256,14 @@ final class LocalWrites: @unchecked Sendable {
     func truncate(_ node: NodeSnapshot, to size: Int64) async throws {
         let session = try await open(node, truncate: size == 0)
         defer { try? close(session) }
-        if size != 0 { try truncate(session, to: size) }
+        if size != 0 {
+            // On a task: the copy is awaited here, never waited for by blocking the pool.
+            if let content = session.uncopied {
+                try await reader.copy(content, into: session.descriptor)
+                session.uncopied = nil
+            }
+            try truncate(session, to: size)
+        }
         session.dirty = true
     }
 
@@ -242,8 +271,17 @@ final class LocalWrites: @unchecked Sendable {
     /// given it by a metadata update (which SharePoint counts as a version).
     func setModified(_ node: NodeSnapshot, to date: Date) throws {
         tree.setLocal(node.ino, modified: date)
-        if lock.withLock({ sessions[node.ino] != nil }) { return }
+        if let session = lock.withLock({ sessions[node.ino] }) {
+            session.timesChanged = true  // goes with the session's upload, or alone at its close
+            return
+        }
         if let upload = lock.withLock({ uploads[node.ino] }), try engine.amend(upload, { $0.modified = date }) { return }
+        if let current = tree.current(node.ino) { try sendTime(of: current) }
+    }
+
+    /// A document's mtime by a metadata update (SharePoint counts it as a version).
+    private func sendTime(of node: NodeSnapshot) throws {
+        let date = node.modified
         guard !node.localOnly, let itemID = node.itemID, node.level == .document else { return }
         let place = try tree.place(ofDirectory: node.parent)
         var change = PendingChange(kind: .move, driveID: place.driveID, name: node.name, itemID: itemID, recordID: place.recordID,
@@ -547,4 +585,9 @@ final class LocalWrites: @unchecked Sendable {
             offset += off_t(count)
         }
     }
+}
+
+/// An error handed back from a task to the thread that waits for it.
+private final class LockedResult: @unchecked Sendable {
+    var error: Error?
 }

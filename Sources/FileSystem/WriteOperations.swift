@@ -86,18 +86,25 @@ extension CRMFileSystem {
             nil
         }
         let session: WriteSession? = handle.flatMap { if case .writer(let session) = self.handle($0) { session } else { nil } }
+        // ftruncate through an open handle is a local change, made here on the kernel's thread (it may
+        // wait for the document's bytes to be copied first, which a task must not).
+        if let size = sizeChange, let session, let writes {
+            do { try writes.truncate(session, to: size) } catch { request.fail(error); return }
+        }
         writing(request, "setattr") { writes in
             var node = try await self.tree.attributes(ino)
             if sizeChange != nil, node.level != .document || node.type != .file {
                 throw NamespaceError.notPermitted("only documents can be truncated")
             }
-            if let size = sizeChange {
-                if let session { try writes.truncate(session, to: size) } else { try await writes.truncate(node, to: size) }
-            }
-            // Times of directories are accepted and not sent: SharePoint sets a folder's own.
-            if let modified, node.type == .file {
+            if let size = sizeChange, session == nil { try await writes.truncate(node, to: size) }
+            if let modified {
                 node = self.tree.current(ino) ?? node
-                try writes.setModified(node, to: modified)
+                if node.type == .file && node.level == .document {
+                    try writes.setModified(node, to: modified)
+                } else {
+                    // Times of directories show at once and are not sent: SharePoint keeps a folder's own.
+                    self.tree.setLocal(ino, modified: modified)
+                }
             }
             // Mode and owner changes are accepted and have no effect: SharePoint has no such thing.
             var reply = self.stat(self.tree.current(ino) ?? node)

@@ -1,4 +1,5 @@
 import Foundation
+import Namespace
 import Writeback
 
 /// What the mount needs to accept writes: where bytes wait, the journal of what is still to send, the
@@ -37,6 +38,12 @@ final class WriteSession: @unchecked Sendable {
     var baseETag: String?
     /// Removed from the tree while open: its bytes go nowhere.
     var unlinked = false
+    /// The remote document whose bytes the staged file must receive before the first change to it:
+    /// opening for writing costs nothing until something is written (`touch` opens for writing).
+    var uncopied: RemoteContent?
+    /// `utimens` on the open document: its time must go even if no byte changes.
+    var timesChanged = false
+    private let copyLock = NSLock()
 
     init(ino: UInt64, stagedFile: String, descriptor: Int32, dirty: Bool, itemID: String?, baseETag: String?) {
         self.ino = ino
@@ -45,6 +52,16 @@ final class WriteSession: @unchecked Sendable {
         self.dirty = dirty
         self.itemID = itemID
         self.baseETag = baseETag
+    }
+
+    /// Fills the staged file from the remote document once; every writer waits for the same copy.
+    /// Runs on the calling thread (a FUSE thread for a write): the kernel waits for the reply anyway.
+    func copyIfNeeded(_ copy: (RemoteContent, Int32) throws -> Void) throws {
+        try copyLock.withLock {
+            guard let content = uncopied else { return }
+            try copy(content, descriptor)
+            uncopied = nil
+        }
     }
 
     var size: Int64 {

@@ -122,12 +122,16 @@ struct WriteTests {
                 mv two.txt Drafts/two.txt
                 mv three.txt '../Contoso: EMEA/three.txt'
                 echo target > target.txt
+                touch zero && mv zero zero-renamed
                 """
             let made = try await Tools.shell(script)
             #expect(made.status == 0, "\(made.errors)")
             #expect(try await mount.sync().status == 0)
             let remote = try await Remote(mount)
             let target = try #require(try await remote.item("\(SeededPaths.acmeFolder)/target.txt"))
+            // An empty file renamed right after its creation arrives under its new name.
+            #expect(try await remote.item("\(SeededPaths.acmeFolder)/zero-renamed")?.size == 0)
+            #expect(try await remote.item("\(SeededPaths.acmeFolder)/zero") == nil)
             let renamed = try #require(try await remote.item("\(SeededPaths.acmeFolder)/renamed.txt"))
 
             // Over an existing document: the source keeps its identity, the target's is gone.
@@ -266,6 +270,25 @@ struct WriteTests {
             #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/Plan.odt") == Data("third draft\n".utf8))
             let names = try await remote.names(SeededPaths.acmeFolder)
             #expect(!names.contains { $0.hasPrefix(".~lock") || $0.hasSuffix(".tmp") || $0.hasSuffix("~") }, "\(names)")
+        }
+    }
+
+    @Test("the mtime touch -d sets is the one stat shows, at once and after a remount")
+    func touchedTimes() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let stamp = "2024-02-29 12:34:56 UTC"
+            let expected = Date(timeIntervalSince1970: 1_709_210_096)
+            let contract = "Accounts/Acme Corp/Contracts/MSA-2026.pdf"
+            let first = try await MountFixture.mount(sandbox)
+            #expect(try await Tools.run("touch", ["-d", stamp, first.path(contract)]).status == 0)
+            let now = try FileManager.default.attributesOfItem(atPath: first.path(contract))[.modificationDate] as! Date
+            #expect(abs(now.timeIntervalSince(expected)) < 1, "\(now)")
+            #expect(try await first.sync().status == 0)
+            await first.unmount()
+            let second = try await MountFixture.mount(sandbox)
+            let later = try FileManager.default.attributesOfItem(atPath: second.path(contract))[.modificationDate] as! Date
+            #expect(abs(later.timeIntervalSince(expected)) < 1, "\(later)")
+            await second.unmount()
         }
     }
 
