@@ -43,7 +43,9 @@ extension GraphService {
                                     deferCommit: body["deferCommit"] as? Bool ?? false,
                                     staging: store.stagingPath(), expires: Date().addingTimeInterval(options.uploadSessionLifetime))
         var answer = session.status
-        answer["uploadUrl"] = "\(request.origin)\(UploadSessions.pathPrefix)\(uploads.open(session))"
+        // SharePoint's shape: the URL's own credential rides in the query (`tempauth`), so a client that
+        // logs URLs without their query never logs it.
+        answer["uploadUrl"] = "\(request.origin)\(UploadSessions.path)?guid='\(UUID().uuidString.lowercased())'&overwrite=True&rename=False&dc=0&tempauth=\(uploads.open(session))"
         return .json(200, answer)
     }
 
@@ -63,8 +65,7 @@ extension GraphService {
         guard request.header("Authorization") == nil else {
             throw GraphErrors.failure(401, "unauthenticated", "Upload URLs are pre-authenticated and must not carry an Authorization header.")
         }
-        let token = String(request.path.dropFirst(UploadSessions.pathPrefix.count))
-        guard let session = uploads.session(token) else {
+        guard let token = request.query["tempauth"], let session = uploads.session(token) else {
             throw GraphErrors.failure(404, "itemNotFound", "The upload session was not found.", inner: "uploadSessionNotFound")
         }
         return try session.lock.withLock {
@@ -207,7 +208,7 @@ final class UploadSession: @unchecked Sendable {
 
 /// Open upload sessions by the opaque token in their URL.
 final class UploadSessions: @unchecked Sendable {
-    static let pathPrefix = "/_api/v2.0/uploadSession/"
+    static let path = "/_api/v2.0/uploadSession"
     private let lock = NSLock()
     private var sessions: [String: UploadSession] = [:]
 

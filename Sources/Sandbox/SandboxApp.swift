@@ -170,7 +170,7 @@ enum Service {
     init(path: String) {
         if path.hasPrefix("/v1.0/") { self = .graph }
         else if path.hasPrefix("/_layouts/15/download.aspx") { self = .download }
-        else if path.hasPrefix(UploadSessions.pathPrefix) { self = .upload }
+        else if path == UploadSessions.path { self = .upload }
         else if path == "/services/oauth2/token" { self = .salesforceToken }
         else if path.hasPrefix("/services/data") { self = .salesforce }
         else if path.hasSuffix("/oauth2/v2.0/token") || path.hasSuffix("/oauth2/v2.0/devicecode") { self = .entra }

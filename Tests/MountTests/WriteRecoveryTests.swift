@@ -148,6 +148,13 @@ struct WriteRecoveryTests {
             let uploaded = try await connections.graph.item(driveID: driveID, path: "\(SeededPaths.acmeFolder)/large.bin")
             #expect(uploaded.size == Int64(large.count))
             #expect(uploaded.file?.hashes?.quickXorHash == QuickXorHash.hash(large))
+
+            // All those failures were logged without a secret: no client secret, no upload URL credential.
+            let log = try String(contentsOfFile: "\(mount.stateDirectory)/crmfs.log", encoding: .utf8)
+            let secret = try String(contentsOfFile: mount.sandbox.directory.appendingPathComponent("secrets/graph-client-secret").path, encoding: .utf8)
+            #expect(!log.contains(secret) && !log.contains("tempauth") && !log.contains("Bearer "))
+            let journal = try FileManager.default.attributesOfItem(atPath: "\(mount.stateDirectory)/journal.sqlite")[.posixPermissions] as? Int
+            #expect(journal == 0o600, "the journal holds open upload URLs: owner only")
         }
     }
 
