@@ -202,7 +202,7 @@ final class LocalWrites: @unchecked Sendable {
         guard let node = tree.current(session.ino), !node.localOnly else { return }
         let size = session.size
         if let id = session.changeID,
-           try engine.amend(id, { $0.size = size; $0.modified = node.modified; $0.name = node.name }) {
+           try engine.amend(id, { $0.size = size; $0.modified = node.timeSet ? node.modified : nil; $0.name = node.name }) {
             session.timesChanged = false
             return
         }
@@ -210,7 +210,7 @@ final class LocalWrites: @unchecked Sendable {
         var change = PendingChange(kind: .upload, driveID: place.driveID, name: node.name, itemID: session.itemID,
                                    parentItemID: place.parentItemID, parentPath: place.parentItemID == nil ? place.parentPath : nil,
                                    recordID: place.recordID, objectName: place.objectName, stagedFile: session.stagedFile,
-                                   size: size, modified: node.modified, baseETag: session.baseETag)
+                                   size: size, modified: node.timeSet ? node.modified : nil, baseETag: session.baseETag)
         // A newer version of a document whose previous one has not started: the previous one need not go.
         if let previous = lock.withLock({ uploads[session.ino] }), let earlier = try support.journal.change(id: previous),
            earlier.stagedFile != session.stagedFile, try engine.withdraw(previous) {
@@ -240,8 +240,13 @@ final class LocalWrites: @unchecked Sendable {
             return
         }
         try commit(session)
-        if let id = session.changeID { engine.release(id) }
+        if let id = session.changeID { engine.release(id, after: Self.quietPeriod) }
     }
+
+    /// How long a closed file waits before its upload starts: tools set the time (`cp -p`, `touch`) or
+    /// rename right after closing, and those should travel with the upload rather than after it as an
+    /// extra version. The bytes are durable meanwhile; `fsync` and `crmfs sync` do not wait for it.
+    static let quietPeriod: Duration = .seconds(1)
 
     /// `fsync`: returns once this file's bytes are uploaded and linked (at once for a local-only file).
     func fsync(_ session: WriteSession) async throws {
@@ -270,7 +275,7 @@ final class LocalWrites: @unchecked Sendable {
     /// `utimens`: the time travels with the document's next upload; a document with nothing to upload is
     /// given it by a metadata update (which SharePoint counts as a version).
     func setModified(_ node: NodeSnapshot, to date: Date) throws {
-        tree.setLocal(node.ino, modified: date)
+        tree.setLocal(node.ino, modified: date, timeSet: true)
         if let session = lock.withLock({ sessions[node.ino] }) {
             session.timesChanged = true  // goes with the session's upload, or alone at its close
             return
@@ -464,7 +469,7 @@ final class LocalWrites: @unchecked Sendable {
         let saved = try engine.record(PendingChange(kind: .upload, driveID: place.driveID, name: node.name, itemID: itemID,
                                                     parentItemID: place.parentItemID, parentPath: place.parentItemID == nil ? place.parentPath : nil,
                                                     recordID: place.recordID, objectName: place.objectName, stagedFile: file, size: size,
-                                                    modified: node.modified, baseETag: baseETag))
+                                                    modified: node.timeSet ? node.modified : nil, baseETag: baseETag))
         track(saved.id!, ChangeOwner(ino: ino, parent: node.parent), upload: true)
     }
 

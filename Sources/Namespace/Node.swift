@@ -47,6 +47,9 @@ public struct NodeSnapshot: Sendable {
     public var stagedFile: String?
     /// A temporary or lock file that is never uploaded.
     public var localOnly: Bool
+    /// The mtime was set explicitly (utimens: `touch -d`, `rsync -t`, `cp -p`), so it must travel with
+    /// the upload; otherwise it is just when the bytes were written, and SharePoint's upload time stands.
+    public var timeSet: Bool
 }
 
 /// A SharePoint file's content as it is now: where it is, and which version.
@@ -93,6 +96,7 @@ final class Node: @unchecked Sendable {
     /// Local state (see NodeSnapshot).
     var stagedFile: String?
     var localOnly = false
+    var timeSet = false
     /// Changes and open writers that make the mount's view of this node newer than the service's: while
     /// any are outstanding, listings do not move, rename or resize it.
     var pins = 0
@@ -126,7 +130,7 @@ final class Node: @unchecked Sendable {
             content = RemoteContent(driveID: item.parentReference?.driveId ?? driveID, itemID: item.id, eTag: item.eTag ?? "", size: size)
         }
         return NodeSnapshot(ino: ino, type: type, size: size, modified: modified, changed: changed, created: created, content: content,
-                            level: level, name: name, parent: parent, itemID: item?.id, eTag: item?.eTag, stagedFile: stagedFile, localOnly: localOnly)
+                            level: level, name: name, parent: parent, itemID: item?.id, eTag: item?.eTag, stagedFile: stagedFile, localOnly: localOnly, timeSet: timeSet)
     }
 }
 

@@ -126,12 +126,17 @@ extension Tree {
 
     /// New local facts of a node: its staged bytes, size, mtime, whether it stays local.
     @discardableResult
-    public func setLocal(_ ino: UInt64, stagedFile: String?? = nil, size: Int64? = nil, modified: Date? = nil, localOnly: Bool? = nil) -> NodeSnapshot? {
+    /// A time given without `timeSet` is the time of a write (not set explicitly).
+    public func setLocal(_ ino: UInt64, stagedFile: String?? = nil, size: Int64? = nil, modified: Date? = nil, timeSet: Bool = false,
+                         localOnly: Bool? = nil) -> NodeSnapshot? {
         lock.withLock {
             guard let node = nodes[ino] else { return nil }
             if let stagedFile { node.stagedFile = stagedFile }
             if let size { node.size = size }
-            if let modified { node.modified = modified }
+            if let modified {
+                node.modified = modified
+                node.timeSet = timeSet
+            }
             if let localOnly { node.localOnly = localOnly }
             node.changed = Date()
             return node.snapshot(driveID: driveID)
@@ -268,6 +273,7 @@ extension Tree {
             node.stagedFile = change.stagedFile ?? node.stagedFile
             if !change.isFolder { node.size = change.size }
             node.modified = change.modified ?? node.modified
+            node.timeSet = change.modified != nil
             node.changed = node.modified
             node.pins += 1
             placed.append((change.changeID, node.ino))

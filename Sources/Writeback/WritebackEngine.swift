@@ -46,6 +46,8 @@ public final class WritebackEngine: @unchecked Sendable {
     private var running: Set<Int64> = []
     /// Changes that failed wait until then before the next attempt.
     private var notBefore: [Int64: ContinuousClock.Instant] = [:]
+    /// Changes just released wait until then (see `release(_:after:)`); `drain` does not wait for it.
+    private var quietUntil: [Int64: ContinuousClock.Instant] = [:]
     private var records: [String: ([String: JSONValue], ContinuousClock.Instant)] = [:]
     /// How many uploads go at once.
     let width: Int
@@ -99,9 +101,12 @@ public final class WritebackEngine: @unchecked Sendable {
     /// Keeps change `id` from being sent while its staged file is still open for writing.
     public func hold(_ id: Int64) { lock.withLock { _ = held.insert(id) } }
 
-    /// Lets a held change go.
-    public func release(_ id: Int64) {
-        lock.withLock { _ = held.remove(id) }
+    /// Lets a held change go, at once or after a quiet moment.
+    public func release(_ id: Int64, after delay: Duration = .zero) {
+        lock.withLock {
+            held.remove(id)
+            quietUntil[id] = delay > .zero ? .now + delay : nil
+        }
         kick()
     }
 
@@ -156,6 +161,8 @@ public final class WritebackEngine: @unchecked Sendable {
 
     /// Returns once every change is done, or only given-up ones are left.
     public func drain() async throws {
+        lock.withLock { quietUntil.removeAll() }
+        kick()
         while try journal.outstanding().contains(where: { change in lock.withLock { failures[change.id ?? -1] == nil } }) {
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -163,7 +170,9 @@ public final class WritebackEngine: @unchecked Sendable {
 
     private func isRunnable(_ change: PendingChange, now: ContinuousClock.Instant) -> Bool {
         guard let id = change.id, change.state != .conflict else { return false }
-        return lock.withLock { failures[id] == nil && !held.contains(id) && (notBefore[id].map { $0 <= now } ?? true) }
+        return lock.withLock {
+            failures[id] == nil && !held.contains(id) && (notBefore[id].map { $0 <= now } ?? true) && (quietUntil[id].map { $0 <= now } ?? true)
+        }
     }
 
     /// Marks `change` as being sent, unless it was withdrawn or held meanwhile; returns it as the journal has it now.
@@ -225,7 +234,7 @@ public final class WritebackEngine: @unchecked Sendable {
         let id: Int64? = switch outcome {
         case .done(let change, _), .conflict(let change, _), .gaveUp(let change, _): change.id
         }
-        lock.withLock { if let id { running.remove(id); notBefore[id] = nil } }
+        lock.withLock { if let id { running.remove(id); notBefore[id] = nil; quietUntil[id] = nil } }
     }
 
     /// Records a change; a held one waits for `release`. Under the engine's lock, so it cannot be sent
@@ -337,7 +346,7 @@ public final class WritebackEngine: @unchecked Sendable {
     private func nextRetry() -> Duration? {
         lock.withLock {
             let now = ContinuousClock.now
-            return notBefore.values.filter { $0 > now }.min().map { $0 - now }
+            return (Array(notBefore.values) + Array(quietUntil.values)).filter { $0 > now }.min().map { $0 - now }
         }
     }
 

@@ -273,6 +273,30 @@ struct WriteTests {
         }
     }
 
+    @Test("a small file goes in one PUT; cp -p sends its time inside an upload session, never by a PATCH after it")
+    func uploadKinds() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            let local = try Self.scratch()
+            defer { try? FileManager.default.removeItem(at: local) }
+            try Data("plain\n".utf8).write(to: local.appendingPathComponent("plain.txt"))
+            try Data("kept time\n".utf8).write(to: local.appendingPathComponent("timed.txt"))
+            #expect(try await Tools.run("touch", ["-d", "2023-05-06 07:08:09 UTC", local.appendingPathComponent("timed.txt").path]).status == 0)
+            try await mount.sandbox.admin("stats/reset")
+            #expect(try await Tools.run("/bin/cp", [local.appendingPathComponent("plain.txt").path, mount.path(Self.acme)]).status == 0)
+            #expect(try await mount.sync().status == 0)
+            var stats = try await mount.sandbox.stats()
+            #expect(stats["graph.upload.simple"] == 1 && (stats["graph.upload.session"] ?? 0) == 0, "\(stats)")
+            #expect(try await Tools.run("/bin/cp", ["-p", local.appendingPathComponent("timed.txt").path, mount.path(Self.acme)]).status == 0)
+            #expect(try await mount.sync().status == 0)
+            stats = try await mount.sandbox.stats()
+            #expect(stats["graph.upload.session"] == 1, "\(stats)")
+            #expect((stats["graph.patch"] ?? 0) == 0, "no PATCH of the item after its upload: \(stats)")
+            let remote = try await Remote(mount)
+            let timed = try #require(try await remote.item("\(SeededPaths.acmeFolder)/timed.txt"))
+            #expect(timed.fileSystemInfo?.lastModifiedDateTime?.hasPrefix("2023-05-06T07:08:09") == true, "\(String(describing: timed.fileSystemInfo?.lastModifiedDateTime))")
+        }
+    }
+
     @Test("the mtime touch -d sets is the one stat shows, at once and after a remount")
     func touchedTimes() async throws {
         try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
