@@ -1,3 +1,4 @@
+import CFuse
 import Cache
 import Foundation
 import Logging
@@ -158,6 +159,12 @@ final class LocalWrites: @unchecked Sendable {
         let written = put(session.descriptor)
         guard written >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: Int32(-written)) ?? .EIO) }
         session.dirty = true
+        // Large writes start going to disk as they come, so the fsync at close finds little left to do.
+        session.unflushedBytes += written
+        if session.unflushedBytes >= Self.writebackStep {
+            session.unflushedBytes = 0
+            _ = crmfs_start_writeback(session.descriptor)
+        }
         tree.setLocal(session.ino, size: max(tree.current(session.ino)?.size ?? 0, offset + Int64(written)), modified: Date())
         return written
     }
@@ -247,6 +254,9 @@ final class LocalWrites: @unchecked Sendable {
     /// rename right after closing, and those should travel with the upload rather than after it as an
     /// extra version. The bytes are durable meanwhile; `fsync` and `crmfs sync` do not wait for it.
     static let quietPeriod: Duration = .seconds(1)
+
+    /// How many written bytes make the staged file's pages start for the disk.
+    static let writebackStep = 16 << 20
 
     /// `fsync`: returns once this file's bytes are uploaded and linked (at once for a local-only file).
     func fsync(_ session: WriteSession) async throws {

@@ -41,6 +41,8 @@ final class WriteSession: @unchecked Sendable {
     /// The remote document whose bytes the staged file must receive before the first change to it:
     /// opening for writing costs nothing until something is written (`touch` opens for writing).
     var uncopied: RemoteContent?
+    /// Bytes written since the disk was last asked to start writing them out.
+    var unflushedBytes = 0
     /// `utimens` on the open document: its time must go even if no byte changes.
     var timesChanged = false
     private let copyLock = NSLock()

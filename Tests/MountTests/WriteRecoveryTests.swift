@@ -49,7 +49,7 @@ struct WriteRecoveryTests {
             let opportunity = try #require(try FileManager.default.contentsOfDirectory(atPath: mount.path("Opportunities")).sorted().first)
             try await Self.save(Data("linked\n".utf8), to: mount.path("\(Self.acme)/linked.txt"))
             try await Self.save(Data("connected\n".utf8), to: mount.path("Opportunities/\(opportunity)/connected.txt"))
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
             let linkedID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", mount.path("\(Self.acme)/linked.txt")]).output
             let connectedID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", mount.path("Opportunities/\(opportunity)/connected.txt")]).output
             let opportunityID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.record_id", mount.path("Opportunities/\(opportunity)")]).output
@@ -62,7 +62,7 @@ struct WriteRecoveryTests {
             kill(pid, SIGKILL)
             _ = try await Tools.run("/bin/umount", ["-l", mount.mountpoint])
             mount = try await MountFixture.mount(sandbox)
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
 
             let rows = try await connections.salesforce.query("SELECT Id, Record_Id__c FROM SharePoint_Document__c WHERE Item_Id__c = '\(linkedID)'")
             #expect(rows.count == 1)
@@ -91,7 +91,7 @@ struct WriteRecoveryTests {
                 echo inside > '\(mount.path("\(Self.acme)/Folder/inside.txt"))'
                 """)
             #expect(made.status == 0, "\(made.errors)")
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
             let insideID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", mount.path("\(Self.acme)/Folder/inside.txt")]).output
             let moves = try await Tools.shell("""
                 set -e
@@ -99,7 +99,7 @@ struct WriteRecoveryTests {
                 mv '\(mount.path("Opportunities/\(opportunity)/connected.txt"))' '\(mount.path("Opportunities/\(otherOpportunity)/connected.txt"))'
                 """)
             #expect(moves.status == 0, "\(moves.errors)")
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
             let insideRows = try await connections.salesforce.query("SELECT Record_Id__c FROM SharePoint_Document__c WHERE Item_Id__c = '\(insideID)'")
             #expect(insideRows.map { $0["Record_Id__c"]?.stringValue } == [otherAccountID])
             let movedLinks = try await connections.salesforce.query("SELECT LinkedEntityId FROM ContentDocumentLink WHERE ContentDocumentId = '\(document)'")
@@ -108,7 +108,7 @@ struct WriteRecoveryTests {
 
             // Deleting a document removes its link.
             #expect(try await Tools.run("rm", [mount.path("\(Self.acme)/linked.txt")]).status == 0)
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
             #expect(try await connections.salesforce.query("SELECT Id FROM SharePoint_Document__c WHERE Item_Id__c = '\(linkedID)'").isEmpty)
             await mount.unmount()
         }
@@ -189,7 +189,7 @@ struct WriteRecoveryTests {
             #expect(state.output == "uploading" || state.output == "pending", "\(state.output)")
             #expect(try await Tools.run("/usr/bin/cmp", [local.path, mount.path("\(Self.acme)/large.bin")]).status == 0)
             try await sandbox.admin("faults", ["latencyMs": 0])
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
             let connections = try sandbox.connections()
             let driveID = try await sandbox.info()["driveId"]!
             let uploaded = try await connections.graph.item(driveID: driveID, path: "\(SeededPaths.acmeFolder)/large.bin")
@@ -219,7 +219,7 @@ struct WriteRecoveryTests {
             _ = try await connections.graph.simpleUpload(driveID: driveID, to: .item(id: item.id), file: scratch.path, size: Int64(remoteVersion.count),
                                                          options: UploadOptions())
             #expect(close(descriptor) == 0)
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
 
             let current = try await connections.graph.download(driveID: driveID, itemID: item.id).data
             let siblings = try await connections.graph.children(driveID: driveID, itemID: item.parentReference!.id!)

@@ -126,7 +126,7 @@ struct WriteTests {
                 """
             let made = try await Tools.shell(script)
             #expect(made.status == 0, "\(made.errors)")
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
             let remote = try await Remote(mount)
             let target = try #require(try await remote.item("\(SeededPaths.acmeFolder)/target.txt"))
             // An empty file renamed right after its creation arrives under its new name.
@@ -148,7 +148,7 @@ struct WriteTests {
                     print(ctypes.get_errno())'
                 """)
             #expect(flags.output.split(separator: "\n") == ["\(EEXIST)", "\(EINVAL)"], "\(flags.output) \(flags.errors)")
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
 
             let names = try await remote.names(SeededPaths.acmeFolder)
             #expect(names.contains("target.txt") && names.contains("Final") && !names.contains("renamed.txt") && !names.contains("Empty") && !names.contains("Drafts"))
@@ -172,7 +172,7 @@ struct WriteTests {
                 return removed && close(descriptor) == 0
             }
             #expect(removedWhileOpen)
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
             #expect(try await remote.item("\(SeededPaths.acmeFolder)/scratch.txt") == nil)
             #expect(try FileManager.default.contentsOfDirectory(atPath: "\(mount.stateDirectory)/staging").isEmpty)
         }
@@ -222,7 +222,7 @@ struct WriteTests {
             let run1 = try await Tools.run("/usr/bin/rsync", ["-a", "--stats", local.path + "/", target])
             #expect(run1.status == 0, "\(run1.errors)")
             #expect(run1.output.contains("Number of regular files transferred: 301"))
-            #expect(try await first.sync().status == 0)
+            try await expectSynced(first)
             let run2 = try await Tools.run("/usr/bin/rsync", ["-a", "--stats", local.path + "/", target])
             #expect(run2.output.contains("Number of regular files transferred: 0"), "\(run2.output)")
             await first.unmount()
@@ -246,7 +246,7 @@ struct WriteTests {
         try await withMount(records: 2, docsPerRecord: 1) { mount in
             let acme = mount.path(Self.acme)
             #expect(try await Tools.shell("echo 'first draft' > '\(acme)/Plan.odt'").status == 0)
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
             let remote = try await Remote(mount)
             let before = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Plan.odt"))
             let versionsBefore = try await remote.connections.graph.versions(driveID: remote.driveID, itemID: before.id).count
@@ -262,7 +262,7 @@ struct WriteTests {
             #expect(try await Tools.shell(save).status == 0)
             // vim's way: the original renamed to a backup, a new file written, the backup removed.
             #expect(try await Tools.shell("cd '\(acme)' && mv Plan.odt Plan.odt~ && echo 'third draft' > Plan.odt && rm Plan.odt~").status == 0)
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
             let after = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Plan.odt"))
             #expect(after.id == before.id, "the document keeps its identity and history")
             let versionsAfter = try await remote.connections.graph.versions(driveID: remote.driveID, itemID: after.id).count
@@ -283,11 +283,11 @@ struct WriteTests {
             #expect(try await Tools.run("touch", ["-d", "2023-05-06 07:08:09 UTC", local.appendingPathComponent("timed.txt").path]).status == 0)
             try await mount.sandbox.admin("stats/reset")
             #expect(try await Tools.run("/bin/cp", [local.appendingPathComponent("plain.txt").path, mount.path(Self.acme)]).status == 0)
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
             var stats = try await mount.sandbox.stats()
             #expect(stats["graph.upload.simple"] == 1 && (stats["graph.upload.session"] ?? 0) == 0, "\(stats)")
             #expect(try await Tools.run("/bin/cp", ["-p", local.appendingPathComponent("timed.txt").path, mount.path(Self.acme)]).status == 0)
-            #expect(try await mount.sync().status == 0)
+            try await expectSynced(mount)
             stats = try await mount.sandbox.stats()
             #expect(stats["graph.upload.session"] == 1, "\(stats)")
             #expect((stats["graph.patch"] ?? 0) == 0, "no PATCH of the item after its upload: \(stats)")
@@ -307,7 +307,7 @@ struct WriteTests {
             #expect(try await Tools.run("touch", ["-d", stamp, first.path(contract)]).status == 0)
             let now = try FileManager.default.attributesOfItem(atPath: first.path(contract))[.modificationDate] as! Date
             #expect(abs(now.timeIntervalSince(expected)) < 1, "\(now)")
-            #expect(try await first.sync().status == 0)
+            try await expectSynced(first)
             await first.unmount()
             let second = try await MountFixture.mount(sandbox)
             let later = try FileManager.default.attributesOfItem(atPath: second.path(contract))[.modificationDate] as! Date
@@ -388,4 +388,10 @@ struct WriteTests {
             #expect(try await remote.connections.graph.fields(driveID: remote.driveID, itemID: freshItem.id)["DocumentType"] == .string("Note"))
         }
     }
+}
+
+/// `crmfs sync` on a mount succeeded; when not, the failure shows the daemon's last log lines.
+func expectSynced(_ mount: MountFixture, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let result = try await mount.sync()
+    #expect(result.status == 0, "crmfs sync: \(result.errors)", sourceLocation: sourceLocation)
 }

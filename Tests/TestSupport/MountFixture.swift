@@ -29,8 +29,17 @@ public final class MountFixture: Sendable {
     }
 
     /// `crmfs sync` on this mount: waits until every change is sent.
+    /// On failure its `errors` end with the daemon's last log lines, to say which change gave up and why.
     public func sync() async throws -> Tools.Result {
-        try await Tools.run(Tools.crmfs, ["sync", mountpoint])
+        var result = try await Tools.run(Tools.crmfs, ["sync", mountpoint])
+        if result.status != 0 { result.errors += "\n--- crmfs.log ---\n" + logTail() }
+        return result
+    }
+
+    /// The last lines of the daemon's log.
+    public func logTail(lines: Int = 40) -> String {
+        let log = (try? String(contentsOfFile: "\(stateDirectory)/crmfs.log", encoding: .utf8)) ?? ""
+        return log.split(separator: "\n").suffix(lines).joined(separator: "\n")
     }
 
     /// The mount's state directory (journal, staged files, log).
