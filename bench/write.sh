@@ -40,9 +40,13 @@ daemon_pid() { pgrep -f "crmfs mount $CONF $MNT" | head -1; }
 
 cat "$SOURCE" > /dev/null  # both sides read the source from the page cache
 RAW=(); FS=(); PEAK_RSS=0
+# Each side starts with the disk clean (`sync`): the previous upload's gigabyte, still being written
+# out by the sandbox, would otherwise slow whichever side runs next.
 for run in $(seq "$RUNS"); do
+  sync
   T0=$(now); raw_upload "raw-$run.bin"; T1=$(now); RAW+=("$(elapsed $T0 $T1)")
   mount_fresh
+  sync
   # Through the mount: copy, then fsync, which returns once the upload and its link are done.
   T0=$(now)
   python3 - "$SOURCE" "$MNT/Accounts/Acme Corp/bench-$run.bin" <<'PY'
