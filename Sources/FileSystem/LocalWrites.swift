@@ -206,10 +206,20 @@ final class LocalWrites: @unchecked Sendable {
         guard session.dirty, !session.unlinked else { return }
         try staging.seal(session.stagedFile, descriptor: session.descriptor)
         session.dirty = false
+        try record(session, sealed: true)
+    }
+
+    /// Journals the session's bytes as an upload (or updates the change not started yet). `sealed`
+    /// says whether they are on disk already.
+    private func record(_ session: WriteSession, sealed: Bool) throws {
         guard let node = tree.current(session.ino), !node.localOnly else { return }
         let size = session.size
-        if let id = session.changeID,
-           try engine.amend(id, { $0.size = size; $0.modified = node.timeSet ? node.modified : nil; $0.name = node.name }) {
+        if let id = session.changeID, try engine.amend(id, { change in
+            change.size = size
+            change.modified = node.timeSet ? node.modified : nil
+            change.name = node.name
+            change.sealed = sealed
+        }) {
             session.timesChanged = false
             return
         }
@@ -218,6 +228,7 @@ final class LocalWrites: @unchecked Sendable {
                                    parentItemID: place.parentItemID, parentPath: place.parentItemID == nil ? place.parentPath : nil,
                                    recordID: place.recordID, objectName: place.objectName, stagedFile: session.stagedFile,
                                    size: size, modified: node.timeSet ? node.modified : nil, baseETag: session.baseETag)
+        change.sealed = sealed
         // A newer version of a document whose previous one has not started: the previous one need not go.
         if let previous = lock.withLock({ uploads[session.ino] }), let earlier = try support.journal.change(id: previous),
            earlier.stagedFile != session.stagedFile, try engine.withdraw(previous) {
@@ -247,7 +258,8 @@ final class LocalWrites: @unchecked Sendable {
             return
         }
         try commit(session)
-        if let id = session.changeID { engine.release(id, after: Self.quietPeriod) }
+        // (A change an fsync handed over is on its way already.)
+        if let id = session.changeID, !session.submitted { engine.release(id, after: Self.quietPeriod) }
     }
 
     /// How long a closed file waits before its upload starts: tools set the time (`cp -p`, `touch`) or
@@ -259,12 +271,38 @@ final class LocalWrites: @unchecked Sendable {
     static let writebackStep = 16 << 20
 
     /// `fsync`: returns once this file's bytes are uploaded and linked (at once for a local-only file).
+    /// New bytes are journaled unsealed and start uploading while the disk flush runs beside them; only
+    /// the last fragment waits for the flush. A crash before it ends sets the change aside at the next start
+    /// (fsync had not returned, so nothing was promised).
     func fsync(_ session: WriteSession) async throws {
-        if session.dirty || session.timesChanged { try commit(session) } else { try staging.seal(session.stagedFile, descriptor: session.descriptor) }
+        if session.dirty, !session.unlinked, tree.current(session.ino)?.localOnly == false {
+            session.dirty = false
+            try record(session, sealed: false)
+            if let id = session.changeID {
+                session.submitted = true
+                engine.release(id)
+                try await seal(session)
+                try support.journal.update(id: id) { $0.sealed = true }
+            }
+        } else if session.dirty || session.timesChanged {
+            try commit(session)
+        } else {
+            try staging.seal(session.stagedFile, descriptor: session.descriptor)
+        }
         guard let id = session.changeID else { return }
         session.submitted = true
         engine.release(id)
         try await engine.wait(for: id)
+    }
+
+    /// The staged file's fsync, on a thread of its own: it can take a second, and tasks must not block.
+    private func seal(_ session: WriteSession) async throws {
+        let (staging, file, descriptor) = (self.staging, session.stagedFile, session.descriptor)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try staging.seal(file, descriptor: descriptor) })
+            }
+        }
     }
 
     /// `truncate(2)` by path: as opening, truncating and closing.

@@ -94,9 +94,11 @@ extension GraphClient {
     ///
     /// `resuming` is the URL of a session an earlier attempt (perhaps an earlier process) opened: the
     /// upload goes on from the first byte the service is missing. `onSession` hears each new session's
-    /// URL, so the caller can record it for such a resume.
+    /// URL, so the caller can record it for such a resume. `beforeLastFragment` runs before the fragment
+    /// that completes the file is sent (the caller may still be making the file durable).
     public func sessionUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions,
-                              resuming: String? = nil, onSession: @Sendable (String) throws -> Void = { _ in }) async throws -> DriveItem {
+                              resuming: String? = nil, onSession: @Sendable (String) throws -> Void = { _ in },
+                              beforeLastFragment: @Sendable () async throws -> Void = {}) async throws -> DriveItem {
         var restarts = 0
         var session = resuming
         while true {
@@ -115,7 +117,8 @@ extension GraphClient {
                 try onSession(url)
             }
             do {
-                return try await sendFragments(to: url, from: offset, file: path, size: size, fragmentSize: options.alignedFragmentSize)
+                return try await sendFragments(to: url, from: offset, file: path, size: size, fragmentSize: options.alignedFragmentSize,
+                                               beforeLastFragment: beforeLastFragment)
             } catch let error as GraphError where error.isNotFound && restarts < options.sessionRestarts {
                 restarts += 1  // the session expired or was lost: start over in a new one
                 session = nil
@@ -137,11 +140,13 @@ extension GraphClient {
         return session.uploadUrl
     }
 
-    private func sendFragments(to uploadURL: String, from start: Int64, file path: String, size: Int64, fragmentSize: Int) async throws -> DriveItem {
+    private func sendFragments(to uploadURL: String, from start: Int64, file path: String, size: Int64, fragmentSize: Int,
+                               beforeLastFragment: @Sendable () async throws -> Void) async throws -> DriveItem {
         var offset = start
         var resumes = 0
         while true {
             let length = min(Int64(fragmentSize), size - offset)
+            if offset + length == size { try await beforeLastFragment() }
             let request = HTTPRequest(method: "PUT", url: uploadURL,
                                       headers: ["Content-Range": "bytes \(offset)-\(offset + length - 1)/\(size)"],
                                       body: .file(path: path, offset: offset, length: length))

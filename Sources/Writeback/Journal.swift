@@ -52,6 +52,10 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     public var columns: String?
     public var attempts = 0
     public var lastError: String?
+    /// Whether the staged file is known to be on disk. A change recorded by `fsync` is sent while its file
+    /// is still being flushed (the last fragment waits for this); one left unsealed by a crash was never
+    /// promised durable and is set aside at the next start.
+    public var sealed = true
     public var createdAt = Date()
     public var updatedAt = Date()
 
@@ -123,6 +127,9 @@ public final class Journal: Sendable {
         migrator.registerMigration("v3: parent by path") { db in
             try db.alter(table: "change") { table in table.add(column: "parentPath", .text) }
         }
+        migrator.registerMigration("v4: sealed staged files") { db in
+            try db.alter(table: "change") { table in table.add(column: "sealed", .boolean).notNull().defaults(to: true) }
+        }
         return migrator
     }
 
@@ -171,6 +178,16 @@ public final class Journal: Sendable {
     /// Forgets a change whose every step is done.
     public func complete(id: Int64) throws {
         _ = try pool.write { db in try PendingChange.deleteOne(db, key: id) }
+    }
+
+    /// Removes the changes whose staged file never became durable (a crash during the `fsync` that
+    /// recorded them) and returns them: their bytes were never promised.
+    public func discardUnsealed() throws -> [PendingChange] {
+        try pool.write { db in
+            let unsealed = try PendingChange.filter(Column("sealed") == false).fetchAll(db)
+            for change in unsealed { try change.delete(db) }
+            return unsealed
+        }
     }
 
     /// Staged files the journal still needs.

@@ -63,6 +63,7 @@ public final class Uploader: Sendable {
         do {
             // A session cannot carry zero bytes; a simple PUT cannot carry the mtime.
             if change.size == 0 || (change.modified == nil && change.size <= simpleUploadMax) {
+                try await waitUntilSealed(id)
                 item = try await graph.simpleUpload(driveID: change.driveID, to: destination, file: path, size: change.size, options: options)
                 if change.size == 0, let modified = change.modified {
                     // An empty file cannot go through a session, the only upload that carries a time: it
@@ -72,9 +73,9 @@ public final class Uploader: Sendable {
             } else {
                 // The session's URL goes into the journal first, so a restarted daemon resumes it instead of resending.
                 item = try await graph.sessionUpload(driveID: change.driveID, to: destination, file: path, size: change.size, options: options,
-                                                     resuming: change.uploadURL) { [journal] url in
+                                                     resuming: change.uploadURL, onSession: { [journal] url in
                     try journal.update(id: id) { $0.uploadURL = url }
-                }
+                }, beforeLastFragment: { try await self.waitUntilSealed(id) })
             }
         } catch let error as GraphError where error.status == 412 || error.status == 409 {
             // A retry of a request whose answer was lost finds its own bytes there: that is success, not a conflict.
@@ -99,6 +100,16 @@ public final class Uploader: Sendable {
         try journal.update(id: id) { $0.state = .linking; $0.itemID = item.id; $0.lastError = nil; $0.uploadURL = nil }
         logger.info("uploaded", metadata: ["name": "\(change.name)", "item": "\(item.id)", "bytes": "\(change.size)"])
         return item
+    }
+
+    /// The service must not get the whole file before it is durable here: an `fsync` still flushing it
+    /// holds back only the last fragment.
+    private func waitUntilSealed(_ id: Int64) async throws {
+        while true {
+            guard let change = try journal.change(id: id) else { throw CancellationError() }
+            if change.sealed { return }
+            try await Task.sleep(for: .milliseconds(5))
+        }
     }
 
     /// The document at the destination when it already holds exactly the staged bytes.

@@ -51,6 +51,11 @@ struct Mounter {
     private func writeSupport(state: URL, connections: Connections) throws -> WriteSupport {
         let staging = try StagingArea(directory: state.appendingPathComponent("staging"))
         let journal = try Journal(path: state.appendingPathComponent("journal.sqlite").path)
+        // Changes an fsync recorded but a crash stopped before their bytes were on disk: never promised, set aside.
+        for change in try journal.discardUnsealed() {
+            logger.warning("an fsync interrupted by a crash left a change whose bytes may be incomplete; its staged file is kept aside",
+                           metadata: ["name": "\(change.name)"])
+        }
         // Files written but never closed before a crash (or kept local) are not in the journal: kept aside, not lost.
         for orphan in try staging.orphans(keeping: journal.stagedFiles()) {
             try staging.keepAside(orphan, as: orphan, in: "recovered")

@@ -62,6 +62,42 @@ struct UploaderTests {
         }
     }
 
+    @Test("an upload of a file still being flushed sends all but its last fragment, then finishes once it is sealed")
+    func waitsForTheSeal() async throws {
+        try await withUploader { setup in
+            let accounts = try await setup.graph.item(driveID: setup.driveID, path: "Accounts")
+            // Fragments of 960 KiB (1 MiB rounded down to 320 KiB steps): three whole ones and a last one.
+            let data = Self.bytes(3 * 983_040 + 1000, seed: 3)
+            var change = try setup.stage(data, name: "flushing.bin", parentID: accounts.id, modified: Date(timeIntervalSince1970: 1_650_000_000))
+            try setup.journal.update(id: change.id!) { $0.sealed = false }
+            change.sealed = false
+            let upload = Task { try await setup.uploader.upload(change) }
+            var chunks = 0
+            for _ in 0..<200 where chunks < 3 {
+                try await Task.sleep(for: .milliseconds(10))
+                chunks = try await setup.sandbox.stats()["graph.upload.chunk"] ?? 0
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await setup.sandbox.stats()["graph.upload.chunk"] == 3, "the last fragment waits")
+            try setup.journal.update(id: change.id!) { $0.sealed = true }
+            let item = try await upload.value
+            #expect(item.size == Int64(data.count))
+            #expect(try await setup.sandbox.stats()["graph.upload.chunk"] == 4)
+        }
+    }
+
+    @Test("a change an interrupted fsync left unsealed is set aside at the next start, not sent")
+    func unsealedIsDiscarded() async throws {
+        try await withUploader { setup in
+            var change = try setup.stage(Self.bytes(100, seed: 4), name: "torn.bin", parentID: "01X")
+            try setup.journal.update(id: change.id!) { $0.sealed = false }
+            change.sealed = false
+            let discarded = try setup.journal.discardUnsealed()
+            #expect(discarded.map(\.name) == ["torn.bin"])
+            #expect(try setup.journal.change(id: change.id!) == nil)
+        }
+    }
+
     @Test("an overwrite based on an old eTag is a conflict, recorded, and the remote document is untouched")
     func conflict() async throws {
         try await withUploader { setup in
