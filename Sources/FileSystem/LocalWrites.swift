@@ -81,13 +81,16 @@ final class LocalWrites: @unchecked Sendable {
 
     // MARK: Files
 
-    /// `create`: a new, empty document in `parent` (an existing one is truncated, as O_CREAT|O_TRUNC).
-    func create(parent: UInt64, name: String) async throws -> (NodeSnapshot, WriteSession) {
+    /// `create`: a new, empty document in `parent`. If the name turned out to exist after all (it
+    /// appeared remotely since the kernel looked), the open flags decide: EEXIST with O_EXCL, else it is
+    /// opened (and truncated with O_TRUNC).
+    func create(parent: UInt64, name: String, flags: Int32) async throws -> (NodeSnapshot, WriteSession) {
         _ = try tree.place(ofDirectory: parent)  // EPERM above the records
         let localOnly = try check(name, isFolder: false)
         if let existing = try await tree.child(of: parent, named: name) {
+            if flags & O_EXCL != 0 { throw NamespaceError.exists }
             guard existing.type == .file else { throw NamespaceError.isDirectory }
-            let session = try await open(existing, truncate: true)
+            let session = try await open(existing, truncate: flags & O_TRUNC != 0)
             return (existing, session)
         }
         let (file, descriptor) = try staging.create()
@@ -100,8 +103,8 @@ final class LocalWrites: @unchecked Sendable {
         return (node, session)
     }
 
-    /// Opens document `node` for writing: the session already open on it, or a new staged copy of its
-    /// current bytes (none with O_TRUNC).
+    /// Opens document `node` for writing: the session already open on it, or a new one whose staged file
+    /// starts empty (O_TRUNC), from the local bytes, or from the remote bytes at the first write.
     func open(_ node: NodeSnapshot, truncate: Bool) async throws -> WriteSession {
         guard node.level == .document, node.type == .file else { throw NamespaceError.notPermitted("only documents can be written") }
         if let session = lock.withLock({ () -> WriteSession? in

@@ -29,7 +29,7 @@ extension CRMFileSystem {
 
     func create(_ request: Request, parent: UInt64, name: String, info: FileInfo) {
         writing(request, "create", name) { writes in
-            let (node, session) = try await writes.create(parent: parent, name: name)
+            let (node, session) = try await writes.create(parent: parent, name: name, flags: info.raw.flags)
             var info = info
             info.raw.fh = self.addHandle(.writer(session))
             Self.writeThrough(&info)
