@@ -83,7 +83,7 @@ let package = Package(
         // Builds the live clients of a mount from its config.
         .target(
             name: "Services",
-            dependencies: ["HTTP", "Graph", "CRM", "Config", "Namespace", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["HTTP", "Graph", "CRM", "Config", "Namespace", "Writeback", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "crmfs",

@@ -13,6 +13,8 @@ import HTTP
 ///   the same object it moved away from).
 public final class Linker: Sendable {
     public static let linkObject = "SharePoint_Document__c"
+    /// The link object's fields this writes (`Item_Id__c` is its External ID).
+    public static let linkObjectFields = ["Item_Id__c", "Record_Id__c", "Object_Type__c", "Drive_Id__c", "Web_Url__c", "ETag__c", "Size__c", "Last_Synced__c"]
 
     let graph: GraphClient
     let salesforce: SalesforceClient

@@ -133,6 +133,7 @@ struct MountBehaviourTests {
         ("unknown field", "objects[1].fields"),
         ("missing key", "graph.tenant"),
         ("wrong type", "objects[0].fields"),
+        ("files connect without a data source", "objects[1].link"),
     ])
     func badConfigs(problem: String, key: String) async throws {
         try await withSandbox(separateProcess: true) { sandbox in
@@ -142,6 +143,15 @@ struct MountBehaviourTests {
             case "unknown object": text = text.replacingOccurrences(of: "object = \"Account\"", with: "object = \"Acount\"")
             case "unknown field": text = text.replacingOccurrences(of: "\"StageName\"", with: "\"Stage\"")
             case "missing key": text = text.replacingOccurrences(of: #"tenant = ""#, with: #"# tenant = ""#)
+            case "files connect without a data source":
+                // Files Connect on Opportunities, in an org whose ExternalDataSource is gone.
+                let connections = try sandbox.connections()
+                for source in try await connections.salesforce.query("SELECT Id FROM ExternalDataSource") {
+                    try await connections.salesforce.delete("ExternalDataSource", id: source.id!)
+                }
+                if let second = text.range(of: "link = \"folder\"", range: text.range(of: "object = \"Opportunity\"")!.upperBound..<text.endIndex) {
+                    text.replaceSubrange(second, with: "link = \"files-connect\"")
+                }
             default: text = text.replacingOccurrences(of: #"fields = ["Name", "AccountNumber""#, with: #"fields = "Name"  # ["x", "AccountNumber""#)
             }
             try text.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
