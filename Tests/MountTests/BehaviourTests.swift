@@ -63,6 +63,10 @@ struct MountBehaviourTests {
             #expect(codes == [EROFS, EROFS, EROFS, EROFS, EROFS])
             let touch = try await Tools.run("touch", ["\(record)/x"])
             #expect(touch.status != 0 && touch.errors.contains("Read-only file system"))
+            let file = try FileManager.default.attributesOfItem(atPath: "\(record)/Contracts/MSA-2026.pdf")
+            #expect((file[.posixPermissions] as? Int) == 0o444)
+            let disk = try FileManager.default.attributesOfFileSystem(forPath: mount.mountpoint)
+            #expect((disk[.systemFreeSize] as? NSNumber)?.int64Value == 0, "a read-only mount has no room")
         }
     }
 

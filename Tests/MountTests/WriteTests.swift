@@ -297,14 +297,18 @@ struct WriteTests {
         }
     }
 
-    @Test("the mtime touch -d sets is the one stat shows, at once and after a remount")
+    @Test("the mtime touch -d sets is the one stat shows, at once and after a remount; touch downloads nothing")
     func touchedTimes() async throws {
         try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
             let stamp = "2024-02-29 12:34:56 UTC"
             let expected = Date(timeIntervalSince1970: 1_709_210_096)
             let contract = "Accounts/Acme Corp/Contracts/MSA-2026.pdf"
             let first = try await MountFixture.mount(sandbox)
+            _ = try FileManager.default.attributesOfItem(atPath: first.path(contract))
+            try await sandbox.admin("stats/reset")
+            // touch opens the document for writing: that alone copies none of its bytes.
             #expect(try await Tools.run("touch", ["-d", stamp, first.path(contract)]).status == 0)
+            #expect((try await sandbox.stats()["graph.download.bytes"] ?? 0) == 0)
             let now = try FileManager.default.attributesOfItem(atPath: first.path(contract))[.modificationDate] as! Date
             #expect(abs(now.timeIntervalSince(expected)) < 1, "\(now)")
             try await expectSynced(first)
@@ -313,6 +317,25 @@ struct WriteTests {
             let later = try FileManager.default.attributesOfItem(atPath: second.path(contract))[.modificationDate] as! Date
             #expect(abs(later.timeIntervalSince(expected)) < 1, "\(later)")
             await second.unmount()
+        }
+    }
+
+    @Test("a document changed remotely between an open for writing and the first write fails that write with ESTALE")
+    func staleFirstWrite() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            let remote = try await Remote(mount)
+            let path = mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")
+            let descriptor = open(path, O_WRONLY)
+            #expect(descriptor >= 0)
+            defer { close(descriptor) }
+            let item = try #require(try await remote.item(SeededPaths.acmeContract))
+            let scratch = try Self.scratch().appendingPathComponent("new")
+            try Data("changed remotely\n".utf8).write(to: scratch)
+            _ = try await remote.connections.graph.simpleUpload(driveID: remote.driveID, to: .item(id: item.id), file: scratch.path,
+                                                                size: 17, options: UploadOptions())
+            let code = try await Tools.blocking { () -> Int32 in errno = 0; _ = pwrite(descriptor, "x", 1, 0); return errno }
+            #expect(code == ESTALE)
+            #expect(try await remote.bytes(SeededPaths.acmeContract) == Data("changed remotely\n".utf8), "the remote change stands")
         }
     }
 
@@ -334,6 +357,12 @@ struct WriteTests {
             #expect(try await Tools.shell("echo lock > '\(mount.path(Self.acme))/.~lock.x#'").status == 0)
             let local = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", mount.path("\(Self.acme)/.~lock.x#")])
             #expect(local.output == "local-only")
+            // statfs reports the room left where writes are staged.
+            let disk = try FileManager.default.attributesOfFileSystem(forPath: mount.mountpoint)
+            let stateDisk = try FileManager.default.attributesOfFileSystem(forPath: mount.stateDirectory)
+            let free = (disk[.systemFreeSize] as? NSNumber)?.doubleValue ?? 0
+            let expected = (stateDisk[.systemFreeSize] as? NSNumber)?.doubleValue ?? -1
+            #expect(free > 0 && abs(free - expected) < 1e9, "\(free) vs \(expected)")
         }
     }
 
