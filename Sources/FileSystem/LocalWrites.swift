@@ -53,9 +53,7 @@ final class LocalWrites: @unchecked Sendable {
                 // Under the lock, so the change cannot finish unseen between the check and the bookkeeping.
                 let current = lock.withLock { () -> PendingChange? in
                     guard let change = try? self.support.journal.change(id: id) else { return nil }
-                    owners[id] = ChangeOwner(ino: ino, parent: self.tree.current(ino)?.parent ?? Tree.rootIno)
-                    pending[ino, default: []].insert(id)
-                    if change.kind == .upload { uploads[ino] = id }
+                    register(id, ChangeOwner(ino: ino, parent: self.tree.current(ino)?.parent ?? Tree.rootIno), upload: change.kind == .upload)
                     return change
                 }
                 if current == nil {
@@ -168,7 +166,7 @@ final class LocalWrites: @unchecked Sendable {
             session.unflushedBytes = 0
             _ = crmfs_start_writeback(session.descriptor)
         }
-        tree.setLocal(session.ino, size: max(tree.current(session.ino)?.size ?? 0, offset + Int64(written)), modified: Date())
+        tree.wrote(session.ino, through: offset + Int64(written))
         return written
     }
 
@@ -226,11 +224,11 @@ final class LocalWrites: @unchecked Sendable {
             session.timesChanged = false
             return
         }
-        let place = try tree.place(ofDirectory: node.parent)
-        var change = PendingChange(kind: .upload, driveID: place.driveID, name: node.name, itemID: session.itemID,
-                                   parentItemID: place.parentItemID, parentPath: place.parentItemID == nil ? place.parentPath : nil,
-                                   recordID: place.recordID, objectName: place.objectName, stagedFile: session.stagedFile,
-                                   size: size, modified: node.timeSet ? node.modified : nil, baseETag: session.baseETag)
+        var change = PendingChange(.upload, name: node.name, itemID: session.itemID, in: try tree.place(ofDirectory: node.parent))
+        change.stagedFile = session.stagedFile
+        change.size = size
+        change.modified = node.timeSet ? node.modified : nil
+        change.baseETag = session.baseETag
         change.sealed = sealed
         // A newer version of a document whose previous one has not started: the previous one need not go.
         if let previous = lock.withLock({ uploads[session.ino] }), let earlier = try support.journal.change(id: previous),
@@ -339,9 +337,8 @@ final class LocalWrites: @unchecked Sendable {
     private func sendTime(of node: NodeSnapshot) throws {
         let date = node.modified
         guard !node.localOnly, let itemID = node.itemID, node.level == .document else { return }
-        let place = try tree.place(ofDirectory: node.parent)
-        var change = PendingChange(kind: .move, driveID: place.driveID, name: node.name, itemID: itemID, recordID: place.recordID,
-                                   objectName: place.objectName)
+        // Named by item, with no parent: a move that moves nothing, carrying only the time.
+        var change = PendingChange(.move, name: node.name, itemID: itemID, of: try tree.place(ofDirectory: node.parent))
         change.modified = date
         let saved = try engine.record(change)
         track(saved.id!, ChangeOwner(ino: node.ino, parent: node.parent), upload: false)
@@ -354,9 +351,7 @@ final class LocalWrites: @unchecked Sendable {
         _ = try check(name, isFolder: true)
         if try await tree.child(of: parent, named: name) != nil { throw NamespaceError.exists }
         let node = try tree.addLocal(parent: parent, name: name, type: .directory, stagedFile: nil, localOnly: false)
-        let saved = try engine.record(PendingChange(kind: .createFolder, driveID: place.driveID, name: name, parentItemID: place.parentItemID,
-                                                    parentPath: place.parentItemID == nil ? place.parentPath : nil,
-                                                    recordID: place.recordID, objectName: place.objectName))
+        let saved = try engine.record(PendingChange(.createFolder, name: name, in: place))
         track(saved.id!, ChangeOwner(ino: node.ino, parent: parent), upload: false)
         return node
     }
@@ -389,8 +384,7 @@ final class LocalWrites: @unchecked Sendable {
     private func removeRemote(itemID: String, node: NodeSnapshot, parent: UInt64) throws {
         let place = try tree.place(ofDirectory: parent)
         tree.hide(itemID)
-        let saved = try engine.record(PendingChange(kind: .delete, driveID: place.driveID, name: node.name, itemID: itemID,
-                                                    recordID: place.recordID, objectName: place.objectName))
+        let saved = try engine.record(PendingChange(.delete, name: node.name, itemID: itemID, of: place))
         track(saved.id!, ChangeOwner(ino: node.ino, parent: parent, hiddenItem: itemID), upload: false)
     }
 
@@ -458,9 +452,7 @@ final class LocalWrites: @unchecked Sendable {
             tree.setLocal(source.ino, localOnly: false)
             // A temporary name given back: the document never left its place in SharePoint.
             if shadow?.parent != newParent || shadow?.name != newName {
-                let saved = try engine.record(PendingChange(kind: .move, driveID: to.driveID, name: newName, itemID: itemID,
-                                                            parentItemID: to.parentItemID, parentPath: to.parentItemID == nil ? to.parentPath : nil,
-                                                            recordID: to.recordID, objectName: to.objectName))
+                let saved = try engine.record(PendingChange(.move, name: newName, itemID: itemID, in: to))
                 track(saved.id!, ChangeOwner(ino: source.ino, parent: newParent), upload: false)
             }
         case (false, false):
@@ -472,8 +464,7 @@ final class LocalWrites: @unchecked Sendable {
                 for id in lock.withLock({ pending[source.ino] ?? [] }) {
                     try engine.amend(id) { change in
                         change.name = newName
-                        change.parentItemID = to.parentItemID
-                        change.parentPath = to.parentItemID == nil ? to.parentPath : nil
+                        change.put(in: to)
                     }
                 }
             } else {
@@ -496,31 +487,25 @@ final class LocalWrites: @unchecked Sendable {
             return
         }
         guard let node = tree.current(ino), let file = node.stagedFile else { return }
+        let place = try tree.place(ofDirectory: node.parent)
         for id in lock.withLock({ pending[ino] ?? [] }) {
-            if let change = try support.journal.change(id: id), change.kind == .upload {
-                // Keep the bytes: withdrawing would delete the staged file, so the old change is amended instead.
-                if try engine.amend(id, { change in
-                    change.name = node.name
-                    change.itemID = itemID ?? change.itemID
-                    change.baseETag = baseETag ?? change.baseETag
-                }) {
-                    let place = try tree.place(ofDirectory: node.parent)
-                    try engine.amend(id) { change in
-                        change.parentItemID = place.parentItemID
-                        change.parentPath = place.parentItemID == nil ? place.parentPath : nil
-                        change.recordID = place.recordID
-                        change.objectName = place.objectName
-                    }
-                    return
-                }
+            // Keep the bytes: withdrawing would delete the staged file, so a change not started is amended instead.
+            if try support.journal.change(id: id)?.kind == .upload, try engine.amend(id, { change in
+                change.name = node.name
+                change.put(in: place)
+                change.itemID = itemID ?? change.itemID
+                change.baseETag = baseETag ?? change.baseETag
+            }) {
+                return
             }
         }
-        let place = try tree.place(ofDirectory: node.parent)
         let size = ((try? FileManager.default.attributesOfItem(atPath: staging.path(of: file)))?[.size] as? NSNumber)?.int64Value ?? node.size
-        let saved = try engine.record(PendingChange(kind: .upload, driveID: place.driveID, name: node.name, itemID: itemID,
-                                                    parentItemID: place.parentItemID, parentPath: place.parentItemID == nil ? place.parentPath : nil,
-                                                    recordID: place.recordID, objectName: place.objectName, stagedFile: file, size: size,
-                                                    modified: node.timeSet ? node.modified : nil, baseETag: baseETag))
+        var change = PendingChange(.upload, name: node.name, itemID: itemID, in: place)
+        change.stagedFile = file
+        change.size = size
+        change.modified = node.timeSet ? node.modified : nil
+        change.baseETag = baseETag
+        let saved = try engine.record(change)
         track(saved.id!, ChangeOwner(ino: ino, parent: node.parent), upload: true)
     }
 
@@ -547,11 +532,9 @@ final class LocalWrites: @unchecked Sendable {
     /// `user.crmfs.sync` of a document.
     func syncStatus(_ node: NodeSnapshot) -> String {
         if node.localOnly { return "local-only" }
-        let (session, upload, others, note) = lock.withLock {
-            (sessions[node.ino], uploads[node.ino], pending[node.ino] ?? [], conflictNotes[node.ino])
-        }
+        let (session, changes, note) = lock.withLock { (sessions[node.ino], pending[node.ino] ?? [], conflictNotes[node.ino]) }
         if let session, session.dirty || session.changeID == nil && node.itemID == nil { return "pending" }
-        for id in [upload].compactMap({ $0 }) + others.sorted() {
+        for id in changes.sorted() {
             if let status = engine.status(of: id) { return status.description }
         }
         return note ?? "clean"
@@ -567,12 +550,15 @@ final class LocalWrites: @unchecked Sendable {
     // MARK: Engine outcomes
 
     private func track(_ id: Int64, _ owner: ChangeOwner, upload: Bool) {
-        lock.withLock {
-            owners[id] = owner
-            pending[owner.ino, default: []].insert(id)
-            if upload { uploads[owner.ino] = id }
-        }
+        lock.withLock { register(id, owner, upload: upload) }
         tree.pin(owner.ino)
+    }
+
+    /// Books a change under its node (lock held).
+    private func register(_ id: Int64, _ owner: ChangeOwner, upload: Bool) {
+        owners[id] = owner
+        pending[owner.ino, default: []].insert(id)
+        if upload { uploads[owner.ino] = id }
     }
 
     /// Forgets a change that was withdrawn or is done; returns who it belonged to.
@@ -646,4 +632,25 @@ final class LocalWrites: @unchecked Sendable {
 /// An error handed back from a task to the thread that waits for it.
 private final class LockedResult: @unchecked Sendable {
     var error: Error?
+}
+
+extension PendingChange {
+    /// A change of the record and object `place` belongs to, with no parent (it stays where it is).
+    init(_ kind: Kind, name: String, itemID: String? = nil, of place: WritePlace) {
+        self.init(kind: kind, driveID: place.driveID, name: name, itemID: itemID, recordID: place.recordID, objectName: place.objectName)
+    }
+
+    /// A change that goes into `place`.
+    init(_ kind: Kind, name: String, itemID: String? = nil, in place: WritePlace) {
+        self.init(kind, name: name, itemID: itemID, of: place)
+        put(in: place)
+    }
+
+    /// Goes into `place`: its folder by item, or by path while that folder is not made yet; its record.
+    mutating func put(in place: WritePlace) {
+        parentItemID = place.parentItemID
+        parentPath = place.parentItemID == nil ? place.parentPath : nil
+        recordID = place.recordID
+        objectName = place.objectName
+    }
 }

@@ -124,13 +124,12 @@ extension Tree {
         }
     }
 
-    /// New local facts of a node: its staged bytes, size, mtime, whether it stays local.
-    @discardableResult
-    /// A time given without `timeSet` is the time of a write (not set explicitly).
+    /// New local facts of a node: its staged bytes, size, mtime, whether it stays local. A time given
+    /// without `timeSet` is the time of a write (not set explicitly).
     public func setLocal(_ ino: UInt64, stagedFile: String?? = nil, size: Int64? = nil, modified: Date? = nil, timeSet: Bool = false,
-                         localOnly: Bool? = nil) -> NodeSnapshot? {
+                         localOnly: Bool? = nil) {
         lock.withLock {
-            guard let node = nodes[ino] else { return nil }
+            guard let node = nodes[ino] else { return }
             if let stagedFile { node.stagedFile = stagedFile }
             if let size { node.size = size }
             if let modified {
@@ -139,7 +138,19 @@ extension Tree {
             }
             if let localOnly { node.localOnly = localOnly }
             node.changed = Date()
-            return node.snapshot(driveID: driveID)
+        }
+    }
+
+    /// A write reached byte `end` of a file just now: it grows to there if shorter. (Every write calls
+    /// this, so it takes the lock once and builds nothing.)
+    public func wrote(_ ino: UInt64, through end: Int64) {
+        let now = Date()
+        lock.withLock {
+            guard let node = nodes[ino] else { return }
+            node.size = max(node.size, end)
+            node.modified = now
+            node.timeSet = false
+            node.changed = now
         }
     }
 
