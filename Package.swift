@@ -22,8 +22,8 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
-        // getxattr(2) and friends (Glibc does not export them to Swift): `crmfs sync`, and tests that check errnos.
-        .systemLibrary(name: "CXattr"),
+        // Linux calls Glibc does not export to Swift: getxattr(2) and friends (`crmfs sync`, tests), prctl.
+        .systemLibrary(name: "CLinux"),
         // libfuse 3 low-level API (FUSE_USE_VERSION 312).
         .systemLibrary(
             name: "CFuse",
@@ -46,7 +46,7 @@ let package = Package(
         // mount.conf parsing and validation.
         .target(
             name: "Config",
-            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["HTTP", .product(name: "TOMLKit", package: "TOMLKit")]
         ),
         // Local emulator of Entra ID, Microsoft Graph and Salesforce REST.
         .target(
@@ -88,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "crmfs",
             dependencies: [
-                "HTTP", "Graph", "CRM", "Config", "Sandbox", "Services", "SharePointNaming", "Namespace", "Cache", "FileSystem", "Writeback", "CXattr",
+                "HTTP", "Graph", "CRM", "Config", "Sandbox", "Services", "SharePointNaming", "Namespace", "Cache", "FileSystem", "Writeback", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -103,6 +103,7 @@ let package = Package(
         .testTarget(name: "ClientTests", dependencies: ["HTTP", "Graph", "CRM", "Services", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["HTTP", "Sandbox", "Config", "TestSupport"]),
         .testTarget(name: "WritebackTests", dependencies: ["Writeback", "Graph", "CRM", "Config", "HTTP", "QuickXor", "Services", "TestSupport"]),
-        .testTarget(name: "MountTests", dependencies: ["HTTP", "Graph", "CRM", "Namespace", "Services", "QuickXor", "TestSupport", "CXattr"]),
+        .testTarget(name: "ParserTests", dependencies: ["Config", "FileSystem", "Graph", "HTTP", "Namespace"]),
+        .testTarget(name: "MountTests", dependencies: ["HTTP", "Graph", "CRM", "Namespace", "Services", "QuickXor", "TestSupport", "CLinux"]),
     ]
 )

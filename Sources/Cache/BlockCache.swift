@@ -1,15 +1,18 @@
 import Foundation
 
-/// Which bytes a block holds: a version of a document, and the block's index within it.
+/// Which bytes a block holds: a version of a document, the block's index within it, and how long the
+/// block must be (the block size, or less for the last one).
 public struct BlockKey: Hashable, Sendable {
     public var itemID: String
     public var eTag: String
     public var index: Int64
+    public var length: Int64
 
-    public init(itemID: String, eTag: String, index: Int64) {
+    public init(itemID: String, eTag: String, index: Int64, length: Int64) {
         self.itemID = itemID
         self.eTag = eTag
         self.index = index
+        self.length = length
     }
 
     /// The block's file name: the item id, a hash of the eTag (a new version never matches an old block), the index.
@@ -21,8 +24,11 @@ public struct BlockKey: Hashable, Sendable {
 }
 
 /// Fixed-size blocks of documents in files under one directory, bounded by a byte budget and evicted
-/// least recently used at insert time. Blocks are published whole (temporary file, then rename), so a
-/// crash never leaves a torn one, and a remount reuses every block still on disk.
+/// least recently used at insert time. Blocks are published whole (temporary file, then rename), and a
+/// remount reuses every block still on disk. Blocks are not flushed before the rename (they are a cache,
+/// and a flush per block would halve cold reads): after a power loss a block can be short or empty, so
+/// every open checks the block's length against the one its key expects, and a block that is not what
+/// it should be is dropped and fetched again, never served.
 public final class BlockCache: @unchecked Sendable {
     public let directory: URL
     public let capacity: Int64
@@ -61,13 +67,25 @@ public final class BlockCache: @unchecked Sendable {
         close(descriptor)
     }
 
-    /// A cached block's file, opened (counting as a use); nil when it is not (completely) cached.
+    /// A cached block's file, opened (counting as a use); nil when it is not (completely) cached, or
+    /// when its file is not the length the key expects (then it is dropped).
     public func openBlock(_ key: BlockKey) -> BlockFile? {
         let name = key.fileName
         guard touch(name) else { return nil }
-        let descriptor = open(directory.appendingPathComponent(name).path, O_RDONLY | O_CLOEXEC)
+        let path = directory.appendingPathComponent(name).path
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             lock.withLock { forget(name) }
+            return nil
+        }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, Int64(info.st_size) == key.length else {
+            close(descriptor)
+            // Unlinked before it is forgotten, under the lock: a new fill of it can only start afterwards.
+            lock.withLock {
+                unlink(path)
+                forget(name)
+            }
             return nil
         }
         return BlockFile(descriptor: descriptor)

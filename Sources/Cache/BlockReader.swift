@@ -94,7 +94,8 @@ public final class BlockReader: Sendable {
     }
 
     private func key(_ content: RemoteContent, _ index: Int64) -> BlockKey {
-        BlockKey(itemID: content.itemID, eTag: content.eTag, index: index)
+        let blockSize = Int64(cache.blockSize)
+        return BlockKey(itemID: content.itemID, eTag: content.eTag, index: index, length: min(blockSize, content.size - index * blockSize))
     }
 
     /// The part of block `index` that falls within offset..<end of the file.
@@ -142,10 +143,9 @@ public final class BlockReader: Sendable {
     }
 
     private func fetch(_ key: BlockKey, content: RemoteContent) async throws -> BlockFile {
-        let blockSize = Int64(cache.blockSize)
-        let start = key.index * blockSize
-        let end = min(content.size, start + blockSize) - 1
-        return try await cache.fill(key, size: end - start + 1) { descriptor in
+        let start = key.index * Int64(cache.blockSize)
+        let end = start + key.length - 1
+        return try await cache.fill(key, size: key.length) { descriptor in
             let download = try await downloadWithFreshURL(content, range: start...end, into: descriptor)
             if let served = download.eTag, !served.isEmpty, served != content.eTag {
                 // The document changed since its metadata was read: these bytes belong to another version.

@@ -2,7 +2,7 @@
 public enum ByteSize {
     public static func parse(_ text: String) -> Int64? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
-        let digits = trimmed.prefix { $0.isNumber || $0 == "." }
+        let digits = trimmed.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
         guard !digits.isEmpty, let number = Double(digits), number >= 0 else { return nil }
         let unit = trimmed.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased()
         let multipliers: [String: Double] = [
@@ -13,7 +13,8 @@ public enum ByteSize {
             "t": Double(1 << 40), "tib": Double(1 << 40), "tb": 1e12,
         ]
         guard let multiplier = multipliers[unit] else { return nil }
-        return Int64((number * multiplier).rounded())
+        // `9000000TiB` does not fit in 64 bits: no size rather than a crash.
+        return Int64(exactly: (number * multiplier).rounded())
     }
 
     public static func format(_ bytes: Int64) -> String {

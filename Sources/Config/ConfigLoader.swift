@@ -1,10 +1,22 @@
 import Foundation
+import HTTP
 import TOMLKit
 
 /// Reads mount.conf (TOML), checking every key: unknown keys, missing keys and wrong types
 /// are errors that name the file, the line and the key.
 public enum ConfigLoader {
     public static func load(path: String) throws -> MountConfig {
+        // The config decides where secrets are sent: nobody else may be able to change it.
+        var info = stat()
+        if stat(path, &info) == 0 {
+            if info.st_mode & 0o022 != 0 {
+                throw ConfigError(file: path, line: nil, key: nil,
+                                  message: "is writable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); it decides where secrets are sent: chmod go-w \(path)")
+            }
+            if info.st_uid != geteuid() && info.st_uid != 0 {
+                throw ConfigError(file: path, line: nil, key: nil, message: "is owned by uid \(info.st_uid), neither the user running crmfs nor root")
+            }
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(file: path, line: nil, key: nil, message: "cannot read the file (missing or not readable)")
         }
@@ -12,6 +24,7 @@ public enum ConfigLoader {
     }
 
     public static func parse(_ text: String, path: String) throws -> MountConfig {
+        try checkTableHeaders(text, path: path)
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -20,6 +33,21 @@ public enum ConfigLoader {
         }
         let reader = Reader(path: path, lines: LineIndex(text: text))
         return try reader.config(table)
+    }
+
+    /// toml++ (under TOMLKit) stops the process on a table header without a name (`[=x]`) instead of
+    /// reporting it: such a header is refused here first.
+    static func checkTableHeaders(_ text: String, path: String) throws {
+        for (offset, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var rest = line.drop { $0 == " " || $0 == "\t" }
+            guard rest.first == "[" else { continue }
+            rest = rest.dropFirst()
+            if rest.first == "[" { rest = rest.dropFirst() }
+            rest = rest.drop { $0 == " " || $0 == "\t" }
+            guard let first = rest.first, first.isASCII, first.isLetter || first.isNumber || "_-\"'".contains(first) else {
+                throw ConfigError(file: path, line: offset + 1, key: nil, message: "not valid TOML: a [table] header needs a name")
+            }
+        }
     }
 
     struct Reader {
@@ -50,7 +78,7 @@ public enum ConfigLoader {
         func salesforce(_ t: TOMLTable) throws -> SalesforceSettings {
             let at = "salesforce"
             try allowOnly(t, ["instance_url", "api_version", "auth", "client_id", "client_secret_file", "client_secret_env",
-                              "refresh_token_file", "session_timeout"], at: at)
+                              "refresh_token_file", "session_timeout", "ca_file"], at: at)
             let auth: SalesforceSettings.Auth
             switch try string(t, "auth", at: at, default: "client_credentials") {
             case "client_credentials":
@@ -68,12 +96,13 @@ public enum ConfigLoader {
             let version = try string(t, "api_version", at: at, default: "62.0")
             guard Double(version) != nil else { throw error("\(at).api_version", "'\(version)' is not an API version like 62.0") }
             return SalesforceSettings(instanceURL: try url(t, "instance_url", at: at), apiVersion: version,
-                                      clientID: try string(t, "client_id", at: at), auth: auth, sessionTimeout: timeout)
+                                      clientID: try string(t, "client_id", at: at), auth: auth, sessionTimeout: timeout,
+                                      caFile: try optionalString(t, "ca_file", at: at))
         }
 
         func graph(_ t: TOMLTable) throws -> GraphSettings {
             let at = "graph"
-            try allowOnly(t, ["authority", "endpoint", "tenant", "client_id", "client_secret_file", "client_secret_env", "site", "library"], at: at)
+            try allowOnly(t, ["authority", "endpoint", "tenant", "client_id", "client_secret_file", "client_secret_env", "site", "library", "ca_file"], at: at)
             let site = try string(t, "site", at: at)
             guard let colon = site.range(of: ":/"), !site[..<colon.lowerBound].isEmpty else {
                 throw error("\(at).site", "'\(site)' is not HOSTNAME:/PATH, e.g. contoso.sharepoint.com:/sites/Sales")
@@ -84,7 +113,7 @@ public enum ConfigLoader {
                 tenant: try string(t, "tenant", at: at), clientID: try string(t, "client_id", at: at),
                 secret: try secret(t, at: at, required: true)!,
                 siteHostname: String(site[..<colon.lowerBound]), sitePath: String(site[site.index(after: colon.lowerBound)...]),
-                library: try string(t, "library", at: at, default: "Documents"))
+                library: try string(t, "library", at: at, default: "Documents"), caFile: try optionalString(t, "ca_file", at: at))
         }
 
         func cache(_ t: TOMLTable?) throws -> CacheSettings {
@@ -203,8 +232,12 @@ public enum ConfigLoader {
 
         func url(_ t: TOMLTable, _ key: String, at: String, default fallback: String? = nil) throws -> String {
             let text = try string(t, key, at: at, default: fallback)
-            guard let url = URL(string: text), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+            guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), let host = url.host, !host.isEmpty else {
                 throw error("\(at).\(key)", "'\(text)' is not an http(s) URL")
+            }
+            // Secrets and bearer tokens go to this URL: cleartext only where they never leave the machine.
+            if url.scheme?.lowercased() == "http", !Loopback.isLoopback(host: host) {
+                throw error("\(at).\(key)", "'\(text)' is plain http: it would send secrets and tokens unencrypted; use https (http is allowed for loopback only)")
             }
             return text.hasSuffix("/") ? String(text.dropLast()) : text
         }

@@ -20,6 +20,8 @@ public struct SalesforceSettings: Sendable {
     public var auth: Auth
     /// The org's session timeout, if known: tokens are refreshed ahead of it. Otherwise on 401.
     public var sessionTimeout: Double?
+    /// A PEM file of the certificate authorities to trust for this service instead of the system's.
+    public var caFile: String? = nil
 }
 
 public struct GraphSettings: Sendable {
@@ -34,6 +36,8 @@ public struct GraphSettings: Sendable {
     public var sitePath: String
     /// The document library's name, e.g. `Documents`.
     public var library: String
+    /// A PEM file of the certificate authorities to trust for this service instead of the system's.
+    public var caFile: String? = nil
 }
 
 public struct CacheSettings: Sendable {

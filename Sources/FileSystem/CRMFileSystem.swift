@@ -13,6 +13,12 @@ public struct MountOptions: Sendable {
     /// Shown in mount listings (the source column).
     public var fsname = "crmfs"
     public var debug = false
+    /// Owner and group every file shows (the mounting user's by default), and the permission bits taken
+    /// away from every file and directory: with `allow_other`, `umask=027` keeps other users out, since the
+    /// kernel checks these bits (`default_permissions`).
+    public var uid: uid_t = getuid()
+    public var gid: gid_t = getgid()
+    public var umask: mode_t = 0o022
 
     public init() {}
 }
@@ -27,8 +33,6 @@ public final class CRMFileSystem: @unchecked Sendable {
     let logger: Logger
     /// The write path; nil for a read-only mount.
     let writes: LocalWrites?
-    let uid = getuid()
-    let gid = getgid()
 
     private let lock = NSLock()
     private var directoryHandles: [UInt64: [(name: String, node: NodeSnapshot)]] = [:]
@@ -137,10 +141,11 @@ public final class CRMFileSystem: @unchecked Sendable {
         var result = Glibc.stat()
         result.st_ino = UInt(node.ino)
         let writable = writes != nil
-        result.st_mode = node.type == .directory ? (S_IFDIR | (writable ? 0o755 : 0o555)) : (S_IFREG | (writable ? 0o644 : 0o444))
+        let permissions: mode_t = node.type == .directory ? (writable ? 0o777 : 0o555) : (writable ? 0o666 : 0o444)
+        result.st_mode = (node.type == .directory ? S_IFDIR : S_IFREG) | (permissions & ~options.umask & 0o777)
         result.st_nlink = node.type == .directory ? 2 : 1
-        result.st_uid = uid
-        result.st_gid = gid
+        result.st_uid = options.uid
+        result.st_gid = options.gid
         result.st_size = Int(node.size)
         result.st_blocks = Int((node.size + 511) / 512)
         result.st_blksize = 128 << 10

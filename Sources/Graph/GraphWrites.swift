@@ -23,16 +23,25 @@ public struct UploadOptions: Sendable {
     public var fragmentSize: Int
     /// How many times a lost or expired session is started over before giving up.
     public var sessionRestarts: Int
+    /// Answers in a row that accept a fragment without moving `nextExpectedRanges` before the upload
+    /// stops (to be retried later): a service that never advances must not keep the loop going for ever.
+    public var stalledFragments: Int
+    /// The longest a whole session upload may take; nil gives 10 minutes plus 4 s per MiB (256 KiB/s).
+    public var timeLimit: Duration?
 
     public init(conflictBehavior: ConflictBehavior = .replace, ifMatch: String? = nil, modified: Date? = nil, created: Date? = nil,
-                fragmentSize: Int = 10 << 20, sessionRestarts: Int = 3) {
+                fragmentSize: Int = 10 << 20, sessionRestarts: Int = 3, stalledFragments: Int = 3, timeLimit: Duration? = nil) {
         self.conflictBehavior = conflictBehavior
         self.ifMatch = ifMatch
         self.modified = modified
         self.created = created
         self.fragmentSize = fragmentSize
         self.sessionRestarts = sessionRestarts
+        self.stalledFragments = stalledFragments
+        self.timeLimit = timeLimit
     }
+
+    func timeLimit(forSize size: Int64) -> Duration { timeLimit ?? .seconds(600 + size / (256 << 10)) }
 
     static let fragmentUnit = 320 * 1024
     var alignedFragmentSize: Int { max(Self.fragmentUnit, fragmentSize / Self.fragmentUnit * Self.fragmentUnit) }
@@ -99,6 +108,7 @@ extension GraphClient {
     public func sessionUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions,
                               resuming: String? = nil, onSession: @Sendable (String) throws -> Void = { _ in },
                               beforeLastFragment: @Sendable () async throws -> Void = {}) async throws -> DriveItem {
+        let deadline = ContinuousClock.now + options.timeLimit(forSize: size)
         var restarts = 0
         var session = resuming
         while true {
@@ -117,8 +127,8 @@ extension GraphClient {
                 try onSession(url)
             }
             do {
-                return try await sendFragments(to: url, from: offset, file: path, size: size, fragmentSize: options.alignedFragmentSize,
-                                               beforeLastFragment: beforeLastFragment)
+                return try await sendFragments(to: url, from: offset, file: path, size: size, options: options,
+                                               deadline: deadline, beforeLastFragment: beforeLastFragment)
             } catch let error as GraphError where error.isNotFound && restarts < options.sessionRestarts {
                 restarts += 1  // the session expired or was lost: start over in a new one
                 session = nil
@@ -140,12 +150,16 @@ extension GraphClient {
         return session.uploadUrl
     }
 
-    private func sendFragments(to uploadURL: String, from start: Int64, file path: String, size: Int64, fragmentSize: Int,
-                               beforeLastFragment: @Sendable () async throws -> Void) async throws -> DriveItem {
+    private func sendFragments(to uploadURL: String, from start: Int64, file path: String, size: Int64, options: UploadOptions,
+                               deadline: ContinuousClock.Instant, beforeLastFragment: @Sendable () async throws -> Void) async throws -> DriveItem {
         var offset = start
         var resumes = 0
+        var stalled = 0
         while true {
-            let length = min(Int64(fragmentSize), size - offset)
+            guard ContinuousClock.now < deadline else {
+                throw UploadStalled(request: "PUT upload session", reason: "the upload took longer than its limit of \(options.timeLimit(forSize: size))")
+            }
+            let length = min(Int64(options.alignedFragmentSize), size - offset)
             if offset + length == size { try await beforeLastFragment() }
             let request = HTTPRequest(method: "PUT", url: uploadURL,
                                       headers: ["Content-Range": "bytes \(offset)-\(offset + length - 1)/\(size)"],
@@ -153,7 +167,12 @@ extension GraphClient {
             do {
                 let response = try await send(request, auth: nil)
                 if response.status == 200 || response.status == 201 { return try decode(response, request: request) }
-                offset = try nextExpected(in: response.body) ?? offset + length
+                let next = try nextExpected(in: response.body) ?? offset + length
+                stalled = next > offset ? 0 : stalled + 1
+                if stalled >= options.stalledFragments {
+                    throw UploadStalled(request: request.logDescription, reason: "\(stalled) fragments in a row were accepted without the session moving past byte \(offset)")
+                }
+                offset = next
             } catch let error as GraphError where !error.isNotFound && error.status != 409 && error.status != 412 && resumes < 5 {
                 // A fragment failed (overlap after a retried send, a server error): ask where to go on from.
                 resumes += 1
@@ -178,6 +197,13 @@ extension GraphClient {
                                   isIdempotent: method != "POST")
         return try decode(try await send(request, auth: auth), request: request)
     }
+}
+
+/// An upload session that does not get anywhere: it is abandoned for now, and the upload retried later.
+public struct UploadStalled: Error, CustomStringConvertible, Sendable {
+    public var request: String
+    public var reason: String
+    public var description: String { "\(request): upload stopped: \(reason)" }
 }
 
 struct UploadSessionInfo: Decodable {

@@ -12,6 +12,9 @@ public struct TransportOptions: Sendable {
     public var maxConnectionsPerHost = 8
     /// SharePoint prioritises decorated traffic.
     public var userAgent = "NONISV|crmfs|crmfs/0.1"
+    /// Certificate authorities (PEM files) to trust instead of the system's, by host: a private
+    /// service's own CA (`ca_file` in mount.conf).
+    public var certificateAuthorities: [String: String] = [:]
 
     public init() {}
 }
@@ -164,6 +167,16 @@ private final class Transfer: @unchecked Sendable {
             throw HTTPError.transport(code: -1, message: "curl_easy_init failed", request: request.logDescription)
         }
         self.easy = easy
+        // TLS everywhere but loopback: libcurl speaks nothing else, and http only to this machine.
+        let url = URLComponents(string: request.url)
+        if url?.scheme?.lowercased() != "https", !Loopback.isLoopback(host: url?.host ?? "") {
+            throw HTTPError.cleartext(request: request.logDescription)
+        }
+        if let host = url?.host?.lowercased(), let authority = options.certificateAuthorities[host] {
+            _ = crmfs_easy_setopt_string(easy, CURLOPT_CAINFO, authority)
+        }
+        _ = crmfs_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "https,http")
+        _ = crmfs_easy_setopt_string(easy, CURLOPT_REDIR_PROTOCOLS_STR, "https")
         let me = Unmanaged.passUnretained(self).toOpaque()
         _ = crmfs_easy_setopt_string(easy, CURLOPT_URL, request.url)
         _ = crmfs_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)

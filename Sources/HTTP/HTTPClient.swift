@@ -7,11 +7,15 @@ import Logging
 public final class HTTPClient: Sendable {
     public let transport: CurlTransport
     public let retry: RetryPolicy
+    /// The hosts a bearer token may go to (those the config names); nil trusts every host. URLs the
+    /// services hand back (`@odata.nextLink`, `instance_url`, ...) are checked against it.
+    public let tokenHosts: Set<String>?
     let logger: Logger
 
-    public init(transport: CurlTransport, retry: RetryPolicy = .default, logger: Logger = Logger(label: "crmfs.http")) {
+    public init(transport: CurlTransport, retry: RetryPolicy = .default, tokenHosts: Set<String>? = nil, logger: Logger = Logger(label: "crmfs.http")) {
         self.transport = transport
         self.retry = retry
+        self.tokenHosts = tokenHosts.map { Set($0.map { $0.lowercased() }) }
         self.logger = logger
     }
 
@@ -22,6 +26,10 @@ public final class HTTPClient: Sendable {
         let started = clock.now
         var attempt = 0
         var refreshedAfter401 = false
+        if auth != nil, let tokenHosts {
+            let host = URLComponents(string: request.url)?.host?.lowercased() ?? ""
+            guard tokenHosts.contains(host) else { throw HTTPError.untrustedHost(host: host, request: request.logDescription) }
+        }
 
         while true {
             attempt += 1

@@ -103,6 +103,10 @@ public enum HTTPError: Error, CustomStringConvertible, Sendable {
     case uploadSource(path: String, errno: Int32)
     /// 429/503/5xx kept coming until the retry budget ran out.
     case retriesExhausted(status: Int, attempts: Int, request: String, response: HTTPResponse?)
+    /// Plain http to a host that is not this machine: refused before anything is sent.
+    case cleartext(request: String)
+    /// A bearer token would go to a host the config does not name (a URL a service handed back).
+    case untrustedHost(host: String, request: String)
 
     public var description: String {
         switch self {
@@ -111,6 +115,9 @@ public enum HTTPError: Error, CustomStringConvertible, Sendable {
         case .uploadSource(let path, let err): return "cannot read upload source \(path): \(String(cString: strerror(err)))"
         case .retriesExhausted(let status, let attempts, let request, _):
             return "\(request): gave up after \(attempts) attempts (last status \(status))"
+        case .cleartext(let request): return "\(request): refused: plain http is allowed to loopback only"
+        case .untrustedHost(let host, let request):
+            return "\(request): refused to send a token to \(host), which the config does not name"
         }
     }
 

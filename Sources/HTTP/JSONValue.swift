@@ -39,7 +39,8 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
 
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
     public var doubleValue: Double? { if case .number(let n) = self { return n }; return nil }
-    public var intValue: Int? { doubleValue.map { Int($0) } }
+    /// The number as an Int, when it is a whole number an Int can hold (a service can send `1e19`).
+    public var intValue: Int? { doubleValue.flatMap { Int(exactly: $0) } }
     public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
     public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
     public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }

@@ -35,12 +35,24 @@ public struct RetryPolicy: Sendable {
 }
 
 public enum RetryAfter {
-    /// Parses a Retry-After value: delta seconds, or an HTTP date.
+    /// The longest wait a Retry-After can ask for; a longer one (`1e30`, a date in the year 9999) is
+    /// read as this, which is past any retry budget, so the request fails instead of waiting for ever.
+    public static let longest: Duration = .seconds(86_400)
+
+    /// Parses a Retry-After value: delta seconds (RFC 9110 says digits; a decimal is tolerated), or an
+    /// HTTP date. Anything else (`inf`, `nan`, `-1`, text) is no value at all.
     public static func delay(from value: String?, now: Date = Date()) -> Duration? {
         guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-        if let seconds = Double(value), seconds >= 0 { return .milliseconds(Int64(seconds * 1000)) }
-        guard let date = HTTPDate.parse(value) else { return nil }
-        return .milliseconds(Int64(max(0, date.timeIntervalSince(now)) * 1000))
+        let seconds: Double
+        if value.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), let number = Double(value) {
+            seconds = number.isFinite ? number : longest.seconds  // more digits than a Double holds
+        } else if let date = HTTPDate.parse(value) {
+            seconds = max(0, date.timeIntervalSince(now))
+        } else {
+            return nil
+        }
+        guard seconds.isFinite else { return nil }
+        return .milliseconds(Int64(min(seconds, longest.seconds) * 1000))
     }
 }
 

@@ -7,6 +7,9 @@ public struct FaultPlan: Sendable {
     public var rates: [(fault: Fault, rate: Double)] = []
     public var latencyMilliseconds = 0
     public var retryAfterSeconds = 1
+    /// A Retry-After value sent as it is instead of the seconds (`inf`, `1e30`, a date): what a
+    /// misbehaving proxy or service might send, for the clients' parsers to survive.
+    public var retryAfterText: String?
     public var seed: UInt64 = 42
 
     public init() {}
@@ -33,6 +36,8 @@ public enum Fault: Sendable, Equatable {
     case status(Int)
     case reset
     case ignoreRange
+    /// An upload fragment answered 202 with the session where it was, its bytes dropped (upload URLs only).
+    case stall
     /// No fault: lets a queued sequence skip a request.
     case pass
 
@@ -41,9 +46,10 @@ public enum Fault: Sendable, Equatable {
         case "none": self = .pass
         case "reset": self = .reset
         case "norange": self = .ignoreRange
+        case "stall": self = .stall
         default:
             guard let status = Int(kind), [429, 500, 502, 503, 504].contains(status) else {
-                throw SandboxError.badOption("fault kind '\(kind)' must be 429, 500, 502, 503, 504, reset or norange")
+                throw SandboxError.badOption("fault kind '\(kind)' must be 429, 500, 502, 503, 504, reset, norange or stall")
             }
             self = .status(status)
         }

@@ -61,7 +61,9 @@ extension GraphService {
     }
 
     /// Requests to a session's upload URL: PUT a fragment, GET the status, DELETE to cancel, POST to commit a deferred one.
-    func uploadSession(_ request: SandboxRequest) throws -> SandboxResponse {
+    /// With `stall`, a fragment is answered 202 with the session where it was, as a service that does
+    /// not advance would.
+    func uploadSession(_ request: SandboxRequest, stall: Bool = false) throws -> SandboxResponse {
         guard request.header("Authorization") == nil else {
             throw GraphErrors.failure(401, "unauthenticated", "Upload URLs are pre-authenticated and must not carry an Authorization header.")
         }
@@ -81,6 +83,9 @@ extension GraphService {
                     throw GraphErrors.failure(400, "invalidRequest", "The upload is not complete.", inner: "uploadSessionIncomplete")
                 }
                 return try commit(session, token: token, request: request)
+            case "PUT" where stall:
+                stats.increment("graph.upload.stalled")
+                return .json(202, session.status)
             case "PUT":
                 stats.increment("graph.upload.chunk")
                 try accept(fragment: request, into: session)

@@ -69,8 +69,8 @@ final class SandboxApp: Sendable {
             return .reset
         case .status(let status):
             stats.increment("faults"); stats.increment("faults.\(status)")
-            return .response(service.throttled(status: status, retryAfter: plan.retryAfterSeconds))
-        case .ignoreRange, .pass, .none:
+            return .response(service.throttled(status: status, retryAfter: plan.retryAfterText ?? String(plan.retryAfterSeconds)))
+        case .ignoreRange, .stall, .pass, .none:
             break
         }
         do {
@@ -78,7 +78,7 @@ final class SandboxApp: Sendable {
             case .entra: return .response(try entra.handle(request))
             case .graph: return .response(try await graph.handle(request))
             case .download: return .response(try await graph.download(request, ignoreRange: fault == .ignoreRange))
-            case .upload: return .response(try graph.uploadSession(request))
+            case .upload: return .response(try graph.uploadSession(request, stall: fault == .stall))
             case .salesforceToken: return .response(try salesforce.token(request))
             case .salesforce: return .response(try await salesforce.handle(request))
             case .unknown: return .response(GraphErrors.response(404, "itemNotFound", "No route for \(request.path)"))
@@ -131,7 +131,8 @@ final class SandboxApp: Sendable {
             do {
                 if let spec = object["faults"] as? String { try plan.parse(spec: spec) }
                 if let latency = object["latencyMs"] as? Int { plan.latencyMilliseconds = latency }
-                if let retryAfter = object["retryAfter"] as? Int { plan.retryAfterSeconds = retryAfter }
+                if let retryAfter = object["retryAfter"] as? Int { plan.retryAfterSeconds = retryAfter; plan.retryAfterText = nil }
+                if let retryAfter = object["retryAfter"] as? String { plan.retryAfterText = retryAfter }
                 if let seed = object["seed"] as? Int { plan.seed = UInt64(seed) }
                 if object["faults"] != nil || object["latencyMs"] != nil || object["retryAfter"] != nil || object["seed"] != nil {
                     faults.replace(plan: plan)
@@ -177,8 +178,8 @@ enum Service {
         else { self = .unknown }
     }
 
-    func throttled(status: Int, retryAfter: Int) -> SandboxResponse {
-        let headers = [("Retry-After", String(retryAfter))]
+    func throttled(status: Int, retryAfter: String) -> SandboxResponse {
+        let headers = [("Retry-After", retryAfter)]
         switch self {
         case .salesforce, .salesforceToken:
             let code = status == 429 ? "REQUEST_LIMIT_EXCEEDED" : "SERVER_UNAVAILABLE"

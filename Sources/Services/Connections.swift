@@ -14,9 +14,10 @@ public struct Connections: Sendable {
     public let salesforceToken: TokenCache
 
     /// Builds the clients. Secrets are read here, from 0600 files or the environment; nothing is sent yet.
-    public init(config: MountConfig, transport: CurlTransport = CurlTransport(), retry: RetryPolicy = .default,
+    public init(config: MountConfig, transport: CurlTransport? = nil, retry: RetryPolicy = .default,
                 registry: TokenCacheRegistry = .shared, logger: Logger = Logger(label: "crmfs.http")) throws {
-        http = HTTPClient(transport: transport, retry: retry, logger: logger)
+        http = HTTPClient(transport: transport ?? CurlTransport(options: Self.transportOptions(config)), retry: retry,
+                          tokenHosts: Self.tokenHosts(config), logger: logger)
         let graphSecret = try Self.secret(config.graph.secret, config: config, key: "graph")
         let entra = EntraClientCredentials(authority: config.graph.authority, tenant: config.graph.tenant,
                                            clientID: config.graph.clientID, clientSecret: graphSecret)
@@ -37,6 +38,25 @@ public struct Connections: Sendable {
         salesforceToken = oauth.provider(using: http, registry: registry)
         salesforce = SalesforceClient(instanceURL: config.salesforce.instanceURL, apiVersion: config.salesforce.apiVersion,
                                       http: http, auth: salesforceToken)
+    }
+
+    /// Bearer tokens go only to the hosts of the configured Graph endpoint and Salesforce instance.
+    public static func tokenHosts(_ config: MountConfig) -> Set<String> {
+        Set([config.graph.endpoint, config.salesforce.instanceURL].compactMap { URLComponents(string: $0)?.host?.lowercased() })
+    }
+
+    /// The transport's settings: each service's own certificate authorities, by its hosts.
+    public static func transportOptions(_ config: MountConfig) -> TransportOptions {
+        var options = TransportOptions()
+        let services: [(String?, [String])] = [(config.graph.caFile, [config.graph.authority, config.graph.endpoint]),
+                                                (config.salesforce.caFile, [config.salesforce.instanceURL])]
+        for (file, urls) in services {
+            guard let file else { continue }
+            for host in urls.compactMap({ URLComponents(string: $0)?.host?.lowercased() }) {
+                options.certificateAuthorities[host] = config.resolve(file)
+            }
+        }
+        return options
     }
 
     /// Reads a secret, reporting a bad source as a config error that names the key.

@@ -90,9 +90,13 @@ public final class Journal: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        // SQLite creates the journal and its -wal and -shm files with the process's umask: they hold
+        // pre-authenticated upload URLs, so none of them may be readable by anyone else.
+        let previous = umask(0o077)
+        defer { umask(previous) }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Self.migrator.migrate(pool)
-        chmod(path, 0o600)
+        for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o600) }
     }
 
     private static var migrator: DatabaseMigrator {

@@ -34,12 +34,28 @@ public final class StagingArea: Sendable {
     }
 
     /// Moves a staged file to `conflicts/NAME` (or another folder) beside the staging area: a local copy
-    /// the remote one won over, or one a crash left unrecorded, kept for the user rather than lost.
-    public func keepAside(_ name: String, as keptName: String, in folder: String = "conflicts") throws {
+    /// the remote one won over, or one a crash left unrecorded, kept for the user rather than lost. An
+    /// earlier copy is never replaced: a taken name becomes `NAME (2).EXT`, `NAME (3).EXT`, and so on.
+    /// Returns the path it was kept at.
+    @discardableResult
+    public func keepAside(_ name: String, as keptName: String, in folder: String = "conflicts") throws -> String {
         let conflicts = directory.deletingLastPathComponent().appendingPathComponent(folder)
         try FileManager.default.createDirectory(at: conflicts, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let target = conflicts.appendingPathComponent(keptName.replacingOccurrences(of: "/", with: "_")).path
-        guard rename(path(of: name), target) == 0 else { throw StagingError.system("rename", target, errno) }
+        let safeName = keptName.replacingOccurrences(of: "/", with: "_")
+        let ext = (safeName as NSString).pathExtension
+        let base = ext.isEmpty ? safeName : String(safeName.dropLast(ext.count + 1))
+        var number = 0
+        while true {
+            number += 1
+            let candidate = number == 1 ? safeName : (ext.isEmpty ? "\(base) (\(number))" : "\(base) (\(number)).\(ext)")
+            let target = conflicts.appendingPathComponent(candidate).path
+            // link(2) never replaces an existing file, unlike rename(2).
+            if link(path(of: name), target) == 0 {
+                _ = unlink(path(of: name))
+                return target
+            }
+            guard errno == EEXIST else { throw StagingError.system("link", target, errno) }
+        }
     }
 
     /// Staged files the journal does not name: left by a crash between creating a file and recording it.

@@ -23,7 +23,7 @@ struct MountCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Stay in the foreground, logging to stderr.")
     var foreground = false
 
-    @Option(name: .customShort("o"), help: "Mount options: allow_other, entry_timeout=S, attr_timeout=S, cache_size=SIZE, block_size=SIZE, fsname=NAME, debug.")
+    @Option(name: .customShort("o"), help: "Mount options: ro, allow_other, uid=N, gid=N, umask=OCTAL, entry_timeout=S, attr_timeout=S, cache_size=SIZE, block_size=SIZE, fsname=NAME, debug.")
     var options: [String] = []
 
     @Flag(name: .shortAndLong, help: "Log debug details.")
@@ -33,7 +33,10 @@ struct MountCommand: AsyncParsableCommand {
     static let readyVariable = "CRMFS_READY_FD"
 
     func run() async throws {
+        // Everything the mount writes (journal, staged files, blocks, log) is the user's alone.
+        umask(0o077)
         CRMFS.bootstrapLogging(level: verbose ? .debug : .info)
+        Hardening.noCoreDumps()
         let parsed: ParsedMountOptions
         do { parsed = try ParsedMountOptions.parse(options) } catch { throw ValidationError("\(error)") }
         let configPath = URL(fileURLWithPath: config).standardizedFileURL.path

@@ -17,9 +17,7 @@ struct Mounter {
     /// Everything that can fail before the kernel is involved fails here, with a reason a person can act on.
     func prepare() async throws -> CRMFileSystem {
         try checkMountpoint()
-        let state = URL(fileURLWithPath: config.resolve(config.cache.directory))
-        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        chmod(state.path, 0o700)
+        let state = try StateDirectory(path: config.resolve(config.cache.directory), mountpoint: mountpoint).url
         let connections = try Connections(config: config)
         let instance: String
         do {

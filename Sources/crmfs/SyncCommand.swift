@@ -1,5 +1,5 @@
 import ArgumentParser
-import CXattr
+import CLinux
 import Foundation
 
 /// `crmfs sync MOUNTPOINT`: waits until everything written through the mount is uploaded and linked.

@@ -130,4 +130,36 @@ struct GraphWriteClientTests {
             }
         }
     }
+
+    @Test("a session that accepts fragments without advancing, or outlasts its time limit, stops with UploadStalled")
+    func stalledSession() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+            let graph = try sandbox.connections().graph
+            let driveID = try await sandbox.info()["driveId"]!
+            let accounts = try await graph.item(driveID: driveID, path: "Accounts")
+            let (path, data) = try Self.file(3 * 327_680, seed: 4)
+            defer { unlink(path) }
+            try await sandbox.admin("faults", ["faults": "stall:1"])
+            do {
+                _ = try await graph.sessionUpload(driveID: driveID, to: .child(parentID: accounts.id, name: "stuck.bin"), file: path,
+                                                  size: Int64(data.count), options: UploadOptions(conflictBehavior: .fail, fragmentSize: 327_680))
+                Issue.record("an upload that never advanced returned")
+            } catch let error as UploadStalled {
+                #expect(error.reason.contains("without the session moving"))
+            }
+            #expect(try await sandbox.stats()["graph.upload.stalled", default: 0] == 3)
+            do {
+                _ = try await graph.sessionUpload(driveID: driveID, to: .child(parentID: accounts.id, name: "slow.bin"), file: path,
+                                                  size: Int64(data.count), options: UploadOptions(conflictBehavior: .fail, fragmentSize: 327_680,
+                                                                                                   stalledFragments: 1_000_000, timeLimit: .milliseconds(300)))
+                Issue.record("an upload past its time limit returned")
+            } catch let error as UploadStalled {
+                #expect(error.reason.contains("longer than its limit"))
+            }
+            try await sandbox.admin("faults", ["faults": ""])
+            let item = try await graph.sessionUpload(driveID: driveID, to: .child(parentID: accounts.id, name: "stuck.bin"), file: path,
+                                                     size: Int64(data.count), options: UploadOptions(conflictBehavior: .fail, fragmentSize: 327_680))
+            #expect(item.size == Int64(data.count))
+        }
+    }
 }

@@ -131,6 +131,57 @@ struct SecretTests {
         #expect(try Secret.load(file: path).exposedValue == "x")
     }
 
+    @Test("a secret file owned by another user is refused, even at 0600")
+    func foreignOwnerRefused() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("secret-\(UUID().uuidString)").path
+        FileManager.default.createFile(atPath: path, contents: Data("x\n".utf8), attributes: [.posixPermissions: 0o600])
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(chown(path, 4242, 4242) == 0)
+        #expect(throws: SecretSourceError.notOwned(path: path, owner: 4242)) { try Secret.load(file: path) }
+    }
+
+    @Test("a rotated secret is written through a new exclusive file, never through a planted link")
+    func rotationIgnoresPlantedLinks() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rotation-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("refresh-token").path
+        let victim = directory.appendingPathComponent("victim").path
+        FileManager.default.createFile(atPath: victim, contents: Data("untouched".utf8))
+        // The old scheme's temporary name, planted as a link to another file.
+        #expect(symlink(victim, path + ".tmp-\(getpid())") == 0)
+        try Secret.store(Secret("rotated"), file: path)
+        #expect(try Secret.load(file: path).exposedValue == "rotated")
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "untouched")
+        var info = stat()
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+    }
+
+    @Test("a bearer token never goes to a host the config does not name (a nextLink elsewhere), nor over plain http off loopback")
+    func tokensStayWithConfiguredHosts() async throws {
+        try await withSandbox { sandbox in
+            let connections = try sandbox.connections()
+            #expect(connections.http.tokenHosts == ["127.0.0.1"])
+            let port = URLComponents(string: sandbox.baseURL)!.port!
+            do {
+                _ = try await connections.http.send(HTTPRequest(url: "http://localhost:\(port)/v1.0/drives"), auth: connections.graphToken)
+                Issue.record("a token went to a host the config does not name")
+            } catch let error as HTTPError {
+                guard case .untrustedHost(let host, _) = error else { Issue.record("\(error)"); return }
+                #expect(host == "localhost")
+            }
+            // Plain http to a host that is not this machine is refused before anything is sent.
+            do {
+                _ = try await connections.http.send(HTTPRequest(url: "http://192.0.2.1/"))
+                Issue.record("plain http off loopback was sent")
+            } catch let error as HTTPError {
+                guard case .cleartext = error else { Issue.record("\(error)"); return }
+            }
+            let tokens = try await sandbox.stats()["token", default: 0]
+            #expect(tokens == 0)
+        }
+    }
+
     @Test("a mount whose secret file is world-readable fails with a config error naming the key")
     func looseSecretInConfig() async throws {
         try await withSandbox { sandbox in

@@ -94,6 +94,23 @@ struct RetryTests {
         }
     }
 
+    @Test("a Retry-After of inf or 1e30 on the wire neither crashes nor waits for ever")
+    func hostileRetryAfter() async throws {
+        try await withSandbox { sandbox in
+            let client = HTTPClient(transport: sandbox.transport, retry: RetryPolicy(maxElapsed: .seconds(30), baseDelay: .milliseconds(1), maxDelay: .milliseconds(5)))
+            for value in ["inf", "1e30", "nan", "-3"] {
+                try await sandbox.admin("faults", ["retryAfter": value, "next": ["429"]])
+                // Not a usable value: the client backs off on its own and the retry succeeds.
+                let response = try await client.send(HTTPRequest(url: "\(sandbox.baseURL)/services/data/"))
+                #expect(response.status == 200, "Retry-After: \(value)")
+            }
+            try await sandbox.admin("faults", ["retryAfter": String(repeating: "9", count: 40), "next": ["429"]])
+            let started = ContinuousClock.now
+            await #expect(throws: HTTPError.self) { _ = try await client.send(HTTPRequest(url: "\(sandbox.baseURL)/services/data/")) }
+            #expect(ContinuousClock.now - started < .seconds(5))
+        }
+    }
+
     @Test("Retry-After as an HTTP date and as seconds")
     func retryAfterParsing() {
         let now = Date(timeIntervalSince1970: 1_700_000_000)

@@ -1,4 +1,4 @@
-import CXattr
+import CLinux
 import Foundation
 import Testing
 import TestSupport
@@ -76,6 +76,84 @@ struct MountBehaviourTests {
             let again = try await Tools.run(Tools.crmfs, ["mount", mount.sandbox.configPath, mount.mountpoint])
             #expect(again.status != 0)
             #expect(again.errors.contains("already a mount point"))
+        }
+    }
+
+    @Test("a second mount of the same state directory fails at once, naming the directory and the running mount")
+    func stateDirectoryLocked() async throws {
+        try await withMount { mount in
+            let other = FileManager.default.temporaryDirectory.appendingPathComponent("second-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: other) }
+            let again = try await Tools.run(Tools.crmfs, ["mount", mount.sandbox.configPath, other])
+            #expect(again.status != 0)
+            #expect(again.errors.contains("state directory \(mount.stateDirectory) is in use"), "\(again.errors)")
+            #expect(again.errors.contains(mount.mountpoint), "\(again.errors)")
+            #expect(!MountFixture.isMounted(other))
+            // The first mount is unharmed.
+            #expect(FileManager.default.fileExists(atPath: mount.path("Accounts")))
+        }
+    }
+
+    @Test("a state directory open to others, or another user's, is refused; every file the mount keeps is 0600")
+    func stateDirectoryPrivate() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let state = sandbox.directory.appendingPathComponent("crmfs-state").path
+            try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+            chmod(state, 0o755)
+            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("private-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: mountpoint) }
+            let refused = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint])
+            #expect(refused.status != 0)
+            #expect(refused.errors.contains("state directory \(state)") && refused.errors.contains("chmod 700"), "\(refused.errors)")
+            chmod(state, 0o700)
+            #expect(chown(state, 4242, 4242) == 0)
+            let foreign = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint])
+            #expect(foreign.status != 0 && foreign.errors.contains("owned by uid 4242"), "\(foreign.errors)")
+            #expect(chown(state, 0, 0) == 0)
+
+            let mount = try await MountFixture.mount(sandbox, at: mountpoint)
+            let file = mount.path("Accounts/Acme Corp/private.txt")
+            try Data("kept to the owner".utf8).write(to: URL(fileURLWithPath: file))
+            _ = try await Tools.read(mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf"))
+            #expect(try await mount.sync().status == 0)
+            let listing = try await Tools.shell("find '\(state)' -mindepth 1 -printf '%m %y %p\\n'")
+            let entries = listing.output.split(separator: "\n").map { $0.split(separator: " ", maxSplits: 2).map(String.init) }
+            #expect(entries.contains { $0[2].hasSuffix("journal.sqlite-wal") })
+            #expect(entries.contains { $0[2].contains("/blocks/") })
+            for entry in entries {
+                #expect(entry[0] == (entry[1] == "d" ? "700" : "600"), "\(entry)")
+            }
+            await mount.unmount()
+        }
+    }
+
+    @Test("uid=, gid= and umask= set what every file shows, and the kernel enforces it for other users")
+    func ownerOptions() async throws {
+        try await withMount(options: ["allow_other", "uid=4242", "gid=4343", "umask=027"]) { mount in
+            let directory = try await Tools.run("stat", ["-c", "%u %g %a", mount.path("Accounts/Acme Corp")])
+            #expect(directory.output.trimmingCharacters(in: .whitespacesAndNewlines) == "4242 4343 750")
+            let file = try await Tools.run("stat", ["-c", "%u %g %a", mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")])
+            #expect(file.output.trimmingCharacters(in: .whitespacesAndNewlines) == "4242 4343 640")
+            // Another local user (neither owner nor in the group) is kept out by the kernel.
+            let outsider = try await Tools.run("setpriv", ["--reuid=4444", "--regid=4444", "--clear-groups", "ls", mount.path("Accounts/Acme Corp")])
+            #expect(outsider.status != 0)
+            #expect(outsider.errors.contains("Permission denied"), "\(outsider.errors)")
+            let owner = try await Tools.run("setpriv", ["--reuid=4242", "--regid=4343", "--clear-groups", "cat", mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")])
+            #expect(owner.status == 0, "\(owner.errors)")
+        }
+    }
+
+    @Test("a size too large for 64 bits in -o is a clear error, not a crash")
+    func hugeCacheSize() async throws {
+        try await withSandbox(separateProcess: true) { sandbox in
+            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("huge-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: mountpoint) }
+            let result = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint, "-o", "cache_size=9000000TiB"])
+            #expect(result.status == 64 || result.status == 1, "\(result.status)")
+            #expect(result.errors.contains("cache_size"), "\(result.errors)")
         }
     }
 

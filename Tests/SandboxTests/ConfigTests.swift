@@ -48,6 +48,46 @@ struct ConfigTests {
         conflict_policy = "local-wins"
         """
 
+    @Test("plain http is refused for every host but loopback, naming the key")
+    func cleartextRefused() throws {
+        for (key, line) in [("salesforce.instance_url", "instance_url = \"http://contoso.my.salesforce.com\""),
+                            ("graph.endpoint", "endpoint = \"http://graph.example.com/v1.0\""),
+                            ("graph.authority", "authority = \"HTTP://login.example.com\"")] {
+            let section = key.hasPrefix("graph") ? "[graph]" : "[salesforce]"
+            let text = Self.valid.replacingOccurrences(of: section, with: "\(section)\n\(line)")
+                .replacingOccurrences(of: "instance_url = \"https://contoso.my.salesforce.com\"\n", with: key.hasPrefix("salesforce") ? "" : "instance_url = \"https://contoso.my.salesforce.com\"\n")
+            do {
+                _ = try ConfigLoader.parse(text, path: "/etc/crmfs/sales.conf")
+                Issue.record("\(line) was accepted")
+            } catch let error as ConfigError {
+                #expect(error.key == key)
+                #expect(error.message.contains("unencrypted"))
+            }
+        }
+        for loopback in ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:80", "http://127.9.9.9"] {
+            let text = Self.valid.replacingOccurrences(of: "https://contoso.my.salesforce.com", with: loopback)
+            #expect(try ConfigLoader.parse(text, path: "/etc/crmfs/sales.conf").salesforce.instanceURL == loopback)
+        }
+    }
+
+    @Test("a mount.conf writable by group or others, or owned by another user, is refused")
+    func looseConfigRefused() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("loose-\(UUID().uuidString).conf").path
+        FileManager.default.createFile(atPath: path, contents: Data(Self.valid.utf8), attributes: [.posixPermissions: 0o664])
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try ConfigLoader.load(path: path)
+            Issue.record("a group-writable config was accepted")
+        } catch let error as ConfigError {
+            #expect(error.file == path)
+            #expect(error.message.contains("chmod go-w"))
+        }
+        chmod(path, 0o644)
+        #expect(throws: Never.self) { try ConfigLoader.load(path: path) }
+        #expect(chown(path, 4242, 4242) == 0)
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(path: path) }
+    }
+
     @Test("a valid config parses with defaults filled in")
     func valid() throws {
         let config = try ConfigLoader.parse(Self.valid, path: "/etc/crmfs/sales.conf")

@@ -170,6 +170,28 @@ struct EngineTests {
         }
     }
 
+    @Test("two remote-wins conflicts of one document on one day keep both local copies")
+    func remoteWinsKeepsEveryCopy() async throws {
+        try await withEngineSetup { setup in
+            let graph = setup.connections.graph
+            let document = try await graph.item(driveID: setup.driveID, path: SeededPaths.acmeContract)
+            let engine = setup.engine(policy: .remoteWins)
+            engine.start()
+            for edit in ["first local edit", "second local edit"] {
+                let change = try setup.stage(edit, name: "MSA-2026.pdf", itemID: document.id, baseETag: "\"{00000000-0000-0000-0000-000000000000},1\"")
+                engine.kick()
+                try await engine.wait(for: change.id!)
+            }
+            await engine.stop()
+            let kept = setup.staging.directory.deletingLastPathComponent().appendingPathComponent("conflicts")
+            let files = try FileManager.default.contentsOfDirectory(atPath: kept.path).sorted()
+            #expect(files.count == 2, "\(files)")
+            let contents = Set(try files.map { String(decoding: try Data(contentsOf: kept.appendingPathComponent($0)), as: UTF8.self) })
+            #expect(contents == ["first local edit", "second local edit"])
+            #expect(files.contains { $0.hasSuffix(" (2).pdf") }, "\(files)")
+        }
+    }
+
     @Test("conflict copies are named NAME (conflict DATE HOST).EXT")
     func conflictNames() {
         let date = Date(timeIntervalSince1970: 1_795_392_000)  // 2026-11-23
