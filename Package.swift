@@ -75,10 +75,16 @@ let package = Package(
             name: "Writeback",
             dependencies: ["Graph", "CRM", "Config", "HTTP", "QuickXor", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
         ),
-        // The FUSE adapter: low-level operations to namespace and cache calls to fuse_reply_*.
+        // Documents open for writing (one session each, owning its staged copy and lock), the local
+        // overlay of the tree, and the hand-over to the write-back engine. Knows nothing of FUSE.
+        .target(
+            name: "Writes",
+            dependencies: ["CLinux", "Cache", "Namespace", "SharePointNaming", "Writeback", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The FUSE adapter: low-level operations to namespace, cache and write calls to fuse_reply_*.
         .target(
             name: "FileSystem",
-            dependencies: ["CFuse", "Namespace", "Cache", "Writeback", "Config", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CFuse", "Cache", "Config", "Namespace", "Writeback", "Writes", .product(name: "Logging", package: "swift-log")]
         ),
         // Builds the live clients of a mount from its config.
         .target(
@@ -88,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "crmfs",
             dependencies: [
-                "HTTP", "Graph", "CRM", "Config", "Sandbox", "Services", "SharePointNaming", "Namespace", "Cache", "FileSystem", "Writeback", "CLinux",
+                "HTTP", "Graph", "CRM", "Config", "Sandbox", "Services", "SharePointNaming", "Namespace", "Cache", "FileSystem", "Writeback", "Writes", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -47,11 +47,6 @@ static inline ssize_t crmfs_write_buf_to_fd(struct fuse_bufvec *in, int fd, off_
     return fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_MOVE);
 }
 
-// Starts writing a file's dirty pages to disk without waiting (sync_file_range with
-// SYNC_FILE_RANGE_WRITE; glibc declares it only under _GNU_SOURCE, which Swift's Glibc module lacks).
-extern int sync_file_range(int fd, long long offset, long long nbytes, unsigned int flags);
-static inline int crmfs_start_writeback(int fd) { return sync_file_range(fd, 0, 0, 2); }
-
 // fuse_session_loop_mt is a macro choosing a versioned symbol; Swift cannot see macros.
 static inline int crmfs_session_loop_mt(struct fuse_session *se, struct fuse_loop_config *cfg) { return fuse_session_loop_mt(se, cfg); }
 #endif

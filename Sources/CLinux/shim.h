@@ -1,5 +1,5 @@
 // Linux calls that Swift's Glibc module does not export (or exports only in a variadic form Swift
-// cannot call): the xattr calls (`crmfs sync`, tests) and prctl.
+// cannot call): the xattr calls (`crmfs sync`, tests), prctl, sync_file_range.
 #include <sys/xattr.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -11,3 +11,8 @@ static inline int crmfs_disable_core_dumps(void) {
     int failed = setrlimit(RLIMIT_CORE, &none);
     return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) | failed;
 }
+
+// Starts writing a file's dirty pages to disk without waiting (sync_file_range with
+// SYNC_FILE_RANGE_WRITE; glibc declares it only under _GNU_SOURCE, which Swift's Glibc module lacks).
+extern int sync_file_range(int fd, long long offset, long long nbytes, unsigned int flags);
+static inline int crmfs_start_writeback(int fd) { return sync_file_range(fd, 0, 0, 2); }

@@ -63,27 +63,24 @@ public final class BlockReader: Sendable {
         return .bytes(result)
     }
 
-    /// Copies the whole of `content` into `descriptor` from offset 0, block by block through the cache
-    /// (a document opened for writing starts from its current bytes).
-    public func copy(_ content: RemoteContent, into descriptor: Int32) async throws {
+    /// The bytes of block `index` of a document (all of them: the last block may be shorter), through
+    /// the cache; a write path copies a document block by block with it.
+    public func blockBytes(_ content: RemoteContent, index: Int64) async throws -> Data {
         let blockSize = Int64(cache.blockSize)
-        var offset: Int64 = 0
-        while offset < content.size {
-            let length = Int(min(blockSize - offset % blockSize, content.size - offset))
-            let bytes: Data
-            switch try await read(content, offset: offset, length: length) {
-            case .bytes(let data): bytes = data
-            case .span(let span):
-                var buffer = Data(count: span.length)
-                let got = buffer.withUnsafeMutableBytes { pread(span.file.descriptor, $0.baseAddress, span.length, off_t(span.offset)) }
-                guard got == span.length else { throw NamespaceError.stale }
-                bytes = buffer
-            }
-            guard !bytes.isEmpty else { throw NamespaceError.stale }
-            let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(offset)) }
-            guard written == bytes.count else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-            offset += Int64(bytes.count)
+        let offset = index * blockSize
+        let length = Int(min(blockSize, content.size - offset))
+        guard length > 0 else { return Data() }
+        let bytes: Data
+        switch try await read(content, offset: offset, length: length) {
+        case .bytes(let data): bytes = data
+        case .span(let span):
+            var buffer = Data(count: span.length)
+            let got = buffer.withUnsafeMutableBytes { pread(span.file.descriptor, $0.baseAddress, span.length, off_t(span.offset)) }
+            guard got == span.length else { throw NamespaceError.stale }
+            bytes = buffer
         }
+        guard bytes.count == length else { throw NamespaceError.stale }
+        return bytes
     }
 
     private func window(_ content: RemoteContent, offset: Int64, length: Int) -> (first: Int64, last: Int64, end: Int64)? {

@@ -3,6 +3,7 @@ import Cache
 import Foundation
 import Logging
 import Namespace
+import Writes
 
 public struct MountOptions: Sendable {
     /// Let other users see the mount (needs user_allow_other in /etc/fuse.conf for non-root); implies default_permissions.
@@ -285,9 +286,14 @@ public final class CRMFileSystem: @unchecked Sendable {
         case nil: request.error(EBADF)
         case .staged(let descriptor): readLocal(request, descriptor: descriptor, size: size, offset: offset)
         case .writer(let session):
-            // Opened for writing but not written yet: the bytes are still the remote document's.
-            if let content = session.uncopied { readRemote(request, content: content, size: size, offset: offset) }
-            else { readLocal(request, descriptor: session.descriptor, size: size, offset: offset) }
+            // The staged copy, once it holds the document's bytes in that range (it may be still copying them).
+            guard let writes else { request.error(EBADF); return }
+            do {
+                let copy = try writes.readable(session, offset: offset, length: Int64(size))
+                readLocal(request, descriptor: copy.descriptor, size: size, offset: offset)
+            } catch {
+                request.fail(error)
+            }
         case .remote(let content): readRemote(request, content: content, size: size, offset: offset)
         }
     }

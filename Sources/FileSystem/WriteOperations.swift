@@ -2,6 +2,7 @@ import CFuse
 import Foundation
 import Namespace
 import Writeback
+import Writes
 
 /// The kernel's writing operations, answered through the write path. Refusals that come from the
 /// mount's rules (EPERM at the object and record levels, EINVAL for names SharePoint refuses) are
@@ -43,7 +44,9 @@ extension CRMFileSystem {
     func write(_ request: Request, handle: UInt64, buffers: UnsafeMutablePointer<fuse_bufvec>, offset: Int64) {
         guard case .writer(let session) = self.handle(handle), let writes else { request.error(EBADF); return }
         do {
-            let written = try writes.write(session, at: offset) { descriptor in crmfs_write_buf_to_fd(buffers, descriptor, off_t(offset)) }
+            let written = try writes.write(session, at: offset, length: fuse_buf_size(buffers)) { descriptor in
+                crmfs_write_buf_to_fd(buffers, descriptor, off_t(offset))
+            }
             fuse_reply_write(request.raw, written)
         } catch {
             request.fail(error)

@@ -30,6 +30,8 @@ public final class Uploader: Sendable {
     let journal: Journal
     let fragmentSize: Int
     let simpleUploadMax: Int64
+    /// Where uploads of bytes an `fsync` is still flushing wait before their last fragment.
+    public let seals = SealGate()
     let logger: Logger
 
     public init(graph: GraphClient, staging: StagingArea, journal: Journal, fragmentSize: Int, simpleUploadMax: Int64,
@@ -105,10 +107,9 @@ public final class Uploader: Sendable {
     /// The service must not get the whole file before it is durable here: an `fsync` still flushing it
     /// holds back only the last fragment.
     private func waitUntilSealed(_ id: Int64) async throws {
-        while true {
+        try await seals.wait(for: id) { [journal] in
             guard let change = try journal.change(id: id) else { throw CancellationError() }
-            if change.sealed { return }
-            try await Task.sleep(for: .milliseconds(5))
+            return change.sealed
         }
     }
 

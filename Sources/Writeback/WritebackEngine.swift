@@ -44,6 +44,8 @@ public final class WritebackEngine: @unchecked Sendable {
     private var held: Set<Int64> = []
     /// Changes being sent now: they can no longer be amended or withdrawn.
     private var running: Set<Int64> = []
+    /// Changes whose bytes an fsync could not make durable: held, until a later close seals them and amends the change.
+    private var unsealed: Set<Int64> = []
     /// Changes that failed wait until then before the next attempt.
     private var notBefore: [Int64: ContinuousClock.Instant] = [:]
     /// Changes just released wait until then (see `release(_:after:)`); `drain` does not wait for it.
@@ -110,14 +112,53 @@ public final class WritebackEngine: @unchecked Sendable {
         kick()
     }
 
-    /// Changes a change that has not started yet; false when it is being sent (or is done).
+    /// Changes a change that has not started yet; false when it is being sent (or is done). A change held
+    /// back by a failed flush (`sealFailed`) is made sendable again when the update says its bytes are sealed.
     @discardableResult
     public func amend(_ id: Int64, _ update: (inout PendingChange) -> Void) throws -> Bool {
-        try lock.withLock {
-            guard !running.contains(id), let change = try journal.change(id: id), change.state == .staged else { return false }
+        let reinstated = try lock.withLock { () -> Bool? in
+            guard !running.contains(id), let change = try journal.change(id: id) else { return nil }
+            var updated = change
+            update(&updated)
+            if unsealed.contains(id), updated.sealed {
+                unsealed.remove(id)
+                try journal.update(id: id) { change in
+                    update(&change)
+                    change.state = .staged
+                    change.attempts = 0
+                    change.lastError = nil
+                }
+                failures[id] = nil
+                notBefore[id] = nil
+                return true
+            }
+            guard change.state == .staged else { return nil }
             try journal.update(id: id, update)
-            return true
+            return false
         }
+        if reinstated == true { uploader.seals.reset(id) }
+        return reinstated != nil
+    }
+
+    /// The bytes of change `id` (recorded unsealed by an fsync) are on disk now.
+    public func sealed(_ id: Int64) throws {
+        try journal.update(id: id) { $0.sealed = true }
+        uploader.seals.sealed(id)
+    }
+
+    /// The bytes of change `id` could not be made durable: its upload stops before the last fragment,
+    /// `user.crmfs.sync` and waiters get `reason`, and it is held until a later close seals the bytes and
+    /// amends it. Nothing else waits for it.
+    public func sealFailed(_ id: Int64, reason: String) {
+        let failure = SealFailure(reason: reason)
+        lock.withLock {
+            unsealed.insert(id)
+            held.insert(id)
+            failures[id] = failure.description
+        }
+        uploader.seals.failed(id, reason: reason)
+        logger.error("a staged file could not be made durable; its change waits for the next close", metadata: ["error": "\(reason)"])
+        kick()
     }
 
     /// Withdraws a change that has not started yet (a newer write or a delete made it pointless), with its
@@ -128,6 +169,7 @@ public final class WritebackEngine: @unchecked Sendable {
             guard !running.contains(id), let change = try journal.change(id: id), change.state == .staged || change.state == .failed else { return false }
             try journal.complete(id: id)
             held.remove(id)
+            unsealed.remove(id)
             failures[id] = nil
             if let file = change.stagedFile { try staging.remove(file) }
             return true
@@ -159,11 +201,14 @@ public final class WritebackEngine: @unchecked Sendable {
         }
     }
 
-    /// Returns once every change is done, or only given-up ones are left.
+    /// Returns once every change is done, or only given-up ones and those of files still open for writing
+    /// (held: they go at their last close) are left.
     public func drain() async throws {
         lock.withLock { quietUntil.removeAll() }
         kick()
-        while try journal.outstanding().contains(where: { change in lock.withLock { failures[change.id ?? -1] == nil } }) {
+        while try journal.outstanding().contains(where: { change in
+            lock.withLock { failures[change.id ?? -1] == nil && !held.contains(change.id ?? -1) }
+        }) {
             try await Task.sleep(for: .milliseconds(50))
         }
     }
@@ -387,11 +432,15 @@ public final class WritebackEngine: @unchecked Sendable {
             }
             // Later writes of the same document were based on this version, and now know where it is.
             try journal.updateWaiting(where: { later in
-                later.kind == .upload && later.id != id
-                    && (later.itemID == item.id || (later.itemID == nil && later.parentItemID == change.parentItemID && later.name == change.name))
+                later.id != id && (
+                    later.kind == .upload
+                        && (later.itemID == item.id || (later.itemID == nil && later.parentItemID == change.parentItemID && later.name == change.name))
+                    // A time set while this upload was under way, waiting to learn the item.
+                    || later.kind == .move && later.itemID == nil && later.parentItemID == nil && later.name == change.name
+                        && later.recordID == change.recordID)
             }) { later in
+                if later.kind == .upload { later.baseETag = item.eTag }
                 later.itemID = item.id
-                later.baseETag = item.eTag
             }
             result = item
             try journal.complete(id: id)

@@ -6,6 +6,7 @@ import Logging
 import Namespace
 import Services
 import Writeback
+import Writes
 
 /// Puts a config's tree on a mount point and serves it until it is unmounted.
 struct Mounter {

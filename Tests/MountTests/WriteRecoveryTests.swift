@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Graph
 import HTTP
@@ -155,6 +156,51 @@ struct WriteRecoveryTests {
             #expect(!log.contains(secret) && !log.contains("tempauth") && !log.contains("Bearer "))
             let journal = try FileManager.default.attributesOfItem(atPath: "\(mount.stateDirectory)/journal.sqlite")[.posixPermissions] as? Int
             #expect(journal == 0o600, "the journal holds open upload URLs: owner only")
+        }
+    }
+
+    @Test("a failed flush in fsync fails that fsync with its errno, says so in user.crmfs.sync, blocks nothing else, and the next close sends the bytes")
+    func failedFsyncBlocksNothing() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let mount = try await MountFixture.mount(sandbox, environment: ["CRMFS_INJECT_SEAL_FAILURES": "1"])
+            defer { Task { await mount.unmount() } }
+            let acme = mount.path(Self.acme)
+            let bytes = try Self.random(700_000)
+            let path = "\(acme)/fsynced.bin"
+            // Open, write and fsync; the flush of the staged file fails (injected EIO). What user.crmfs.sync
+            // says is read at once, in this process: any close of a copy of the descriptor (a spawned
+            // process's) is a flush, which seals the bytes again.
+            let (descriptor, fsyncErrno, status) = try await Tools.blocking { () -> (Int32, Int32, String) in
+                let descriptor = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+                _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+                let failed = fsync(descriptor) == 0 ? 0 : errno
+                var value = [UInt8](repeating: 0, count: 512)
+                let count = getxattr(path, "user.crmfs.sync", &value, value.count)
+                return (descriptor, failed, count > 0 ? String(decoding: value[0..<count], as: UTF8.self) : "")
+            }
+            #expect(descriptor >= 0)
+            #expect(fsyncErrno == EIO)
+            #expect(status.hasPrefix("error: could not make the staged file durable"), "\(status)")
+            // Everything else goes on: a folder, a new file, a rename and a delete.
+            let others = try await Tools.shell("""
+                mkdir '\(acme)/After' && echo later > '\(acme)/After/later.txt' && \
+                mv '\(acme)/Contracts/MSA-2026.pdf' '\(acme)/Contracts/MSA-renamed.pdf'
+                """)
+            #expect(others.status == 0, "\(others.errors)")
+            // crmfs sync does not hang on it (it reports it, or it waits for its close if a flush sealed it).
+            let started = ContinuousClock.now
+            _ = try await mount.sync()
+            #expect(ContinuousClock.now - started < .seconds(30))
+            let remote = try await WriteTests.Remote(mount)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/After/later.txt") == Data("later\n".utf8))
+            #expect(try await remote.item("\(SeededPaths.acmeFolder)/Contracts/MSA-renamed.pdf") != nil)
+            #expect(try await remote.item("\(SeededPaths.acmeFolder)/fsynced.bin") == nil)
+            // The bytes stayed staged: the close seals them, and the change goes.
+            #expect(close(descriptor) == 0)
+            try await expectSynced(mount)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/fsynced.bin") == bytes)
+            let after = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", path])
+            #expect(after.output == "clean", "\(after.output)")
         }
     }
 

@@ -320,6 +320,61 @@ struct WriteTests {
         }
     }
 
+    @Test("a time set right after close reaches the service on the upload itself, also when the file is renamed at once", arguments: [false, true])
+    func timeAfterClose(renamed: Bool) async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            let local = try Self.scratch()
+            defer { try? FileManager.default.removeItem(at: local) }
+            try Data("minutes of the meeting\n".utf8).write(to: local.appendingPathComponent("a.txt"))
+            let acme = mount.path(Self.acme)
+            let final = renamed ? "n.txt" : "m.txt"
+            try await mount.sandbox.admin("stats/reset")
+            var script = "cp -a '\(local.path)/a.txt' '\(acme)/m.txt' && touch -d '2020-01-02 03:04:05 UTC' '\(acme)/m.txt'"
+            if renamed { script += " && mv '\(acme)/m.txt' '\(acme)/n.txt'" }
+            let result = try await Tools.shell(script)
+            #expect(result.status == 0, "\(result.errors)")
+            try await expectSynced(mount)
+            let remote = try await Remote(mount)
+            let item = try #require(try await remote.item("\(SeededPaths.acmeFolder)/\(final)"))
+            #expect(item.fileSystemInfo?.lastModifiedDateTime == "2020-01-02T03:04:05Z")
+            // It rode on the upload: no metadata update (an extra version) after it.
+            let stats = try await mount.sandbox.stats()
+            #expect(stats["graph.patch", default: 0] == 0, "\(stats)")
+            #expect(stats["graph.upload.session", default: 0] == 1, "\(stats)")
+            #expect(try await remote.item("\(SeededPaths.acmeFolder)/m.txt") == nil || !renamed)
+        }
+    }
+
+    @Test("the first write near the start of a large document copies only its block before it returns; the rest follows, and close has it all")
+    func firstWriteCopiesOneBlock() async throws {
+        let size = 48 << 20
+        try await withMount(records: 1, docsPerRecord: 1, largeFile: Int64(size), options: ["block_size=1MiB"]) { mount in
+            let path = mount.path("Accounts/Acme Corp/Large Files/large-file.bin")
+            let connections = try mount.sandbox.connections()
+            let info = try await mount.sandbox.info()
+            var expected = try await connections.graph.download(driveID: info["driveId"]!, itemID: info["largeFileItemId"]!).data
+            _ = try FileManager.default.attributesOfItem(atPath: path)
+            try await mount.sandbox.admin("stats/reset")
+            // Each block request now takes 300 ms: the whole document is 48 of them (read-ahead fetches up to 8 at once).
+            try await mount.sandbox.admin("faults", ["latencyMs": 300])
+            let patch = Data("patched near the start".utf8)
+            let (descriptor, written) = try await Tools.blocking { () -> (Int32, Int) in
+                let descriptor = open(path, O_WRONLY | O_CLOEXEC)
+                return (descriptor, patch.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 1000) })
+            }
+            let downloadedAtWrite = try await mount.sandbox.stats()["graph.download.bytes", default: 0]
+            #expect(descriptor >= 0 && written == patch.count)
+            #expect(downloadedAtWrite < size / 2, "downloaded \(downloadedAtWrite) of \(size) bytes before the write returned")
+            // close waits for the rest of the copy: the staged file is the whole document.
+            #expect(try await Tools.blocking { close(descriptor) } == 0)
+            try await mount.sandbox.admin("faults", ["latencyMs": 0])
+            expected.replaceSubrange(1000..<1000 + patch.count, with: patch)
+            #expect(try await Tools.read(path) == expected)
+            try await expectSynced(mount)
+            #expect(try await connections.graph.download(driveID: info["driveId"]!, itemID: info["largeFileItemId"]!).data == expected)
+        }
+    }
+
     @Test("a document changed remotely between an open for writing and the first write fails that write with ESTALE")
     func staleFirstWrite() async throws {
         try await withMount(records: 2, docsPerRecord: 1) { mount in

@@ -5,10 +5,15 @@ public final class MountFixture: Sendable {
     public let sandbox: SandboxFixture
     public let mountpoint: String
 
-    public static func mount(_ sandbox: SandboxFixture, options: [String] = [], at mountpoint: String? = nil) async throws -> MountFixture {
+    /// `environment` is given to the daemon alone (test hooks such as `CRMFS_INJECT_SEAL_FAILURES`).
+    public static func mount(_ sandbox: SandboxFixture, options: [String] = [], at mountpoint: String? = nil,
+                             environment: [String: String] = [:]) async throws -> MountFixture {
         let path = mountpoint ?? FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-mnt-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        let result = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, path] + options.flatMap { ["-o", $0] })
+        let arguments = ["mount", sandbox.configPath, path] + options.flatMap { ["-o", $0] }
+        let result = environment.isEmpty
+            ? try await Tools.run(Tools.crmfs, arguments)
+            : try await Tools.run("/usr/bin/env", environment.map { "\($0.key)=\($0.value)" } + [Tools.crmfs] + arguments)
         guard result.status == 0 else {
             throw MountFailure(message: "crmfs mount exited \(result.status): \(result.errors)")
         }

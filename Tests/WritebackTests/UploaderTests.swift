@@ -80,9 +80,30 @@ struct UploaderTests {
             try await Task.sleep(for: .milliseconds(200))
             #expect(try await setup.sandbox.stats()["graph.upload.chunk"] == 3, "the last fragment waits")
             try setup.journal.update(id: change.id!) { $0.sealed = true }
+            setup.uploader.seals.sealed(change.id!)
             let item = try await upload.value
             #expect(item.size == Int64(data.count))
             #expect(try await setup.sandbox.stats()["graph.upload.chunk"] == 4)
+        }
+    }
+
+    @Test("an upload whose flush failed stops before its last fragment with the reason, and waits for nothing")
+    func failedSealStopsTheUpload() async throws {
+        try await withUploader { setup in
+            let accounts = try await setup.graph.item(driveID: setup.driveID, path: "Accounts")
+            var change = try setup.stage(Self.bytes(3 << 20, seed: 6), name: "unsealed.bin", parentID: accounts.id, modified: Date())
+            try setup.journal.update(id: change.id!) { $0.sealed = false }
+            change.sealed = false
+            let upload = Task { try await setup.uploader.upload(change) }
+            try await Task.sleep(for: .milliseconds(200))
+            setup.uploader.seals.failed(change.id!, reason: "fsync: Input/output error")
+            do {
+                _ = try await upload.value
+                Issue.record("an upload whose bytes were never durable completed")
+            } catch let failure as SealFailure {
+                #expect(failure.description.contains("Input/output error"))
+            }
+            #expect(try await setup.graph.children(driveID: setup.driveID, itemID: accounts.id).allSatisfy { $0.name != "unsealed.bin" })
         }
     }
 

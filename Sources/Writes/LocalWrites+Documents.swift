@@ -1,0 +1,490 @@
+import CLinux
+import Foundation
+import Namespace
+import Writeback
+
+/// Documents open for writing: create, open, write, truncate, close, fsync and times. Writes go to the
+/// session's staged copy on the kernel's thread; `close` seals the copy and journals it; `fsync` waits
+/// for the upload. The lock order is written at the top of WriteSession.swift.
+extension LocalWrites {
+    /// `create`: a new, empty document in `parent`. If the name turned out to exist after all (it
+    /// appeared remotely since the kernel looked), the open flags decide: EEXIST with O_EXCL, else it is
+    /// opened (and truncated with O_TRUNC).
+    public func create(parent: UInt64, name: String, flags: Int32) async throws -> (NodeSnapshot, WriteSession) {
+        _ = try tree.place(ofDirectory: parent)  // EPERM above the records
+        let localOnly = try check(name, isFolder: false)
+        if let existing = try await tree.child(of: parent, named: name) {
+            if flags & O_EXCL != 0 { throw NamespaceError.exists }
+            guard existing.type == .file else { throw NamespaceError.isDirectory }
+            let session = try await open(existing, truncate: flags & O_TRUNC != 0)
+            return (existing, session)
+        }
+        let copy = try newCopy()
+        let node = try tree.addLocal(parent: parent, name: name, type: .file, stagedFile: copy.name, localOnly: localOnly)
+        // A new file under the name a renamed-away document left: its bytes are that document's next version.
+        let shadow = localOnly ? nil : takeShadow(parent: parent, name: name)
+        let session = WriteSession(ino: node.ino, copy: copy, dirty: true, itemID: shadow?.itemID, baseETag: shadow?.eTag)
+        lock.withLock { sessions[node.ino] = session }
+        return (node, session)
+    }
+
+    /// Opens document `node` for writing: the session already open on it, or a new one whose staged copy
+    /// starts empty (O_TRUNC), or takes the document's bytes (local or remote) at the first write: opening
+    /// for writing copies nothing (`touch` opens for writing).
+    public func open(_ node: NodeSnapshot, truncate: Bool) async throws -> WriteSession {
+        guard node.level == .document, node.type == .file else { throw NamespaceError.notPermitted("only documents can be written") }
+        if let session = lock.withLock({ () -> WriteSession? in
+            guard let session = sessions[node.ino] else { return nil }
+            return session.withState { state in
+                guard !state.submitted else { return nil }
+                state.opens += 1
+                return session
+            }
+        }) {
+            if truncate { try self.truncate(session, to: 0) }
+            return session
+        }
+        let copy = try newCopy()
+        var source = WriteSession.Source.none
+        if !truncate, let staged = node.stagedFile {
+            source = .local(staged)
+        } else if !truncate, let content = node.content, content.size > 0 {
+            source = .remote(RemoteFill(content: content, blockSize: Int64(reader.cache.blockSize)))
+            // Sparse at the document's size, so the copy's size is right before its bytes arrive.
+            guard ftruncate(copy.descriptor, off_t(content.size)) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        }
+        let pendingUpload = lock.withLock { uploads[node.ino] }
+        // Based on the version the user sees; when an upload of ours is still on its way, the engine
+        // fills in the version it makes.
+        let session = WriteSession(ino: node.ino, copy: copy, dirty: truncate, itemID: node.itemID,
+                                   baseETag: pendingUpload == nil ? node.eTag : nil, source: source)
+        lock.withLock {
+            sessions[node.ino] = session
+            conflictNotes[node.ino] = nil
+        }
+        if truncate { tree.setLocal(node.ino, stagedFile: .some(copy.name), size: 0) }
+        return session
+    }
+
+    /// Writes `length` bytes at `offset` with `put`, which writes them to the staged copy's descriptor and
+    /// returns the count (or a negative errno). On a kernel request thread: it may wait for the remote
+    /// blocks the write covers in part.
+    public func write(_ session: WriteSession, at offset: Int64, length: Int, _ put: (Int32) -> Int) throws -> Int {
+        try prepare(session, offset: offset, length: Int64(length))
+        while true {
+            try startOver(session)
+            // Shared with other writers; an fsync handing the copy over waits for this write, or this
+            // write sees the copy handed over and starts over.
+            let written = session.shared { () -> Int? in
+                let copy = session.withState { $0.submitted ? nil : $0.copy }
+                guard let copy else { return nil }
+                let written = put(copy.descriptor)
+                guard written >= 0 else { return written }
+                // Large writes start going to disk as they come, so the fsync at close finds little left to do.
+                let flush = session.withState { state -> Bool in
+                    state.dirty = true
+                    state.changedBytes = true
+                    state.unflushedBytes += written
+                    guard state.unflushedBytes >= Self.writebackStep else { return false }
+                    state.unflushedBytes = 0
+                    return true
+                }
+                if flush { _ = crmfs_start_writeback(copy.descriptor) }
+                return written
+            }
+            guard let written else { continue }
+            guard written >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: Int32(-written)) ?? .EIO) }
+            tree.wrote(session.ino, through: offset + Int64(written))
+            return written
+        }
+    }
+
+    /// `ftruncate` through an open handle, on a kernel request thread.
+    public func truncate(_ session: WriteSession, to size: Int64) throws {
+        if size > 0 {
+            try completeCopyBlocking(session)
+        } else {
+            session.fill?.cancel()
+            session.withState { $0.source = .none }
+        }
+        try startOver(session)
+        let copy = try session.exclusive { () -> StagedCopy in
+            let copy = session.copy
+            guard ftruncate(copy.descriptor, off_t(size)) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            session.withState { state in
+                state.dirty = true
+                state.changedBytes = true
+            }
+            return copy
+        }
+        tree.setLocal(session.ino, stagedFile: .some(copy.name), size: size, modified: Date())
+    }
+
+    /// `truncate(2)` by path: as opening, truncating and closing.
+    public func truncate(_ node: NodeSnapshot, to size: Int64) async throws {
+        let session = try await open(node, truncate: size == 0)
+        defer { try? close(session) }
+        if size != 0 {
+            try await completeCopy(session)
+            try truncate(session, to: size)
+        }
+    }
+
+    // MARK: The staged copy
+
+    /// Before a write of `offset..<offset+length`: the staged copy holds the document's bytes there.
+    /// A local source is copied whole (it is on this disk); a remote one only in the blocks the write
+    /// covers in part, and the rest is copied in the background.
+    private func prepare(_ session: WriteSession, offset: Int64, length: Int64) throws {
+        switch session.withState({ $0.source }) {
+        case .none:
+            return
+        case .local:
+            try copyLocalSource(session)
+        case .remote(let fill):
+            try fill.ready(offset: offset, length: length, overwrite: true) { index in try fetchBlocking(index, of: fill, into: session) }
+            startBackgroundCopy(session, fill)
+            finishCopyIfComplete(session, fill)
+        }
+    }
+
+    /// Before a read through a writing handle of `offset..<offset+length`: the staged copy holds the
+    /// document's bytes there (the user's writes, and the document's own around them). Returns the copy
+    /// to read, held open for the read.
+    public func readable(_ session: WriteSession, offset: Int64, length: Int64) throws -> Int32Holder {
+        switch session.withState({ $0.source }) {
+        case .none: break
+        case .local: try copyLocalSource(session)
+        case .remote(let fill):
+            try fill.ready(offset: offset, length: length, overwrite: false) { index in try fetchBlocking(index, of: fill, into: session) }
+            startBackgroundCopy(session, fill)
+            finishCopyIfComplete(session, fill)
+        }
+        return Int32Holder(copy: session.copy)
+    }
+
+    /// Copies an earlier version's staged file into the session's copy, once.
+    private func copyLocalSource(_ session: WriteSession) throws {
+        let copied = try session.exclusive { () -> StagedCopy? in
+            guard case .local(let file) = session.withState({ $0.source }) else { return nil }
+            let copy = session.copy
+            try copyFile(staging.path(of: file), into: copy.descriptor)
+            session.withState { $0.source = .none }
+            return copy
+        }
+        if let copied { tree.setLocal(session.ino, stagedFile: .some(copied.name)) }
+    }
+
+    /// The whole document in the staged copy, waiting on this (kernel) thread.
+    func completeCopyBlocking(_ session: WriteSession) throws {
+        switch session.withState({ $0.source }) {
+        case .none: return
+        case .local: try copyLocalSource(session)
+        case .remote(let fill):
+            fill.clearFailure()
+            startBackgroundCopy(session, fill, again: true)
+            try fill.waitUntilComplete()
+            finishCopyIfComplete(session, fill)
+        }
+    }
+
+    /// The whole document in the staged copy, awaited on a task.
+    func completeCopy(_ session: WriteSession) async throws {
+        switch session.withState({ $0.source }) {
+        case .none: return
+        case .local: try copyLocalSource(session)
+        case .remote(let fill):
+            fill.clearFailure()
+            startBackgroundCopy(session, fill, again: true)
+            try await fill.complete()
+            finishCopyIfComplete(session, fill)
+        }
+    }
+
+    /// Copies the blocks no write asked for yet, in order, on a thread of its own (each block is fetched
+    /// through the cache with the client's retries). A failure stops it; what needs the whole copy
+    /// starts it again.
+    private func startBackgroundCopy(_ session: WriteSession, _ fill: RemoteFill, again: Bool = false) {
+        guard fill.startBackground(again: again) else { return }
+        DispatchQueue.global(qos: .utility).async { [self] in
+            while let index = fill.claimNext() {
+                do {
+                    try fetchBlocking(index, of: fill, into: session)
+                    fill.finished(index, error: nil)
+                } catch {
+                    logger.warning("copying a document's remote bytes stopped", metadata: ["item": "\(fill.content.itemID)", "error": "\(error)"])
+                    fill.finished(index, error: error)
+                    break
+                }
+            }
+            fill.backgroundEnded()
+            finishCopyIfComplete(session, fill)
+        }
+    }
+
+    /// Once every block is in, the copy is the document's local bytes: readers opening it now read it.
+    private func finishCopyIfComplete(_ session: WriteSession, _ fill: RemoteFill) {
+        guard fill.isComplete else { return }
+        let copy = session.withState { state -> StagedCopy? in
+            guard case .remote(let current) = state.source, current === fill else { return nil }
+            state.source = .none
+            return state.copy
+        }
+        if let copy, !session.withState({ $0.unlinked }) { tree.setLocal(session.ino, stagedFile: .some(copy.name)) }
+    }
+
+    /// Fetches one block of the remote document and writes it into the session's copy. Blocks the calling
+    /// thread (never a task's) while a task downloads it.
+    private func fetchBlocking(_ index: Int64, of fill: RemoteFill, into session: WriteSession) throws {
+        let done = DispatchSemaphore(value: 0)
+        let result = BlockResult()
+        Task {
+            do { result.bytes = try await reader.blockBytes(fill.content, index: index) } catch { result.error = error }
+            done.signal()
+        }
+        done.wait()
+        if let error = result.error { throw error }
+        let bytes = result.bytes ?? Data()
+        try session.shared {
+            let descriptor = session.copy.descriptor
+            let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(index * fill.blockSize)) }
+            guard written == bytes.count else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        }
+    }
+
+    /// A write after `fsync` handed the staged copy to the engine goes to a fresh copy of it.
+    func startOver(_ session: WriteSession) throws {
+        let fresh = try session.exclusive { () -> StagedCopy? in
+            guard session.withState({ $0.submitted }) else { return nil }
+            let fresh = try newCopy()
+            do { try copyFile(staging.path(of: session.copy.name), into: fresh.descriptor) } catch {
+                try? staging.remove(fresh.name)
+                throw error
+            }
+            session.withState { state in
+                state.copy = fresh
+                state.changeID = nil
+                state.submitted = false
+                state.baseETag = nil
+            }
+            return fresh
+        }
+        if let fresh { tree.setLocal(session.ino, stagedFile: .some(fresh.name)) }
+    }
+
+    private func newCopy() throws -> StagedCopy {
+        let (name, descriptor) = try staging.create()
+        return StagedCopy(name: name, descriptor: descriptor)
+    }
+
+    // MARK: Close and fsync
+
+    /// `flush` (every close): the bytes are on disk and the change is in the journal before this returns.
+    /// On a kernel request thread: it waits for a remote copy still under way.
+    public func commit(_ session: WriteSession) throws {
+        let (dirty, timesOnly, unlinked) = session.withState { ($0.dirty, !$0.dirty && $0.timesChanged, $0.unlinked) }
+        if unlinked { return }
+        if timesOnly {
+            // Only the time changed (touch): it rides on a pending upload, or goes as a metadata update.
+            session.withState { $0.timesChanged = false }
+            if let node = tree.current(session.ino) { try timeChanged(node) }
+            return
+        }
+        guard dirty else { return }
+        try completeCopyBlocking(session)
+        try session.exclusive {
+            let copy = session.copy
+            do {
+                try staging.seal(copy.name, descriptor: copy.descriptor)
+            } catch {
+                session.withState { $0.sealFailure = "\(error)" }
+                throw error
+            }
+            session.withState { state in
+                state.dirty = false
+                state.sealFailure = nil
+            }
+            try record(session, sealed: true)
+        }
+    }
+
+    /// Journals the session's bytes as an upload (or updates its change not started yet). `sealed` says
+    /// whether they are on disk already. With the session's copy held alone.
+    private func record(_ session: WriteSession, sealed: Bool) throws {
+        guard let node = tree.current(session.ino), !node.localOnly else { return }
+        let (copy, changeID, itemID, baseETag) = session.withState { ($0.copy, $0.changeID, $0.itemID, $0.baseETag) }
+        let size = copy.size
+        if let id = changeID, try engine.amend(id, { change in
+            change.size = size
+            change.modified = node.timeSet ? node.modified : nil
+            change.name = node.name
+            change.sealed = sealed
+        }) {
+            session.withState { $0.timesChanged = false }
+            return
+        }
+        var change = PendingChange(.upload, name: node.name, itemID: itemID, in: try tree.place(ofDirectory: node.parent))
+        change.stagedFile = copy.name
+        change.size = size
+        change.modified = node.timeSet ? node.modified : nil
+        change.baseETag = baseETag
+        change.sealed = sealed
+        // A newer version of a document whose previous one has not started: the previous one need not go.
+        if let previous = lock.withLock({ uploads[session.ino] }), let earlier = try support.journal.change(id: previous),
+           earlier.stagedFile != copy.name, try engine.withdraw(previous) {
+            change.itemID = change.itemID ?? earlier.itemID
+            change.baseETag = earlier.baseETag
+            forget(previous)
+        }
+        let opens = lock.withLock { session.withState { $0.opens } }
+        let saved = try engine.record(change, held: opens > 0)
+        track(saved.id!, ChangeOwner(ino: session.ino, parent: node.parent), upload: true)
+        session.withState { state in
+            state.changeID = saved.id
+            state.timesChanged = false
+        }
+    }
+
+    /// `release` of the last handle: the change may go.
+    public func close(_ session: WriteSession) throws {
+        let last = lock.withLock { () -> Bool in
+            let opens = session.withState { state -> Int in
+                state.opens -= 1
+                return state.opens
+            }
+            guard opens <= 0 else { return false }
+            if sessions[session.ino] === session { sessions[session.ino] = nil }
+            return true
+        }
+        guard last else { return }
+        let (unlinked, changeID, changedBytes, submitted, copy) = session.withState { ($0.unlinked, $0.changeID, $0.changedBytes, $0.submitted, $0.copy) }
+        if unlinked || !changedBytes {
+            // Removed while open, or opened for writing and never written: its copy goes nowhere
+            // (unless a change already carries it); a time set since the last flush still goes.
+            session.fill?.cancel()
+            if changeID == nil { try? staging.remove(copy.name) }
+            if !unlinked, session.withState({ $0.timesChanged }) { try commit(session) }
+            return
+        }
+        try commit(session)
+        // (A change an fsync handed over is on its way already.)
+        if let id = session.withState({ $0.changeID }), !submitted { engine.release(id, after: Self.quietPeriod) }
+    }
+
+    /// How long a closed file waits before its upload starts: tools set the time (`cp -p`, `touch`) or
+    /// rename right after closing, and those should travel with the upload rather than after it as an
+    /// extra version. The bytes are durable meanwhile; `fsync` and `crmfs sync` do not wait for it.
+    static let quietPeriod: Duration = .seconds(1)
+
+    /// How many written bytes make the staged file's pages start for the disk.
+    static let writebackStep = 16 << 20
+
+    /// `fsync`: returns once this file's bytes are uploaded and linked (at once for a local-only file).
+    /// New bytes are journaled unsealed and start uploading while the disk flush runs beside them; only
+    /// the last fragment waits for the flush. A crash before it ends sets the change aside at the next start
+    /// (fsync had not returned, so nothing was promised). A failed flush fails this fsync with its errno,
+    /// keeps the bytes staged, and holds the change (and only it) until the next close seals them.
+    public func fsync(_ session: WriteSession) async throws {
+        let (dirty, unlinked, timesChanged) = session.withState { ($0.dirty, $0.unlinked, $0.timesChanged) }
+        if dirty, !unlinked, tree.current(session.ino)?.localOnly == false {
+            try await completeCopy(session)
+            let handedOver = try session.exclusive { () -> (Int64, StagedCopy)? in
+                session.withState { $0.dirty = false }
+                try record(session, sealed: false)
+                return session.withState { state in
+                    guard let id = state.changeID else { return nil }
+                    state.submitted = true
+                    return (id, state.copy)
+                }
+            }
+            if let (id, copy) = handedOver {
+                engine.release(id)
+                do {
+                    try await seal(copy)
+                    try engine.sealed(id)
+                } catch {
+                    // The bytes stay in the copy; the next close seals them and sends the change.
+                    session.withState { state in
+                        state.dirty = true
+                        state.submitted = false
+                        state.sealFailure = "\(error)"
+                    }
+                    engine.sealFailed(id, reason: "\(error)")
+                    throw error
+                }
+            }
+        } else if dirty || timesChanged {
+            try await completeCopy(session)
+            try commit(session)
+        } else {
+            let copy = session.copy
+            try staging.seal(copy.name, descriptor: copy.descriptor)
+        }
+        guard let id = session.withState({ state -> Int64? in
+            state.submitted = state.changeID != nil || state.submitted
+            return state.changeID
+        }) else { return }
+        engine.release(id)
+        try await engine.wait(for: id)
+    }
+
+    /// The staged copy's fsync, on a thread of its own: it can take a second, and tasks must not block.
+    private func seal(_ copy: StagedCopy) async throws {
+        let staging = self.staging
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try staging.seal(copy.name, descriptor: copy.descriptor) })
+            }
+        }
+    }
+
+    // MARK: Times
+
+    /// `utimens`: the time travels with the document's upload when one is open or pending; otherwise it
+    /// goes as a metadata update of its own (which SharePoint counts as a version).
+    public func setModified(_ node: NodeSnapshot, to date: Date) throws {
+        tree.setLocal(node.ino, modified: date, timeSet: true)
+        if let session = lock.withLock({ sessions[node.ino] }) {
+            session.withState { $0.timesChanged = true }  // goes with the session's upload, or alone at its close
+            return
+        }
+        if let current = tree.current(node.ino) { try timeChanged(current) }
+    }
+
+    /// A document's time changed with no bytes to send: it rides on the pending upload when that has not
+    /// started; otherwise it is a metadata update, which learns the document's item from the upload under
+    /// way when there is one.
+    private func timeChanged(_ node: NodeSnapshot) throws {
+        guard !node.localOnly, node.level == .document else { return }
+        let date = node.modified
+        let upload = lock.withLock { uploads[node.ino] }
+        if let upload, try engine.amend(upload, { $0.modified = date }) { return }
+        guard node.itemID != nil || upload != nil else { return }
+        // Named by item, with no parent: a move that moves nothing, carrying only the time.
+        var change = PendingChange(.move, name: node.name, itemID: node.itemID, of: try tree.place(ofDirectory: node.parent))
+        change.modified = date
+        let saved = try engine.record(change)
+        track(saved.id!, ChangeOwner(ino: node.ino, parent: node.parent), upload: false)
+    }
+
+    /// A remote document renamed to a temporary name, taken back by a new file of its old name.
+    func takeShadow(parent: UInt64, name: String) -> Shadow? {
+        lock.withLock {
+            guard let shadow = shadows.values.first(where: { $0.parent == parent && $0.name == name }) else { return nil }
+            shadows[shadow.itemID] = nil
+            return shadow
+        }
+    }
+}
+
+/// An open staged copy's descriptor, kept open while the holder lives.
+public struct Int32Holder: Sendable {
+    let copy: StagedCopy
+    public var descriptor: Int32 { copy.descriptor }
+}
+
+/// A block's bytes (or why not) handed back from a task to the thread that waits for it.
+private final class BlockResult: @unchecked Sendable {
+    var bytes: Data?
+    var error: Error?
+}

@@ -1,0 +1,197 @@
+import Foundation
+import Namespace
+import Writeback
+
+/// Folders, removals and renames through the mount.
+extension LocalWrites {
+    // MARK: Directories
+
+    public func mkdir(parent: UInt64, name: String) async throws -> NodeSnapshot {
+        let place = try tree.place(ofDirectory: parent)
+        _ = try check(name, isFolder: true)
+        if try await tree.child(of: parent, named: name) != nil { throw NamespaceError.exists }
+        let node = try tree.addLocal(parent: parent, name: name, type: .directory, stagedFile: nil, localOnly: false)
+        let saved = try engine.record(PendingChange(.createFolder, name: name, in: place))
+        track(saved.id!, ChangeOwner(ino: node.ino, parent: parent), upload: false)
+        return node
+    }
+
+    // MARK: Removing
+
+    /// `unlink` and `rmdir`.
+    public func remove(parent: UInt64, name: String, directory: Bool) async throws {
+        _ = try tree.place(ofDirectory: parent)
+        guard var node = try await tree.child(of: parent, named: name) else { throw NamespaceError.notFound }
+        if directory {
+            guard node.type == .directory else { throw NamespaceError.notDirectory }
+            guard try await tree.list(node.ino).isEmpty else { throw NamespaceError.notEmpty }
+        } else if node.type == .directory {
+            throw NamespaceError.isDirectory
+        }
+        node = try await settle(node, withdrawing: true)
+        tree.detach(node.ino)
+        if let session = lock.withLock({ sessions[node.ino] }) {
+            session.withState { $0.unlinked = true }
+            session.fill?.cancel()
+        }
+        if let shadow = lock.withLock({ shadows.first(where: { $0.value.ino == node.ino })?.value }) {
+            lock.withLock { shadows[shadow.itemID] = nil }
+            try removeRemote(itemID: shadow.itemID, node: node, parent: shadow.parent)
+        } else if let itemID = node.itemID, !node.localOnly {
+            try removeRemote(itemID: itemID, node: node, parent: parent)
+        } else if let file = node.stagedFile, lock.withLock({ sessions[node.ino] == nil }) {
+            try staging.remove(file)
+        }
+    }
+
+    private func removeRemote(itemID: String, node: NodeSnapshot, parent: UInt64) throws {
+        let place = try tree.place(ofDirectory: parent)
+        tree.hide(itemID)
+        let saved = try engine.record(PendingChange(.delete, name: node.name, itemID: itemID, of: place))
+        track(saved.id!, ChangeOwner(ino: node.ino, parent: parent, hiddenItem: itemID), upload: false)
+    }
+
+    /// Waits for a node's change that is being sent, so what follows knows the item it made; with
+    /// `withdrawing` (the node is going away), first withdraws its uploads and folder creations that have
+    /// not started. Returns the node as it is then.
+    private func settle(_ node: NodeSnapshot, withdrawing: Bool) async throws -> NodeSnapshot {
+        let ids = lock.withLock { pending[node.ino] ?? [] }
+        for id in ids.sorted() {
+            guard let change = try support.journal.change(id: id) else { continue }
+            if change.state == .staged && !withdrawing { continue }
+            if withdrawing, change.kind == .upload || change.kind == .createFolder, try engine.withdraw(id) {
+                forget(id)
+                if change.kind == .upload { tree.setLocal(node.ino, stagedFile: .some(nil)) }
+                continue
+            }
+            try? await engine.wait(for: id)
+        }
+        return tree.current(node.ino) ?? node
+    }
+
+    // MARK: Renaming
+
+    public func rename(parent: UInt64, name: String, to newParent: UInt64, newName: String, noReplace: Bool) async throws {
+        _ = try tree.place(ofDirectory: parent)  // EPERM for records and objects
+        let to = try tree.place(ofDirectory: newParent)
+        guard let found = try await tree.child(of: parent, named: name) else { throw NamespaceError.notFound }
+        let targetLocal = try check(newName, isFolder: found.type == .directory)
+        let target = try await tree.child(of: newParent, named: newName)
+        if let target {
+            if target.ino == found.ino { return }
+            if noReplace { throw NamespaceError.exists }
+            if target.type == .directory && found.type != .directory { throw NamespaceError.isDirectory }
+            if target.type != .directory && found.type == .directory { throw NamespaceError.notDirectory }
+            if target.type == .directory, try await !tree.list(target.ino).isEmpty { throw NamespaceError.notEmpty }
+        }
+        var replacedItem: (id: String, eTag: String?)?
+        if let target {
+            let settled = try await settle(target, withdrawing: true)
+            if let itemID = settled.itemID, !settled.localOnly { replacedItem = (itemID, settled.eTag) }
+            if let file = settled.stagedFile, lock.withLock({ sessions[settled.ino] == nil }) { try? staging.remove(file) }
+        }
+        let source = try await settle(found, withdrawing: false)
+        try tree.move(source.ino, to: newParent, name: newName)
+
+        let shadow = lock.withLock { shadows.first(where: { $0.value.ino == source.ino })?.value }
+        let sourceRemote = !source.localOnly && source.itemID != nil
+        switch (sourceRemote || shadow != nil, targetLocal) {
+        case (true, true) where shadow == nil:
+            // A document renamed to a temporary name: the service keeps it where it was, for now.
+            lock.withLock { shadows[source.itemID!] = Shadow(ino: source.ino, itemID: source.itemID!, eTag: source.eTag, parent: parent, name: name) }
+            tree.setLocal(source.ino, localOnly: true)
+        case (true, true):
+            break  // a temporary name to another temporary name
+        case (false, true):
+            // Bytes not sent yet become local-only: their upload is withdrawn.
+            for id in lock.withLock({ pending[source.ino] ?? [] }) where try engine.withdraw(id) { forget(id) }
+            tree.setLocal(source.ino, localOnly: true)
+        case (true, false):
+            let itemID = shadow?.itemID ?? source.itemID!
+            if let shadow { lock.withLock { shadows[shadow.itemID] = nil } }
+            if let replacedItem, replacedItem.id != itemID {
+                try removeRemote(itemID: replacedItem.id, node: source, parent: newParent)
+            }
+            tree.setLocal(source.ino, localOnly: false)
+            // A temporary name given back: the document never left its place in SharePoint.
+            if shadow?.parent != newParent || shadow?.name != newName {
+                let saved = try engine.record(PendingChange(.move, name: newName, itemID: itemID, in: to))
+                track(saved.id!, ChangeOwner(ino: source.ino, parent: newParent), upload: false)
+            }
+        case (false, false):
+            // Not on the service yet (a new document, or a temporary file given its final name): its bytes
+            // go up under the new name, replacing the document that had it.
+            tree.setLocal(source.ino, localOnly: false)
+            let reused = replacedItem ?? takeShadow(parent: newParent, name: newName).map { ($0.itemID, $0.eTag) }
+            if source.type == .directory {
+                for id in lock.withLock({ pending[source.ino] ?? [] }) {
+                    try engine.amend(id) { change in
+                        change.name = newName
+                        change.put(in: to)
+                    }
+                }
+            } else {
+                try await restage(source.ino, itemID: reused?.id, baseETag: reused?.eTag)
+            }
+        }
+    }
+
+    /// Puts a document's local bytes (staged, or being written) into a new upload change for its current
+    /// name and place, replacing `itemID` when given.
+    private func restage(_ ino: UInt64, itemID: String?, baseETag: String?) async throws {
+        guard let node = tree.current(ino) else { return }
+        let place = try tree.place(ofDirectory: node.parent)
+        if let session = lock.withLock({ sessions[ino] }) {
+            // Open for writing: its bytes so far become the change (held until the last close).
+            try await completeCopy(session)
+            let amended = try session.exclusive { () -> Bool in
+                let id = session.withState { state -> Int64? in
+                    state.itemID = itemID ?? state.itemID
+                    state.baseETag = baseETag
+                    return state.changeID
+                }
+                if let id, try engine.amend(id, { change in
+                    change.name = node.name
+                    change.put(in: place)
+                    change.itemID = itemID ?? change.itemID
+                    change.baseETag = baseETag
+                }) {
+                    return true
+                }
+                // Its change is under way (or there is none yet): the bytes go again, from a copy of their own.
+                session.withState { state in
+                    state.submitted = state.submitted || state.changeID != nil
+                    state.changeID = nil
+                    state.dirty = true
+                    state.changedBytes = true
+                }
+                return false
+            }
+            if !amended {
+                try startOver(session)
+                try commit(session)
+            }
+            return
+        }
+        guard let file = node.stagedFile else { return }
+        for id in lock.withLock({ pending[ino] ?? [] }) {
+            // Keep the bytes: withdrawing would delete the staged file, so a change not started is amended instead.
+            if try support.journal.change(id: id)?.kind == .upload, try engine.amend(id, { change in
+                change.name = node.name
+                change.put(in: place)
+                change.itemID = itemID ?? change.itemID
+                change.baseETag = baseETag ?? change.baseETag
+            }) {
+                return
+            }
+        }
+        let size = ((try? FileManager.default.attributesOfItem(atPath: staging.path(of: file)))?[.size] as? NSNumber)?.int64Value ?? node.size
+        var change = PendingChange(.upload, name: node.name, itemID: itemID, in: place)
+        change.stagedFile = file
+        change.size = size
+        change.modified = node.timeSet ? node.modified : nil
+        change.baseETag = baseETag
+        let saved = try engine.record(change)
+        track(saved.id!, ChangeOwner(ino: ino, parent: node.parent), upload: true)
+    }
+}

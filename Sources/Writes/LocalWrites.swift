@@ -1,0 +1,218 @@
+import Cache
+import Foundation
+import Logging
+import Namespace
+import SharePointNaming
+import Writeback
+
+/// The mount's write path, between the kernel's operations and the write-back engine: writes land in
+/// staged files, a close makes them durable and journals the change, the tree shows the result at once,
+/// and the engine's outcomes update the tree when the services have them. Documents open for writing
+/// are `WriteSession`s (LocalWrites+Documents); folders, removals and renames are in LocalWrites+Tree.
+/// The lock order is written at the top of WriteSession.swift.
+public final class LocalWrites: @unchecked Sendable {
+    public let tree: Tree
+    let reader: BlockReader
+    let support: WriteSupport
+    let logger: Logger
+
+    /// Guards the registry below (`LocalWrites.lock` in the lock order).
+    let lock = NSLock()
+    /// Documents open for writing.
+    var sessions: [UInt64: WriteSession] = [:]
+    var owners: [Int64: ChangeOwner] = [:]
+    /// Each document's newest upload not yet done.
+    var uploads: [UInt64: Int64] = [:]
+    /// Every change not yet done, per node.
+    var pending: [UInt64: Set<Int64>] = [:]
+    var shadows: [String: Shadow] = [:]
+    var conflictNotes: [UInt64: String] = [:]
+
+    public var staging: StagingArea { support.staging }
+    var engine: WritebackEngine { support.engine }
+
+    public init(tree: Tree, reader: BlockReader, support: WriteSupport, logger: Logger) {
+        self.tree = tree
+        self.reader = reader
+        self.support = support
+        self.logger = logger
+        support.engine.observe { [weak self] outcome in self?.settled(outcome) }
+        restoreFromJournal()
+    }
+
+    /// New documents, versions and folders the journal holds from before this mount show in their
+    /// directories (as the listings find them) until they are sent.
+    private func restoreFromJournal() {
+        let changes = ((try? support.journal.outstanding()) ?? []).filter { $0.kind == .upload || $0.kind == .createFolder }
+        tree.restore(changes.compactMap { change in
+            change.id.map {
+                RestoredChange(changeID: $0, parentItemID: change.parentItemID, parentPath: change.parentPath, name: change.name,
+                               itemID: change.itemID, stagedFile: change.stagedFile, size: change.size, modified: change.modified,
+                               isFolder: change.kind == .createFolder)
+            }
+        }) { [weak self] placed in
+            guard let self else { return }
+            for (id, ino) in placed {
+                // Under the lock, so the change cannot finish unseen between the check and the bookkeeping.
+                let current = lock.withLock { () -> PendingChange? in
+                    guard let change = try? self.support.journal.change(id: id) else { return nil }
+                    register(id, ChangeOwner(ino: ino, parent: self.tree.current(ino)?.parent ?? Tree.rootIno), upload: change.kind == .upload)
+                    return change
+                }
+                if current == nil {
+                    // Sent meanwhile: the service's listing has it now.
+                    tree.unpin(ino)
+                    tree.setLocal(ino, stagedFile: .some(nil))
+                    if let parent = tree.current(ino)?.parent { tree.expire(parent) }
+                }
+            }
+        }
+    }
+
+    // MARK: Names
+
+    /// Refuses a name SharePoint would refuse (unless it stays local), saying which rule.
+    public func check(_ name: String, isFolder: Bool) throws -> Bool {
+        let localOnly = !isFolder && support.localOnly.isLocalOnly(name)
+        if !localOnly, let problem = SharePointNames.problem(with: name, isFolder: isFolder) {
+            throw NamespaceError.invalid("'\(name)': \(problem)")
+        }
+        return localOnly
+    }
+
+    /// Waits until document `ino` is in SharePoint (its pending upload done), for edits that need its item.
+    /// A document still open for writing has no final bytes yet: EBUSY.
+    public func uploaded(_ ino: UInt64) async throws {
+        let (open, upload) = lock.withLock { (sessions[ino] != nil, uploads[ino]) }
+        guard let upload else { return }
+        if open { throw POSIXError(.EBUSY) }
+        engine.release(upload)
+        try await engine.wait(for: upload)
+    }
+
+    // MARK: Status
+
+    /// `user.crmfs.sync` of a document.
+    public func syncStatus(_ node: NodeSnapshot) -> String {
+        if node.localOnly { return "local-only" }
+        let (session, changes, note) = lock.withLock { (sessions[node.ino], pending[node.ino] ?? [], conflictNotes[node.ino]) }
+        if let session {
+            let (dirty, changeID, sealFailure) = session.withState { ($0.dirty, $0.changeID, $0.sealFailure) }
+            if let sealFailure { return "error: \(SealFailure(reason: sealFailure))" }
+            if dirty || changeID == nil && node.itemID == nil { return "pending" }
+        }
+        for id in changes.sorted() {
+            if let status = engine.status(of: id) { return status.description }
+        }
+        return note ?? "clean"
+    }
+
+    /// `crmfs sync`: returns once every change is sent; throws when some gave up.
+    public func drain() async throws {
+        try await engine.drain()
+        let failed = engine.givenUp
+        if !failed.isEmpty { throw WritebackError.gaveUp(failed.values.sorted().joined(separator: "; ")) }
+    }
+
+    // MARK: Engine outcomes
+
+    func track(_ id: Int64, _ owner: ChangeOwner, upload: Bool) {
+        lock.withLock { register(id, owner, upload: upload) }
+        tree.pin(owner.ino)
+    }
+
+    /// Books a change under its node (lock held).
+    func register(_ id: Int64, _ owner: ChangeOwner, upload: Bool) {
+        owners[id] = owner
+        pending[owner.ino, default: []].insert(id)
+        if upload { uploads[owner.ino] = id }
+    }
+
+    /// Forgets a change that was withdrawn or is done; returns who it belonged to.
+    @discardableResult
+    func forget(_ id: Int64) -> ChangeOwner? {
+        guard let owner = lock.withLock({ () -> ChangeOwner? in
+            guard let owner = owners.removeValue(forKey: id) else { return nil }
+            pending[owner.ino]?.remove(id)
+            if pending[owner.ino]?.isEmpty == true { pending[owner.ino] = nil }
+            if uploads[owner.ino] == id { uploads[owner.ino] = nil }
+            return owner
+        }) else { return nil }
+        tree.unpin(owner.ino)
+        return owner
+    }
+
+    private func settled(_ outcome: ChangeOutcome) {
+        switch outcome {
+        case .done(let change, let item):
+            guard let id = change.id else { return }
+            guard let owner = forget(id) else {
+                tree.forgetRestored(id)
+                return
+            }
+            if let hidden = owner.hiddenItem { tree.reveal(hidden) }
+            if change.parentPath != nil, let folderID = change.parentItemID { tree.folderMade(owner.parent, itemID: folderID) }
+            guard let item else { return }
+            if change.kind == .upload, let node = tree.current(owner.ino), node.name != change.name {
+                // Kept both after a conflict: the copy went up under its own name; the user's name shows the remote one.
+                tree.setLocal(owner.ino, stagedFile: node.stagedFile == change.stagedFile ? .some(nil) : nil)
+                tree.expire(owner.parent)
+                return
+            }
+            tree.adopt(owner.ino, item: item, sentFile: change.stagedFile)
+        case .conflict(let change, let policy):
+            guard let id = change.id, let owner = lock.withLock({ owners[id] }) else { return }
+            let note: String
+            switch policy {
+            case .keepBoth: note = "conflict: the remote copy changed; yours is uploaded as \(WritebackEngine.conflictName(change.name, hostname: ProcessInfo.processInfo.hostName, date: Date()))"
+            case .localWins: note = "conflict: the remote copy changed; yours replaced it"
+            case .remoteWins:
+                note = "conflict: the remote copy changed and was kept; yours is in the state directory's conflicts/"
+                forget(id)
+                tree.setLocal(owner.ino, stagedFile: .some(nil))
+                tree.expire(owner.parent)
+            }
+            lock.withLock { conflictNotes[owner.ino] = note }
+        case .gaveUp(let change, let reason):
+            logger.error("not sent after retries; kept in the journal", metadata: ["name": "\(change.name)", "error": "\(reason)"])
+        }
+    }
+
+    func copyFile(_ path: String, into descriptor: Int32) throws {
+        let source = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard source >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { Glibc.close(source) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var offset: off_t = 0
+        while true {
+            let count = buffer.withUnsafeMutableBytes { pread(source, $0.baseAddress, $0.count, offset) }
+            guard count >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            if count == 0 { return }
+            guard buffer.withUnsafeBytes({ pwrite(descriptor, $0.baseAddress, count, offset) }) == count else {
+                throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+            }
+            offset += off_t(count)
+        }
+    }
+}
+
+extension PendingChange {
+    /// A change of the record and object `place` belongs to, with no parent (it stays where it is).
+    init(_ kind: Kind, name: String, itemID: String? = nil, of place: WritePlace) {
+        self.init(kind: kind, driveID: place.driveID, name: name, itemID: itemID, recordID: place.recordID, objectName: place.objectName)
+    }
+
+    /// A change that goes into `place`.
+    init(_ kind: Kind, name: String, itemID: String? = nil, in place: WritePlace) {
+        self.init(kind, name: name, itemID: itemID, of: place)
+        put(in: place)
+    }
+
+    /// Goes into `place`: its folder by item, or by path while that folder is not made yet; its record.
+    mutating func put(in place: WritePlace) {
+        parentItemID = place.parentItemID
+        parentPath = place.parentItemID == nil ? place.parentPath : nil
+        recordID = place.recordID
+        objectName = place.objectName
+    }
+}

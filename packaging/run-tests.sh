@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test suite, as CI runs it: every test (real kernel mounts against sandboxes on loopback), then the
+# write path's tests again with ThreadSanitizer, where any data race in the daemon or the tests fails
+# the run. Run as root: the tests mount for real.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+swift test
+
+# ThreadSanitizer: a build of its own; the daemon the tests start is the instrumented one. A report
+# stops the process that found it (halt_on_error), and every report is kept under .build-tsan/reports.
+reports="$PWD/.build-tsan/reports"
+rm -rf "$reports" && mkdir -p "$reports"
+export TSAN_OPTIONS="halt_on_error=1 exitcode=66 log_path=$reports/tsan second_deadlock_stack=1"
+export CRMFS_BINARY="$PWD/.build-tsan/debug/crmfs"
+swift build --sanitize=thread --scratch-path .build-tsan --build-tests
+swift test --sanitize=thread --scratch-path .build-tsan --skip-build \
+    --filter 'WriteTests|WriteRecoveryTests/(failedFsyncBlocksNothing|conflicts)|EngineTests|UploaderTests'
+if compgen -G "$reports/tsan*" > /dev/null; then
+    echo "ThreadSanitizer reported data races:" >&2
+    cat "$reports"/tsan* >&2
+    exit 1
+fi
+echo "ThreadSanitizer: no reports"
