@@ -7,18 +7,20 @@ cd "$(dirname "$0")/.."
 
 swift test
 
-# ThreadSanitizer: a build of its own; the daemon the tests start is the instrumented one. A report
-# stops the process that found it (halt_on_error), and every report is kept under .build-tsan/reports.
+# ThreadSanitizer: a build of its own; the daemon the tests start is the instrumented one. Every report
+# is kept under .build-tsan/reports, and any warning (a data race, a lock-order inversion, ...) fails
+# the run. (libfuse cancels its worker threads at unmount inside a read(2), which TSan notes as a
+# thread "finished with ignores enabled": that note is not a warning.)
 reports="$PWD/.build-tsan/reports"
 rm -rf "$reports" && mkdir -p "$reports"
-export TSAN_OPTIONS="halt_on_error=1 exitcode=66 log_path=$reports/tsan second_deadlock_stack=1"
+export TSAN_OPTIONS="log_path=$reports/tsan second_deadlock_stack=1"
 export CRMFS_BINARY="$PWD/.build-tsan/debug/crmfs"
 swift build --sanitize=thread --scratch-path .build-tsan --build-tests
 swift test --sanitize=thread --scratch-path .build-tsan --skip-build \
     --filter 'WriteTests|WriteRecoveryTests/(failedFsyncBlocksNothing|conflicts)|EngineTests|UploaderTests'
-if compgen -G "$reports/tsan*" > /dev/null; then
-    echo "ThreadSanitizer reported data races:" >&2
-    cat "$reports"/tsan* >&2
+if grep -l "WARNING: ThreadSanitizer" "$reports"/tsan* 2>/dev/null; then
+    echo "ThreadSanitizer reported:" >&2
+    grep -h -A40 "WARNING: ThreadSanitizer" "$reports"/tsan* >&2
     exit 1
 fi
 echo "ThreadSanitizer: no reports"

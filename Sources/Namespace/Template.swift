@@ -30,8 +30,8 @@ public struct Template: Sendable, Hashable {
     }
 }
 
-/// How CRM text becomes a directory name on Linux, the same way on every mount.
-public enum RecordNaming {
+/// How CRM text and SharePoint names become names on Linux, the same way on every mount.
+public enum EntryNaming {
     /// Longest name a Linux file system takes, in bytes.
     public static let maxNameBytes = 255
 
@@ -46,10 +46,15 @@ public enum RecordNaming {
         return result
     }
 
-    /// `name (Id)`, shortened at a character boundary so the whole stays within 255 bytes.
-    public static func withID(_ name: String, id: String) -> String {
-        let suffix = " (\(id))"
-        return fit(name, reserving: suffix.utf8.count) + suffix
+    /// `name (Id)`, shortened at a character boundary so the whole stays within 255 bytes; with
+    /// `keepingExtension`, the Id goes before the extension (`MSA (01ABC).pdf`), so the file still opens
+    /// with its application.
+    public static func withID(_ name: String, id: String, keepingExtension: Bool = false) -> String {
+        let ext = keepingExtension ? (name as NSString).pathExtension : ""
+        let hasExtension = !ext.isEmpty && ext.utf8.count < 16 && ext.count < name.count - 1
+        let stem = hasExtension ? String(name.dropLast(ext.count + 1)) : name
+        let suffix = " (\(id))" + (hasExtension ? ".\(ext)" : "")
+        return fit(stem, reserving: suffix.utf8.count) + suffix
     }
 
     /// Cuts `name` to fit in 255 bytes less `reserving`, never inside a character.
@@ -68,13 +73,33 @@ public enum RecordNaming {
     /// is shortened and keeps the record Id; names that several records share all get their Id appended.
     /// Depends only on the records themselves, so the same record gets the same name on every mount.
     public static func names(for records: [(id: String, base: String)]) -> [String: String] {
+        unique(records.map { (id: $0.id, base: $0.base, keepsExtension: false) })
+    }
+
+    /// Names for the entries of one directory, by the same rules as records: sanitised (`/`, NUL and
+    /// control characters become `_`; `.`, `..` and the empty name are `_`-prefixed), at most 255 bytes,
+    /// and unique by their final form: names several entries share, and a name that equals another
+    /// entry's name with its Id (`Acme (001…)` beside two `Acme`), get their Id. With `keepsExtension`
+    /// the Id goes before the extension. The same entries get the same names on every mount.
+    public static func unique(_ entries: [(id: String, base: String, keepsExtension: Bool)]) -> [String: String] {
+        let sanitized = entries.map { (id: $0.id, base: sanitize($0.base), keepsExtension: $0.keepsExtension) }
         var counts: [String: Int] = [:]
-        let bases = records.map { (id: $0.id, base: sanitize($0.base)) }
-        for record in bases { counts[record.base, default: 0] += 1 }
+        for entry in sanitized { counts[entry.base, default: 0] += 1 }
         var names: [String: String] = [:]
-        for record in bases {
-            let needsID = counts[record.base]! > 1 || record.base.utf8.count > maxNameBytes
-            names[record.id] = needsID ? withID(record.base, id: record.id) : record.base
+        var plain: [String: (base: String, keepsExtension: Bool)] = [:]
+        for entry in sanitized {
+            if counts[entry.base]! > 1 || entry.base.utf8.count > maxNameBytes {
+                names[entry.id] = withID(entry.base, id: entry.id, keepingExtension: entry.keepsExtension)
+            } else {
+                names[entry.id] = entry.base
+                plain[entry.id] = (entry.base, entry.keepsExtension)
+            }
+        }
+        // A name kept as it is may equal another entry's name with its Id: then it takes its own Id too.
+        var holders: [String: Int] = [:]
+        for name in names.values { holders[name, default: 0] += 1 }
+        for (id, entry) in plain where holders[entry.base, default: 0] > 1 {
+            names[id] = withID(entry.base, id: id, keepingExtension: entry.keepsExtension)
         }
         return names
     }

@@ -98,6 +98,19 @@ extension Tree {
         }
     }
 
+    /// Another entry of a directory whose name differs from `name` only in case, and that SharePoint
+    /// has or will have (local-only entries never reach it): SharePoint names are case-insensitive.
+    public func caseVariant(of name: String, in parent: UInt64, other ino: UInt64? = nil) async throws -> NodeSnapshot? {
+        _ = try await list(parent)
+        return lock.withLock {
+            nodes[parent]?.children?.lazy
+                .filter { $0.name != name && $0.ino != ino && $0.name.caseInsensitiveCompare(name) == .orderedSame }
+                .compactMap { self.nodes[$0.ino] }
+                .first { !$0.localOnly }?
+                .snapshot(driveID: driveID)
+        }
+    }
+
     /// A node, as the mount sees it now (no refresh).
     public func current(_ ino: UInt64) -> NodeSnapshot? {
         lock.withLock { nodes[ino]?.snapshot(driveID: driveID) }

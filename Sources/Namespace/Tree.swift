@@ -226,7 +226,7 @@ public final class Tree: @unchecked Sendable {
         soql += " ORDER BY Id"
         let records = try await salesforce.query(soql)
         let template = Template(object.nameTemplate)
-        let names = RecordNaming.names(for: records.compactMap { record in
+        let names = EntryNaming.names(for: records.compactMap { record in
             record.id.map { (id: $0, base: template.expand { FieldText.display(record[$0]) }) }
         })
         let now = Date()
@@ -318,8 +318,12 @@ public final class Tree: @unchecked Sendable {
             nodes[child.ino].map { $0.isPinned && $0.parent == directory.ino } ?? false
         }.map { ($0.name, $0.ino) }
         let localNames = Set(children.map(\.0))
-        for item in items {
-            guard let name = item.name, !item.isDeleted, hiddenItems[item.id] == nil, !localNames.contains(name) else { continue }
+        let visible = items.filter { $0.name != nil && !$0.isDeleted && hiddenItems[$0.id] == nil }
+        // Names other clients gave (a `/`, `..`, more than 255 bytes, two items of one name) become safe,
+        // stable and unique, by the rules of record names.
+        let names = EntryNaming.unique(visible.map { (id: $0.id, base: $0.name!, keepsExtension: !$0.isFolder) })
+        for item in visible {
+            guard let name = names[item.id], !localNames.contains(name) else { continue }
             if let ino = inodes[.item(item.id)], let existing = nodes[ino], existing.isPinned { continue }
             let node = node(for: .item(item.id), parent: directory.ino, name: name, type: item.isFolder ? .directory : .file)
             node.item = item

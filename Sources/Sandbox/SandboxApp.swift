@@ -95,6 +95,17 @@ final class SandboxApp: Sendable {
 
     private func admin(_ request: SandboxRequest) -> SandboxResponse {
         let segments = request.segments
+        if request.method == "POST", segments.count == 4, segments[1] == "items", segments[3] == "name" {
+            // A name another client or a migration gave, past SharePoint's own rules (`a/b`, `..`, 300 bytes).
+            do {
+                guard var item = try store.item(id: segments[2]) else { return .json(404, ["error": "no such item"]) }
+                item.name = String(decoding: request.body, as: UTF8.self)
+                let saved = try store.update(item: item)
+                return .json(200, ["id": saved.id, "name": saved.name])
+            } catch {
+                return .json(500, ["error": "\(error)"])
+            }
+        }
         if request.method == "POST", segments.count == 4, segments[1] == "items", segments[3] == "content" {
             // An edit made in SharePoint by someone else: what freshness tests need.
             var hasher = QuickXorHash()

@@ -27,10 +27,17 @@ public final class StateDirectory: Sendable {
         let lockPath = url.appendingPathComponent("lock").path
         lockDescriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard lockDescriptor >= 0 else { throw StateDirectoryError.unusable(path: lockPath, reason: String(cString: strerror(errno))) }
-        guard flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = Self.holder(of: lockDescriptor)
-            close(lockDescriptor)
-            throw StateDirectoryError.inUse(path: path, holder: holder)
+        // A mount that was just unmounted may still be finishing (its process ends a moment after the
+        // kernel lets go): it is waited for, briefly. A holder still mounted is refused at once.
+        var waited: Duration = .zero
+        while flock(lockDescriptor, LOCK_EX | LOCK_NB) != 0 {
+            let (holder, stillMounted) = Self.holder(of: lockDescriptor)
+            guard !stillMounted, waited < Self.exitingHolderWait else {
+                close(lockDescriptor)
+                throw StateDirectoryError.inUse(path: path, holder: holder)
+            }
+            usleep(50_000)
+            waited += .milliseconds(50)
         }
         // Who holds it, for the message a second mount gets.
         let text = Array("\(getpid())\n\(mountpoint)\n".utf8)
@@ -38,12 +45,24 @@ public final class StateDirectory: Sendable {
         _ = text.withUnsafeBytes { pwrite(lockDescriptor, $0.baseAddress, $0.count, 0) }
     }
 
-    private static func holder(of descriptor: Int32) -> String {
+    /// How long a holder whose mount point is no longer mounted is waited for.
+    static let exitingHolderWait: Duration = .seconds(10)
+
+    /// Who holds the lock, and whether its mount point is still mounted.
+    private static func holder(of descriptor: Int32) -> (description: String, stillMounted: Bool) {
         var buffer = [UInt8](repeating: 0, count: 4096)
         let count = pread(descriptor, &buffer, buffer.count, 0)
         let lines = count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").map(String.init) : []
-        guard lines.count >= 2 else { return "another crmfs process" }
-        return "the mount at \(lines[1]) (pid \(lines[0]))"
+        guard lines.count >= 2 else { return ("another crmfs process", true) }
+        return ("the mount at \(lines[1]) (pid \(lines[0]))", isMounted(lines[1]))
+    }
+
+    private static func isMounted(_ path: String) -> Bool {
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return true }
+        return table.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 4 && fields[4].replacingOccurrences(of: "\\040", with: " ") == path
+        }
     }
 }
 

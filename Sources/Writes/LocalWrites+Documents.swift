@@ -19,6 +19,7 @@ extension LocalWrites {
             let session = try await open(existing, truncate: flags & O_TRUNC != 0)
             return (existing, session)
         }
+        try await checkCase(name, in: parent, localOnly: localOnly)
         let copy = try newCopy()
         let node = try tree.addLocal(parent: parent, name: name, type: .file, stagedFile: copy.name, localOnly: localOnly)
         // A new file under the name a renamed-away document left: its bytes are that document's next version.

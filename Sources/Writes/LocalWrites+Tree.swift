@@ -10,6 +10,7 @@ extension LocalWrites {
         let place = try tree.place(ofDirectory: parent)
         _ = try check(name, isFolder: true)
         if try await tree.child(of: parent, named: name) != nil { throw NamespaceError.exists }
+        try await checkCase(name, in: parent, localOnly: false)
         let node = try tree.addLocal(parent: parent, name: name, type: .directory, stagedFile: nil, localOnly: false)
         let saved = try engine.record(PendingChange(.createFolder, name: name, in: place))
         track(saved.id!, ChangeOwner(ino: node.ino, parent: parent), upload: false)
@@ -77,6 +78,7 @@ extension LocalWrites {
         guard let found = try await tree.child(of: parent, named: name) else { throw NamespaceError.notFound }
         let targetLocal = try check(newName, isFolder: found.type == .directory)
         let target = try await tree.child(of: newParent, named: newName)
+        try await checkCase(newName, in: newParent, localOnly: targetLocal, other: found.ino)
         if let target {
             if target.ino == found.ino { return }
             if noReplace { throw NamespaceError.exists }

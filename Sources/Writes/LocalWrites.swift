@@ -80,6 +80,14 @@ public final class LocalWrites: @unchecked Sendable {
         return localOnly
     }
 
+    /// Refuses a name that differs only in case from another entry SharePoint has in `parent` (it
+    /// would be the same name there): EEXIST, with a log line, rather than an upload over the other one.
+    func checkCase(_ name: String, in parent: UInt64, localOnly: Bool, other ino: UInt64? = nil) async throws {
+        guard !localOnly, let clash = try await tree.caseVariant(of: name, in: parent, other: ino) else { return }
+        logger.warning("refused: SharePoint names are case-insensitive", metadata: ["name": "\(name)", "existing": "\(clash.name)"])
+        throw NamespaceError.exists
+    }
+
     /// Waits until document `ino` is in SharePoint (its pending upload done), for edits that need its item.
     /// A document still open for writing has no final bytes yet: EBUSY.
     public func uploaded(_ ino: UInt64) async throws {

@@ -13,7 +13,7 @@ struct NamespaceTests {
     static func expectedNames(_ salesforce: SalesforceClient, object: String, template: String) async throws -> Set<String> {
         let fields = ["Id"] + Template(template).fields
         let records = try await salesforce.query("SELECT \(fields.joined(separator: ", ")) FROM \(object)")
-        let names = RecordNaming.names(for: records.map { record in
+        let names = EntryNaming.names(for: records.map { record in
             (id: record.id!, base: Template(template).expand { record[$0]?.description ?? "" })
         })
         return Set(names.values)
@@ -121,6 +121,92 @@ struct NamespaceTests {
             #expect(stats["graph.children", default: 0] == objects + records + folders)
             #expect(stats["graph.fields", default: 0] == 0)
             #expect(stats["graph.content", default: 0] == 0)
+        }
+    }
+
+    @Test("names other clients gave (a slash, '..', 300 bytes, two items of one name) list as safe, unique names that read and write")
+    func hostileDocumentNames() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let connections = try sandbox.connections()
+            let driveID = try await sandbox.info()["driveId"]!
+            let folder = try await connections.graph.item(driveID: driveID, path: SeededPaths.acmeFolder)
+            let long = String(repeating: "Ä", count: 150) + ".pdf"  // 304 bytes
+            let given = ["a/b.txt", "..", long, "Twin.pdf", "Twin.pdf"]
+            var ids: [String] = []
+            for (index, name) in given.enumerated() {
+                let path = NSTemporaryDirectory() + "crmfs-name-\(UUID().uuidString)"
+                try Data("document \(index)\n".utf8).write(to: URL(fileURLWithPath: path))
+                defer { unlink(path) }
+                let item = try await connections.graph.simpleUpload(driveID: driveID, to: .child(parentID: folder.id, name: "n\(index).txt"),
+                                                                    file: path, size: Int64("document \(index)\n".utf8.count), options: UploadOptions())
+                let renamed = try await sandbox.transport.perform(.init(method: "POST", url: "\(sandbox.baseURL)/_sandbox/items/\(item.id)/name",
+                                                                       body: .bytes(Data(name.utf8))))
+                #expect(renamed.status == 200)
+                ids.append(item.id)
+            }
+            let mount = try await MountFixture.mount(sandbox)
+            defer { Task { await mount.unmount() } }
+            let acme = mount.path("Accounts/Acme Corp")
+            let listed = try FileManager.default.contentsOfDirectory(atPath: acme)
+            let expected = ["a_b.txt", "_..", EntryNaming.withID(long, id: ids[2], keepingExtension: true),
+                            "Twin (\(ids[3])).pdf", "Twin (\(ids[4])).pdf"]
+            for (index, name) in expected.enumerated() {
+                #expect(listed.contains(name), "\(name) not in \(listed)")
+                #expect(name.utf8.count <= 255)
+                #expect(try await Tools.read("\(acme)/\(name)") == Data("document \(index)\n".utf8), "\(name)")
+                #expect(try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", "\(acme)/\(name)"]).output == ids[index])
+            }
+            #expect(Set(listed).count == listed.count)
+            // Writing to a mapped name writes that document; the service keeps its own name.
+            #expect(try await Tools.shell("echo appended >> '\(acme)/a_b.txt'").status == 0)
+            #expect(try await mount.sync().status == 0)
+            let item = try await connections.graph.item(driveID: driveID, itemID: ids[0])
+            #expect(item.name == "a/b.txt")
+            #expect(try await connections.graph.download(driveID: driveID, itemID: ids[0]).data == Data("document 0\nappended\n".utf8))
+        }
+    }
+
+    @Test("a record named like another's generated name ('Twin Co (ID)' beside two 'Twin Co') keeps a directory of its own")
+    func recordNamesUniqueByFinalForm() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let salesforce = try sandbox.connections().salesforce
+            let first = try await salesforce.create("Account", fields: ["Name": "Twin Co"])
+            let second = try await salesforce.create("Account", fields: ["Name": "Twin Co"])
+            let third = try await salesforce.create("Account", fields: ["Name": .string("Twin Co (\(first))")])
+            let mount = try await MountFixture.mount(sandbox)
+            defer { Task { await mount.unmount() } }
+            let listed = Set(try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts")))
+            let names = ["Twin Co (\(first))", "Twin Co (\(second))", "Twin Co (\(first)) (\(third))"]
+            for (name, id) in zip(names, [first, second, third]) {
+                #expect(listed.contains(name), "\(name) not in \(listed.filter { $0.hasPrefix("Twin") })")
+                let recordID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.record_id", mount.path("Accounts/\(name)")])
+                #expect(recordID.output == id)
+            }
+        }
+    }
+
+    @Test("names differing only in case: a new one beside an existing document is EEXIST, never an upload over it; a case-only rename is the same document")
+    func caseInsensitiveNames() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            let contracts = mount.path("Accounts/Acme Corp/Contracts")
+            let created = try await Tools.blocking { () -> Int32 in
+                let descriptor = open("\(contracts)/msa-2026.PDF", O_CREAT | O_WRONLY, 0o644)
+                defer { if descriptor >= 0 { close(descriptor) } }
+                return descriptor >= 0 ? 0 : errno
+            }
+            #expect(created == EEXIST)
+            #expect(try await Tools.shell("echo other > '\(contracts)/other.pdf'").status == 0)
+            let renamed = try await Tools.blocking { rename("\(contracts)/other.pdf", "\(contracts)/Msa-2026.pdf") == 0 ? 0 : errno }
+            #expect(renamed == EEXIST)
+            #expect(try await Tools.blocking { mkdir("\(contracts)/MSA-2026.PDF", 0o755) == 0 ? 0 : errno } == EEXIST)
+            let itemID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", "\(contracts)/MSA-2026.pdf"]).output
+            #expect(try await Tools.blocking { rename("\(contracts)/MSA-2026.pdf", "\(contracts)/msa-2026.pdf") == 0 ? 0 : errno } == 0)
+            #expect(try await mount.sync().status == 0)
+            let connections = try mount.sandbox.connections()
+            let driveID = try await mount.sandbox.info()["driveId"]!
+            #expect(try await connections.graph.item(driveID: driveID, itemID: itemID).name == "msa-2026.pdf")
+            let log = try String(contentsOfFile: "\(mount.stateDirectory)/crmfs.log", encoding: .utf8)
+            #expect(log.contains("SharePoint names are case-insensitive"))
         }
     }
 }

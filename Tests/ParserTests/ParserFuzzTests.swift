@@ -82,7 +82,7 @@ struct ParserFuzzTests {
             let template = Template(text)
             _ = template.fields
             _ = template.expand { $0 + text }
-            _ = RecordNaming.fit(RecordNaming.sanitize(text))
+            _ = EntryNaming.fit(EntryNaming.sanitize(text))
             if let json = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) {
                 _ = json.intValue
                 _ = json.description
