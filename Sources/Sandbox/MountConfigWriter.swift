@@ -5,6 +5,11 @@ struct MountConfigWriter {
     let app: SandboxApp
     let baseURL: String
     let directory: URL
+    /// The sandbox's CA file (relative to the config), when it serves HTTPS.
+    var certificateAuthority: String? = nil
+
+    /// `ca_file = "ca.pem"` when the sandbox serves HTTPS with its own CA.
+    private var caLine: String { certificateAuthority.map { "ca_file = \"\($0)\"" } ?? "" }
 
     func write() throws -> URL {
         let secrets = directory.appendingPathComponent("secrets")
@@ -24,6 +29,7 @@ struct MountConfigWriter {
             auth = "client_credentials"
             client_id = "\(credentials.salesforceClientID)"
             client_secret_file = "secrets/salesforce-client-secret"
+            \(caLine)
 
             [graph]
             authority = "\(baseURL)"
@@ -33,6 +39,7 @@ struct MountConfigWriter {
             client_secret_file = "secrets/graph-client-secret"
             site = "contoso.sharepoint.com:/sites/Sales"
             library = "Documents"
+            \(caLine)
 
             [cache]
             directory = "crmfs-state"

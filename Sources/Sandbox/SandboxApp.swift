@@ -23,6 +23,8 @@ public struct SandboxOptions: Sendable {
     public var simpleUploadLimit: Int64 = 250_000_000
     /// How long an upload session lives after its last fragment.
     public var uploadSessionLifetime: TimeInterval = 24 * 3600
+    /// Serve HTTPS with a certificate authority of its own (`ca.pem` in the state directory).
+    public var tls = false
 
     public init(stateDirectory: URL) { self.stateDirectory = stateDirectory }
 }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// One HTTP request as the sandbox's services see it: the whole body read.
 struct SandboxRequest: Sendable {
@@ -13,10 +14,10 @@ struct SandboxRequest: Sendable {
     var query: [String: String]
     var headers: HTTPHeaders
     var body: Data
-    /// `http://host:port` as the client addressed this server: the base of every URL the sandbox hands out.
+    /// `http(s)://host:port` as the client addressed this server: the base of every URL the sandbox hands out.
     var origin: String
 
-    init(head: HTTPRequestHead, body: Data, localPort: Int) {
+    init(head: HTTPRequestHead, body: Data, localPort: Int, scheme: String = "http") {
         method = head.method.rawValue
         let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         path = String(parts.first ?? "")
@@ -27,7 +28,7 @@ struct SandboxRequest: Sendable {
         self.query = query
         headers = head.headers
         self.body = body
-        origin = "http://\(head.headers.first(name: "Host") ?? "127.0.0.1:\(localPort)")"
+        origin = "\(scheme)://\(head.headers.first(name: "Host") ?? "127.0.0.1:\(localPort)")"
     }
 
     func header(_ name: String) -> String? { headers.first(name: name) }
@@ -93,30 +94,36 @@ public final class SandboxServer: Sendable {
     private let channel: any Channel
     let app: SandboxApp
 
-    public var baseURL: String { "http://\(host):\(port)" }
+    public let tls: Bool
+
+    public var baseURL: String { "\(tls ? "https" : "http")://\(host):\(port)" }
 
     /// Opens (or seeds) the tenant in `options.stateDirectory` and starts listening.
     public static func start(options: SandboxOptions, logger: Logger = Logger(label: "crmfs.sandbox")) async throws -> SandboxServer {
         let app = try SandboxApp(options: options, logger: logger)
         let maxBody = options.maxRequestBodyBytes
+        let tls = try options.tls ? SandboxTLS.context(stateDirectory: options.stateDirectory) : nil
+        let scheme = tls == nil ? "http" : "https"
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(SandboxHTTPHandler(app: app, maxBody: maxBody))
+                    try channel.pipeline.syncOperations.addHandler(SandboxHTTPHandler(app: app, maxBody: maxBody, scheme: scheme))
                 }
             }
             .bind(host: options.host, port: options.port)
             .get()
         let port = channel.localAddress?.port ?? options.port
-        return SandboxServer(port: port, host: options.host, stateDirectory: options.stateDirectory, channel: channel, app: app)
+        return SandboxServer(port: port, host: options.host, tls: tls != nil, stateDirectory: options.stateDirectory, channel: channel, app: app)
     }
 
-    private init(port: Int, host: String, stateDirectory: URL, channel: any Channel, app: SandboxApp) {
+    private init(port: Int, host: String, tls: Bool, stateDirectory: URL, channel: any Channel, app: SandboxApp) {
         self.port = port
+        self.tls = tls
         self.host = host
         self.stateDirectory = stateDirectory
         self.channel = channel
@@ -126,7 +133,8 @@ public final class SandboxServer: Sendable {
     /// Writes `mount.conf` and its 0600 secret files into the state directory; returns the config's path.
     @discardableResult
     public func writeMountConfig() throws -> URL {
-        try MountConfigWriter(app: app, baseURL: baseURL, directory: stateDirectory).write()
+        try MountConfigWriter(app: app, baseURL: baseURL, directory: stateDirectory,
+                              certificateAuthority: tls ? SandboxTLS.authorityFile(in: stateDirectory).lastPathComponent : nil).write()
     }
 
     public func stop() async {
@@ -145,13 +153,16 @@ final class SandboxHTTPHandler: ChannelInboundHandler {
 
     private let app: SandboxApp
     private let maxBody: Int
+    /// `http` or `https`, for the URLs the sandbox hands out.
+    private let scheme: String
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
     private var bodyTooLarge = false
 
-    init(app: SandboxApp, maxBody: Int) {
+    init(app: SandboxApp, maxBody: Int, scheme: String) {
         self.app = app
         self.maxBody = maxBody
+        self.scheme = scheme
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -182,7 +193,7 @@ final class SandboxHTTPHandler: ChannelInboundHandler {
         let keepAlive = head.isKeepAlive
         let version = head.version
         let isHead = head.method == .HEAD
-        let request = SandboxRequest(head: head, body: Data(body.readableBytesView), localPort: context.localAddress?.port ?? 0)
+        let request = SandboxRequest(head: head, body: Data(body.readableBytesView), localPort: context.localAddress?.port ?? 0, scheme: scheme)
         let app = self.app
         let tooLarge = bodyTooLarge
         let promise = context.eventLoop.makePromise(of: SandboxReply.self)
@@ -219,7 +230,16 @@ final class SandboxHTTPHandler: ChannelInboundHandler {
             bodyPart = .byteBuffer(context.channel.allocator.buffer(bytes: data))
         case .file(let path, let offset, let length):
             headers.replaceOrAdd(name: "Content-Length", value: String(length))
-            if let handle = try? NIOFileHandle(_deprecatedPath: path) {
+            if scheme == "https" {
+                // TLS cannot send a file region (sendfile): the bytes go through memory. The HTTPS
+                // sandbox is for correctness, not for benchmarks.
+                if let handle = FileHandle(forReadingAtPath: path) {
+                    try? handle.seek(toOffset: UInt64(offset))
+                    let data = (try? handle.read(upToCount: Int(length))) ?? Data()
+                    try? handle.close()
+                    bodyPart = .byteBuffer(context.channel.allocator.buffer(bytes: data))
+                }
+            } else if let handle = try? NIOFileHandle(_deprecatedPath: path) {
                 fileHandle = handle
                 bodyPart = .fileRegion(FileRegion(fileHandle: handle, readerIndex: Int(offset), endIndex: Int(offset + length)))
             }

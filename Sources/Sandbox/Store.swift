@@ -75,10 +75,6 @@ final class SandboxStore: Sendable {
         try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
     }
 
-    func setMeta(_ key: String, _ value: String) throws {
-        try pool.write { db in try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", arguments: [key, value]) }
-    }
-
     // MARK: Sites and drives
 
     func site(hostname: String, path: String) throws -> SiteRow? {

@@ -34,7 +34,7 @@ public final class WritebackEngine: @unchecked Sendable {
     let retryDelay: Duration
     let logger: Logger
 
-    private let lock = NSLock()
+    let lock = NSLock()
     private var wakeup: CheckedContinuation<Void, Never>?
     private var pendingWake = false
     private var loop: Task<Void, Never>?
@@ -50,10 +50,14 @@ public final class WritebackEngine: @unchecked Sendable {
     private var notBefore: [Int64: ContinuousClock.Instant] = [:]
     /// Changes just released wait until then (see `release(_:after:)`); `drain` does not wait for it.
     private var quietUntil: [Int64: ContinuousClock.Instant] = [:]
-    private var records: [String: ([String: JSONValue], ContinuousClock.Instant)] = [:]
+    /// Records read for stamping, with when (see WritebackEngine+Stamping).
+    var records: [String: ([String: JSONValue], ContinuousClock.Instant)] = [:]
     /// How many uploads go at once.
     let width: Int
     private var observers: [@Sendable (ChangeOutcome) -> Void] = []
+    /// `wait(for:)` and `drain()` callers, woken whenever a change ends, fails, is withdrawn or released;
+    /// each checks again what it waits for.
+    private var progressWaiters: [CheckedContinuation<Void, Never>] = []
 
     public init(journal: Journal, staging: StagingArea, uploader: Uploader, linker: Linker, graph: GraphClient, salesforce: SalesforceClient,
                 objects: [String: ObjectLinking], maxAttempts: Int = 5, retryDelay: Duration = .seconds(2), width: Int = 4,
@@ -100,9 +104,6 @@ public final class WritebackEngine: @unchecked Sendable {
         lock.withLock { observers.append(observer) }
     }
 
-    /// Keeps change `id` from being sent while its staged file is still open for writing.
-    public func hold(_ id: Int64) { lock.withLock { _ = held.insert(id) } }
-
     /// Lets a held change go, at once or after a quiet moment.
     public func release(_ id: Int64, after delay: Duration = .zero) {
         lock.withLock {
@@ -110,6 +111,7 @@ public final class WritebackEngine: @unchecked Sendable {
             quietUntil[id] = delay > .zero ? .now + delay : nil
         }
         kick()
+        progressed()
     }
 
     /// Changes a change that has not started yet; false when it is being sent (or is done). A change held
@@ -157,6 +159,7 @@ public final class WritebackEngine: @unchecked Sendable {
             failures[id] = failure.description
         }
         uploader.seals.failed(id, reason: reason)
+        progressed()
         logger.error("a staged file could not be made durable; its change waits for the next close", metadata: ["error": "\(reason)"])
         kick()
     }
@@ -165,7 +168,7 @@ public final class WritebackEngine: @unchecked Sendable {
     /// staged file; false when it is being sent (or is done).
     @discardableResult
     public func withdraw(_ id: Int64) throws -> Bool {
-        try lock.withLock {
+        let withdrawn = try lock.withLock {
             guard !running.contains(id), let change = try journal.change(id: id), change.state == .staged || change.state == .failed else { return false }
             try journal.complete(id: id)
             held.remove(id)
@@ -174,6 +177,8 @@ public final class WritebackEngine: @unchecked Sendable {
             if let file = change.stagedFile { try staging.remove(file) }
             return true
         }
+        if withdrawn { progressed() }
+        return withdrawn
     }
 
     /// What `user.crmfs.sync` says of change `id`: nil once it is done.
@@ -197,7 +202,7 @@ public final class WritebackEngine: @unchecked Sendable {
         while true {
             if let failure = lock.withLock({ failures[id] }) { throw WritebackError.gaveUp(failure) }
             guard try journal.change(id: id) != nil || lock.withLock({ running.contains(id) }) else { return }
-            try await Task.sleep(for: .milliseconds(50))
+            await waitForProgress { failures[id] != nil || ((try? journal.change(id: id)) == nil && !running.contains(id)) }
         }
     }
 
@@ -206,11 +211,41 @@ public final class WritebackEngine: @unchecked Sendable {
     public func drain() async throws {
         lock.withLock { quietUntil.removeAll() }
         kick()
-        while try journal.outstanding().contains(where: { change in
-            lock.withLock { failures[change.id ?? -1] == nil && !held.contains(change.id ?? -1) }
-        }) {
-            try await Task.sleep(for: .milliseconds(50))
+        while try hasUnfinished(try journal.outstanding()) {
+            await waitForProgress { !(((try? journal.outstanding()) ?? []).contains { isUnfinished($0) }) }
         }
+    }
+
+    /// Whether some change can still finish (neither given up nor held by an open file). Lock not held.
+    private func hasUnfinished(_ outstanding: [PendingChange]) throws -> Bool {
+        outstanding.contains { change in lock.withLock { isUnfinished(change) } }
+    }
+
+    /// Lock held.
+    private func isUnfinished(_ change: PendingChange) -> Bool {
+        failures[change.id ?? -1] == nil && !held.contains(change.id ?? -1)
+    }
+
+    /// Suspends until the engine makes progress, unless `done` (checked under the lock, so no progress
+    /// between the check and the wait is missed) already holds.
+    private func waitForProgress(unless done: () -> Bool) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = lock.withLock { () -> Bool in
+                if done() { return true }
+                progressWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// Wakes every waiter to check again.
+    func progressed() {
+        let waiting = lock.withLock { () -> [CheckedContinuation<Void, Never>] in
+            defer { progressWaiters.removeAll() }
+            return progressWaiters
+        }
+        for waiter in waiting { waiter.resume() }
     }
 
     private func isRunnable(_ change: PendingChange, now: ContinuousClock.Instant) -> Bool {
@@ -274,7 +309,7 @@ public final class WritebackEngine: @unchecked Sendable {
     }
 
     /// Tells the observers, then lets waiters go: a waiter sees the mount already updated.
-    private func finished(_ outcome: ChangeOutcome) {
+    func finished(_ outcome: ChangeOutcome) {
         for observer in lock.withLock({ observers }) { observer(outcome) }
         let id: Int64? = switch outcome {
         case .done(let change, _), .conflict(let change, _), .gaveUp(let change, _): change.id
@@ -293,51 +328,6 @@ public final class WritebackEngine: @unchecked Sendable {
         }
         if !held { kick() }
         return saved
-    }
-
-    /// Settles an upload whose document changed remotely since it was opened, by its object's policy.
-    /// Nothing is overwritten silently: keep-both uploads the local copy beside the remote one as
-    /// `NAME (conflict YYYY-MM-DD HOST).EXT`; local-wins overwrites; remote-wins keeps the local copy in
-    /// the state directory's `conflicts/` and leaves the document as it is. Each says what it did in the log.
-    public func resolveConflict(id: Int64, hostname: String = ProcessInfo.processInfo.hostName, now: Date = Date()) async throws {
-        guard let change = try journal.change(id: id), change.state == .conflict else { return }
-        let policy = change.objectName.flatMap { objects[$0]?.conflictPolicy } ?? .keepBoth
-        switch policy {
-        case .keepBoth:
-            let name = Self.conflictName(change.name, hostname: hostname, date: now)
-            // Beside the remote document, wherever it is now.
-            var parentID = change.parentItemID
-            if let itemID = change.itemID, let current = try await graph.item(driveID: change.driveID, itemID: itemID).parentReference?.id {
-                parentID = current
-            }
-            try journal.update(id: id) { changed in
-                changed.state = .staged
-                changed.name = name
-                changed.parentItemID = parentID
-                changed.itemID = nil
-                changed.baseETag = nil
-                changed.uploadURL = nil
-                changed.attempts = 0
-            }
-            logger.warning("conflict: keeping both", metadata: ["name": "\(change.name)", "local copy": "\(name)"])
-        case .localWins:
-            try journal.update(id: id) { $0.state = .staged; $0.baseETag = nil; $0.uploadURL = nil; $0.attempts = 0 }
-            logger.warning("conflict: the local copy replaces the remote change", metadata: ["name": "\(change.name)"])
-        case .remoteWins:
-            if let file = change.stagedFile { try staging.keepAside(file, as: Self.conflictName(change.name, hostname: hostname, date: now)) }
-            try journal.complete(id: id)
-            logger.warning("conflict: the remote copy stays; the local one is kept in the state directory", metadata: ["name": "\(change.name)"])
-        }
-        kick()
-    }
-
-    /// `MSA-2026 (conflict 2026-11-23 ws12).pdf`.
-    public static func conflictName(_ name: String, hostname: String, date: Date) -> String {
-        let day = date.formatted(.iso8601.year().month().day())
-        let host = hostname.split(separator: ".").first.map(String.init) ?? hostname
-        let ext = (name as NSString).pathExtension
-        let base = ext.isEmpty ? name : String(name.dropLast(ext.count + 1))
-        return ext.isEmpty ? "\(base) (conflict \(day) \(host))" : "\(base) (conflict \(day) \(host)).\(ext)"
     }
 
     private func run() async {
@@ -361,7 +351,10 @@ public final class WritebackEngine: @unchecked Sendable {
     /// Sends one change; a failure is retried later (with backoff) or, after `maxAttempts`, given up.
     private func send(_ change: PendingChange) async {
         guard let id = change.id else { return }
-        defer { lock.withLock { _ = running.remove(id) } }
+        defer {
+            lock.withLock { _ = running.remove(id) }
+            progressed()
+        }
         do {
             try await process(change)
         } catch {
@@ -408,135 +401,6 @@ public final class WritebackEngine: @unchecked Sendable {
         }
     }
 
-    /// One change, from wherever it stopped.
-    func process(_ original: PendingChange) async throws {
-        guard let id = original.id else { return }
-        let change = try await placed(original)
-        var result: DriveItem?
-        switch change.kind {
-        case .upload:
-            var item: DriveItem
-            if change.state == .linking, let itemID = change.itemID {
-                item = try await graph.item(driveID: change.driveID, itemID: itemID)
-            } else {
-                item = try await uploader.upload(change)
-            }
-            if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName] {
-                try await linker.link(item, driveID: change.driveID, recordID: recordID, objectName: objectName, model: linking.model)
-                if !linking.mappings.isEmpty,
-                   try await stamp(item, driveID: change.driveID, objectName: objectName, recordID: recordID, mappings: linking.mappings,
-                                   isNew: change.itemID == nil && change.state != .linking) {
-                    // Column values are part of the version: the document's eTag moved on.
-                    item = try await graph.item(driveID: change.driveID, itemID: item.id)
-                }
-            }
-            // Later writes of the same document were based on this version, and now know where it is.
-            try journal.updateWaiting(where: { later in
-                later.id != id && (
-                    later.kind == .upload
-                        && (later.itemID == item.id || (later.itemID == nil && later.parentItemID == change.parentItemID && later.name == change.name))
-                    // A time set while this upload was under way, waiting to learn the item.
-                    || later.kind == .move && later.itemID == nil && later.parentItemID == nil && later.name == change.name
-                        && later.recordID == change.recordID)
-            }) { later in
-                if later.kind == .upload { later.baseETag = item.eTag }
-                later.itemID = item.id
-            }
-            result = item
-            try journal.complete(id: id)
-            if let file = change.stagedFile { try staging.remove(file) }
-        case .createFolder:
-            guard let parentID = change.parentItemID else { throw WritebackError.incomplete(change.name) }
-            let folder: DriveItem
-            do {
-                folder = try await graph.createFolder(driveID: change.driveID, parentID: parentID, name: change.name, conflictBehavior: .fail)
-            } catch let error as GraphError where error.status == 409 {
-                // Made by an earlier attempt (or by someone else): the folder the user asked for exists.
-                guard let existing = try await graph.children(driveID: change.driveID, itemID: parentID)
-                    .first(where: { $0.isFolder && $0.name?.caseInsensitiveCompare(change.name) == .orderedSame }) else { throw error }
-                folder = existing
-            }
-            result = folder
-            try journal.complete(id: id)
-        case .move:
-            guard let itemID = change.itemID else { throw WritebackError.incomplete(change.name) }
-            // Renaming over an existing name replaces it, as rename(2) does.
-            let moved = try await graph.update(driveID: change.driveID, itemID: itemID, name: change.name, parentID: change.parentItemID,
-                                               modified: change.modified, conflictBehavior: .replace)
-            if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName], linking.model != .folder {
-                // The link follows the document; a moved folder takes every document inside it along.
-                for document in moved.isFolder ? try await documents(in: moved, driveID: change.driveID) : [moved] {
-                    try await linker.link(document, driveID: change.driveID, recordID: recordID, objectName: objectName, model: linking.model)
-                }
-            }
-            result = moved
-            try journal.complete(id: id)
-        case .delete:
-            guard let itemID = change.itemID else { throw WritebackError.incomplete(change.name) }
-            try await graph.delete(driveID: change.driveID, itemID: itemID)
-            if let objectName = change.objectName, let linking = objects[objectName] {
-                try await linker.unlink(itemID: itemID, model: linking.model)
-            }
-            try journal.complete(id: id)
-        case .setColumns:
-            guard let itemID = change.itemID, let json = change.columns,
-                  let values = try? JSONDecoder().decode([String: JSONValue].self, from: Data(json.utf8)) else {
-                throw WritebackError.incomplete(change.name)
-            }
-            _ = try await graph.updateFields(driveID: change.driveID, itemID: itemID, fields: values)
-            try journal.complete(id: id)
-        }
-        finished(.done(change, result))
-    }
-
-    /// The change with its parent folder made and known: a change recorded under a folder that did not
-    /// exist remotely yet names it by path; the folder is made (with its parents) now, and remembered.
-    private func placed(_ change: PendingChange) async throws -> PendingChange {
-        guard change.parentItemID == nil, let path = change.parentPath, let id = change.id else { return change }
-        let parentID = try await linker.ensureFolder(driveID: change.driveID, path: path)
-        return try journal.update(id: id) { $0.parentItemID = parentID } ?? change
-    }
-
-    /// Writes the record's mapped fields into the document's columns, only those that differ: each
-    /// column write is a new version in SharePoint, so an overwrite of a stamped document makes none.
-    /// Every document below a folder, however deep.
-    private func documents(in folder: DriveItem, driveID: String) async throws -> [DriveItem] {
-        var found: [DriveItem] = []
-        var folders = [folder.id]
-        while let next = folders.popLast() {
-            for child in try await graph.children(driveID: driveID, itemID: next) {
-                if child.isFolder { folders.append(child.id) } else { found.append(child) }
-            }
-        }
-        return found
-    }
-
-    /// A record's fields, read once per `recordTTL` however many documents of it are sent (an rsync of a
-    /// tree into one record would otherwise read the record once per file).
-    private func recordFields(_ objectName: String, id: String) async throws -> [String: JSONValue] {
-        let key = "\(objectName)/\(id)"
-        if let (fields, at) = lock.withLock({ records[key] }), ContinuousClock.now - at < Self.recordTTL { return fields }
-        let fields = try await salesforce.record(objectName, id: id).fields
-        lock.withLock {
-            let now = ContinuousClock.now
-            records = records.filter { now - $0.value.1 < Self.recordTTL }
-            records[key] = (fields, now)
-        }
-        return fields
-    }
-
-    static let recordTTL: Duration = .seconds(30)
-
-    /// Returns whether any column was written.
-    /// A new document has no column values yet, so they are not read first.
-    private func stamp(_ item: DriveItem, driveID: String, objectName: String, recordID: String, mappings: [FieldMapping], isNew: Bool) async throws -> Bool {
-        let wanted = ColumnStamping.values(for: mappings, record: try await recordFields(objectName, id: recordID))
-        let current = isNew ? [:] : try await graph.fields(driveID: driveID, itemID: item.id)
-        let changed = wanted.filter { current[$0.key] != $0.value }
-        if changed.isEmpty { return false }
-        _ = try await graph.updateFields(driveID: driveID, itemID: item.id, fields: changed)
-        return true
-    }
 }
 
 /// What became of a change, for the mount's view of it.

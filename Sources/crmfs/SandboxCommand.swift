@@ -56,6 +56,9 @@ struct SandboxCommand: AsyncParsableCommand {
     @Option(name: .customLong("query-batch-size"), help: "Largest Salesforce query batch.")
     var queryBatchSize = 2000
 
+    @Flag(help: "Serve HTTPS with a certificate authority of its own (ca.pem in the state directory; the written mount.conf trusts it with ca_file).")
+    var tls = false
+
     @Flag(help: "Log each request.")
     var verbose = false
 
@@ -77,6 +80,7 @@ struct SandboxCommand: AsyncParsableCommand {
         options.faults.retryAfterSeconds = retryAfter
         options.childrenPageSize = pageSize
         options.queryBatchSize = queryBatchSize
+        options.tls = tls
 
         try FileManager.default.createDirectory(at: options.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let server = try await SandboxServer.start(options: options)

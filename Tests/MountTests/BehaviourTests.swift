@@ -157,6 +157,35 @@ struct MountBehaviourTests {
         }
     }
 
+    @Test("over HTTPS with the sandbox's own CA in ca_file, a mount reads and writes; without ca_file the unknown CA is refused")
+    func httpsWithPrivateCA() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true, configure: { $0.tls = true }) { sandbox in
+            #expect(sandbox.baseURL.hasPrefix("https://127.0.0.1:"))
+            let config = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+            #expect(config.contains("ca_file = \"ca.pem\""))
+            let mount = try await MountFixture.mount(sandbox)
+            let contract = try await Tools.read(mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf"))
+            #expect(!contract.isEmpty)
+            #expect(try await Tools.shell("echo 'sent over TLS' > '\(mount.path("Accounts/Acme Corp/tls.txt"))'").status == 0)
+            #expect(try await mount.sync().status == 0)
+            let connections = try sandbox.connections()
+            let driveID = try await sandbox.info()["driveId"]!
+            let item = try await connections.graph.item(driveID: driveID, path: "\(SeededPaths.acmeFolder)/tls.txt")
+            #expect(try await connections.graph.download(driveID: driveID, itemID: item.id).data == Data("sent over TLS\n".utf8))
+            await mount.unmount()
+
+            // The same service without its CA: nothing is sent to a server the system does not trust.
+            try config.replacingOccurrences(of: "ca_file = \"ca.pem\"", with: "").write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            chmod(sandbox.configPath, 0o600)
+            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("untrusted-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: mountpoint) }
+            let refused = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint])
+            #expect(refused.status != 0)
+            #expect(refused.errors.lowercased().contains("certificate"), "\(refused.errors)")
+        }
+    }
+
     @Test("unknown mount options are named; mount(8) and systemd options are accepted")
     func options() async throws {
         try await withSandbox(separateProcess: true) { sandbox in

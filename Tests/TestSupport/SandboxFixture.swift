@@ -41,6 +41,7 @@ public final class SandboxFixture: Sendable {
                          "--docs-per-record", String(options.seed.docsPerRecord), "--token-lifetime", String(options.tokenLifetime)]
         if let large = options.seed.largeFileSize { arguments += ["--large-file", String(large)] }
         if let bulk = options.seed.bulkFolderSize { arguments += ["--bulk-folder", String(bulk)] }
+        if options.tls { arguments.append("--tls") }
         let process = try Subprocess(Tools.crmfs, arguments, stdout: .pipe)
         let line = await process.readOutput(until: "\n")
         guard let url = line.split(separator: "\n").first?.split(separator: " ").last, line.hasPrefix("sandbox listening on ") else {
@@ -57,7 +58,11 @@ public final class SandboxFixture: Sendable {
         self.baseURL = baseURL
         self.directory = directory
         self.configPath = configPath
-        transport = CurlTransport()
+        // Over HTTPS, the fixture's own requests trust the sandbox's CA, as the mount does.
+        var options = TransportOptions()
+        let authority = directory.appendingPathComponent("ca.pem").path
+        if baseURL.hasPrefix("https:") { options.certificateAuthorities["127.0.0.1"] = authority }
+        transport = CurlTransport(options: options)
     }
 
     public func config() throws -> MountConfig { try ConfigLoader.load(path: configPath) }
