@@ -178,27 +178,29 @@ extension LocalWrites {
 
     /// The whole document in the staged copy, waiting on this (kernel) thread.
     func completeCopyBlocking(_ session: WriteSession) throws {
-        switch session.withState({ $0.source }) {
-        case .none: return
-        case .local: try copyLocalSource(session)
-        case .remote(let fill):
-            fill.clearFailure()
-            startBackgroundCopy(session, fill, again: true)
-            try fill.waitUntilComplete()
-            finishCopyIfComplete(session, fill)
-        }
+        guard let fill = try copyToComplete(session) else { return }
+        try fill.waitUntilComplete()
+        finishCopyIfComplete(session, fill)
     }
 
     /// The whole document in the staged copy, awaited on a task.
     func completeCopy(_ session: WriteSession) async throws {
+        guard let fill = try copyToComplete(session) else { return }
+        try await fill.complete()
+        finishCopyIfComplete(session, fill)
+    }
+
+    /// Copies a local source now; for a remote one, (re)starts its background copy and returns it to wait for.
+    private func copyToComplete(_ session: WriteSession) throws -> RemoteFill? {
         switch session.withState({ $0.source }) {
-        case .none: return
-        case .local: try copyLocalSource(session)
+        case .none: return nil
+        case .local:
+            try copyLocalSource(session)
+            return nil
         case .remote(let fill):
             fill.clearFailure()
             startBackgroundCopy(session, fill, again: true)
-            try await fill.complete()
-            finishCopyIfComplete(session, fill)
+            return fill
         }
     }
 

@@ -82,8 +82,7 @@ struct MountBehaviourTests {
     @Test("a second mount of the same state directory fails at once, naming the directory and the running mount")
     func stateDirectoryLocked() async throws {
         try await withMount { mount in
-            let other = FileManager.default.temporaryDirectory.appendingPathComponent("second-\(UUID().uuidString)").path
-            try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+            let other = try Tools.emptyDirectory("second")
             defer { try? FileManager.default.removeItem(atPath: other) }
             let again = try await Tools.run(Tools.crmfs, ["mount", mount.sandbox.configPath, other])
             #expect(again.status != 0)
@@ -101,8 +100,7 @@ struct MountBehaviourTests {
             let state = sandbox.directory.appendingPathComponent("crmfs-state").path
             try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
             chmod(state, 0o755)
-            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("private-\(UUID().uuidString)").path
-            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            let mountpoint = try Tools.emptyDirectory("private")
             defer { try? FileManager.default.removeItem(atPath: mountpoint) }
             let refused = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint])
             #expect(refused.status != 0)
@@ -148,8 +146,7 @@ struct MountBehaviourTests {
     @Test("a size too large for 64 bits in -o is a clear error, not a crash")
     func hugeCacheSize() async throws {
         try await withSandbox(separateProcess: true) { sandbox in
-            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("huge-\(UUID().uuidString)").path
-            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            let mountpoint = try Tools.emptyDirectory("huge")
             defer { try? FileManager.default.removeItem(atPath: mountpoint) }
             let result = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint, "-o", "cache_size=9000000TiB"])
             #expect(result.status == 64 || result.status == 1, "\(result.status)")
@@ -177,8 +174,7 @@ struct MountBehaviourTests {
             // The same service without its CA: nothing is sent to a server the system does not trust.
             try config.replacingOccurrences(of: "ca_file = \"ca.pem\"", with: "").write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
             chmod(sandbox.configPath, 0o600)
-            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("untrusted-\(UUID().uuidString)").path
-            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            let mountpoint = try Tools.emptyDirectory("untrusted")
             defer { try? FileManager.default.removeItem(atPath: mountpoint) }
             let refused = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint])
             #expect(refused.status != 0)
@@ -189,8 +185,7 @@ struct MountBehaviourTests {
     @Test("unknown mount options are named; mount(8) and systemd options are accepted")
     func options() async throws {
         try await withSandbox(separateProcess: true) { sandbox in
-            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("opts-\(UUID().uuidString)").path
-            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            let mountpoint = try Tools.emptyDirectory("opts")
             defer { try? FileManager.default.removeItem(atPath: mountpoint) }
             let bad = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint, "-o", "ro,bogus,colour=red"])
             #expect(bad.status != 0)
@@ -208,8 +203,7 @@ struct MountBehaviourTests {
             let existing = try? FileManager.default.destinationOfSymbolicLink(atPath: helper)
             if existing == nil { try FileManager.default.createSymbolicLink(atPath: helper, withDestinationPath: Tools.crmfs) }
             defer { if existing == nil { try? FileManager.default.removeItem(atPath: helper) } }
-            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("helper-\(UUID().uuidString)").path
-            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            let mountpoint = try Tools.emptyDirectory("helper")
             defer { try? FileManager.default.removeItem(atPath: mountpoint) }
             let mounted = try await Tools.run("/bin/mount", ["-t", "crmfs", sandbox.configPath, mountpoint, "-o", "ro,_netdev,noauto,x-systemd.automount"])
             #expect(mounted.status == 0, "\(mounted.errors)")
@@ -225,8 +219,7 @@ struct MountBehaviourTests {
     @Test("SIGTERM to a foreground mount unmounts and exits cleanly")
     func sigterm() async throws {
         try await withSandbox(separateProcess: true) { sandbox in
-            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("term-\(UUID().uuidString)").path
-            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            let mountpoint = try Tools.emptyDirectory("term")
             defer { try? FileManager.default.removeItem(atPath: mountpoint) }
             let process = try Subprocess(Tools.crmfs, ["mount", sandbox.configPath, mountpoint, "-f"])
             for _ in 0..<100 where !MountFixture.isMounted(mountpoint) { try await Task.sleep(for: .milliseconds(50)) }
@@ -266,8 +259,7 @@ struct MountBehaviourTests {
             default: text = text.replacingOccurrences(of: #"fields = ["Name", "AccountNumber""#, with: #"fields = "Name"  # ["x", "AccountNumber""#)
             }
             try text.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
-            let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString)").path
-            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            let mountpoint = try Tools.emptyDirectory("bad")
             defer { try? FileManager.default.removeItem(atPath: mountpoint) }
             let result = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint])
             #expect(result.status != 0)

@@ -4,6 +4,7 @@ import Foundation
 import Graph
 import HTTP
 import Namespace
+import Sandbox
 import Testing
 
 /// Everything that comes off the wire or from the config is parsed without a crash, whatever it is: a
@@ -162,19 +163,13 @@ struct ParserFuzzTests {
         """
 }
 
-/// SplitMix64, with helpers for hostile text and numbers.
+/// The sandbox's seeded generator, with helpers for hostile text and numbers.
 struct SeededRandom {
-    var state: UInt64
+    var generator: SeededGenerator
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { generator.next() }
 
     mutating func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
 

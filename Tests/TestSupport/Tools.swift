@@ -8,6 +8,13 @@ public enum Tools {
         return root.appendingPathComponent(".build/debug/crmfs").path
     }
 
+    /// A new empty directory under the temporary directory (a mount point, a scratch area); the caller removes it.
+    public static func emptyDirectory(_ prefix: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
     public struct Result: Sendable {
         public var status: Int32
         public var output: String
