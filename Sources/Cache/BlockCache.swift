@@ -81,12 +81,17 @@ public final class BlockCache: @unchecked Sendable {
         var info = stat()
         guard fstat(descriptor, &info) == 0, Int64(info.st_size) == key.length else {
             close(descriptor)
-            // Unlinked before it is forgotten, under the lock: a new fill of it can only start afterwards.
-            lock.withLock {
+            // Dropped only if the path still names the file found short (a concurrent reader may have
+            // dropped it already and a fill put a good one in its place); unlinked before it is
+            // forgotten, under the lock, so a new fill of it can only start afterwards.
+            let replaced = lock.withLock { () -> Bool in
+                var current = stat()
+                guard stat(path, &current) == 0, current.st_ino == info.st_ino else { return true }
                 unlink(path)
                 forget(name)
+                return false
             }
-            return nil
+            return replaced ? openBlock(key) : nil
         }
         return BlockFile(descriptor: descriptor)
     }

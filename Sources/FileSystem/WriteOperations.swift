@@ -146,10 +146,9 @@ extension CRMFileSystem {
             if name == "user.crmfs.sync" && ino == Tree.rootIno {
                 do { try await writes.drain() } catch { throw POSIXError(.EIO) }
             } else if name.hasPrefix("user.sp.") {
-                try await writes.uploaded(ino)
-                try await self.tree.setColumn(ino, column: String(name.dropFirst("user.sp.".count)), text: value)
+                try await writes.setColumn(ino, column: String(name.dropFirst("user.sp.".count)), text: value)
             } else if name.hasPrefix("user.crm.") {
-                try await self.tree.setRecordField(ino, field: String(name.dropFirst("user.crm.".count)), text: value)
+                try await writes.setRecordField(ino, field: String(name.dropFirst("user.crm.".count)), text: value)
             } else {
                 throw NamespaceError.notPermitted("\(name) is read-only")
             }

@@ -4,13 +4,27 @@ import Foundation
 import Graph
 import HTTP
 
-/// Metadata edits through extended attributes: `user.sp.COLUMN` on documents, `user.crm.FIELD` on
-/// records where the config allows it. They go to the service at once, so a value it refuses fails the
-/// `setfattr` with its reason instead of failing later where nobody sees it.
+/// What a metadata edit through an extended attribute would change: `user.sp.COLUMN` on documents,
+/// `user.crm.FIELD` on records where the config allows it. The tree checks and converts the value; the
+/// write itself is Writeback's (the tree never writes to the services), and its result comes back here.
+public struct ColumnEdit: Sendable {
+    public let driveID: String
+    public let itemID: String
+    public let fields: [String: JSONValue]
+}
+
+public struct RecordFieldEdit: Sendable {
+    public let objectName: String
+    public let recordID: String
+    public let fields: [String: JSONValue]
+    /// The fields the tree shows of such a record, to read it back.
+    public let shownFields: [String]
+}
+
 extension Tree {
-    /// Sets (or with nil clears) a SharePoint column of document `ino`. The text is converted by the
-    /// column's type: numbers, `true`/`false`, ISO 8601 dates, text.
-    public func setColumn(_ ino: UInt64, column: String, text: String?) async throws {
+    /// The edit that sets (or with nil clears) SharePoint column `column` of document `ino`. The text is
+    /// converted by the column's type: numbers, `true`/`false`, ISO 8601 dates, text.
+    public func columnEdit(_ ino: UInt64, column: String, text: String?) async throws -> ColumnEdit {
         let (itemID, driveOfItem) = try lock.withLock { () -> (String, String) in
             guard let node = nodes[ino] else { throw NamespaceError.notFound }
             guard case .item(let id) = node.key else {
@@ -27,35 +41,34 @@ extension Tree {
             throw NamespaceError.notPermitted("column '\(column)' is read-only")
         }
         let value = try text.map { try Self.columnValue($0, type: definition.type ?? "text", column: column) } ?? .null
-        let fields: [String: JSONValue]
-        do {
-            fields = try await graph.updateFields(driveID: driveOfItem, itemID: itemID, fields: [column: value])
-        } catch let error as GraphError where error.status == 400 {
-            throw NamespaceError.invalid(error.message)
-        }
+        return ColumnEdit(driveID: driveOfItem, itemID: itemID, fields: [column: value])
+    }
+
+    /// The service's column values of document `ino` after an edit.
+    public func columnsWritten(_ fields: [String: JSONValue], to ino: UInt64) {
         lock.withLock { nodes[ino]?.item?.listItem?.fields = fields }
     }
 
-    /// Sets (or clears) field `field` of record `ino` in Salesforce, if the object's `writable_fields` allow it.
-    public func setRecordField(_ ino: UInt64, field: String, text: String?) async throws {
+    /// The edit that sets (or clears) field `field` of record `ino` in Salesforce, if the object's
+    /// `writable_fields` allow it.
+    public func recordFieldEdit(_ ino: UInt64, field: String, text: String?) throws -> RecordFieldEdit {
         let (object, recordID) = try lock.withLock { () -> (ObjectSettings, String) in
             guard let node = nodes[ino], let index = node.objectIndex, let recordID = node.recordID else {
                 throw NamespaceError.notPermitted("only records and their documents have CRM fields")
             }
             return (config.objects[index], recordID)
         }
-        let objectName = object.object
         guard let name = object.writableFields.first(where: { $0.caseInsensitiveCompare(field) == .orderedSame }) else {
-            throw NamespaceError.notPermitted("\(objectName).\(field) is not in writable_fields in the config")
+            throw NamespaceError.notPermitted("\(object.object).\(field) is not in writable_fields in the config")
         }
-        do {
-            try await salesforce.update(objectName, id: recordID, fields: [name: text.map(JSONValue.string) ?? .null])
-        } catch let error as SalesforceError where error.status == 400 {
-            throw NamespaceError.invalid("\(error)")
-        }
-        let record = try await salesforce.record(objectName, id: recordID, fields: queryFields(for: object))
+        return RecordFieldEdit(objectName: object.object, recordID: recordID, fields: [name: text.map(JSONValue.string) ?? .null],
+                               shownFields: queryFields(for: object))
+    }
+
+    /// A record as Salesforce has it after an edit.
+    public func recordWritten(_ record: SObjectRecord) {
         lock.withLock {
-            guard let recordIno = inodes[.record(recordID)], let node = nodes[recordIno] else { return }
+            guard let id = record.id, let recordIno = inodes[.record(id)], let node = nodes[recordIno] else { return }
             node.record = record
         }
     }

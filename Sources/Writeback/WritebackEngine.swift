@@ -75,6 +75,9 @@ public final class WritebackEngine: @unchecked Sendable {
         self.logger = logger
     }
 
+    /// Column and record field edits, sent at once.
+    public var metadata: MetadataWrites { MetadataWrites(graph: graph, salesforce: salesforce) }
+
     public func start() {
         lock.withLock {
             guard loop == nil else { return }
@@ -204,6 +207,11 @@ public final class WritebackEngine: @unchecked Sendable {
             guard try journal.change(id: id) != nil || lock.withLock({ running.contains(id) }) else { return }
             await waitForProgress { failures[id] != nil || ((try? journal.change(id: id)) == nil && !running.contains(id)) }
         }
+    }
+
+    /// Returns once change `id` is not being sent (its attempt ended, or it never started).
+    public func notRunning(_ id: Int64) async {
+        await waitForProgress { !running.contains(id) }
     }
 
     /// Returns once every change is done, or only given-up ones and those of files still open for writing

@@ -406,13 +406,17 @@ extension LocalWrites {
                     try await seal(copy)
                     try engine.sealed(id)
                 } catch {
-                    // The bytes stay in the copy; the next close seals them and sends the change.
+                    // The bytes stay in the copy; the next close seals them and amends the change, once its
+                    // upload attempt has stopped (until then the copy stays handed over: a flush meanwhile
+                    // must not record a second change of the same bytes).
+                    engine.sealFailed(id, reason: "\(error)")
+                    await engine.notRunning(id)
                     session.withState { state in
+                        state.sealFailure = "\(error)"
+                        guard state.changeID == id else { return }  // a write started a new copy meanwhile
                         state.dirty = true
                         state.submitted = false
-                        state.sealFailure = "\(error)"
                     }
-                    engine.sealFailed(id, reason: "\(error)")
                     throw error
                 }
             }
