@@ -5,9 +5,9 @@ import Foundation
 /// entry durable, so data a user wrote and closed survives a crash or power loss.
 public final class StagingArea: Sendable {
     public let directory: URL
-    /// Test hook: `CRMFS_INJECT_SEAL_FAILURES=N` makes the next N seals fail with EIO, as a failing disk
-    /// would; the tests of what a failed flush does use it through the kernel.
-    private let injectedFailures = InjectedFailures(count: Int(ProcessInfo.processInfo.environment["CRMFS_INJECT_SEAL_FAILURES"] ?? "") ?? 0)
+    /// Test hook: `CRMFS_INJECT_SEAL_FAILURES=PATH` makes every seal fail with EIO while the file PATH
+    /// exists, as a failing disk would; the tests of what a failed flush does use it through the kernel.
+    private let failSealsWhile = ProcessInfo.processInfo.environment["CRMFS_INJECT_SEAL_FAILURES"]
 
     public init(directory: URL) throws {
         self.directory = directory
@@ -27,7 +27,7 @@ public final class StagingArea: Sendable {
 
     /// Flushes the file's bytes and the directory entry that names it to the disk.
     public func seal(_ name: String, descriptor: Int32) throws {
-        if injectedFailures.take() { throw StagingError.system("fsync", path(of: name), EIO) }
+        if let failSealsWhile, access(failSealsWhile, F_OK) == 0 { throw StagingError.system("fsync", path(of: name), EIO) }
         guard fsync(descriptor) == 0 else { throw StagingError.system("fsync", path(of: name), errno) }
         try syncDirectory()
     }
@@ -88,22 +88,6 @@ public enum StagingError: Error, CustomStringConvertible {
     public var errno: Int32 {
         switch self {
         case .system(_, _, let code): code
-        }
-    }
-}
-
-/// A number of failures still to inject.
-private final class InjectedFailures: @unchecked Sendable {
-    private let lock = NSLock()
-    private var remaining: Int
-
-    init(count: Int) { remaining = count }
-
-    func take() -> Bool {
-        lock.withLock {
-            guard remaining > 0 else { return false }
-            remaining -= 1
-            return true
         }
     }
 }

@@ -214,24 +214,19 @@ public final class WritebackEngine: @unchecked Sendable {
         await waitForProgress { !running.contains(id) }
     }
 
-    /// Returns once every change is done, or only given-up ones and those of files still open for writing
-    /// (held: they go at their last close) are left.
+    /// Returns once every change recorded before the call is done or has given up (changes recorded
+    /// meanwhile are not waited for, so a busy writer cannot keep it waiting). Changes still held for an
+    /// open file are released first by their owner (`LocalWrites.drain`).
     public func drain() async throws {
         lock.withLock { quietUntil.removeAll() }
         kick()
-        while try hasUnfinished(try journal.outstanding()) {
-            await waitForProgress { !(((try? journal.outstanding()) ?? []).contains { isUnfinished($0) }) }
+        let targets = Set(try journal.outstanding().compactMap(\.id))
+        func unfinished() -> Bool {
+            ((try? journal.outstanding()) ?? []).contains { change in change.id.map { targets.contains($0) && failures[$0] == nil } ?? false }
         }
-    }
-
-    /// Whether some change can still finish (neither given up nor held by an open file). Lock not held.
-    private func hasUnfinished(_ outstanding: [PendingChange]) throws -> Bool {
-        outstanding.contains { change in lock.withLock { isUnfinished(change) } }
-    }
-
-    /// Lock held.
-    private func isUnfinished(_ change: PendingChange) -> Bool {
-        failures[change.id ?? -1] == nil && !held.contains(change.id ?? -1)
+        while lock.withLock({ unfinished() }) {
+            await waitForProgress { !unfinished() }
+        }
     }
 
     /// Suspends until the engine makes progress, unless `done` (checked under the lock, so no progress

@@ -47,8 +47,8 @@ extension LocalWrites {
         }
         let copy = try newCopy()
         var source = WriteSession.Source.none
-        if !truncate, let staged = node.stagedFile {
-            source = .local(staged)
+        if !truncate, let staged = node.stagedFile, case let descriptor = Glibc.open(staging.path(of: staged), O_RDONLY | O_CLOEXEC), descriptor >= 0 {
+            source = .local(StagedCopy(name: staged, descriptor: descriptor))
         } else if !truncate, let content = node.content, content.size > 0 {
             source = .remote(RemoteFill(content: content, blockSize: Int64(reader.cache.blockSize)))
             // Sparse at the document's size, so the copy's size is right before its bytes arrive.
@@ -169,7 +169,7 @@ extension LocalWrites {
         let copied = try session.exclusive { () -> StagedCopy? in
             guard case .local(let file) = session.withState({ $0.source }) else { return nil }
             let copy = session.copy
-            try copyFile(staging.path(of: file), into: copy.descriptor)
+            try copyFile(from: file.descriptor, into: copy.descriptor)
             session.withState { $0.source = .none }
             return copy
         }
@@ -257,10 +257,13 @@ extension LocalWrites {
 
     /// A write after `fsync` handed the staged copy to the engine goes to a fresh copy of it.
     func startOver(_ session: WriteSession) throws {
+        // The item the handed-over bytes made, when their upload is done already (a new document's first
+        // version): the next version replaces it. One still under way tells later changes itself.
+        let knownItem = tree.current(session.ino)?.itemID
         let fresh = try session.exclusive { () -> StagedCopy? in
             guard session.withState({ $0.submitted }) else { return nil }
             let fresh = try newCopy()
-            do { try copyFile(staging.path(of: session.copy.name), into: fresh.descriptor) } catch {
+            do { try copyFile(from: session.copy.descriptor, into: fresh.descriptor) } catch {
                 try? staging.remove(fresh.name)
                 throw error
             }
@@ -269,6 +272,7 @@ extension LocalWrites {
                 state.changeID = nil
                 state.submitted = false
                 state.baseETag = nil
+                state.itemID = state.itemID ?? knownItem
             }
             return fresh
         }
@@ -433,6 +437,34 @@ extension LocalWrites {
         }) else { return }
         engine.release(id)
         try await engine.wait(for: id)
+    }
+
+    /// Seals an open document's bytes so far into its change and hands that change to the engine (later
+    /// writes start a new copy); returns the change, or nil when it has none to send.
+    func handOver(_ session: WriteSession) async throws -> Int64? {
+        guard session.withState({ !$0.unlinked && $0.changedBytes }), tree.current(session.ino)?.localOnly == false else { return nil }
+        try await completeCopy(session)
+        return try session.exclusive { () -> Int64? in
+            if session.withState({ $0.dirty }) {
+                let copy = session.copy
+                do {
+                    try staging.seal(copy.name, descriptor: copy.descriptor)
+                } catch {
+                    session.withState { $0.sealFailure = "\(error)" }
+                    throw error
+                }
+                session.withState { state in
+                    state.dirty = false
+                    state.sealFailure = nil
+                }
+                try record(session, sealed: true)
+            }
+            return session.withState { state in
+                guard let id = state.changeID else { return nil }
+                state.submitted = true
+                return id
+            }
+        }
     }
 
     /// The staged copy's fsync, on a thread of its own: it can take a second, and tasks must not block.

@@ -115,11 +115,21 @@ public final class LocalWrites: @unchecked Sendable {
         return note ?? "clean"
     }
 
-    /// `crmfs sync`: returns once every change is sent; throws when some gave up.
+    /// `crmfs sync`, as sync(1) is for a disk: everything written before it is sent, files still open for
+    /// writing included (their bytes so far are sealed and handed over, as by `fsync`; later writes go to
+    /// a new copy). Returns once those changes are done; throws when some gave up or could not be sealed.
     public func drain() async throws {
+        var problems: [String] = []
+        for session in lock.withLock({ Array(sessions.values) }) {
+            do {
+                if let id = try await handOver(session) { engine.release(id) }
+            } catch {
+                problems.append("\(error)")
+            }
+        }
         try await engine.drain()
-        let failed = engine.givenUp
-        if !failed.isEmpty { throw WritebackError.gaveUp(failed.values.sorted().joined(separator: "; ")) }
+        problems += engine.givenUp.values.sorted()
+        if !problems.isEmpty { throw WritebackError.gaveUp(problems.joined(separator: "; ")) }
     }
 
     // MARK: Engine outcomes
@@ -186,10 +196,9 @@ public final class LocalWrites: @unchecked Sendable {
         }
     }
 
-    func copyFile(_ path: String, into descriptor: Int32) throws {
-        let source = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard source >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        defer { Glibc.close(source) }
+    /// Copies every byte readable through `source` (an open staged file: its upload may have removed its
+    /// name meanwhile) into `descriptor`.
+    func copyFile(from source: Int32, into descriptor: Int32) throws {
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var offset: off_t = 0
         while true {

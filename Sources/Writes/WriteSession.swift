@@ -71,8 +71,9 @@ public final class WriteSession: @unchecked Sendable {
     /// Bytes of the document the staged copy does not hold yet.
     enum Source {
         case none
-        /// A staged file of an earlier version not sent yet: copied whole at the first write (local, fast).
-        case local(String)
+        /// A staged file of an earlier version not sent yet, held open (its upload may remove its name):
+        /// copied whole at the first write (local, fast).
+        case local(StagedCopy)
         /// The remote document: copied block by block, the written blocks first.
         case remote(RemoteFill)
     }

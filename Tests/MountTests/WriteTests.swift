@@ -394,6 +394,26 @@ struct WriteTests {
         }
     }
 
+    @Test("crmfs sync sends what was written before it, files still open for writing included; later writes go on")
+    func syncIncludesOpenFiles() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            let path = mount.path("\(Self.acme)/open.txt")
+            let descriptor = try await Tools.blocking { () -> Int32 in
+                let descriptor = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+                _ = "part one\n".withCString { write(descriptor, $0, 9) }
+                return descriptor
+            }
+            #expect(descriptor >= 0)
+            try await expectSynced(mount)
+            let remote = try await Remote(mount)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/open.txt") == Data("part one\n".utf8))
+            #expect(try await Tools.blocking { () -> Int in "part two\n".withCString { write(descriptor, $0, 9) } } == 9)
+            #expect(try await Tools.blocking { close(descriptor) } == 0)
+            try await expectSynced(mount)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/open.txt") == Data("part one\npart two\n".utf8))
+        }
+    }
+
     @Test("fsync returns once the file is uploaded; user.crmfs.sync says where a file stands")
     func fsyncWaits() async throws {
         try await withMount(records: 2, docsPerRecord: 1) { mount in
