@@ -41,8 +41,12 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     /// The file in the staging area that holds the bytes, for uploads.
     public var stagedFile: String?
     public var size: Int64
-    /// The file's mtime, carried by the upload.
-    public var modified: Date?
+    /// The file's mtime, carried by the upload, in whole seconds: SharePoint keeps no more, and a fraction
+    /// stored in the journal (milliseconds, rounded) could otherwise round up into the next second, where
+    /// rsync would see a different time after a remount.
+    public var modified: Date? { didSet { modified = modified.map(Self.wholeSeconds) } }
+
+    static func wholeSeconds(_ date: Date) -> Date { Date(timeIntervalSince1970: floor(date.timeIntervalSince1970)) }
     /// The eTag the local copy was based on: an overwrite says it, so a remote change is never clobbered.
     public var baseETag: String?
     /// An open upload session and how far it got, to resume after a restart.
@@ -73,7 +77,7 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
         self.recordID = recordID
         self.stagedFile = stagedFile
         self.size = size
-        self.modified = modified
+        self.modified = modified.map(Self.wholeSeconds)
         self.baseETag = baseETag
         self.columns = columns
     }

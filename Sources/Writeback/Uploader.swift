@@ -100,7 +100,8 @@ public final class Uploader: Sendable {
             }
         }
         try journal.update(id: id) { $0.state = .linking; $0.itemID = item.id; $0.lastError = nil; $0.uploadURL = nil }
-        logger.info("uploaded", metadata: ["name": "\(change.name)", "item": "\(item.id)", "bytes": "\(change.size)"])
+        logger.info("uploaded", metadata: ["name": "\(change.name)", "item": "\(item.id)", "bytes": "\(change.size)",
+                                           "mtime": "\(change.modified.map { "\($0.timeIntervalSince1970)" } ?? "the service's")"])
         return item
     }
 

@@ -34,6 +34,18 @@ struct WritebackTests {
         #expect(try staging.orphans(keeping: [name]).isEmpty)
     }
 
+    @Test("an mtime a hair before a whole second stays in that second through the journal (rsync compares seconds)")
+    func mtimeKeepsItsSecond() throws {
+        let root = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let journal = try Journal(path: root.appendingPathComponent("journal.sqlite").path)
+        let local = Date(timeIntervalSince1970: 1_795_996_473.9996)
+        let saved = try journal.add(PendingChange(kind: .upload, driveID: "b!1", name: "doc-0.txt", parentItemID: "01P", stagedFile: "f", size: 13, modified: local))
+        #expect(try journal.change(id: saved.id!)?.modified == Date(timeIntervalSince1970: 1_795_996_473))
+        try journal.update(id: saved.id!) { $0.modified = Date(timeIntervalSince1970: 1_795_996_480.9999) }
+        #expect(try journal.change(id: saved.id!)?.modified == Date(timeIntervalSince1970: 1_795_996_480))
+    }
+
     @Test("changes survive reopening the journal, in order, with their progress; done ones are forgotten")
     func journal() throws {
         let root = try Self.temporaryDirectory()
