@@ -75,6 +75,13 @@ public final class WritebackEngine: @unchecked Sendable {
         self.logger = logger
     }
 
+    /// A change as the journal has it now; nil once it is done or withdrawn. (The engine is the journal's
+    /// one user while the mount runs: the write path asks it.)
+    public func change(id: Int64) throws -> PendingChange? { try journal.change(id: id) }
+
+    /// Every change not done yet, oldest first.
+    public func outstanding() throws -> [PendingChange] { try journal.outstanding() }
+
     /// Column and record field edits, sent at once.
     public var metadata: MetadataWrites { MetadataWrites(graph: graph, salesforce: salesforce) }
 

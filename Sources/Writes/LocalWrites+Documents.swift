@@ -337,7 +337,7 @@ extension LocalWrites {
         change.baseETag = baseETag
         change.sealed = sealed
         // A newer version of a document whose previous one has not started: the previous one need not go.
-        if let previous = lock.withLock({ uploads[session.ino] }), let earlier = try support.journal.change(id: previous),
+        if let previous = lock.withLock({ uploads[session.ino] }), let earlier = try engine.change(id: previous),
            earlier.stagedFile != copy.name, try engine.withdraw(previous) {
             change.itemID = change.itemID ?? earlier.itemID
             change.baseETag = earlier.baseETag

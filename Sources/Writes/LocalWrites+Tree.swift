@@ -58,7 +58,7 @@ extension LocalWrites {
     private func settle(_ node: NodeSnapshot, withdrawing: Bool) async throws -> NodeSnapshot {
         let ids = lock.withLock { pending[node.ino] ?? [] }
         for id in ids.sorted() {
-            guard let change = try support.journal.change(id: id) else { continue }
+            guard let change = try engine.change(id: id) else { continue }
             if change.state == .staged && !withdrawing { continue }
             if withdrawing, change.kind == .upload || change.kind == .createFolder, try engine.withdraw(id) {
                 forget(id)
@@ -178,7 +178,7 @@ extension LocalWrites {
         guard let file = node.stagedFile else { return }
         for id in lock.withLock({ pending[ino] ?? [] }) {
             // Keep the bytes: withdrawing would delete the staged file, so a change not started is amended instead.
-            if try support.journal.change(id: id)?.kind == .upload, try engine.amend(id, { change in
+            if try engine.change(id: id)?.kind == .upload, try engine.amend(id, { change in
                 change.name = node.name
                 change.put(in: place)
                 change.itemID = itemID ?? change.itemID

@@ -43,7 +43,7 @@ public final class LocalWrites: @unchecked Sendable {
     /// New documents, versions and folders the journal holds from before this mount show in their
     /// directories (as the listings find them) until they are sent.
     private func restoreFromJournal() {
-        let changes = ((try? support.journal.outstanding()) ?? []).filter { $0.kind == .upload || $0.kind == .createFolder }
+        let changes = ((try? support.engine.outstanding()) ?? []).filter { $0.kind == .upload || $0.kind == .createFolder }
         tree.restore(changes.compactMap { change in
             change.id.map {
                 RestoredChange(changeID: $0, parentItemID: change.parentItemID, parentPath: change.parentPath, name: change.name,
@@ -55,7 +55,7 @@ public final class LocalWrites: @unchecked Sendable {
             for (id, ino) in placed {
                 // Under the lock, so the change cannot finish unseen between the check and the bookkeeping.
                 let current = lock.withLock { () -> PendingChange? in
-                    guard let change = try? self.support.journal.change(id: id) else { return nil }
+                    guard let change = try? self.support.engine.change(id: id) else { return nil }
                     register(id, ChangeOwner(ino: ino, parent: self.tree.current(ino)?.parent ?? Tree.rootIno), upload: change.kind == .upload)
                     return change
                 }

@@ -73,7 +73,7 @@ struct Mounter {
         let pending = try journal.count
         if pending > 0 { logger.info("resuming changes from the journal", metadata: ["changes": "\(pending)"]) }
         engine.start()
-        return WriteSupport(staging: staging, journal: journal, engine: engine,
+        return WriteSupport(staging: staging, engine: engine,
                             localOnly: LocalOnlyNames(patterns: config.writeback.localOnly ?? LocalOnlyNames.defaults))
     }
 
