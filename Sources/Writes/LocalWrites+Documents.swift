@@ -319,7 +319,17 @@ extension LocalWrites {
     /// whether they are on disk already. With the session's copy held alone.
     private func record(_ session: WriteSession, sealed: Bool) throws {
         guard let node = tree.current(session.ino), !node.localOnly else { return }
-        let (copy, changeID, itemID, baseETag) = session.withState { ($0.copy, $0.changeID, $0.itemID, $0.baseETag) }
+        var (copy, changeID, itemID, baseETag) = session.withState { ($0.copy, $0.changeID, $0.itemID, $0.baseETag) }
+        if itemID == nil, let made = node.itemID {
+            // Opened while our upload of an earlier version was on its way, which has made the document
+            // since: these bytes are its next version, based on the version that upload made.
+            itemID = made
+            baseETag = node.eTag
+            session.withState { state in
+                state.itemID = made
+                state.baseETag = node.eTag
+            }
+        }
         let size = copy.size
         if let id = changeID, try engine.amend(id, { change in
             change.size = size
