@@ -299,20 +299,24 @@ extension LocalWrites {
         }
         guard dirty else { return }
         try completeCopyBlocking(session)
-        try session.exclusive {
-            let copy = session.copy
-            do {
-                try staging.seal(copy.name, descriptor: copy.descriptor)
-            } catch {
-                session.withState { $0.sealFailure = "\(error)" }
-                throw error
-            }
-            session.withState { state in
-                state.dirty = false
-                state.sealFailure = nil
-            }
-            try record(session, sealed: true)
+        try session.exclusive { try sealAndRecord(session) }
+    }
+
+    /// Makes the session's copy durable and journals it; a failed flush is noted for `user.crmfs.sync`.
+    /// With the copy held alone.
+    private func sealAndRecord(_ session: WriteSession) throws {
+        let copy = session.copy
+        do {
+            try staging.seal(copy.name, descriptor: copy.descriptor)
+        } catch {
+            session.withState { $0.sealFailure = "\(error)" }
+            throw error
         }
+        session.withState { state in
+            state.dirty = false
+            state.sealFailure = nil
+        }
+        try record(session, sealed: true)
     }
 
     /// Journals the session's bytes as an upload (or updates its change not started yet). `sealed` says
@@ -455,20 +459,7 @@ extension LocalWrites {
         guard session.withState({ !$0.unlinked && $0.changedBytes }), tree.current(session.ino)?.localOnly == false else { return nil }
         try await completeCopy(session)
         return try session.exclusive { () -> Int64? in
-            if session.withState({ $0.dirty }) {
-                let copy = session.copy
-                do {
-                    try staging.seal(copy.name, descriptor: copy.descriptor)
-                } catch {
-                    session.withState { $0.sealFailure = "\(error)" }
-                    throw error
-                }
-                session.withState { state in
-                    state.dirty = false
-                    state.sealFailure = nil
-                }
-                try record(session, sealed: true)
-            }
+            if session.withState({ $0.dirty }) { try sealAndRecord(session) }
             return session.withState { state in
                 guard let id = state.changeID else { return nil }
                 state.submitted = true
