@@ -257,6 +257,7 @@ extension LocalWrites {
 
     /// A write after `fsync` handed the staged copy to the engine goes to a fresh copy of it.
     func startOver(_ session: WriteSession) throws {
+        guard session.withState({ $0.submitted }) else { return }  // every write comes here: the common case costs one lock
         // The item the handed-over bytes made, when their upload is done already (a new document's first
         // version): the next version replaces it. One still under way tells later changes itself.
         let knownItem = tree.current(session.ino)?.itemID
