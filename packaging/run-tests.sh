@@ -5,7 +5,45 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-swift test
+# A hung test fails the run with what it was doing, instead of eating CI's time: each test phase has a
+# time limit; past it, the mounts' logs and the stacks of blocked tasks are printed, every FUSE
+# connection is aborted (so no call stays blocked on a daemon), and the phase fails.
+limited() {
+    local limit=$1; shift
+    "$@" &
+    local phase=$!
+    (
+        sleep "$limit"
+        kill -0 "$phase" 2>/dev/null || exit 0
+        echo "=== test phase outran ${limit}s: $* ===" >&2
+        ps -eo pid,ppid,stat,etime,wchan:32,args --forest >&2 || true
+        for task in /proc/[0-9]*/task/[0-9]*; do
+            [[ "$(awk '{print $3}' "$task/stat" 2>/dev/null)" == D ]] || continue
+            echo "--- blocked: $task ($(cat "${task%/task/*}/comm" 2>/dev/null))" >&2
+            cat "$task/stack" >&2 2>/dev/null || true
+        done
+        for log in /tmp/crmfs-test-*/crmfs-state/crmfs.log; do
+            [[ -f "$log" && "$(find "$log" -mmin -30 2>/dev/null)" ]] || continue
+            echo "--- $log (last lines)" >&2
+            tail -n 15 "$log" >&2
+        done
+        mountpoint -q /sys/fs/fuse/connections || mount -t fusectl none /sys/fs/fuse/connections || true
+        for abort in /sys/fs/fuse/connections/*/abort; do [[ -e "$abort" ]] && echo 1 > "$abort"; done
+        sleep 30
+        pkill -KILL -P "$phase" 2>/dev/null || true
+        kill -KILL "$phase" 2>/dev/null || true
+    ) &
+    local watchdog=$!
+    local status=0
+    wait "$phase" || status=$?
+    pkill -P "$watchdog" 2>/dev/null || true  # its sleep, which would hold CI's output open
+    kill "$watchdog" 2>/dev/null || true
+    wait "$watchdog" 2>/dev/null || true
+    return "$status"
+}
+
+swift build --build-tests
+limited 2100 swift test --skip-build
 
 # ThreadSanitizer: a build of its own; the daemon the tests start is the instrumented one. Every report
 # is kept under .build-tsan/reports, and any warning (a data race, a lock-order inversion, ...) fails
@@ -16,7 +54,7 @@ rm -rf "$reports" && mkdir -p "$reports"
 export TSAN_OPTIONS="log_path=$reports/tsan second_deadlock_stack=1"
 export CRMFS_BINARY="$PWD/.build-tsan/debug/crmfs"
 swift build --sanitize=thread --scratch-path .build-tsan --build-tests
-swift test --sanitize=thread --scratch-path .build-tsan --skip-build \
+limited 900 swift test --sanitize=thread --scratch-path .build-tsan --skip-build \
     --filter 'WriteTests|WritesTests|WriteRecoveryTests/(failedFsyncBlocksNothing|conflicts)|EngineTests|UploaderTests'
 if grep -l "WARNING: ThreadSanitizer" "$reports"/tsan* 2>/dev/null; then
     echo "ThreadSanitizer reported:" >&2

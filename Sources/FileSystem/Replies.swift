@@ -55,3 +55,47 @@ extension timespec {
         self.init(tv_sec: Int(whole), tv_nsec: Int((seconds - whole) * 1_000_000_000))
     }
 }
+
+/// The task serving a long request (fsync, `crmfs sync`), cancelled when the kernel interrupts the
+/// request because a signal reached its caller: Ctrl-C ends the wait with EINTR; what it waited for
+/// goes on in the background.
+final class Interruption: @unchecked Sendable {
+    private let lock = NSLock()
+    private var interrupted = false
+    private var task: Task<Void, Never>?
+
+    /// From libfuse's thread that read the kernel's FUSE_INTERRUPT.
+    func interrupt() {
+        let task = lock.withLock { () -> Task<Void, Never>? in
+            interrupted = true
+            return self.task
+        }
+        task?.cancel()
+    }
+
+    /// The task to cancel; cancelled at once when the interrupt came first.
+    func attach(_ task: Task<Void, Never>) {
+        let cancelNow = lock.withLock { () -> Bool in
+            self.task = task
+            return interrupted
+        }
+        if cancelNow { task.cancel() }
+    }
+}
+
+extension Request {
+    /// Passes the kernel's interrupt of this request to `interruption` (at once, when it came already).
+    func register(_ interruption: Interruption) {
+        fuse_req_interrupt_func(raw, { _, data in
+            guard let data else { return }
+            Unmanaged<Interruption>.fromOpaque(data).takeUnretainedValue().interrupt()
+        }, Unmanaged.passRetained(interruption).toOpaque())
+    }
+
+    /// Stops passing interrupts on, before the reply frees the request: libfuse returns from this only
+    /// once no callback is under way, and makes none after.
+    func unregister(_ interruption: Interruption) {
+        fuse_req_interrupt_func(raw, nil, nil)
+        Unmanaged.passUnretained(interruption).release()
+    }
+}

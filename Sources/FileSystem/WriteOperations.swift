@@ -15,17 +15,38 @@ extension CRMFileSystem {
             do {
                 try await body(writes)
             } catch {
-                switch error {
-                case NamespaceError.notPermitted(let reason), NamespaceError.invalid(let reason):
-                    logger.warning("\(operation) refused", metadata: ["name": "\(name ?? "")", "reason": "\(reason)"])
-                case NamespaceError.notFound, NamespaceError.exists, NamespaceError.notEmpty, NamespaceError.isDirectory, NamespaceError.notDirectory:
-                    break
-                default:
-                    logger.error("\(operation) failed", metadata: ["name": "\(name ?? "")", "error": "\(error)"])
-                }
-                request.fail(error)
+                failed(request, operation, name, error)
             }
         }
+    }
+
+    /// Runs a long wait (`fsync`, `crmfs sync`) on a task the kernel's interrupt cancels, then answers:
+    /// success, EINTR when a signal reached the caller first, or the failure's errno.
+    func waiting(_ request: Request, _ operation: String, _ body: @escaping @Sendable (LocalWrites) async throws -> Void) {
+        guard let writes else { request.error(EROFS); return }
+        let interruption = Interruption()
+        request.register(interruption)
+        interruption.attach(Task {
+            var failure: Error?
+            do { try await body(writes) } catch { failure = error }
+            request.unregister(interruption)
+            if let failure { failed(request, operation, nil, failure) } else { request.ok() }
+        })
+    }
+
+    /// Answers a failed operation with its errno; refusals by the mount's rules are logged with the rule.
+    private func failed(_ request: Request, _ operation: String, _ name: String?, _ error: Error) {
+        switch error {
+        case NamespaceError.notPermitted(let reason), NamespaceError.invalid(let reason):
+            logger.warning("\(operation) refused", metadata: ["name": "\(name ?? "")", "reason": "\(reason)"])
+        case NamespaceError.notFound, NamespaceError.exists, NamespaceError.notEmpty, NamespaceError.isDirectory, NamespaceError.notDirectory:
+            break
+        case is CancellationError:
+            logger.info("\(operation) interrupted; what it waited for goes on")
+        default:
+            logger.error("\(operation) failed", metadata: ["name": "\(name ?? "")", "error": "\(error)"])
+        }
+        request.fail(error)
     }
 
     func create(_ request: Request, parent: UInt64, name: String, info: FileInfo) {
@@ -68,14 +89,13 @@ extension CRMFileSystem {
     /// `fsync` waits until the file is uploaded and linked; EIO once retries are exhausted.
     func fsync(_ request: Request, handle: UInt64) {
         guard case .writer(let session) = self.handle(handle) else { request.ok(); return }
-        writing(request, "fsync") { writes in
+        waiting(request, "fsync") { writes in
             do {
                 try await writes.fsync(session)
             } catch let error as WritebackError {
                 self.logger.error("fsync: upload gave up", metadata: ["error": "\(error)"])
                 throw POSIXError(.EIO)
             }
-            request.ok()
         }
     }
 
@@ -142,10 +162,14 @@ extension CRMFileSystem {
     /// mount's root waits for every pending change (what `crmfs sync` does).
     func setxattr(_ request: Request, ino: UInt64, name: String, value: String?) {
         guard name.hasPrefix("user.") else { request.error(EOPNOTSUPP); return }
+        if name == "user.crmfs.sync" && ino == Tree.rootIno {
+            waiting(request, "crmfs sync") { writes in
+                do { try await writes.drain() } catch is CancellationError { throw CancellationError() } catch { throw POSIXError(.EIO) }
+            }
+            return
+        }
         writing(request, "setxattr", name) { writes in
-            if name == "user.crmfs.sync" && ino == Tree.rootIno {
-                do { try await writes.drain() } catch { throw POSIXError(.EIO) }
-            } else if name.hasPrefix("user.sp.") {
+            if name.hasPrefix("user.sp.") {
                 try await writes.setColumn(ino, column: String(name.dropFirst("user.sp.".count)), text: value)
             } else if name.hasPrefix("user.crm.") {
                 try await writes.setRecordField(ino, field: String(name.dropFirst("user.crm.".count)), text: value)

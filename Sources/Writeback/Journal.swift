@@ -141,10 +141,15 @@ public final class Journal: Sendable {
         return migrator
     }
 
+    /// Test hook: `CRMFS_INJECT_SLOW_JOURNAL=MILLISECONDS` makes every new change take that long to
+    /// record, as on a slow or busy disk; the tests of races around a change being recorded use it.
+    private let recordDelay = ProcessInfo.processInfo.environment["CRMFS_INJECT_SLOW_JOURNAL"].flatMap(UInt32.init)
+
     /// Records a change; once this returns it is on disk.
     @discardableResult
     public func add(_ change: PendingChange) throws -> PendingChange {
-        try pool.write { db in
+        if let recordDelay { usleep(recordDelay * 1000) }
+        return try pool.write { db in
             var saved = change
             try saved.insert(db)
             return saved

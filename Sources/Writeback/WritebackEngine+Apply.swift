@@ -10,6 +10,7 @@ extension WritebackEngine {
     /// One change, from wherever it stopped.
     func process(_ original: PendingChange) async throws {
         guard let id = original.id else { return }
+        defer { madeItemAdopted(by: id) }
         let change = try await placed(original)
         var result: DriveItem?
         switch change.kind {
@@ -29,17 +30,11 @@ extension WritebackEngine {
                     item = try await graph.item(driveID: change.driveID, itemID: item.id)
                 }
             }
-            // Later writes of the same document were based on this version, and now know where it is.
-            try journal.updateWaiting(where: { later in
-                later.id != id && (
-                    later.kind == .upload
-                        && (later.itemID == item.id || (later.itemID == nil && later.parentItemID == change.parentItemID && later.name == change.name))
-                    // A time set while this upload was under way, waiting to learn the item.
-                    || later.kind == .move && later.itemID == nil && later.parentItemID == nil && later.name == change.name
-                        && later.recordID == change.recordID)
-            }) { later in
-                if later.kind == .upload { later.baseETag = item.eTag }
-                later.itemID = item.id
+            // Later writes of the same document were based on this version, and now know where it is; so
+            // do the ones recorded from now until the mount has taken the item in (see `record`).
+            madeItem(item, by: change)
+            try journal.updateWaiting(where: { later in later.id != id && Self.follows(later, change, madeItem: item) }) { later in
+                Self.learn(item, into: &later)
             }
             result = item
             try journal.complete(id: id)
@@ -86,6 +81,21 @@ extension WritebackEngine {
             try journal.complete(id: id)
         }
         finished(.done(change, result))
+    }
+
+    /// Whether `later` writes the document that `change`'s upload made as `item`: its next version, or a
+    /// time set while the upload was under way, both recorded before the item was known.
+    static func follows(_ later: PendingChange, _ change: PendingChange, madeItem item: DriveItem) -> Bool {
+        later.kind == .upload
+            && (later.itemID == item.id || (later.itemID == nil && later.parentItemID == change.parentItemID && later.name == change.name))
+            || later.kind == .move && later.itemID == nil && later.parentItemID == nil && later.name == change.name
+                && later.recordID == change.recordID
+    }
+
+    /// `later` applies to `item` (a later version is based on its eTag).
+    static func learn(_ item: DriveItem, into later: inout PendingChange) {
+        if later.kind == .upload { later.baseETag = item.eTag }
+        later.itemID = item.id
     }
 
     /// The change with its parent folder made and known: a change recorded under a folder that did not

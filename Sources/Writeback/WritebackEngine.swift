@@ -50,14 +50,18 @@ public final class WritebackEngine: @unchecked Sendable {
     private var notBefore: [Int64: ContinuousClock.Instant] = [:]
     /// Changes just released wait until then (see `release(_:after:)`); `drain` does not wait for it.
     private var quietUntil: [Int64: ContinuousClock.Instant] = [:]
+    /// Uploads that made a new document, from the moment they are done until the mount has taken the
+    /// item in: a change recorded meanwhile still names the document by place and learns its item here.
+    private var madeItems: [Int64: (PendingChange, DriveItem)] = [:]
     /// Records read for stamping, with when (see WritebackEngine+Stamping).
     var records: [String: ([String: JSONValue], ContinuousClock.Instant)] = [:]
     /// How many uploads go at once.
     let width: Int
     private var observers: [@Sendable (ChangeOutcome) -> Void] = []
     /// `wait(for:)` and `drain()` callers, woken whenever a change ends, fails, is withdrawn or released;
-    /// each checks again what it waits for.
-    private var progressWaiters: [CheckedContinuation<Void, Never>] = []
+    /// each checks again what it waits for. Keyed, so a cancelled caller can leave.
+    private var progressWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    private var lastWaiter: UInt64 = 0
 
     public init(journal: Journal, staging: StagingArea, uploader: Uploader, linker: Linker, graph: GraphClient, salesforce: SalesforceClient,
                 objects: [String: ObjectLinking], maxAttempts: Int = 5, retryDelay: Duration = .seconds(2), width: Int = 4,
@@ -207,18 +211,19 @@ public final class WritebackEngine: @unchecked Sendable {
     public var givenUp: [Int64: String] { lock.withLock { failures } }
 
     /// Returns once change `id` is done (a conflict settled by its policy counts); throws its last error
-    /// when it gave up.
+    /// when it gave up, and CancellationError when the caller is cancelled (the change goes on).
     public func wait(for id: Int64) async throws {
         while true {
             if let failure = lock.withLock({ failures[id] }) { throw WritebackError.gaveUp(failure) }
             guard try journal.change(id: id) != nil || lock.withLock({ running.contains(id) }) else { return }
+            try Task.checkCancellation()
             await waitForProgress { failures[id] != nil || ((try? journal.change(id: id)) == nil && !running.contains(id)) }
         }
     }
 
-    /// Returns once change `id` is not being sent (its attempt ended, or it never started).
+    /// Returns once change `id` is not being sent (its attempt ended, or it never started), cancelled or not.
     public func notRunning(_ id: Int64) async {
-        await waitForProgress { !running.contains(id) }
+        await waitForProgress(cancellable: false) { !running.contains(id) }
     }
 
     /// Returns once every change recorded before the call is done or has given up (changes recorded
@@ -232,20 +237,32 @@ public final class WritebackEngine: @unchecked Sendable {
             ((try? journal.outstanding()) ?? []).contains { change in change.id.map { targets.contains($0) && failures[$0] == nil } ?? false }
         }
         while lock.withLock({ unfinished() }) {
+            try Task.checkCancellation()
             await waitForProgress { !unfinished() }
         }
     }
 
     /// Suspends until the engine makes progress, unless `done` (checked under the lock, so no progress
-    /// between the check and the wait is missed) already holds.
-    private func waitForProgress(unless done: () -> Bool) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = lock.withLock { () -> Bool in
-                if done() { return true }
-                progressWaiters.append(continuation)
-                return false
+    /// between the check and the wait is missed) already holds; a `cancellable` wait also ends when the
+    /// calling task is cancelled (a `crmfs sync` or an fsync interrupted by a signal).
+    private func waitForProgress(cancellable: Bool = true, unless done: () -> Bool) async {
+        let key = lock.withLock { () -> UInt64 in
+            lastWaiter &+= 1
+            return lastWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                // Under the lock: a cancellation either finds this waiter, or came first and is seen here.
+                let now = lock.withLock { () -> Bool in
+                    if done() || cancellable && Task.isCancelled { return true }
+                    progressWaiters[key] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            guard cancellable else { return }
+            lock.withLock { progressWaiters.removeValue(forKey: key) }?.resume()
         }
     }
 
@@ -253,7 +270,7 @@ public final class WritebackEngine: @unchecked Sendable {
     func progressed() {
         let waiting = lock.withLock { () -> [CheckedContinuation<Void, Never>] in
             defer { progressWaiters.removeAll() }
-            return progressWaiters
+            return Array(progressWaiters.values)
         }
         for waiter in waiting { waiter.resume() }
     }
@@ -318,6 +335,17 @@ public final class WritebackEngine: @unchecked Sendable {
         change.itemID ?? "\(change.parentItemID ?? change.parentPath ?? "")/\(change.name.lowercased())"
     }
 
+    /// `change`'s upload made `item` (see `madeItems`).
+    func madeItem(_ item: DriveItem, by change: PendingChange) {
+        guard change.itemID == nil, let id = change.id else { return }
+        lock.withLock { madeItems[id] = (change, item) }
+    }
+
+    /// The observers have taken in what change `id` made.
+    func madeItemAdopted(by id: Int64) {
+        lock.withLock { _ = madeItems.removeValue(forKey: id) }
+    }
+
     /// Tells the observers, then lets waiters go: a waiter sees the mount already updated.
     func finished(_ outcome: ChangeOutcome) {
         for observer in lock.withLock({ observers }) { observer(outcome) }
@@ -332,6 +360,10 @@ public final class WritebackEngine: @unchecked Sendable {
     @discardableResult
     public func record(_ change: PendingChange, held: Bool = false) throws -> PendingChange {
         let saved = try lock.withLock {
+            var change = change
+            if change.itemID == nil, let (_, item) = madeItems.values.first(where: { Self.follows(change, $0.0, madeItem: $0.1) }) {
+                Self.learn(item, into: &change)
+            }
             let saved = try journal.add(change)
             if held, let id = saved.id { self.held.insert(id) }
             return saved

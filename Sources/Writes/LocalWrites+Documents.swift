@@ -379,18 +379,24 @@ extension LocalWrites {
             return true
         }
         guard last else { return }
-        let (unlinked, changeID, changedBytes, submitted, copy) = session.withState { ($0.unlinked, $0.changeID, $0.changedBytes, $0.submitted, $0.copy) }
-        if unlinked || !changedBytes {
-            // Removed while open, or opened for writing and never written: its copy goes nowhere
-            // (unless a change already carries it); a time set since the last flush still goes.
-            session.fill?.cancel()
-            if changeID == nil { try? staging.remove(copy.name) }
-            if !unlinked, session.withState({ $0.timesChanged }) { try commit(session) }
-            return
-        }
+        // Bytes written (or a time set) since the last flush are journaled first.
         try commit(session)
-        // (A change an fsync handed over is on its way already.)
-        if let id = session.withState({ $0.changeID }), !submitted { engine.release(id, after: Self.quietPeriod) }
+        // Decided with the copy held alone: a rename or hand-over recording this document's change right
+        // now has either recorded it already, held (it saw the file open), and it is released here; or it
+        // has yet to look at the open count, which is zero now, and records it unheld.
+        let release = session.exclusive { () -> Int64? in
+            let (unlinked, changeID, changedBytes, submitted, copy) = session.withState { ($0.unlinked, $0.changeID, $0.changedBytes, $0.submitted, $0.copy) }
+            if unlinked || !changedBytes {
+                // Removed while open, or opened for writing and never written: its copy goes nowhere
+                // (unless a change already carries it).
+                session.fill?.cancel()
+                if changeID == nil { try? staging.remove(copy.name) }
+                return nil
+            }
+            // (A change an fsync handed over is on its way already.)
+            return submitted ? nil : changeID
+        }
+        if let release { engine.release(release, after: Self.quietPeriod) }
     }
 
     /// How long a closed file waits before its upload starts: tools set the time (`cp -p`, `touch`) or
@@ -485,11 +491,14 @@ extension LocalWrites {
     /// goes as a metadata update of its own (which SharePoint counts as a version).
     public func setModified(_ node: NodeSnapshot, to date: Date) throws {
         tree.setLocal(node.ino, modified: date, timeSet: true)
-        if let session = lock.withLock({ sessions[node.ino] }) {
+        // Noted under the registry's lock, so a last close cannot take the session away between the
+        // check and the note: the close's flush sees it.
+        let noted = lock.withLock { () -> Bool in
+            guard let session = sessions[node.ino] else { return false }
             session.withState { $0.timesChanged = true }  // goes with the session's upload, or alone at its close
-            return
+            return true
         }
-        if let current = tree.current(node.ino) { try timeChanged(current) }
+        if !noted, let current = tree.current(node.ino) { try timeChanged(current) }
     }
 
     /// A document's time changed with no bytes to send: it rides on the pending upload when that has not

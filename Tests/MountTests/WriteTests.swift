@@ -241,6 +241,59 @@ struct WriteTests {
         }
     }
 
+    @Test("a temporary file renamed to its final name while its last close is still on its way is sent (rsync's temp-then-rename on a busy machine)")
+    func renameRacingLastClose() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+            // Every new change takes 400 ms to record, as on a busy disk, so the file's last close (its
+            // release, held back by a mapping until after the rename has started) lands while the rename
+            // is recording the document's upload. rsync meets this when the kernel's release of its
+            // temporary file comes late.
+            let mount = try await MountFixture.mount(sandbox, environment: ["CRMFS_INJECT_SLOW_JOURNAL": "400"])
+            defer { Task { await mount.unmount() } }
+            let acme = mount.path(Self.acme)
+            let temporary = "\(acme)/.report.txt.Ab12Cd", final = "\(acme)/report.txt"
+            let bytes = Data("quarterly report\n".utf8)
+            let mapping = try await Tools.blocking { () -> UInt in
+                let descriptor = open(temporary, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+                guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno)!) }
+                _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+                let address = mmap(nil, bytes.count, PROT_READ, MAP_PRIVATE, descriptor, 0)
+                close(descriptor)  // the flush; the release waits until the mapping goes
+                guard let address, address != MAP_FAILED else { throw POSIXError(POSIXErrorCode(rawValue: errno)!) }
+                return UInt(bitPattern: address)
+            }
+            async let renamed = Tools.blocking { rename(temporary, final) == 0 ? 0 : errno }
+            try await Task.sleep(for: .milliseconds(150))
+            munmap(UnsafeMutableRawPointer(bitPattern: mapping), bytes.count)  // the last close
+            #expect(try await renamed == 0)
+            try await expectSynced(mount, timeLimit: .seconds(60))
+            let remote = try await Remote(mount)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/report.txt") == bytes)
+        }
+    }
+
+    @Test("Ctrl-C ends a crmfs sync that is waiting at once (EINTR in the daemon); the upload it waited for goes on")
+    func interruptedSync() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            // Every request to the services takes 12 s now: the upload cannot be done for a while.
+            try await mount.sandbox.admin("faults", ["latencyMs": 12_000])
+            #expect(try await Tools.shell("echo 'minutes of the call' > '\(mount.path(Self.acme))/minutes.txt'").status == 0)
+            let sync = try Subprocess(Tools.crmfs, ["sync", mount.mountpoint])
+            try await Task.sleep(for: .seconds(1))
+            let interrupted = ContinuousClock.now
+            sync.signal(SIGINT)
+            let status = await sync.wait()
+            // Without the interrupt, it would wait out the upload (tens of seconds) in the kernel.
+            #expect(ContinuousClock.now - interrupted < .seconds(6))
+            #expect(status == 128 + SIGINT)
+            #expect(mount.logTail().contains("crmfs sync interrupted"), "\(mount.logTail())")
+            try await mount.sandbox.admin("faults", ["latencyMs": 0])
+            try await expectSynced(mount)
+            let remote = try await Remote(mount)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/minutes.txt") == Data("minutes of the call\n".utf8))
+        }
+    }
+
     @Test("an office-style save (lock file, temp file, rename over the original) is one new version, with no lock or temp file in SharePoint")
     func officeSave() async throws {
         try await withMount(records: 2, docsPerRecord: 1) { mount in
@@ -495,7 +548,8 @@ struct WriteTests {
 }
 
 /// `crmfs sync` on a mount succeeded; when not, the failure shows the daemon's last log lines.
-func expectSynced(_ mount: MountFixture, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-    let result = try await mount.sync()
+func expectSynced(_ mount: MountFixture, timeLimit: Duration = Tools.defaultTimeLimit,
+                  sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let result = try await mount.sync(timeLimit: timeLimit)
     #expect(result.status == 0, "crmfs sync: \(result.errors)", sourceLocation: sourceLocation)
 }

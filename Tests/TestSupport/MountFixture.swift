@@ -35,8 +35,9 @@ public final class MountFixture: Sendable {
 
     /// `crmfs sync` on this mount: waits until every change is sent.
     /// On failure its `errors` end with the daemon's last log lines, to say which change gave up and why.
-    public func sync() async throws -> Tools.Result {
-        var result = try await Tools.run(Tools.crmfs, ["sync", mountpoint])
+    /// Past `timeLimit` it is killed and fails (status 124).
+    public func sync(timeLimit: Duration = Tools.defaultTimeLimit) async throws -> Tools.Result {
+        var result = try await Tools.run(Tools.crmfs, ["sync", mountpoint], timeLimit: timeLimit)
         if result.status != 0 { result.errors += "\n--- crmfs.log ---\n" + logTail() }
         return result
     }

@@ -31,8 +31,14 @@ public final class Subprocess: @unchecked Sendable {
         let path = executable.hasPrefix("/") ? executable : Self.which(executable)
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        // A process group of its own, so a program that outruns its time is killed with its children.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
         var child: pid_t = 0
-        let status = posix_spawn(&child, path, &actions, nil, argv, environ)
+        let status = posix_spawn(&child, path, &actions, &attributes, argv, environ)
         if pipeEnds[1] >= 0 { close(pipeEnds[1]) }
         guard status == 0 else { throw MountFailure(message: "cannot start \(path): \(String(cString: strerror(status)))") }
         pid = child
@@ -40,6 +46,9 @@ public final class Subprocess: @unchecked Sendable {
     }
 
     public func signal(_ number: Int32) { kill(pid, number) }
+
+    /// Signals the child and every process it started that stayed in its group.
+    public func signalGroup(_ number: Int32) { kill(-pid, number) }
 
     /// Blocks until the child exits; its exit status, or 128 + the signal that ended it.
     public func waitBlocking() -> Int32 {

@@ -21,15 +21,31 @@ public enum Tools {
         public var errors: String
     }
 
-    /// Runs a program to completion on a thread of its own (it may call back into a mount this process serves).
+    /// How long a program may run before it is killed and its run fails: a hung mount fails its test,
+    /// not the whole CI run.
+    public static let defaultTimeLimit: Duration = .seconds(900)
+
+    /// Runs a program to completion on a thread of its own (it may call back into a mount this process
+    /// serves). Past `timeLimit` it is killed: the status is 124, as timeout(1) gives, and `errors` says so.
     @discardableResult
-    public static func run(_ executable: String, _ arguments: [String]) async throws -> Result {
+    public static func run(_ executable: String, _ arguments: [String], timeLimit: Duration = defaultTimeLimit) async throws -> Result {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("run-\(UUID().uuidString)")
         let outPath = scratch.path + ".out", errPath = scratch.path + ".err"
         defer { unlink(outPath); unlink(errPath) }
         let process = try Subprocess(executable, arguments, stdout: .file(outPath), stderr: .file(errPath))
+        let killed = Locked(false)
+        let watchdog = Task {
+            try await Task.sleep(for: timeLimit)
+            killed.set(true)
+            process.signalGroup(SIGKILL)
+        }
         let status = await process.wait()
+        watchdog.cancel()
         func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        if killed.value {
+            return Result(status: 124, output: text(outPath),
+                          errors: text(errPath) + "\n\(executable) \(arguments.joined(separator: " ")): killed after \(timeLimit)")
+        }
         return Result(status: status, output: text(outPath), errors: text(errPath))
     }
 
@@ -53,3 +69,4 @@ public enum Tools {
         }
     }
 }
+

@@ -192,6 +192,36 @@ struct EngineTests {
         }
     }
 
+    @Test("a new version recorded as the upload that made its document ends, before the mount knows the item, becomes that document's next version")
+    func versionRecordedAsDocumentIsMade() async throws {
+        try await withEngineSetup { setup in
+            let engine = setup.engine()
+            let first = try setup.stage("first version", name: "minutes.txt")
+            let second = Locked<PendingChange?>(nil)
+            // Observers run after the upload is done and before the mount has the item: a write landing
+            // then still names the document by its place, as a new document.
+            engine.observe { outcome in
+                guard case .done(let change, _) = outcome, change.id == first.id else { return }
+                let data = Data("second version".utf8)
+                second.set(try? engine.record(PendingChange(kind: .upload, driveID: setup.driveID, name: "minutes.txt", parentItemID: setup.accountFolder,
+                                                            recordID: setup.account, objectName: "Account", stagedFile: try setup.staging.stage(data),
+                                                            size: Int64(data.count))))
+            }
+            engine.start()
+            engine.kick()
+            try await engine.wait(for: first.id!)
+            let recorded = try #require(second.value)
+            try await engine.wait(for: recorded.id!)
+            await engine.stop()
+            let graph = setup.connections.graph
+            let document = try await graph.item(driveID: setup.driveID, path: SeededPaths.acmeFolder + "/minutes.txt")
+            #expect(try await graph.download(driveID: setup.driveID, itemID: document.id).data == Data("second version".utf8))
+            #expect(try await graph.versions(driveID: setup.driveID, itemID: document.id).count >= 2)
+            let names = try await graph.children(driveID: setup.driveID, itemID: setup.accountFolder).compactMap(\.name)
+            #expect(!names.contains { $0.contains("conflict") }, "\(names)")
+        }
+    }
+
     @Test("conflict copies are named NAME (conflict DATE HOST).EXT")
     func conflictNames() {
         let date = Date(timeIntervalSince1970: 1_795_392_000)  // 2026-11-23
