@@ -110,7 +110,7 @@ let package = Package(
         // Starts sandboxes for tests and reads their stats.
         .target(
             name: "TestSupport",
-            dependencies: ["Sandbox", "Config", "HTTP", "Services"],
+            dependencies: ["Sandbox", "Config", "CRM", "Graph", "HTTP", "QuickXor", "Services"],
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "QuickXor", "TestSupport"]),

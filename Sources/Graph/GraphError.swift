@@ -23,6 +23,14 @@ public struct GraphError: Error, CustomStringConvertible, Sendable {
         return text
     }
 
+    /// An error as the service answers it, for stand-ins of the service.
+    public init(status: Int, code: String, message: String = "", request: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request = request
+    }
+
     init(response: HTTPResponse, request: HTTPRequest, attempts: Int? = nil) {
         status = response.status
         self.request = request.logDescription

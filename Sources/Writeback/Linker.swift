@@ -16,10 +16,10 @@ public final class Linker: Sendable {
     /// The link object's fields this writes (`Item_Id__c` is its External ID).
     public static let linkObjectFields = ["Item_Id__c", "Record_Id__c", "Object_Type__c", "Drive_Id__c", "Web_Url__c", "ETag__c", "Size__c", "Last_Synced__c"]
 
-    let graph: GraphClient
-    let salesforce: SalesforceClient
+    let graph: any DriveService
+    let salesforce: any RecordService
 
-    public init(graph: GraphClient, salesforce: SalesforceClient) {
+    public init(graph: any DriveService, salesforce: any RecordService) {
         self.graph = graph
         self.salesforce = salesforce
     }

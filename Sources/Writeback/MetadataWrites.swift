@@ -6,10 +6,10 @@ import HTTP
 /// Metadata edits made through extended attributes, sent at once (not journaled): a value the service
 /// refuses must fail the `setfattr` with its reason, not fail later where nobody sees it.
 public struct MetadataWrites: Sendable {
-    let graph: GraphClient
-    let salesforce: SalesforceClient
+    let graph: any DriveService
+    let salesforce: any RecordService
 
-    public init(graph: GraphClient, salesforce: SalesforceClient) {
+    public init(graph: any DriveService, salesforce: any RecordService) {
         self.graph = graph
         self.salesforce = salesforce
     }

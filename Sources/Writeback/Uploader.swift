@@ -25,7 +25,7 @@ public enum UploadFailure: Error, CustomStringConvertible, Sendable {
 /// local copy was based on, so a remote change is detected (`.conflict`), never silently replaced.
 /// Each step is recorded in the journal; the hash the service reports is checked against the staged bytes.
 public final class Uploader: Sendable {
-    let graph: GraphClient
+    let graph: any DriveService
     let staging: StagingArea
     let journal: Journal
     let fragmentSize: Int
@@ -34,7 +34,7 @@ public final class Uploader: Sendable {
     public let seals = SealGate()
     let logger: Logger
 
-    public init(graph: GraphClient, staging: StagingArea, journal: Journal, fragmentSize: Int, simpleUploadMax: Int64,
+    public init(graph: any DriveService, staging: StagingArea, journal: Journal, fragmentSize: Int, simpleUploadMax: Int64,
                 logger: Logger = Logger(label: "crmfs.writeback")) {
         self.graph = graph
         self.staging = staging

@@ -27,8 +27,8 @@ public final class WritebackEngine: @unchecked Sendable {
     let staging: StagingArea
     let uploader: Uploader
     let linker: Linker
-    let graph: GraphClient
-    let salesforce: SalesforceClient
+    let graph: any DriveService
+    let salesforce: any RecordService
     let objects: [String: ObjectLinking]
     let maxAttempts: Int
     let retryDelay: Duration
@@ -63,7 +63,7 @@ public final class WritebackEngine: @unchecked Sendable {
     private var progressWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
     private var lastWaiter: UInt64 = 0
 
-    public init(journal: Journal, staging: StagingArea, uploader: Uploader, linker: Linker, graph: GraphClient, salesforce: SalesforceClient,
+    public init(journal: Journal, staging: StagingArea, uploader: Uploader, linker: Linker, graph: any DriveService, salesforce: any RecordService,
                 objects: [String: ObjectLinking], maxAttempts: Int = 5, retryDelay: Duration = .seconds(2), width: Int = 4,
                 logger: Logger = Logger(label: "crmfs.writeback")) {
         self.width = max(1, width)

@@ -1,0 +1,26 @@
+import Foundation
+import HTTP
+
+/// What the write-back side asks of the CRM: queries, records and their writes. `SalesforceClient` is
+/// the real one; a test about crmfs's own logic may stand in another.
+public protocol RecordService: Sendable {
+    func query(_ soql: String, includeDeleted: Bool, batchSize: Int?) async throws -> [SObjectRecord]
+    func record(_ object: String, id: String, fields: [String]?) async throws -> SObjectRecord
+    func create(_ object: String, fields: [String: JSONValue]) async throws -> String
+    func update(_ object: String, id: String, fields: [String: JSONValue]) async throws
+    func upsert(_ object: String, externalIDField field: String, value: String, fields: [String: JSONValue]) async throws -> (id: String, created: Bool)
+    func delete(_ object: String, id: String) async throws
+}
+
+/// The calls as the write-back side makes them, with the defaults `SalesforceClient` has.
+extension RecordService {
+    public func query(_ soql: String) async throws -> [SObjectRecord] {
+        try await query(soql, includeDeleted: false, batchSize: nil)
+    }
+
+    public func record(_ object: String, id: String) async throws -> SObjectRecord {
+        try await record(object, id: id, fields: nil)
+    }
+}
+
+extension SalesforceClient: RecordService {}

@@ -1,0 +1,258 @@
+import CRM
+import Foundation
+import Graph
+import HTTP
+import QuickXor
+
+/// A document library in memory, for tests of crmfs's own logic (the write-back engine's order,
+/// concurrency and retries) with no sandbox and no kernel. It keeps the rules the engine relies on:
+/// eTags that move with every change and guard `If-Match`, names unique per folder regardless of
+/// case (`conflictBehavior`), and errors shaped as Graph's. The wire itself is the sandbox's job.
+public final class InMemoryDrive: DriveService, @unchecked Sendable {
+    /// One write the engine made, as the drive saw it.
+    public struct Call: Sendable, Equatable {
+        public enum Kind: String, Sendable { case upload, createFolder, update, updateFields, delete }
+        public var kind: Kind
+        /// The item's name (for an upload or a new folder, the name it goes by).
+        public var name: String
+    }
+
+    private struct Entry {
+        var id: String
+        var name: String
+        var parentID: String?
+        var isFolder: Bool
+        var content = Data()
+        var version = 1
+        var modified: Date?
+        var fields: [String: JSONValue] = [:]
+        var eTag: String { "\"{\(id)},\(version)\"" }
+    }
+
+    private let lock = NSLock()
+    private var entries: [String: Entry] = ["root": Entry(id: "root", name: "", parentID: nil, isFolder: true)]
+    private var lastID = 0
+    private var log: [Call] = []
+    /// Runs at the start of every write, outside the drive's lock: a test holds a write there, counts
+    /// writes under way, or fails one (throw a `GraphError` as the service would).
+    private let beforeWrite: @Sendable (Call) async throws -> Void
+
+    public init(beforeWrite: @escaping @Sendable (Call) async throws -> Void = { _ in }) {
+        self.beforeWrite = beforeWrite
+    }
+
+    /// Every write started so far, in order.
+    public var calls: [Call] { lock.withLock { log } }
+
+    /// Makes a folder (tests set up the library with it); returns its id.
+    @discardableResult
+    public func addFolder(_ name: String, in parentID: String = "root") -> String {
+        lock.withLock { insert(Entry(id: nextID(), name: name, parentID: parentID, isFolder: true)).id }
+    }
+
+    /// A document's bytes, by its path from the root.
+    public func content(at path: String) -> Data? {
+        lock.withLock { try? find(path: path) }.map(\.content)
+    }
+
+    /// Names in a folder.
+    public func names(in folderID: String) -> Set<String> {
+        lock.withLock { Set(entries.values.filter { $0.parentID == folderID }.map(\.name)) }
+    }
+
+    // MARK: DriveService
+
+    public func item(driveID: String, itemID: String, expandFields: Bool) async throws -> DriveItem {
+        try lock.withLock { try Self.item(try existing(itemID)) }
+    }
+
+    public func item(driveID: String, path: String, expandFields: Bool) async throws -> DriveItem {
+        try lock.withLock { try Self.item(try find(path: path)) }
+    }
+
+    public func children(driveID: String, itemID: String, pageSize: Int, expandFields: Bool) async throws -> [DriveItem] {
+        try lock.withLock {
+            _ = try existing(itemID)
+            return try entries.values.filter { $0.parentID == itemID }.sorted { $0.name < $1.name }.map(Self.item)
+        }
+    }
+
+    public func fields(driveID: String, itemID: String) async throws -> [String: JSONValue] {
+        try lock.withLock { try existing(itemID).fields }
+    }
+
+    public func createFolder(driveID: String, parentID: String, name: String, conflictBehavior: ConflictBehavior) async throws -> DriveItem {
+        try await started(.createFolder, name)
+        return try lock.withLock {
+            _ = try existing(parentID)
+            if let taken = sibling(named: name, in: parentID) {
+                guard conflictBehavior == .replace else { throw Self.error(409, "nameAlreadyExists", "createFolder \(name)") }
+                remove(taken.id)
+            }
+            return try Self.item(insert(Entry(id: nextID(), name: name, parentID: parentID, isFolder: true)))
+        }
+    }
+
+    public func update(driveID: String, itemID: String, name: String?, parentID: String?, modified: Date?,
+                       ifMatch: String?, conflictBehavior: ConflictBehavior?) async throws -> DriveItem {
+        try await started(.update, name ?? itemID)
+        return try lock.withLock {
+            var entry = try existing(itemID)
+            try Self.check(ifMatch, against: entry, "update \(entry.name)")
+            let newName = name ?? entry.name, newParent = parentID ?? entry.parentID
+            if let taken = newParent.flatMap({ sibling(named: newName, in: $0) }), taken.id != itemID {
+                guard conflictBehavior == .replace else { throw Self.error(409, "nameAlreadyExists", "update \(newName)") }
+                remove(taken.id)
+            }
+            entry.name = newName
+            entry.parentID = newParent
+            entry.modified = modified ?? entry.modified
+            entry.version += 1
+            return try Self.item(insert(entry))
+        }
+    }
+
+    public func updateFields(driveID: String, itemID: String, fields: [String: JSONValue], ifMatch: String?) async throws -> [String: JSONValue] {
+        let name = lock.withLock { entries[itemID]?.name } ?? itemID
+        try await started(.updateFields, name)
+        return try lock.withLock {
+            var entry = try existing(itemID)
+            try Self.check(ifMatch, against: entry, "updateFields \(entry.name)")
+            entry.fields.merge(fields) { $1 }
+            entry.version += 1
+            return insert(entry).fields
+        }
+    }
+
+    public func delete(driveID: String, itemID: String, ifMatch: String?) async throws {
+        let name = lock.withLock { entries[itemID]?.name } ?? itemID
+        try await started(.delete, name)
+        try lock.withLock {
+            try Self.check(ifMatch, against: try existing(itemID), "delete \(name)")
+            remove(itemID)
+        }
+    }
+
+    public func simpleUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64,
+                             options: UploadOptions) async throws -> DriveItem {
+        try await upload(destination, file: path, size: size, options: options)
+    }
+
+    public func sessionUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions,
+                              resuming: String?, onSession: @Sendable (String) throws -> Void,
+                              beforeLastFragment: @Sendable () async throws -> Void) async throws -> DriveItem {
+        try onSession("memory://upload/\(UUID().uuidString)")
+        try await beforeLastFragment()
+        return try await upload(destination, file: path, size: size, options: options)
+    }
+
+    // MARK: Inside
+
+    private func upload(_ destination: UploadDestination, file path: String, size: Int64, options: UploadOptions) async throws -> DriveItem {
+        let name: String = switch destination {
+        case .child(_, let name): name
+        case .item(let id): lock.withLock { entries[id]?.name } ?? id
+        }
+        try await started(.upload, name)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path)).prefix(Int(size))
+        return try lock.withLock {
+            var entry: Entry
+            switch destination {
+            case .item(let id):
+                entry = try existing(id)
+            case .child(let parentID, let name):
+                _ = try existing(parentID)
+                if let taken = sibling(named: name, in: parentID) {
+                    guard options.conflictBehavior == .replace else { throw Self.error(409, "nameAlreadyExists", "upload \(name)") }
+                    entry = taken
+                } else {
+                    entry = Entry(id: nextID(), name: name, parentID: parentID, isFolder: false, version: 0)
+                }
+            }
+            try Self.check(options.ifMatch, against: entry, "upload \(name)")
+            entry.content = Data(bytes)
+            entry.modified = options.modified ?? Date()
+            entry.version += 1
+            return try Self.item(insert(entry))
+        }
+    }
+
+    private func started(_ kind: Call.Kind, _ name: String) async throws {
+        lock.withLock { log.append(Call(kind: kind, name: name)) }
+        try await beforeWrite(Call(kind: kind, name: name))
+    }
+
+    private func nextID() -> String {
+        lastID += 1
+        return String(format: "01MEMORY%06d", lastID)
+    }
+
+    @discardableResult
+    private func insert(_ entry: Entry) -> Entry {
+        entries[entry.id] = entry
+        return entry
+    }
+
+    private func remove(_ id: String) {
+        for child in entries.values where child.parentID == id { remove(child.id) }
+        entries[id] = nil
+    }
+
+    private func existing(_ id: String) throws -> Entry {
+        guard let entry = entries[id] else { throw Self.error(404, "itemNotFound", "item \(id)") }
+        return entry
+    }
+
+    private func sibling(named name: String, in parentID: String) -> Entry? {
+        entries.values.first { $0.parentID == parentID && $0.name.caseInsensitiveCompare(name) == .orderedSame }
+    }
+
+    private func find(path: String) throws -> Entry {
+        var current = entries["root"]!
+        for part in path.split(separator: "/") {
+            guard let next = sibling(named: String(part), in: current.id) else { throw Self.error(404, "itemNotFound", "path \(path)") }
+            current = next
+        }
+        return current
+    }
+
+    private static func check(_ ifMatch: String?, against entry: Entry, _ request: String) throws {
+        if let ifMatch, ifMatch != entry.eTag { throw error(412, "resourceModified", request) }
+    }
+
+    private static func error(_ status: Int, _ code: String, _ request: String) -> GraphError {
+        GraphError(status: status, code: code, request: "in-memory drive: \(request)")
+    }
+
+    /// The item as Graph would describe it.
+    private static func item(_ entry: Entry) throws -> DriveItem {
+        var json: [String: Any] = ["id": entry.id, "name": entry.name, "eTag": entry.eTag, "size": entry.content.count]
+        if let parentID = entry.parentID { json["parentReference"] = ["id": parentID] }
+        if entry.parentID == nil { json["root"] = [String: Any]() }
+        if entry.isFolder {
+            json["folder"] = ["childCount": 0]
+        } else {
+            json["file"] = ["hashes": ["quickXorHash": QuickXorHash.hash(entry.content)]]
+        }
+        if let modified = entry.modified {
+            json["fileSystemInfo"] = ["lastModifiedDateTime": ISO8601DateFormatter().string(from: modified)]
+        }
+        return try JSONDecoder().decode(DriveItem.self, from: try JSONSerialization.data(withJSONObject: json))
+    }
+}
+
+/// A CRM that no test of this kind should reach: every call fails, saying so.
+public struct UnreachableRecords: RecordService {
+    public init() {}
+
+    private func refuse(_ call: String) -> Error { MountFailure(message: "the CRM was called (\(call)) in a test that links nothing") }
+
+    public func query(_ soql: String, includeDeleted: Bool, batchSize: Int?) async throws -> [SObjectRecord] { throw refuse(soql) }
+    public func record(_ object: String, id: String, fields: [String]?) async throws -> SObjectRecord { throw refuse("record \(object)") }
+    public func create(_ object: String, fields: [String: JSONValue]) async throws -> String { throw refuse("create \(object)") }
+    public func update(_ object: String, id: String, fields: [String: JSONValue]) async throws { throw refuse("update \(object)") }
+    public func upsert(_ object: String, externalIDField field: String, value: String, fields: [String: JSONValue]) async throws -> (id: String, created: Bool) {
+        throw refuse("upsert \(object)")
+    }
+    public func delete(_ object: String, id: String) async throws { throw refuse("delete \(object)") }
+}

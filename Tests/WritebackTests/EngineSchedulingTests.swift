@@ -1,0 +1,176 @@
+import CRM
+import Foundation
+import Graph
+import HTTP
+import Testing
+import TestSupport
+import Writeback
+
+/// The engine's order, concurrency, holds and retries, against a document library in memory: no
+/// sandbox, no kernel, so each runs in a fraction of a second. (EngineTests covers the same engine
+/// against the sandbox, over HTTP.)
+@Suite("the writeback engine's scheduling")
+struct EngineSchedulingTests {
+    /// A journal and staging area of their own, an in-memory drive with a folder "Acme", and an engine.
+    struct Bench {
+        let root: URL
+        let drive: InMemoryDrive
+        let journal: Journal
+        let staging: StagingArea
+        let engine: WritebackEngine
+        let folder: String
+
+        init(width: Int = 4, maxAttempts: Int = 5, beforeWrite: @escaping @Sendable (InMemoryDrive.Call) async throws -> Void = { _ in }) throws {
+            root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("crmfs-scheduling-\(UUID().uuidString)")
+            drive = InMemoryDrive(beforeWrite: beforeWrite)
+            folder = drive.addFolder("Acme")
+            staging = try StagingArea(directory: root.appendingPathComponent("staging"))
+            journal = try Journal(path: root.appendingPathComponent("journal.sqlite").path)
+            let uploader = Uploader(graph: drive, staging: staging, journal: journal, fragmentSize: 1 << 20, simpleUploadMax: 4 << 20)
+            engine = WritebackEngine(journal: journal, staging: staging, uploader: uploader,
+                                     linker: Linker(graph: drive, salesforce: UnreachableRecords()), graph: drive,
+                                     salesforce: UnreachableRecords(), objects: [:], maxAttempts: maxAttempts,
+                                     retryDelay: .milliseconds(10), width: width)
+        }
+
+        /// Records an upload of `text` as `name` in the folder.
+        @discardableResult
+        func upload(_ text: String, as name: String, held: Bool = false) throws -> PendingChange {
+            let data = Data(text.utf8)
+            return try engine.record(PendingChange(kind: .upload, driveID: "b!memory", name: name, parentItemID: folder,
+                                                   stagedFile: try staging.stage(data), size: Int64(data.count)), held: held)
+        }
+
+        func tearDown() async {
+            await engine.stop()
+            try? FileManager.default.removeItem(at: root)
+        }
+    }
+
+    /// Writes under way now, and the most seen at once.
+    final class Concurrency: @unchecked Sendable {
+        private let lock = NSLock()
+        private var now = 0
+        private var most = 0
+        private var order: [String] = []
+
+        /// Counts `call` as under way for a moment (long enough for others to overlap it), noting when
+        /// it starts and ends.
+        func during(_ call: InMemoryDrive.Call) async throws {
+            lock.withLock {
+                now += 1
+                most = max(most, now)
+                order.append("start \(call.name)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            lock.withLock {
+                now -= 1
+                order.append("end \(call.name)")
+            }
+        }
+
+        var highest: Int { lock.withLock { most } }
+        var events: [String] { lock.withLock { order } }
+    }
+
+    @Test("uploads of different documents go side by side, at most `width` at once; a later version of one waits for the earlier one")
+    func uploadsSideBySide() async throws {
+        let concurrency = Concurrency()
+        let bench = try Bench(width: 2) { try await concurrency.during($0) }
+        defer { Task { await bench.tearDown() } }
+        try bench.upload("a, first version", as: "a.txt")
+        try bench.upload("b", as: "b.txt")
+        try bench.upload("c", as: "c.txt")
+        try bench.upload("a, second version", as: "a.txt")
+        bench.engine.start()
+        try await bench.engine.drain()
+        #expect(concurrency.highest == 2)
+        let events = concurrency.events
+        let firstEnds = try #require(events.firstIndex(of: "end a.txt"))
+        let secondStarts = try #require(events.lastIndex(of: "start a.txt"))
+        #expect(firstEnds < secondStarts, "\(events)")
+        #expect(bench.drive.content(at: "Acme/a.txt") == Data("a, second version".utf8))
+        #expect(bench.drive.names(in: bench.folder) == ["a.txt", "b.txt", "c.txt"])
+        #expect(try bench.journal.count == 0)
+    }
+
+    @Test("a folder, move or delete waits for every earlier change and holds back every later one")
+    func barriers() async throws {
+        let concurrency = Concurrency()
+        let bench = try Bench { try await concurrency.during($0) }
+        defer { Task { await bench.tearDown() } }
+        try bench.upload("one", as: "one.txt")
+        try bench.upload("two", as: "two.txt")
+        try bench.engine.record(PendingChange(kind: .createFolder, driveID: "b!memory", name: "Contracts", parentItemID: bench.folder))
+        try bench.upload("three", as: "three.txt")
+        bench.engine.start()
+        try await bench.engine.drain()
+        let events = concurrency.events
+        let folderStarts = try #require(events.firstIndex(of: "start Contracts"))
+        let folderEnds = try #require(events.firstIndex(of: "end Contracts"))
+        #expect(events.firstIndex(of: "end one.txt")! < folderStarts && events.firstIndex(of: "end two.txt")! < folderStarts, "\(events)")
+        #expect(folderEnds < events.firstIndex(of: "start three.txt")!, "\(events)")
+        #expect(bench.drive.names(in: bench.folder) == ["one.txt", "two.txt", "Contracts", "three.txt"])
+    }
+
+    @Test("a change that keeps failing is retried, then given up with its reason; every other change goes on")
+    func failuresGiveUp() async throws {
+        let bench = try Bench(maxAttempts: 3) { call in
+            if call.name == "broken.txt" { throw GraphError(status: 500, code: "generalException", request: "upload broken.txt") }
+        }
+        defer { Task { await bench.tearDown() } }
+        let broken = try bench.upload("never arrives", as: "broken.txt")
+        try bench.upload("arrives", as: "fine.txt")
+        bench.engine.start()
+        try await bench.engine.drain()
+        #expect(bench.drive.content(at: "Acme/fine.txt") == Data("arrives".utf8))
+        #expect(bench.drive.calls.filter { $0.name == "broken.txt" }.count == 3)
+        #expect(bench.engine.givenUp[broken.id!]?.contains("generalException") == true)
+        await #expect(throws: WritebackError.self) { try await bench.engine.wait(for: broken.id!) }
+        // It stays in the journal, for the next mount.
+        #expect(try bench.journal.change(id: broken.id!) != nil)
+    }
+
+    @Test("a held change (its file still open) is not sent until released; others pass it")
+    func heldUntilReleased() async throws {
+        let bench = try Bench()
+        defer { Task { await bench.tearDown() } }
+        let open = try bench.upload("still being written", as: "open.txt", held: true)
+        let closed = try bench.upload("closed", as: "closed.txt")
+        bench.engine.start()
+        try await bench.engine.wait(for: closed.id!)
+        #expect(bench.drive.content(at: "Acme/open.txt") == nil)
+        #expect(bench.engine.status(of: open.id!) == .pending)
+        bench.engine.release(open.id!)
+        try await bench.engine.wait(for: open.id!)
+        #expect(bench.drive.content(at: "Acme/open.txt") == Data("still being written".utf8))
+    }
+
+    @Test("a change not started yet can be amended or withdrawn (its staged file with it); one under way cannot")
+    func amendAndWithdraw() async throws {
+        let gate = Locked<CheckedContinuation<Void, Never>?>(nil)
+        let bench = try Bench { call in
+            // The first upload waits here until the test lets it go.
+            if call.name == "first.txt" { await withCheckedContinuation { gate.set($0) } }
+        }
+        defer { Task { await bench.tearDown() } }
+        let first = try bench.upload("first", as: "first.txt")
+        bench.engine.start()
+        while gate.value == nil { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(try !bench.engine.amend(first.id!) { $0.name = "other.txt" })
+        #expect(try !bench.engine.withdraw(first.id!))
+        // Held, so they cannot start before the test is done with them.
+        let later = try bench.upload("later", as: "later.txt", held: true)
+        #expect(try bench.engine.amend(later.id!) { $0.name = "renamed.txt" })
+        let dropped = try bench.upload("dropped", as: "dropped.txt", held: true)
+        let droppedFile = try #require(dropped.stagedFile)
+        #expect(try bench.engine.withdraw(dropped.id!))
+        #expect(!FileManager.default.fileExists(atPath: bench.staging.path(of: droppedFile)))
+        gate.value?.resume()
+        try await bench.engine.wait(for: first.id!)
+        bench.engine.release(later.id!)
+        try await bench.engine.wait(for: later.id!)
+        #expect(bench.drive.names(in: bench.folder) == ["first.txt", "renamed.txt"])
+        #expect(try bench.journal.count == 0)
+    }
+}
