@@ -29,7 +29,7 @@ mount_fresh() {
   stat "$FILE" > /dev/null
 }
 curl -s -o /dev/null "$(location)"   # the sandbox generates the file on first download; time the later ones
-mkdir -p "$WORK/tenant/crmfs-state"
+mkdir -p -m 700 "$WORK/tenant/crmfs-state"  # the mount refuses a state directory others can enter
 RAW=(); RAW_FILE=(); COLD=(); WARM=(); RAW_COPY=(); COLD_COPY=()
 for run in $(seq "$RUNS"); do
   sync; echo 3 > /proc/sys/vm/drop_caches
@@ -101,8 +101,10 @@ import datetime, os, sys
 size = int(size); raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, raw_cp, cold_cp, raw_file = map(float, (raw_seq, cold, warm, fs_random, raw_random, ls_cold, ls_warm, raw_ls, find, raw_cp, cold_cp, raw_file))
 mib = lambda seconds: size / seconds / (1 << 20)
 rows = [
-    ("Sequential read, cold (block cache empty)", f"{mib(cold):.0f} MiB/s", f"{mib(raw_seq):.0f} MiB/s (curl of the download URL)", raw_seq / cold, "≥ 0.8"),
-    ("Sequential read, cold, against the on-disk floor", f"{mib(cold):.0f} MiB/s", f"{mib(raw_file):.0f} MiB/s (curl -o a file on the cache's disk)", raw_file / cold, "report"),
+    # The cold read is held to the on-disk floor: it writes every byte into the block cache, which no
+    # on-disk cache does faster than curl writing the same bytes to a file on that disk.
+    ("Sequential read, cold (block cache empty), against the on-disk floor", f"{mib(cold):.0f} MiB/s", f"{mib(raw_file):.0f} MiB/s (curl -o a file on the cache's disk)", raw_file / cold, "≥ 0.9"),
+    ("Sequential read, cold, against curl to /dev/null", f"{mib(cold):.0f} MiB/s", f"{mib(raw_seq):.0f} MiB/s (curl of the download URL)", raw_seq / cold, "report"),
     ("Sequential read, warm (block cache, page cache dropped)", f"{mib(warm):.0f} MiB/s", f"{mib(cold):.0f} MiB/s (crmfs cold)", cold / warm, "≥ 2"),
     ("Copy to local disk, cold (`cp` from the mount; `curl -o`)", f"{mib(cold_cp):.0f} MiB/s", f"{mib(raw_cp):.0f} MiB/s (curl -o to the same disk)", raw_cp / cold_cp, "report"),
     ("200 random 4 KiB reads, cold", f"{fs_random:.2f} s", f"{raw_random:.2f} s (curl range requests)", raw_random / fs_random, "report"),
