@@ -306,21 +306,22 @@ public final class WritebackEngine: @unchecked Sendable {
             let isUpload = change.kind == .upload
             if active.contains(id) {
                 if !isUpload { return chosen }  // a barrier is under way
-                earlierKeys.insert(Self.documentKey(change))
+                earlierKeys.formUnion(Self.documentKeys(change))
                 earlierPending = true
                 continue
             }
             guard isRunnable(change, now: now) else {
-                if isUpload { earlierKeys.insert(Self.documentKey(change)) }
+                if isUpload { earlierKeys.formUnion(Self.documentKeys(change)) }
                 continue
             }
             if !isUpload {
                 if earlierPending || !active.isEmpty || !chosen.isEmpty { return chosen }
                 return [change]
             }
-            let key = Self.documentKey(change)
-            if earlierKeys.contains(key) { continue }
-            earlierKeys.insert(key)
+            let keys = Self.documentKeys(change)
+            let waits = !earlierKeys.isDisjoint(with: keys)
+            earlierKeys.formUnion(keys)
+            if waits { continue }
             earlierPending = true
             if slots > 0 {
                 chosen.append(change)
@@ -330,9 +331,15 @@ public final class WritebackEngine: @unchecked Sendable {
         return chosen
     }
 
-    /// What two uploads must not share to go side by side: the document they write.
-    private static func documentKey(_ change: PendingChange) -> String {
-        change.itemID ?? "\(change.parentItemID ?? change.parentPath ?? "")/\(change.name.lowercased())"
+    /// What two uploads must not share to go side by side: the document they write, named by its item
+    /// and by its place. Both, since an upload learns its item once its bytes are in (while it still
+    /// links and stamps) and a later version recorded before that names the document by place only.
+    private static func documentKeys(_ change: PendingChange) -> Set<String> {
+        var keys: Set<String> = []
+        if let itemID = change.itemID { keys.insert("item \(itemID)") }
+        // A folder made meanwhile adds its id to a change that named it by path; the path stays.
+        for parent in [change.parentItemID, change.parentPath].compactMap({ $0 }) { keys.insert("place \(parent)/\(change.name.lowercased())") }
+        return keys
     }
 
     /// `change`'s upload made `item` (see `madeItems`).

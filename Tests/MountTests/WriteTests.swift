@@ -103,7 +103,7 @@ struct WriteTests {
                 #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/\(name)") == data, "\(name) in SharePoint")
             }
             let state = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", mount.path("\(Self.acme)/large.bin")])
-            #expect(state.output == "clean")
+            #expect(state.output == "clean", "\(mount.logTail(lines: 60))")
         }
     }
 

@@ -20,7 +20,8 @@ struct EngineSchedulingTests {
         let engine: WritebackEngine
         let folder: String
 
-        init(width: Int = 4, maxAttempts: Int = 5, beforeWrite: @escaping @Sendable (InMemoryDrive.Call) async throws -> Void = { _ in }) throws {
+        init(width: Int = 4, maxAttempts: Int = 5, records: any RecordService = UnreachableRecords(), objects: [String: ObjectLinking] = [:],
+             beforeWrite: @escaping @Sendable (InMemoryDrive.Call) async throws -> Void = { _ in }) throws {
             root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("crmfs-scheduling-\(UUID().uuidString)")
             drive = InMemoryDrive(beforeWrite: beforeWrite)
             folder = drive.addFolder("Acme")
@@ -28,16 +29,18 @@ struct EngineSchedulingTests {
             journal = try Journal(path: root.appendingPathComponent("journal.sqlite").path)
             let uploader = Uploader(graph: drive, staging: staging, journal: journal, fragmentSize: 1 << 20, simpleUploadMax: 4 << 20)
             engine = WritebackEngine(journal: journal, staging: staging, uploader: uploader,
-                                     linker: Linker(graph: drive, salesforce: UnreachableRecords()), graph: drive,
-                                     salesforce: UnreachableRecords(), objects: [:], maxAttempts: maxAttempts,
+                                     linker: Linker(graph: drive, salesforce: records), graph: drive,
+                                     salesforce: records, objects: objects, maxAttempts: maxAttempts,
                                      retryDelay: .milliseconds(10), width: width)
         }
 
         /// Records an upload of `text` as `name` in the folder.
+        /// Records an upload of `text` as `name` in the folder (linked to a record of `object`, when given).
         @discardableResult
-        func upload(_ text: String, as name: String, held: Bool = false) throws -> PendingChange {
+        func upload(_ text: String, as name: String, held: Bool = false, object: String? = nil) throws -> PendingChange {
             let data = Data(text.utf8)
             return try engine.record(PendingChange(kind: .upload, driveID: "b!memory", name: name, parentItemID: folder,
+                                                   recordID: object.map { _ in "0018d0000000001AAA" }, objectName: object,
                                                    stagedFile: try staging.stage(data), size: Int64(data.count)), held: held)
         }
 
@@ -92,6 +95,25 @@ struct EngineSchedulingTests {
         #expect(bench.drive.content(at: "Acme/a.txt") == Data("a, second version".utf8))
         #expect(bench.drive.names(in: bench.folder) == ["a.txt", "b.txt", "c.txt"])
         #expect(try bench.journal.count == 0)
+    }
+
+    @Test("a later version waits while the upload that made its document still links it, though that upload knows the item by then")
+    func versionWaitsForTheLinking() async throws {
+        let links = SlowLinks()
+        let bench = try Bench(records: links, objects: ["Account": ObjectLinking(model: .linkObject, mappings: [])])
+        defer { Task { await bench.tearDown() } }
+        // Both name the document by its place: the second was written before the first was uploaded,
+        // and its file closed (released) while the first is being linked.
+        let first = try bench.upload("a large first version", as: "large.bin", object: "Account")
+        let second = try bench.upload("truncated", as: "large.bin", held: true, object: "Account")
+        bench.engine.start()
+        while !links.started.value { try await Task.sleep(for: .milliseconds(5)) }
+        bench.engine.release(second.id!)
+        try await bench.engine.wait(for: first.id!)
+        try await bench.engine.wait(for: second.id!)
+        #expect(bench.drive.names(in: bench.folder) == ["large.bin"])
+        #expect(bench.drive.content(at: "Acme/large.bin") == Data("truncated".utf8))
+        #expect(bench.drive.calls.filter { $0.kind == .upload }.map(\.name) == ["large.bin", "large.bin"])
     }
 
     @Test("a folder, move or delete waits for every earlier change and holds back every later one")
@@ -173,4 +195,22 @@ struct EngineSchedulingTests {
         #expect(bench.drive.names(in: bench.folder) == ["first.txt", "renamed.txt"])
         #expect(try bench.journal.count == 0)
     }
+}
+
+/// A CRM whose link rows take a moment to write (as a real round trip does); nothing else is asked of it.
+struct SlowLinks: RecordService {
+    /// Set once the first link row is being written.
+    let started = Locked(false)
+
+    func upsert(_ object: String, externalIDField field: String, value: String, fields: [String: JSONValue]) async throws -> (id: String, created: Bool) {
+        started.set(true)
+        try await Task.sleep(for: .milliseconds(300))
+        return ("a0B8d000000LINK\(value.suffix(3))", true)
+    }
+
+    func query(_ soql: String, includeDeleted: Bool, batchSize: Int?) async throws -> [SObjectRecord] { try await UnreachableRecords().query(soql) }
+    func record(_ object: String, id: String, fields: [String]?) async throws -> SObjectRecord { try await UnreachableRecords().record(object, id: id) }
+    func create(_ object: String, fields: [String: JSONValue]) async throws -> String { try await UnreachableRecords().create(object, fields: fields) }
+    func update(_ object: String, id: String, fields: [String: JSONValue]) async throws { try await UnreachableRecords().update(object, id: id, fields: fields) }
+    func delete(_ object: String, id: String) async throws { try await UnreachableRecords().delete(object, id: id) }
 }
