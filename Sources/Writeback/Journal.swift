@@ -143,7 +143,7 @@ public final class Journal: Sendable {
 
     /// Test hook: `CRMFS_INJECT_SLOW_JOURNAL=MILLISECONDS` makes every new change take that long to
     /// record, as on a slow or busy disk; the tests of races around a change being recorded use it.
-    private let recordDelay = ProcessInfo.processInfo.environment["CRMFS_INJECT_SLOW_JOURNAL"].flatMap(UInt32.init)
+    private let recordDelay = ProcessInfo.processInfo.environment["CRMFS_INJECT_SLOW_JOURNAL"].flatMap(UInt32.init).map { min($0, 60_000) }
 
     /// Records a change; once this returns it is on disk.
     @discardableResult

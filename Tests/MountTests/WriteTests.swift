@@ -272,9 +272,12 @@ struct WriteTests {
         }
     }
 
-    @Test("Ctrl-C ends a crmfs sync that is waiting at once (EINTR in the daemon); the upload it waited for goes on")
+    @Test("Ctrl-C ends a crmfs sync or an fsync that is waiting at once (EINTR in the daemon); the upload it waited for goes on")
     func interruptedSync() async throws {
         try await withMount(records: 2, docsPerRecord: 1) { mount in
+            // A document already in SharePoint and known to the mount, for the fsync below.
+            #expect(try await Tools.shell("echo 'draft' > '\(mount.path(Self.acme))/agenda.bin'").status == 0)
+            try await expectSynced(mount)
             // Every request to the services takes 12 s now: the upload cannot be done for a while.
             try await mount.sandbox.admin("faults", ["latencyMs": 12_000])
             #expect(try await Tools.shell("echo 'minutes of the call' > '\(mount.path(Self.acme))/minutes.txt'").status == 0)
@@ -287,10 +290,19 @@ struct WriteTests {
             #expect(ContinuousClock.now - interrupted < .seconds(6))
             #expect(status == 128 + SIGINT)
             #expect(mount.logTail().contains("crmfs sync interrupted"), "\(mount.logTail())")
+            // The same for an fsync: dd writes the known document and fsyncs it (conv=fsync).
+            let fsyncing = try Subprocess("/bin/dd", ["if=/dev/zero", "of=\(mount.path(Self.acme))/agenda.bin", "bs=1k", "count=4", "conv=fsync"])
+            try await Task.sleep(for: .seconds(1))
+            let fsyncInterrupted = ContinuousClock.now
+            fsyncing.signal(SIGINT)
+            _ = await fsyncing.wait()
+            #expect(ContinuousClock.now - fsyncInterrupted < .seconds(6))
+            #expect(mount.logTail().contains("fsync interrupted"), "\(mount.logTail())")
             try await mount.sandbox.admin("faults", ["latencyMs": 0])
             try await expectSynced(mount)
             let remote = try await Remote(mount)
             #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/minutes.txt") == Data("minutes of the call\n".utf8))
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/agenda.bin") == Data(count: 4096))
         }
     }
 

@@ -31,12 +31,20 @@ public final class Subprocess: @unchecked Sendable {
         let path = executable.hasPrefix("/") ? executable : Self.which(executable)
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        // A process group of its own, so a program that outruns its time is killed with its children.
+        // A process group of its own, so a program that outruns its time is killed with its children;
+        // no signal blocked and the usual ones at their defaults, as from a shell (the spawning thread
+        // may be one of the runtime's, which block signals).
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         posix_spawnattr_setpgroup(&attributes, 0)
+        var none = sigset_t(), usual = sigset_t()
+        sigemptyset(&none)
+        sigemptyset(&usual)
+        for signal in [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGPIPE] { sigaddset(&usual, signal) }
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &usual)
         var child: pid_t = 0
         let status = posix_spawn(&child, path, &actions, &attributes, argv, environ)
         if pipeEnds[1] >= 0 { close(pipeEnds[1]) }
