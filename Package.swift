@@ -118,6 +118,7 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["CRM", "Config", "Graph", "HTTP", "QuickXor", "Sandbox", "Services", "TestSupport"]),
         .testTarget(name: "WritebackTests", dependencies: ["Writeback", "Graph", "CRM", "Config", "HTTP", "QuickXor", "Services", "TestSupport"]),
         .testTarget(name: "WritesTests", dependencies: ["Namespace", "Writes"]),
+        .testTarget(name: "TreeTests", dependencies: ["Config", "Graph", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "ParserTests", dependencies: ["Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox"]),
         .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
     ]

@@ -50,6 +50,11 @@ public struct SObjectRecord: Sendable {
         return value
     }
 
+    public init(type: String, fields: [String: JSONValue]) {
+        self.type = type
+        self.fields = fields
+    }
+
     init(json: [String: JSONValue]) {
         type = json["attributes"]?["type"]?.stringValue ?? ""
         fields = json.filter { $0.key != "attributes" }

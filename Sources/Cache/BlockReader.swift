@@ -8,13 +8,13 @@ import Namespace
 /// Fetched bytes stream straight into block files, so memory stays flat whatever the file sizes.
 public final class BlockReader: Sendable {
     public let cache: BlockCache
-    let graph: GraphClient
+    let graph: any DriveService
     let readAhead: Int
     let logger: Logger
     private let limiter: AsyncLimiter
     private let state = ReaderState()
 
-    public init(cache: BlockCache, graph: GraphClient, maxConcurrentFetches: Int = 8, readAhead: Int = 8, logger: Logger = Logger(label: "crmfs.cache")) {
+    public init(cache: BlockCache, graph: any DriveService, maxConcurrentFetches: Int = 8, readAhead: Int = 8, logger: Logger = Logger(label: "crmfs.cache")) {
         self.cache = cache
         self.graph = graph
         self.readAhead = readAhead

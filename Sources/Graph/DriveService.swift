@@ -1,14 +1,23 @@
 import Foundation
 import HTTP
 
-/// What the write-back side asks of a SharePoint document library: items, folders, columns and
-/// uploads. `GraphClient` is the real one; the tests' in-memory drive stands in for it where a test is
-/// about crmfs's own logic (the engine's scheduling) rather than the wire.
+/// What crmfs asks of a SharePoint document library: the site and library it mounts, items, folders,
+/// columns, content and uploads. `GraphClient` is the real one; the tests' in-memory drive stands in
+/// for it where a test is about crmfs's own logic (the tree's listings, the engine's scheduling)
+/// rather than the wire.
 public protocol DriveService: Sendable {
+    func site(hostname: String, path: String) async throws -> Site
+    func drives(siteID: String) async throws -> [Drive]
+    func list(driveID: String) async throws -> ListInfo
+    func columns(siteID: String, listID: String) async throws -> [ColumnDefinition]
     func item(driveID: String, itemID: String, expandFields: Bool) async throws -> DriveItem
     func item(driveID: String, path: String, expandFields: Bool) async throws -> DriveItem
     func children(driveID: String, itemID: String, pageSize: Int, expandFields: Bool) async throws -> [DriveItem]
     func fields(driveID: String, itemID: String) async throws -> [String: JSONValue]
+    /// The short-lived pre-authenticated URL of a document's content.
+    func downloadLocation(driveID: String, itemID: String) async throws -> String
+    /// `range` of the content at `location`, written into `descriptor` from its offset 0.
+    func download(location: String, range: ClosedRange<Int64>, into descriptor: Int32) async throws -> Download
     func createFolder(driveID: String, parentID: String, name: String, conflictBehavior: ConflictBehavior) async throws -> DriveItem
     func update(driveID: String, itemID: String, name: String?, parentID: String?, modified: Date?,
                 ifMatch: String?, conflictBehavior: ConflictBehavior?) async throws -> DriveItem
@@ -20,7 +29,7 @@ public protocol DriveService: Sendable {
                        beforeLastFragment: @Sendable () async throws -> Void) async throws -> DriveItem
 }
 
-/// The calls as the write-back side makes them, with the defaults `GraphClient` has.
+/// The calls as crmfs makes them, with the defaults `GraphClient` has.
 extension DriveService {
     public func item(driveID: String, itemID: String) async throws -> DriveItem {
         try await item(driveID: driveID, itemID: itemID, expandFields: false)

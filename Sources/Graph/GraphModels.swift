@@ -145,6 +145,13 @@ public struct Download: Sendable {
     public var eTag: String?
     /// The whole file's size, when the server said (Content-Range or a full 200).
     public var totalSize: Int64?
+
+    public init(data: Data = Data(), byteCount: Int64, eTag: String? = nil, totalSize: Int64? = nil) {
+        self.data = data
+        self.byteCount = byteCount
+        self.eTag = eTag
+        self.totalSize = totalSize
+    }
 }
 
 /// One version of a document (`GET .../versions`): `"3.0"`, newest first, the current one included.

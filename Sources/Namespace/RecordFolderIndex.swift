@@ -25,7 +25,7 @@ final class RecordFolderIndex: @unchecked Sendable {
     /// Item ids of the folders in `parentPath`, by lower-cased name (SharePoint names ignore case), once
     /// they are worth listing; nil before that (the caller looks its one folder up). Empty when the
     /// parent does not exist yet.
-    func folders(in parentPath: String, graph: GraphClient, driveID: String, pageSize: Int, timeout: TimeInterval) async throws -> [String: String]? {
+    func folders(in parentPath: String, graph: any DriveService, driveID: String, pageSize: Int, timeout: TimeInterval) async throws -> [String: String]? {
         let worthListing = lock.withLock { () -> Bool in
             if let listing = listings[parentPath], Date().timeIntervalSince(listing.started) < timeout { return true }
             var entry = lookups[parentPath] ?? (0, Date())
@@ -44,7 +44,7 @@ final class RecordFolderIndex: @unchecked Sendable {
                 } catch let error as GraphError where error.isNotFound {
                     return [String: String]()
                 }
-                let children = try await graph.children(driveID: driveID, itemID: parent.id, pageSize: pageSize)
+                let children = try await graph.children(driveID: driveID, itemID: parent.id, pageSize: pageSize, expandFields: false)
                 return Dictionary(children.compactMap { item in item.isFolder && !item.isDeleted ? item.name.map { ($0.lowercased(), item.id) } : nil },
                                   uniquingKeysWith: { first, _ in first })
             }

@@ -29,8 +29,8 @@ public final class Tree: @unchecked Sendable {
     let siteID: String
     /// The library's column definitions, loaded at the first column edit.
     var columnDefinitions: [ColumnDefinition]?
-    let graph: GraphClient
-    let salesforce: SalesforceClient
+    let graph: any DriveService
+    let salesforce: any RecordService
     let options: TreeOptions
     let logger: Logger
     /// Where record web URLs point: the Salesforce instance.
@@ -51,7 +51,7 @@ public final class Tree: @unchecked Sendable {
     private let recordFolders = RecordFolderIndex()
 
     /// Resolves the configured site and library, so a mount fails early and clearly when it cannot reach them.
-    public static func open(config: MountConfig, graph: GraphClient, salesforce: SalesforceClient, recordURLBase: String,
+    public static func open(config: MountConfig, graph: any DriveService, salesforce: any RecordService, recordURLBase: String,
                             options: TreeOptions = TreeOptions(), logger: Logger = Logger(label: "crmfs.namespace")) async throws -> Tree {
         let site = try await graph.site(hostname: config.graph.siteHostname, path: config.graph.sitePath)
         let drives = try await graph.drives(siteID: site.id)
@@ -62,7 +62,7 @@ public final class Tree: @unchecked Sendable {
         return Tree(config: config, siteID: site.id, driveID: drive.id, graph: graph, salesforce: salesforce, recordURLBase: recordURLBase, options: options, logger: logger)
     }
 
-    init(config: MountConfig, siteID: String, driveID: String, graph: GraphClient, salesforce: SalesforceClient, recordURLBase: String, options: TreeOptions, logger: Logger) {
+    init(config: MountConfig, siteID: String, driveID: String, graph: any DriveService, salesforce: any RecordService, recordURLBase: String, options: TreeOptions, logger: Logger) {
         self.config = config
         self.siteID = siteID
         self.driveID = driveID

@@ -4,8 +4,8 @@ import Graph
 import HTTP
 import QuickXor
 
-/// A document library in memory, for tests of crmfs's own logic (the write-back engine's order,
-/// concurrency and retries) with no sandbox and no kernel. It keeps the rules the engine relies on:
+/// A document library in memory, for tests of crmfs's own logic (the tree's listings, the write-back
+/// engine's order, concurrency and retries) with no sandbox and no kernel. It keeps the rules the engine relies on:
 /// eTags that move with every change and guard `If-Match`, names unique per folder regardless of
 /// case (`conflictBehavior`), and errors shaped as Graph's. The wire itself is the sandbox's job.
 public final class InMemoryDrive: DriveService, @unchecked Sendable {
@@ -33,6 +33,7 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
     private var entries: [String: Entry] = ["root": Entry(id: "root", name: "", parentID: nil, isFolder: true)]
     private var lastID = 0
     private var log: [Call] = []
+    private var listings: [String: Int] = [:]
     /// Runs at the start of every write, outside the drive's lock: a test holds a write there, counts
     /// writes under way, or fails one (throw a `GraphError` as the service would).
     private let beforeWrite: @Sendable (Call) async throws -> Void
@@ -50,6 +51,25 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
         lock.withLock { insert(Entry(id: nextID(), name: name, parentID: parentID, isFolder: true)).id }
     }
 
+    /// Adds a document as another client would (any name the service may hold); returns its id.
+    @discardableResult
+    public func addDocument(_ name: String, in parentID: String = "root", content: Data = Data(), modified: Date? = nil) -> String {
+        lock.withLock { insert(Entry(id: nextID(), name: name, parentID: parentID, isFolder: false, content: content, modified: modified)).id }
+    }
+
+    /// Renames an item as another client would, moving its eTag on.
+    public func rename(_ itemID: String, to name: String) {
+        lock.withLock {
+            entries[itemID]?.name = name
+            entries[itemID]?.version += 1
+        }
+    }
+
+    /// How many times a folder's children were listed.
+    public func listings(of folderID: String) -> Int {
+        lock.withLock { listings[folderID] ?? 0 }
+    }
+
     /// A document's bytes, by its path from the root.
     public func content(at path: String) -> Data? {
         lock.withLock { try? find(path: path) }.map(\.content)
@@ -62,6 +82,36 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
 
     // MARK: DriveService
 
+    public static let siteID = "memory.sharepoint.com,site"
+    public static let driveID = "b!memory-drive"
+
+    public func site(hostname: String, path: String) async throws -> Site {
+        try Self.decode(["id": Self.siteID, "name": path])
+    }
+
+    public func drives(siteID: String) async throws -> [Drive] {
+        [try Self.decode(["id": Self.driveID, "name": "Documents"])]
+    }
+
+    public func list(driveID: String) async throws -> ListInfo {
+        try Self.decode(["id": "memory-list", "name": "Documents"])
+    }
+
+    public func columns(siteID: String, listID: String) async throws -> [ColumnDefinition] { [] }
+
+    public func downloadLocation(driveID: String, itemID: String) async throws -> String {
+        try lock.withLock { "memory://content/\(try existing(itemID).id)" }
+    }
+
+    public func download(location: String, range: ClosedRange<Int64>, into descriptor: Int32) async throws -> Download {
+        let id = String(location.dropFirst("memory://content/".count))
+        let content = try lock.withLock { try existing(id) }.content
+        let window = content.dropFirst(Int(range.lowerBound)).prefix(Int(range.count))
+        let written = window.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+        guard written == window.count else { throw POSIXError(.EIO) }
+        return Download(byteCount: Int64(window.count), totalSize: Int64(content.count))
+    }
+
     public func item(driveID: String, itemID: String, expandFields: Bool) async throws -> DriveItem {
         try lock.withLock { try Self.item(try existing(itemID)) }
     }
@@ -73,6 +123,7 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
     public func children(driveID: String, itemID: String, pageSize: Int, expandFields: Bool) async throws -> [DriveItem] {
         try lock.withLock {
             _ = try existing(itemID)
+            listings[itemID, default: 0] += 1
             return try entries.values.filter { $0.parentID == itemID }.sorted { $0.name < $1.name }.map(Self.item)
         }
     }
@@ -237,22 +288,10 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
         if let modified = entry.modified {
             json["fileSystemInfo"] = ["lastModifiedDateTime": ISO8601DateFormatter().string(from: modified)]
         }
-        return try JSONDecoder().decode(DriveItem.self, from: try JSONSerialization.data(withJSONObject: json))
+        return try decode(json)
     }
-}
 
-/// A CRM that no test of this kind should reach: every call fails, saying so.
-public struct UnreachableRecords: RecordService {
-    public init() {}
-
-    private func refuse(_ call: String) -> Error { MountFailure(message: "the CRM was called (\(call)) in a test that links nothing") }
-
-    public func query(_ soql: String, includeDeleted: Bool, batchSize: Int?) async throws -> [SObjectRecord] { throw refuse(soql) }
-    public func record(_ object: String, id: String, fields: [String]?) async throws -> SObjectRecord { throw refuse("record \(object)") }
-    public func create(_ object: String, fields: [String: JSONValue]) async throws -> String { throw refuse("create \(object)") }
-    public func update(_ object: String, id: String, fields: [String: JSONValue]) async throws { throw refuse("update \(object)") }
-    public func upsert(_ object: String, externalIDField field: String, value: String, fields: [String: JSONValue]) async throws -> (id: String, created: Bool) {
-        throw refuse("upsert \(object)")
+    private static func decode<Model: Decodable>(_ json: [String: Any]) throws -> Model {
+        try JSONDecoder().decode(Model.self, from: try JSONSerialization.data(withJSONObject: json))
     }
-    public func delete(_ object: String, id: String) async throws { throw refuse("delete \(object)") }
 }

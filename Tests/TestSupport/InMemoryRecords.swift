@@ -1,0 +1,69 @@
+import CRM
+import Foundation
+import HTTP
+
+/// A CRM in memory, for tests of the tree: each object's records, answered to any query `FROM` that
+/// object in Id order (filters are the service's job, tested against the sandbox). Writes are refused.
+public final class InMemoryRecords: RecordService, @unchecked Sendable {
+    private let lock = NSLock()
+    private var records: [String: [SObjectRecord]] = [:]
+    private var queries: [String] = []
+
+    public init() {}
+
+    /// Adds a record of `object` with these fields (`Id` among them).
+    public func add(_ object: String, _ fields: [String: JSONValue]) {
+        lock.withLock { records[object, default: []].append(SObjectRecord(type: object, fields: fields)) }
+    }
+
+    /// Every query asked so far.
+    public var asked: [String] { lock.withLock { queries } }
+
+    public func query(_ soql: String, includeDeleted: Bool, batchSize: Int?) async throws -> [SObjectRecord] {
+        let words = soql.split(separator: " ")
+        guard let from = words.firstIndex(where: { $0.uppercased() == "FROM" }), from + 1 < words.count else {
+            throw RecordServiceRefusal(call: "query without FROM: \(soql)")
+        }
+        let object = String(words[from + 1])
+        return lock.withLock {
+            queries.append(soql)
+            return (records[object] ?? []).sorted { ($0.id ?? "") < ($1.id ?? "") }
+        }
+    }
+
+    public func record(_ object: String, id: String, fields: [String]?) async throws -> SObjectRecord {
+        guard let record = lock.withLock({ records[object]?.first { $0.id == id } }) else {
+            throw RecordServiceRefusal(call: "record \(object)/\(id): not found")
+        }
+        return record
+    }
+
+    public func create(_ object: String, fields: [String: JSONValue]) async throws -> String { throw RecordServiceRefusal(call: "create \(object)") }
+    public func update(_ object: String, id: String, fields: [String: JSONValue]) async throws { throw RecordServiceRefusal(call: "update \(object)") }
+    public func upsert(_ object: String, externalIDField field: String, value: String, fields: [String: JSONValue]) async throws -> (id: String, created: Bool) {
+        throw RecordServiceRefusal(call: "upsert \(object)")
+    }
+    public func delete(_ object: String, id: String) async throws { throw RecordServiceRefusal(call: "delete \(object)") }
+}
+
+/// A call a stand-in CRM does not answer.
+public struct RecordServiceRefusal: Error, CustomStringConvertible {
+    public var call: String
+    public var description: String { "the stand-in CRM does not answer \(call)" }
+}
+
+/// A CRM that no test of this kind should reach: every call fails, saying so.
+public struct UnreachableRecords: RecordService {
+    public init() {}
+
+    private func refuse(_ call: String) -> Error { RecordServiceRefusal(call: "\(call) in a test that links nothing") }
+
+    public func query(_ soql: String, includeDeleted: Bool, batchSize: Int?) async throws -> [SObjectRecord] { throw refuse(soql) }
+    public func record(_ object: String, id: String, fields: [String]?) async throws -> SObjectRecord { throw refuse("record \(object)") }
+    public func create(_ object: String, fields: [String: JSONValue]) async throws -> String { throw refuse("create \(object)") }
+    public func update(_ object: String, id: String, fields: [String: JSONValue]) async throws { throw refuse("update \(object)") }
+    public func upsert(_ object: String, externalIDField field: String, value: String, fields: [String: JSONValue]) async throws -> (id: String, created: Bool) {
+        throw refuse("upsert \(object)")
+    }
+    public func delete(_ object: String, id: String) async throws { throw refuse("delete \(object)") }
+}

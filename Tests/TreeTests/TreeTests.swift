@@ -1,0 +1,182 @@
+import Config
+import Foundation
+import Graph
+import HTTP
+import Namespace
+import Testing
+import TestSupport
+
+/// The tree over an in-memory library and CRM: names, listings, inode numbers and freshness, with no
+/// sandbox and no kernel (the mount tests cover the same through both).
+@Suite("Tree (in memory)")
+struct TreeTests {
+    static let config = """
+        [salesforce]
+        instance_url = "https://contoso.my.salesforce.com"
+        client_id = "3MVG9abc"
+        client_secret_env = "SF_SECRET"
+
+        [graph]
+        tenant = "contoso.onmicrosoft.com"
+        client_id = "00000000-0000-0000-0000-000000000001"
+        client_secret_env = "GRAPH_SECRET"
+        site = "memory.sharepoint.com:/sites/Sales"
+        library = "LIBRARY"
+
+        [[objects]]
+        object = "Account"
+        directory = "Accounts"
+        name = "{Name}"
+        folder = "Accounts/{Name} ({Id})"
+        """
+
+    /// A library with an `Accounts` folder, a CRM with no records yet, and a way to open trees on them.
+    struct Tenant {
+        let drive = InMemoryDrive()
+        let records = InMemoryRecords()
+        let accounts: String
+
+        init() { accounts = drive.addFolder("Accounts") }
+
+        func open(library: String = "Documents", attributeTimeout: TimeInterval = 60) async throws -> Tree {
+            let config = try ConfigLoader.parse(TreeTests.config.replacingOccurrences(of: "LIBRARY", with: library), path: "/etc/crmfs/tree.conf")
+            return try await Tree.open(config: config, graph: drive, salesforce: records, recordURLBase: "https://contoso.my.salesforce.com",
+                                       options: TreeOptions(attributeTimeout: attributeTimeout))
+        }
+
+        /// An account and, when it has documents, its folder holding them.
+        @discardableResult
+        func account(_ id: String, _ name: String, documents: [String: String] = [:]) -> String? {
+            records.add("Account", ["Id": .string(id), "Name": .string(name)])
+            guard !documents.isEmpty else { return nil }
+            let folder = drive.addFolder("\(name) (\(id))", in: accounts)
+            for (name, text) in documents { drive.addDocument(name, in: folder, content: Data(text.utf8)) }
+            return folder
+        }
+    }
+
+    static func names(_ tree: Tree, _ ino: UInt64) async throws -> [String] {
+        try await tree.list(ino).map(\.name).sorted()
+    }
+
+    static func record(_ tree: Tree, _ name: String) async throws -> UInt64 {
+        let accounts = try await tree.lookup(parent: Tree.rootIno, name: "Accounts")
+        return try await tree.lookup(parent: accounts.ino, name: name).ino
+    }
+
+    @Test("objects, records and their documents are directories and files, sized as the library says")
+    func recordsAndDocuments() async throws {
+        let tenant = Tenant()
+        tenant.account("001A", "Acme Corp", documents: ["MSA.pdf": "master agreement", "notes.txt": "hi"])
+        tenant.account("001B", "Globex")
+        let tree = try await tenant.open()
+        #expect(try await Self.names(tree, Tree.rootIno) == ["Accounts"])
+        let accounts = try await tree.lookup(parent: Tree.rootIno, name: "Accounts")
+        #expect(try await Self.names(tree, accounts.ino) == ["Acme Corp", "Globex"])
+        let acme = try await Self.record(tree, "Acme Corp")
+        #expect(try await Self.names(tree, acme) == ["MSA.pdf", "notes.txt"])
+        let msa = try await tree.lookup(parent: acme, name: "MSA.pdf")
+        #expect(msa.type == .file)
+        #expect(msa.size == Int64("master agreement".utf8.count))
+        #expect(msa.content?.itemID == msa.itemID)
+        // A record with no folder in the library yet is an empty directory, not an error.
+        #expect(try await Self.names(tree, try await Self.record(tree, "Globex")).isEmpty)
+        await #expect(throws: NamespaceError.notFound) { try await tree.lookup(parent: acme, name: "missing.pdf") }
+    }
+
+    @Test("names other clients gave (a slash, dot names, over 255 bytes, equal names) become safe, unique and stable")
+    func hostileNamesBecomeSafe() async throws {
+        let tenant = Tenant()
+        let long = String(repeating: "é", count: 200) + ".docx"
+        let folder = try #require(tenant.account("001A", "Acme", documents: ["a/b.txt": "1", "..": "2", ".": "3", long: "4", "Same.txt": "5", "": "6"]))
+        // Two items of one name (a migration can leave them): both stay visible.
+        tenant.drive.addDocument("Same.txt", in: folder, content: Data("7".utf8))
+
+        let first = try await tenant.open()
+        let listed = try await Self.names(first, try await Self.record(first, "Acme"))
+        #expect(listed.count == 7)
+        #expect(Set(listed).count == 7)
+        for name in listed {
+            #expect(!name.contains("/") && !name.contains("\0"))
+            #expect(name != "." && name != ".." && !name.isEmpty)
+            #expect(name.utf8.count <= 255)
+        }
+        #expect(listed.contains("a_b.txt"))
+        #expect(listed.filter { $0.hasPrefix("Same (") && $0.hasSuffix(").txt") }.count == 2)
+        #expect(listed.contains { $0.hasSuffix(").docx") && $0.utf8.count <= 255 })
+        // The same items get the same names on every mount.
+        let second = try await tenant.open()
+        #expect(try await Self.names(second, try await Self.record(second, "Acme")) == listed)
+    }
+
+    @Test("a record named like another's name-with-Id does not take that record's directory")
+    func recordNamesUniqueByFinalForm() async throws {
+        let tenant = Tenant()
+        tenant.account("001A", "Acme")
+        tenant.account("001B", "Acme")
+        tenant.account("001C", "Acme (001A)")
+        let tree = try await tenant.open()
+        let accounts = try await tree.lookup(parent: Tree.rootIno, name: "Accounts")
+        let entries = try await tree.list(accounts.ino)
+        #expect(entries.map(\.name).sorted() == ["Acme (001A)", "Acme (001A) (001C)", "Acme (001B)"])
+        // Each name leads to its own record: the name-with-Id belongs to the record with that Id.
+        for (name, id) in [("Acme (001A)", "001A"), ("Acme (001B)", "001B"), ("Acme (001A) (001C)", "001C")] {
+            let ino = try await tree.lookup(parent: accounts.ino, name: name).ino
+            let attributes = try await tree.extendedAttributes(ino)
+            #expect(attributes.first { $0.name == "user.crmfs.record_id" }?.value == id)
+        }
+    }
+
+    @Test("many lookups at once in a directory not loaded yet list it once")
+    func oneListingAtATime() async throws {
+        let tenant = Tenant()
+        let folder = try #require(tenant.account("001A", "Acme", documents: Dictionary(uniqueKeysWithValues: (0..<20).map { ("doc-\($0).txt", "\($0)") })))
+        let tree = try await tenant.open()
+        let acme = try await Self.record(tree, "Acme")
+        let found = try await withThrowingTaskGroup(of: UInt64.self) { group in
+            for index in 0..<20 { group.addTask { try await tree.lookup(parent: acme, name: "doc-\(index).txt").ino } }
+            return try await group.reduce(into: Set<UInt64>()) { $0.insert($1) }
+        }
+        #expect(found.count == 20)
+        #expect(tenant.drive.listings(of: folder) == 1)
+    }
+
+    @Test("past the attribute timeout another client's rename shows, under the same inode number")
+    func remoteRenameKeepsInode() async throws {
+        let tenant = Tenant()
+        let folder = try #require(tenant.account("001A", "Acme", documents: ["draft.docx": "v1"]))
+        let tree = try await tenant.open(attributeTimeout: 0)
+        let acme = try await Self.record(tree, "Acme")
+        let before = try await tree.lookup(parent: acme, name: "draft.docx")
+        let itemID = try #require(before.itemID)
+        tenant.drive.rename(itemID, to: "final.docx")
+        #expect(try await Self.names(tree, acme) == ["final.docx"])
+        let after = try await tree.lookup(parent: acme, name: "final.docx")
+        #expect(after.ino == before.ino)
+        #expect(after.eTag != before.eTag)
+        #expect(tenant.drive.listings(of: folder) >= 2)
+    }
+
+    @Test("within the attribute timeout listings come from memory")
+    func listingsTrustedForTheTimeout() async throws {
+        let tenant = Tenant()
+        let folder = try #require(tenant.account("001A", "Acme", documents: ["a.txt": "a"]))
+        let tree = try await tenant.open(attributeTimeout: 3600)
+        let acme = try await Self.record(tree, "Acme")
+        for _ in 0..<5 { _ = try await tree.list(acme) }
+        #expect(tenant.drive.listings(of: folder) == 1)
+        #expect(tenant.records.asked.count == 1)
+    }
+
+    @Test("a library the site does not have is a config error naming graph.library and the libraries there are")
+    func unknownLibrary() async throws {
+        let tenant = Tenant()
+        do {
+            _ = try await tenant.open(library: "Contracts")
+            Issue.record("opened a library the site does not have")
+        } catch let error as ConfigError {
+            #expect(error.key == "graph.library")
+            #expect(error.message.contains("Contracts") && error.message.contains("Documents"))
+        }
+    }
+}
