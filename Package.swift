@@ -107,18 +107,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Starts sandboxes for tests and reads their stats.
+        // Starts sandboxes for tests and reads their stats; a tenant in memory for tests of crmfs's own logic.
         .target(
             name: "TestSupport",
-            dependencies: ["Sandbox", "Config", "CRM", "Graph", "HTTP", "QuickXor", "Services"],
+            dependencies: ["Sandbox", "Config", "CRM", "Graph", "HTTP", "Namespace", "QuickXor", "Services"],
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "QuickXor", "TestSupport"]),
         .testTarget(name: "ClientTests", dependencies: ["CRM", "Config", "Graph", "HTTP", "QuickXor", "Services", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["CRM", "Config", "Graph", "HTTP", "QuickXor", "Sandbox", "Services", "TestSupport"]),
         .testTarget(name: "WritebackTests", dependencies: ["Writeback", "Graph", "CRM", "Config", "HTTP", "QuickXor", "Services", "TestSupport"]),
-        .testTarget(name: "WritesTests", dependencies: ["Namespace", "Writes"]),
-        .testTarget(name: "TreeTests", dependencies: ["Config", "Graph", "HTTP", "Namespace", "TestSupport"]),
+        .testTarget(name: "WritesTests", dependencies: ["Cache", "Namespace", "TestSupport", "Writeback", "Writes"]),
+        .testTarget(name: "TreeTests", dependencies: ["Config", "Namespace", "TestSupport"]),
         .testTarget(name: "ParserTests", dependencies: ["Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox"]),
         .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
     ]

@@ -89,8 +89,19 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
 /// `close` returns survives power loss), in the state directory. Changes are sent in the order made.
 public final class Journal: Sendable {
     private let pool: DatabasePool
+    /// Test hook, run before every new change is recorded: the tests of races around a change being
+    /// recorded use it to hold or slow the recording (as a slow or busy disk would).
+    private let beforeAdd: (@Sendable () -> Void)?
 
-    public init(path: String) throws {
+    /// `CRMFS_INJECT_SLOW_JOURNAL=MILLISECONDS` (at most a minute): every new change takes that long to record.
+    public static let injectedDelay: (@Sendable () -> Void)? = {
+        guard let text = ProcessInfo.processInfo.environment["CRMFS_INJECT_SLOW_JOURNAL"], let milliseconds = UInt32(text) else { return nil }
+        let microseconds = min(milliseconds, 60_000) * 1000
+        return { usleep(microseconds) }
+    }()
+
+    public init(path: String, beforeAdd: (@Sendable () -> Void)? = Journal.injectedDelay) throws {
+        self.beforeAdd = beforeAdd
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
@@ -141,14 +152,10 @@ public final class Journal: Sendable {
         return migrator
     }
 
-    /// Test hook: `CRMFS_INJECT_SLOW_JOURNAL=MILLISECONDS` makes every new change take that long to
-    /// record, as on a slow or busy disk; the tests of races around a change being recorded use it.
-    private let recordDelay = ProcessInfo.processInfo.environment["CRMFS_INJECT_SLOW_JOURNAL"].flatMap(UInt32.init).map { min($0, 60_000) }
-
     /// Records a change; once this returns it is on disk.
     @discardableResult
     public func add(_ change: PendingChange) throws -> PendingChange {
-        if let recordDelay { usleep(recordDelay * 1000) }
+        beforeAdd?()
         return try pool.write { db in
             var saved = change
             try saved.insert(db)

@@ -8,9 +8,12 @@ public final class StagingArea: Sendable {
     /// Test hook: `CRMFS_INJECT_SEAL_FAILURES=PATH` makes every seal fail with EIO while the file PATH
     /// exists, as a failing disk would; the tests of what a failed flush does use it through the kernel.
     private let failSealsWhile = ProcessInfo.processInfo.environment["CRMFS_INJECT_SEAL_FAILURES"]
+    /// Test hook, run before every seal: the tests of races around a seal use it to make the disk slow.
+    private let beforeSeal: (@Sendable () -> Void)?
 
-    public init(directory: URL) throws {
+    public init(directory: URL, beforeSeal: (@Sendable () -> Void)? = nil) throws {
         self.directory = directory
+        self.beforeSeal = beforeSeal
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         guard chmod(directory.path, 0o700) == 0 else { throw StagingError.system("chmod", directory.path, errno) }
     }
@@ -27,6 +30,7 @@ public final class StagingArea: Sendable {
 
     /// Flushes the file's bytes and the directory entry that names it to the disk.
     public func seal(_ name: String, descriptor: Int32) throws {
+        beforeSeal?()
         if let failSealsWhile, access(failSealsWhile, F_OK) == 0 { throw StagingError.system("fsync", path(of: name), EIO) }
         guard fsync(descriptor) == 0 else { throw StagingError.system("fsync", path(of: name), errno) }
         try syncDirectory()

@@ -25,7 +25,7 @@ extension LocalWrites {
         // A new file under the name a renamed-away document left: its bytes are that document's next version.
         let shadow = localOnly ? nil : takeShadow(parent: parent, name: name)
         let session = WriteSession(ino: node.ino, copy: copy, dirty: true, itemID: shadow?.itemID, baseETag: shadow?.eTag)
-        lock.withLock { sessions[node.ino] = session }
+        lock.withLock { document(node.ino) { $0.session = session } }
         return (node, session)
     }
 
@@ -35,7 +35,7 @@ extension LocalWrites {
     public func open(_ node: NodeSnapshot, truncate: Bool) async throws -> WriteSession {
         guard node.level == .document, node.type == .file else { throw NamespaceError.notPermitted("only documents can be written") }
         if let session = lock.withLock({ () -> WriteSession? in
-            guard let session = sessions[node.ino] else { return nil }
+            guard let session = documents[node.ino]?.session else { return nil }
             return session.withState { state in
                 guard !state.submitted else { return nil }
                 state.opens += 1
@@ -54,14 +54,16 @@ extension LocalWrites {
             // Sparse at the document's size, so the copy's size is right before its bytes arrive.
             guard ftruncate(copy.descriptor, off_t(content.size)) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         }
-        let pendingUpload = lock.withLock { uploads[node.ino] }
+        let pendingUpload = lock.withLock { documents[node.ino]?.upload }
         // Based on the version the user sees; when an upload of ours is still on its way, the engine
         // fills in the version it makes.
         let session = WriteSession(ino: node.ino, copy: copy, dirty: truncate, itemID: node.itemID,
                                    baseETag: pendingUpload == nil ? node.eTag : nil, source: source)
         lock.withLock {
-            sessions[node.ino] = session
-            conflictNotes[node.ino] = nil
+            document(node.ino) { document in
+                document.session = session
+                document.conflictNote = nil
+            }
         }
         if truncate { tree.setLocal(node.ino, stagedFile: .some(copy.name), size: 0) }
         return session
@@ -300,7 +302,10 @@ extension LocalWrites {
         }
         guard dirty else { return }
         try completeCopyBlocking(session)
-        try session.exclusive { try sealAndRecord(session) }
+        // Looked at again with the copy held alone: a rename recording these bytes meanwhile (a late
+        // release racing it) has sealed and recorded them already, and a second change of the same
+        // staged file would lose it to the first one's upload.
+        try session.exclusive { if session.withState({ $0.dirty }) { try sealAndRecord(session) } }
     }
 
     /// Makes the session's copy durable and journals it; a failed flush is noted for `user.crmfs.sync`.
@@ -352,7 +357,7 @@ extension LocalWrites {
         change.baseETag = baseETag
         change.sealed = sealed
         // A newer version of a document whose previous one has not started: the previous one need not go.
-        if let previous = lock.withLock({ uploads[session.ino] }), let earlier = try engine.change(id: previous),
+        if let previous = lock.withLock({ documents[session.ino]?.upload }), let earlier = try engine.change(id: previous),
            earlier.stagedFile != copy.name, try engine.withdraw(previous) {
             change.itemID = change.itemID ?? earlier.itemID
             change.baseETag = earlier.baseETag
@@ -375,7 +380,7 @@ extension LocalWrites {
                 return state.opens
             }
             guard opens <= 0 else { return false }
-            if sessions[session.ino] === session { sessions[session.ino] = nil }
+            document(session.ino) { if $0.session === session { $0.session = nil } }
             return true
         }
         guard last else { return }
@@ -494,7 +499,7 @@ extension LocalWrites {
         // Noted under the registry's lock, so a last close cannot take the session away between the
         // check and the note: the close's flush sees it.
         let noted = lock.withLock { () -> Bool in
-            guard let session = sessions[node.ino] else { return false }
+            guard let session = documents[node.ino]?.session else { return false }
             session.withState { $0.timesChanged = true }  // goes with the session's upload, or alone at its close
             return true
         }
@@ -507,7 +512,7 @@ extension LocalWrites {
     private func timeChanged(_ node: NodeSnapshot) throws {
         guard !node.localOnly, node.level == .document else { return }
         let date = node.modified
-        let upload = lock.withLock { uploads[node.ino] }
+        let upload = lock.withLock { documents[node.ino]?.upload }
         if let upload, try engine.amend(upload, { $0.modified = date }) { return }
         guard node.itemID != nil || upload != nil else { return }
         // Named by item, with no parent: a move that moves nothing, carrying only the time.

@@ -31,7 +31,7 @@ extension LocalWrites {
         }
         node = try await settle(node, withdrawing: true)
         tree.detach(node.ino)
-        if let session = lock.withLock({ sessions[node.ino] }) {
+        if let session = lock.withLock({ documents[node.ino]?.session }) {
             session.withState { $0.unlinked = true }
             session.fill?.cancel()
         }
@@ -40,7 +40,7 @@ extension LocalWrites {
             try removeRemote(itemID: shadow.itemID, node: node, parent: shadow.parent)
         } else if let itemID = node.itemID, !node.localOnly {
             try removeRemote(itemID: itemID, node: node, parent: parent)
-        } else if let file = node.stagedFile, lock.withLock({ sessions[node.ino] == nil }) {
+        } else if let file = node.stagedFile, lock.withLock({ documents[node.ino]?.session == nil }) {
             try staging.remove(file)
         }
     }
@@ -56,7 +56,7 @@ extension LocalWrites {
     /// `withdrawing` (the node is going away), first withdraws its uploads and folder creations that have
     /// not started. Returns the node as it is then.
     private func settle(_ node: NodeSnapshot, withdrawing: Bool) async throws -> NodeSnapshot {
-        let ids = lock.withLock { pending[node.ino] ?? [] }
+        let ids = lock.withLock { documents[node.ino]?.changes ?? [] }
         for id in ids.sorted() {
             guard let change = try engine.change(id: id) else { continue }
             if change.state == .staged && !withdrawing { continue }
@@ -90,7 +90,7 @@ extension LocalWrites {
         if let target {
             let settled = try await settle(target, withdrawing: true)
             if let itemID = settled.itemID, !settled.localOnly { replacedItem = (itemID, settled.eTag) }
-            if let file = settled.stagedFile, lock.withLock({ sessions[settled.ino] == nil }) { try? staging.remove(file) }
+            if let file = settled.stagedFile, lock.withLock({ documents[settled.ino]?.session == nil }) { try? staging.remove(file) }
         }
         let source = try await settle(found, withdrawing: false)
         try tree.move(source.ino, to: newParent, name: newName)
@@ -106,7 +106,7 @@ extension LocalWrites {
             break  // a temporary name to another temporary name
         case (false, true):
             // Bytes not sent yet become local-only: their upload is withdrawn.
-            for id in lock.withLock({ pending[source.ino] ?? [] }) where try engine.withdraw(id) { forget(id) }
+            for id in lock.withLock({ documents[source.ino]?.changes ?? [] }) where try engine.withdraw(id) { forget(id) }
             tree.setLocal(source.ino, localOnly: true)
         case (true, false):
             let itemID = shadow?.itemID ?? source.itemID!
@@ -126,7 +126,7 @@ extension LocalWrites {
             tree.setLocal(source.ino, localOnly: false)
             let reused = replacedItem ?? takeShadow(parent: newParent, name: newName).map { ($0.itemID, $0.eTag) }
             if source.type == .directory {
-                for id in lock.withLock({ pending[source.ino] ?? [] }) {
+                for id in lock.withLock({ documents[source.ino]?.changes ?? [] }) {
                     try engine.amend(id) { change in
                         change.name = newName
                         change.put(in: to)
@@ -143,7 +143,7 @@ extension LocalWrites {
     private func restage(_ ino: UInt64, itemID: String?, baseETag: String?) async throws {
         guard let node = tree.current(ino) else { return }
         let place = try tree.place(ofDirectory: node.parent)
-        if let session = lock.withLock({ sessions[ino] }) {
+        if let session = lock.withLock({ documents[ino]?.session }) {
             // Open for writing: its bytes so far become the change (held until the last close).
             try await completeCopy(session)
             let amended = try session.exclusive { () -> Bool in
@@ -176,7 +176,7 @@ extension LocalWrites {
             return
         }
         guard let file = node.stagedFile else { return }
-        for id in lock.withLock({ pending[ino] ?? [] }) {
+        for id in lock.withLock({ documents[ino]?.changes ?? [] }) {
             // Keep the bytes: withdrawing would delete the staged file, so a change not started is amended instead.
             if try engine.change(id: id)?.kind == .upload, try engine.amend(id, { change in
                 change.name = node.name

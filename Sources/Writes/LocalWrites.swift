@@ -18,15 +18,12 @@ public final class LocalWrites: @unchecked Sendable {
 
     /// Guards the registry below (`LocalWrites.lock` in the lock order).
     let lock = NSLock()
-    /// Documents open for writing.
-    var sessions: [UInt64: WriteSession] = [:]
+    /// Each document or folder with local writes, one entry per node while it has any (see `LocalDocument`).
+    var documents: [UInt64: LocalDocument] = [:]
+    /// The node each change not yet done belongs to, for the engine's outcomes.
     var owners: [Int64: ChangeOwner] = [:]
-    /// Each document's newest upload not yet done.
-    var uploads: [UInt64: Int64] = [:]
-    /// Every change not yet done, per node.
-    var pending: [UInt64: Set<Int64>] = [:]
+    /// Remote documents renamed to a temporary name, by item (see `Shadow`).
     var shadows: [String: Shadow] = [:]
-    var conflictNotes: [UInt64: String] = [:]
 
     public var staging: StagingArea { support.staging }
     var engine: WritebackEngine { support.engine }
@@ -91,7 +88,7 @@ public final class LocalWrites: @unchecked Sendable {
     /// Waits until document `ino` is in SharePoint (its pending upload done), for edits that need its item.
     /// A document still open for writing has no final bytes yet: EBUSY.
     public func uploaded(_ ino: UInt64) async throws {
-        let (open, upload) = lock.withLock { (sessions[ino] != nil, uploads[ino]) }
+        let (open, upload) = lock.withLock { (documents[ino]?.session != nil, documents[ino]?.upload) }
         guard let upload else { return }
         if open { throw POSIXError(.EBUSY) }
         engine.release(upload)
@@ -103,7 +100,8 @@ public final class LocalWrites: @unchecked Sendable {
     /// `user.crmfs.sync` of a document.
     public func syncStatus(_ node: NodeSnapshot) -> String {
         if node.localOnly { return "local-only" }
-        let (session, changes, note) = lock.withLock { (sessions[node.ino], pending[node.ino] ?? [], conflictNotes[node.ino]) }
+        let document = lock.withLock { documents[node.ino] } ?? LocalDocument()
+        let (session, changes, note) = (document.session, document.changes, document.conflictNote)
         if let session {
             let (dirty, changeID, sealFailure) = session.withState { ($0.dirty, $0.changeID, $0.sealFailure) }
             if let sealFailure { return "error: \(SealFailure(reason: sealFailure))" }
@@ -120,7 +118,7 @@ public final class LocalWrites: @unchecked Sendable {
     /// a new copy). Returns once those changes are done; throws when some gave up or could not be sealed.
     public func drain() async throws {
         var problems: [String] = []
-        for session in lock.withLock({ Array(sessions.values) }) {
+        for session in lock.withLock({ documents.values.compactMap(\.session) }) {
             do {
                 if let id = try await handOver(session) { engine.release(id) }
             } catch {
@@ -139,11 +137,20 @@ public final class LocalWrites: @unchecked Sendable {
         tree.pin(owner.ino)
     }
 
+    /// Reads or changes node `ino`'s entry, with the lock held; an entry left with nothing in it goes.
+    func document<T>(_ ino: UInt64, _ body: (inout LocalDocument) throws -> T) rethrows -> T {
+        var document = documents[ino] ?? LocalDocument()
+        defer { documents[ino] = document.isEmpty ? nil : document }
+        return try body(&document)
+    }
+
     /// Books a change under its node (lock held).
     func register(_ id: Int64, _ owner: ChangeOwner, upload: Bool) {
         owners[id] = owner
-        pending[owner.ino, default: []].insert(id)
-        if upload { uploads[owner.ino] = id }
+        document(owner.ino) { document in
+            document.changes.insert(id)
+            if upload { document.upload = id }
+        }
     }
 
     /// Forgets a change that was withdrawn or is done; returns who it belonged to.
@@ -151,9 +158,10 @@ public final class LocalWrites: @unchecked Sendable {
     func forget(_ id: Int64) -> ChangeOwner? {
         guard let owner = lock.withLock({ () -> ChangeOwner? in
             guard let owner = owners.removeValue(forKey: id) else { return nil }
-            pending[owner.ino]?.remove(id)
-            if pending[owner.ino]?.isEmpty == true { pending[owner.ino] = nil }
-            if uploads[owner.ino] == id { uploads[owner.ino] = nil }
+            document(owner.ino) { document in
+                document.changes.remove(id)
+                if document.upload == id { document.upload = nil }
+            }
             return owner
         }) else { return nil }
         tree.unpin(owner.ino)
@@ -190,7 +198,7 @@ public final class LocalWrites: @unchecked Sendable {
                 tree.setLocal(owner.ino, stagedFile: .some(nil))
                 tree.expire(owner.parent)
             }
-            lock.withLock { conflictNotes[owner.ino] = note }
+            lock.withLock { document(owner.ino) { $0.conflictNote = note } }
         case .gaveUp(let change, let reason):
             logger.error("not sent after retries; kept in the journal", metadata: ["name": "\(change.name)", "error": "\(reason)"])
         }

@@ -124,23 +124,3 @@ final class ReadWriteLock: @unchecked Sendable {
     func lockExclusive() { pthread_rwlock_wrlock(lock) }
     func unlock() { pthread_rwlock_unlock(lock) }
 }
-
-/// A remote document renamed to a temporary name (vim's `doc~`, Word's `~WRL0001.tmp`): the service
-/// keeps it under its old name until the temporary file is deleted (then it is deleted) or a new file
-/// takes the old name (then that file's bytes become its next version).
-struct Shadow {
-    var ino: UInt64
-    var itemID: String
-    var eTag: String?
-    var parent: UInt64
-    var name: String
-}
-
-/// Who a journal change belongs to in the tree.
-struct ChangeOwner {
-    var ino: UInt64
-    /// The directory it was made in, to learn a record folder's id once the engine made it.
-    var parent: UInt64
-    /// The item a delete or replace hid from listings until the service has the change.
-    var hiddenItem: String?
-}

@@ -1,7 +1,5 @@
 import Config
 import Foundation
-import Graph
-import HTTP
 import Namespace
 import Testing
 import TestSupport
@@ -10,59 +8,13 @@ import TestSupport
 /// sandbox and no kernel (the mount tests cover the same through both).
 @Suite("Tree (in memory)")
 struct TreeTests {
-    static let config = """
-        [salesforce]
-        instance_url = "https://contoso.my.salesforce.com"
-        client_id = "3MVG9abc"
-        client_secret_env = "SF_SECRET"
-
-        [graph]
-        tenant = "contoso.onmicrosoft.com"
-        client_id = "00000000-0000-0000-0000-000000000001"
-        client_secret_env = "GRAPH_SECRET"
-        site = "memory.sharepoint.com:/sites/Sales"
-        library = "LIBRARY"
-
-        [[objects]]
-        object = "Account"
-        directory = "Accounts"
-        name = "{Name}"
-        folder = "Accounts/{Name} ({Id})"
-        """
-
-    /// A library with an `Accounts` folder, a CRM with no records yet, and a way to open trees on them.
-    struct Tenant {
-        let drive = InMemoryDrive()
-        let records = InMemoryRecords()
-        let accounts: String
-
-        init() { accounts = drive.addFolder("Accounts") }
-
-        func open(library: String = "Documents", attributeTimeout: TimeInterval = 60) async throws -> Tree {
-            let config = try ConfigLoader.parse(TreeTests.config.replacingOccurrences(of: "LIBRARY", with: library), path: "/etc/crmfs/tree.conf")
-            return try await Tree.open(config: config, graph: drive, salesforce: records, recordURLBase: "https://contoso.my.salesforce.com",
-                                       options: TreeOptions(attributeTimeout: attributeTimeout))
-        }
-
-        /// An account and, when it has documents, its folder holding them.
-        @discardableResult
-        func account(_ id: String, _ name: String, documents: [String: String] = [:]) -> String? {
-            records.add("Account", ["Id": .string(id), "Name": .string(name)])
-            guard !documents.isEmpty else { return nil }
-            let folder = drive.addFolder("\(name) (\(id))", in: accounts)
-            for (name, text) in documents { drive.addDocument(name, in: folder, content: Data(text.utf8)) }
-            return folder
-        }
-    }
+    typealias Tenant = MemoryTenant
 
     static func names(_ tree: Tree, _ ino: UInt64) async throws -> [String] {
         try await tree.list(ino).map(\.name).sorted()
     }
 
-    static func record(_ tree: Tree, _ name: String) async throws -> UInt64 {
-        let accounts = try await tree.lookup(parent: Tree.rootIno, name: "Accounts")
-        return try await tree.lookup(parent: accounts.ino, name: name).ino
-    }
+    static func record(_ tree: Tree, _ name: String) async throws -> UInt64 { try await MemoryTenant.record(tree, name) }
 
     @Test("objects, records and their documents are directories and files, sized as the library says")
     func recordsAndDocuments() async throws {

@@ -34,7 +34,6 @@ struct EngineSchedulingTests {
                                      retryDelay: .milliseconds(10), width: width)
         }
 
-        /// Records an upload of `text` as `name` in the folder.
         /// Records an upload of `text` as `name` in the folder (linked to a record of `object`, when given).
         @discardableResult
         func upload(_ text: String, as name: String, held: Bool = false, object: String? = nil) throws -> PendingChange {

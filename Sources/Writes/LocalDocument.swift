@@ -1,0 +1,39 @@
+import Foundation
+
+/// What the mount holds for one document (or folder) with local writes, in `LocalWrites.documents`
+/// under `LocalWrites.lock`: the session open on it for writing, the journal changes not done yet, the
+/// newest of them that uploads its bytes, and the note of its last conflict. The bytes, times and base
+/// version of an open document are its `WriteSession`'s; a closed document's are in its journaled change.
+/// The entry goes once it holds nothing.
+struct LocalDocument {
+    /// Open for writing: every handle on the document shares it.
+    var session: WriteSession?
+    /// Every journal change of the node not done yet.
+    var changes: Set<Int64> = []
+    /// The newest upload not done yet: a later version replaces or follows it, a time rides on it.
+    var upload: Int64?
+    /// What `user.crmfs.sync` says after a conflict, until the document is written again.
+    var conflictNote: String?
+
+    var isEmpty: Bool { session == nil && changes.isEmpty && upload == nil && conflictNote == nil }
+}
+
+/// A remote document renamed to a temporary name (vim's `doc~`, Word's `~WRL0001.tmp`): the service
+/// keeps it under its old name until the temporary file is deleted (then it is deleted) or a new file
+/// takes the old name (then that file's bytes become its next version).
+struct Shadow {
+    var ino: UInt64
+    var itemID: String
+    var eTag: String?
+    var parent: UInt64
+    var name: String
+}
+
+/// Who a journal change belongs to in the tree.
+struct ChangeOwner {
+    var ino: UInt64
+    /// The directory it was made in, to learn a record folder's id once the engine made it.
+    var parent: UInt64
+    /// The item a delete or replace hid from listings until the service has the change.
+    var hiddenItem: String?
+}
