@@ -401,13 +401,8 @@ extension LocalWrites {
             // (A change an fsync handed over is on its way already.)
             return submitted ? nil : changeID
         }
-        if let release { engine.release(release, after: Self.quietPeriod) }
+        if let release { engine.release(release, after: quietPeriod) }
     }
-
-    /// How long a closed file waits before its upload starts: tools set the time (`cp -p`, `touch`) or
-    /// rename right after closing, and those should travel with the upload rather than after it as an
-    /// extra version. The bytes are durable meanwhile; `fsync` and `crmfs sync` do not wait for it.
-    static let quietPeriod: Duration = .seconds(1)
 
     /// How many written bytes make the staged file's pages start for the disk.
     static let writebackStep = 16 << 20

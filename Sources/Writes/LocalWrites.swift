@@ -15,6 +15,10 @@ public final class LocalWrites: @unchecked Sendable {
     let reader: BlockReader
     let support: WriteSupport
     let logger: Logger
+    /// How long a closed file waits before its upload starts: tools set the time (`cp -p`, `touch`) or
+    /// rename right after closing, and those should travel with the upload rather than after it as an
+    /// extra version. The bytes are durable meanwhile; `fsync` and `crmfs sync` do not wait for it.
+    let quietPeriod: Duration
 
     /// Guards the registry below (`LocalWrites.lock` in the lock order).
     let lock = NSLock()
@@ -28,7 +32,8 @@ public final class LocalWrites: @unchecked Sendable {
     public var staging: StagingArea { support.staging }
     var engine: WritebackEngine { support.engine }
 
-    public init(tree: Tree, reader: BlockReader, support: WriteSupport, logger: Logger) {
+    public init(tree: Tree, reader: BlockReader, support: WriteSupport, logger: Logger, quietPeriod: Duration = .seconds(1)) {
+        self.quietPeriod = quietPeriod
         self.tree = tree
         self.reader = reader
         self.support = support
