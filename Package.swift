@@ -44,7 +44,7 @@ let package = Package(
         // SharePoint's naming rules; shared by the client and the sandbox.
         .target(name: "SharePointNaming"),
         // Microsoft Graph client (SharePoint document libraries).
-        .target(name: "Graph", dependencies: ["HTTP", "QuickXor"]),
+        .target(name: "Graph", dependencies: ["HTTP"]),
         // Salesforce REST client.
         .target(name: "CRM", dependencies: ["HTTP"]),
         // mount.conf parsing and validation.
@@ -117,7 +117,8 @@ let package = Package(
         .testTarget(name: "ClientTests", dependencies: ["CRM", "Config", "Graph", "HTTP", "QuickXor", "Services", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["CRM", "Config", "Graph", "HTTP", "QuickXor", "Sandbox", "Services", "TestSupport"]),
         .testTarget(name: "WritebackTests", dependencies: ["Writeback", "Graph", "CRM", "Config", "HTTP", "QuickXor", "Services", "TestSupport"]),
-        .testTarget(name: "WritesTests", dependencies: ["Cache", "Namespace", "TestSupport", "Writeback", "Writes"]),
+        .testTarget(name: "WritesTests", dependencies: ["Cache", "Namespace", "TestSupport", "Writeback", "Writes",
+                                                     .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TreeTests", dependencies: ["Config", "Namespace", "TestSupport"]),
         .testTarget(name: "ParserTests", dependencies: ["Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox"]),
         .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
