@@ -50,17 +50,6 @@ struct Mounter {
     private func writeSupport(state: URL, connections: Connections) throws -> WriteSupport {
         let staging = try StagingArea(directory: state.appendingPathComponent("staging"))
         let journal = try Journal(path: state.appendingPathComponent("journal.sqlite").path)
-        // Changes an fsync recorded but a crash stopped before their bytes were on disk: never promised, set aside.
-        for change in try journal.discardUnsealed() {
-            logger.warning("an fsync interrupted by a crash left a change whose bytes may be incomplete; its staged file is kept aside",
-                           metadata: ["name": "\(change.name)"])
-        }
-        // Files written but never closed before a crash (or kept local) are not in the journal: kept aside, not lost.
-        for orphan in try staging.orphans(keeping: journal.stagedFiles()) {
-            try staging.keepAside(orphan, as: orphan, in: "recovered")
-            logger.warning("a staged file no change names (written but not closed before a restart, or kept local) was moved aside",
-                           metadata: ["file": "\(state.path)/recovered/\(orphan)"])
-        }
         let uploader = Uploader(graph: connections.graph, staging: staging, journal: journal,
                                 fragmentSize: Int(config.writeback.fragmentSize), simpleUploadMax: config.writeback.simpleUploadMax)
         var objects: [String: ObjectLinking] = [:]
@@ -70,6 +59,15 @@ struct Mounter {
         let engine = WritebackEngine(journal: journal, staging: staging, uploader: uploader,
                                      linker: Linker(graph: connections.graph, salesforce: connections.salesforce),
                                      graph: connections.graph, salesforce: connections.salesforce, objects: objects)
+        let leftovers = try engine.setAsideCrashLeftovers()
+        for change in leftovers.unsealed {
+            logger.warning("an fsync interrupted by a crash left a change whose bytes may be incomplete; its staged file is kept aside",
+                           metadata: ["name": "\(change.name)"])
+        }
+        for file in leftovers.keptAside {
+            logger.warning("a staged file no change names (written but not closed before a restart, or kept local) was moved aside",
+                           metadata: ["file": "\(file)"])
+        }
         let pending = try journal.count
         if pending > 0 { logger.info("resuming changes from the journal", metadata: ["changes": "\(pending)"]) }
         engine.start()
