@@ -5,7 +5,12 @@ public struct FaultPlan: Sendable {
     /// Fractions of requests answered 429 or 503 (with Retry-After), dropped (`reset`),
     /// or served whole where a range was asked (`norange`, download URLs only).
     public var rates: [(fault: Fault, rate: Double)] = []
+    /// Every request waits this long before it is answered, give or take up to `latencyJitterMilliseconds`
+    /// (drawn evenly), as a request to a real service does.
     public var latencyMilliseconds = 0
+    public var latencyJitterMilliseconds = 0
+    /// Each download and upload stream moves at most this many bytes a second; 0 is no cap.
+    public var streamBytesPerSecond: Int64 = 0
     public var retryAfterSeconds = 1
     /// A Retry-After value sent as it is instead of the seconds (`inf`, `1e30`, a date): what a
     /// misbehaving proxy or service might send, for the clients' parsers to survive.
@@ -60,12 +65,15 @@ final class FaultInjector: @unchecked Sendable {
     private let lock = NSLock()
     private var current: FaultPlan
     private var rng: SeededGenerator
+    /// Latency draws use dice of their own, so the faults a seed gives stay the same with latency on.
+    private var latencyRNG: SeededGenerator
     /// Faults to inject into the very next requests, in order, before the plan's dice apply again.
     private var queued: [Fault] = []
 
     init(plan: FaultPlan) {
         current = plan
         rng = SeededGenerator(seed: plan.seed)
+        latencyRNG = SeededGenerator(seed: plan.seed &+ 1)
     }
 
     var plan: FaultPlan { lock.withLock { current } }
@@ -74,6 +82,17 @@ final class FaultInjector: @unchecked Sendable {
         lock.withLock {
             current = plan
             rng = SeededGenerator(seed: plan.seed)
+            latencyRNG = SeededGenerator(seed: plan.seed &+ 1)
+        }
+    }
+
+    /// How long the next request waits: the mean, give or take the jitter; never less than nothing.
+    func latency() -> Duration {
+        lock.withLock {
+            let mean = current.latencyMilliseconds, jitter = current.latencyJitterMilliseconds
+            guard mean > 0 || jitter > 0 else { return .zero }
+            let offset = jitter > 0 ? Int(latencyRNG.next() % UInt64(2 * jitter + 1)) - jitter : 0
+            return .milliseconds(max(0, mean + offset))
         }
     }
 

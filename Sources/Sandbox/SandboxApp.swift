@@ -16,6 +16,8 @@ public struct SandboxOptions: Sendable {
     public var queryBatchSize = 2000
     /// Daily Salesforce API request limit; past it every call answers 403 REQUEST_LIMIT_EXCEEDED.
     public var salesforceDailyLimit = 1_000_000
+    /// SharePoint's per-app budget of resource units a minute (1,200 for a small tenant); 0 is none.
+    public var resourceUnitsPerMinute = 0
     /// Graph children `$top` ceiling.
     public var maxPageSize = 999
     public var maxRequestBodyBytes = 64 << 20
@@ -36,6 +38,7 @@ final class SandboxApp: Sendable {
     let stats = Stats()
     let tokens: TokenRegistry
     let faults: FaultInjector
+    let budget: ResourceBudget
     let credentials: SandboxCredentials
     let logger: Logger
     private let entra: EntraService
@@ -53,6 +56,7 @@ final class SandboxApp: Sendable {
         credentials = try SandboxCredentials.load(from: store)
         tokens = TokenRegistry(lifetime: options.tokenLifetime)
         faults = FaultInjector(plan: options.faults)
+        budget = ResourceBudget(unitsPerMinute: options.resourceUnitsPerMinute)
         entra = EntraService(credentials: credentials, tokens: tokens, stats: stats)
         graph = GraphService(store: store, tokens: tokens, stats: stats, options: options)
         salesforce = SalesforceService(store: store, tokens: tokens, stats: stats, options: options, credentials: credentials)
@@ -63,7 +67,18 @@ final class SandboxApp: Sendable {
         if request.path.hasPrefix("/_sandbox/") { return .response(admin(request)) }
         let service = Service(path: request.path)
         let plan = faults.plan
-        if plan.latencyMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(plan.latencyMilliseconds)) }
+        let latency = faults.latency()
+        if latency > .zero { try? await Task.sleep(for: latency) }
+        var budgetHeaders: [(String, String)] = []
+        switch budget.charge(ResourceCost.of(method: request.method, path: request.path, query: request.query, service: service)) {
+        case .allowed(let headers):
+            budgetHeaders = headers.map { ($0.name, $0.value) }
+        case .throttled(let retryAfter, let headers):
+            stats.increment("throttled")
+            var response = service.throttled(status: 429, retryAfter: String(retryAfter))
+            response.headers += headers.map { ($0.name, $0.value) }
+            return .response(response)
+        }
         let fault = faults.draw()
         switch fault {
         case .reset:
@@ -75,6 +90,15 @@ final class SandboxApp: Sendable {
         case .ignoreRange, .stall, .pass, .none:
             break
         }
+        var reply = await answer(request, service: service, fault: fault)
+        if case .response(var response) = reply, !budgetHeaders.isEmpty {
+            response.headers += budgetHeaders
+            reply = .response(response)
+        }
+        return reply
+    }
+
+    private func answer(_ request: SandboxRequest, service: Service, fault: Fault?) async -> SandboxReply {
         do {
             switch service {
             case .entra: return .response(try entra.handle(request))
@@ -144,10 +168,13 @@ final class SandboxApp: Sendable {
             do {
                 if let spec = object["faults"] as? String { try plan.parse(spec: spec) }
                 if let latency = object["latencyMs"] as? Int { plan.latencyMilliseconds = latency }
+                if let jitter = object["latencyJitterMs"] as? Int { plan.latencyJitterMilliseconds = jitter }
+                if let rate = object["streamBytesPerSecond"] as? Int { plan.streamBytesPerSecond = Int64(rate) }
+                if let units = object["ruPerMinute"] as? Int { budget.unitsPerMinute = units }
                 if let retryAfter = object["retryAfter"] as? Int { plan.retryAfterSeconds = retryAfter; plan.retryAfterText = nil }
                 if let retryAfter = object["retryAfter"] as? String { plan.retryAfterText = retryAfter }
                 if let seed = object["seed"] as? Int { plan.seed = UInt64(seed) }
-                if object["faults"] != nil || object["latencyMs"] != nil || object["retryAfter"] != nil || object["seed"] != nil {
+                if ["faults", "latencyMs", "latencyJitterMs", "streamBytesPerSecond", "retryAfter", "seed"].contains(where: { object[$0] != nil }) {
                     faults.replace(plan: plan)
                 }
                 if let next = object["next"] as? [String] { faults.enqueue(try next.map(Fault.init(kind:))) }

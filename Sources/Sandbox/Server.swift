@@ -156,6 +156,7 @@ final class SandboxHTTPHandler: ChannelInboundHandler {
     /// `http` or `https`, for the URLs the sandbox hands out.
     private let scheme: String
     private var head: HTTPRequestHead?
+    private var headArrived = NIODeadline.now()
     private var body = ByteBuffer()
     private var bodyTooLarge = false
 
@@ -174,6 +175,7 @@ final class SandboxHTTPHandler: ChannelInboundHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             self.head = head
+            headArrived = .now()
             body.clear()
             bodyTooLarge = false
             // As the real services do: a client that asks before sending its body is told to go on.
@@ -197,8 +199,17 @@ final class SandboxHTTPHandler: ChannelInboundHandler {
         let app = self.app
         let tooLarge = bodyTooLarge
         let promise = context.eventLoop.makePromise(of: SandboxReply.self)
+        let arrived = headArrived
         promise.completeWithTask {
             if tooLarge { return .response(GraphErrors.response(413, "invalidRequest", "The request body is too large.")) }
+            // An upload stream moves no faster than the stream rate: its answer waits until the body
+            // could have arrived at that rate.
+            let rate = app.faults.plan.streamBytesPerSecond
+            if rate > 0, !request.body.isEmpty {
+                let due = arrived + .nanoseconds(Int64(Double(request.body.count) / Double(rate) * 1e9))
+                let wait = due - .now()
+                if wait > .zero { try? await Task.sleep(for: .nanoseconds(wait.nanoseconds)) }
+            }
             return await app.handle(request)
         }
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -248,13 +259,43 @@ final class SandboxHTTPHandler: ChannelInboundHandler {
         headers.replaceOrAdd(name: "Date", value: HTTPDates.now())
         let status = HTTPResponseStatus(statusCode: response.status)
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
-        if let bodyPart, !omitBody, length(of: bodyPart) > 0 {
-            context.write(wrapOutboundOut(.body(bodyPart)), promise: nil)
-        }
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-            try? fileHandle?.close()
-            if !keepAlive { channel.close(promise: nil) }
+        let finish = { [self] in
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+                try? fileHandle?.close()
+                if !keepAlive { channel.close(promise: nil) }
+            }
+        }
+        guard let bodyPart, !omitBody, length(of: bodyPart) > 0 else { return finish() }
+        let rate = app.faults.plan.streamBytesPerSecond
+        if rate > 0 {
+            writePaced(bodyPart, rate: rate, context: context, started: .now(), sent: 0, then: finish)
+        } else {
+            context.write(wrapOutboundOut(.body(bodyPart)), promise: nil)
+            finish()
+        }
+    }
+
+    /// Sends a body at most `rate` bytes a second (a download stream's cap), in slices of a twentieth
+    /// of a second's worth, each sent when the bytes before it would have arrived; then `then`.
+    private func writePaced(_ body: IOData, rate: Int64, context: ChannelHandlerContext, started: NIODeadline, sent: Int, then: @escaping () -> Void) {
+        let total = length(of: body)
+        guard sent < total, context.channel.isActive else { return then() }
+        let slice = min(total - sent, max(16 << 10, Int(rate / 20)))
+        switch body {
+        case .byteBuffer(let buffer):
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer.getSlice(at: buffer.readerIndex + sent, length: slice)!))), promise: nil)
+        case .fileRegion(let region):
+            let part = FileRegion(fileHandle: region.fileHandle, readerIndex: region.readerIndex + sent, endIndex: region.readerIndex + sent + slice)
+            context.writeAndFlush(wrapOutboundOut(.body(.fileRegion(part))), promise: nil)
+        }
+        let done = sent + slice
+        let due = started + .nanoseconds(Int64(Double(done) / Double(rate) * 1e9))
+        let boundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let boundThen = NIOLoopBound(then, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(deadline: due) {
+            boundSelf.value.writePaced(body, rate: rate, context: boundContext.value, started: started, sent: done, then: boundThen.value)
         }
     }
 

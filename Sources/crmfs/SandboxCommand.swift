@@ -41,8 +41,20 @@ struct SandboxCommand: AsyncParsableCommand {
     @Option(help: "Injected faults as KIND:FRACTION pairs, e.g. 429:0.1,503:0.05,reset:0.02,norange:0.1.")
     var faults = ""
 
-    @Option(help: "Added latency per request, in milliseconds.")
-    var latency = 0
+    @Option(help: "Time each request waits before it is answered, e.g. 100ms or 0.1s (a bare number is milliseconds).")
+    var latency = "0"
+
+    @Option(name: .customLong("latency-jitter"), help: "Each request's wait varies by up to this much either way, e.g. 50ms.")
+    var latencyJitter = "0"
+
+    @Option(name: .customLong("stream-rate"), help: "Cap of each download and upload stream, e.g. 40MiB/s (none by default).")
+    var streamRate: String?
+
+    @Option(name: .customLong("ru-per-minute"), help: "SharePoint's per-app budget of resource units a minute, e.g. 1200 (none by default).")
+    var ruPerMinute = 0
+
+    @Option(name: .customLong("api-per-day"), help: "Salesforce's daily API allowance.")
+    var apiPerDay = 1_000_000
 
     @Option(name: .customLong("fault-seed"), help: "Seed of the fault dice.")
     var faultSeed: UInt64 = 42
@@ -75,7 +87,19 @@ struct SandboxCommand: AsyncParsableCommand {
         }
         options.tokenLifetime = tokenLifetime
         do { options.faults = try FaultPlan(spec: faults) } catch { throw ValidationError("--faults: \(error)") }
-        options.faults.latencyMilliseconds = latency
+        options.faults.latencyMilliseconds = try Self.milliseconds(latency, option: "--latency")
+        options.faults.latencyJitterMilliseconds = try Self.milliseconds(latencyJitter, option: "--latency-jitter")
+        if let streamRate {
+            let perSecond = streamRate.hasSuffix("/s") ? String(streamRate.dropLast(2)) : streamRate
+            guard let rate = ByteSize.parse(perSecond), rate > 0 else {
+                throw ValidationError("--stream-rate: '\(streamRate)' is not a rate (try 40MiB/s)")
+            }
+            options.faults.streamBytesPerSecond = rate
+        }
+        guard ruPerMinute >= 0 else { throw ValidationError("--ru-per-minute: must be 0 (no budget) or more") }
+        options.resourceUnitsPerMinute = ruPerMinute
+        guard apiPerDay > 0 else { throw ValidationError("--api-per-day: must be more than 0") }
+        options.salesforceDailyLimit = apiPerDay
         options.faults.seed = faultSeed
         options.faults.retryAfterSeconds = retryAfter
         options.childrenPageSize = pageSize
@@ -92,6 +116,17 @@ struct SandboxCommand: AsyncParsableCommand {
         let signals = SignalWaiter(signals: [SIGINT, SIGTERM])
         await signals.wait()
         await server.stop()
+    }
+
+    /// A duration as `100ms`, `0.1s` or a bare number of milliseconds, within an hour.
+    static func milliseconds(_ text: String, option: String) throws -> Int {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let (number, scale): (String, Double) = trimmed.hasSuffix("ms") ? (String(trimmed.dropLast(2)), 1)
+            : trimmed.hasSuffix("s") ? (String(trimmed.dropLast()), 1000) : (trimmed, 1)
+        guard let value = Double(number), value.isFinite, value >= 0, value * scale <= 3_600_000 else {
+            throw ValidationError("\(option): '\(text)' is not a duration (try 100ms or 0.1s)")
+        }
+        return Int((value * scale).rounded())
     }
 
     private func parseListen() throws -> (String, Int) {

@@ -52,18 +52,23 @@ struct SandboxCommandTests {
         process.waitUntilExit()
         #expect(process.terminationReason == .exit && process.terminationStatus == 0)
 
-        let (again, line2, _) = try Self.launch(state: state, arguments: ["--records", "99"])
+        // Restarted with the load options as well: they are accepted (their effects are ServiceLoadTests').
+        let (again, line2, _) = try Self.launch(state: state, arguments: ["--records", "99", "--latency", "5ms", "--latency-jitter", "2ms",
+                                                                          "--stream-rate", "40MiB/s", "--ru-per-minute", "1200", "--api-per-day", "5000"])
         defer { again.terminate(); again.waitUntilExit() }
         let baseURL2 = String(line2.dropFirst("sandbox listening on ".count))
         let info2 = try await transport.perform(HTTPRequest(url: "\(baseURL2)/_sandbox/info"))
         #expect(try JSONDecoder().decode([String: String].self, from: info2.body)["driveId"] == driveID)
     }
 
-    @Test("a bad option is refused with a message naming it")
-    func badOption() throws {
+    @Test("a bad option is refused with a message naming it", arguments: [
+        ["--faults", "429:2"], ["--latency", "soon"], ["--latency", "2h"], ["--latency-jitter", "-5ms"],
+        ["--stream-rate", "fast"], ["--stream-rate", "0MiB/s"], ["--ru-per-minute", "-1"], ["--api-per-day", "0"],
+    ])
+    func badOption(_ option: [String]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["sandbox", "--state", "/tmp/unused-\(UUID().uuidString)", "--faults", "429:2"]
+        process.arguments = ["sandbox", "--state", "/tmp/unused-\(UUID().uuidString)"] + option
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
@@ -71,6 +76,6 @@ struct SandboxCommandTests {
         process.waitUntilExit()
         let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus != 0)
-        #expect(text.contains("--faults"))
+        #expect(text.contains(option[0]), "\(text)")
     }
 }

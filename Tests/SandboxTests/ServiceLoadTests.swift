@@ -1,0 +1,128 @@
+import Foundation
+import HTTP
+@testable import Sandbox
+import Testing
+import TestSupport
+
+/// The sandbox costs what the real services cost: time per request, a cap per stream, and SharePoint's
+/// budget of resource units (api-facts §11.1). Lower bounds only: a busy machine can only add time.
+@Suite("the sandbox under load, as the real services are")
+struct ServiceLoadTests {
+    /// Raw Graph GETs with the app's token, so a test sees the headers.
+    struct RawGraph {
+        let sandbox: SandboxFixture
+        let token: String
+
+        init(_ sandbox: SandboxFixture) async throws {
+            self.sandbox = sandbox
+            token = try await sandbox.connections().graphToken.token().value.exposedValue
+        }
+
+        func get(_ path: String) async throws -> HTTPResponse {
+            try await sandbox.transport.perform(HTTPRequest(url: "\(sandbox.baseURL)/v1.0\(path)", headers: ["Authorization": "Bearer \(token)"]))
+        }
+    }
+
+    static func seconds(_ body: () async throws -> Void) async rethrows -> Double {
+        let start = ContinuousClock.now
+        try await body()
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
+    @Test("each request waits the latency, give or take the jitter")
+    func latencyWithJitter() async throws {
+        try await withSandbox(records: 3, docsPerRecord: 1) { sandbox in
+            let driveID = try await sandbox.info()["driveId"]!
+            let graph = try await RawGraph(sandbox)
+            try await sandbox.admin("faults", ["latencyMs": 150, "latencyJitterMs": 100])
+            var times: [Double] = []
+            for _ in 0..<12 {
+                times.append(try await Self.seconds { _ = try await graph.get("/drives/\(driveID)/root") })
+            }
+            #expect(times.allSatisfy { $0 >= 0.045 }, "\(times)")
+            // Drawn evenly from 50 to 250 ms: twelve draws are not all alike.
+            #expect(times.max()! - times.min()! >= 0.03, "\(times)")
+            #expect(times.reduce(0, +) / Double(times.count) >= 0.1, "\(times)")
+        }
+    }
+
+    @Test("a download and an upload move no faster than the stream rate")
+    func streamRate() async throws {
+        try await withSandbox(records: 3, docsPerRecord: 1) { sandbox in
+            let connections = try sandbox.connections()
+            let driveID = try await sandbox.info()["driveId"]!
+            let bytes = Data((0..<(600 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            let file = sandbox.directory.appendingPathComponent("upload.bin")
+            try bytes.write(to: file)
+            let root = try await connections.graph.item(driveID: driveID, path: "Accounts")
+            _ = try await connections.graph.children(driveID: driveID, itemID: root.id)
+            try await sandbox.admin("faults", ["streamBytesPerSecond": 1 << 20])
+            var item = try await connections.graph.item(driveID: driveID, itemID: root.id)
+            let upload = try await Self.seconds {
+                item = try await connections.graph.simpleUpload(driveID: driveID, to: .child(parentID: root.id, name: "paced.bin"),
+                                                                 file: file.path, size: Int64(bytes.count), options: .init())
+            }
+            var received = Data()
+            let download = try await Self.seconds {
+                received = try await connections.graph.download(driveID: driveID, itemID: item.id).data
+            }
+            #expect(received == bytes)
+            // 600 KiB at 1 MiB/s: at least 0.55 s each way.
+            #expect(upload >= 0.55, "upload took \(upload) s")
+            #expect(download >= 0.55, "download took \(download) s")
+        }
+    }
+
+    @Test("past its budget of resource units a minute, Graph answers 429 with Retry-After; RateLimit headers from 80 %")
+    func resourceUnitBudget() async throws {
+        try await withSandbox(records: 3, docsPerRecord: 1) { sandbox in
+            let driveID = try await sandbox.info()["driveId"]!
+            let graph = try await RawGraph(sandbox)
+            try await sandbox.admin("faults", ["ruPerMinute": 10])
+            // A single item costs 1, a listing 2: 1 + 2 + 1 + 2 = 6, no headers yet (under 80 %).
+            for path in ["/drives/\(driveID)/root", "/drives/\(driveID)/root/children", "/drives/\(driveID)/root", "/drives/\(driveID)/root/children"] {
+                let response = try await graph.get(path)
+                #expect(response.status == 200)
+                #expect(response.headers["RateLimit-Remaining"] == nil)
+            }
+            // 8 of 10: the headers say how much is left and when the window frees.
+            let warned = try await graph.get("/drives/\(driveID)/root/children")
+            #expect(warned.status == 200)
+            #expect(warned.headers["RateLimit-Limit"] == "10")
+            #expect(warned.headers["RateLimit-Remaining"] == "2")
+            #expect(Int(warned.headers["RateLimit-Reset"] ?? "") .map { (1...60).contains($0) } == true)
+            _ = try await graph.get("/drives/\(driveID)/root/children")  // 10 of 10
+            let throttled = try await graph.get("/drives/\(driveID)/root")
+            #expect(throttled.status == 429)
+            #expect(Int(throttled.headers["Retry-After"] ?? "").map { (1...60).contains($0) } == true)
+            #expect(String(decoding: throttled.body, as: UTF8.self).contains("activityLimitReached"))
+            // Throttled requests count too, and the token endpoint is not SharePoint's to budget.
+            #expect(try await graph.get("/drives/\(driveID)/root").status == 429)
+            #expect(try await sandbox.stats()["throttled"] == 2)
+            try await sandbox.admin("faults", ["ruPerMinute": 0])
+            #expect(try await graph.get("/drives/\(driveID)/root").status == 200)
+        }
+    }
+
+    @Test("the budget's window slides: throttled requests count, and what was spent a minute ago no longer does")
+    func budgetWindowSlides() {
+        let budget = ResourceBudget(unitsPerMinute: 4)
+        func retryAfter(_ decision: ResourceBudget.Decision) -> Int? {
+            if case .throttled(let seconds, _) = decision { seconds } else { nil }
+        }
+        #expect(budget.charge(2, now: 0) == .allowed(headers: []))
+        #expect(retryAfter(budget.charge(2, now: 10)) == nil)
+        // 4 of 4 spent: throttled until the 2 units of t=0 leave the window at t=60.
+        #expect(retryAfter(budget.charge(1, now: 20)) == 40)
+        // At t=61 the window holds t=10 (2) and the throttled t=20 (1): 3 of 4, so it goes.
+        #expect(retryAfter(budget.charge(1, now: 61)) == nil)
+        #expect(retryAfter(budget.charge(1, now: 62)) == 8)
+        #expect(ResourceCost.of(method: "GET", path: "/v1.0/drives/d/items/i/children", query: [:], service: .graph) == 2)
+        #expect(ResourceCost.of(method: "GET", path: "/v1.0/drives/d/root/delta", query: ["token": "x"], service: .graph) == 1)
+        #expect(ResourceCost.of(method: "GET", path: "/v1.0/drives/d/root/delta", query: [:], service: .graph) == 2)
+        #expect(ResourceCost.of(method: "PATCH", path: "/v1.0/drives/d/items/i", query: [:], service: .graph) == 2)
+        #expect(ResourceCost.of(method: "GET", path: "/v1.0/drives/d/items/i", query: ["$expand": "permissions"], service: .graph) == 5)
+        #expect(ResourceCost.of(method: "POST", path: "/tenant/oauth2/v2.0/token", query: [:], service: .entra) == 0)
+    }
+}
