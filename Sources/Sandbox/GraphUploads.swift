@@ -145,7 +145,6 @@ extension GraphService {
     private func commit(staging: String, size: Int64, target: UploadTarget, behaviour: String, fileSystemInfo: [String: String],
                         drive: DriveRow, request: SandboxRequest) throws -> SandboxResponse {
         if !FileManager.default.fileExists(atPath: staging) { FileManager.default.createFile(atPath: staging, contents: nil) }
-        let hash = try QuickXorHash.hash(fileAt: staging)
         let times = (created: fileSystemInfo["createdDateTime"].flatMap(GraphTime.parse).map(GraphTime.format),
                      modified: fileSystemInfo["lastModifiedDateTime"].flatMap(GraphTime.parse).map(GraphTime.format))
         let existing: ItemRow?
@@ -163,6 +162,14 @@ extension GraphService {
             name = claim.name
             existing = claim.replacing  // checkTarget made sure it is a file
         }
+        var size = size
+        if options.rewriteOfficeFiles, OfficeRewrite.applies(to: name),
+           OfficeRewrite.promoteProperties(fileAt: staging, version: (existing?.contentVersion ?? 0) + 1) {
+            // As SharePoint does: the stored document is not the one sent.
+            size = (try FileManager.default.attributesOfItem(atPath: staging)[.size] as? Int64) ?? size
+            stats.increment("graph.upload.rewritten")
+        }
+        let hash = try QuickXorHash.hash(fileAt: staging)
         let saved = try store.storeUpload(staging: staging, size: size, hash: hash, over: existing, parent: parent, name: name,
                                           fsCreated: times.created, fsModified: times.modified, by: "crmfs sandbox app")
         return .json(existing == nil ? 201 : 200, try itemJSON(saved, drive: drive, parentPath: nil, query: ItemQuery(request: request), inDelta: false))

@@ -27,6 +27,8 @@ public struct SandboxOptions: Sendable {
     public var uploadSessionLifetime: TimeInterval = 24 * 3600
     /// Serve HTTPS with a certificate authority of its own (`ca.pem` in the state directory).
     public var tls = false
+    /// Rewrite uploaded Office documents as SharePoint does (api-facts §21): their stored size and hash differ.
+    public var rewriteOfficeFiles = true
 
     public init(stateDirectory: URL) { self.stateDirectory = stateDirectory }
 }

@@ -2,7 +2,7 @@ import Foundation
 
 /// What the mount holds for one document (or folder) with local writes, in `LocalWrites.documents`
 /// under `LocalWrites.lock`: the session open on it for writing, the journal changes not done yet, the
-/// newest of them that uploads its bytes, and the note of its last conflict. The bytes, times and base
+/// newest of them that uploads its bytes, and what its last change's settling left to say. The bytes, times and base
 /// version of an open document are its `WriteSession`'s; a closed document's are in its journaled change.
 /// The entry goes once it holds nothing.
 struct LocalDocument {
@@ -12,10 +12,11 @@ struct LocalDocument {
     var changes: Set<Int64> = []
     /// The newest upload not done yet: a later version replaces or follows it, a time rides on it.
     var upload: Int64?
-    /// What `user.crmfs.sync` says after a conflict, until the document is written again.
-    var conflictNote: String?
+    /// What `user.crmfs.sync` says once its last change settled unlike a plain upload (a conflict, or
+    /// the service rewrote the document as it stored it), until the document is written again.
+    var settledNote: String?
 
-    var isEmpty: Bool { session == nil && changes.isEmpty && upload == nil && conflictNote == nil }
+    var isEmpty: Bool { session == nil && changes.isEmpty && upload == nil && settledNote == nil }
 }
 
 /// A remote document renamed to a temporary name (vim's `doc~`, Word's `~WRL0001.tmp`): the service

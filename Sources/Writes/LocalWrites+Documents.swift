@@ -62,7 +62,7 @@ extension LocalWrites {
         lock.withLock {
             document(node.ino) { document in
                 document.session = session
-                document.conflictNote = nil
+                document.settledNote = nil
             }
         }
         if truncate { tree.setLocal(node.ino, stagedFile: .some(copy.name), size: 0) }

@@ -106,7 +106,7 @@ public final class LocalWrites: @unchecked Sendable {
     public func syncStatus(_ node: NodeSnapshot) -> String {
         if node.localOnly { return "local-only" }
         let document = lock.withLock { documents[node.ino] } ?? LocalDocument()
-        let (session, changes, note) = (document.session, document.changes, document.conflictNote)
+        let (session, changes, note) = (document.session, document.changes, document.settledNote)
         if let session {
             let (dirty, changeID, sealFailure) = session.withState { ($0.dirty, $0.changeID, $0.sealFailure) }
             if let sealFailure { return "error: \(SealFailure(reason: sealFailure))" }
@@ -191,6 +191,11 @@ public final class LocalWrites: @unchecked Sendable {
                 return
             }
             tree.adopt(owner.ino, item: item, sentFile: change.stagedFile)
+            if change.kind == .upload, let stored = item.size, stored != change.size {
+                // SharePoint rewrote it as it stored it (Office property promotion): its copy is the document now.
+                let note = "clean (SharePoint rewrote it on upload: \(change.size) bytes sent, \(stored) stored)"
+                lock.withLock { document(owner.ino) { $0.settledNote = note } }
+            }
         case .conflict(let change, let policy):
             guard let id = change.id, let owner = lock.withLock({ owners[id] }) else { return }
             let note: String
@@ -203,7 +208,7 @@ public final class LocalWrites: @unchecked Sendable {
                 tree.setLocal(owner.ino, stagedFile: .some(nil))
                 tree.expire(owner.parent)
             }
-            lock.withLock { document(owner.ino) { $0.conflictNote = note } }
+            lock.withLock { document(owner.ino) { $0.settledNote = note } }
         case .gaveUp(let change, let reason):
             logger.error("not sent after retries; kept in the journal", metadata: ["name": "\(change.name)", "error": "\(reason)"])
         }

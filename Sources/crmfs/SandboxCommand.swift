@@ -71,6 +71,9 @@ struct SandboxCommand: AsyncParsableCommand {
     @Flag(help: "Serve HTTPS with a certificate authority of its own (ca.pem in the state directory; the written mount.conf trusts it with ca_file).")
     var tls = false
 
+    @Flag(name: .customLong("keep-office-files"), help: "Store uploaded Office documents as sent (SharePoint rewrites their properties, so by default the sandbox does too).")
+    var keepOfficeFiles = false
+
     @Flag(help: "Log each request.")
     var verbose = false
 
@@ -105,6 +108,7 @@ struct SandboxCommand: AsyncParsableCommand {
         options.childrenPageSize = pageSize
         options.queryBatchSize = queryBatchSize
         options.tls = tls
+        options.rewriteOfficeFiles = !keepOfficeFiles
 
         try FileManager.default.createDirectory(at: options.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let server = try await SandboxServer.start(options: options)

@@ -479,6 +479,38 @@ struct WriteTests {
         }
     }
 
+    @Test("a .docx SharePoint rewrites as it stores it ends clean with the service's size, after one upload and no retry")
+    func officeRewriteIsNotAFailure() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            let local = try Self.scratch()
+            defer { try? FileManager.default.removeItem(at: local) }
+            let document = local.appendingPathComponent("Report.docx")
+            let made = try await Tools.run("python3", ["-c", """
+                import sys, zipfile
+                with zipfile.ZipFile(sys.argv[1], 'w') as z:
+                    z.writestr('[Content_Types].xml', '<Types/>')
+                    z.writestr('word/document.xml', '<w:document>' + 'text ' * 500 + '</w:document>')
+                """, document.path])
+            #expect(made.status == 0, "\(made.output)")
+            let sent = try Data(contentsOf: document)
+            try await mount.sandbox.admin("stats/reset")
+            #expect(try await Tools.run("/bin/cp", [document.path, mount.path(Self.acme)]).status == 0)
+            // (Taking the rewrite for a failed transfer retried it for ever, each upload rewritten again.)
+            try await expectSynced(mount, timeLimit: .seconds(120))
+            let stats = try await mount.sandbox.stats()
+            #expect(stats["graph.upload.rewritten"] == 1, "\(stats)")
+            #expect((stats["graph.upload.simple"] ?? 0) + (stats["graph.upload.session"] ?? 0) == 1, "one upload, no retry: \(stats)")
+            let path = mount.path("\(Self.acme)/Report.docx")
+            let state = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", path])
+            #expect(state.output.hasPrefix("clean (SharePoint rewrote it on upload: \(sent.count) bytes sent"), "\(state.output)")
+            let remote = try await Remote(mount)
+            let stored = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Report.docx"))
+            #expect(stored.size != Int64(sent.count))
+            let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64
+            #expect(size == stored.size, "stat shows the service's document")
+        }
+    }
+
     @Test("fsync returns once the file is uploaded; user.crmfs.sync says where a file stands")
     func fsyncWaits() async throws {
         try await withMount(records: 2, docsPerRecord: 1) { mount in

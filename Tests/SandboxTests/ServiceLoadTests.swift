@@ -1,5 +1,7 @@
 import Foundation
+import Graph
 import HTTP
+import QuickXor
 @testable import Sandbox
 import Testing
 import TestSupport
@@ -124,5 +126,78 @@ struct ServiceLoadTests {
         #expect(ResourceCost.of(method: "PATCH", path: "/v1.0/drives/d/items/i", query: [:], service: .graph) == 2)
         #expect(ResourceCost.of(method: "GET", path: "/v1.0/drives/d/items/i", query: ["$expand": "permissions"], service: .graph) == 5)
         #expect(ResourceCost.of(method: "POST", path: "/tenant/oauth2/v2.0/token", query: [:], service: .entra) == 0)
+    }
+
+    /// A small .docx (a zip) made by Python's zipfile, as an independent writer of the format.
+    static func officeDocument(at url: URL) async throws -> Data {
+        let made = try await Tools.run("python3", ["-c", """
+            import sys, zipfile
+            with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:
+                z.writestr('[Content_Types].xml', '<Types/>')
+                z.writestr('docProps/custom.xml', '<Properties/>')
+                z.writestr('word/document.xml', '<w:document>' + 'text ' * 500 + '</w:document>')
+            """, url.path])
+        #expect(made.status == 0, "\(made.output)")
+        return try Data(contentsOf: url)
+    }
+
+    /// The names in a zip, as Python's zipfile reads them after checking every entry's CRC.
+    static func zipNames(_ data: Data, in directory: URL) async throws -> [String] {
+        let file = directory.appendingPathComponent("check-\(UUID().uuidString).zip")
+        try data.write(to: file)
+        let listed = try await Tools.run("python3", ["-c", """
+            import sys, zipfile
+            z = zipfile.ZipFile(sys.argv[1])
+            assert z.testzip() is None
+            print('\\n'.join(z.namelist()))
+            """, file.path])
+        #expect(listed.status == 0, "\(listed.output)")
+        return listed.output.split(separator: "\n").map(String.init)
+    }
+
+    @Test("an uploaded Office document is rewritten as SharePoint does: another size and hash, still a sound zip, and again on every upload")
+    func officeDocumentsRewritten() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+            let connections = try sandbox.connections()
+            let driveID = try await sandbox.info()["driveId"]!
+            let folder = try await connections.graph.item(driveID: driveID, path: "Accounts")
+            let local = sandbox.directory.appendingPathComponent("Plan.docx")
+            let sent = try await Self.officeDocument(at: local)
+            func upload(_ file: URL, as name: String) async throws -> DriveItem {
+                let size = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as! Int64
+                return try await connections.graph.simpleUpload(driveID: driveID, to: .child(parentID: folder.id, name: name), file: file.path,
+                                                                size: size, options: .init())
+            }
+            let first = try await upload(local, as: "Plan.docx")
+            #expect(first.size != Int64(sent.count))
+            #expect(first.file?.hashes?.quickXorHash != QuickXorHash.hash(sent))
+            let stored = try await connections.graph.download(driveID: driveID, itemID: first.id).data
+            #expect(Int64(stored.count) == first.size)
+            #expect(QuickXorHash.hash(stored) == first.file?.hashes?.quickXorHash)
+            let names = try await Self.zipNames(stored, in: sandbox.directory)
+            #expect(names.filter { $0 == "docProps/custom.xml" }.count == 1, "\(names)")
+            #expect(names.contains("word/document.xml"))
+            // The service's own copy, sent back unchanged, is rewritten again: it never converges.
+            let again = sandbox.directory.appendingPathComponent("again.docx")
+            try stored.write(to: again)
+            let second = try await upload(again, as: "Plan.docx")
+            #expect(second.file?.hashes?.quickXorHash != QuickXorHash.hash(stored))
+            // Other files, and a .docx that is not a zip, are stored as sent.
+            let text = sandbox.directory.appendingPathComponent("notes.docx")
+            try Data("not a zip".utf8).write(to: text)
+            #expect(try await upload(text, as: "notes.docx").size == 9)
+            #expect(try await upload(local, as: "Plan.pdf").size == Int64(sent.count))
+        }
+        // Turned off, the sandbox stores Office documents as sent.
+        try await withSandbox(records: 2, docsPerRecord: 1, configure: { $0.rewriteOfficeFiles = false }) { sandbox in
+            let connections = try sandbox.connections()
+            let driveID = try await sandbox.info()["driveId"]!
+            let folder = try await connections.graph.item(driveID: driveID, path: "Accounts")
+            let local = sandbox.directory.appendingPathComponent("Plan.docx")
+            let sent = try await Self.officeDocument(at: local)
+            let item = try await connections.graph.simpleUpload(driveID: driveID, to: .child(parentID: folder.id, name: "Plan.docx"),
+                                                                file: local.path, size: Int64(sent.count), options: .init())
+            #expect(item.size == Int64(sent.count))
+        }
     }
 }
