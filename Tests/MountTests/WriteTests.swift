@@ -508,6 +508,8 @@ struct WriteTests {
             #expect(stored.size != Int64(sent.count))
             let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64
             #expect(size == stored.size, "stat shows the service's document")
+            let read = try Data(contentsOf: URL(fileURLWithPath: path))
+            #expect(read == (try await remote.bytes("\(SeededPaths.acmeFolder)/Report.docx")), "reads show the service's document")
         }
     }
 
