@@ -29,6 +29,8 @@ public struct SandboxOptions: Sendable {
     public var tls = false
     /// Rewrite uploaded Office documents as SharePoint does (api-facts §21): their stored size and hash differ.
     public var rewriteOfficeFiles = true
+    /// Changes a minute made by other users of the tenant (`Churn`); 0 is a still tenant.
+    public var churnPerMinute = 0
 
     public init(stateDirectory: URL) { self.stateDirectory = stateDirectory }
 }
@@ -41,6 +43,7 @@ final class SandboxApp: Sendable {
     let tokens: TokenRegistry
     let faults: FaultInjector
     let budget: ResourceBudget
+    let churn: Churn
     let credentials: SandboxCredentials
     let logger: Logger
     private let entra: EntraService
@@ -59,6 +62,8 @@ final class SandboxApp: Sendable {
         tokens = TokenRegistry(lifetime: options.tokenLifetime)
         faults = FaultInjector(plan: options.faults)
         budget = ResourceBudget(unitsPerMinute: options.resourceUnitsPerMinute)
+        churn = Churn(store: store, stats: stats, logger: logger, seed: options.faults.seed)
+        churn.run(perMinute: options.churnPerMinute)
         entra = EntraService(credentials: credentials, tokens: tokens, stats: stats)
         graph = GraphService(store: store, tokens: tokens, stats: stats, options: options)
         salesforce = SalesforceService(store: store, tokens: tokens, stats: stats, options: options, credentials: credentials)
@@ -182,6 +187,23 @@ final class SandboxApp: Sendable {
                 if let next = object["next"] as? [String] { faults.enqueue(try next.map(Fault.init(kind:))) }
             } catch {
                 return .json(400, ["error": "\(error)"])
+            }
+            return .empty(204)
+        case ("GET", "/_sandbox/churn"):
+            return .json(200, ["changes": churn.recent.map(\.json)])
+        case ("POST", "/_sandbox/churn"):
+            // {"perMinute": N} starts, changes or (0) stops the stream; {"once": "KIND"} makes one change now.
+            guard let object = try? JSONSerialization.jsonObject(with: request.body) as? [String: Any] else {
+                return .json(400, ["error": "body must be a JSON object"])
+            }
+            if let perMinute = object["perMinute"] as? Int { churn.run(perMinute: perMinute) }
+            if let once = object["once"] as? String {
+                let kind = Churn.Kind(rawValue: once)
+                guard kind != nil || once == "any" else {
+                    return .json(400, ["error": "unknown change kind '\(once)'; one of any, \(Churn.Kind.allCases.map(\.rawValue).joined(separator: ", "))"])
+                }
+                guard let change = churn.makeOne(kind) else { return .json(409, ["error": "nothing in the tenant to change that way"]) }
+                return .json(200, change.json)
             }
             return .empty(204)
         case ("POST", "/_sandbox/echo"):

@@ -129,6 +129,17 @@ final class SandboxStore: Sendable {
         }
     }
 
+    /// One live file or folder below a drive root, chosen by `roll` (the churn's dice); nil when there is none.
+    func randomItem(isFolder: Bool, roll: UInt64) throws -> ItemRow? {
+        try pool.read { db in
+            let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM item WHERE isFolder = ? AND deleted = 0 AND parentId IS NOT NULL",
+                                         arguments: [isFolder]) ?? 0
+            guard count > 0 else { return nil }
+            return try ItemRow.fetchOne(db, sql: "SELECT * FROM item WHERE isFolder = ? AND deleted = 0 AND parentId IS NOT NULL ORDER BY id LIMIT 1 OFFSET ?",
+                                        arguments: [isFolder, Int(roll % UInt64(count))])
+        }
+    }
+
     func currentChangeSeq() throws -> Int64 {
         try pool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(changeSeq), 0) FROM item") ?? 0 }
     }
@@ -283,6 +294,16 @@ final class SandboxStore: Sendable {
     }
 
     func record(id: String) throws -> RecordRow? { try pool.read { db in try RecordRow.fetchOne(db, key: id) } }
+
+    /// One live record of `type`, chosen by `roll` (the churn's dice); nil when there is none.
+    func randomRecord(type: String, roll: UInt64) throws -> RecordRow? {
+        try pool.read { db in
+            let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM record WHERE type = ? AND isDeleted = 0", arguments: [type]) ?? 0
+            guard count > 0 else { return nil }
+            return try RecordRow.fetchOne(db, sql: "SELECT * FROM record WHERE type = ? AND isDeleted = 0 ORDER BY seq LIMIT 1 OFFSET ?",
+                                          arguments: [type, Int(roll % UInt64(count))])
+        }
+    }
 
     /// Inserts a record made at run time: a fresh id (serials above the seeded ones), audit fields now.
     func insertRecord(type: String, keyPrefix: String, values: [String: Any], at now: String) throws -> String {

@@ -71,6 +71,9 @@ struct SandboxCommand: AsyncParsableCommand {
     @Flag(help: "Serve HTTPS with a certificate authority of its own (ca.pem in the state directory; the written mount.conf trusts it with ca_file).")
     var tls = false
 
+    @Option(help: "Changes a minute made by other users: documents edited, added, renamed, moved and deleted; accounts created, renamed, deleted and changed.")
+    var churn = 0
+
     @Flag(name: .customLong("keep-office-files"), help: "Store uploaded Office documents as sent (SharePoint rewrites their properties, so by default the sandbox does too).")
     var keepOfficeFiles = false
 
@@ -109,6 +112,8 @@ struct SandboxCommand: AsyncParsableCommand {
         options.queryBatchSize = queryBatchSize
         options.tls = tls
         options.rewriteOfficeFiles = !keepOfficeFiles
+        guard churn >= 0 else { throw ValidationError("--churn: must be 0 (a still tenant) or more") }
+        options.churnPerMinute = churn
 
         try FileManager.default.createDirectory(at: options.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let server = try await SandboxServer.start(options: options)

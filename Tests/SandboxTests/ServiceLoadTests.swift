@@ -200,4 +200,49 @@ struct ServiceLoadTests {
             #expect(item.size == Int64(sent.count))
         }
     }
+
+    @Test("other users at work: each kind of change lands where the service shows it, and --churn makes them at its rate")
+    func churn() async throws {
+        try await withSandbox(records: 6, docsPerRecord: 2) { sandbox in
+            let connections = try sandbox.connections()
+            let driveID = try await sandbox.info()["driveId"]!
+            let link = try await connections.graph.latestDeltaLink(driveID: driveID)
+            var changed: [String: String] = [:]
+            for kind in ["editDocument", "addDocument", "renameDocument", "moveDocument", "deleteDocument",
+                         "changeField", "renameRecord", "createRecord", "deleteRecord"] {
+                let change = try await sandbox.admin("churn", ["once": kind])
+                #expect(change["kind"] as? String == kind)
+                changed[kind] = try #require(change["target"] as? String)
+            }
+            // The documents' changes are in the drive's delta, the deletion as a deletion.
+            var items: [String: DriveItem] = [:]
+            var next: String? = link
+            while let current = next {
+                let page = try await connections.graph.delta(driveID: driveID, link: current)
+                for item in page.items { items[item.id] = item }
+                next = page.nextLink
+            }
+            for kind in ["editDocument", "addDocument", "renameDocument", "moveDocument"] {
+                #expect(items[changed[kind]!].map { !$0.isDeleted } == true, "\(kind) not in delta")
+            }
+            #expect(items[changed["deleteDocument"]!]?.isDeleted == true)
+            // The records' changes are in the CRM: fields, names, a new account, one in the recycle bin.
+            let renamed = try await connections.salesforce.record("Account", id: changed["renameRecord"]!)
+            #expect(renamed["Name"]?.stringValue?.hasPrefix("Renamed Account") == true)
+            #expect(try await connections.salesforce.record("Account", id: changed["createRecord"]!)["Name"]?.stringValue?.hasPrefix("New Account") == true)
+            let live = try await connections.salesforce.query("SELECT Id FROM Account").compactMap(\.id)
+            #expect(!live.contains(changed["deleteRecord"]!))
+            let all = try await connections.salesforce.query("SELECT Id, IsDeleted FROM Account", includeDeleted: true, batchSize: nil)
+            #expect(all.first { $0.id == changed["deleteRecord"] }?["IsDeleted"] == .bool(true))
+            // A stream of them, at its rate, until stopped.
+            try await sandbox.admin("churn", ["perMinute": 1200])
+            try await Task.sleep(for: .seconds(1.5))
+            try await sandbox.admin("churn", ["perMinute": 0])
+            try await Task.sleep(for: .milliseconds(200))  // a change under way when it stopped lands
+            let made = try await sandbox.stats()["churn"] ?? 0
+            #expect(made >= 9 + 5, "\(made) changes")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await sandbox.stats()["churn"] == made, "stopped")
+        }
+    }
 }

@@ -85,11 +85,14 @@ public final class SandboxFixture: Sendable {
     }
 
     /// POSTs a JSON admin command (`faults`, `tokens/expire`, `delta/expire`, `stats/reset`).
-    public func admin(_ path: String, _ body: [String: Any] = [:]) async throws {
+    /// Returns what it answered, when it answered with a JSON object.
+    @discardableResult
+    public func admin(_ path: String, _ body: [String: Any] = [:]) async throws -> [String: Any] {
         let data = try JSONSerialization.data(withJSONObject: body)
         let response = try await transport.perform(HTTPRequest(method: "POST", url: "\(baseURL)/_sandbox/\(path)",
                                                                headers: ["Content-Type": "application/json"], body: .bytes(data)))
         precondition(response.status == 204 || response.status == 200, "admin \(path) answered \(response.status)")
+        return (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] ?? [:]
     }
 
     public func stop() async {
