@@ -75,6 +75,24 @@ struct LocalWritesTests {
             }
         }
 
+        /// rsync's way, `rounds` times: `.doc-N.txt.AbNNNN` (local-only, so its close journals nothing)
+        /// written and flushed, then renamed to `doc-N.txt` (which records its upload) while its last
+        /// close lands on another thread once `beforeClose` returns.
+        func renameTemporariesWhileClosing(rounds: Int, beforeClose: @escaping @Sendable () -> Void) async throws {
+            for round in 0..<rounds {
+                let temporary = ".doc-\(round).txt." + String(format: "Ab%04d", round)
+                let (_, session) = try await writes.create(parent: record, name: temporary, flags: O_CREAT | O_WRONLY)
+                try write(session, Data("round \(round)".utf8), at: 0)
+                try writes.commit(session)
+                let closed = Task.detached { [writes] in
+                    beforeClose()
+                    try writes.close(session)
+                }
+                try await writes.rename(parent: record, name: temporary, to: record, newName: "doc-\(round).txt", noReplace: false)
+                try await closed.value
+            }
+        }
+
         func content(_ name: String) -> String? {
             tenant.drive.content(at: "Accounts/Acme (001A)/\(name)").map { String(decoding: $0, as: UTF8.self) }
         }
@@ -174,19 +192,7 @@ struct LocalWritesTests {
             usleep(20_000)
         })
         let rounds = 10
-        for round in 0..<rounds {
-            // rsync's temporary name: local-only, so its close journals nothing and the rename records the upload.
-            let temporary = ".doc-\(round).txt." + String(format: "Ab%04d", round)
-            let (_, session) = try await bench.writes.create(parent: bench.record, name: temporary, flags: O_CREAT | O_WRONLY)
-            try bench.write(session, Data("round \(round)".utf8), at: 0)
-            try bench.writes.commit(session)
-            let closed = Task.detached {
-                _ = recording.wait(timeout: .now() + 5)
-                try bench.writes.close(session)
-            }
-            try await bench.writes.rename(parent: bench.record, name: temporary, to: bench.record, newName: "doc-\(round).txt", noReplace: false)
-            try await closed.value
-        }
+        try await bench.renameTemporariesWhileClosing(rounds: rounds) { _ = recording.wait(timeout: .now() + 5) }
         try await bench.sync()
         for round in 0..<rounds { #expect(bench.content("doc-\(round).txt") == "round \(round)") }
         #expect(bench.tenant.drive.names(in: bench.folder).count == rounds + 1)
@@ -200,18 +206,7 @@ struct LocalWritesTests {
         // the kernel's late release of it arrives).
         let bench = try await Bench(beforeSeal: { usleep(10_000) })
         let rounds = 40
-        for round in 0..<rounds {
-            let temporary = ".doc-\(round).txt." + String(format: "Ab%04d", round)
-            let (_, session) = try await bench.writes.create(parent: bench.record, name: temporary, flags: O_CREAT | O_WRONLY)
-            try bench.write(session, Data("round \(round)".utf8), at: 0)
-            try bench.writes.commit(session)
-            let closed = Task.detached {
-                usleep(UInt32.random(in: 0...20_000))
-                try bench.writes.close(session)
-            }
-            try await bench.writes.rename(parent: bench.record, name: temporary, to: bench.record, newName: "doc-\(round).txt", noReplace: false)
-            try await closed.value
-        }
+        try await bench.renameTemporariesWhileClosing(rounds: rounds) { usleep(UInt32.random(in: 0...20_000)) }
         try await bench.sync()
         for round in 0..<rounds { #expect(bench.content("doc-\(round).txt") == "round \(round)") }
         #expect(bench.calls(.upload).count == rounds)
