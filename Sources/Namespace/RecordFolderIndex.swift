@@ -23,10 +23,11 @@ final class RecordFolderIndex: @unchecked Sendable {
     }
 
     /// Item ids of the folders in `parentPath`, by lower-cased name (SharePoint names ignore case), once
-    /// they are worth listing; nil before that (the caller looks its one folder up). Empty when the
-    /// parent does not exist yet.
-    func folders(in parentPath: String, graph: any DriveService, driveID: String, pageSize: Int, timeout: TimeInterval) async throws -> [String: String]? {
-        let worthListing = lock.withLock { () -> Bool in
+    /// they are worth listing (or at once, `now`); nil before that (the caller looks its one folder up).
+    /// Empty when the parent does not exist yet.
+    func folders(in parentPath: String, graph: any DriveService, driveID: String, pageSize: Int, timeout: TimeInterval,
+                 now: Bool = false) async throws -> [String: String]? {
+        let worthListing = now || lock.withLock { () -> Bool in
             if let listing = listings[parentPath], Date().timeIntervalSince(listing.started) < timeout { return true }
             var entry = lookups[parentPath] ?? (0, Date())
             if Date().timeIntervalSince(entry.since) >= timeout { entry = (0, Date()) }

@@ -270,6 +270,13 @@ public final class Tree: @unchecked Sendable {
                     folderID = nil
                 }
             }
+            if folderID == nil, folderTemplate.range(of: "{Id}", options: .caseInsensitive) != nil, let split = RecordFolderIndex.split(folderTemplate) {
+                // Renamed in the CRM since its folder was made: the folder keeps the old name, and its Id.
+                let folders = try await recordFolders.folders(in: split.parent, graph: graph, driveID: driveID, pageSize: options.pageSize,
+                                                              timeout: options.attributeTimeout, now: true) ?? [:]
+                let named = folders.filter { $0.key.contains(recordID.lowercased()) }
+                if named.count == 1 { folderID = named.first?.value }
+            }
         }
         var items: [DriveItem] = []
         if let folderID {

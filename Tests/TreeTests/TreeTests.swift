@@ -79,6 +79,19 @@ struct TreeTests {
         }
     }
 
+    @Test("a record renamed in the CRM still shows the documents of its folder, which keeps the old name and the Id")
+    func renamedRecordKeepsItsFolder() async throws {
+        let tenant = Tenant()
+        tenant.account("001A", "New Name")
+        tenant.account("001B", "Other")
+        let folder = tenant.drive.addFolder("Old Name (001A)", in: tenant.accounts)
+        tenant.drive.addDocument("MSA.pdf", in: folder, content: Data("signed".utf8))
+        tenant.drive.addFolder("Other (001B)", in: tenant.accounts)
+        let tree = try await tenant.open()
+        #expect(try await Self.names(tree, try await Self.record(tree, "New Name")) == ["MSA.pdf"])
+        #expect(try await Self.names(tree, try await Self.record(tree, "Other")).isEmpty)
+    }
+
     @Test("many lookups at once in a directory not loaded yet list it once")
     func oneListingAtATime() async throws {
         let tenant = Tenant()
