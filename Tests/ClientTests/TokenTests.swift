@@ -36,10 +36,15 @@ struct TokenTests {
 
     @Test("a token is refreshed ahead of its expiry, before any 401")
     func refreshAhead() async throws {
-        try await withSandbox(configure: { $0.tokenLifetime = 3 }) { sandbox in
+        // A life long enough that the refreshed token cannot run out on its way, however busy the machine
+        // (3 s did, under CI's parallel load); its last 1.2 s are the refresh margin.
+        try await withSandbox(configure: { $0.tokenLifetime = 12 }) { sandbox in
             let connections = try sandbox.connections()
             _ = try await connections.graph.site(hostname: "contoso.sharepoint.com", path: "/sites/Sales")
-            try await Task.sleep(for: .milliseconds(2_200))  // inside the refresh margin, not yet expired
+            let first = try await connections.graphToken.token()
+            let expires = try #require(first.expiresAt)
+            // Inside the refresh margin: the next request takes a new token first, never sending the old one.
+            try await Task.sleep(for: .milliseconds(Int(max(0, expires.timeIntervalSinceNow - 0.6) * 1000)))
             _ = try await connections.graph.site(hostname: "contoso.sharepoint.com", path: "/sites/Sales")
             let stats = try await sandbox.stats()
             #expect(stats["token.entra"] == 2)
