@@ -89,12 +89,10 @@ public final class Uploader: Sendable {
             try journal.update(id: id) { $0.state = .failed; $0.lastError = "\(error)" }
             throw error
         }
-        if let reported = item.file?.hashes?.quickXorHash, case let staged = try QuickXorHash.hash(fileAt: path), staged != reported {
-            // SharePoint rewrites documents as it stores them (Office property promotion, api-facts §21):
-            // the item it answered with is the document now. Sending it again would be rewritten again.
+        if change.storedDifferently(in: item) {
+            // The item it answered with is the document now: sending it again would be rewritten again.
             logger.notice("the service changed the document as it stored it; its copy is the document now",
-                          metadata: ["name": "\(change.name)", "sent": "\(change.size) bytes, \(staged)",
-                                     "stored": "\(item.size.map(String.init) ?? "?") bytes, \(reported)"])
+                          metadata: ["name": "\(change.name)", "sent": "\(change.size) bytes", "stored": "\(item.size ?? 0) bytes"])
         }
         try journal.update(id: id) { $0.state = .linking; $0.itemID = item.id; $0.lastError = nil; $0.uploadURL = nil }
         logger.info("uploaded", metadata: ["name": "\(change.name)", "item": "\(item.id)", "bytes": "\(change.size)",
@@ -128,5 +126,14 @@ public final class Uploader: Sendable {
         guard current.size == change.size, let reported = current.file?.hashes?.quickXorHash,
               try QuickXorHash.hash(fileAt: stagedPath) == reported else { return nil }
         return current
+    }
+}
+
+extension PendingChange {
+    /// Whether the service stored other bytes than this upload sent: SharePoint rewrites Office documents
+    /// (and some images) as it stores them (api-facts §21). Told by size, which needs no second read of
+    /// the file; a rewrite that keeps the size goes unremarked, and is harmless all the same.
+    public func storedDifferently(in item: DriveItem) -> Bool {
+        kind == .upload && item.size.map { $0 != size } == true
     }
 }

@@ -191,9 +191,9 @@ public final class LocalWrites: @unchecked Sendable {
                 return
             }
             tree.adopt(owner.ino, item: item, sentFile: change.stagedFile)
-            if change.kind == .upload, let stored = item.size, stored != change.size {
+            if change.storedDifferently(in: item) {
                 // SharePoint rewrote it as it stored it (Office property promotion): its copy is the document now.
-                let note = "clean (SharePoint rewrote it on upload: \(change.size) bytes sent, \(stored) stored)"
+                let note = "clean (SharePoint rewrote it on upload: \(change.size) bytes sent, \(item.size ?? 0) stored)"
                 lock.withLock { document(owner.ino) { $0.settledNote = note } }
             }
         case .conflict(let change, let policy):

@@ -214,6 +214,12 @@ struct ServiceLoadTests {
                 #expect(change["kind"] as? String == kind)
                 changed[kind] = try #require(change["target"] as? String)
             }
+            // Each is listed, with what it did.
+            let listed = try await sandbox.transport.perform(HTTPRequest(url: "\(sandbox.baseURL)/_sandbox/churn"))
+            let log = (try JSONSerialization.jsonObject(with: listed.body) as? [String: Any])?["changes"] as? [[String: Any]] ?? []
+            #expect(log.count == 9)
+            #expect(Set(log.compactMap { $0["target"] as? String }) == Set(changed.values))
+            #expect(Set(log.compactMap { $0["kind"] as? String }) == Set(changed.keys))
             // The documents' changes are in the drive's delta, the deletion as a deletion.
             var items: [String: DriveItem] = [:]
             var next: String? = link
