@@ -96,13 +96,17 @@ let package = Package(
         ),
         // Builds the live clients of a mount from its config.
         .target(
+            name: "Freshness",
+            dependencies: ["CRM", "Config", "Graph", "Namespace", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
             name: "Services",
             dependencies: ["HTTP", "Graph", "CRM", "Config", "Namespace", "Writeback", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "crmfs",
             dependencies: [
-                "CLinux", "CRM", "Cache", "Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox", "Services", "Writeback", "Writes",
+                "CLinux", "CRM", "Cache", "Config", "FileSystem", "Freshness", "Graph", "HTTP", "Namespace", "Sandbox", "Services", "Writeback", "Writes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -119,6 +123,7 @@ let package = Package(
         .testTarget(name: "WritebackTests", dependencies: ["Writeback", "Graph", "CRM", "Config", "HTTP", "QuickXor", "Services", "TestSupport"]),
         .testTarget(name: "WritesTests", dependencies: ["Cache", "Namespace", "TestSupport", "Writeback", "Writes",
                                                      .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "FreshnessTests", dependencies: ["CRM", "Config", "Freshness", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "TreeTests", dependencies: ["Config", "Namespace", "TestSupport"]),
         .testTarget(name: "ParserTests", dependencies: ["Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox"]),
         .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),

@@ -1,10 +1,12 @@
 import Foundation
 import HTTP
 
-/// What the write-back side asks of the CRM: queries, records and their writes. `SalesforceClient` is
+/// What crmfs asks of the CRM: queries (one or several at once), records and their writes. `SalesforceClient` is
 /// the real one; a test about crmfs's own logic may stand in another.
 public protocol RecordService: Sendable {
     func query(_ soql: String, includeDeleted: Bool, batchSize: Int?) async throws -> [SObjectRecord]
+    /// Several queries at the cost of as few calls as the service allows; answers in the queries' order.
+    func queries(_ queries: [RecordQuery]) async throws -> [[SObjectRecord]]
     func record(_ object: String, id: String, fields: [String]?) async throws -> SObjectRecord
     func create(_ object: String, fields: [String: JSONValue]) async throws -> String
     func update(_ object: String, id: String, fields: [String: JSONValue]) async throws
@@ -20,6 +22,13 @@ extension RecordService {
 
     public func record(_ object: String, id: String) async throws -> SObjectRecord {
         try await record(object, id: id, fields: nil)
+    }
+
+    /// One call per query, for a service without a way to send them together.
+    public func queries(_ queries: [RecordQuery]) async throws -> [[SObjectRecord]] {
+        var results: [[SObjectRecord]] = []
+        for query in queries { results.append(try await self.query(query.soql, includeDeleted: query.includeDeleted, batchSize: nil)) }
+        return results
     }
 }
 

@@ -34,6 +34,15 @@ public struct SalesforceError: Error, CustomStringConvertible, Sendable {
             errors = []
         }
     }
+
+    /// A composite subrequest that failed: its status and the error array in its body.
+    static func subrequest(status: Int, body: JSONValue?, soql: String) -> SalesforceError {
+        var error = SalesforceError(response: HTTPResponse(status: status), request: HTTPRequest(url: "composite query: \(soql.prefix(120))"))
+        error.errors = (body?.arrayValue ?? []).compactMap { item in
+            item["errorCode"]?.stringValue.map { SalesforceErrorItem(message: item["message"]?.stringValue ?? "", errorCode: $0, fields: nil) }
+        }
+        return error
+    }
 }
 
 /// A record as the REST API returns it: its type from `attributes`, and every other field as JSON.
@@ -114,11 +123,16 @@ public final class SalesforceClient: Sendable {
 
     /// Every page of a query's results, following `nextRecordsUrl`. `batchSize` (200–2000) is a hint.
     public func queryPages(_ soql: String, includeDeleted: Bool = false, batchSize: Int? = nil) -> AsyncThrowingStream<QueryPage, Error> {
+        let resource = includeDeleted ? "queryAll" : "query"
+        return queryPages(continuingAt: "/services/data/v\(apiVersion)/\(resource)?q=\(SOQLEscaping.queryParameter(soql))", batchSize: batchSize)
+    }
+
+    /// The pages of a query from `path` (a query URL, or a `nextRecordsUrl`) on.
+    func queryPages(continuingAt path: String, batchSize: Int? = nil) -> AsyncThrowingStream<QueryPage, Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    let resource = includeDeleted ? "queryAll" : "query"
-                    var path: String? = "/services/data/v\(apiVersion)/\(resource)?q=\(SOQLEscaping.queryParameter(soql))"
+                    var path: String? = path
                     while let current = path {
                         let page = try await getPage(current, batchSize: batchSize)
                         continuation.yield(page)

@@ -16,10 +16,17 @@ public struct BlockKey: Hashable, Sendable {
     }
 
     /// The block's file name: the item id, a hash of the eTag (a new version never matches an old block), the index.
-    var fileName: String {
+    var fileName: String { "\(Self.versionPrefix(itemID: itemID, eTag: eTag))\(index)" }
+
+    /// What the names of one version's blocks start with.
+    static func versionPrefix(itemID: String, eTag: String) -> String {
         let hash = eTag.utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }
-        let safeID = String(decoding: itemID.utf8.filter { (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }, as: UTF8.self)
-        return "\(safeID)-\(String(hash, radix: 16))-\(index)"
+        return "\(itemPrefix(itemID))\(String(hash, radix: 16))-"
+    }
+
+    /// What the names of every block of one document start with.
+    static func itemPrefix(_ itemID: String) -> String {
+        String(decoding: itemID.utf8.filter { (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }, as: UTF8.self) + "-"
     }
 }
 
@@ -153,6 +160,17 @@ public final class BlockCache: @unchecked Sendable {
         case present
         case reserved(victims: [String])
         case unkept
+    }
+
+    /// Drops the blocks of a document's other versions: it changed, and they will not be read again.
+    public func dropVersions(of itemID: String, except eTag: String) {
+        let item = BlockKey.itemPrefix(itemID), current = BlockKey.versionPrefix(itemID: itemID, eTag: eTag)
+        lock.withLock {
+            for (name, entry) in entries where entry.ready && name.hasPrefix(item) && !name.hasPrefix(current) {
+                unlink(directory.appendingPathComponent(name).path)
+                forget(name)
+            }
+        }
     }
 
     /// Marks a block used now; false when it is not (completely) cached.

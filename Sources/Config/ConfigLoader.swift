@@ -55,11 +55,12 @@ public enum ConfigLoader {
         let lines: LineIndex
 
         func config(_ root: TOMLTable) throws -> MountConfig {
-            try allowOnly(root, ["salesforce", "graph", "cache", "writeback", "objects"], at: nil)
+            try allowOnly(root, ["salesforce", "graph", "cache", "writeback", "freshness", "objects"], at: nil)
             let salesforce = try self.salesforce(try table(root, "salesforce", at: nil))
             let graph = try self.graph(try table(root, "graph", at: nil))
             let cache = try self.cache(root["cache"]?.table)
             let writeback = try self.writeback(root["writeback"]?.table)
+            let freshness = try self.freshness(root["freshness"]?.table)
             guard let list = root["objects"]?.array, !list.isEmpty else {
                 throw error("objects", "at least one [[objects]] block is required")
             }
@@ -72,7 +73,7 @@ public enum ConfigLoader {
             for (index, object) in objects.enumerated() where !seen.insert(object.directory.lowercased()).inserted {
                 throw error("objects[\(index)].directory", "'\(object.directory)' is used by two objects")
             }
-            return MountConfig(path: path, salesforce: salesforce, graph: graph, cache: cache, writeback: writeback, objects: objects)
+            return MountConfig(path: path, salesforce: salesforce, graph: graph, cache: cache, writeback: writeback, freshness: freshness, objects: objects)
         }
 
         func salesforce(_ t: TOMLTable) throws -> SalesforceSettings {
@@ -146,6 +147,24 @@ public enum ConfigLoader {
                 }
                 settings.localOnly = patterns
             }
+            return settings
+        }
+
+        func freshness(_ t: TOMLTable?) throws -> FreshnessSettings {
+            var settings = FreshnessSettings()
+            guard let t else { return settings }
+            let at = "freshness"
+            try allowOnly(t, ["drive_poll", "crm_poll"], at: at)
+            func interval(_ key: String, default fallback: Double) throws -> Double {
+                guard let value = t[key] else { return fallback }
+                guard let text = value.string, let seconds = Durations.parse(text) else {
+                    throw error("\(at).\(key)", "must be a duration such as \"5s\" or \"2m\" (\"0\" turns the feed off)")
+                }
+                guard seconds == 0 || seconds >= 1 else { throw error("\(at).\(key)", "must be at least 1s, or 0 to turn the feed off") }
+                return seconds
+            }
+            settings.drivePoll = try interval("drive_poll", default: settings.drivePoll)
+            settings.crmPoll = try interval("crm_poll", default: settings.crmPoll)
             return settings
         }
 

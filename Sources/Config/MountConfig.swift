@@ -120,6 +120,22 @@ public struct WritebackSettings: Sendable, Equatable {
     public init() {}
 }
 
+/// How soon remote changes show: the change feeds' intervals.
+public struct FreshnessSettings: Sendable, Equatable {
+    /// Seconds between two reads of the library's delta; 0 turns the feed off.
+    public var drivePoll: Double = 5
+    /// Seconds between two polls of the CRM's changed and deleted records (every listed object in one call); 0: off.
+    public var crmPoll: Double = 60
+
+    public init(drivePoll: Double = 5, crmPoll: Double = 60) {
+        self.drivePoll = drivePoll
+        self.crmPoll = crmPoll
+    }
+
+    /// Whether every kind of remote change reaches the mount through a feed, so the kernel may trust what it caches for long.
+    public var feedsEverything: Bool { drivePoll > 0 && crmPoll > 0 }
+}
+
 /// A parsed and validated mount.conf.
 public struct MountConfig: Sendable {
     public var path: String
@@ -127,6 +143,7 @@ public struct MountConfig: Sendable {
     public var graph: GraphSettings
     public var cache: CacheSettings
     public var writeback: WritebackSettings
+    public var freshness = FreshnessSettings()
     public var objects: [ObjectSettings]
 
     /// Resolves a path from the config relative to the config file's directory.

@@ -35,12 +35,13 @@ public final class CRMFileSystem: @unchecked Sendable {
     /// The write path; nil for a read-only mount.
     let writes: LocalWrites?
 
-    private let lock = NSLock()
+    let lock = NSLock()
     private var directoryHandles: [UInt64: [(name: String, node: NodeSnapshot)]] = [:]
     private var fileHandles: [UInt64: OpenFile] = [:]
     private var openedVersions: [UInt64: String] = [:]
     private var nextHandle: UInt64 = 1
-    private var session: OpaquePointer?
+    /// The FUSE session while the loop runs; nil before and after.
+    var session: OpaquePointer?
     private var mountpoint = ""
 
     public init(tree: Tree, reader: BlockReader, options: MountOptions, writeSupport: WriteSupport? = nil, logger: Logger = Logger(label: "crmfs.fs")) {
@@ -98,7 +99,12 @@ public final class CRMFileSystem: @unchecked Sendable {
             return 1
         }
         lock.withLock { self.session = session; self.mountpoint = mountpoint }
-        defer { fuse_session_destroy(session) }
+        defer {
+            // No kernel notification may use the session once it is gone.
+            lock.withLock { self.session = nil }
+            Self.noticeQueue.sync {}
+            fuse_session_destroy(session)
+        }
         // libfuse's own signal handlers only wake the loop if the signal lands on its thread, which in a
         // process full of threads it rarely does. Ours unmount, which ends the loop whatever thread it is on.
         let signals = [SIGINT, SIGTERM, SIGHUP].map { number -> DispatchSourceSignal in
@@ -144,7 +150,10 @@ public final class CRMFileSystem: @unchecked Sendable {
         let writable = writes != nil
         let permissions: mode_t = node.type == .directory ? (writable ? 0o777 : 0o555) : (writable ? 0o666 : 0o444)
         result.st_mode = (node.type == .directory ? S_IFDIR : S_IFREG) | (permissions & ~options.umask & 0o777)
-        result.st_nlink = node.type == .directory ? 2 : 1
+        // A directory's link count would take a listing to know. 1 is the convention for "not counted":
+        // 2 would claim it has no sub-directories, and directory walkers that trust it (fts's leaf
+        // optimisation, Foundation's subpaths) would skip them.
+        result.st_nlink = 1
         result.st_uid = options.uid
         result.st_gid = options.gid
         result.st_size = Int(node.size)

@@ -8,6 +8,8 @@ public struct ParsedMountOptions: Sendable {
     public var blockSize: Int64?
     /// `ro`: nothing can be written through the mount.
     public var readOnly = false
+    /// Whether `entry_timeout` or `attr_timeout` was given (otherwise the mount picks them by its change feeds).
+    public var timeoutsGiven = false
 
     public init() {}
 
@@ -36,8 +38,12 @@ public struct ParsedMountOptions: Sendable {
             }
             switch name {
             case "allow_other": parsed.mount.allowOther = true
-            case "entry_timeout": parsed.mount.entryTimeout = try number()
-            case "attr_timeout": parsed.mount.attributeTimeout = try number()
+            case "entry_timeout":
+                parsed.mount.entryTimeout = try number()
+                parsed.timeoutsGiven = true
+            case "attr_timeout":
+                parsed.mount.attributeTimeout = try number()
+                parsed.timeoutsGiven = true
             case "cache_size": parsed.cacheSize = try size()
             case "block_size": parsed.blockSize = try size()
             case "fsname": parsed.mount.fsname = value ?? parsed.mount.fsname

@@ -14,6 +14,11 @@ public protocol DriveService: Sendable {
     func item(driveID: String, path: String, expandFields: Bool) async throws -> DriveItem
     func children(driveID: String, itemID: String, pageSize: Int, expandFields: Bool) async throws -> [DriveItem]
     func fields(driveID: String, itemID: String) async throws -> [String: JSONValue]
+    /// One page of the drive's changes from `link` (a delta or next link exactly as given; nil enumerates
+    /// the whole drive). A 410 throws a `GraphError` whose `location` starts over.
+    func delta(driveID: String, link: String?, pageSize: Int) async throws -> DeltaPage
+    /// A delta link that starts from now, without enumerating what exists.
+    func latestDeltaLink(driveID: String) async throws -> String
     /// The short-lived pre-authenticated URL of a document's content.
     func downloadLocation(driveID: String, itemID: String) async throws -> String
     /// `range` of the content at `location`, written into `descriptor` from its offset 0.

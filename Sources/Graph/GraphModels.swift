@@ -49,6 +49,12 @@ public struct ListItem: Decodable, Sendable {
     public var id: String?
     public var eTag: String?
     public var fields: [String: JSONValue]?
+
+    public init(id: String? = nil, eTag: String? = nil, fields: [String: JSONValue]?) {
+        self.id = id
+        self.eTag = eTag
+        self.fields = fields
+    }
 }
 
 public struct SharePointIDs: Decodable, Sendable {
@@ -133,6 +139,12 @@ public struct DeltaPage: Sendable {
     public var items: [DriveItem]
     public var nextLink: String?
     public var deltaLink: String?
+
+    public init(items: [DriveItem], nextLink: String?, deltaLink: String?) {
+        self.items = items
+        self.nextLink = nextLink
+        self.deltaLink = deltaLink
+    }
 }
 
 /// What a ranged download returned.

@@ -89,6 +89,8 @@ final class Node: @unchecked Sendable {
     var children: [(name: String, ino: UInt64)]?
     var childIndex: [String: UInt64] = [:]
     var childrenLoadedAt: Date?
+    /// For object directories: the newest `SystemModstamp` of the records listed, where the CRM feed goes on from.
+    var recordsChangedUpTo: Date?
     /// When this node's own metadata last came from the services.
     var fetchedAt = Date()
     /// Kernel references (lookup count).

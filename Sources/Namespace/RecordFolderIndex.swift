@@ -12,6 +12,11 @@ final class RecordFolderIndex: @unchecked Sendable {
     private var listings: [String: (task: Task<[String: String], Error>, started: Date)] = [:]
     private var lookups: [String: (count: Int, since: Date)] = [:]
 
+    /// Lists the parents again at their next use: a folder appeared somewhere the mount does not show.
+    func forgetListings() {
+        lock.withLock { listings.removeAll() }
+    }
+
     /// Splits a folder template whose fixed parent is followed by one per-record segment
     /// (`Accounts/{Name}`): the parent path and the segment's template. Nil when the parent varies too.
     static func split(_ folderTemplate: String) -> (parent: String, leaf: String)? {

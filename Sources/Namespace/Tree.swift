@@ -48,7 +48,7 @@ public final class Tree: @unchecked Sendable {
     /// Journal changes from before this mount, waiting for their directory's first listing.
     var restoredChanges: [RestoredChange] = []
     var restoredPlaced: (@Sendable ([(changeID: Int64, ino: UInt64)]) -> Void)?
-    private let recordFolders = RecordFolderIndex()
+    let recordFolders = RecordFolderIndex()
 
     /// Resolves the configured site and library, so a mount fails early and clearly when it cannot reach them.
     public static func open(config: MountConfig, graph: any DriveService, salesforce: any RecordService, recordURLBase: String,
@@ -139,6 +139,23 @@ public final class Tree: @unchecked Sendable {
     /// Extended attributes of a node, in a stable order: `user.crm.*`, `user.sp.*`, `user.crmfs.*`.
     public func extendedAttributes(_ ino: UInt64) async throws -> [(name: String, value: String)] {
         _ = try await attributes(ino)
+        // A document known from the change feed or an upload has no column values yet: fetched on first ask.
+        let unfetched = lock.withLock { () -> (driveID: String, itemID: String)? in
+            guard let node = nodes[ino], case .item(let id) = node.key, let item = node.item, item.listItem == nil, item.root == nil else { return nil }
+            return (item.parentReference?.driveId ?? driveID, id)
+        }
+        if let unfetched {
+            let fields: [String: JSONValue]
+            do {
+                fields = try await graph.fields(driveID: unfetched.driveID, itemID: unfetched.itemID)
+            } catch {
+                logger.warning("could not read a document's SharePoint columns", metadata: ["item": "\(unfetched.itemID)", "error": "\(error)"])
+                throw NamespaceError.remote("\(error)")
+            }
+            lock.withLock {
+                if let node = nodes[ino], node.item?.id == unfetched.itemID, node.item?.listItem == nil { node.item?.listItem = ListItem(fields: fields) }
+            }
+        }
         return try lock.withLock {
             guard let node = nodes[ino] else { throw NamespaceError.notFound }
             return ExtendedAttributes.of(node, tree: self, recordNode: node.recordID.flatMap { inodes[.record($0)] }.flatMap { nodes[$0] })
@@ -211,9 +228,12 @@ public final class Tree: @unchecked Sendable {
         }
     }
 
+    /// The fields the mount reads of an object's records.
+    public func recordFields(objectIndex: Int) -> [String] { queryFields(for: config.objects[objectIndex]) }
+
     /// The fields a record query needs: names, folder paths, xattrs and stamping all read from it.
     func queryFields(for object: ObjectSettings) -> [String] {
-        var fields = ["Id", "CreatedDate", "LastModifiedDate"]
+        var fields = ["Id", "CreatedDate", "LastModifiedDate", "SystemModstamp"]
         let wanted = Template(object.nameTemplate).fields + Template(object.folderTemplate ?? "").fields + object.fields + object.mappings.map(\.crmField)
         for field in wanted where !fields.contains(where: { $0.caseInsensitiveCompare(field) == .orderedSame }) { fields.append(field) }
         return fields
@@ -225,29 +245,38 @@ public final class Tree: @unchecked Sendable {
         if let filter = object.filter { soql += " WHERE \(filter)" }
         soql += " ORDER BY Id"
         let records = try await salesforce.query(soql)
-        let template = Template(object.nameTemplate)
+        lock.withLock {
+            guard let parent = nodes[directory] else { return }
+            applyRecords(records, to: parent, objectIndex: objectIndex)
+        }
+    }
+
+    /// An object directory's entries from its records (all of them): names by the object's template,
+    /// unique by final form; the newest `SystemModstamp` seen is where the CRM feed goes on from.
+    func applyRecords(_ records: [SObjectRecord], to parent: Node, objectIndex: Int) {
+        let template = Template(config.objects[objectIndex].nameTemplate)
         let names = EntryNaming.names(for: records.compactMap { record in
             record.id.map { (id: $0, base: template.expand { FieldText.display(record[$0]) }) }
         })
         let now = Date()
-        lock.withLock {
-            guard let parent = nodes[directory] else { return }
-            var children: [(String, UInt64)] = []
-            children.reserveCapacity(records.count)
-            for record in records {
-                guard let id = record.id, let name = names[id] else { continue }
-                let node = node(for: .record(id), parent: directory, name: name, type: .directory)
-                node.objectIndex = objectIndex
-                node.recordID = id
-                node.record = record
-                node.modified = FieldText.date(record["LastModifiedDate"]) ?? mountedAt
-                node.changed = node.modified
-                node.created = FieldText.date(record["CreatedDate"]) ?? node.modified
-                node.fetchedAt = now
-                children.append((name, node.ino))
+        var children: [(String, UInt64)] = []
+        children.reserveCapacity(records.count)
+        for record in records {
+            guard let id = record.id, let name = names[id] else { continue }
+            let node = node(for: .record(id), parent: parent.ino, name: name, type: .directory)
+            node.objectIndex = objectIndex
+            node.recordID = id
+            node.record = record
+            node.modified = FieldText.date(record["LastModifiedDate"]) ?? mountedAt
+            node.changed = node.modified
+            node.created = FieldText.date(record["CreatedDate"]) ?? node.modified
+            node.fetchedAt = now
+            children.append((name, node.ino))
+            if let stamp = FieldText.date(record["SystemModstamp"]), stamp > parent.recordsChangedUpTo ?? .distantPast {
+                parent.recordsChangedUpTo = stamp
             }
-            setChildren(parent, children)
         }
+        setChildren(parent, children)
     }
 
     /// The record's folder in the library, from the object's folder template. None yet: an empty directory.
@@ -319,7 +348,7 @@ public final class Tree: @unchecked Sendable {
 
     /// A directory's entries from a listing, merged with what the mount knows better: nodes with local
     /// changes outstanding stay where the user put them, items deleted or moved away through the mount stay hidden.
-    private func applyItems(_ items: [DriveItem], to directory: Node) {
+    func applyItems(_ items: [DriveItem], to directory: Node) {
         let now = Date()
         var children: [(String, UInt64)] = (directory.children ?? []).filter { child in
             nodes[child.ino].map { $0.isPinned && $0.parent == directory.ino } ?? false

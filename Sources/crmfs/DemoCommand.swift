@@ -30,8 +30,8 @@ struct DemoCommand: AsyncParsableCommand {
         options.seed = SeedOptions(records: records)
         let server = try await SandboxServer.start(options: options)
         let config = try ConfigLoader.load(path: try server.writeMountConfig().path)
-        let fileSystem = try await Mounter(config: config, mountpoint: mountpointPath, options: ParsedMountOptions()).prepare()
-        let status = await Mounter.serve(fileSystem, at: mountpointPath) { result in
+        let mount = try await Mounter(config: config, mountpoint: mountpointPath, options: ParsedMountOptions()).prepare()
+        let status = await Mounter.serve(mount, at: mountpointPath) { result in
             switch result {
             case .success:
                 // A thread of its own: the look below goes through the kernel back into this process.

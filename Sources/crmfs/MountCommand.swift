@@ -49,8 +49,8 @@ struct MountCommand: AsyncParsableCommand {
         let notifier = ReadyNotifier.fromEnvironment(Self.readyVariable)
         do {
             let loaded = try ConfigLoader.load(path: configPath)
-            let fileSystem = try await Mounter(config: loaded, mountpoint: mountpointPath, options: parsed).prepare()
-            let status = await Mounter.serve(fileSystem, at: mountpointPath) { result in
+            let mount = try await Mounter(config: loaded, mountpoint: mountpointPath, options: parsed).prepare()
+            let status = await Mounter.serve(mount, at: mountpointPath) { result in
                 switch result {
                 case .success: notifier.ready()
                 case .failure(let error): notifier.failed("\(error)")

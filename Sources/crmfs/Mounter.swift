@@ -2,21 +2,31 @@ import Cache
 import Config
 import FileSystem
 import Foundation
+import Freshness
 import Logging
 import Namespace
 import Services
 import Writeback
 import Writes
 
+/// A file system ready to mount, and the feeds keeping it fresh.
+struct PreparedMount {
+    let fileSystem: CRMFileSystem
+    let feeds: ChangeFeeds
+}
+
 /// Puts a config's tree on a mount point and serves it until it is unmounted.
 struct Mounter {
+    /// How long the kernel and the tree trust names and attributes when the change feeds tell them of every
+    /// remote change (a safety net, should a change ever be missed), and when nothing does.
+    static let fedTimeout: Double = 600
     let config: MountConfig
     let mountpoint: String
     let options: ParsedMountOptions
     let logger = Logger(label: "crmfs.mount")
 
     /// Everything that can fail before the kernel is involved fails here, with a reason a person can act on.
-    func prepare() async throws -> CRMFileSystem {
+    func prepare() async throws -> PreparedMount {
         try checkMountpoint()
         let state = try StateDirectory(path: config.resolve(config.cache.directory), mountpoint: mountpoint).url
         let connections = try Connections(config: config)
@@ -30,7 +40,7 @@ struct Mounter {
         let tree: Tree
         do {
             tree = try await Tree.open(config: config, graph: connections.graph, salesforce: connections.salesforce, recordURLBase: instance,
-                                       options: TreeOptions(attributeTimeout: options.mount.attributeTimeout))
+                                       options: TreeOptions(attributeTimeout: mountOptions.attributeTimeout))
         } catch let error as ConfigError {
             throw error
         } catch {
@@ -39,10 +49,28 @@ struct Mounter {
         let cache = try BlockCache(directory: state.appendingPathComponent("blocks"), capacity: options.cacheSize ?? config.cache.size,
                                    blockSize: Int(options.blockSize ?? config.cache.blockSize))
         let reader = BlockReader(cache: cache, graph: connections.graph)
-        var mountOptions = options.mount
-        if mountOptions.fsname == "crmfs" { mountOptions.fsname = "crmfs:\(config.path)" }
         let writes = options.readOnly ? nil : try writeSupport(state: state, connections: connections)
-        return CRMFileSystem(tree: tree, reader: reader, options: mountOptions, writeSupport: writes)
+        let fileSystem = CRMFileSystem(tree: tree, reader: reader, options: mountOptions, writeSupport: writes)
+        let feeds = ChangeFeeds(tree: tree, graph: connections.graph, records: connections.salesforce, settings: config.freshness) { [fileSystem] changes in
+            fileSystem.applied(changes)
+        }
+        do {
+            try await feeds.start()
+        } catch {
+            throw MountError(message: "cannot read the change feed of \(config.graph.siteHostname):\(config.graph.sitePath) \(config.graph.library): \(error)")
+        }
+        return PreparedMount(fileSystem: fileSystem, feeds: feeds)
+    }
+
+    /// The mount options with crmfs's defaults filled in: the file system's name, and timeouts as long as the feeds allow.
+    private var mountOptions: MountOptions {
+        var mount = options.mount
+        if mount.fsname == "crmfs" { mount.fsname = "crmfs:\(config.path)" }
+        if !options.timeoutsGiven && config.freshness.feedsEverything {
+            mount.entryTimeout = Self.fedTimeout
+            mount.attributeTimeout = Self.fedTimeout
+        }
+        return mount
     }
 
     /// The write path over the state directory: staged files, the journal, and the engine sending them,
@@ -76,10 +104,11 @@ struct Mounter {
     }
 
     /// Runs the FUSE loop on a thread of its own; returns when the file system is unmounted.
-    static func serve(_ fileSystem: CRMFileSystem, at mountpoint: String, ready: @escaping @Sendable (Result<Void, MountError>) -> Void) async -> Int32 {
-        await withCheckedContinuation { continuation in
+    static func serve(_ mount: PreparedMount, at mountpoint: String, ready: @escaping @Sendable (Result<Void, MountError>) -> Void) async -> Int32 {
+        defer { mount.feeds.stop() }
+        return await withCheckedContinuation { continuation in
             let thread = Thread {
-                continuation.resume(returning: fileSystem.run(mountpoint: mountpoint, ready: ready))
+                continuation.resume(returning: mount.fileSystem.run(mountpoint: mountpoint, ready: ready))
             }
             thread.name = "crmfs-fuse"
             thread.start()

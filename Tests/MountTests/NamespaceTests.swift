@@ -100,6 +100,16 @@ struct NamespaceTests {
         }
     }
 
+    @Test("directory walkers that trust link counts (Foundation's subpaths, fts) still find sub-folders")
+    func walkersFindSubfolders() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            let walked = try FileManager.default.subpathsOfDirectory(atPath: mount.path("Accounts/Acme Corp"))
+            #expect(walked.contains("Contracts/MSA-2026.pdf"), "\(walked)")
+            var status = stat()
+            #expect(stat(mount.path("Accounts/Acme Corp"), &status) == 0 && status.st_nlink == 1, "a link count of 1 says 'not counted'")
+        }
+    }
+
     @Test("find over all documents costs one listing per directory")
     func findIsCheap() async throws {
         try await withMount(records: 10, docsPerRecord: 3) { mount in

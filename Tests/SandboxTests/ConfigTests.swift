@@ -23,6 +23,10 @@ struct ConfigTests {
         fragment_size = "5MiB"
         local_only = ["*.partial", "~$*"]
 
+        [freshness]
+        drive_poll = "10s"
+        crm_poll = "0"
+
         [[objects]]
         object = "Account"
         directory = "Accounts"
@@ -111,6 +115,8 @@ struct ConfigTests {
         #expect(config.objects[0].conflictPolicy == .keepBoth)
         #expect(config.objects[1].link == .linkObject)
         #expect(config.objects[1].conflictPolicy == .localWins)
+        #expect(config.freshness == FreshnessSettings(drivePoll: 10, crmPoll: 0))
+        #expect(!config.freshness.feedsEverything)
     }
 
     @Test("errors name the file, the line and the key", arguments: [
@@ -124,6 +130,8 @@ struct ConfigTests {
         ("transform = \"date\"", "transform = \"shout\"", "objects[0].mappings[1].transform", "not a transform"),
         ("fragment_size = \"5MiB\"", "fragment_size = \"1MB\"", "writeback.fragment_size", "multiple of 320KiB"),
         ("conflict_policy = \"local-wins\"", "conflict_policy = \"coin-toss\"", "objects[1].conflict_policy", "not a conflict policy"),
+        ("drive_poll = \"10s\"", "drive_poll = \"often\"", "freshness.drive_poll", "duration"),
+        ("crm_poll = \"0\"", "crm_poll = \"0.2s\"", "freshness.crm_poll", "at least 1s"),
     ])
     func errors(replace: String, with replacement: String, key: String, fragment: String) throws {
         let text = Self.valid.replacingOccurrences(of: replace, with: replacement)

@@ -26,6 +26,8 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
         var version = 1
         var modified: Date?
         var fields: [String: JSONValue] = [:]
+        /// Position in the drive's change log (delta).
+        var changedAt = 0
         var eTag: String { "\"{\(id)},\(version)\"" }
     }
 
@@ -34,6 +36,11 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
     private var lastID = 0
     private var log: [Call] = []
     private var listings: [String: Int] = [:]
+    /// The change log's last position, and items deleted (by id: parent, kind, position).
+    private var changeSeq = 0
+    private var deletions: [String: (parentID: String?, isFolder: Bool, changedAt: Int)] = [:]
+    /// Links to positions below this have expired.
+    private var deltaFloor = 0
     /// Runs at the start of every write, outside the drive's lock: a test holds a write there, counts
     /// writes under way, or fails one (throw a `GraphError` as the service would).
     private let beforeWrite: @Sendable (Call) async throws -> Void
@@ -57,12 +64,42 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
         lock.withLock { insert(Entry(id: nextID(), name: name, parentID: parentID, isFolder: false, content: content, modified: modified)).id }
     }
 
-    /// Renames an item as another client would, moving its eTag on.
-    public func rename(_ itemID: String, to name: String) {
+    /// Renames (and with `parentID` moves) an item as another client would, moving its eTag on.
+    public func rename(_ itemID: String, to name: String, in parentID: String? = nil) {
         lock.withLock {
-            entries[itemID]?.name = name
-            entries[itemID]?.version += 1
+            guard var entry = entries[itemID] else { return }
+            entry.name = name
+            entry.parentID = parentID ?? entry.parentID
+            entry.version += 1
+            insert(entry)
         }
+    }
+
+    /// Replaces a document's bytes as another client would.
+    public func edit(_ itemID: String, content: Data) {
+        lock.withLock {
+            guard var entry = entries[itemID] else { return }
+            entry.content = content
+            entry.modified = Date()
+            entry.version += 1
+            insert(entry)
+        }
+    }
+
+    /// Deletes an item (and what is below it) as another client would.
+    public func removeAsOther(_ itemID: String) {
+        lock.withLock { remove(itemID) }
+    }
+
+    /// The id of the item called `name` in a folder.
+    public func itemID(named name: String, in parentID: String) -> String? {
+        lock.withLock { sibling(named: name, in: parentID)?.id }
+    }
+
+    /// Every delta link handed out so far stops working (410 with a `Location` to start over), as after the
+    /// service's retention window.
+    public func expireDeltaLinks() {
+        lock.withLock { deltaFloor = changeSeq + 1 }
     }
 
     /// How many times a folder's children were listed.
@@ -130,6 +167,34 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
 
     public func fields(driveID: String, itemID: String) async throws -> [String: JSONValue] {
         try lock.withLock { try existing(itemID).fields }
+    }
+
+    /// Changes after the link's position, each item once in its latest state; nil enumerates everything.
+    /// Links are `memory://delta/POSITION`; one page per call.
+    public func delta(driveID: String, link: String?, pageSize: Int) async throws -> DeltaPage {
+        try lock.withLock {
+            let link = link == "memory://delta/enumerate" ? nil : link
+            let after = link.map { Int($0.dropFirst("memory://delta/".count)) ?? -1 } ?? 0
+            guard after >= 0 else { throw Self.error(400, "invalidRequest", "delta \(link ?? "")") }
+            if link != nil, after < deltaFloor {
+                var gone = Self.error(410, "resyncRequired", "delta \(link ?? "")")
+                gone.location = "memory://delta/enumerate"
+                throw gone
+            }
+            var changed: [(Int, DriveItem)] = try entries.values.filter { link == nil || $0.changedAt > after }.map { ($0.changedAt, try Self.item($0)) }
+            if link != nil {
+                changed += try deletions.filter { $0.value.changedAt > after }.map { id, gone in
+                    var json: [String: Any] = ["id": id, "deleted": ["state": "deleted"], gone.isFolder ? "folder" : "file": [String: Any]()]
+                    if let parent = gone.parentID { json["parentReference"] = ["id": parent] }
+                    return (gone.changedAt, try Self.decode(json))
+                }
+            }
+            return DeltaPage(items: changed.sorted { $0.0 < $1.0 }.map(\.1), nextLink: nil, deltaLink: "memory://delta/\(changeSeq)")
+        }
+    }
+
+    public func latestDeltaLink(driveID: String) async throws -> String {
+        lock.withLock { "memory://delta/\(changeSeq)" }
     }
 
     public func createFolder(driveID: String, parentID: String, name: String, conflictBehavior: ConflictBehavior) async throws -> DriveItem {
@@ -240,13 +305,19 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
 
     @discardableResult
     private func insert(_ entry: Entry) -> Entry {
+        var entry = entry
+        changeSeq += 1
+        entry.changedAt = changeSeq
         entries[entry.id] = entry
         return entry
     }
 
     private func remove(_ id: String) {
         for child in entries.values where child.parentID == id { remove(child.id) }
-        entries[id] = nil
+        if let entry = entries.removeValue(forKey: id) {
+            changeSeq += 1
+            deletions[id] = (entry.parentID, entry.isFolder, changeSeq)
+        }
     }
 
     private func existing(_ id: String) throws -> Entry {

@@ -3,17 +3,41 @@ import Foundation
 import HTTP
 
 /// A CRM in memory, for tests of the tree: each object's records, answered to any query `FROM` that
-/// object in Id order (filters are the service's job, tested against the sandbox). Writes are refused.
+/// object in Id order. Of a WHERE clause it knows only what the change feed asks (`SystemModstamp > T`,
+/// and `IsDeleted = true` for the recycle bin); other filters are the service's job, tested against the
+/// sandbox. Writes through the service are refused; a test changes records as another user would.
 public final class InMemoryRecords: RecordService, @unchecked Sendable {
     private let lock = NSLock()
     private var records: [String: [SObjectRecord]] = [:]
+    private var deleted: [String: [SObjectRecord]] = [:]
     private var queries: [String] = []
 
     public init() {}
 
-    /// Adds a record of `object` with these fields (`Id` among them).
+    /// Adds a record of `object` with these fields (`Id` among them), stamped now.
     public func add(_ object: String, _ fields: [String: JSONValue]) {
-        lock.withLock { records[object, default: []].append(SObjectRecord(type: object, fields: fields)) }
+        lock.withLock { records[object, default: []].append(SObjectRecord(type: object, fields: Self.stamped(fields))) }
+    }
+
+    /// Changes fields of a record as another user would.
+    public func update(_ object: String, _ id: String, _ fields: [String: JSONValue]) {
+        lock.withLock {
+            guard let index = records[object]?.firstIndex(where: { $0.id == id }) else { return }
+            records[object]![index].fields = Self.stamped(records[object]![index].fields.merging(fields) { $1 })
+        }
+    }
+
+    /// Deletes a record as another user would (it goes to the recycle bin).
+    public func remove(_ object: String, _ id: String) {
+        lock.withLock {
+            guard let index = records[object]?.firstIndex(where: { $0.id == id }) else { return }
+            let record = records[object]!.remove(at: index)
+            deleted[object, default: []].append(SObjectRecord(type: object, fields: Self.stamped(record.fields.merging(["IsDeleted": .bool(true)]) { $1 })))
+        }
+    }
+
+    private static func stamped(_ fields: [String: JSONValue]) -> [String: JSONValue] {
+        fields.merging(["SystemModstamp": .string(Date().formatted(.iso8601))]) { $1 }
     }
 
     /// Every query asked so far.
@@ -25,9 +49,13 @@ public final class InMemoryRecords: RecordService, @unchecked Sendable {
             throw RecordServiceRefusal(call: "query without FROM: \(soql)")
         }
         let object = String(words[from + 1])
+        let since = words.firstIndex(of: "SystemModstamp").flatMap { words.indices.contains($0 + 2) ? ServiceTime.parse(String(words[$0 + 2])) : nil }
+        let recycled = soql.contains("IsDeleted = true")
         return lock.withLock {
             queries.append(soql)
-            return (records[object] ?? []).sorted { ($0.id ?? "") < ($1.id ?? "") }
+            return ((recycled ? deleted[object] : records[object]) ?? [])
+                .filter { record in since.map { (ServiceTime.parse(record["SystemModstamp"]?.stringValue ?? "") ?? .distantFuture) > $0 } ?? true }
+                .sorted { ($0.id ?? "") < ($1.id ?? "") }
         }
     }
 

@@ -9,4 +9,5 @@ public final class Locked<Value: Sendable>: @unchecked Sendable {
 
     public var value: Value { lock.withLock { stored } }
     public func set(_ value: Value) { lock.withLock { stored = value } }
+    public func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result { try lock.withLock { try body(&stored) } }
 }

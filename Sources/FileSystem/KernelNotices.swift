@@ -1,0 +1,43 @@
+import CFuse
+import Foundation
+import Namespace
+
+/// Remote changes reach the kernel's caches: names that went or changed are forgotten
+/// (`fuse_lowlevel_notify_inval_entry`), and so are the attributes and cached pages of nodes that
+/// changed (`fuse_lowlevel_notify_inval_inode`), so entry and attribute timeouts can be long.
+extension CRMFileSystem {
+    /// Hands what a change feed applied to the kernel. The calls run on a queue of their own: one can wait
+    /// until the kernel has answered a request on the same directory, which must never hold up a task thread
+    /// (that answer may need one).
+    public func applied(_ changes: AppliedChanges) {
+        for (itemID, eTag) in changes.changedContent { reader.cache.dropVersions(of: itemID, except: eTag) }
+        guard !changes.notices.isEmpty else { return }
+        let notices = changes.notices
+        Self.noticeQueue.async { [self] in
+            // Read here, on the queue: the loop's end clears it and then waits for the queue, so it stays valid.
+            guard let session = lock.withLock({ self.session }) else { return }
+            for notice in Self.ordered(notices) {
+                let status: Int32
+                switch notice {
+                case .entry(let parent, let name):
+                    status = name.withCString { fuse_lowlevel_notify_inval_entry(session, parent, $0, strlen($0)) }
+                case .inode(let ino):
+                    status = fuse_lowlevel_notify_inval_inode(session, ino, 0, 0)
+                }
+                // ENOENT: the kernel holds nothing for it, which is fine.
+                if status != 0 && status != -ENOENT {
+                    logger.debug("kernel notification failed", metadata: ["notice": "\(notice)", "errno": "\(-status)"])
+                }
+            }
+        }
+    }
+
+    static let noticeQueue = DispatchQueue(label: "crmfs.kernel-notices")
+
+    /// Each notice once, names before nodes.
+    static func ordered(_ notices: [KernelNotice]) -> [KernelNotice] {
+        var seen: Set<KernelNotice> = []
+        let unique = notices.filter { seen.insert($0).inserted }
+        return unique.filter { if case .entry = $0 { true } else { false } } + unique.filter { if case .inode = $0 { true } else { false } }
+    }
+}

@@ -1,0 +1,154 @@
+import CRM
+import Config
+import Foundation
+import Graph
+import Logging
+import Namespace
+
+/// Keeps a mounted tree fresh: reads the drive's delta and polls the CRM for changed and deleted records,
+/// applies what changed to the tree, and hands the result on (to the kernel, by the file system) through `deliver`.
+/// A failed round is logged and tried again at the next interval, later and later while it keeps failing; the
+/// feed's position is kept, so nothing is missed.
+public final class ChangeFeeds: @unchecked Sendable {
+    private let tree: Tree
+    private let graph: any DriveService
+    private let records: any RecordService
+    private let settings: FreshnessSettings
+    /// Items per delta page.
+    private let deltaPageSize = 999
+    /// How far before the newest change seen a CRM poll looks again, for changes committed late.
+    private let crmOverlap: TimeInterval = 30
+    private let deliver: @Sendable (AppliedChanges) -> Void
+    private let logger: Logger
+    private let startedAt = Date()
+
+    private let lock = NSLock()
+    private var deltaLink: String?
+    private var loops: [Task<Void, Never>] = []
+
+    public init(tree: Tree, graph: any DriveService, records: any RecordService, settings: FreshnessSettings,
+                logger: Logger = Logger(label: "crmfs.feeds"), deliver: @escaping @Sendable (AppliedChanges) -> Void) {
+        self.tree = tree
+        self.graph = graph
+        self.records = records
+        self.settings = settings
+        self.logger = logger
+        self.deliver = deliver
+    }
+
+    /// Takes the drive feed's position (now, before anything is listed, so no change falls between a listing
+    /// and the feed) and starts polling.
+    public func start() async throws {
+        if settings.drivePoll > 0 {
+            let link = try await graph.latestDeltaLink(driveID: tree.driveID)
+            lock.withLock { deltaLink = link }
+        }
+        lock.withLock {
+            if settings.drivePoll > 0 { loops.append(loop("drive", every: settings.drivePoll) { try await self.pollDrive() }) }
+            if settings.crmPoll > 0 { loops.append(loop("CRM", every: settings.crmPoll) { try await self.pollRecords() }) }
+        }
+    }
+
+    public func stop() {
+        lock.withLock { loops.forEach { $0.cancel() } }
+    }
+
+    private func loop(_ name: String, every interval: TimeInterval, _ round: @escaping @Sendable () async throws -> Void) -> Task<Void, Never> {
+        Task.detached { [logger] in
+            var failures = 0
+            while !Task.isCancelled {
+                let wait = interval * Double(1 << min(failures, 6))
+                try? await Task.sleep(nanoseconds: UInt64(min(wait, 600) * 1e9))
+                if Task.isCancelled { break }
+                do {
+                    try await round()
+                    if failures > 0 { logger.info("the \(name) change feed is back") }
+                    failures = 0
+                } catch {
+                    failures += 1
+                    logger.warning("reading the \(name) change feed failed; trying again later", metadata: ["error": "\(error)", "failures": "\(failures)"])
+                }
+            }
+        }
+    }
+
+    // MARK: Drive
+
+    /// One round of the drive's delta: every page up to the next delta link. An expired position (410)
+    /// enumerates the drive again from the `Location` the service names, and what that does not return is gone.
+    @discardableResult
+    public func pollDrive() async throws -> Int {
+        var link = lock.withLock { deltaLink }
+        var seen: Set<String>?
+        var applied = 0
+        while true {
+            let page: DeltaPage
+            do {
+                page = try await graph.delta(driveID: tree.driveID, link: link, pageSize: deltaPageSize)
+            } catch let error as GraphError where error.needsResync && seen == nil {
+                logger.warning("the drive's change feed position expired; reading the whole library again")
+                seen = []
+                link = error.location
+                continue
+            }
+            seen?.formUnion(page.items.map(\.id))
+            let changes = tree.applyDriveChanges(page.items)
+            applied += changes.applied
+            deliver(changes)
+            if let next = page.nextLink {
+                link = next
+                continue
+            }
+            if let seen {
+                let gone = tree.removeItems(notIn: seen)
+                applied += gone.applied
+                deliver(gone)
+            }
+            let next = page.deltaLink
+            lock.withLock { deltaLink = next ?? deltaLink }
+            return applied
+        }
+    }
+
+    // MARK: CRM
+
+    /// One poll of every object the mount has listed, in one call: per object, the records changed since the
+    /// newest change it has seen (and of those, the ones its filter still shows) and the records deleted.
+    @discardableResult
+    public func pollRecords() async throws -> Int {
+        let objects = tree.listedObjects()
+        guard !objects.isEmpty else { return 0 }
+        var queries: [RecordQuery] = []
+        var plans: [(index: Int, changed: Int, shown: Int?, deleted: Int)] = []
+        for (index, changedUpTo) in objects {
+            let object = tree.config.objects[index]
+            let since = Self.soqlDateTime((changedUpTo ?? startedAt.addingTimeInterval(-300)).addingTimeInterval(-crmOverlap))
+            let recent = "SystemModstamp > \(since)"
+            let changed = queries.count
+            queries.append(RecordQuery("SELECT \(tree.recordFields(objectIndex: index).joined(separator: ", ")) FROM \(object.object) WHERE \(recent) ORDER BY SystemModstamp"))
+            var shown: Int?
+            if let filter = object.filter {
+                shown = queries.count
+                queries.append(RecordQuery("SELECT Id FROM \(object.object) WHERE (\(filter)) AND \(recent)"))
+            }
+            let deleted = queries.count
+            queries.append(RecordQuery("SELECT Id FROM \(object.object) WHERE IsDeleted = true AND \(recent)", includeDeleted: true))
+            plans.append((index, changed, shown, deleted))
+        }
+        let answers = try await records.queries(queries)
+        var applied = 0
+        for plan in plans {
+            let changes = tree.applyRecordChanges(objectIndex: plan.index, changed: answers[plan.changed],
+                                                  shown: plan.shown.map { Set(answers[$0].compactMap(\.id)) },
+                                                  deleted: answers[plan.deleted].compactMap(\.id))
+            applied += changes.applied
+            deliver(changes)
+        }
+        return applied
+    }
+
+    /// A SOQL datetime literal (UTC, whole seconds).
+    static func soqlDateTime(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!))
+    }
+}

@@ -1,0 +1,240 @@
+import CRM
+import Foundation
+import Graph
+
+/// What the kernel must forget after a remote change, so long entry and attribute timeouts stay safe.
+public enum KernelNotice: Sendable, Hashable {
+    /// `name` in directory `parent` went away or now names another node.
+    case entry(parent: UInt64, name: String)
+    /// A node's attributes (and, for a file, its cached pages) are out of date.
+    case inode(UInt64)
+}
+
+/// What applying a feed's changes did: what the kernel must forget, and which documents' bytes changed
+/// (by item id, the new eTag: blocks of other versions are of no further use).
+public struct AppliedChanges: Sendable {
+    public var notices: [KernelNotice] = []
+    public var changedContent: [String: String] = [:]
+    /// Items and records whose change reached the tree (in directories the mount has listed).
+    public var applied = 0
+
+    public init() {}
+
+    mutating func merge(_ other: AppliedChanges) {
+        notices += other.notices
+        changedContent.merge(other.changedContent) { $1 }
+        applied += other.applied
+    }
+}
+
+/// Applying the services' change feeds. Only directories the mount has listed change (others are listed
+/// when first visited, from the service as it is then); a node with local changes outstanding keeps the
+/// mount's view until they are sent; items deleted or moved through the mount stay hidden.
+extension Tree {
+    /// Applies a page of the drive's delta: items in their latest state, by id (the last occurrence wins).
+    public func applyDriveChanges(_ items: [DriveItem]) -> AppliedChanges {
+        lock.withLock {
+            var latest: [String: DriveItem] = [:]
+            var order: [String] = []
+            for item in items {
+                if latest[item.id] == nil { order.append(item.id) }
+                latest[item.id] = item
+            }
+            let directories = directoriesByItem()
+            // Per listed directory: the items that join, change (a DriveItem) or leave it (nil).
+            var moves: [UInt64: [String: DriveItem?]] = [:]
+            var result = AppliedChanges()
+            var unplacedFolder = false
+            for id in order {
+                guard let item = latest[id], hiddenItems[id] == nil else { continue }
+                let existing = inodes[.item(id)].flatMap { nodes[$0] }
+                if let existing, existing.isPinned { continue }
+                if item.isDeleted, let record = directories[id].flatMap({ nodes[$0] }), record.level == .record {
+                    result.merge(recordFolderGone(record))
+                    continue
+                }
+                let newParent = item.isDeleted ? nil : item.parentReference?.id.flatMap { directories[$0] }
+                if let existing, existing.parent != newParent, nodes[existing.parent]?.childIndex[existing.name] == existing.ino {
+                    moves[existing.parent, default: [:]][id] = .some(nil)
+                }
+                if let newParent {
+                    moves[newParent, default: [:]][id] = .some(item)
+                } else if existing == nil, item.isFolder, !item.isDeleted {
+                    unplacedFolder = true
+                }
+            }
+            for (ino, changes) in moves {
+                guard let directory = nodes[ino], directory.children != nil else { continue }
+                result.merge(relist(directory, changing: changes))
+            }
+            if unplacedFolder { result.merge(recordFoldersMayHaveAppeared()) }
+            return result
+        }
+    }
+
+    /// After a resync (the feed's position expired): every listed directory is made to match a full
+    /// enumeration, `seen` being every item id it returned; listed items it did not return are gone.
+    public func removeItems(notIn seen: Set<String>) -> AppliedChanges {
+        lock.withLock {
+            var result = AppliedChanges()
+            for directory in Array(nodes.values) where directory.type == .directory && directory.children != nil {
+                var gone: [String: DriveItem?] = [:]
+                for child in directory.children ?? [] {
+                    guard let node = nodes[child.ino], !node.isPinned, case .item(let id) = node.key, !seen.contains(id) else { continue }
+                    gone[id] = .some(nil)
+                }
+                if !gone.isEmpty { result.merge(relist(directory, changing: gone)) }
+            }
+            return result
+        }
+    }
+
+    /// The object directories the mount has listed, with the newest `SystemModstamp` seen in each: what the
+    /// CRM feed asks about (an object nobody opened costs nothing).
+    public func listedObjects() -> [(index: Int, changedUpTo: Date?)] {
+        lock.withLock {
+            config.objects.indices.compactMap { index in
+                guard let node = inodes[.object(index)].flatMap({ nodes[$0] }), node.children != nil else { return nil }
+                return (index, node.recordsChangedUpTo)
+            }
+        }
+    }
+
+    /// Applies the CRM feed's answer for one object: records changed since its mark (`changed`, with
+    /// `shown` the Ids among them the object's filter still selects; nil without a filter) and records deleted.
+    public func applyRecordChanges(objectIndex: Int, changed: [SObjectRecord], shown: Set<String>?, deleted: [String]) -> AppliedChanges {
+        lock.withLock {
+            guard let directory = inodes[.object(objectIndex)].flatMap({ nodes[$0] }), let children = directory.children else { return AppliedChanges() }
+            var records: [String: SObjectRecord] = [:]
+            var order: [String] = []
+            for child in children {
+                guard let node = nodes[child.ino], let record = node.record, let id = node.recordID else { continue }
+                records[id] = record
+                order.append(id)
+            }
+            var touched: [String] = []
+            for record in changed {
+                guard let id = record.id else { continue }
+                if let stamp = FieldText.date(record["SystemModstamp"]), stamp > directory.recordsChangedUpTo ?? .distantPast {
+                    directory.recordsChangedUpTo = stamp
+                }
+                if shown.map({ !$0.contains(id) }) ?? false {
+                    if records.removeValue(forKey: id) != nil { touched.append(id) }
+                    continue
+                }
+                if records[id]?.fields == record.fields { continue }
+                if records[id] == nil { order.append(id) }
+                records[id] = record
+                touched.append(id)
+            }
+            for id in deleted where records.removeValue(forKey: id) != nil { touched.append(id) }
+            guard !touched.isEmpty else { return AppliedChanges() }
+            let before = children
+            applyRecords(order.compactMap { records[$0] }, to: directory, objectIndex: objectIndex)
+            var result = entryNotices(directory, before: before)
+            result.notices += touched.compactMap { inodes[.record($0)] }.map(KernelNotice.inode)
+            result.applied = touched.count
+            return result
+        }
+    }
+
+    // MARK: Helpers (call with the lock held)
+
+    /// Directory nodes by the drive item whose children they show: folders by their own id, records by their folder's.
+    private func directoriesByItem() -> [String: UInt64] {
+        var directories: [String: UInt64] = [:]
+        for node in nodes.values where node.type == .directory {
+            switch node.key {
+            case .item(let id): directories[id] = node.ino
+            case .record: if let folder = node.folderItemID { directories[folder] = node.ino }
+            default: break
+            }
+        }
+        return directories
+    }
+
+    /// Lists `directory` again from what it showed with `changes` applied (an item by id: its new state, or nil
+    /// for gone), by the same rules as a listing from the service; returns what the kernel must forget.
+    private func relist(_ directory: Node, changing changes: [String: DriveItem?]) -> AppliedChanges {
+        let before = directory.children ?? []
+        var items: [DriveItem] = []
+        var known: Set<String> = []
+        var previous: [String: (eTag: String?, size: Int64, modified: Date)] = [:]
+        for child in before {
+            guard let node = nodes[child.ino], !node.isPinned, case .item(let id) = node.key, var item = node.item else { continue }
+            known.insert(id)
+            previous[id] = (item.eTag, node.size, node.modified)
+            if let change = changes[id] {
+                guard let change else { continue }
+                item = Self.merged(change, over: item)
+            }
+            items.append(item)
+        }
+        for (id, change) in changes where !known.contains(id) {
+            guard let change else { continue }
+            if let node = inodes[.item(id)].flatMap({ nodes[$0] }), let old = node.item {
+                previous[id] = (old.eTag, node.size, node.modified)
+                items.append(Self.merged(change, over: old))
+            } else {
+                items.append(change)
+            }
+        }
+        applyItems(items, to: directory)
+        var result = entryNotices(directory, before: before)
+        for id in changes.keys {
+            guard let was = previous[id], let node = inodes[.item(id)].flatMap({ nodes[$0] }) else { continue }
+            if was.eTag != node.item?.eTag || was.size != node.size || was.modified != node.modified {
+                result.notices.append(.inode(node.ino))
+                if node.type == .file, was.eTag != node.item?.eTag, let eTag = node.item?.eTag { result.changedContent[id] = eTag }
+            }
+        }
+        result.applied = changes.count
+        return result
+    }
+
+    /// A delta item carries no list item fields: the columns known stay while the version is the same,
+    /// and are fetched again when first asked for after it changed.
+    private static func merged(_ change: DriveItem, over old: DriveItem) -> DriveItem {
+        var item = change
+        if item.listItem == nil, change.eTag == old.eTag { item.listItem = old.listItem }
+        return item
+    }
+
+    /// Names that left `directory` or now mean another node, and the directory itself when any did.
+    private func entryNotices(_ directory: Node, before: [(name: String, ino: UInt64)]) -> AppliedChanges {
+        var result = AppliedChanges()
+        for entry in before where directory.childIndex[entry.name] != entry.ino {
+            result.notices.append(.entry(parent: directory.ino, name: entry.name))
+        }
+        let names = Set(before.map(\.name))
+        if !result.notices.isEmpty || directory.children?.contains(where: { !names.contains($0.name) }) == true {
+            result.notices.append(.inode(directory.ino))
+        }
+        return result
+    }
+
+    /// A record's folder was deleted: the record shows no documents but those with local changes.
+    private func recordFolderGone(_ record: Node) -> AppliedChanges {
+        record.folderItemID = nil
+        guard record.children != nil else { return AppliedChanges() }
+        var gone: [String: DriveItem?] = [:]
+        for child in record.children ?? [] {
+            if let node = nodes[child.ino], !node.isPinned, case .item(let id) = node.key { gone[id] = .some(nil) }
+        }
+        var result = relist(record, changing: gone)
+        result.applied += 1
+        return result
+    }
+
+    /// A folder appeared where the mount shows nothing: it may be the folder of a record listed as empty,
+    /// so those records are listed again on their next visit.
+    private func recordFoldersMayHaveAppeared() -> AppliedChanges {
+        var result = AppliedChanges()
+        recordFolders.forgetListings()
+        for node in nodes.values where node.level == .record && node.folderItemID == nil && node.childrenLoadedAt != nil {
+            node.childrenLoadedAt = nil
+            result.notices.append(.inode(node.ino))
+        }
+        return result
+    }
+}

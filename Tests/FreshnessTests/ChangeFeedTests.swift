@@ -1,0 +1,152 @@
+import CRM
+import Config
+import Foundation
+import Freshness
+import HTTP
+import Namespace
+import Testing
+import TestSupport
+
+/// The change feeds over an in-memory library and CRM: what each kind of remote change does to the tree and
+/// what the kernel is told to forget, with no sandbox and no kernel (`FreshnessTests` in the mount tests
+/// covers the same through both).
+@Suite("change feeds (in memory)")
+struct ChangeFeedTests {
+    /// A tenant whose account "Acme Corp" holds a.txt, b.txt and a Sub folder with c.txt; the tree has listed all of it.
+    struct Bench {
+        let tenant = MemoryTenant()
+        let folder: String
+        let sub: String
+        let tree: Tree
+        let feeds: ChangeFeeds
+        let delivered = Locked<[AppliedChanges]>([])
+        let acme: UInt64
+        let subIno: UInt64
+
+        init() async throws {
+            folder = try #require(tenant.account("001A", "Acme Corp", documents: ["a.txt": "alpha", "b.txt": "bravo"]))
+            sub = tenant.drive.addFolder("Sub", in: folder)
+            tenant.drive.addDocument("c.txt", in: sub, content: Data("charlie".utf8))
+            tree = try await tenant.open()
+            let delivered = delivered
+            feeds = ChangeFeeds(tree: tree, graph: tenant.drive, records: tenant.records, settings: FreshnessSettings(drivePoll: 3600, crmPoll: 3600)) {
+                changes in delivered.withLock { $0.append(changes) }
+            }
+            try await feeds.start()
+            feeds.stop()
+            acme = try await MemoryTenant.record(tree, "Acme Corp")
+            subIno = try await tree.lookup(parent: acme, name: "Sub").ino
+            _ = try await tree.list(subIno)
+        }
+
+        func names(_ ino: UInt64) async throws -> [String] { try await tree.list(ino).map(\.name).sorted() }
+        func ino(_ parent: UInt64, _ name: String) async throws -> UInt64 { try await tree.lookup(parent: parent, name: name).ino }
+        var notices: Set<KernelNotice> { Set(delivered.withLock { $0.flatMap(\.notices) }) }
+        var changedContent: [String: String] { delivered.withLock { $0.reduce(into: [:]) { $0.merge($1.changedContent) { $1 } } } }
+        func item(_ name: String, in parent: String) throws -> String {
+            try #require(tenant.drive.itemID(named: name, in: parent))
+        }
+    }
+
+    @Test("an edit, an addition, a rename, a move and a deletion each reach the listing; renamed and moved items keep their inode")
+    func driveChanges() async throws {
+        let bench = try await Bench()
+        let drive = bench.tenant.drive
+        let a = try await bench.ino(bench.acme, "a.txt"), b = try await bench.ino(bench.acme, "b.txt"), c = try await bench.ino(bench.subIno, "c.txt")
+        drive.edit(try bench.item("a.txt", in: bench.folder), content: Data("alpha, longer now".utf8))
+        drive.rename(try bench.item("b.txt", in: bench.folder), to: "b renamed.txt")
+        drive.rename(try bench.item("c.txt", in: bench.sub), to: "c.txt", in: bench.folder)
+        drive.addDocument("new.txt", in: bench.sub)
+        #expect(try await bench.feeds.pollDrive() == 5)
+
+        #expect(try await bench.names(bench.acme) == ["Sub", "a.txt", "b renamed.txt", "c.txt"])
+        #expect(try await bench.names(bench.subIno) == ["new.txt"])
+        #expect(try await bench.tree.attributes(a).size == Int64("alpha, longer now".utf8.count))
+        #expect(try await bench.ino(bench.acme, "b renamed.txt") == b)
+        #expect(try await bench.ino(bench.acme, "c.txt") == c)
+        let notices = bench.notices
+        #expect(notices.contains(.entry(parent: bench.acme, name: "b.txt")), "the old name is forgotten by the kernel")
+        #expect(notices.contains(.entry(parent: bench.subIno, name: "c.txt")))
+        #expect(notices.contains(.inode(a)), "the edited document's attributes and pages are dropped")
+        #expect(bench.changedContent[try bench.item("a.txt", in: bench.folder)] != nil, "and its cached blocks")
+
+        drive.removeAsOther(try bench.item("a.txt", in: bench.folder))
+        drive.removeAsOther(bench.sub)
+        #expect(try await bench.feeds.pollDrive() == 3)
+        #expect(try await bench.names(bench.acme) == ["b renamed.txt", "c.txt"])
+        #expect(bench.notices.contains(.entry(parent: bench.acme, name: "a.txt")))
+        #expect(bench.notices.contains(.entry(parent: bench.acme, name: "Sub")))
+        // Nothing new: a round changes nothing and tells the kernel nothing.
+        let told = bench.delivered.withLock { $0.count }
+        #expect(try await bench.feeds.pollDrive() == 0)
+        #expect(bench.delivered.withLock { $0.dropFirst(told).allSatisfy(\.notices.isEmpty) })
+    }
+
+    @Test("changes in folders the mount never listed cost nothing and do not appear until the folder is listed")
+    func unlistedFoldersAreLeftAlone() async throws {
+        let bench = try await Bench()
+        let other = try #require(bench.tenant.account("001B", "Globex", documents: ["g.txt": "g"]))
+        #expect(try await bench.feeds.pollRecords() == 1)
+        bench.tenant.drive.addDocument("h.txt", in: other)
+        #expect(try await bench.feeds.pollDrive() == 0)
+        #expect(!bench.notices.contains { if case .entry = $0 { true } else { false } })
+        #expect(try await bench.names(try await MemoryTenant.record(bench.tree, "Globex")) == ["g.txt", "h.txt"])
+    }
+
+    @Test("a record listed as empty shows its documents once a folder for it appears")
+    func recordFolderAppears() async throws {
+        let bench = try await Bench()
+        bench.tenant.account("001B", "Globex")
+        try await bench.feeds.pollRecords()
+        let globex = try await MemoryTenant.record(bench.tree, "Globex")
+        #expect(try await bench.names(globex).isEmpty)
+        let folder = bench.tenant.drive.addFolder("Globex (001B)", in: bench.tenant.accounts)
+        bench.tenant.drive.addDocument("g.txt", in: folder)
+        try await bench.feeds.pollDrive()
+        #expect(bench.notices.contains(.inode(globex)))
+        #expect(try await bench.names(globex) == ["g.txt"])
+    }
+
+    @Test("a document with a local change outstanding keeps the mount's view; the feed's change waits for the upload")
+    func localChangesWin() async throws {
+        let bench = try await Bench()
+        let a = try await bench.ino(bench.acme, "a.txt")
+        bench.tree.pin(a)
+        bench.tree.setLocal(a, size: 99)
+        bench.tenant.drive.rename(try bench.item("a.txt", in: bench.folder), to: "a moved.txt")
+        try await bench.feeds.pollDrive()
+        #expect(try await bench.names(bench.acme) == ["Sub", "a.txt", "b.txt"])
+        #expect(try await bench.tree.attributes(a).size == 99)
+        #expect(!bench.notices.contains(.inode(a)))
+    }
+
+    @Test("an expired feed position reads the whole library again; what it no longer holds goes")
+    func resync() async throws {
+        let bench = try await Bench()
+        bench.tenant.drive.removeAsOther(try bench.item("b.txt", in: bench.folder))
+        bench.tenant.drive.expireDeltaLinks()
+        #expect(try await bench.feeds.pollDrive() > 0)
+        #expect(try await bench.names(bench.acme) == ["Sub", "a.txt"])
+        #expect(bench.notices.contains(.entry(parent: bench.acme, name: "b.txt")))
+    }
+
+    @Test("records created, renamed and deleted in the CRM reach a listed object; a rename keeps the inode")
+    func recordChanges() async throws {
+        let bench = try await Bench()
+        bench.tenant.account("001B", "Globex")
+        #expect(try await bench.feeds.pollRecords() == 1)
+        let accounts = try await bench.tree.lookup(parent: Tree.rootIno, name: "Accounts").ino
+        #expect(try await bench.names(accounts) == ["Acme Corp", "Globex"])
+        let records = bench.tenant.records
+        records.update("Account", "001A", ["Name": .string("Acme Holdings")])
+        records.add("Account", ["Id": .string("001C"), "Name": .string("Initech")])
+        records.remove("Account", "001B")
+        #expect(try await bench.feeds.pollRecords() == 3)
+        #expect(try await bench.names(accounts) == ["Acme Holdings", "Initech"])
+        #expect(try await bench.ino(accounts, "Acme Holdings") == bench.acme)
+        #expect(try await bench.names(bench.acme) == ["Sub", "a.txt", "b.txt"], "its documents stay")
+        #expect(bench.notices.contains(.entry(parent: accounts, name: "Acme Corp")))
+        #expect(bench.notices.contains(.entry(parent: accounts, name: "Globex")))
+        #expect(try await bench.feeds.pollRecords() == 0, "a record seen again unchanged is no change")
+    }
+}

@@ -1,0 +1,202 @@
+import CLinux
+import CRM
+import Foundation
+import Graph
+import HTTP
+import Services
+import Testing
+import TestSupport
+
+/// Remote changes through the kernel: the change feeds apply what other people do in SharePoint and the CRM
+/// to the mount and push it into the kernel's caches, so they show within one poll although the kernel may
+/// trust names and attributes for ten minutes (the default with the feeds on). The sandbox answers slowly and
+/// keeps a budget meanwhile, as the real services do.
+@Suite("remote changes show through the mount", .serialized)
+struct FreshnessTests {
+    /// Polls every second (documents) and every two (records).
+    static func fastFeeds(_ config: String) -> String {
+        config + "\n[freshness]\ndrive_poll = \"1s\"\ncrm_poll = \"2s\"\n"
+    }
+
+    /// Within one poll, give or take a round trip at the sandbox's latency.
+    static let onePoll: Duration = .seconds(6)
+
+    /// A real service's latency and budget, on the running sandbox.
+    static func realistic(_ sandbox: SandboxFixture) async throws {
+        try await sandbox.admin("faults", ["latencyMs": 40, "latencyJitterMs": 20, "ruPerMinute": 1200])
+    }
+
+    /// Waits until `condition` holds, up to `limit`; whether it did.
+    static func eventually(within limit: Duration = onePoll, _ condition: () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return try await condition()
+    }
+
+    static func inode(_ path: String) -> UInt64? {
+        var status = stat()
+        return stat(path, &status) == 0 ? UInt64(status.st_ino) : nil
+    }
+
+    static func exists(_ path: String) -> Bool { inode(path) != nil }
+
+    @Test("documents edited, added, renamed, moved and deleted in SharePoint show within one poll; renamed and moved ones keep their inode")
+    func remoteDocumentChanges() async throws {
+        try await withMount(records: 3, docsPerRecord: 1, editConfig: Self.fastFeeds) { mount in
+            try await Self.realistic(mount.sandbox)
+            let remote = try await WriteTests.Remote(mount)
+            let graph = remote.connections.graph
+            let folder = try #require(try await remote.item("\(SeededPaths.acmeFolder)"))
+            let contracts = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Contracts"))
+            let scratch = try WriteTests.scratch().appendingPathComponent("edit")
+            try Data("seed\n".utf8).write(to: scratch)
+            for (parent, name) in [(contracts.id, "NDA-2025.pdf"), (folder.id, "Notes.txt"), (folder.id, "Deck.pptx")] {
+                _ = try await graph.simpleUpload(driveID: remote.driveID, to: .child(parentID: parent, name: name), file: scratch.path,
+                                                 size: 5, options: UploadOptions())
+            }
+            let record = mount.path(WriteTests.acme)
+            // The kernel knows every name and has read the contract's bytes.
+            let before = try FileManager.default.subpathsOfDirectory(atPath: record)
+            #expect(before.contains("Contracts/MSA-2026.pdf") && before.contains("Contracts/NDA-2025.pdf"), "\(before)")
+            let contract = "\(record)/Contracts/MSA-2026.pdf"
+            _ = try Data(contentsOf: URL(fileURLWithPath: contract))
+            let contractInode = try #require(Self.inode(contract))
+            let ndaInode = try #require(Self.inode("\(record)/Contracts/NDA-2025.pdf"))
+            let notesInode = try #require(Self.inode("\(record)/Notes.txt"))
+
+            let edited = Data("edited by someone else\n".utf8)
+            try edited.write(to: scratch)
+            let contractItem = try #require(try await remote.item(SeededPaths.acmeContract))
+            _ = try await graph.simpleUpload(driveID: remote.driveID, to: .item(id: contractItem.id), file: scratch.path,
+                                             size: Int64(edited.count), options: UploadOptions())
+            _ = try await graph.simpleUpload(driveID: remote.driveID, to: .child(parentID: folder.id, name: "Added remotely.txt"), file: scratch.path,
+                                             size: Int64(edited.count), options: UploadOptions())
+            let nda = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Contracts/NDA-2025.pdf"))
+            _ = try await graph.update(driveID: remote.driveID, itemID: nda.id, name: "NDA-2025 signed.pdf")
+            let notes = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Notes.txt"))
+            _ = try await graph.update(driveID: remote.driveID, itemID: notes.id, parentID: contracts.id)
+            let deck = "Deck.pptx"
+            let deckItem = try #require(try await remote.item("\(SeededPaths.acmeFolder)/\(deck)"))
+            try await graph.delete(driveID: remote.driveID, itemID: deckItem.id)
+
+            #expect(try await Self.eventually {
+                (try? Data(contentsOf: URL(fileURLWithPath: contract))) == edited
+            }, "the edit shows: new bytes, not the kernel's cached pages")
+            #expect(Self.inode(contract) == contractInode)
+            #expect(try await Self.eventually { Self.exists("\(record)/Added remotely.txt") })
+            #expect(try await Self.eventually { !Self.exists("\(record)/Contracts/NDA-2025.pdf") }, "the old name is gone from the kernel too")
+            #expect(Self.inode("\(record)/Contracts/NDA-2025 signed.pdf") == ndaInode, "a rename keeps the inode")
+            #expect(try await Self.eventually { !Self.exists("\(record)/Notes.txt") })
+            #expect(Self.inode("\(record)/Contracts/Notes.txt") == notesInode, "a move keeps the inode")
+            #expect(try await Self.eventually { !Self.exists("\(record)/\(deck)") })
+            #expect(try await Self.eventually {
+                Set(try FileManager.default.contentsOfDirectory(atPath: record)) == (try await remote.names(SeededPaths.acmeFolder))
+            }, "the listing is the service's")
+            let stats = try await mount.sandbox.stats()
+            #expect(stats["throttled", default: 0] == 0, "crmfs's own traffic stays inside the budget")
+        }
+    }
+
+    @Test("records created, renamed and deleted in the CRM show within one poll; a renamed record keeps its inode and documents")
+    func remoteRecordChanges() async throws {
+        try await withMount(records: 4, docsPerRecord: 1, editConfig: Self.fastFeeds) { mount in
+            try await Self.realistic(mount.sandbox)
+            let salesforce = try mount.sandbox.connections().salesforce
+            let accounts = mount.path("Accounts")
+            let names = try FileManager.default.contentsOfDirectory(atPath: accounts)
+            #expect(names.contains("Acme Corp"))
+            let acmeInode = try #require(Self.inode("\(accounts)/Acme Corp"))
+            let acmeDocuments = try FileManager.default.subpathsOfDirectory(atPath: "\(accounts)/Acme Corp").sorted()
+            let doomedRecord = try #require(try await salesforce.query("SELECT Id, Name FROM Account").first { record in
+                record.id != SeededPaths.acmeID && names.contains(record["Name"]?.stringValue ?? "")
+            })
+            let doomed = try #require(doomedRecord["Name"]?.stringValue), doomedID = try #require(doomedRecord.id)
+
+            try await salesforce.update("Account", id: SeededPaths.acmeID, fields: ["Name": .string("Acme Holdings")])
+            let createdID = try await salesforce.create("Account", fields: ["Name": .string("Brand New Account")])
+            try await salesforce.delete("Account", id: doomedID)
+
+            #expect(try await Self.eventually { Self.exists("\(accounts)/Brand New Account") })
+            #expect(try await Self.eventually { !Self.exists("\(accounts)/Acme Corp") })
+            #expect(Self.inode("\(accounts)/Acme Holdings") == acmeInode, "a renamed record keeps its inode")
+            #expect(try FileManager.default.subpathsOfDirectory(atPath: "\(accounts)/Acme Holdings").sorted() == acmeDocuments,
+                    "and its documents (its folder keeps the old name and the Id)")
+            #expect(try await Self.eventually { !Self.exists("\(accounts)/\(doomed)") })
+            #expect(try Self.xattr("\(accounts)/Brand New Account", "user.crmfs.record_id") == createdID)
+        }
+    }
+
+    @Test("an open handle on a document changed remotely: its next read fails with ESTALE once the change shows; a new open reads the new version")
+    func openHandleOnChangedDocument() async throws {
+        try await withMount(records: 2, docsPerRecord: 1, editConfig: Self.fastFeeds) { mount in
+            let remote = try await WriteTests.Remote(mount)
+            let contract = mount.path("\(WriteTests.acme)/Contracts/MSA-2026.pdf")
+            let original = try Data(contentsOf: URL(fileURLWithPath: contract))
+            let descriptor = open(contract, O_RDONLY)
+            #expect(descriptor >= 0)
+            defer { close(descriptor) }
+            var first = [UInt8](repeating: 0, count: 16)
+            #expect(pread(descriptor, &first, 16, 0) == 16)
+
+            let edited = Data("a new version\n".utf8)
+            let scratch = try WriteTests.scratch().appendingPathComponent("edit")
+            try edited.write(to: scratch)
+            let item = try #require(try await remote.item(SeededPaths.acmeContract))
+            _ = try await remote.connections.graph.simpleUpload(driveID: remote.driveID, to: .item(id: item.id), file: scratch.path,
+                                                                size: Int64(edited.count), options: UploadOptions())
+            #expect(try await Self.eventually { Self.size(contract) == Int64(edited.count) })
+            let code = try await Tools.blocking { () -> Int32 in
+                var buffer = [UInt8](repeating: 0, count: 16)
+                errno = 0
+                return pread(descriptor, &buffer, 16, 0) < 0 ? errno : 0
+            }
+            #expect(code == ESTALE, "never a mix of two versions")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: contract)) == edited)
+            #expect(original != edited)
+        }
+    }
+
+    @Test("a document being written through the mount keeps the mount's view while the feed reports another client's change; the close ends in keep-both")
+    func localChangeBeatsTheFeed() async throws {
+        try await withMount(records: 2, docsPerRecord: 1, editConfig: Self.fastFeeds) { mount in
+            let remote = try await WriteTests.Remote(mount)
+            let contract = mount.path("\(WriteTests.acme)/Contracts/MSA-2026.pdf")
+            let mine = Data(repeating: 0x6D, count: 3000)
+            let descriptor = open(contract, O_WRONLY | O_TRUNC)
+            #expect(descriptor >= 0)
+            #expect(mine.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) } == mine.count)
+
+            let theirs = Data("someone else's version\n".utf8)
+            let scratch = try WriteTests.scratch().appendingPathComponent("theirs")
+            try theirs.write(to: scratch)
+            let item = try #require(try await remote.item(SeededPaths.acmeContract))
+            _ = try await remote.connections.graph.simpleUpload(driveID: remote.driveID, to: .item(id: item.id), file: scratch.path,
+                                                                size: Int64(theirs.count), options: UploadOptions())
+            // Several polls go by: the mount still shows what is being written.
+            try await Task.sleep(for: .seconds(3))
+            #expect(Self.size(contract) == Int64(mine.count))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: contract)) == mine)
+            close(descriptor)
+            try await expectSynced(mount)
+            #expect(try await remote.bytes(SeededPaths.acmeContract) == theirs, "keep-both: the remote change stands")
+            let names = try await remote.names("\(SeededPaths.acmeFolder)/Contracts")
+            let copy = try #require(names.first { $0.hasPrefix("MSA-2026 (conflict ") })
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/Contracts/\(copy)") == mine)
+            #expect(try await Self.eventually { Self.exists(mount.path("\(WriteTests.acme)/Contracts/\(copy)")) })
+        }
+    }
+
+    static func size(_ path: String) -> Int64? {
+        var status = stat()
+        return stat(path, &status) == 0 ? Int64(status.st_size) : nil
+    }
+
+    static func xattr(_ path: String, _ name: String) throws -> String? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = getxattr(path, name, &buffer, buffer.count)
+        return count < 0 ? nil : String(decoding: buffer.prefix(count), as: UTF8.self)
+    }
+}
