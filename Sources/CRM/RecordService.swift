@@ -12,6 +12,30 @@ public protocol RecordService: Sendable {
     func update(_ object: String, id: String, fields: [String: JSONValue]) async throws
     func upsert(_ object: String, externalIDField field: String, value: String, fields: [String: JSONValue]) async throws -> (id: String, created: Bool)
     func delete(_ object: String, id: String) async throws
+    /// The org's daily API allowance as the last answer reported it (`Sforce-Limit-Info`), if any.
+    var apiUsage: APIUsage? { get }
+}
+
+/// Calls made today against the org's daily allowance.
+public struct APIUsage: Sendable, Equatable {
+    public var used: Int
+    public var limit: Int
+
+    public init(used: Int, limit: Int) {
+        self.used = used
+        self.limit = limit
+    }
+
+    /// `api-usage=18/5000`, as in `Sforce-Limit-Info`.
+    public init?(header: String) {
+        guard let range = header.range(of: "api-usage=") else { return nil }
+        let parts = header[range.upperBound...].prefix { $0 != "," && $0 != ";" }.split(separator: "/")
+        guard parts.count == 2, let used = Int(parts[0].trimmingCharacters(in: .whitespaces)),
+              let limit = Int(parts[1].trimmingCharacters(in: .whitespaces)), limit > 0 else { return nil }
+        self.init(used: used, limit: limit)
+    }
+
+    public var fractionUsed: Double { Double(used) / Double(limit) }
 }
 
 /// The calls as the write-back side makes them, with the defaults `SalesforceClient` has.
@@ -24,6 +48,8 @@ extension RecordService {
         try await record(object, id: id, fields: nil)
     }
 
+    public var apiUsage: APIUsage? { nil }
+
     /// One call per query, for a service without a way to send them together.
     public func queries(_ queries: [RecordQuery]) async throws -> [[SObjectRecord]] {
         var results: [[SObjectRecord]] = []
@@ -32,4 +58,6 @@ extension RecordService {
     }
 }
 
-extension SalesforceClient: RecordService {}
+extension SalesforceClient: RecordService {
+    public var apiUsage: APIUsage? { lastLimitInfo.flatMap(APIUsage.init(header:)) }
+}

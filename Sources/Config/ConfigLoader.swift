@@ -103,10 +103,17 @@ public enum ConfigLoader {
 
         func graph(_ t: TOMLTable) throws -> GraphSettings {
             let at = "graph"
-            try allowOnly(t, ["authority", "endpoint", "tenant", "client_id", "client_secret_file", "client_secret_env", "site", "library", "ca_file"], at: at)
+            try allowOnly(t, ["authority", "endpoint", "tenant", "client_id", "client_secret_file", "client_secret_env", "site", "library", "ca_file", "ru_per_minute"], at: at)
             let site = try string(t, "site", at: at)
             guard let colon = site.range(of: ":/"), !site[..<colon.lowerBound].isEmpty else {
                 throw error("\(at).site", "'\(site)' is not HOSTNAME:/PATH, e.g. contoso.sharepoint.com:/sites/Sales")
+            }
+            var budget = 1200
+            if let value = t["ru_per_minute"] {
+                guard let units = value.int, units >= 0 else {
+                    throw error("\(at).ru_per_minute", "must be the app's resource units a minute (1200 for a small tenant), or 0 for no pacing")
+                }
+                budget = units
             }
             return GraphSettings(
                 authority: try url(t, "authority", at: at, default: "https://login.microsoftonline.com"),
@@ -114,7 +121,8 @@ public enum ConfigLoader {
                 tenant: try string(t, "tenant", at: at), clientID: try string(t, "client_id", at: at),
                 secret: try secret(t, at: at, required: true)!,
                 siteHostname: String(site[..<colon.lowerBound]), sitePath: String(site[site.index(after: colon.lowerBound)...]),
-                library: try string(t, "library", at: at, default: "Documents"), caFile: try optionalString(t, "ca_file", at: at))
+                library: try string(t, "library", at: at, default: "Documents"), caFile: try optionalString(t, "ca_file", at: at),
+                resourceUnitsPerMinute: budget)
         }
 
         func cache(_ t: TOMLTable?) throws -> CacheSettings {

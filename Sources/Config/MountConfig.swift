@@ -38,6 +38,8 @@ public struct GraphSettings: Sendable {
     public var library: String
     /// A PEM file of the certificate authorities to trust for this service instead of the system's.
     public var caFile: String? = nil
+    /// The app's SharePoint budget in resource units a minute (crmfs paces itself to most of it); 0: no pacing.
+    public var resourceUnitsPerMinute = 1200
 }
 
 public struct CacheSettings: Sendable {

@@ -44,8 +44,10 @@ public final class ChangeFeeds: @unchecked Sendable {
             lock.withLock { deltaLink = link }
         }
         lock.withLock {
-            if settings.drivePoll > 0 { loops.append(loop("drive", every: settings.drivePoll) { try await self.pollDrive() }) }
-            if settings.crmPoll > 0 { loops.append(loop("CRM", every: settings.crmPoll) { try await self.pollRecords() }) }
+            if settings.drivePoll > 0 { loops.append(loop("drive", every: { [settings] in settings.drivePoll }) { try await self.pollDrive() }) }
+            if settings.crmPoll > 0 {
+                loops.append(loop("CRM", every: { [settings, records] in Self.crmInterval(settings.crmPoll, usage: records.apiUsage) }) { try await self.pollRecords() })
+            }
         }
     }
 
@@ -53,11 +55,23 @@ public final class ChangeFeeds: @unchecked Sendable {
         lock.withLock { loops.forEach { $0.cancel() } }
     }
 
-    private func loop(_ name: String, every interval: TimeInterval, _ round: @escaping @Sendable () async throws -> Void) -> Task<Void, Never> {
+    /// The CRM poll's interval as the org's daily allowance runs down: as configured while less than half
+    /// is used, then longer and longer, so polling never spends what users' own work needs.
+    static func crmInterval(_ base: TimeInterval, usage: APIUsage?) -> TimeInterval {
+        guard let used = usage?.fractionUsed else { return base }
+        switch used {
+        case ..<0.5: return base
+        case ..<0.8: return base * 2
+        case ..<0.95: return base * 8
+        default: return max(base * 60, 3600)
+        }
+    }
+
+    private func loop(_ name: String, every interval: @escaping @Sendable () -> TimeInterval, _ round: @escaping @Sendable () async throws -> Void) -> Task<Void, Never> {
         Task.detached { [logger] in
             var failures = 0
             while !Task.isCancelled {
-                let wait = interval * Double(1 << min(failures, 6))
+                let wait = interval() * Double(1 << min(failures, 6))
                 try? await Task.sleep(nanoseconds: UInt64(min(wait, 600) * 1e9))
                 if Task.isCancelled { break }
                 do {

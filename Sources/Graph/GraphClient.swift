@@ -12,10 +12,14 @@ public final class GraphClient: Sendable {
     /// The `$select` crmfs asks for on items, so listings carry everything `stat` needs.
     public static let itemSelect = "id,name,size,eTag,cTag,file,folder,root,deleted,parentReference,fileSystemInfo,createdDateTime,lastModifiedDateTime,webUrl,sharepointIds"
 
-    public init(endpoint: String, http: HTTPClient, auth: any AccessTokenProvider) {
+    /// Keeps requests inside the tenant's resource-unit budget; nil sends them as they come.
+    let pacer: ResourcePacer?
+
+    public init(endpoint: String, http: HTTPClient, auth: any AccessTokenProvider, pacer: ResourcePacer? = nil) {
         self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
         self.http = http
         self.auth = auth
+        self.pacer = pacer
     }
 
     // MARK: Sites, drives, lists
@@ -192,10 +196,15 @@ public final class GraphClient: Sendable {
         }
     }
 
-    /// Sends through the shared retry rules, turning exhausted retries into the service's error.
+    /// Sends through the pacer and the shared retry rules, turning exhausted retries into the service's error.
     func send(_ request: HTTPRequest, auth: (any AccessTokenProvider)?, sink: ResponseSink = .memory(limit: ResponseSink.defaultMemoryLimit)) async throws -> HTTPResponse {
         do {
-            let response = try await http.send(request, auth: auth, sink: sink)
+            var observe: (@Sendable (HTTPResponse) -> Void)?
+            if let pacer {
+                try await pacer.admit(cost: ResourceUnits.cost(of: request))
+                observe = { pacer.observe($0) }
+            }
+            let response = try await http.send(request, auth: auth, sink: sink, observe: observe)
             if !response.isSuccess && response.status != 302 && response.status != 304 {
                 throw GraphError(response: response, request: request)
             }
@@ -203,6 +212,21 @@ public final class GraphClient: Sendable {
         } catch HTTPError.retriesExhausted(_, let attempts, _, let response?) {
             throw GraphError(response: response, request: request, attempts: attempts)
         }
+    }
+}
+
+/// What a request costs against SharePoint's budget, in resource units (api-facts §11.1): single-item
+/// reads, delta with a token and downloads 1; listings, delta without a token and every write 2; anything
+/// touching permissions 5.
+enum ResourceUnits {
+    static func cost(of request: HTTPRequest) -> Int {
+        let url = request.url
+        if url.contains("/permissions") || url.contains("permissions)") { return 5 }
+        if request.method != "GET" { return 2 }
+        let path = url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? url
+        if path.hasSuffix("/delta") { return url.contains("token=") ? 1 : 2 }
+        if path.hasSuffix("/children") || path.hasSuffix("/drives") || path.hasSuffix("/columns") || path.hasSuffix("/versions") { return 2 }
+        return 1
     }
 }
 

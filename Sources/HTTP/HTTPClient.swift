@@ -20,8 +20,10 @@ public final class HTTPClient: Sendable {
     }
 
     /// Sends `request`, authorising it with `auth` when given. Returns the last response,
-    /// whatever its status, unless retries ran out on throttling or the network.
-    public func send(_ request: HTTPRequest, auth: (any AccessTokenProvider)? = nil, sink: ResponseSink = .memory(limit: ResponseSink.defaultMemoryLimit)) async throws -> HTTPResponse {
+    /// whatever its status, unless retries ran out on throttling or the network. `observe` sees every
+    /// answer, retried ones too (a pacer learns of throttling from the first 429, not the last).
+    public func send(_ request: HTTPRequest, auth: (any AccessTokenProvider)? = nil, sink: ResponseSink = .memory(limit: ResponseSink.defaultMemoryLimit),
+                     observe: (@Sendable (HTTPResponse) -> Void)? = nil) async throws -> HTTPResponse {
         let clock = ContinuousClock()
         let started = clock.now
         var attempt = 0
@@ -44,6 +46,7 @@ public final class HTTPClient: Sendable {
             let response: HTTPResponse
             do {
                 response = try await transport.perform(outgoing, sink: sink)
+                observe?(response)
             } catch let error as HTTPError where error.isRetryableTransportFailure && request.isIdempotent {
                 let delay = retry.backoff(retry: attempt - 1)
                 guard attempt < retry.maxAttempts, clock.now - started + delay < retry.maxElapsed else { throw error }

@@ -39,6 +39,8 @@ struct MountConfigWriter {
             client_secret_file = "secrets/graph-client-secret"
             site = "contoso.sharepoint.com:/sites/Sales"
             library = "Documents"
+            # The sandbox's budget (--ru-per-minute); 0: it has none, so crmfs need not pace itself.
+            ru_per_minute = \(app.options.resourceUnitsPerMinute)
             \(caLine)
 
             [cache]

@@ -22,7 +22,8 @@ public struct Connections: Sendable {
         let entra = EntraClientCredentials(authority: config.graph.authority, tenant: config.graph.tenant,
                                            clientID: config.graph.clientID, clientSecret: graphSecret)
         graphToken = entra.provider(using: http, registry: registry)
-        graph = GraphClient(endpoint: config.graph.endpoint, http: http, auth: graphToken)
+        graph = GraphClient(endpoint: config.graph.endpoint, http: http, auth: graphToken,
+                            pacer: config.graph.resourceUnitsPerMinute > 0 ? ResourcePacer(unitsPerMinute: config.graph.resourceUnitsPerMinute) : nil)
 
         let grant: SalesforceOAuth.Grant
         switch config.salesforce.auth {

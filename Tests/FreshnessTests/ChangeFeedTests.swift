@@ -1,7 +1,7 @@
 import CRM
 import Config
 import Foundation
-import Freshness
+@testable import Freshness
 import HTTP
 import Namespace
 import Testing
@@ -148,5 +148,24 @@ struct ChangeFeedTests {
         #expect(bench.notices.contains(.entry(parent: accounts, name: "Acme Corp")))
         #expect(bench.notices.contains(.entry(parent: accounts, name: "Globex")))
         #expect(try await bench.feeds.pollRecords() == 0, "a record seen again unchanged is no change")
+    }
+}
+
+@Suite("CRM polling and the daily allowance")
+struct AllowanceTests {
+    @Test("Sforce-Limit-Info reads as calls used of the allowance")
+    func header() {
+        #expect(APIUsage(header: "api-usage=18/5000") == APIUsage(used: 18, limit: 5000))
+        #expect(APIUsage(header: "api-usage=18/5000, per-app-api-usage=2/250(appName=crmfs)") == APIUsage(used: 18, limit: 5000))
+        #expect(APIUsage(header: "nonsense") == nil)
+    }
+
+    @Test("the CRM poll slows as the daily allowance runs down")
+    func slows() {
+        #expect(ChangeFeeds.crmInterval(60, usage: nil) == 60)
+        #expect(ChangeFeeds.crmInterval(60, usage: APIUsage(used: 100, limit: 1000)) == 60)
+        #expect(ChangeFeeds.crmInterval(60, usage: APIUsage(used: 600, limit: 1000)) == 120)
+        #expect(ChangeFeeds.crmInterval(60, usage: APIUsage(used: 900, limit: 1000)) == 480)
+        #expect(ChangeFeeds.crmInterval(60, usage: APIUsage(used: 990, limit: 1000)) == 3600)
     }
 }

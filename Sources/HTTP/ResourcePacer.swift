@@ -1,0 +1,71 @@
+import Foundation
+
+/// Keeps a client's requests inside a service's budget instead of discovering it by 429s: a token bucket
+/// in the service's units (SharePoint's resource units), shared by every kind of request. It spends at
+/// most `share` of the budget's rate, with a burst of `burst` of it, so no minute holds more than
+/// `share + burst` of the budget and other apps keep the rest. What the service says wins: a 429 or 503
+/// with Retry-After stops every request until then (throttled requests count too, so sending more only
+/// digs deeper), and `RateLimit-Remaining` (sent from 80 % of the budget) caps what the bucket holds,
+/// stopping until `RateLimit-Reset` when it runs out.
+public final class ResourcePacer: @unchecked Sendable {
+    public let unitsPerMinute: Double
+    private let rate: Double
+    private let capacity: Double
+
+    private let lock = NSLock()
+    private var available: Double
+    private var refilled = ContinuousClock.now
+    private var pausedUntil: ContinuousClock.Instant?
+    private var waited: Duration = .zero
+
+    public init(unitsPerMinute: Int, share: Double = 0.8, burst: Double = 0.1) {
+        self.unitsPerMinute = Double(unitsPerMinute)
+        rate = Double(unitsPerMinute) * share / 60
+        capacity = max(1, Double(unitsPerMinute) * burst)
+        available = capacity
+    }
+
+    /// How long requests have waited for the budget so far.
+    public var totalWait: Duration { lock.withLock { waited } }
+
+    /// Waits until `cost` units may be spent, then spends them.
+    public func admit(cost: Int) async throws {
+        let cost = min(Double(cost), capacity)
+        while true {
+            let wait = lock.withLock { () -> Duration in
+                let now = ContinuousClock.now
+                if let pausedUntil, pausedUntil > now { return pausedUntil - now }
+                let elapsed = now - refilled
+                available = min(capacity, available + (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18) * rate)
+                refilled = now
+                if available >= cost {
+                    available -= cost
+                    return .zero
+                }
+                return .milliseconds(Int(((cost - available) / rate * 1000).rounded(.up)))
+            }
+            if wait == .zero { return }
+            lock.withLock { waited += wait }
+            try await Task.sleep(for: wait)
+        }
+    }
+
+    /// Learns from an answer what the service thinks of the budget.
+    public func observe(_ response: HTTPResponse) {
+        let now = ContinuousClock.now
+        lock.withLock {
+            if response.status == 429 || response.status == 503 {
+                let delay = RetryAfter.delay(from: response.headers["Retry-After"]) ?? .seconds(5)
+                pausedUntil = max(pausedUntil ?? now, now + delay)
+                available = 0
+            }
+            if let remaining = response.headers["RateLimit-Remaining"].flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }) {
+                available = min(available, max(0, remaining - capacity))
+                if remaining <= capacity {
+                    let reset = response.headers["RateLimit-Reset"].flatMap { Double($0.trimmingCharacters(in: .whitespaces)) } ?? 5
+                    pausedUntil = max(pausedUntil ?? now, now + .milliseconds(Int(reset * 1000)))
+                }
+            }
+        }
+    }
+}
