@@ -97,7 +97,7 @@ let package = Package(
         // Builds the live clients of a mount from its config.
         .target(
             name: "Freshness",
-            dependencies: ["CRM", "Config", "Graph", "Namespace", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CRM", "Config", "Graph", "Namespace", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "Services",

@@ -19,6 +19,7 @@ public final class ChangeFeeds: @unchecked Sendable {
     /// How far before the newest change seen a CRM poll looks again, for changes committed late.
     private let crmOverlap: TimeInterval = 30
     private let deliver: @Sendable (AppliedChanges) -> Void
+    private let store: MetadataStore?
     private let logger: Logger
     private let startedAt = Date()
 
@@ -26,8 +27,9 @@ public final class ChangeFeeds: @unchecked Sendable {
     private var deltaLink: String?
     private var loops: [Task<Void, Never>] = []
 
-    public init(tree: Tree, graph: any DriveService, records: any RecordService, settings: FreshnessSettings,
+    public init(tree: Tree, graph: any DriveService, records: any RecordService, settings: FreshnessSettings, store: MetadataStore? = nil,
                 logger: Logger = Logger(label: "crmfs.feeds"), deliver: @escaping @Sendable (AppliedChanges) -> Void) {
+        self.store = store
         self.tree = tree
         self.graph = graph
         self.records = records
@@ -36,26 +38,59 @@ public final class ChangeFeeds: @unchecked Sendable {
         self.deliver = deliver
     }
 
-    /// Takes the drive feed's position (now, before anything is listed, so no change falls between a listing
-    /// and the feed) and starts polling.
+    /// Restores the kept tree, if there is one, and takes the drive feed's position: the kept one (a
+    /// round of catch-up starts at once), or now (before anything is listed, so no change falls between a
+    /// listing and the feed). Then polls, and keeps the tree every few seconds.
     public func start() async throws {
-        if settings.drivePoll > 0 {
-            let link = try await graph.latestDeltaLink(driveID: tree.driveID)
-            lock.withLock { deltaLink = link }
-        }
-        lock.withLock {
-            if settings.drivePoll > 0 { loops.append(loop("drive", every: { [settings] in settings.drivePoll }) { try await self.pollDrive() }) }
-            if settings.crmPoll > 0 {
-                loops.append(loop("CRM", every: { [settings, records] in Self.crmInterval(settings.crmPoll, usage: records.apiUsage) }) { try await self.pollRecords() })
+        var link: String?
+        var restored = false
+        if let store {
+            let kept = try store.load()
+            if !kept.listings.isEmpty {
+                try store.keepOnly(tree.restoreListings(kept.listings))
+                restored = true
+                link = kept.deltaLink
+                logger.info("the last known tree is back; catching up", metadata: ["directories": "\(kept.listings.count)"])
             }
         }
+        if settings.drivePoll > 0, link == nil {
+            link = try await graph.latestDeltaLink(driveID: tree.driveID)
+        }
+        lock.withLock {
+            deltaLink = link
+            if settings.drivePoll > 0 {
+                loops.append(loop("the drive feed", startNow: restored, every: { [settings] in settings.drivePoll }) { try await self.pollDrive() })
+            }
+            if settings.crmPoll > 0 {
+                loops.append(loop("the CRM feed", startNow: restored, every: { [settings, records] in Self.crmInterval(settings.crmPoll, usage: records.apiUsage) }) {
+                    try await self.pollRecords()
+                })
+            }
+            if store != nil { loops.append(loop("keeping the tree", startNow: false, every: { Self.keepInterval }) { try self.keep() }) }
+        }
     }
 
+    /// Stops polling and keeps the tree as it is now.
     public func stop() {
         lock.withLock { loops.forEach { $0.cancel() } }
+        do {
+            try keep()
+        } catch {
+            logger.warning("could not keep the tree for the next mount", metadata: ["error": "\(error)"])
+        }
     }
 
-    /// The CRM poll's interval as the org's daily allowance runs down: as configured while less than half
+    /// How often changed listings are written to the metadata store.
+    static let keepInterval: TimeInterval = 5
+
+    /// Writes the listings changed since the last time, with the delta link taken first.
+    public func keep() throws {
+        guard let store else { return }
+        let link = lock.withLock { deltaLink }
+        try store.save(tree.takeChangedListings(), deltaLink: link)
+    }
+
+    /// The CRM poll's interval as the daily allowance runs down: as configured while less than half
     /// is used, then longer and longer, so polling never spends what users' own work needs.
     static func crmInterval(_ base: TimeInterval, usage: APIUsage?) -> TimeInterval {
         guard let used = usage?.fractionUsed else { return base }
@@ -67,20 +102,23 @@ public final class ChangeFeeds: @unchecked Sendable {
         }
     }
 
-    private func loop(_ name: String, every interval: @escaping @Sendable () -> TimeInterval, _ round: @escaping @Sendable () async throws -> Void) -> Task<Void, Never> {
+    private func loop(_ name: String, startNow: Bool, every interval: @escaping @Sendable () -> TimeInterval,
+                      _ round: @escaping @Sendable () async throws -> Void) -> Task<Void, Never> {
         Task.detached { [logger] in
             var failures = 0
+            var first = startNow
             while !Task.isCancelled {
-                let wait = interval() * Double(1 << min(failures, 6))
+                let wait = first ? 0 : interval() * Double(1 << min(failures, 6))
+                first = false
                 try? await Task.sleep(nanoseconds: UInt64(min(wait, 600) * 1e9))
                 if Task.isCancelled { break }
                 do {
                     try await round()
-                    if failures > 0 { logger.info("the \(name) change feed is back") }
+                    if failures > 0 { logger.info("\(name) works again") }
                     failures = 0
                 } catch {
                     failures += 1
-                    logger.warning("reading the \(name) change feed failed; trying again later", metadata: ["error": "\(error)", "failures": "\(failures)"])
+                    logger.warning("\(name) failed; trying again later", metadata: ["error": "\(error)", "failures": "\(failures)"])
                 }
             }
         }

@@ -21,7 +21,7 @@ public struct ListInfo: Decodable, Sendable {
     public var displayName: String?
 }
 
-public struct ItemReference: Decodable, Sendable {
+public struct ItemReference: Codable, Sendable {
     public var driveId: String?
     public var id: String?
     /// Absent in delta responses.
@@ -29,23 +29,23 @@ public struct ItemReference: Decodable, Sendable {
     public var siteId: String?
 }
 
-public struct FileSystemInfo: Decodable, Sendable {
+public struct FileSystemInfo: Codable, Sendable {
     public var createdDateTime: String?
     public var lastModifiedDateTime: String?
 }
 
-public struct FileFacet: Decodable, Sendable {
-    public struct Hashes: Decodable, Sendable { public var quickXorHash: String? }
+public struct FileFacet: Codable, Sendable {
+    public struct Hashes: Codable, Sendable { public var quickXorHash: String? }
     public var mimeType: String?
     /// SharePoint reports only quickXorHash, and may not until the file was downloaded once.
     public var hashes: Hashes?
 }
 
-public struct FolderFacet: Decodable, Sendable {
+public struct FolderFacet: Codable, Sendable {
     public var childCount: Int?
 }
 
-public struct ListItem: Decodable, Sendable {
+public struct ListItem: Codable, Sendable {
     public var id: String?
     public var eTag: String?
     public var fields: [String: JSONValue]?
@@ -57,7 +57,7 @@ public struct ListItem: Decodable, Sendable {
     }
 }
 
-public struct SharePointIDs: Decodable, Sendable {
+public struct SharePointIDs: Codable, Sendable {
     public var listId: String?
     public var listItemId: String?
     public var listItemUniqueId: String?
@@ -66,7 +66,7 @@ public struct SharePointIDs: Decodable, Sendable {
 }
 
 /// A file or folder in a document library. Keyed by `id`, which survives renames and moves.
-public struct DriveItem: Decodable, Sendable {
+public struct DriveItem: Codable, Sendable {
     public var id: String
     public var name: String?
     public var eTag: String?

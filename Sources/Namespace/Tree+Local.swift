@@ -197,6 +197,7 @@ extension Tree {
             }
             let keepMine = node.stagedFile != nil && node.stagedFile != sentFile
             node.item = item
+            changedListings.insert(node.parent)
             if !keepMine {
                 node.stagedFile = nil
                 if node.type == .file, let size = item.size { node.size = size }
@@ -209,7 +210,10 @@ extension Tree {
     public func folderMade(_ ino: UInt64, itemID: String) {
         lock.withLock {
             guard let node = nodes[ino] else { return }
-            if case .record = node.key, node.folderItemID == nil { node.folderItemID = itemID }
+            if case .record = node.key, node.folderItemID == nil {
+                node.folderItemID = itemID
+                changedListings.insert(ino)
+            }
         }
     }
 

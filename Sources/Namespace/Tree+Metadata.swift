@@ -46,7 +46,11 @@ extension Tree {
 
     /// The service's column values of document `ino` after an edit.
     public func columnsWritten(_ fields: [String: JSONValue], to ino: UInt64) {
-        lock.withLock { nodes[ino]?.item?.listItem?.fields = fields }
+        lock.withLock {
+            guard let node = nodes[ino] else { return }
+            node.item?.listItem?.fields = fields
+            changedListings.insert(node.parent)
+        }
     }
 
     /// The edit that sets (or clears) field `field` of record `ino` in Salesforce, if the object's
@@ -70,6 +74,7 @@ extension Tree {
         lock.withLock {
             guard let id = record.id, let recordIno = inodes[.record(id)], let node = nodes[recordIno] else { return }
             node.record = record
+            changedListings.insert(node.parent)
         }
     }
 

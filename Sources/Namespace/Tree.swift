@@ -49,6 +49,8 @@ public final class Tree: @unchecked Sendable {
     var restoredChanges: [RestoredChange] = []
     var restoredPlaced: (@Sendable ([(changeID: Int64, ino: UInt64)]) -> Void)?
     let recordFolders = RecordFolderIndex()
+    /// Directories whose listing changed since the metadata store last took them.
+    var changedListings: Set<UInt64> = []
 
     /// Resolves the configured site and library, so a mount fails early and clearly when it cannot reach them.
     public static func open(config: MountConfig, graph: any DriveService, salesforce: any RecordService, recordURLBase: String,
@@ -153,7 +155,10 @@ public final class Tree: @unchecked Sendable {
                 throw NamespaceError.remote("\(error)")
             }
             lock.withLock {
-                if let node = nodes[ino], node.item?.id == unfetched.itemID, node.item?.listItem == nil { node.item?.listItem = ListItem(fields: fields) }
+                if let node = nodes[ino], node.item?.id == unfetched.itemID, node.item?.listItem == nil {
+                    node.item?.listItem = ListItem(fields: fields)
+                    changedListings.insert(node.parent)
+                }
             }
         }
         return try lock.withLock {
@@ -213,19 +218,21 @@ public final class Tree: @unchecked Sendable {
     }
 
     private func loadRoot() {
-        lock.withLock {
-            let root = nodes[Self.rootIno]!
-            var children: [(String, UInt64)] = []
-            for (index, object) in config.objects.enumerated() {
-                let node = node(for: .object(index), parent: Self.rootIno, name: object.directory, type: .directory)
-                node.objectIndex = index
-                node.modified = mountedAt
-                node.changed = mountedAt
-                node.created = mountedAt
-                children.append((object.directory, node.ino))
-            }
-            setChildren(root, children)
+        lock.withLock { loadRootLocked() }
+    }
+
+    func loadRootLocked() {
+        let root = nodes[Self.rootIno]!
+        var children: [(String, UInt64)] = []
+        for (index, object) in config.objects.enumerated() {
+            let node = node(for: .object(index), parent: Self.rootIno, name: object.directory, type: .directory)
+            node.objectIndex = index
+            node.modified = mountedAt
+            node.changed = mountedAt
+            node.created = mountedAt
+            children.append((object.directory, node.ino))
         }
+        setChildren(root, children)
     }
 
     /// The fields the mount reads of an object's records.
@@ -376,6 +383,7 @@ public final class Tree: @unchecked Sendable {
     }
 
     func setChildren(_ directory: Node, _ children: [(String, UInt64)]) {
+        changedListings.insert(directory.ino)
         directory.children = children.map { (name: $0.0, ino: $0.1) }
         directory.childIndex = Dictionary(children, uniquingKeysWith: { first, _ in first })
         directory.childrenLoadedAt = Date()

@@ -51,7 +51,9 @@ struct Mounter {
         let reader = BlockReader(cache: cache, graph: connections.graph)
         let writes = options.readOnly ? nil : try writeSupport(state: state, connections: connections)
         let fileSystem = CRMFileSystem(tree: tree, reader: reader, options: mountOptions, writeSupport: writes)
-        let feeds = ChangeFeeds(tree: tree, graph: connections.graph, records: connections.salesforce, settings: config.freshness) { [fileSystem] changes in
+        let store = try MetadataStore(path: state.appendingPathComponent("metadata.sqlite").path, config: config)
+        let feeds = ChangeFeeds(tree: tree, graph: connections.graph, records: connections.salesforce, settings: config.freshness,
+                                store: store) { [fileSystem] changes in
             fileSystem.applied(changes)
         }
         do {

@@ -169,3 +169,59 @@ struct AllowanceTests {
         #expect(ChangeFeeds.crmInterval(60, usage: APIUsage(used: 990, limit: 1000)) == 3600)
     }
 }
+
+@Suite("the kept tree (in memory)")
+struct KeptTreeTests {
+    @Test("a remount shows the last known tree without listing anything, then one round of each feed brings what changed meanwhile")
+    func remountCatchesUp() async throws {
+        let tenant = MemoryTenant()
+        let folder = try #require(tenant.account("001A", "Acme Corp", documents: ["a.txt": "alpha", "b.txt": "bravo"]))
+        tenant.account("001B", "Globex")
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-kept-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: state) }
+        let settings = FreshnessSettings(drivePoll: 3600, crmPoll: 3600)
+        func mount() async throws -> (Tree, ChangeFeeds) {
+            let tree = try await tenant.open()
+            let store = try MetadataStore(path: state.appendingPathComponent("metadata.sqlite").path, config: try tenant.config())
+            let feeds = ChangeFeeds(tree: tree, graph: tenant.drive, records: tenant.records, settings: settings, store: store) { _ in }
+            try await feeds.start()
+            return (tree, feeds)
+        }
+        let (first, firstFeeds) = try await mount()
+        let acme = try await MemoryTenant.record(first, "Acme Corp")
+        #expect(try await first.list(acme).map(\.name).sorted() == ["a.txt", "b.txt"])
+        firstFeeds.stop()
+        let listed = tenant.drive.listings(of: folder), queried = tenant.records.asked.count
+
+        // While unmounted: another user renames a document and adds a record.
+        tenant.drive.rename(try #require(tenant.drive.itemID(named: "b.txt", in: folder)), to: "b renamed.txt")
+        tenant.records.add("Account", ["Id": .string("001C"), "Name": .string("Initech")])
+
+        let (second, secondFeeds) = try await mount()
+        defer { secondFeeds.stop() }
+        let accounts = try await second.lookup(parent: Tree.rootIno, name: "Accounts").ino
+        let again = try await MemoryTenant.record(second, "Acme Corp")
+        // (The catch-up round runs at once beside this, so the names may already be the new ones.)
+        #expect(try await second.list(again).map(\.name).contains("a.txt"), "the last known tree, at once")
+        #expect(tenant.drive.listings(of: folder) == listed, "no listing was needed")
+        #expect(tenant.records.asked.dropFirst(queried).allSatisfy { $0.contains("SystemModstamp >") }, "no full query of the records")
+        try await secondFeeds.pollDrive()
+        try await secondFeeds.pollRecords()
+        #expect(try await second.list(again).map(\.name).sorted() == ["a.txt", "b renamed.txt"])
+        #expect(try await second.list(accounts).map(\.name).sorted() == ["Acme Corp", "Globex", "Initech"])
+    }
+
+    @Test("a config that shows the tree differently starts afresh")
+    func configChangeStartsAfresh() async throws {
+        let tenant = MemoryTenant()
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-kept-\(UUID().uuidString).sqlite").path
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let store = try MetadataStore(path: state, config: try tenant.config())
+        try store.save([DirectoryListing(key: .object(0), records: [["Id": .string("001A")]])], deltaLink: "memory://delta/1")
+        #expect(try store.load().listings.count == 1)
+        let other = try MetadataStore(path: state, config: try tenant.config(library: "Archive"))
+        #expect(try other.load().listings.isEmpty)
+        #expect(try other.load().deltaLink == nil)
+    }
+}

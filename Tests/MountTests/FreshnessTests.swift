@@ -189,6 +189,37 @@ struct FreshnessTests {
         }
     }
 
+    @Test("a remount shows the last known tree without listing it again, and what changed while unmounted within one round")
+    func remountCatchesUp() async throws {
+        try await withSandbox(records: 4, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+            try Self.fastFeeds(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            let first = try await MountFixture.mount(sandbox)
+            let walked = try await Tools.shell("find '\(first.mountpoint)' | sort")
+            #expect(walked.output.contains("Acme Corp/Contracts/MSA-2026.pdf"))
+            await first.unmount()
+
+            // While unmounted: a document is renamed, an account is created.
+            let connections = try sandbox.connections()
+            let driveID = try await sandbox.info()["driveId"]!
+            let contract = try await connections.graph.item(driveID: driveID, path: SeededPaths.acmeContract)
+            _ = try await connections.graph.update(driveID: driveID, itemID: contract.id, name: "MSA-2026 signed.pdf")
+            _ = try await connections.salesforce.create("Account", fields: ["Name": .string("Created While Away")])
+            try await sandbox.admin("stats/reset")
+
+            let second = try await MountFixture.mount(sandbox)
+            do {
+                let again = try await Tools.shell("find '\(second.mountpoint)' | sort")
+                #expect(again.status == 0)
+                #expect(try await sandbox.stats()["graph.children", default: 0] == 0, "the kept tree answers: no folder is listed again")
+                let record = second.path(WriteTests.acme)
+                #expect(try await Self.eventually { Self.exists("\(record)/Contracts/MSA-2026 signed.pdf") && !Self.exists("\(record)/Contracts/MSA-2026.pdf") })
+                #expect(try await Self.eventually { Self.exists(second.path("Accounts/Created While Away")) })
+            }
+            await second.unmount()
+        }
+    }
+
     static func size(_ path: String) -> Int64? {
         var status = stat()
         return stat(path, &status) == 0 ? Int64(status.st_size) : nil
