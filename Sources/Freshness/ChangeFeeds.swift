@@ -38,9 +38,9 @@ public final class ChangeFeeds: @unchecked Sendable {
         self.deliver = deliver
     }
 
-    /// Restores the kept tree, if there is one, and takes the drive feed's position: the kept one (a
-    /// round of catch-up starts at once), or now (before anything is listed, so no change falls between a
-    /// listing and the feed). Then polls, and keeps the tree every few seconds.
+    /// Restores the kept tree, if there is one, and the drive feed's position with it (a round of catch-up
+    /// starts at once); without one, the first round enumerates the whole library by delta pages, which the
+    /// tree answers first listings from once it is complete. Then polls, and keeps the tree every few seconds.
     public func start() async throws {
         var link: String?
         var restored = false
@@ -53,13 +53,11 @@ public final class ChangeFeeds: @unchecked Sendable {
                 logger.info("the last known tree is back; catching up", metadata: ["directories": "\(kept.listings.count)"])
             }
         }
-        if settings.drivePoll > 0, link == nil {
-            link = try await graph.latestDeltaLink(driveID: tree.driveID)
-        }
         lock.withLock {
             deltaLink = link
+            // A first mount learns the library from the delta's own pages (the first round enumerates it).
             if settings.drivePoll > 0 {
-                loops.append(loop("the drive feed", startNow: restored, every: { [settings] in settings.drivePoll }) { try await self.pollDrive() })
+                loops.append(loop("the drive feed", startNow: true, every: { [settings] in settings.drivePoll }) { try await self.pollDrive() })
             }
             if settings.crmPoll > 0 {
                 loops.append(loop("the CRM feed", startNow: restored, every: { [settings, records] in Self.crmInterval(settings.crmPoll, usage: records.apiUsage) }) {
@@ -131,6 +129,7 @@ public final class ChangeFeeds: @unchecked Sendable {
     @discardableResult
     public func pollDrive() async throws -> Int {
         var link = lock.withLock { deltaLink }
+        let enumerating = link == nil
         var seen: Set<String>?
         var applied = 0
         while true {
@@ -155,6 +154,10 @@ public final class ChangeFeeds: @unchecked Sendable {
                 let gone = tree.removeItems(notIn: seen)
                 applied += gone.applied
                 deliver(gone)
+            }
+            if enumerating || seen != nil {
+                tree.libraryEnumerated()
+                logger.info("the library is enumerated")
             }
             let next = page.deltaLink
             lock.withLock { deltaLink = next ?? deltaLink }

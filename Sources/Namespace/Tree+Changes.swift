@@ -33,7 +33,8 @@ public struct AppliedChanges: Sendable {
 extension Tree {
     /// Applies a page of the drive's delta: items in their latest state, by id (the last occurrence wins).
     public func applyDriveChanges(_ items: [DriveItem]) -> AppliedChanges {
-        lock.withLock {
+        mirror.apply(items)
+        return lock.withLock {
             var latest: [String: DriveItem] = [:]
             var order: [String] = []
             for item in items {
@@ -70,6 +71,12 @@ extension Tree {
             if unplacedFolder { result.merge(recordFoldersMayHaveAppeared()) }
             return result
         }
+    }
+
+    /// The drive's delta has enumerated the whole library (a first mount, or a resync): folders never
+    /// listed are answered from what it returned from now on.
+    public func libraryEnumerated() {
+        mirror.markComplete()
     }
 
     /// After a resync (the feed's position expired): every listed directory is made to match a full

@@ -49,6 +49,8 @@ public final class Tree: @unchecked Sendable {
     var restoredChanges: [RestoredChange] = []
     var restoredPlaced: (@Sendable ([(changeID: Int64, ino: UInt64)]) -> Void)?
     let recordFolders = RecordFolderIndex()
+    /// The whole library from the drive's delta, once enumerated.
+    let mirror = LibraryMirror()
     /// Directories whose listing changed since the metadata store last took them.
     var changedListings: Set<UInt64> = []
 
@@ -288,36 +290,16 @@ public final class Tree: @unchecked Sendable {
 
     /// The record's folder in the library, from the object's folder template. None yet: an empty directory.
     private func loadRecordDocuments(directory: UInt64, recordID: String) async throws {
-        let (objectIndex, record, knownFolder) = try lock.withLock { () -> (Int, SObjectRecord?, String?) in
+        let (objectIndex, record, knownFolder, firstListing) = try lock.withLock { () -> (Int, SObjectRecord?, String?, Bool) in
             guard let node = nodes[directory], let index = node.objectIndex else { throw NamespaceError.notFound }
-            return (index, node.record, node.folderItemID)
+            return (index, node.record, node.folderItemID, node.children == nil)
         }
-        let object = config.objects[objectIndex]
         var folderID = knownFolder
-        if folderID == nil, let folderTemplate = object.folderTemplate, let record {
-            if let split = RecordFolderIndex.split(folderTemplate),
-               let folders = try await recordFolders.folders(in: split.parent, graph: graph, driveID: driveID,
-                                                             pageSize: options.pageSize, timeout: options.attributeTimeout) {
-                folderID = folders[Template(split.leaf).expand(folderSegment(record: record, recordID: recordID)).lowercased()]
-            } else {
-                do {
-                    folderID = try await graph.item(driveID: driveID, path: Self.folderPath(folderTemplate, record: record, recordID: recordID)).id
-                } catch let error as GraphError where error.isNotFound {
-                    folderID = nil
-                }
-            }
-            if folderID == nil, folderTemplate.range(of: "{Id}", options: .caseInsensitive) != nil, let split = RecordFolderIndex.split(folderTemplate) {
-                // Renamed in the CRM since its folder was made: the folder keeps the old name, and its Id.
-                let folders = try await recordFolders.folders(in: split.parent, graph: graph, driveID: driveID, pageSize: options.pageSize,
-                                                              timeout: options.attributeTimeout, now: true) ?? [:]
-                let named = folders.filter { $0.key.contains(recordID.lowercased()) }
-                if named.count == 1 { folderID = named.first?.value }
-            }
+        if folderID == nil, let folderTemplate = config.objects[objectIndex].folderTemplate, let record {
+            folderID = try await recordFolder(template: folderTemplate, record: record, recordID: recordID)
         }
         var items: [DriveItem] = []
-        if let folderID {
-            items = try await graph.children(driveID: driveID, itemID: folderID, pageSize: options.pageSize, expandFields: true)
-        }
+        if let folderID { items = try await documents(in: folderID, firstListing: firstListing) }
         let placed = lock.withLock { () -> [(changeID: Int64, ino: UInt64)] in
             guard let node = nodes[directory] else { return [] }
             node.folderItemID = folderID
@@ -325,6 +307,47 @@ public final class Tree: @unchecked Sendable {
             return placeRestored(in: node)
         }
         reportRestored(placed)
+    }
+
+    /// The folder holding a record's documents, by its object's folder template: from the library's mirror
+    /// once it is complete; otherwise a path lookup each for the first records, then one listing of the
+    /// folder holding all the record folders.
+    private func recordFolder(template folderTemplate: String, record: SObjectRecord, recordID: String) async throws -> String? {
+        let path = Self.folderPath(folderTemplate, record: record, recordID: recordID)
+        let split = RecordFolderIndex.split(folderTemplate)
+        let byId = folderTemplate.range(of: "{Id}", options: .caseInsensitive) != nil
+        if let mirrored = mirror.item(atPath: path) {
+            if let folder = mirrored { return folder.id }
+            // Renamed in the CRM since its folder was made: the folder keeps the old name, and its Id.
+            guard byId, let split, let parent = mirror.item(atPath: split.parent) ?? nil, let siblings = mirror.children(of: parent.id) else { return nil }
+            let named = siblings.filter { $0.isFolder && ($0.name ?? "").lowercased().contains(recordID.lowercased()) }
+            return named.count == 1 ? named[0].id : nil
+        }
+        var folderID: String?
+        if let split, let folders = try await recordFolders.folders(in: split.parent, graph: graph, driveID: driveID,
+                                                                    pageSize: options.pageSize, timeout: options.attributeTimeout) {
+            folderID = folders[Template(split.leaf).expand(folderSegment(record: record, recordID: recordID)).lowercased()]
+        } else {
+            do {
+                folderID = try await graph.item(driveID: driveID, path: path).id
+            } catch let error as GraphError where error.isNotFound {
+                folderID = nil
+            }
+        }
+        if folderID == nil, byId, let split {
+            let folders = try await recordFolders.folders(in: split.parent, graph: graph, driveID: driveID, pageSize: options.pageSize,
+                                                          timeout: options.attributeTimeout, now: true) ?? [:]
+            let named = folders.filter { $0.key.contains(recordID.lowercased()) }
+            if named.count == 1 { folderID = named.first?.value }
+        }
+        return folderID
+    }
+
+    /// A folder's documents and sub-folders: listed first from the library's mirror when it is complete
+    /// (listing again asks the service: the mirror may not have a change made through the mount yet).
+    private func documents(in folderID: String, firstListing: Bool) async throws -> [DriveItem] {
+        if firstListing, let mirrored = mirror.children(of: folderID) { return mirrored }
+        return try await graph.children(driveID: driveID, itemID: folderID, pageSize: options.pageSize, expandFields: true)
     }
 
     /// Where a record's documents live in the library: its object's folder template, expanded.
@@ -342,7 +365,8 @@ public final class Tree: @unchecked Sendable {
     private func folderSegment(record: SObjectRecord, recordID: String) -> (String) -> String { Self.folderSegment(record: record, recordID: recordID) }
 
     private func loadFolder(directory: UInt64, itemID: String) async throws {
-        let items = try await graph.children(driveID: driveID, itemID: itemID, pageSize: options.pageSize, expandFields: true)
+        let firstListing = lock.withLock { nodes[directory]?.children == nil }
+        let items = try await documents(in: itemID, firstListing: firstListing)
         let placed = lock.withLock { () -> [(changeID: Int64, ino: UInt64)] in
             guard let node = nodes[directory] else { return [] }
             applyItems(items, to: node)

@@ -110,9 +110,23 @@ struct NamespaceTests {
         }
     }
 
-    @Test("find over all documents costs one listing per directory")
-    func findIsCheap() async throws {
+    @Test("after the first mount's enumeration of the library, find over every record and document costs no Graph request")
+    func findAfterEnumeration() async throws {
         try await withMount(records: 10, docsPerRecord: 3) { mount in
+            #expect(try await FreshnessTests.eventually(within: .seconds(30)) { mount.logTail(lines: 200).contains("the library is enumerated") })
+            try await mount.sandbox.admin("stats/reset")
+            let files = try await Tools.shell("find '\(mount.mountpoint)' -type f | wc -l")
+            #expect(Int(files.output.trimmingCharacters(in: .whitespacesAndNewlines)) == 10 * 3 * 3)
+            let stats = try await mount.sandbox.stats()
+            for request in ["graph.item", "graph.children", "graph.fields", "graph.content"] {
+                #expect(stats[request, default: 0] == 0, "\(request)")
+            }
+        }
+    }
+
+    @Test("with the drive's feed off, find over all documents costs one listing per directory")
+    func findIsCheap() async throws {
+        try await withMount(records: 10, docsPerRecord: 3, editConfig: { $0 + "\n[freshness]\ndrive_poll = \"0\"\n" }) { mount in
             try await mount.sandbox.admin("stats/reset")
             func count(_ arguments: String) async throws -> Int {
                 Int(try await Tools.shell("find '\(mount.mountpoint)' \(arguments) | wc -l").output.trimmingCharacters(in: .whitespacesAndNewlines))!

@@ -1,0 +1,62 @@
+import Foundation
+import Graph
+
+/// The whole library's items as the drive's delta enumerated them, kept up to date by every later delta
+/// round: once the first enumeration is complete, a directory listed for the first time and a record's
+/// folder are answered from here, so walking ten thousand records costs the enumeration's pages (999
+/// items each), not a listing per folder. Until then, and for listing a directory again, the service is asked.
+final class LibraryMirror: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [String: DriveItem] = [:]
+    private var children: [String: Set<String>] = [:]
+    private var rootID: String?
+    private var isComplete = false
+
+    var complete: Bool { lock.withLock { isComplete } }
+
+    /// Items in their latest state (a deletion removes the item, and what was below it stays unreachable).
+    func apply(_ changes: [DriveItem]) {
+        lock.withLock {
+            for item in changes {
+                if let old = items[item.id], let parent = old.parentReference?.id { children[parent]?.remove(item.id) }
+                if item.isDeleted {
+                    items[item.id] = nil
+                    continue
+                }
+                var item = item
+                if let old = items[item.id], item.listItem == nil, old.eTag == item.eTag { item.listItem = old.listItem }
+                items[item.id] = item
+                if item.root != nil { rootID = item.id }
+                if let parent = item.parentReference?.id { children[parent, default: []].insert(item.id) }
+            }
+        }
+    }
+
+    /// The first enumeration has reached its end: every item of the library is here.
+    func markComplete() {
+        lock.withLock { isComplete = true }
+    }
+
+    /// A folder's items, in name order; nil while the mirror is not complete.
+    func children(of folderID: String) -> [DriveItem]? {
+        lock.withLock {
+            guard isComplete else { return nil }
+            return (children[folderID] ?? []).compactMap { items[$0] }.sorted { ($0.name ?? "") < ($1.name ?? "") }
+        }
+    }
+
+    /// The item at `path` below the root (names compared as SharePoint does, ignoring case); `.some(nil)` when
+    /// the library has no such item, nil while the mirror is not complete.
+    func item(atPath path: String) -> DriveItem?? {
+        lock.withLock {
+            guard isComplete, var current = rootID else { return nil }
+            for part in path.split(separator: "/") {
+                guard let next = (children[current] ?? []).first(where: { items[$0]?.name?.caseInsensitiveCompare(String(part)) == .orderedSame }) else {
+                    return .some(nil)
+                }
+                current = next
+            }
+            return .some(items[current])
+        }
+    }
+}
