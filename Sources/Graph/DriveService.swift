@@ -27,6 +27,8 @@ public protocol DriveService: Sendable {
     func update(driveID: String, itemID: String, name: String?, parentID: String?, modified: Date?,
                 ifMatch: String?, conflictBehavior: ConflictBehavior?) async throws -> DriveItem
     func updateFields(driveID: String, itemID: String, fields: [String: JSONValue], ifMatch: String?) async throws -> [String: JSONValue]
+    /// Column values of several documents at once, each answered on its own, in order.
+    func updateFields(_ updates: [FieldsUpdate]) async -> [Result<[String: JSONValue], Error>]
     func delete(driveID: String, itemID: String, ifMatch: String?) async throws
     func simpleUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions) async throws -> DriveItem
     func sessionUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions,
@@ -36,6 +38,19 @@ public protocol DriveService: Sendable {
 
 /// The calls as crmfs makes them, with the defaults `GraphClient` has.
 extension DriveService {
+    /// One request per document, for a service without batches.
+    public func updateFields(_ updates: [FieldsUpdate]) async -> [Result<[String: JSONValue], Error>] {
+        var results: [Result<[String: JSONValue], Error>] = []
+        for update in updates {
+            do {
+                results.append(.success(try await updateFields(driveID: update.driveID, itemID: update.itemID, fields: update.fields, ifMatch: nil)))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
+
     public func item(driveID: String, itemID: String) async throws -> DriveItem {
         try await item(driveID: driveID, itemID: itemID, expandFields: false)
     }

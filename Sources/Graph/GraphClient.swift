@@ -221,6 +221,7 @@ public final class GraphClient: Sendable {
 enum ResourceUnits {
     static func cost(of request: HTTPRequest) -> Int {
         let url = request.url
+        if url.hasSuffix("/$batch") { return 0 }  // paid for by its requests, each at its own cost
         if url.contains("/permissions") || url.contains("permissions)") { return 5 }
         if request.method != "GET" { return 2 }
         let path = url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? url

@@ -9,6 +9,10 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
         for (name, value) in elements { add(name, value) }
     }
 
+    public init(_ dictionary: [String: String]) {
+        for (name, value) in dictionary { add(name, value) }
+    }
+
     public subscript(name: String) -> String? {
         get { fields.last { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value }
         set {

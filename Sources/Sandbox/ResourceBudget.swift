@@ -83,6 +83,8 @@ enum ResourceCost {
         case .graph: break
         default: return 0
         }
+        // A batch costs what its requests cost, each charged on its own.
+        if SandboxApp.isBatch(path) { return 0 }
         if path.contains("/permissions") || (query["$expand"] ?? "").contains("permissions") { return 5 }
         if method != "GET" { return 2 }
         if path.hasSuffix("/delta") || path.contains("/delta(") { return query["token"] == nil ? 2 : 1 }

@@ -47,7 +47,7 @@ final class SandboxApp: Sendable {
     let credentials: SandboxCredentials
     let logger: Logger
     private let entra: EntraService
-    private let graph: GraphService
+    let graph: GraphService
     private let salesforce: SalesforceService
 
     init(options: SandboxOptions, logger: Logger) throws {
@@ -109,6 +109,7 @@ final class SandboxApp: Sendable {
         do {
             switch service {
             case .entra: return .response(try entra.handle(request))
+            case .graph where request.method == "POST" && Self.isBatch(request.path): return .response(await batch(request))
             case .graph: return .response(try await graph.handle(request))
             case .download: return .response(try await graph.download(request, ignoreRange: fault == .ignoreRange))
             case .upload: return .response(try graph.uploadSession(request, stall: fault == .stall))

@@ -32,7 +32,7 @@ extension WritebackEngine {
         let current = isNew ? [:] : try await graph.fields(driveID: driveID, itemID: item.id)
         let changed = wanted.filter { current[$0.key] != $0.value }
         if changed.isEmpty { return false }
-        _ = try await graph.updateFields(driveID: driveID, itemID: item.id, fields: changed)
+        _ = try await stamps.write(driveID: driveID, itemID: item.id, fields: changed)
         return true
     }
 }

@@ -28,6 +28,8 @@ public final class WritebackEngine: @unchecked Sendable {
     let uploader: Uploader
     let linker: Linker
     let graph: any DriveService
+    /// Column stamps of documents sent together go out together.
+    let stamps: FieldsBatcher
     let salesforce: any RecordService
     let objects: [String: ObjectLinking]
     let maxAttempts: Int
@@ -72,6 +74,7 @@ public final class WritebackEngine: @unchecked Sendable {
         self.uploader = uploader
         self.linker = linker
         self.graph = graph
+        stamps = FieldsBatcher(graph: graph)
         self.salesforce = salesforce
         self.objects = objects
         self.maxAttempts = maxAttempts

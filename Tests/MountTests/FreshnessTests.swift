@@ -58,9 +58,11 @@ struct FreshnessTests {
                                                  size: 5, options: UploadOptions())
             }
             let record = mount.path(WriteTests.acme)
-            // The kernel knows every name and has read the contract's bytes.
-            let before = try FileManager.default.subpathsOfDirectory(atPath: record)
-            #expect(before.contains("Contracts/MSA-2026.pdf") && before.contains("Contracts/NDA-2025.pdf"), "\(before)")
+            // The kernel knows every name (the new ones show within a poll) and has read the contract's bytes.
+            #expect(try await Self.eventually {
+                let before = try FileManager.default.subpathsOfDirectory(atPath: record)
+                return before.contains("Contracts/MSA-2026.pdf") && before.contains("Contracts/NDA-2025.pdf") && before.contains("Deck.pptx")
+            })
             let contract = "\(record)/Contracts/MSA-2026.pdf"
             _ = try Data(contentsOf: URL(fileURLWithPath: contract))
             let contractInode = try #require(Self.inode(contract))

@@ -55,6 +55,28 @@ struct WriteTests {
         return url
     }
 
+    @Test("the columns of many documents copied in together are stamped in $batch requests; every document gets them")
+    func batchedStamping() async throws {
+        try await withMount(records: 2, docsPerRecord: 1) { mount in
+            try await mount.sandbox.admin("faults", ["latencyMs": 30])
+            let local = try Self.scratch()
+            defer { try? FileManager.default.removeItem(at: local) }
+            for index in 0..<40 { try Data("document \(index)\n".utf8).write(to: local.appendingPathComponent("doc-\(index).txt")) }
+            try await mount.sandbox.admin("stats/reset")
+            let copy = try await Tools.run("/usr/bin/rsync", ["-a", local.path + "/", mount.path("\(Self.acme)/Batch/")])
+            #expect(copy.status == 0, "\(copy.errors)")
+            try await expectSynced(mount)
+            let stats = try await mount.sandbox.stats()
+            #expect(stats["graph.batch", default: 0] >= 1)
+            #expect(stats["graph.fields.update", default: 0] == 40)
+            let remote = try await Remote(mount)
+            for index in [0, 17, 39] {
+                let item = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Batch/doc-\(index).txt"))
+                #expect(try await remote.connections.graph.fields(driveID: remote.driveID, itemID: item.id)["Customer"] == .string("Acme Corp"))
+            }
+        }
+    }
+
     @Test("cp in and out keeps every byte: empty, small and 50 MiB files; overwrite, append, truncate and sparse writes")
     func copyInAndOut() async throws {
         try await withMount(records: 3, docsPerRecord: 1) { mount in

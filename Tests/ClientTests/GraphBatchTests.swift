@@ -1,0 +1,73 @@
+import Foundation
+import Graph
+import HTTP
+import Services
+import Testing
+import TestSupport
+
+/// `$batch` against the sandbox: the client's batches and the sandbox's rules for them (api-facts §11.2).
+@Suite("Graph $batch against the sandbox")
+struct GraphBatchTests {
+    @Test("25 column writes go as two batches of at most 20; each is answered by id; a 429 inside a batch is retried alone")
+    func columnWritesInBatches() async throws {
+        try await withSandbox(records: 60, docsPerRecord: 1) { sandbox in
+            let graph = try sandbox.connections().graph
+            let driveID = try await sandbox.info()["driveId"]!
+            let accounts = try await graph.item(driveID: driveID, path: "Accounts")
+            var documents: [DriveItem] = []
+            for folder in try await graph.children(driveID: driveID, itemID: accounts.id) where folder.isFolder {
+                documents += try await graph.children(driveID: driveID, itemID: folder.id).filter { !$0.isFolder }
+            }
+            let chosen = Array(documents.prefix(25))
+            #expect(chosen.count == 25)
+            try await sandbox.admin("stats/reset")
+            // The batch itself passes; its first request is throttled (Retry-After: 1).
+            try await sandbox.admin("faults", ["retryAfter": 1, "next": ["none", "429"]])
+            let results = await graph.updateFields(chosen.enumerated().map { index, item in
+                FieldsUpdate(driveID: driveID, itemID: item.id, fields: ["DocumentType": .string("Batch \(index)")])
+            })
+            #expect(results.count == 25)
+            for (index, result) in results.enumerated() {
+                #expect((try? result.get())?["DocumentType"] == .string("Batch \(index)"), "document \(index)")
+            }
+            for (index, item) in chosen.enumerated() {
+                #expect(try await graph.fields(driveID: driveID, itemID: item.id)["DocumentType"] == .string("Batch \(index)"))
+            }
+            let stats = try await sandbox.stats()
+            #expect(stats["graph.batch"] == 3, "20, then 5, then the throttled one again")
+            #expect(stats["faults.429"] == 1)
+        }
+    }
+
+    @Test("the sandbox refuses more than 20 requests and duplicate ids, answers a failed dependency with 424, and costs each request")
+    func sandboxRules() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+            let connections = try sandbox.connections()
+            let token = try await connections.graphToken.token().value.exposedValue
+            let driveID = try await sandbox.info()["driveId"]!
+            func post(_ requests: [[String: Any]]) async throws -> (Int, [String: Any]) {
+                let body = try JSONSerialization.data(withJSONObject: ["requests": requests])
+                let response = try await sandbox.transport.perform(HTTPRequest(method: "POST", url: "\(sandbox.baseURL)/v1.0/$batch",
+                                                                               headers: ["Authorization": "Bearer \(token)", "Content-Type": "application/json"],
+                                                                               body: .bytes(body)))
+                return (response.status, (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] ?? [:])
+            }
+            let get: (String) -> [String: Any] = { id in ["id": id, "method": "GET", "url": "/drives/\(driveID)/root"] }
+            #expect(try await post((1...21).map { get(String($0)) }).0 == 400)
+            #expect(try await post([get("1"), get("1")]).0 == 400)
+            let (status, body) = try await post([["id": "1", "method": "GET", "url": "/drives/\(driveID)/items/nope"],
+                                                 ["id": "2", "method": "GET", "url": "/drives/\(driveID)/root", "dependsOn": ["1"]],
+                                                 get("3")])
+            #expect(status == 200)
+            let responses = body["responses"] as? [[String: Any]] ?? []
+            let statuses = Dictionary(responses.compactMap { answer in (answer["id"] as? String).map { ($0, answer["status"] as? Int ?? 0) } }, uniquingKeysWith: { $1 })
+            #expect(statuses == ["1": 404, "2": 424, "3": 200])
+            // Each request inside is charged on its own: a budget of 2 lets two of three through.
+            try await sandbox.admin("faults", ["ruPerMinute": 2])
+            let (_, throttledBody) = try await post([get("a"), get("b"), get("c")])
+            let throttled = (throttledBody["responses"] as? [[String: Any]] ?? []).filter { $0["status"] as? Int == 429 }
+            #expect(throttled.count == 1)
+            #expect((throttled.first?["headers"] as? [String: String])?["Retry-After"] != nil)
+        }
+    }
+}
