@@ -55,7 +55,9 @@ extension SandboxApp {
         }
         var sub = parent.subrequest(method: method, url: "/v1.0" + (url.hasPrefix("/") ? url : "/" + url), body: body)
         for (name, value) in entry["headers"] as? [String: String] ?? [:] { sub.headers.replaceOrAdd(name: name, value: value) }
-        switch budget.charge(ResourceCost.of(method: sub.method, path: sub.path, query: sub.query, service: .graph)) {
+        let cost = ResourceCost.of(method: sub.method, path: sub.path, query: sub.query, service: .graph)
+        stats.increment("graph.ru", by: Int64(cost))
+        switch budget.charge(cost) {
         case .throttled(let retryAfter, let headers):
             stats.increment("throttled")
             var response = Service.graph.throttled(status: 429, retryAfter: String(retryAfter))

@@ -78,6 +78,7 @@ final class SalesforceService: Sendable {
             throw error(401, "INVALID_SESSION_ID", "Session expired or invalid")
         }
         let used = apiUsageIncrement()
+        stats.increment("sf.calls")
         let limitHeader = [("Sforce-Limit-Info", "api-usage=\(used)/\(options.salesforceDailyLimit)")]
         guard used <= options.salesforceDailyLimit else {
             throw ServiceFailure(response: .json(403, [["message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"]], headers: limitHeader))

@@ -77,7 +77,9 @@ final class SandboxApp: Sendable {
         let latency = faults.latency()
         if latency > .zero { try? await Task.sleep(for: latency) }
         var budgetHeaders: [(String, String)] = []
-        switch budget.charge(ResourceCost.of(method: request.method, path: request.path, query: request.query, service: service)) {
+        let cost = ResourceCost.of(method: request.method, path: request.path, query: request.query, service: service)
+        if cost > 0 { stats.increment("graph.ru", by: Int64(cost)) }
+        switch budget.charge(cost) {
         case .allowed(let headers):
             budgetHeaders = headers.map { ($0.name, $0.value) }
         case .throttled(let retryAfter, let headers):

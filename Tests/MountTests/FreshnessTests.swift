@@ -223,6 +223,26 @@ struct FreshnessTests {
         }
     }
 
+    @Test("an rsync of 24 files under a budget of 120 resource units a minute (more than a minute's worth of work) finishes with nothing lost and no error; crmfs is never throttled")
+    func rsyncUnderATightBudget() async throws {
+        try await withMount(records: 2, docsPerRecord: 1, editConfig: { text in
+            text.replacingOccurrences(of: "ru_per_minute = 0", with: "ru_per_minute = 120")
+        }) { mount in
+            try await mount.sandbox.admin("faults", ["ruPerMinute": 120, "latencyMs": 20])
+            let local = try WriteTests.scratch()
+            defer { try? FileManager.default.removeItem(at: local) }
+            for index in 0..<24 { try Data("budgeted \(index)\n".utf8).write(to: local.appendingPathComponent("doc-\(index).txt")) }
+            let copy = try await Tools.run("/usr/bin/rsync", ["-a", local.path + "/", mount.path("\(WriteTests.acme)/Budget/")], timeLimit: .seconds(300))
+            #expect(copy.status == 0, "\(copy.errors)")
+            try await expectSynced(mount, timeLimit: .seconds(300))
+            let remote = try await WriteTests.Remote(mount)
+            #expect(try await remote.names("\(SeededPaths.acmeFolder)/Budget").count == 24)
+            let stats = try await mount.sandbox.stats()
+            #expect(stats["throttled", default: 0] == 0, "the pacer kept crmfs inside the budget")
+            #expect(stats["graph.ru", default: 0] > 120, "the work needed more than a minute's budget")
+        }
+    }
+
     static func size(_ path: String) -> Int64? {
         var status = stat()
         return stat(path, &status) == 0 ? Int64(status.st_size) : nil
