@@ -41,16 +41,21 @@ public final class ChangeFeeds: @unchecked Sendable {
     /// Restores the kept tree, if there is one, and the drive feed's position with it (a round of catch-up
     /// starts at once); without one, the first round enumerates the whole library by delta pages, which the
     /// tree answers first listings from once it is complete. Then polls, and keeps the tree every few seconds.
-    public func start() async throws {
+    /// The kept tree is a cache: one that cannot be read costs a cold start, never the mount.
+    public func start() {
         var link: String?
         var restored = false
         if let store {
-            let kept = try store.load()
-            if !kept.listings.isEmpty {
-                try store.keepOnly(tree.restoreListings(kept.listings))
-                restored = true
-                link = kept.deltaLink
-                logger.info("the last known tree is back; catching up", metadata: ["directories": "\(kept.listings.count)"])
+            do {
+                let kept = try store.load()
+                if !kept.listings.isEmpty {
+                    try store.keepOnly(tree.restoreListings(kept.listings))
+                    restored = true
+                    link = kept.deltaLink
+                    logger.info("the last known tree is back; catching up", metadata: ["directories": "\(kept.listings.count)"])
+                }
+            } catch {
+                logger.warning("the kept tree could not be read; starting from the services", metadata: ["error": "\(error)"])
             }
         }
         lock.withLock {

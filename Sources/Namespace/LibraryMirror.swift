@@ -9,6 +9,9 @@ final class LibraryMirror: @unchecked Sendable {
     private let lock = NSLock()
     private var items: [String: DriveItem] = [:]
     private var children: [String: Set<String>] = [:]
+    /// Per folder, its items by lower-cased name (SharePoint names ignore case): a path is found in one
+    /// step per segment, however many thousand record folders share a parent.
+    private var named: [String: [String: String]] = [:]
     private var rootID: String?
     private var isComplete = false
 
@@ -18,7 +21,10 @@ final class LibraryMirror: @unchecked Sendable {
     func apply(_ changes: [DriveItem]) {
         lock.withLock {
             for item in changes {
-                if let old = items[item.id], let parent = old.parentReference?.id { children[parent]?.remove(item.id) }
+                if let old = items[item.id], let parent = old.parentReference?.id {
+                    children[parent]?.remove(item.id)
+                    if let name = old.name?.lowercased(), named[parent]?[name] == item.id { named[parent]?[name] = nil }
+                }
                 if item.isDeleted {
                     items[item.id] = nil
                     continue
@@ -27,7 +33,10 @@ final class LibraryMirror: @unchecked Sendable {
                 if let old = items[item.id], item.listItem == nil, old.eTag == item.eTag { item.listItem = old.listItem }
                 items[item.id] = item
                 if item.root != nil { rootID = item.id }
-                if let parent = item.parentReference?.id { children[parent, default: []].insert(item.id) }
+                if let parent = item.parentReference?.id {
+                    children[parent, default: []].insert(item.id)
+                    if let name = item.name?.lowercased() { named[parent, default: [:]][name] = item.id }
+                }
             }
         }
     }
@@ -51,9 +60,7 @@ final class LibraryMirror: @unchecked Sendable {
         lock.withLock {
             guard isComplete, var current = rootID else { return nil }
             for part in path.split(separator: "/") {
-                guard let next = (children[current] ?? []).first(where: { items[$0]?.name?.caseInsensitiveCompare(String(part)) == .orderedSame }) else {
-                    return .some(nil)
-                }
+                guard let next = named[current]?[part.lowercased()] else { return .some(nil) }
                 current = next
             }
             return .some(items[current])

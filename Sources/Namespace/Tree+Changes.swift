@@ -33,6 +33,7 @@ public struct AppliedChanges: Sendable {
 extension Tree {
     /// Applies a page of the drive's delta: items in their latest state, by id (the last occurrence wins).
     public func applyDriveChanges(_ items: [DriveItem]) -> AppliedChanges {
+        guard !items.isEmpty else { return AppliedChanges() }
         mirror.apply(items)
         return lock.withLock {
             var latest: [String: DriveItem] = [:]

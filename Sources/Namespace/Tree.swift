@@ -21,6 +21,9 @@ public struct TreeOptions: Sendable {
 /// The namespace users see: configured objects, their records, and each record's SharePoint documents,
 /// with an inode table whose numbers stay the same for the life of the mount.
 /// Listings are loaded on first use (one load per directory at a time) and trusted for the attribute timeout.
+///
+/// Lock order: the tree's `lock`, then the record folder index's (forgotten when a folder appears). The
+/// library mirror's lock is never taken with the tree's held.
 public final class Tree: @unchecked Sendable {
     public static let rootIno: UInt64 = 1
 

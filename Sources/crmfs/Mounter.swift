@@ -51,17 +51,25 @@ struct Mounter {
         let reader = BlockReader(cache: cache, graph: connections.graph)
         let writes = options.readOnly ? nil : try writeSupport(state: state, connections: connections)
         let fileSystem = CRMFileSystem(tree: tree, reader: reader, options: mountOptions, writeSupport: writes)
-        let store = try MetadataStore(path: state.appendingPathComponent("metadata.sqlite").path, config: config)
         let feeds = ChangeFeeds(tree: tree, graph: connections.graph, records: connections.salesforce, settings: config.freshness,
-                                store: store) { [fileSystem] changes in
+                                store: metadataStore(in: state)) { [fileSystem] changes in
             fileSystem.applied(changes)
         }
-        do {
-            try await feeds.start()
-        } catch {
-            throw MountError(message: "cannot read the change feed of \(config.graph.siteHostname):\(config.graph.sitePath) \(config.graph.library): \(error)")
-        }
+        feeds.start()
         return PreparedMount(fileSystem: fileSystem, feeds: feeds)
+    }
+
+    /// The kept tree of earlier mounts. It is a cache: a file that cannot be opened (damaged, from a newer
+    /// crmfs) is set aside and a new one started, and without any the mount starts cold.
+    private func metadataStore(in state: URL) -> MetadataStore? {
+        let path = state.appendingPathComponent("metadata.sqlite").path
+        do {
+            return try MetadataStore(path: path, config: config)
+        } catch {
+            logger.warning("the kept tree could not be opened; it is set aside and the mount starts cold", metadata: ["error": "\(error)"])
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.moveItem(atPath: path + suffix, toPath: path + suffix + ".damaged") }
+            return try? MetadataStore(path: path, config: config)
+        }
     }
 
     /// The mount options with crmfs's defaults filled in: the file system's name, and timeouts as long as the feeds allow.

@@ -187,7 +187,7 @@ struct KeptTreeTests {
             let tree = try await tenant.open()
             let store = try MetadataStore(path: state.appendingPathComponent("metadata.sqlite").path, config: try tenant.config())
             let feeds = ChangeFeeds(tree: tree, graph: tenant.drive, records: tenant.records, settings: settings, store: store) { _ in }
-            try await feeds.start()
+            feeds.start()
             return (tree, feeds)
         }
         let (first, firstFeeds) = try await mount()

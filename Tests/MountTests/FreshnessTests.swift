@@ -70,12 +70,9 @@ struct FreshnessTests {
             let notesInode = try #require(Self.inode("\(record)/Notes.txt"))
 
             let edited = Data("edited by someone else\n".utf8)
-            try edited.write(to: scratch)
-            let contractItem = try #require(try await remote.item(SeededPaths.acmeContract))
-            _ = try await graph.simpleUpload(driveID: remote.driveID, to: .item(id: contractItem.id), file: scratch.path,
-                                             size: Int64(edited.count), options: UploadOptions())
+            try await Self.replace(SeededPaths.acmeContract, with: edited, through: remote)
             _ = try await graph.simpleUpload(driveID: remote.driveID, to: .child(parentID: folder.id, name: "Added remotely.txt"), file: scratch.path,
-                                             size: Int64(edited.count), options: UploadOptions())
+                                             size: 5, options: UploadOptions())
             let nda = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Contracts/NDA-2025.pdf"))
             _ = try await graph.update(driveID: remote.driveID, itemID: nda.id, name: "NDA-2025 signed.pdf")
             let notes = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Notes.txt"))
@@ -144,11 +141,7 @@ struct FreshnessTests {
             #expect(pread(descriptor, &first, 16, 0) == 16)
 
             let edited = Data("a new version\n".utf8)
-            let scratch = try WriteTests.scratch().appendingPathComponent("edit")
-            try edited.write(to: scratch)
-            let item = try #require(try await remote.item(SeededPaths.acmeContract))
-            _ = try await remote.connections.graph.simpleUpload(driveID: remote.driveID, to: .item(id: item.id), file: scratch.path,
-                                                                size: Int64(edited.count), options: UploadOptions())
+            try await Self.replace(SeededPaths.acmeContract, with: edited, through: remote)
             #expect(try await Self.eventually { Self.size(contract) == Int64(edited.count) })
             let code = try await Tools.blocking { () -> Int32 in
                 var buffer = [UInt8](repeating: 0, count: 16)
@@ -172,11 +165,7 @@ struct FreshnessTests {
             #expect(mine.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) } == mine.count)
 
             let theirs = Data("someone else's version\n".utf8)
-            let scratch = try WriteTests.scratch().appendingPathComponent("theirs")
-            try theirs.write(to: scratch)
-            let item = try #require(try await remote.item(SeededPaths.acmeContract))
-            _ = try await remote.connections.graph.simpleUpload(driveID: remote.driveID, to: .item(id: item.id), file: scratch.path,
-                                                                size: Int64(theirs.count), options: UploadOptions())
+            try await Self.replace(SeededPaths.acmeContract, with: theirs, through: remote)
             // Several polls go by: the mount still shows what is being written.
             try await Task.sleep(for: .seconds(3))
             #expect(Self.size(contract) == Int64(mine.count))
@@ -241,6 +230,29 @@ struct FreshnessTests {
             #expect(stats["throttled", default: 0] == 0, "the pacer kept crmfs inside the budget")
             #expect(stats["graph.ru", default: 0] > 120, "the work needed more than a minute's budget")
         }
+    }
+
+    @Test("a damaged kept tree is set aside: the mount starts cold and works")
+    func damagedKeptTree() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let state = sandbox.directory.appendingPathComponent("crmfs-state")
+            try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try Data("this is not a database".utf8).write(to: state.appendingPathComponent("metadata.sqlite"))
+            let mount = try await MountFixture.mount(sandbox)
+            #expect(Self.exists(mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")))
+            #expect(mount.logTail(lines: 100).contains("set aside"))
+            #expect(FileManager.default.fileExists(atPath: state.appendingPathComponent("metadata.sqlite.damaged").path))
+            await mount.unmount()
+        }
+    }
+
+    /// Another client replaces a document's bytes.
+    static func replace(_ path: String, with bytes: Data, through remote: WriteTests.Remote) async throws {
+        let scratch = try WriteTests.scratch().appendingPathComponent("replacement")
+        try bytes.write(to: scratch)
+        let item = try #require(try await remote.item(path))
+        _ = try await remote.connections.graph.simpleUpload(driveID: remote.driveID, to: .item(id: item.id), file: scratch.path,
+                                                            size: Int64(bytes.count), options: UploadOptions())
     }
 
     static func size(_ path: String) -> Int64? {
