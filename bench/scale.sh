@@ -66,6 +66,7 @@ def find_all():
 rows = []
 def row(name, seconds, spent, least_seconds, least_requests, target):
     rows.append((name, seconds, spent, least_seconds, least_requests, target))
+    print(f"{name}: {seconds:.2f} s {spent or ''} (least {least_seconds}, {least_requests})", file=sys.stderr, flush=True)
 
 # The least a client must do to know the tree: the library's delta pages and each object's query pages.
 items = 0
@@ -132,8 +133,8 @@ bulk = f"{MNT}/Accounts/Acme Corp/Bulk/"
 out_seconds, out_cost, _ = timed(lambda: run("rsync", "-a", bulk, out + "/"))
 # The least: the folder's listing with download URLs (2 pages), then each file's bytes, one after another as rsync reads them.
 least_started = time.monotonic()
-folder = graph("GET", f"/drives/{DRIVE}/root:/Accounts/Acme Corp (0018d0000000001AAA)/Bulk")
-listing = f"/drives/{DRIVE}/items/{folder['id']}/children?$top=999&$select=id,name,size,@microsoft.graph.downloadUrl"
+folder = json.loads(http("GET", f"{BASE}/_sandbox/info")[1])["bulkFolderItemId"]
+listing = f"/drives/{DRIVE}/items/{folder}/children?$top=999&$select=id,name,size,@microsoft.graph.downloadUrl"
 urls = []
 while listing:
     page = graph("GET", listing)

@@ -246,6 +246,48 @@ struct FreshnessTests {
         }
     }
 
+    @Test("under churn (other users editing, adding, renaming, moving and deleting documents and records), the mount converges on the service within a poll of the churn stopping")
+    func convergesUnderChurn() async throws {
+        try await withMount(records: 6, docsPerRecord: 2, editConfig: Self.fastFeeds) { mount in
+            try await Self.realistic(mount.sandbox)
+            let accounts = mount.path("Accounts")
+            _ = try FileManager.default.subpathsOfDirectory(atPath: accounts)  // the mount has listed everything
+            try await mount.sandbox.admin("churn", ["perMinute": 240])
+            try await Task.sleep(for: .seconds(8))
+            try await mount.sandbox.admin("churn", ["perMinute": 0])
+            let made = try await mount.sandbox.adminGet("churn")["changes"] as? [[String: Any]] ?? []
+            #expect(made.count >= 10, "the churn ran")
+
+            let connections = try mount.sandbox.connections()
+            let driveID = try await mount.sandbox.info()["driveId"]!
+            let graph = connections.graph
+            func serviceTree(_ folderID: String, _ prefix: String = "") async throws -> Set<String> {
+                var names: Set<String> = []
+                for item in try await graph.children(driveID: driveID, itemID: folderID) {
+                    let path = prefix + (item.name ?? "")
+                    names.insert(path)
+                    if item.isFolder { names.formUnion(try await serviceTree(item.id, path + "/")) }
+                }
+                return names
+            }
+            func converged() async throws -> Bool {
+                let expected = try await NamespaceTests.expectedNames(connections.salesforce, object: "Account", template: "{Name}")
+                let shown = Set(try FileManager.default.contentsOfDirectory(atPath: accounts))
+                guard shown == expected else { return false }
+                let folders = try await graph.children(driveID: driveID, itemID: try await graph.item(driveID: driveID, path: "Accounts").id)
+                for name in shown {
+                    guard let id = try Self.xattr("\(accounts)/\(name)", "user.crmfs.record_id") else { return false }
+                    let folder = folders.filter { $0.isFolder && ($0.name ?? "").contains(id) }
+                    let remote = folder.count == 1 ? try await serviceTree(folder[0].id) : []
+                    if Set(try FileManager.default.subpathsOfDirectory(atPath: "\(accounts)/\(name)")) != remote { return false }
+                }
+                return true
+            }
+            #expect(try await Self.eventually(within: .seconds(10)) { try await converged() })
+            #expect(try await mount.sandbox.stats()["throttled", default: 0] == 0)
+        }
+    }
+
     /// Another client replaces a document's bytes.
     static func replace(_ path: String, with bytes: Data, through remote: WriteTests.Remote) async throws {
         let scratch = try WriteTests.scratch().appendingPathComponent("replacement")

@@ -91,7 +91,15 @@ public final class SandboxFixture: Sendable {
         let data = try JSONSerialization.data(withJSONObject: body)
         let response = try await transport.perform(HTTPRequest(method: "POST", url: "\(baseURL)/_sandbox/\(path)",
                                                                headers: ["Content-Type": "application/json"], body: .bytes(data)))
-        precondition(response.status == 204 || response.status == 200, "admin \(path) answered \(response.status)")
+        // An error, not a crash: a crashed test process would leave its mounts behind.
+        guard response.status == 204 || response.status == 200 else { throw MountFailure(message: "admin \(path) answered \(response.status)") }
+        return (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] ?? [:]
+    }
+
+    /// GETs an admin resource (`churn`, `info`) as JSON.
+    public func adminGet(_ path: String) async throws -> [String: Any] {
+        let response = try await transport.perform(HTTPRequest(url: "\(baseURL)/_sandbox/\(path)"))
+        guard response.status == 200 else { throw MountFailure(message: "admin \(path) answered \(response.status)") }
         return (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] ?? [:]
     }
 
