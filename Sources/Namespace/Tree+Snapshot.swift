@@ -6,7 +6,7 @@ import HTTP
 /// One directory's listing as the services gave it, to keep between mounts: an object's records, or a
 /// record's or folder's documents. A remount rebuilds the tree from these at once, then the change
 /// feeds bring it up to date.
-public struct DirectoryListing: Sendable, Codable, Equatable {
+public struct DirectoryListing: Sendable, Codable {
     public enum Key: Sendable, Codable, Hashable {
         case object(Int)
         case record(String)
@@ -29,11 +29,6 @@ public struct DirectoryListing: Sendable, Codable, Equatable {
         self.items = items
         self.folderItemID = folderItemID
         self.changedUpTo = changedUpTo
-    }
-
-    public static func == (lhs: DirectoryListing, rhs: DirectoryListing) -> Bool {
-        lhs.key == rhs.key && lhs.records == rhs.records && lhs.items?.map(\.id) == rhs.items?.map(\.id)
-            && lhs.items?.map(\.eTag) == rhs.items?.map(\.eTag) && lhs.folderItemID == rhs.folderItemID && lhs.changedUpTo == rhs.changedUpTo
     }
 
     public var storageKey: String {
@@ -66,9 +61,11 @@ extension Tree {
         let placed = lock.withLock { () -> [(changeID: Int64, ino: UInt64)] in
             loadRootLocked()
             var queue = (nodes[Self.rootIno]?.children ?? []).map(\.ino)
+            var next = 0  // an index, not removeFirst: tens of thousands of directories
             var placed: [(changeID: Int64, ino: UInt64)] = []
-            while !queue.isEmpty {
-                let ino = queue.removeFirst()
+            while next < queue.count {
+                let ino = queue[next]
+                next += 1
                 guard let node = nodes[ino], node.type == .directory, let key = listingKey(of: node), let listing = byKey[key] else { continue }
                 used.insert(listing.storageKey)
                 switch key {
