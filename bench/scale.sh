@@ -72,7 +72,9 @@ SF_TOKEN = salesforce_token()
 
 def soql_pages(object_name):
     """Every page of one object's records, as the least client reads them; returns the number of pages."""
-    path, pages = "/services/data/v62.0/query?q=" + urllib.parse.quote(f"SELECT Id, Name, CreatedDate, LastModifiedDate FROM {object_name} ORDER BY Id"), 0
+    names = {"Account": "Name", "Opportunity": "Name, OpportunityNumber__c", "Case": "CaseNumber, Subject"}[object_name]
+    soql = f"SELECT Id, {names}, CreatedDate, LastModifiedDate, SystemModstamp FROM {object_name} ORDER BY Id"
+    path, pages = "/services/data/v62.0/query?q=" + urllib.parse.quote(soql), 0
     while path:
         page = json.loads(http("GET", BASE + path, headers={"Authorization": f"Bearer {SF_TOKEN}"})[1]); pages += 1
         path = page.get("nextRecordsUrl")

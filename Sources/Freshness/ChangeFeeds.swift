@@ -111,9 +111,11 @@ public final class ChangeFeeds: @unchecked Sendable {
             var failures = 0
             var first = startNow
             while !Task.isCancelled {
-                let wait = first ? 0 : interval() * Double(1 << min(failures, 6))
+                // Failures back off up to ten minutes apart (or the interval itself, when that is longer).
+                let every = interval()
+                let wait = first ? 0 : min(every * Double(1 << min(failures, 6)), max(every, 600))
                 first = false
-                try? await Task.sleep(nanoseconds: UInt64(min(wait, 600) * 1e9))
+                try? await Task.sleep(nanoseconds: UInt64(wait * 1e9))
                 if Task.isCancelled { break }
                 do {
                     try await round()
