@@ -360,7 +360,7 @@ public final class CRMFileSystem: @unchecked Sendable {
         guard name.hasPrefix("user.") else { request.error(EOPNOTSUPP); return }
         Task {
             do {
-                let attributes = try await extendedAttributes(ino)
+                let attributes = try await extendedAttributes(ino, columns: name.hasPrefix("user.sp."))
                 guard let value = attributes.first(where: { $0.name == name })?.value else { request.error(ENODATA); return }
                 reply(request, Data(value.utf8), size: size)
             } catch {
@@ -385,8 +385,8 @@ public final class CRMFileSystem: @unchecked Sendable {
     }
 
     /// The tree's attributes, with `user.crmfs.sync` from the write path.
-    private func extendedAttributes(_ ino: UInt64) async throws -> [(name: String, value: String)] {
-        let attributes = try await tree.extendedAttributes(ino)
+    private func extendedAttributes(_ ino: UInt64, columns: Bool = true) async throws -> [(name: String, value: String)] {
+        let attributes = try await tree.extendedAttributes(ino, columns: columns)
         guard let writes, let node = tree.current(ino), node.type == .file else { return attributes }
         return attributes.map { $0.name == "user.crmfs.sync" ? ($0.name, writes.syncStatus(node)) : $0 }
     }

@@ -144,10 +144,11 @@ public final class Tree: @unchecked Sendable {
     }
 
     /// Extended attributes of a node, in a stable order: `user.crm.*`, `user.sp.*`, `user.crmfs.*`.
-    public func extendedAttributes(_ ino: UInt64) async throws -> [(name: String, value: String)] {
+    /// `columns`: whether `user.sp.*` is wanted. A document known from the change feed or an upload has no
+    /// column values yet; they are fetched at the first ask that needs them, never for `user.crm.*` or `user.crmfs.*`.
+    public func extendedAttributes(_ ino: UInt64, columns: Bool = true) async throws -> [(name: String, value: String)] {
         _ = try await attributes(ino)
-        // A document known from the change feed or an upload has no column values yet: fetched on first ask.
-        let unfetched = lock.withLock { () -> (driveID: String, itemID: String)? in
+        let unfetched = !columns ? nil : lock.withLock { () -> (driveID: String, itemID: String)? in
             guard let node = nodes[ino], case .item(let id) = node.key, let item = node.item, item.listItem == nil, item.root == nil else { return nil }
             return (item.parentReference?.driveId ?? driveID, id)
         }

@@ -121,6 +121,12 @@ struct NamespaceTests {
             for request in ["graph.item", "graph.children", "graph.fields", "graph.content"] {
                 #expect(stats[request, default: 0] == 0, "\(request)")
             }
+            // A document known from the enumeration has no column values yet: only a user.sp.* ask fetches them.
+            let contract = mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")
+            #expect(try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", contract]).output == "clean")
+            #expect(try await mount.sandbox.stats()["graph.fields", default: 0] == 0)
+            #expect(try await Tools.run("getfattr", ["--only-values", "-n", "user.sp.Customer", contract]).output == "Acme Corp")
+            #expect(try await mount.sandbox.stats()["graph.fields", default: 0] == 1)
         }
     }
 
