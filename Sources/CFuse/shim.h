@@ -35,6 +35,7 @@ static inline int crmfs_reply_from_fd(fuse_req_t req, int fd, off_t pos, size_t 
 }
 
 static inline unsigned crmfs_cap_async_dio(void) { return FUSE_CAP_ASYNC_DIO; }
+static inline unsigned crmfs_cap_no_opendir_support(void) { return FUSE_CAP_NO_OPENDIR_SUPPORT; }
 static inline unsigned crmfs_cap_splice_read(void) { return FUSE_CAP_SPLICE_READ; }
 static inline unsigned crmfs_cap_splice_move(void) { return FUSE_CAP_SPLICE_MOVE; }
 // Writes a write request's data (in memory, or in the pipe libfuse spliced it into) to an open file at

@@ -20,6 +20,10 @@ public struct MountOptions: Sendable {
     public var uid: uid_t = getuid()
     public var gid: gid_t = getgid()
     public var umask: mode_t = 0o022
+    /// Let the kernel keep directory listings and stop sending opendir/releasedir (see DirectoryListings):
+    /// only when every listing change reaches the mount without asking (the change feeds), since the
+    /// kernel then asks for a listing again only when told it changed.
+    public var kernelKeepsListings = false
 
     public init() {}
 }
@@ -36,7 +40,14 @@ public final class CRMFileSystem: @unchecked Sendable {
     let writes: LocalWrites?
 
     let lock = NSLock()
-    private var directoryHandles: [UInt64: [(name: String, node: NodeSnapshot)]] = [:]
+    let directoryListings = DirectoryListings()
+    private let capabilities = NSLock()
+    private var skipsOpendir = false
+    /// Whether the kernel agreed to go without opendir and releasedir (set at INIT, before any request).
+    var kernelSkipsOpendir: Bool {
+        get { capabilities.withLock { skipsOpendir } }
+        set { capabilities.withLock { skipsOpendir = newValue } }
+    }
     private var fileHandles: [UInt64: OpenFile] = [:]
     private var openedVersions: [UInt64: String] = [:]
     private var nextHandle: UInt64 = 1
@@ -50,6 +61,10 @@ public final class CRMFileSystem: @unchecked Sendable {
         self.options = options
         self.logger = logger
         writes = writeSupport.map { LocalWrites(tree: tree, reader: reader, support: $0, logger: logger) }
+        tree.whenEntriesChange { [weak self] in
+            guard let fileSystem = self else { return }
+            Self.noticeQueue.async { fileSystem.entriesChanged() }
+        }
     }
 
     /// A handle's open file: a remote document read through the cache, staged bytes read from local
@@ -178,77 +193,35 @@ public final class CRMFileSystem: @unchecked Sendable {
     // MARK: Operations
 
     func lookup(_ request: Request, parent: UInt64, name: String) {
-        Task {
-            do {
-                var reply = entry(try await tree.lookup(parent: parent, name: name))
-                fuse_reply_entry(request.raw, &reply)
-            } catch {
-                request.fail(error)
-            }
+        answer(request, known: tree.lookupIfKnown(parent: parent, name: name),
+               otherwise: { try await self.tree.lookup(parent: parent, name: name) }) { node in
+            var reply = self.entry(node)
+            fuse_reply_entry(request.raw, &reply)
         }
     }
 
     func getattr(_ request: Request, ino: UInt64) {
+        answer(request, known: tree.attributesIfKnown(ino), otherwise: { try await self.tree.attributes(ino) }) { node in
+            var attributes = self.stat(node)
+            fuse_reply_attr(request.raw, &attributes, self.options.attributeTimeout)
+        }
+    }
+
+    /// Replies at once, on the kernel request's thread, when the tree already knows the answer (most
+    /// lookups, getattrs and opendirs of a walk): a hop to a task costs two thread wake-ups per request.
+    /// Only what needs the services goes to a task.
+    func answer<Value>(_ request: Request, known: Result<Value, Error>?, otherwise fetch: @escaping @Sendable () async throws -> Value,
+                               reply: @escaping @Sendable (Value) -> Void) {
+        if let known {
+            switch known {
+            case .success(let value): reply(value)
+            case .failure(let error): request.fail(error)
+            }
+            return
+        }
         Task {
-            do {
-                var attributes = stat(try await tree.attributes(ino))
-                fuse_reply_attr(request.raw, &attributes, options.attributeTimeout)
-            } catch {
-                request.fail(error)
-            }
+            do { reply(try await fetch()) } catch { request.fail(error) }
         }
-    }
-
-    func opendir(_ request: Request, ino: UInt64, info: FileInfo) {
-        Task {
-            do {
-                let entries = try await tree.list(ino)
-                let me = try await tree.attributes(ino)
-                let parent = try await tree.attributes(tree.parent(of: ino))
-                var info = info
-                info.raw.fh = lock.withLock {
-                    let handle = nextHandle
-                    nextHandle += 1
-                    directoryHandles[handle] = [(".", me), ("..", parent)] + entries.map { ($0.name, $0.node) }
-                    return handle
-                }
-                fuse_reply_open(request.raw, &info.raw)
-            } catch {
-                request.fail(error)
-            }
-        }
-    }
-
-    /// Serves a slice of the listing taken at opendir. Offsets are entry positions.
-    func readdir(_ request: Request, handle: UInt64, size: Int, offset: Int, plus: Bool) {
-        guard let entries = lock.withLock({ directoryHandles[handle] }) else { request.error(EBADF); return }
-        var buffer = [CChar](repeating: 0, count: size)
-        var used = 0
-        var index = offset
-        buffer.withUnsafeMutableBufferPointer { raw in
-            while index < entries.count {
-                let (name, node) = entries[index]
-                let remaining = size - used
-                let needed: Int
-                if plus {
-                    var param = entry(node)
-                    needed = fuse_add_direntry_plus(request.raw, raw.baseAddress! + used, remaining, name, &param, off_t(index + 1))
-                } else {
-                    var attributes = stat(node)
-                    needed = fuse_add_direntry(request.raw, raw.baseAddress! + used, remaining, name, &attributes, off_t(index + 1))
-                }
-                if needed > remaining { break }
-                if plus && name != "." && name != ".." { tree.retain(node.ino) }
-                used += needed
-                index += 1
-            }
-            _ = fuse_reply_buf(request.raw, raw.baseAddress, used)
-        }
-    }
-
-    func releasedir(_ request: Request, handle: UInt64) {
-        lock.withLock { _ = directoryHandles.removeValue(forKey: handle) }
-        request.ok()
     }
 
     func open(_ request: Request, ino: UInt64, info: FileInfo) {

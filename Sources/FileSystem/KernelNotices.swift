@@ -32,6 +32,19 @@ extension CRMFileSystem {
         }
     }
 
+    /// Directories whose entries changed, however that happened: the kernel keeps listings (no opendir,
+    /// see DirectoryListings) and must let go of these. Runs on the notice queue.
+    func entriesChanged() {
+        let directories = tree.takeEntriesChanged()
+        guard !directories.isEmpty, let session = lock.withLock({ self.session }) else { return }
+        for ino in directories {
+            let status = fuse_lowlevel_notify_inval_inode(session, ino, 0, 0)
+            if status != 0 && status != -ENOENT {
+                logger.debug("kernel notification failed", metadata: ["directory": "\(ino)", "errno": "\(-status)"])
+            }
+        }
+    }
+
     static let noticeQueue = DispatchQueue(label: "crmfs.kernel-notices")
 
     /// Each notice once, names before nodes.

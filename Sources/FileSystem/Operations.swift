@@ -12,9 +12,17 @@ extension CRMFileSystem {
         var ops = fuse_lowlevel_ops()
         ops.`init` = { userdata, connection in
             guard let connection else { return }
-            let wanted = crmfs_cap_readdirplus() | crmfs_cap_readdirplus_auto() | crmfs_cap_auto_inval_data() | crmfs_cap_async_read()
+            // Readdirplus always (not "auto"): every listing carries its entries' attributes, which the
+            // tree holds anyway, so a walk never looks its entries up one by one afterwards.
+            let wanted = crmfs_cap_readdirplus() | crmfs_cap_auto_inval_data() | crmfs_cap_async_read()
                 | crmfs_cap_splice_write() | crmfs_cap_splice_read() | crmfs_cap_splice_move() | crmfs_cap_async_dio()
             connection.pointee.want |= wanted & connection.pointee.capable
+            connection.pointee.want &= ~crmfs_cap_readdirplus_auto()
+            if let userdata {
+                let fs = Unmanaged<CRMFileSystem>.fromOpaque(userdata).takeUnretainedValue()
+                if fs.options.kernelKeepsListings { connection.pointee.want |= crmfs_cap_no_opendir_support() & connection.pointee.capable }
+                fs.kernelSkipsOpendir = connection.pointee.want & crmfs_cap_no_opendir_support() != 0
+            }
             connection.pointee.max_readahead = min(connection.pointee.max_readahead, 1 << 20)
         }
         ops.lookup = { request, parent, name in
@@ -33,14 +41,16 @@ extension CRMFileSystem {
             fuse_reply_none(request)
         }
         ops.getattr = { request, ino, _ in CRMFileSystem.instance(request).getattr(Request(raw: request!), ino: ino) }
+        // With the kernel keeping listings, opendir answers ENOSYS once and the kernel stops sending opendir
+        // and releasedir (see DirectoryListings).
         ops.opendir = { request, ino, info in CRMFileSystem.instance(request).opendir(Request(raw: request!), ino: ino, info: FileInfo(info)) }
-        ops.readdir = { request, _, size, offset, info in
-            CRMFileSystem.instance(request).readdir(Request(raw: request!), handle: info!.pointee.fh, size: size, offset: Int(offset), plus: false)
+        ops.releasedir = { request, _, _ in fuse_reply_err(request, 0) }
+        ops.readdir = { request, ino, size, offset, _ in
+            CRMFileSystem.instance(request).readdir(Request(raw: request!), ino: ino, size: size, offset: offset, plus: false)
         }
-        ops.readdirplus = { request, _, size, offset, info in
-            CRMFileSystem.instance(request).readdir(Request(raw: request!), handle: info!.pointee.fh, size: size, offset: Int(offset), plus: true)
+        ops.readdirplus = { request, ino, size, offset, _ in
+            CRMFileSystem.instance(request).readdir(Request(raw: request!), ino: ino, size: size, offset: offset, plus: true)
         }
-        ops.releasedir = { request, _, info in CRMFileSystem.instance(request).releasedir(Request(raw: request!), handle: info!.pointee.fh) }
         ops.open = { request, ino, info in CRMFileSystem.instance(request).open(Request(raw: request!), ino: ino, info: FileInfo(info)) }
         ops.read = { request, _, size, offset, info in
             CRMFileSystem.instance(request).read(Request(raw: request!), handle: info!.pointee.fh, size: size, offset: Int64(offset))

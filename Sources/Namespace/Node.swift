@@ -89,6 +89,10 @@ final class Node: @unchecked Sendable {
     var children: [(name: String, ino: UInt64)]?
     var childIndex: [String: UInt64] = [:]
     var childrenLoadedAt: Date?
+    /// When an entry was last seen to come, go or change names here (through the mount, a listing or a
+    /// feed). A directory's mtime and ctime are at least this, as POSIX has it; the kernel compares the
+    /// mtime to decide whether a listing it keeps is still good.
+    var entriesChangedAt: Date?
     /// For object directories: the newest `SystemModstamp` of the records listed, where the CRM feed goes on from.
     var recordsChangedUpTo: Date?
     /// When this node's own metadata last came from the services.
@@ -131,7 +135,9 @@ final class Node: @unchecked Sendable {
         if type == .file, let item, let driveID {
             content = RemoteContent(driveID: item.parentReference?.driveId ?? driveID, itemID: item.id, eTag: item.eTag ?? "", size: size)
         }
-        return NodeSnapshot(ino: ino, type: type, size: size, modified: modified, changed: changed, created: created, content: content,
+        let entriesChanged = entriesChangedAt ?? .distantPast
+        return NodeSnapshot(ino: ino, type: type, size: size, modified: max(modified, entriesChanged), changed: max(changed, entriesChanged),
+                            created: created, content: content,
                             level: level, name: name, parent: parent, itemID: item?.id, eTag: item?.eTag, stagedFile: stagedFile, localOnly: localOnly, timeSet: timeSet)
     }
 }

@@ -246,9 +246,13 @@ extension Tree {
         }
     }
 
-    /// Lists the directory from the services at its next use.
+    /// Lists the directory from the services at its next use (the kernel's too).
     public func expire(_ ino: UInt64) {
-        lock.withLock { nodes[ino]?.childrenLoadedAt = nil }
+        lock.withLock {
+            guard let node = nodes[ino] else { return }
+            node.childrenLoadedAt = nil
+            kernelMustListAgain(ino)
+        }
     }
 
     /// Changes from the journal to show as their directories are listed; `placed` hears which node each became

@@ -56,6 +56,9 @@ public final class Tree: @unchecked Sendable {
     let mirror = LibraryMirror()
     /// Directories whose listing changed since the metadata store last took them.
     var changedListings: Set<UInt64> = []
+    /// Directories whose entries changed since the file system last told the kernel.
+    private var kernelStaleListings: Set<UInt64> = []
+    private var onEntriesChanged: (@Sendable () -> Void)?
 
     /// Resolves the configured site and library, so a mount fails early and clearly when it cannot reach them.
     public static func open(config: MountConfig, graph: any DriveService, salesforce: any RecordService, recordURLBase: String,
@@ -91,16 +94,27 @@ public final class Tree: @unchecked Sendable {
     /// Finds `name` in a directory and counts one more kernel reference to it.
     public func lookup(parent: UInt64, name: String) async throws -> NodeSnapshot {
         try await ensureChildren(of: parent)
-        return try lock.withLock {
-            guard let directory = nodes[parent], let ino = directory.childIndex[name], let node = nodes[ino] else { throw NamespaceError.notFound }
-            node.lookups += 1
-            return node.snapshot(driveID: driveID)
+        return try lock.withLock { try lookupLocked(parent: parent, name: name) }
+    }
+
+    /// `lookup` when the directory's listing is fresh, answered at once; nil when it would take the services.
+    public func lookupIfKnown(parent: UInt64, name: String) -> Result<NodeSnapshot, Error>? {
+        lock.withLock {
+            guard let directory = nodes[parent], directory.type == .directory, childrenFresh(directory) else { return nil }
+            return Result { try lookupLocked(parent: parent, name: name) }
         }
     }
 
+    private func lookupLocked(parent: UInt64, name: String) throws -> NodeSnapshot {
+        guard let directory = nodes[parent], let ino = directory.childIndex[name], let node = nodes[ino] else { throw NamespaceError.notFound }
+        node.lookups += 1
+        return node.snapshot(driveID: driveID)
+    }
+
     /// Counts one more kernel reference (readdirplus entries).
-    public func retain(_ ino: UInt64) {
-        lock.withLock { nodes[ino]?.lookups += 1 }
+    public func retain(_ inodes: [UInt64]) {
+        guard !inodes.isEmpty else { return }
+        lock.withLock { for ino in inodes { nodes[ino]?.lookups += 1 } }
     }
 
     /// The kernel dropped `count` references. Nodes stay (their numbers must not change while the mount lives);
@@ -118,25 +132,59 @@ public final class Tree: @unchecked Sendable {
 
     /// A node's attributes, refreshed from the services once they are older than the attribute timeout.
     public func attributes(_ ino: UInt64) async throws -> NodeSnapshot {
-        let (stale, parent) = try lock.withLock { () -> (Bool, UInt64) in
-            guard let node = nodes[ino] else { throw NamespaceError.notFound }
-            let isItem = { if case .item = node.key { return true } else { return false } }()
-            return (isItem && Date().timeIntervalSince(node.fetchedAt) > options.attributeTimeout, node.parent)
+        if let known = attributesIfKnown(ino) { return try known.get() }
+        if lock.withLock({ nodes[ino].map(hasStaleListing) ?? false }) {
+            // Failing that, the attributes known do: the load logged why.
+            try? await ensureChildren(of: ino)
         }
-        if stale { try await ensureChildren(of: parent) }
+        if lock.withLock({ nodes[ino].map(isStaleItem) ?? false }) { try await ensureChildren(of: parent(of: ino)) }
         return try lock.withLock {
             guard let node = nodes[ino] else { throw NamespaceError.notFound }
             return node.snapshot(driveID: driveID)
         }
     }
 
+    /// `attributes` when they are fresh, answered at once; nil when they would take the services.
+    /// A directory the kernel has listed answers after listing it again once the listing is stale: the
+    /// kernel asks for attributes before reusing a listing it keeps, and lets go of it when the mtime moved.
+    public func attributesIfKnown(_ ino: UInt64) -> Result<NodeSnapshot, Error>? {
+        lock.withLock {
+            guard let node = nodes[ino] else { return .failure(NamespaceError.notFound) }
+            if isStaleItem(node) || hasStaleListing(node) { return nil }
+            return .success(node.snapshot(driveID: driveID))
+        }
+    }
+
+    /// A directory listed before, whose listing is older than the timeout.
+    private func hasStaleListing(_ node: Node) -> Bool {
+        node.type == .directory && node.children != nil && !childrenFresh(node)
+    }
+
+    /// A document or folder whose own attributes are older than the timeout (its parent's listing renews them).
+    private func isStaleItem(_ node: Node) -> Bool {
+        guard case .item = node.key else { return false }
+        return Date().timeIntervalSince(node.fetchedAt) > options.attributeTimeout
+    }
+
     /// A directory's entries, in listing order.
     public func list(_ ino: UInt64) async throws -> [DirectoryEntry] {
         try await ensureChildren(of: ino)
-        return try lock.withLock {
-            guard let directory = nodes[ino], let children = directory.children else { throw NamespaceError.notFound }
-            return children.compactMap { child in nodes[child.ino].map { DirectoryEntry(name: child.name, node: $0.snapshot(driveID: driveID)) } }
+        return try lock.withLock { try listLocked(ino) }
+    }
+
+    /// `list` when the listing is fresh, answered at once; nil when it would take the services.
+    public func listIfKnown(_ ino: UInt64) -> Result<[DirectoryEntry], Error>? {
+        lock.withLock {
+            guard let directory = nodes[ino] else { return .failure(NamespaceError.notFound) }
+            guard directory.type == .directory else { return .failure(NamespaceError.notDirectory) }
+            guard childrenFresh(directory) else { return nil }
+            return Result { try listLocked(ino) }
         }
+    }
+
+    private func listLocked(_ ino: UInt64) throws -> [DirectoryEntry] {
+        guard let directory = nodes[ino], let children = directory.children else { throw NamespaceError.notFound }
+        return children.compactMap { child in nodes[child.ino].map { DirectoryEntry(name: child.name, node: $0.snapshot(driveID: driveID)) } }
     }
 
     public func parent(of ino: UInt64) -> UInt64 {
@@ -179,9 +227,7 @@ public final class Tree: @unchecked Sendable {
         let pending: Task<Void, Error> = try lock.withLock {
             guard let node = nodes[ino] else { throw NamespaceError.notFound }
             guard node.type == .directory else { throw NamespaceError.notDirectory }
-            if let loaded = node.childrenLoadedAt, Date().timeIntervalSince(loaded) < options.attributeTimeout || node.key == .root, node.children != nil {
-                return Task {}
-            }
+            if childrenFresh(node) { return Task {} }
             if let running = loads[ino] { return running }
             let task = Task { try await self.load(ino) }
             loads[ino] = task
@@ -194,6 +240,12 @@ public final class Tree: @unchecked Sendable {
             throw error
         }
         lock.withLock { loads[ino] = nil }
+    }
+
+    /// Whether a directory's listing can be trusted without asking the services. Called with the lock held.
+    private func childrenFresh(_ directory: Node) -> Bool {
+        guard let loaded = directory.childrenLoadedAt, directory.children != nil else { return false }
+        return directory.key == .root || Date().timeIntervalSince(loaded) < options.attributeTimeout
     }
 
     private func load(_ ino: UInt64) async throws {
@@ -412,9 +464,38 @@ public final class Tree: @unchecked Sendable {
 
     func setChildren(_ directory: Node, _ children: [(String, UInt64)]) {
         changedListings.insert(directory.ino)
+        let before = directory.children == nil ? nil : directory.childIndex
         directory.children = children.map { (name: $0.0, ino: $0.1) }
         directory.childIndex = Dictionary(children, uniquingKeysWith: { first, _ in first })
         directory.childrenLoadedAt = Date()
+        if let before, before != directory.childIndex { entriesChanged(directory) }
+    }
+
+    /// The kernel may keep a directory's listing (see the file system's DirectoryListings): one that changed
+    /// gets a newer mtime and is handed to `onEntriesChanged`, so the kernel lets go of it.
+    private func entriesChanged(_ directory: Node) {
+        directory.entriesChangedAt = Date()
+        kernelMustListAgain(directory.ino)
+    }
+
+    /// Called with the lock held.
+    func kernelMustListAgain(_ ino: UInt64) {
+        let first = kernelStaleListings.isEmpty
+        kernelStaleListings.insert(ino)
+        if first { onEntriesChanged?() }
+    }
+
+    /// Directories whose entries changed since the last call.
+    public func takeEntriesChanged() -> Set<UInt64> {
+        lock.withLock {
+            defer { kernelStaleListings.removeAll() }
+            return kernelStaleListings
+        }
+    }
+
+    /// Called (with the tree's lock held: it must only schedule work) when `takeEntriesChanged` has something new.
+    public func whenEntriesChange(_ handler: @escaping @Sendable () -> Void) {
+        lock.withLock { onEntriesChanged = handler }
     }
 
     /// The node for `key`, created with a new inode number the first time, moved/renamed when it changed.

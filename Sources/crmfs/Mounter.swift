@@ -80,6 +80,7 @@ struct Mounter {
             mount.entryTimeout = Self.fedTimeout
             mount.attributeTimeout = Self.fedTimeout
         }
+        mount.kernelKeepsListings = config.freshness.feedsEverything
         return mount
     }
 

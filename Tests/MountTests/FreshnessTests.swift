@@ -128,6 +128,34 @@ struct FreshnessTests {
         }
     }
 
+    @Test("a directory read while records go lists every remaining record exactly once (the reader keeps the listing it started)")
+    func readWhileRecordsGo() async throws {
+        try await withMount(records: 10_000, docsPerRecord: 0, editConfig: Self.fastFeeds) { mount in
+            let salesforce = try mount.sandbox.connections().salesforce
+            let accounts = mount.path("Accounts")
+            let everyone = try FileManager.default.contentsOfDirectory(atPath: accounts)
+            let directory = try #require(opendir(accounts))
+            defer { closedir(directory) }
+            var seen: [String] = []
+            func next() -> String? {
+                guard let entry = readdir(directory) else { return nil }
+                return withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            }
+            for _ in 0..<12 { seen.append(try #require(next())) }
+            // Records the reader has passed go; the rest of the listing must not move under it.
+            let passed = seen.filter { $0 != "." && $0 != ".." }.prefix(8)
+            for name in passed {
+                try await salesforce.delete("Account", id: try #require(try Self.xattr("\(accounts)/\(name)", "user.crmfs.record_id")))
+            }
+            #expect(try await Self.eventually { passed.allSatisfy { !Self.exists("\(accounts)/\($0)") } })
+            while let name = next() { seen.append(name) }
+            let names = seen.filter { $0 != "." && $0 != ".." }
+            #expect(names.count == Set(names).count, "no name twice")
+            let missing = Set(everyone).subtracting(names), unknown = Set(names).subtracting(everyone)
+            #expect(missing.isEmpty && unknown.isEmpty, "every record the reader started with, once: missing \(missing.sorted()), unknown \(unknown.sorted())")
+        }
+    }
+
     @Test("an open handle on a document changed remotely: its next read fails with ESTALE once the change shows; a new open reads the new version")
     func openHandleOnChangedDocument() async throws {
         try await withMount(records: 2, docsPerRecord: 1, editConfig: Self.fastFeeds) { mount in

@@ -148,6 +148,23 @@ struct ReadTests {
         }
     }
 
+    @Test("with the drive's feed off, a document added in SharePoint shows in a listing the kernel had cached, after the attribute timeout")
+    func remoteAddListed() async throws {
+        try await withMount(options: ["attr_timeout=1", "entry_timeout=1"], editConfig: { $0 + "\n[freshness]\ndrive_poll = \"0\"\n" }) { mount in
+            let remote = try await WriteTests.Remote(mount)
+            let record = mount.path(WriteTests.acme)
+            let before = try FileManager.default.contentsOfDirectory(atPath: record)
+            let folder = try #require(try await remote.item(SeededPaths.acmeFolder))
+            let scratch = try WriteTests.scratch().appendingPathComponent("added")
+            try Data("added elsewhere\n".utf8).write(to: scratch)
+            _ = try await remote.connections.graph.simpleUpload(driveID: remote.driveID, to: .child(parentID: folder.id, name: "Added remotely.txt"),
+                                                                file: scratch.path, size: 16, options: UploadOptions())
+            try await Task.sleep(for: .milliseconds(2_500))
+            let after = try FileManager.default.contentsOfDirectory(atPath: record)
+            #expect(Set(after) == Set(before).union(["Added remotely.txt"]))
+        }
+    }
+
     @Test("rsync -a of a record tree reproduces it byte for byte")
     func rsyncCopy() async throws {
         try await withMount(records: 5, docsPerRecord: 3) { mount in

@@ -262,10 +262,14 @@ struct WriteRecoveryTests {
 
     @Test("a document changed remotely between open and close follows the policy", arguments: ["keep-both", "local-wins", "remote-wins"])
     func conflicts(policy: String) async throws {
-        try await withMount(records: 2, docsPerRecord: 1, editConfig: Self.settings(policy: policy)) { mount in
+        // The drive's feed slowed, so what shows right after the sync is the mount's own doing.
+        let slowFeed = { (config: String) in Self.settings(policy: policy)(config) + "\n[freshness]\ndrive_poll = \"60s\"\n" }
+        try await withMount(records: 2, docsPerRecord: 1, editConfig: slowFeed) { mount in
             let connections = try mount.sandbox.connections()
             let driveID = try await mount.sandbox.info()["driveId"]!
             let path = mount.path(SeededPaths.acmeContract.replacingOccurrences(of: SeededPaths.acmeFolder, with: Self.acme))
+            let folder = (path as NSString).deletingLastPathComponent
+            let listed = try FileManager.default.contentsOfDirectory(atPath: folder)  // the kernel may keep this listing
             let remoteVersion = Data("changed in SharePoint meanwhile\n".utf8)
             let localVersion = Data("changed through the mount\n".utf8)
             let descriptor = open(path, O_WRONLY | O_TRUNC)
@@ -290,6 +294,8 @@ struct WriteRecoveryTests {
                 #expect(copies.count == 1)
                 if let copy = copies.first { #expect(try await connections.graph.download(driveID: driveID, itemID: copy.id).data == localVersion) }
                 #expect(log.contains("conflict: keeping both"))
+                #expect(Set(try FileManager.default.contentsOfDirectory(atPath: folder)) == Set(listed + copies.compactMap(\.name)),
+                        "the copy shows through the mount at once")
             case "local-wins":
                 #expect(current == localVersion)
                 #expect(copies.isEmpty)
