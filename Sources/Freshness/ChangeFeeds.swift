@@ -139,15 +139,29 @@ public final class ChangeFeeds: @unchecked Sendable {
         let enumerating = link == nil
         var seen: Set<String>?
         var applied = 0
+        if enumerating { tree.libraryEnumerationStarted() }
+        var finished = false
+        defer { if enumerating && !finished { tree.libraryEnumerationFailed() } }
+        // The next page is asked for while this one is applied: an enumeration is a long chain of pages.
+        var nextPage: Task<DeltaPage, Error>?
+        defer { nextPage?.cancel() }
         while true {
             let page: DeltaPage
             do {
-                page = try await graph.delta(driveID: tree.driveID, link: link, pageSize: deltaPageSize)
+                if let fetching = nextPage {
+                    nextPage = nil
+                    page = try await fetching.value
+                } else {
+                    page = try await graph.delta(driveID: tree.driveID, link: link, pageSize: deltaPageSize)
+                }
             } catch let error as GraphError where error.needsResync && seen == nil {
                 logger.warning("the drive's change feed position expired; reading the whole library again")
                 seen = []
                 link = error.location
                 continue
+            }
+            if let next = page.nextLink {
+                nextPage = Task { [graph, tree, deltaPageSize] in try await graph.delta(driveID: tree.driveID, link: next, pageSize: deltaPageSize) }
             }
             seen?.formUnion(page.items.map(\.id))
             let changes = tree.applyDriveChanges(page.items)
@@ -164,6 +178,7 @@ public final class ChangeFeeds: @unchecked Sendable {
             }
             if enumerating || seen != nil {
                 tree.libraryEnumerated()
+                finished = true
                 logger.info("the library is enumerated")
             }
             let next = page.deltaLink

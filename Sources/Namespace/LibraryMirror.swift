@@ -4,8 +4,17 @@ import Graph
 /// The whole library's items as the drive's delta enumerated them, kept up to date by every later delta
 /// round: once the first enumeration is complete, a directory listed for the first time and a record's
 /// folder are answered from here, so walking ten thousand records costs the enumeration's pages (999
-/// items each), not a listing per folder. Until then, and for listing a directory again, the service is asked.
+/// items each), not a listing per folder. Until then, and for listing a directory again, the service is asked,
+/// except by a tree walk: once first listings come faster than a person asks for them, they wait for the
+/// enumeration instead of racing it folder by folder (each such listing would cost a request and slow the
+/// enumeration down, and the walk would end no sooner).
 final class LibraryMirror: @unchecked Sendable {
+    /// First listings the mirror could not answer within `walkWindow` that make a walk.
+    static let walkThreshold = 6
+    static let walkWindow: TimeInterval = 5
+    /// The longest a walk waits for the enumeration before listing folder by folder after all.
+    static let longestWait: Duration = .seconds(300)
+
     private let lock = NSLock()
     private var items: [String: DriveItem] = [:]
     private var children: [String: Set<String>] = [:]
@@ -14,6 +23,9 @@ final class LibraryMirror: @unchecked Sendable {
     private var named: [String: [String: String]] = [:]
     private var rootID: String?
     private var isComplete = false
+    private var enumerating = false
+    private var recentMisses: [Date] = []
+    private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
 
     var complete: Bool { lock.withLock { isComplete } }
 
@@ -44,6 +56,53 @@ final class LibraryMirror: @unchecked Sendable {
     /// The first enumeration has reached its end: every item of the library is here.
     func markComplete() {
         lock.withLock { isComplete = true }
+        enumerationStopped()
+    }
+
+    /// An enumeration is running (a first mount's first round).
+    func enumerationStarted() {
+        lock.withLock { enumerating = !isComplete }
+    }
+
+    /// The enumeration ended, complete or not: walks waiting for it go on.
+    func enumerationStopped() {
+        let waiting = lock.withLock {
+            enumerating = false
+            defer { waiters.removeAll() }
+            return Array(waiters.values)
+        }
+        for waiter in waiting { waiter.resume() }
+    }
+
+    /// A first listing the mirror could not answer: waits for the enumeration when it is running and this
+    /// looks like a walk. Whether the mirror is complete now.
+    func waitIfWalking() async -> Bool {
+        let walking = lock.withLock { () -> Bool in
+            guard enumerating, !isComplete else { return false }
+            let now = Date()
+            recentMisses = recentMisses.filter { now.timeIntervalSince($0) < Self.walkWindow } + [now]
+            return recentMisses.count > Self.walkThreshold
+        }
+        guard walking else { return false }
+        let id = UUID()
+        let timeout = Task { [weak self] in
+            try await Task.sleep(for: Self.longestWait)
+            self?.stopWaiting(id)
+        }
+        await withCheckedContinuation { continuation in
+            let waiting = lock.withLock { () -> Bool in
+                guard enumerating, !isComplete else { return false }
+                waiters[id] = continuation
+                return true
+            }
+            if !waiting { continuation.resume() }
+        }
+        timeout.cancel()
+        return complete
+    }
+
+    private func stopWaiting(_ id: UUID) {
+        lock.withLock { waiters.removeValue(forKey: id) }?.resume()
     }
 
     /// A folder's items, in name order; nil while the mirror is not complete.

@@ -80,6 +80,16 @@ extension Tree {
         mirror.markComplete()
     }
 
+    /// The drive's feed is enumerating the whole library (a first mount): tree walks may wait for it.
+    public func libraryEnumerationStarted() {
+        mirror.enumerationStarted()
+    }
+
+    /// The enumeration stopped short (it starts over at the next round): walks waiting for it list folder by folder.
+    public func libraryEnumerationFailed() {
+        mirror.enumerationStopped()
+    }
+
     /// After a resync (the feed's position expired): every listed directory is made to match a full
     /// enumeration, `seen` being every item id it returned; listed items it did not return are gone.
     public func removeItems(notIn seen: Set<String>) -> AppliedChanges {

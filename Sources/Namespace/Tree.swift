@@ -372,7 +372,9 @@ public final class Tree: @unchecked Sendable {
         let path = Self.folderPath(folderTemplate, record: record, recordID: recordID)
         let split = RecordFolderIndex.split(folderTemplate)
         let byId = folderTemplate.range(of: "{Id}", options: .caseInsensitive) != nil
-        if let mirrored = mirror.item(atPath: path) {
+        var mirrored = mirror.item(atPath: path)
+        if mirrored == nil, await mirror.waitIfWalking() { mirrored = mirror.item(atPath: path) }
+        if let mirrored {
             if let folder = mirrored { return folder.id }
             // Renamed in the CRM since its folder was made: the folder keeps the old name, and its Id.
             guard byId, let split, let parent = mirror.item(atPath: split.parent) ?? nil, let siblings = mirror.children(of: parent.id) else { return nil }
@@ -402,7 +404,10 @@ public final class Tree: @unchecked Sendable {
     /// A folder's documents and sub-folders: listed first from the library's mirror when it is complete
     /// (listing again asks the service: the mirror may not have a change made through the mount yet).
     private func documents(in folderID: String, firstListing: Bool) async throws -> [DriveItem] {
-        if firstListing, let mirrored = mirror.children(of: folderID) { return mirrored }
+        if firstListing {
+            if let mirrored = mirror.children(of: folderID) { return mirrored }
+            if await mirror.waitIfWalking(), let mirrored = mirror.children(of: folderID) { return mirrored }
+        }
         return try await graph.children(driveID: driveID, itemID: folderID, pageSize: options.pageSize, expandFields: true)
     }
 

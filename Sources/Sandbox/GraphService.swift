@@ -200,7 +200,7 @@ final class GraphService: Sendable {
     }
 
     private func children(of parent: ItemRow, drive: DriveRow, request: SandboxRequest, query: ItemQuery) throws -> SandboxResponse {
-        let top = try query.pageSize(default: options.childrenPageSize, maximum: options.maxPageSize)
+        let top = min(try query.pageSize(default: options.childrenPageSize, maximum: options.maxPageSize), options.pageCap)
         var offset = 0
         if let token = request.query["$skiptoken"] ?? request.query["$skipToken"] {
             guard let decoded = OpaqueToken.decode(token), decoded.count == 1 else {
@@ -223,7 +223,7 @@ final class GraphService: Sendable {
     // MARK: Delta
 
     private func delta(drive: DriveRow, request: SandboxRequest, query: ItemQuery) throws -> SandboxResponse {
-        let top = try query.pageSize(default: options.childrenPageSize, maximum: options.maxPageSize)
+        let top = min(try query.pageSize(default: options.childrenPageSize, maximum: options.maxPageSize), options.pageCap)
         let current = try store.currentChangeSeq()
         let base = "\(request.origin)/v1.0/drives/\(drive.id)/root/delta"
         var after: Int64 = 0
@@ -246,7 +246,11 @@ final class GraphService: Sendable {
         }
         let rows = try store.changes(driveID: drive.id, afterSeq: after, upToSeq: upTo, offset: offset, limit: top + 1)
         let page = rows.prefix(top)
-        var body: [String: Any] = ["value": try page.map { try itemJSON($0, drive: drive, parentPath: nil, query: query, inDelta: true) }]
+        var folders: [String: [String]] = [:]
+        var body: [String: Any] = ["value": try page.map { item in
+            let parentPath = item.deleted || item.isRoot ? nil : try store.folderPath(item.parentId, memo: &folders)
+            return try itemJSON(item, drive: drive, parentPath: parentPath, query: query, inDelta: true)
+        }]
         if rows.count > top {
             body["@odata.nextLink"] = "\(base)?\(QueryString.encode(query.passThrough + [("token", OpaqueToken.encode([after, upTo, Int64(offset + top)]))]))"
         } else {

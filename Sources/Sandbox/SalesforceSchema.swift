@@ -14,7 +14,10 @@ struct SObjectSchema: Sendable {
     var fields: [FieldSchema]
 
     func field(_ name: String) -> FieldSchema? {
-        fields.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+        // Exact first: queries mostly name fields as the schema does, and this runs per record and field.
+        if let exact = fields.first(where: { $0.name == name }) { return exact }
+        let lowered = name.lowercased()
+        return fields.first { $0.name.lowercased() == lowered }
     }
 
     /// A reference field reached through its relationship name (`Account` for `AccountId`).

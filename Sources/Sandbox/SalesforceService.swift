@@ -187,13 +187,16 @@ final class SalesforceService: Sendable {
         if let limit = parsed.limit { matched = Array(matched.prefix(limit)) }
         if parsed.isCount { return .json(200, ["totalSize": matched.count, "done": true, "records": [Any]()]) }
 
+        // The schema's own spelling of each field, looked up once per query rather than per record.
+        let canonical = Dictionary(parsed.fields.map { ($0, schema.field($0)?.name ?? $0) }, uniquingKeysWith: { first, _ in first })
         let records: [[String: Any]] = matched.map { entry in
             var out: [String: Any] = ["attributes": ["type": schema.name, "url": "/services/data/\(version)/sobjects/\(schema.name)/\(entry.row.id)"]]
             for field in parsed.fields {
                 if field.contains(".") {
                     nest(&out, path: field, value: evaluator.value(entry.fields, field), schema: schema, version: version, record: entry.fields)
                 } else {
-                    out[schema.field(field)?.name ?? field] = entry.fields[schema.field(field)?.name ?? field] ?? NSNull()
+                    let name = canonical[field] ?? field
+                    out[name] = entry.fields[name] ?? NSNull()
                 }
             }
             return out

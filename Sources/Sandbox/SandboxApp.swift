@@ -20,6 +20,8 @@ public struct SandboxOptions: Sendable {
     public var resourceUnitsPerMinute = 0
     /// Graph children `$top` ceiling.
     public var maxPageSize = 999
+    /// The most items a listing or delta page holds, whatever `$top` asked for (the service may return fewer).
+    public var pageCap = 999
     public var maxRequestBodyBytes = 64 << 20
     /// Largest simple upload (PUT content). The v1.0 page says 250 MB; older ones 4 MB.
     public var simpleUploadLimit: Int64 = 250_000_000

@@ -274,15 +274,21 @@ final class SandboxStore: Sendable {
 
     /// The path of an item below its drive root, for `parentReference.path`.
     func pathComponents(of item: ItemRow) throws -> [String] {
-        try pool.read { db in
-            var components: [String] = []
-            var parentID = item.parentId
-            while let id = parentID, let parent = try ItemRow.fetchOne(db, key: id), parent.parentId != nil {
-                components.insert(parent.name, at: 0)
-                parentID = parent.parentId
-            }
-            return components
+        var memo: [String: [String]] = [:]
+        return try folderPath(item.parentId, memo: &memo)
+    }
+
+    /// The names from below the root down to folder `id` (none for the root), each folder read once per
+    /// `memo`: a page of a thousand items walks up the same folders.
+    func folderPath(_ id: String?, memo: inout [String: [String]]) throws -> [String] {
+        guard let id else { return [] }
+        if let known = memo[id] { return known }
+        var path: [String] = []
+        if let folder = try item(id: id), folder.parentId != nil {
+            path = try folderPath(folder.parentId, memo: &memo) + [folder.name]
         }
+        memo[id] = path
+        return path
     }
 
     // MARK: Records

@@ -53,6 +53,9 @@ struct SandboxCommand: AsyncParsableCommand {
     @Option(name: .customLong("ru-per-minute"), help: "SharePoint's per-app budget of resource units a minute, e.g. 1200 (none by default).")
     var ruPerMinute = 0
 
+    @Option(name: .customLong("page-cap"), help: "The most items a listing or delta page holds, whatever $top asks (the service may return fewer); 999 by default.")
+    var pageCap = 999
+
     @Option(name: .customLong("api-per-day"), help: "Salesforce's daily API allowance.")
     var apiPerDay = 1_000_000
 
@@ -104,6 +107,8 @@ struct SandboxCommand: AsyncParsableCommand {
         }
         guard ruPerMinute >= 0 else { throw ValidationError("--ru-per-minute: must be 0 (no budget) or more") }
         options.resourceUnitsPerMinute = ruPerMinute
+        guard pageCap > 0 else { throw ValidationError("--page-cap: must be more than 0") }
+        options.pageCap = pageCap
         guard apiPerDay > 0 else { throw ValidationError("--api-per-day: must be more than 0") }
         options.salesforceDailyLimit = apiPerDay
         options.faults.seed = faultSeed

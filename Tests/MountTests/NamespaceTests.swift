@@ -130,6 +130,18 @@ struct NamespaceTests {
         }
     }
 
+    @Test("a tree walk during the first mount's enumeration of the library waits for it rather than racing it folder by folder")
+    func walkWaitsForEnumeration() async throws {
+        // Pages of 10 items at 20 ms each: the enumeration takes a while, and find starts at once.
+        try await withMount(records: 40, docsPerRecord: 1, configure: { $0.pageCap = 10; $0.faults.latencyMilliseconds = 20 }) { mount in
+            let files = try await Tools.shell("find '\(mount.mountpoint)' -type f | wc -l")
+            #expect(Int(files.output.trimmingCharacters(in: .whitespacesAndNewlines)) == 3 * 40)
+            #expect(mount.logTail(lines: 200).contains("the library is enumerated"))
+            let stats = try await mount.sandbox.stats()
+            #expect(stats["graph.children", default: 0] <= 10, "a handful of folders listed before the walk was seen, not one per record: \(stats)")
+        }
+    }
+
     @Test("with the drive's feed off, find over all documents costs one listing per directory")
     func findIsCheap() async throws {
         try await withMount(records: 10, docsPerRecord: 3, editConfig: { $0 + "\n[freshness]\ndrive_poll = \"0\"\n" }) { mount in

@@ -42,6 +42,8 @@ public final class SandboxFixture: Sendable {
         if let large = options.seed.largeFileSize { arguments += ["--large-file", String(large)] }
         if let bulk = options.seed.bulkFolderSize { arguments += ["--bulk-folder", String(bulk)] }
         if options.tls { arguments.append("--tls") }
+        if options.pageCap != 999 { arguments += ["--page-cap", String(options.pageCap)] }
+        if options.faults.latencyMilliseconds > 0 { arguments += ["--latency", "\(options.faults.latencyMilliseconds)ms"] }
         let process = try Subprocess(Tools.crmfs, arguments, stdout: .pipe)
         let line = await process.readOutput(until: "\n")
         guard let url = line.split(separator: "\n").first?.split(separator: " ").last, line.hasPrefix("sandbox listening on ") else {
