@@ -10,7 +10,7 @@ public final class GraphClient: Sendable {
     let auth: any AccessTokenProvider
 
     /// The `$select` crmfs asks for on items, so listings carry everything `stat` needs.
-    public static let itemSelect = "id,name,size,eTag,cTag,file,folder,root,deleted,parentReference,fileSystemInfo,createdDateTime,lastModifiedDateTime,webUrl,sharepointIds"
+    public static let itemSelect = "id,name,size,eTag,cTag,file,folder,root,deleted,parentReference,fileSystemInfo,createdDateTime,lastModifiedDateTime,webUrl"
 
     /// Keeps requests inside the tenant's resource-unit budget; nil sends them as they come.
     let pacer: ResourcePacer?

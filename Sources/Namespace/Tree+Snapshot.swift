@@ -109,6 +109,10 @@ extension Tree {
             let items = children.compactMap { child -> DriveItem? in
                 guard case .item = child.key, var item = child.item else { return nil }
                 item.downloadURL = nil
+                // What the mount never reads is not kept: a remount decodes every kept listing.
+                item.sharepointIds = nil
+                item.parentReference?.path = nil
+                item.parentReference?.siteId = nil
                 return item
             }
             return DirectoryListing(key: key, items: items, folderItemID: directory.folderItemID)
