@@ -41,12 +41,11 @@ public final class CRMFileSystem: @unchecked Sendable {
 
     let lock = NSLock()
     let directoryListings = DirectoryListings()
-    private let capabilities = NSLock()
     private var skipsOpendir = false
     /// Whether the kernel agreed to go without opendir and releasedir (set at INIT, before any request).
     var kernelSkipsOpendir: Bool {
-        get { capabilities.withLock { skipsOpendir } }
-        set { capabilities.withLock { skipsOpendir = newValue } }
+        get { lock.withLock { skipsOpendir } }
+        set { lock.withLock { skipsOpendir = newValue } }
     }
     private var fileHandles: [UInt64: OpenFile] = [:]
     private var openedVersions: [UInt64: String] = [:]
@@ -211,7 +210,7 @@ public final class CRMFileSystem: @unchecked Sendable {
     /// lookups, getattrs and opendirs of a walk): a hop to a task costs two thread wake-ups per request.
     /// Only what needs the services goes to a task.
     func answer<Value>(_ request: Request, known: Result<Value, Error>?, otherwise fetch: @escaping @Sendable () async throws -> Value,
-                               reply: @escaping @Sendable (Value) -> Void) {
+                       reply: @escaping @Sendable (Value) -> Void) {
         if let known {
             switch known {
             case .success(let value): reply(value)

@@ -82,7 +82,7 @@ extension CRMFileSystem {
     func readdir(_ request: Request, ino: UInt64, size: Int, offset: off_t, plus: Bool) {
         let (number, position) = offset == 0 ? (0, 0) : DirectoryListings.split(offset)
         if number != 0, let entries = directoryListings.listing(number, of: ino) {
-            reply(request, entries, listing: number, from: position, size: size, plus: plus)
+            replyEntries(request, entries, listing: number, from: position, size: size, plus: plus)
             return
         }
         answer(request, known: tree.listIfKnown(ino), otherwise: { try await self.tree.list(ino) }) { listed in
@@ -92,12 +92,12 @@ extension CRMFileSystem {
             }
             let entries: DirectoryListings.Entries = [(".", me), ("..", parent)] + listed.map { ($0.name, $0.node) }
             let number = self.directoryListings.keep(entries, of: ino)
-            self.reply(request, entries, listing: number, from: position, size: size, plus: plus)
+            self.replyEntries(request, entries, listing: number, from: position, size: size, plus: plus)
         }
     }
 
-    private func reply(_ request: Request, _ entries: DirectoryListings.Entries, listing: UInt32, from position: Int, size: Int,
-                       plus: Bool) {
+    private func replyEntries(_ request: Request, _ entries: DirectoryListings.Entries, listing: UInt32, from position: Int, size: Int,
+                              plus: Bool) {
         // libfuse fills every byte it counts; the buffer needs no zeroing.
         var buffer = [CChar](unsafeUninitializedCapacity: size) { _, count in count = size }
         var used = 0
