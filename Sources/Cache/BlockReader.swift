@@ -153,18 +153,37 @@ public final class BlockReader: Sendable {
     }
 
     /// Reuses a file's download URL for a minute (read-ahead of one file makes many requests); fetches a new one once if it has expired.
+    /// A copy of a folder's documents (`cp -r`, `rsync`, `tar`) reads one cold document after another: from the
+    /// second within a few seconds, the folder's listing is asked for their URLs all at once, so each further
+    /// document costs only its download.
     private func downloadWithFreshURL(_ content: RemoteContent, range: ClosedRange<Int64>, into descriptor: Int32) async throws -> Download {
+        if state.location(for: content.itemID) == nil, let folder = content.folderID, state.noteColdRead(inFolder: folder) {
+            await learnLocations(driveID: content.driveID, folderID: folder)
+        }
         if let location = state.location(for: content.itemID) {
             do {
                 return try await graph.download(location: location, range: range, into: descriptor)
-            } catch let error as GraphError where [401, 403, 404].contains(error.status) {
+            } catch let error as GraphError where [401, 403, 404, 410].contains(error.status) {
                 state.dropLocation(for: content.itemID)
             }
         }
         let location = try await graph.downloadLocation(driveID: content.driveID, itemID: content.itemID)
-        state.remember(location: location, for: content.itemID)
+        state.remember([content.itemID: location])
         return try await graph.download(location: location, range: range, into: descriptor)
     }
+
+    /// The download URLs of a folder's documents (at most one listing a minute per folder, see
+    /// `ReaderState.noteColdRead`); a failure only means each document's URL is asked for on its own.
+    private func learnLocations(driveID: String, folderID: String) async {
+        do {
+            state.remember(try await graph.downloadLocations(driveID: driveID, folderID: folderID, limit: Self.folderListingSize))
+        } catch {
+            logger.debug("could not list a folder's download URLs", metadata: ["folder": "\(folderID)", "error": "\(error)"])
+        }
+    }
+
+    /// Graph's largest page: one request covers a folder of up to this many documents.
+    static let folderListingSize = 999
 }
 
 /// Bytes of a document that lie in one block's file.
@@ -194,6 +213,8 @@ final class ReaderState: @unchecked Sendable {
     }
     private var streams: [String: Stream] = [:]
     private var locations: [String: (url: String, expires: Date)] = [:]
+    /// Per folder, when its documents were last read cold and when its URLs were last listed.
+    private var coldReads: [String: (last: Date, listed: Date?)] = [:]
 
     func fetch(_ key: BlockKey, start: () -> Task<BlockFile, Error>) -> Task<BlockFile, Error> {
         lock.withLock {
@@ -239,10 +260,28 @@ final class ReaderState: @unchecked Sendable {
         }
     }
 
-    func remember(location: String, for itemID: String) {
+    /// Download URLs by item id, trusted for a minute.
+    func remember(_ urls: [String: String]) {
         lock.withLock {
-            if locations.count > 1_000 { locations = locations.filter { $0.value.expires > Date() } }
-            locations[itemID] = (location, Date().addingTimeInterval(60))
+            let now = Date()
+            if locations.count > 2_000 { locations = locations.filter { $0.value.expires > now } }
+            for (itemID, url) in urls { locations[itemID] = (url, now.addingTimeInterval(60)) }
+        }
+    }
+
+    /// A cold read in `folder`: whether to list its URLs, because it follows another there within 5 s (a
+    /// copy of the folder) and the folder's URLs were not listed in the last minute (a listing covers its
+    /// first page only: documents beyond it are asked for one by one).
+    func noteColdRead(inFolder folder: String) -> Bool {
+        lock.withLock {
+            let now = Date()
+            if coldReads.count > 1_000 { coldReads = coldReads.filter { now.timeIntervalSince($0.value.last) < 60 } }
+            let before = coldReads[folder]
+            let inARow = before.map { now.timeIntervalSince($0.last) < 5 } ?? false
+            let listedLately = before?.listed.map { now.timeIntervalSince($0) < 60 } ?? false
+            let list = inARow && !listedLately
+            coldReads[folder] = (now, list ? now : before?.listed)
+            return list
         }
     }
 

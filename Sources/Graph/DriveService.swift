@@ -21,6 +21,8 @@ public protocol DriveService: Sendable {
     func latestDeltaLink(driveID: String) async throws -> String
     /// The short-lived pre-authenticated URL of a document's content.
     func downloadLocation(driveID: String, itemID: String) async throws -> String
+    /// The content URLs of the documents in a folder's first page of `limit` children, by item id, in one request.
+    func downloadLocations(driveID: String, folderID: String, limit: Int) async throws -> [String: String]
     /// `range` of the content at `location`, written into `descriptor` from its offset 0.
     func download(location: String, range: ClosedRange<Int64>, into descriptor: Int32) async throws -> Download
     func createFolder(driveID: String, parentID: String, name: String, conflictBehavior: ConflictBehavior) async throws -> DriveItem
@@ -38,6 +40,9 @@ public protocol DriveService: Sendable {
 
 /// The calls as crmfs makes them, with the defaults `GraphClient` has.
 extension DriveService {
+    /// A service that cannot list URLs answers none: each document's URL is asked for on its own.
+    public func downloadLocations(driveID: String, folderID: String, limit: Int) async throws -> [String: String] { [:] }
+
     /// One request per document, for a service without batches.
     public func updateFields(_ updates: [FieldsUpdate]) async -> [Result<[String: JSONValue], Error>] {
         var results: [Result<[String: JSONValue], Error>] = []

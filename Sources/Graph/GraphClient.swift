@@ -113,6 +113,15 @@ public final class GraphClient: Sendable {
         return response.bytesReceived
     }
 
+    /// Listings carry each file's pre-authenticated URL when it is selected: one request for a folder's worth.
+    public func downloadLocations(driveID: String, folderID: String, limit: Int) async throws -> [String: String] {
+        let url = "\(endpoint)/drives/\(driveID)/items/\(folderID)/children?$select=id,file,@microsoft.graph.downloadUrl&$top=\(limit)"
+        let page: Collection<DriveItem> = try await get(url)
+        var locations: [String: String] = [:]
+        for item in page.value where item.file != nil { locations[item.id] = item.downloadURL }
+        return locations
+    }
+
     /// The pre-authenticated URL behind `/content`. Short-lived: fetched afresh for each download.
     public func downloadLocation(driveID: String, itemID: String) async throws -> String {
         let request = HTTPRequest(url: "\(endpoint)/drives/\(driveID)/items/\(itemID)/content")

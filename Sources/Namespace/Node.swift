@@ -58,6 +58,16 @@ public struct RemoteContent: Sendable, Hashable {
     public var itemID: String
     public var eTag: String
     public var size: Int64
+    /// The folder holding it, whose listing can carry the download URLs of all its documents.
+    public var folderID: String?
+
+    public init(driveID: String, itemID: String, eTag: String, size: Int64, folderID: String? = nil) {
+        self.driveID = driveID
+        self.itemID = itemID
+        self.eTag = eTag
+        self.size = size
+        self.folderID = folderID
+    }
 }
 
 public struct DirectoryEntry: Sendable {
@@ -133,7 +143,8 @@ final class Node: @unchecked Sendable {
     func snapshot(driveID: String?) -> NodeSnapshot {
         var content: RemoteContent?
         if type == .file, let item, let driveID {
-            content = RemoteContent(driveID: item.parentReference?.driveId ?? driveID, itemID: item.id, eTag: item.eTag ?? "", size: size)
+            content = RemoteContent(driveID: item.parentReference?.driveId ?? driveID, itemID: item.id, eTag: item.eTag ?? "", size: size,
+                                    folderID: item.parentReference?.id)
         }
         let entriesChanged = entriesChangedAt ?? .distantPast
         return NodeSnapshot(ino: ino, type: type, size: size, modified: max(modified, entriesChanged), changed: max(changed, entriesChanged),

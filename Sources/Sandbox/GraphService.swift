@@ -211,7 +211,14 @@ final class GraphService: Sendable {
         let rows = try store.children(of: parent.id, offset: offset, limit: top + 1)
         let page = rows.prefix(top)
         let parentPath = parent.isRoot ? [] : try store.pathComponents(of: parent) + [parent.name]
-        var body: [String: Any] = ["value": try page.map { try itemJSON($0, drive: drive, parentPath: parentPath, query: query, inDelta: false) }]
+        let withURLs = query.includes("@microsoft.graph.downloadUrl")
+        var body: [String: Any] = ["value": try page.map { item in
+            var json = try itemJSON(item, drive: drive, parentPath: parentPath, query: query, inDelta: false)
+            if withURLs, !item.isFolder {
+                json["@microsoft.graph.downloadUrl"] = downloads.grant(itemID: item.id, uniqueID: item.uniqueId, origin: request.origin)
+            }
+            return json
+        }]
         if rows.count > top {
             var parameters = query.passThrough
             parameters.append(("$skiptoken", OpaqueToken.encode([Int64(offset + top)])))
@@ -451,13 +458,18 @@ struct ItemQuery {
 final class DownloadGrants: @unchecked Sendable {
     private let lock = NSLock()
     private var grants: [String: (itemID: String, expires: Date)] = [:]
+    private var pruneAt = 10_000
     let lifetime: TimeInterval = 3600
 
     func grant(itemID: String, uniqueID: String, origin: String) -> String {
         let token = SandboxCredentials.token(48)
         lock.withLock {
             let now = Date()
-            if grants.count > 10_000 { grants = grants.filter { $0.value.expires > now } }
+            // Pruned when the table has doubled since the last pruning: a listing grants a URL per document.
+            if grants.count > pruneAt {
+                grants = grants.filter { $0.value.expires > now }
+                pruneAt = max(10_000, grants.count * 2)
+            }
             grants[token] = (itemID, now.addingTimeInterval(lifetime))
         }
         return "\(origin)/_layouts/15/download.aspx?UniqueId=\(uniqueID.lowercased())&Translate=false&tempauth=\(token)&ApiVersion=2.0"

@@ -165,6 +165,24 @@ struct ReadTests {
         }
     }
 
+    @Test("copying a folder's documents out costs their downloads and one listing of their URLs, not a URL request each")
+    func folderCopyListsURLs() async throws {
+        try await withMount(records: 2, docsPerRecord: 1, bulkFolder: 30) { mount in
+            let bulk = mount.path("Accounts/Acme Corp/Bulk")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: bulk).count == 30)
+            try await mount.sandbox.admin("stats/reset")
+            let copy = FileManager.default.temporaryDirectory.appendingPathComponent("bulk-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: copy) }
+            let copied = try await Tools.run("cp", ["-r", bulk, copy])
+            #expect(copied.status == 0, "\(copied.errors)")
+            #expect(try await Tools.run("diff", ["-r", bulk, copy]).status == 0)
+            let stats = try await mount.sandbox.stats()
+            #expect(stats["graph.download", default: 0] == 30)
+            #expect(stats["graph.content", default: 0] <= 2, "the first documents' URLs one by one, then the folder's: \(stats)")
+            #expect(stats["graph.children", default: 0] == 1)
+        }
+    }
+
     @Test("rsync -a of a record tree reproduces it byte for byte")
     func rsyncCopy() async throws {
         try await withMount(records: 5, docsPerRecord: 3) { mount in
