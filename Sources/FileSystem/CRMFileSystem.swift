@@ -20,7 +20,7 @@ public struct MountOptions: Sendable {
     public var uid: uid_t = getuid()
     public var gid: gid_t = getgid()
     public var umask: mode_t = 0o022
-    /// Let the kernel keep directory listings and stop sending opendir/releasedir (see DirectoryListings):
+    /// Let the kernel keep directory listings and stop sending opendir/releasedir (see ReaderListings):
     /// only when every listing change reaches the mount without asking (the change feeds), since the
     /// kernel then asks for a listing again only when told it changed.
     public var kernelKeepsListings = false
@@ -40,7 +40,7 @@ public final class CRMFileSystem: @unchecked Sendable {
     let writes: LocalWrites?
 
     let lock = NSLock()
-    let directoryListings = DirectoryListings()
+    let readerListings = ReaderListings()
     private var skipsOpendir = false
     /// Whether the kernel agreed to go without opendir and releasedir (set at INIT, before any request).
     var kernelSkipsOpendir: Bool {

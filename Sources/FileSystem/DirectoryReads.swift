@@ -16,7 +16,7 @@ import Namespace
 /// reads only; a reader that comes back after its listing was dropped continues at its position in the
 /// directory's current listing (entries added or removed since it started may then show or not, as
 /// POSIX allows for changes after opendir).
-final class DirectoryListings: @unchecked Sendable {
+final class ReaderListings: @unchecked Sendable {
     typealias Entries = [(name: String, node: NodeSnapshot)]
 
     private struct Listing {
@@ -80,8 +80,8 @@ extension CRMFileSystem {
     /// Answers from the reader's listing, taking it (the directory's listing, loading it first when it
     /// would take the services) at offset 0 or when the reader's listing is no longer kept.
     func readdir(_ request: Request, ino: UInt64, size: Int, offset: off_t, plus: Bool) {
-        let (number, position) = offset == 0 ? (0, 0) : DirectoryListings.split(offset)
-        if number != 0, let entries = directoryListings.listing(number, of: ino) {
+        let (number, position) = offset == 0 ? (0, 0) : ReaderListings.split(offset)
+        if number != 0, let entries = readerListings.listing(number, of: ino) {
             replyEntries(request, entries, listing: number, from: position, size: size, plus: plus)
             return
         }
@@ -90,13 +90,13 @@ extension CRMFileSystem {
                 request.error(ENOENT)
                 return
             }
-            let entries: DirectoryListings.Entries = [(".", me), ("..", parent)] + listed.map { ($0.name, $0.node) }
-            let number = self.directoryListings.keep(entries, of: ino)
+            let entries: ReaderListings.Entries = [(".", me), ("..", parent)] + listed.map { ($0.name, $0.node) }
+            let number = self.readerListings.keep(entries, of: ino)
             self.replyEntries(request, entries, listing: number, from: position, size: size, plus: plus)
         }
     }
 
-    private func replyEntries(_ request: Request, _ entries: DirectoryListings.Entries, listing: UInt32, from position: Int, size: Int,
+    private func replyEntries(_ request: Request, _ entries: ReaderListings.Entries, listing: UInt32, from position: Int, size: Int,
                               plus: Bool) {
         // libfuse fills every byte it counts; the buffer needs no zeroing.
         var buffer = [CChar](unsafeUninitializedCapacity: size) { _, count in count = size }
@@ -107,7 +107,7 @@ extension CRMFileSystem {
             while index < entries.count {
                 let (name, node) = entries[index]
                 let remaining = size - used
-                let next = DirectoryListings.offset(listing: listing, position: index + 1)
+                let next = ReaderListings.offset(listing: listing, position: index + 1)
                 let needed: Int
                 if plus {
                     var param = entry(node)

@@ -15,32 +15,31 @@ extension CRMFileSystem {
         let notices = changes.notices
         Self.noticeQueue.async { [self] in
             // Read here, on the queue: the loop's end clears it and then waits for the queue, so it stays valid.
-            guard let session = lock.withLock({ self.session }) else { return }
-            for notice in Self.ordered(notices) {
-                let status: Int32
-                switch notice {
-                case .entry(let parent, let name):
-                    status = name.withCString { fuse_lowlevel_notify_inval_entry(session, parent, $0, strlen($0)) }
-                case .inode(let ino):
-                    status = fuse_lowlevel_notify_inval_inode(session, ino, 0, 0)
-                }
-                // ENOENT: the kernel holds nothing for it, which is fine.
-                if status != 0 && status != -ENOENT {
-                    logger.debug("kernel notification failed", metadata: ["notice": "\(notice)", "errno": "\(-status)"])
-                }
-            }
+            tell(Self.ordered(notices))
         }
     }
 
     /// Directories whose entries changed, however that happened: the kernel keeps listings (no opendir,
-    /// see DirectoryListings) and must let go of these. Runs on the notice queue.
+    /// see ReaderListings) and must let go of these. Runs on the notice queue.
     func entriesChanged() {
-        let directories = tree.takeEntriesChanged()
-        guard !directories.isEmpty, let session = lock.withLock({ self.session }) else { return }
-        for ino in directories {
-            let status = fuse_lowlevel_notify_inval_inode(session, ino, 0, 0)
+        tell(tree.takeEntriesChanged().map(KernelNotice.inode))
+    }
+
+    /// Sends notices to the kernel, on the notice queue. The session is read here: the loop's end clears
+    /// it and then waits for the queue, so it stays valid while this runs.
+    private func tell(_ notices: [KernelNotice]) {
+        guard !notices.isEmpty, let session = lock.withLock({ self.session }) else { return }
+        for notice in notices {
+            let status: Int32
+            switch notice {
+            case .entry(let parent, let name):
+                status = name.withCString { fuse_lowlevel_notify_inval_entry(session, parent, $0, strlen($0)) }
+            case .inode(let ino):
+                status = fuse_lowlevel_notify_inval_inode(session, ino, 0, 0)
+            }
+            // ENOENT: the kernel holds nothing for it, which is fine.
             if status != 0 && status != -ENOENT {
-                logger.debug("kernel notification failed", metadata: ["directory": "\(ino)", "errno": "\(-status)"])
+                logger.debug("kernel notification failed", metadata: ["notice": "\(notice)", "errno": "\(-status)"])
             }
         }
     }

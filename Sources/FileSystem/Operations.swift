@@ -42,7 +42,7 @@ extension CRMFileSystem {
         }
         ops.getattr = { request, ino, _ in CRMFileSystem.instance(request).getattr(Request(raw: request!), ino: ino) }
         // With the kernel keeping listings, opendir answers ENOSYS once and the kernel stops sending opendir
-        // and releasedir (see DirectoryListings).
+        // and releasedir (see ReaderListings).
         ops.opendir = { request, ino, info in CRMFileSystem.instance(request).opendir(Request(raw: request!), ino: ino, info: FileInfo(info)) }
         ops.releasedir = { request, _, _ in fuse_reply_err(request, 0) }
         ops.readdir = { request, ino, size, offset, _ in

@@ -476,7 +476,7 @@ public final class Tree: @unchecked Sendable {
         if let before, before != directory.childIndex { entriesChanged(directory) }
     }
 
-    /// The kernel may keep a directory's listing (see the file system's DirectoryListings): one that changed
+    /// The kernel may keep a directory's listing (see the file system's ReaderListings): one that changed
     /// gets a newer mtime and is handed to `onEntriesChanged`, so the kernel lets go of it.
     private func entriesChanged(_ directory: Node) {
         directory.entriesChangedAt = Date()
