@@ -26,6 +26,9 @@ public final class ChangeFeeds: @unchecked Sendable {
     private let lock = NSLock()
     private var deltaLink: String?
     private var loops: [Task<Void, Never>] = []
+    private var stopped = false
+    /// Entered while the kept tree is restored in the background.
+    private let restoring = DispatchGroup()
 
     public init(tree: Tree, graph: any DriveService, records: any RecordService, settings: FreshnessSettings, store: MetadataStore? = nil,
                 logger: Logger = Logger(label: "crmfs.feeds"), deliver: @escaping @Sendable (AppliedChanges) -> Void) {
@@ -43,23 +46,33 @@ public final class ChangeFeeds: @unchecked Sendable {
     /// tree answers first listings from once it is complete. Then polls, and keeps the tree every few seconds.
     /// The kept tree is a cache: one that cannot be read costs a cold start, never the mount.
     public func start() {
-        var link: String?
-        var restored = false
-        if let store {
-            do {
-                let kept = try store.load()
-                if !kept.listings.isEmpty {
-                    try store.keepOnly(tree.restoreListings(kept.listings))
-                    restored = true
-                    link = kept.deltaLink
-                    logger.info("the last known tree is back; catching up", metadata: ["directories": "\(kept.listings.count)"])
-                }
-            } catch {
-                logger.warning("the kept tree could not be read; starting from the services", metadata: ["error": "\(error)"])
-            }
+        guard let store else { return startPolling(restored: false) }
+        let kept: (listings: [String: Data], deltaLink: String?)
+        do {
+            kept = try store.load()
+        } catch {
+            logger.warning("the kept tree could not be read; starting from the services", metadata: ["error": "\(error)"])
+            return startPolling(restored: false)
         }
+        guard !kept.listings.isEmpty else { return startPolling(restored: false) }
+        lock.withLock { deltaLink = kept.deltaLink }
+        tree.offerKeptListings(kept.listings)
+        logger.info("the last known tree is back; catching up", metadata: ["directories": "\(kept.listings.count)"])
+        let restore: @Sendable () -> Void = { [self] in
+            do { try store.keepOnly(tree.applyKeptListings()) } catch {
+                logger.warning("could not drop the kept listings the tree no longer has", metadata: ["error": "\(error)"])
+            }
+            startPolling(restored: true)
+        }
+        // Changes a crash left in the journal are placed as their directories are restored: all of them
+        // before the mount shows anything. Otherwise the tree shows at once and restores in the background.
+        if tree.hasRestoredChanges { restore() } else { restoring.enter(); Thread { restore(); self.restoring.leave() }.start() }
+    }
+
+    /// The feeds' loops, once the kept tree (if any) is whole: each change they apply finds its place.
+    private func startPolling(restored: Bool) {
         lock.withLock {
-            deltaLink = link
+            guard !stopped else { return }
             // A first mount learns the library from the delta's own pages (the first round enumerates it).
             if settings.drivePoll > 0 {
                 loops.append(loop("the drive feed", startNow: true, every: { [settings] in settings.drivePoll }) { try await self.pollDrive() })
@@ -75,7 +88,11 @@ public final class ChangeFeeds: @unchecked Sendable {
 
     /// Stops polling and keeps the tree as it is now.
     public func stop() {
-        lock.withLock { loops.forEach { $0.cancel() } }
+        lock.withLock {
+            stopped = true
+            loops.forEach { $0.cancel() }
+        }
+        restoring.wait()  // a restore still running must finish before the tree is kept
         do {
             try keep()
         } catch {

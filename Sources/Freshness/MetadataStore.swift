@@ -2,7 +2,6 @@ import Config
 import Foundation
 import GRDB
 import Namespace
-import Synchronization
 
 /// The tree's listings and the change feeds' positions, kept in the state directory (`metadata.sqlite`)
 /// so a remount shows the last known tree at once and catches up from where the feeds stopped. A cache:
@@ -58,32 +57,42 @@ public final class MetadataStore: Sendable {
         return parts.joined(separator: "\u{1F}")
     }
 
-    /// Everything kept: the listings, the drive's delta link.
-    public func load() throws -> (listings: [DirectoryListing], deltaLink: String?) {
-        let (bodies, link) = try pool.read { db in
-            (try Data.fetchAll(db, sql: "SELECT body FROM listing"), try String.fetchOne(db, sql: "SELECT value FROM feed WHERE name = 'delta'"))
+    /// Everything kept: the listings (by storage key, encoded; the tree decodes them as it needs them),
+    /// the drive's delta link.
+    public func load() throws -> (listings: [String: Data], deltaLink: String?) {
+        try pool.read { db in
+            var listings: [String: Data] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT directory, body FROM listing")
+            while let row = try rows.next() { listings[row[0]] = row[1] }
+            return (listings, try String.fetchOne(db, sql: "SELECT value FROM feed WHERE name = 'delta'"))
         }
-        return (Self.decode(bodies), link)
     }
 
-    /// Tens of thousands of listings: decoded on every core, a slice each.
-    private static func decode(_ bodies: [Data]) -> [DirectoryListing] {
-        let slices = max(1, min(ProcessInfo.processInfo.activeProcessorCount, bodies.count / 256))
-        let decoded = Mutex([[DirectoryListing]](repeating: [], count: slices))
-        DispatchQueue.concurrentPerform(iterations: slices) { slice in
-            let decoder = JSONDecoder()
-            let range = stride(from: slice, to: bodies.count, by: slices)
-            let listings = range.compactMap { try? decoder.decode(DirectoryListing.self, from: bodies[$0]) }
-            decoded.withLock { $0[slice] = listings }
+    /// What the last mount learned of the services that does not change between mounts, when it was
+    /// learned for a config that asks the same of them (`ServiceFacts.Key`); nil otherwise.
+    public func facts(for key: String) throws -> ServiceFacts? {
+        guard let text = try pool.read({ db in try String.fetchOne(db, sql: "SELECT value FROM feed WHERE name = 'facts'") }),
+              let facts = try? JSONDecoder().decode(ServiceFacts.self, from: Data(text.utf8)), facts.key == key else { return nil }
+        return facts
+    }
+
+    public func keep(_ facts: ServiceFacts) throws {
+        let text = String(decoding: try JSONEncoder().encode(facts), as: UTF8.self)
+        try pool.write { db in try db.execute(sql: "INSERT OR REPLACE INTO feed (name, value) VALUES ('facts', ?)", arguments: [text]) }
+    }
+
+    /// Forgets everything kept, so the next mount starts cold (and learns the services' facts again).
+    public func forgetAll() throws {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM listing")
+            try db.execute(sql: "DELETE FROM feed WHERE name != 'fingerprint'")
         }
-        return decoded.withLock { $0.flatMap { $0 } }
     }
 
     /// Writes changed listings and the delta link that goes with them.
     public func save(_ listings: [DirectoryListing], deltaLink: String?) throws {
         guard !listings.isEmpty || deltaLink != nil else { return }
-        let encoder = JSONEncoder()
-        let bodies = try listings.map { ($0.storageKey, try encoder.encode($0)) }
+        let bodies = try listings.map { ($0.storageKey, try $0.encoded()) }
         try pool.write { db in
             for (key, body) in bodies {
                 try db.execute(sql: "INSERT OR REPLACE INTO listing (directory, body) VALUES (?, ?)", arguments: [key, body])

@@ -2,6 +2,7 @@ import CRM
 import Foundation
 import Graph
 import HTTP
+import Synchronization
 
 /// One directory's listing as the services gave it, to keep between mounts: an object's records, or a
 /// record's or folder's documents. A remount rebuilds the tree from these at once, then the change
@@ -31,11 +32,46 @@ public struct DirectoryListing: Sendable, Codable {
         self.changedUpTo = changedUpTo
     }
 
+    /// Kept listings are JSON: a cache a newer crmfs may read, and one that fails to decode is listed again.
+    public init?(encoded: Data) {
+        guard let listing = try? JSONDecoder().decode(DirectoryListing.self, from: encoded) else { return nil }
+        self = listing
+    }
+
+    public func encoded() throws -> Data { try JSONEncoder().encode(self) }
+
+    /// Many listings decoded on every core, in order; nil for one that does not decode.
+    static func decodeAll(_ bodies: [Data]) -> [DirectoryListing?] {
+        let slices = max(1, min(ProcessInfo.processInfo.activeProcessorCount, bodies.count / 16))
+        let decoded = Mutex([DirectoryListing?](repeating: nil, count: bodies.count))
+        DispatchQueue.concurrentPerform(iterations: slices) { slice in
+            let decoder = JSONDecoder()
+            let indices = Array(stride(from: slice, to: bodies.count, by: slices))
+            let listings = indices.map { try? decoder.decode(DirectoryListing.self, from: bodies[$0]) }
+            decoded.withLock { all in for (index, listing) in zip(indices, listings) { all[index] = listing } }
+        }
+        return decoded.withLock { $0 }
+    }
+
     public var storageKey: String {
         switch key {
         case .object(let index): "object:\(index)"
         case .record(let id): "record:\(id)"
         case .item(let id): "item:\(id)"
+        }
+    }
+}
+
+extension DirectoryListing.Key {
+    /// The key a `storageKey` names.
+    init?(storageKey: String) {
+        guard let colon = storageKey.firstIndex(of: ":") else { return nil }
+        let value = String(storageKey[storageKey.index(after: colon)...])
+        switch storageKey[..<colon] {
+        case "object": guard let index = Int(value) else { return nil }; self = .object(index)
+        case "record": self = .record(value)
+        case "item": self = .item(value)
+        default: return nil
         }
     }
 }
@@ -50,42 +86,86 @@ extension Tree {
         }
     }
 
-    /// Rebuilds the tree from kept listings, parents first, as if each had just been listed (journaled
-    /// changes are placed as they would be). Listings no longer reachable from the root are ignored;
-    /// returns the keys of those used.
-    @discardableResult
-    public func restoreListings(_ listings: [DirectoryListing]) -> Set<String> {
-        var byKey: [DirectoryListing.Key: DirectoryListing] = [:]
-        for listing in listings { byKey[listing.key] = listing }
-        var used: Set<String> = []
-        let placed = lock.withLock { () -> [(changeID: Int64, ino: UInt64)] in
-            loadRootLocked()
-            var queue = (nodes[Self.rootIno]?.children ?? []).map(\.ino)
-            var next = 0  // an index, not removeFirst: tens of thousands of directories
-            var placed: [(changeID: Int64, ino: UInt64)] = []
-            while next < queue.count {
-                let ino = queue[next]
-                next += 1
-                guard let node = nodes[ino], node.type == .directory, let key = listingKey(of: node), let listing = byKey[key] else { continue }
-                used.insert(listing.storageKey)
-                switch key {
-                case .object(let index):
-                    applyRecords((listing.records ?? []).map { SObjectRecord(type: config.objects[index].object, fields: $0) }, to: node, objectIndex: index)
-                    node.recordsChangedUpTo = listing.changedUpTo
-                case .record:
-                    node.folderItemID = listing.folderItemID
-                    applyItems(listing.items ?? [], to: node)
-                case .item:
-                    applyItems(listing.items ?? [], to: node)
-                }
-                placed += placeRestored(in: node)
-                queue += (node.children ?? []).map(\.ino)
+    /// Takes a remount's kept listings (by storage key, encoded) and shows the tree at once: the root is
+    /// listed now, and each kept listing is applied when its directory is first asked for or by
+    /// `applyKeptListings`, whichever comes first.
+    public func offerKeptListings(_ encoded: [String: Data]) {
+        lock.withLock {
+            for (storageKey, body) in encoded {
+                if let key = DirectoryListing.Key(storageKey: storageKey) { keptListings[key] = body }
             }
+            loadRootLocked()
             changedListings.removeAll()
-            return placed
         }
-        reportRestored(placed)
-        return used
+    }
+
+    /// Whether journal changes from before this mount wait for their directories.
+    public var hasRestoredChanges: Bool { lock.withLock { !restoredChanges.isEmpty } }
+
+    /// Applies every kept listing not applied yet, parents first, a batch at a time: decoded on every
+    /// core outside the lock, applied under it, so the kernel's requests are answered meanwhile (a walk
+    /// that outruns this applies what it reaches itself). Listings no longer reachable from the root
+    /// (folders and records gone since) are dropped; returns the storage keys of those used.
+    public func applyKeptListings() -> Set<String> {
+        var level: [UInt64] = lock.withLock { (nodes[Self.rootIno]?.children ?? []).map(\.ino) }
+        while !level.isEmpty {
+            var next: [UInt64] = []
+            for start in stride(from: 0, to: level.count, by: Self.restoreBatch) {
+                let batch = level[start..<min(start + Self.restoreBatch, level.count)]
+                let waiting = lock.withLock {
+                    batch.compactMap { ino -> (ino: UInt64, body: Data)? in
+                        guard let node = nodes[ino], node.children == nil, let key = listingKey(of: node), let body = keptListings[key] else { return nil }
+                        return (ino, body)
+                    }
+                }
+                let decoded = waiting.map { DirectoryListing(encoded: $0.body) }
+                let placed = lock.withLock { () -> [(changeID: Int64, ino: UInt64)] in
+                    for (index, waiting) in waiting.enumerated() {
+                        if let node = nodes[waiting.ino] { applyKept(decoded[index], to: node) }
+                    }
+                    for ino in batch {
+                        next += (nodes[ino]?.children ?? []).compactMap { nodes[$0.ino]?.type == .directory ? $0.ino : nil }
+                    }
+                    defer { keptPlaced.removeAll() }
+                    return keptPlaced
+                }
+                reportRestored(placed)
+            }
+            level = next
+        }
+        return lock.withLock {
+            keptListings.removeAll()
+            defer { keptUsed.removeAll() }
+            return keptUsed
+        }
+    }
+
+    /// Batches of kept listings the restore decodes and applies at a time.
+    static let restoreBatch = 64
+
+    /// A directory whose kept listing still waits gets it now. Called with the lock held.
+    func applyKeptListingLocked(_ directory: Node) {
+        guard !keptListings.isEmpty, directory.children == nil, let key = listingKey(of: directory), let body = keptListings[key] else { return }
+        applyKept(DirectoryListing(encoded: body), to: directory)
+    }
+
+    /// Applies a directory's kept listing as if it had just been listed (journaled changes are placed as
+    /// they would be), once: nothing when the directory has its listing already. Lock held.
+    private func applyKept(_ listing: DirectoryListing?, to node: Node) {
+        guard node.children == nil, let key = listingKey(of: node), keptListings.removeValue(forKey: key) != nil, let listing else { return }
+        keptUsed.insert(listing.storageKey)
+        switch key {
+        case .object(let index):
+            applyRecords((listing.records ?? []).map { SObjectRecord(type: config.objects[index].object, fields: $0) }, to: node, objectIndex: index)
+            node.recordsChangedUpTo = listing.changedUpTo
+        case .record:
+            node.folderItemID = listing.folderItemID
+            applyItems(listing.items ?? [], to: node)
+        case .item:
+            applyItems(listing.items ?? [], to: node)
+        }
+        changedListings.remove(node.ino)  // as kept: nothing new to keep
+        keptPlaced += placeRestored(in: node)
     }
 
     // MARK: Helpers (lock held)

@@ -54,6 +54,11 @@ public final class Tree: @unchecked Sendable {
     let recordFolders = RecordFolderIndex()
     /// The whole library from the drive's delta, once enumerated.
     let mirror = LibraryMirror()
+    /// A remount's kept listings (encoded) not applied yet, the storage keys of those applied, and the
+    /// journal changes they placed, not reported yet (see `applyKeptListings`).
+    var keptListings: [DirectoryListing.Key: Data] = [:]
+    var keptUsed: Set<String> = []
+    var keptPlaced: [(changeID: Int64, ino: UInt64)] = []
     /// Directories whose listing changed since the metadata store last took them.
     var changedListings: Set<UInt64> = []
     /// Directories whose entries changed since the file system last told the kernel.
@@ -63,13 +68,15 @@ public final class Tree: @unchecked Sendable {
     /// Resolves the configured site and library, so a mount fails early and clearly when it cannot reach them.
     public static func open(config: MountConfig, graph: any DriveService, salesforce: any RecordService, recordURLBase: String,
                             options: TreeOptions = TreeOptions(), logger: Logger = Logger(label: "crmfs.namespace")) async throws -> Tree {
-        let site = try await graph.site(hostname: config.graph.siteHostname, path: config.graph.sitePath)
-        let drives = try await graph.drives(siteID: site.id)
-        guard let drive = drives.first(where: { $0.name.caseInsensitiveCompare(config.graph.library) == .orderedSame }) else {
-            throw ConfigError(file: config.path, line: nil, key: "graph.library",
-                              message: "no library named '\(config.graph.library)' on \(config.graph.siteHostname):\(config.graph.sitePath); it has: \(drives.map(\.name).joined(separator: ", "))")
-        }
-        return Tree(config: config, siteID: site.id, driveID: drive.id, graph: graph, salesforce: salesforce, recordURLBase: recordURLBase, options: options, logger: logger)
+        Tree(config: config, location: try await LibraryLocation.find(config: config, graph: graph), graph: graph, salesforce: salesforce,
+             recordURLBase: recordURLBase, options: options, logger: logger)
+    }
+
+    /// A tree over a library whose site and drive are already known (kept from an earlier mount).
+    public convenience init(config: MountConfig, location: LibraryLocation, graph: any DriveService, salesforce: any RecordService, recordURLBase: String,
+                            options: TreeOptions = TreeOptions(), logger: Logger = Logger(label: "crmfs.namespace")) {
+        self.init(config: config, siteID: location.siteID, driveID: location.driveID, graph: graph, salesforce: salesforce,
+                  recordURLBase: recordURLBase, options: options, logger: logger)
     }
 
     init(config: MountConfig, siteID: String, driveID: String, graph: any DriveService, salesforce: any RecordService, recordURLBase: String, options: TreeOptions, logger: Logger) {
@@ -100,7 +107,9 @@ public final class Tree: @unchecked Sendable {
     /// `lookup` when the directory's listing is fresh, answered at once; nil when it would take the services.
     public func lookupIfKnown(parent: UInt64, name: String) -> Result<NodeSnapshot, Error>? {
         lock.withLock {
-            guard let directory = nodes[parent], directory.type == .directory, childrenFresh(directory) else { return nil }
+            guard let directory = nodes[parent], directory.type == .directory else { return nil }
+            applyKeptListingLocked(directory)
+            guard childrenFresh(directory) else { return nil }
             return Result { try lookupLocked(parent: parent, name: name) }
         }
     }
@@ -177,6 +186,7 @@ public final class Tree: @unchecked Sendable {
         lock.withLock {
             guard let directory = nodes[ino] else { return .failure(NamespaceError.notFound) }
             guard directory.type == .directory else { return .failure(NamespaceError.notDirectory) }
+            applyKeptListingLocked(directory)
             guard childrenFresh(directory) else { return nil }
             return Result { try listLocked(ino) }
         }
@@ -227,6 +237,7 @@ public final class Tree: @unchecked Sendable {
         let pending: Task<Void, Error> = try lock.withLock {
             guard let node = nodes[ino] else { throw NamespaceError.notFound }
             guard node.type == .directory else { throw NamespaceError.notDirectory }
+            applyKeptListingLocked(node)
             if childrenFresh(node) { return Task {} }
             if let running = loads[ino] { return running }
             let task = Task { try await self.load(ino) }

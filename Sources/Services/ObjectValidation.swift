@@ -9,10 +9,11 @@ import Writeback
 /// config errors naming the key, so a mount fails at once rather than every upload failing later.
 public enum ObjectValidation {
     public static func validate(_ config: MountConfig, salesforce: SalesforceClient) async throws {
+        let descriptions = await describeAll(config, salesforce: salesforce)
         for (index, object) in config.objects.enumerated() {
             let description: SObjectDescription
             do {
-                description = try await salesforce.describe(object.object)
+                description = try descriptions[object.object]!.get()
             } catch let error as SalesforceError where error.status == 404 {
                 throw ConfigError(file: config.path, line: nil, key: "objects[\(index)].object",
                                   message: "Salesforce has no object '\(object.object)' (custom objects end in __c)")
@@ -29,11 +30,35 @@ public enum ObjectValidation {
                                       message: "\(object.object) has no field '\(field)'")
                 }
             }
-            try await validateLink(object, key: "objects[\(index)].link", config: config, salesforce: salesforce)
+            try await validateLink(object, key: "objects[\(index)].link", config: config, salesforce: salesforce, descriptions: descriptions)
         }
     }
 
-    private static func validateLink(_ object: ObjectSettings, key: String, config: MountConfig, salesforce: SalesforceClient) async throws {
+    /// Every object the config names (and the link object, when one is used) described side by side:
+    /// one round trip's wait rather than one per object.
+    private static func describeAll(_ config: MountConfig, salesforce: SalesforceClient) async -> [String: Result<SObjectDescription, Error>] {
+        var names = Set(config.objects.map(\.object))
+        if config.objects.contains(where: { if case .linkObject = $0.link { true } else { false } }) { names.insert(Linker.linkObject) }
+        let described = await withTaskGroup(of: Described.self, returning: [Described].self) { group in
+            for name in names {
+                group.addTask {
+                    do { return Described(name: name, result: .success(try await salesforce.describe(name))) } catch {
+                        return Described(name: name, result: .failure(error))
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        return Dictionary(described.map { ($0.name, $0.result) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    private struct Described: Sendable {
+        let name: String
+        let result: Result<SObjectDescription, Error>
+    }
+
+    private static func validateLink(_ object: ObjectSettings, key: String, config: MountConfig, salesforce: SalesforceClient,
+                                     descriptions: [String: Result<SObjectDescription, Error>]) async throws {
         func problem(_ message: String) -> ConfigError { ConfigError(file: config.path, line: nil, key: key, message: message) }
         switch object.link {
         case .folder:
@@ -41,7 +66,7 @@ public enum ObjectValidation {
         case .linkObject:
             let description: SObjectDescription
             do {
-                description = try await salesforce.describe(Linker.linkObject)
+                description = try descriptions[Linker.linkObject]!.get()
             } catch let error as SalesforceError where error.status == 404 {
                 throw problem("link = \"link-object\" needs the custom object \(Linker.linkObject) in Salesforce, with fields \(Linker.linkObjectFields.joined(separator: ", ")); the org has no such object")
             }

@@ -26,10 +26,49 @@ struct Mounter {
     let logger = Logger(label: "crmfs.mount")
 
     /// Everything that can fail before the kernel is involved fails here, with a reason a person can act on.
+    /// A remount takes what it must know of the services from the state directory and needs no round trip.
     func prepare() async throws -> PreparedMount {
         try checkMountpoint()
         let state = try StateDirectory(path: config.resolve(config.cache.directory), mountpoint: mountpoint).url
         let connections = try Connections(config: config)
+        let store = metadataStore(in: state)
+        let factsKey = ServiceFacts.key(for: config)
+        let kept = store.flatMap { try? $0.facts(for: factsKey) }
+        let facts: ServiceFacts
+        if let kept {
+            facts = kept
+        } else {
+            facts = try await learnFacts(connections, key: factsKey)
+            try? store?.keep(facts)
+        }
+        let tree = Tree(config: config, location: facts.location, graph: connections.graph, salesforce: connections.salesforce,
+                        recordURLBase: facts.instanceURL, options: TreeOptions(attributeTimeout: mountOptions.attributeTimeout))
+        let cache = try BlockCache(directory: state.appendingPathComponent("blocks"), capacity: options.cacheSize ?? config.cache.size,
+                                   blockSize: Int(options.blockSize ?? config.cache.blockSize))
+        let reader = BlockReader(cache: cache, graph: connections.graph)
+        let writes = options.readOnly ? nil : try writeSupport(state: state, connections: connections)
+        let fileSystem = CRMFileSystem(tree: tree, reader: reader, options: mountOptions, writeSupport: writes)
+        let feeds = ChangeFeeds(tree: tree, graph: connections.graph, records: connections.salesforce, settings: config.freshness,
+                                store: store) { [fileSystem] changes in
+            fileSystem.applied(changes)
+        }
+        feeds.start()
+        if let kept, let store {
+            Task { [self] in await confirm(kept, connections: connections, store: store) }
+        }
+        return PreparedMount(fileSystem: fileSystem, feeds: feeds)
+    }
+
+    /// Signs in to Salesforce and checks the config's objects against the org, while the library is
+    /// looked up in SharePoint: the round trips of both services side by side.
+    private func learnFacts(_ connections: Connections, key: String) async throws -> ServiceFacts {
+        async let instance = checkSalesforce(connections)
+        async let location = findLibrary(connections)
+        let instanceURL = try await instance
+        return ServiceFacts(key: key, location: try await location, instanceURL: instanceURL)
+    }
+
+    private func checkSalesforce(_ connections: Connections) async throws -> String {
         let instance: String
         do {
             instance = try await connections.salesforceToken.token().instanceURL ?? config.salesforce.instanceURL
@@ -37,26 +76,38 @@ struct Mounter {
             throw MountError(message: "cannot sign in to Salesforce at \(config.salesforce.instanceURL): \(error)")
         }
         try await ObjectValidation.validate(config, salesforce: connections.salesforce)
-        let tree: Tree
+        return instance
+    }
+
+    private func findLibrary(_ connections: Connections) async throws -> LibraryLocation {
         do {
-            tree = try await Tree.open(config: config, graph: connections.graph, salesforce: connections.salesforce, recordURLBase: instance,
-                                       options: TreeOptions(attributeTimeout: mountOptions.attributeTimeout))
+            return try await LibraryLocation.find(config: config, graph: connections.graph)
         } catch let error as ConfigError {
             throw error
         } catch {
             throw MountError(message: "cannot reach SharePoint site \(config.graph.siteHostname):\(config.graph.sitePath): \(error)")
         }
-        let cache = try BlockCache(directory: state.appendingPathComponent("blocks"), capacity: options.cacheSize ?? config.cache.size,
-                                   blockSize: Int(options.blockSize ?? config.cache.blockSize))
-        let reader = BlockReader(cache: cache, graph: connections.graph)
-        let writes = options.readOnly ? nil : try writeSupport(state: state, connections: connections)
-        let fileSystem = CRMFileSystem(tree: tree, reader: reader, options: mountOptions, writeSupport: writes)
-        let feeds = ChangeFeeds(tree: tree, graph: connections.graph, records: connections.salesforce, settings: config.freshness,
-                                store: metadataStore(in: state)) { [fileSystem] changes in
-            fileSystem.applied(changes)
+    }
+
+    /// A remount's kept facts, learned again once it is up: a library replaced since (same name, another
+    /// drive) or an org that lost what the config names is logged, and the next mount starts from nothing
+    /// kept, so it fails with the config error or shows the library as it is.
+    private func confirm(_ kept: ServiceFacts, connections: Connections, store: MetadataStore) async {
+        do {
+            let learned = try await learnFacts(connections, key: kept.key)
+            if learned.location != kept.location {
+                logger.error("the library is not the one the kept tree came from (it was replaced since the last mount): unmount and mount again to see it as it is",
+                             metadata: ["library": "\(config.graph.library)"])
+                try store.forgetAll()
+            } else if learned != kept {
+                try store.keep(learned)
+            }
+        } catch let error as ConfigError {
+            logger.error("the org no longer has what the config names; the next mount fails until the config is fixed", metadata: ["error": "\(error)"])
+            try? store.forgetAll()
+        } catch {
+            logger.warning("could not confirm what the last mount learned of the services; it is used as it was", metadata: ["error": "\(error)"])
         }
-        feeds.start()
-        return PreparedMount(fileSystem: fileSystem, feeds: feeds)
     }
 
     /// The kept tree of earlier mounts. It is a cache: a file that cannot be opened (damaged, from a newer

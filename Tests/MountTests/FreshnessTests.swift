@@ -240,6 +240,35 @@ struct FreshnessTests {
         }
     }
 
+    @Test("a remount needs no round trip: with every request to the services failing it mounts and shows the kept tree, and catches up once they answer")
+    func remountWithoutServices() async throws {
+        try await withSandbox(records: 4, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+            try Self.fastFeeds(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            let first = try await MountFixture.mount(sandbox)
+            let walked = try await Tools.shell("cd '\(first.mountpoint)' && find . | sort")
+            #expect(walked.output.contains("Acme Corp/Contracts/MSA-2026.pdf"))
+            await first.unmount()
+
+            try await sandbox.admin("faults", ["faults": "503:1"])
+            let second = try await MountFixture.mount(sandbox)
+            do {
+                let again = try await Tools.shell("cd '\(second.mountpoint)' && find . | sort")
+                #expect(again.status == 0, "\(again.errors)")
+                #expect(again.output == walked.output, "the kept tree, whole, with the services down")
+                #expect(try Self.xattr(second.path(WriteTests.acme), "user.crm.Name") == "Acme Corp")
+
+                try await sandbox.admin("faults", ["faults": ""])
+                let connections = try sandbox.connections()
+                let driveID = try await sandbox.info()["driveId"]!
+                let contract = try await connections.graph.item(driveID: driveID, path: SeededPaths.acmeContract)
+                _ = try await connections.graph.update(driveID: driveID, itemID: contract.id, name: "MSA-2026 back.pdf")
+                #expect(try await Self.eventually(within: .seconds(30)) { Self.exists(second.path("\(WriteTests.acme)/Contracts/MSA-2026 back.pdf")) })
+            }
+            await second.unmount()
+        }
+    }
+
     @Test("an rsync of 24 files under a budget of 120 resource units a minute (more than a minute's worth of work) finishes with nothing lost and no error; crmfs is never throttled")
     func rsyncUnderATightBudget() async throws {
         try await withMount(records: 2, docsPerRecord: 1, editConfig: { text in

@@ -51,15 +51,19 @@ public final class MountFixture: Sendable {
     /// The mount's state directory (journal, staged files, log).
     public var stateDirectory: String { sandbox.directory.appendingPathComponent("crmfs-state").path }
 
-    /// Unmounts and waits until the daemon has let go of the mount point.
     /// Unmounts, retrying while the kernel still calls the mount busy (a reader's last requests can be in
-    /// flight just after its close), then lazily: no test leaves a mount or a daemon behind.
+    /// flight just after its close), then lazily: no test leaves a mount or a daemon behind. Waits for the
+    /// daemon to end (it keeps the tree on its way out), so a mount after this one finds what it kept.
     public func unmount() async {
+        let daemon = try? await daemonPID()
         for _ in 0..<50 where Self.isMounted(mountpoint) {
             _ = try? await Tools.run("/bin/umount", [mountpoint])
             if Self.isMounted(mountpoint) { try? await Task.sleep(for: .milliseconds(100)) }
         }
         if Self.isMounted(mountpoint) { _ = try? await Tools.run("/bin/umount", ["-l", mountpoint]) }
+        if let daemon {
+            for _ in 0..<100 where kill(daemon, 0) == 0 { try? await Task.sleep(for: .milliseconds(100)) }
+        }
         try? FileManager.default.removeItem(atPath: mountpoint)
     }
 
