@@ -214,6 +214,27 @@ struct KeptTreeTests {
         #expect(try await second.list(accounts).map(\.name).sorted() == ["Acme Corp", "Globex", "Initech"])
     }
 
+    @Test("a kept listing is applied when its directory is first asked for, before the background restore reaches it; the restore applies the rest and names every listing it used")
+    func keptListingsOnDemand() async throws {
+        let tenant = MemoryTenant()
+        let acmeFolder = try #require(tenant.account("001A", "Acme Corp", documents: ["a.txt": "alpha"]))
+        let globexFolder = try #require(tenant.account("001B", "Globex", documents: ["g.txt": "golf"]))
+        let first = try await tenant.open()
+        for name in ["Acme Corp", "Globex"] { _ = try await first.list(try await MemoryTenant.record(first, name)) }
+        let kept = try Dictionary(uniqueKeysWithValues: first.takeChangedListings().map { ($0.storageKey, try $0.encoded()) })
+        let listed = (tenant.drive.listings(of: acmeFolder), tenant.drive.listings(of: globexFolder))
+
+        let second = try await tenant.open()
+        second.offerKeptListings(kept)
+        let accounts = try #require(second.lookupIfKnown(parent: Tree.rootIno, name: "Accounts")).get().ino
+        let acme = try #require(second.lookupIfKnown(parent: accounts, name: "Acme Corp")).get().ino
+        #expect(try #require(second.listIfKnown(acme)).get().map(\.name) == ["a.txt"], "answered from the kept listing, on the spot")
+        #expect(second.applyKeptListings() == Set(kept.keys))
+        let globex = try #require(second.lookupIfKnown(parent: accounts, name: "Globex")).get().ino
+        #expect(try #require(second.listIfKnown(globex)).get().map(\.name) == ["g.txt"])
+        #expect(tenant.drive.listings(of: acmeFolder) == listed.0 && tenant.drive.listings(of: globexFolder) == listed.1, "nothing listed again")
+    }
+
     @Test("a config that shows the tree differently starts afresh")
     func configChangeStartsAfresh() async throws {
         let tenant = MemoryTenant()
