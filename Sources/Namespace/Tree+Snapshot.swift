@@ -2,7 +2,6 @@ import CRM
 import Foundation
 import Graph
 import HTTP
-import Synchronization
 
 /// One directory's listing as the services gave it, to keep between mounts: an object's records, or a
 /// record's or folder's documents. A remount rebuilds the tree from these at once, then the change
@@ -39,19 +38,6 @@ public struct DirectoryListing: Sendable, Codable {
     }
 
     public func encoded() throws -> Data { try JSONEncoder().encode(self) }
-
-    /// Many listings decoded on every core, in order; nil for one that does not decode.
-    static func decodeAll(_ bodies: [Data]) -> [DirectoryListing?] {
-        let slices = max(1, min(ProcessInfo.processInfo.activeProcessorCount, bodies.count / 16))
-        let decoded = Mutex([DirectoryListing?](repeating: nil, count: bodies.count))
-        DispatchQueue.concurrentPerform(iterations: slices) { slice in
-            let decoder = JSONDecoder()
-            let indices = Array(stride(from: slice, to: bodies.count, by: slices))
-            let listings = indices.map { try? decoder.decode(DirectoryListing.self, from: bodies[$0]) }
-            decoded.withLock { all in for (index, listing) in zip(indices, listings) { all[index] = listing } }
-        }
-        return decoded.withLock { $0 }
-    }
 
     public var storageKey: String {
         switch key {
@@ -102,8 +88,8 @@ extension Tree {
     /// Whether journal changes from before this mount wait for their directories.
     public var hasRestoredChanges: Bool { lock.withLock { !restoredChanges.isEmpty } }
 
-    /// Applies every kept listing not applied yet, parents first, a batch at a time: decoded on every
-    /// core outside the lock, applied under it, so the kernel's requests are answered meanwhile (a walk
+    /// Applies every kept listing not applied yet, parents first, a batch at a time: decoded outside the
+    /// lock (on one core: the other serves the kernel), applied under it, so the kernel's requests are answered meanwhile (a walk
     /// that outruns this applies what it reaches itself). Listings no longer reachable from the root
     /// (folders and records gone since) are dropped; returns the storage keys of those used.
     public func applyKeptListings() -> Set<String> {

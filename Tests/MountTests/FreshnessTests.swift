@@ -208,15 +208,22 @@ struct FreshnessTests {
         }
     }
 
+    /// What a remount test starts from: fast feeds, and a first mount that walked the whole tree (so all of
+    /// it is kept), unmounted. Returns the walk (`find .`, sorted).
+    static func mountWalkAndUnmount(_ sandbox: SandboxFixture) async throws -> String {
+        let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+        try fastFeeds(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        let first = try await MountFixture.mount(sandbox)
+        let walked = try await Tools.shell("cd '\(first.mountpoint)' && find . | sort")
+        #expect(walked.output.contains("Acme Corp/Contracts/MSA-2026.pdf"))
+        await first.unmount()
+        return walked.output
+    }
+
     @Test("a remount shows the last known tree without listing it again, and what changed while unmounted within one round of each feed")
     func remountCatchesUp() async throws {
         try await withSandbox(records: 4, docsPerRecord: 1, separateProcess: true) { sandbox in
-            let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
-            try Self.fastFeeds(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
-            let first = try await MountFixture.mount(sandbox)
-            let walked = try await Tools.shell("find '\(first.mountpoint)' | sort")
-            #expect(walked.output.contains("Acme Corp/Contracts/MSA-2026.pdf"))
-            await first.unmount()
+            _ = try await Self.mountWalkAndUnmount(sandbox)
 
             // While unmounted: a document is renamed, an account's phone number changes. (A new account would be
             // looked for among the folders of all accounts, a listing of its own.)
@@ -243,19 +250,14 @@ struct FreshnessTests {
     @Test("a remount needs no round trip: with every request to the services failing it mounts and shows the kept tree, and catches up once they answer")
     func remountWithoutServices() async throws {
         try await withSandbox(records: 4, docsPerRecord: 1, separateProcess: true) { sandbox in
-            let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
-            try Self.fastFeeds(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
-            let first = try await MountFixture.mount(sandbox)
-            let walked = try await Tools.shell("cd '\(first.mountpoint)' && find . | sort")
-            #expect(walked.output.contains("Acme Corp/Contracts/MSA-2026.pdf"))
-            await first.unmount()
+            let walked = try await Self.mountWalkAndUnmount(sandbox)
 
             try await sandbox.admin("faults", ["faults": "503:1"])
             let second = try await MountFixture.mount(sandbox)
             do {
                 let again = try await Tools.shell("cd '\(second.mountpoint)' && find . | sort")
                 #expect(again.status == 0, "\(again.errors)")
-                #expect(again.output == walked.output, "the kept tree, whole, with the services down")
+                #expect(again.output == walked, "the kept tree, whole, with the services down")
                 #expect(try Self.xattr(second.path(WriteTests.acme), "user.crm.Name") == "Acme Corp")
 
                 try await sandbox.admin("faults", ["faults": ""])
