@@ -18,11 +18,15 @@ public struct ServiceFacts: Sendable, Codable, Equatable {
         self.instanceURL = instanceURL
     }
 
-    /// Everything in a config the facts depend on: the services' addresses, the library, and every
-    /// object, field and link model its validation checked.
+    /// Everything in a config the facts depend on: how the services are reached and signed in to (their
+    /// addresses, apps and certificate authorities; never a secret), the library, and every object,
+    /// field and link model its validation checked. A config changed in any of these is checked again
+    /// before it mounts, so a connection it can no longer make fails the mount.
     public static func key(for config: MountConfig) -> String {
-        var parts = [config.graph.endpoint, config.graph.siteHostname, config.graph.sitePath, config.graph.library,
-                     config.salesforce.instanceURL, config.salesforce.apiVersion]
+        var parts = [config.graph.authority, config.graph.tenant, config.graph.clientID, config.graph.endpoint, config.graph.caFile ?? "",
+                     config.graph.siteHostname, config.graph.sitePath, config.graph.library,
+                     config.salesforce.instanceURL, config.salesforce.clientID, config.salesforce.caFile ?? "", "\(config.salesforce.auth)",
+                     config.salesforce.apiVersion]
         for object in config.objects {
             parts += [object.object, object.nameTemplate, object.folderTemplate ?? "", object.fields.joined(separator: ","),
                       object.mappings.map(\.crmField).joined(separator: ","), "\(object.link)"]
