@@ -103,6 +103,7 @@ struct MountBehaviourTests {
             let mountpoint = try Tools.emptyDirectory("private")
             defer { try? FileManager.default.removeItem(atPath: mountpoint) }
             let refused = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint])
+            if refused.status == 0 { _ = try? await Tools.run("/bin/umount", [mountpoint]) }  // no mount left behind when it fails
             #expect(refused.status != 0)
             #expect(refused.errors.contains("state directory \(state)") && refused.errors.contains("chmod 700"), "\(refused.errors)")
             chmod(state, 0o700)
@@ -177,6 +178,7 @@ struct MountBehaviourTests {
             let mountpoint = try Tools.emptyDirectory("untrusted")
             defer { try? FileManager.default.removeItem(atPath: mountpoint) }
             let refused = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint])
+            if refused.status == 0 { _ = try? await Tools.run("/bin/umount", [mountpoint]) }  // no mount left behind when it fails
             #expect(refused.status != 0)
             #expect(refused.errors.lowercased().contains("certificate"), "\(refused.errors)")
         }
