@@ -126,6 +126,6 @@ let package = Package(
         .testTarget(name: "FreshnessTests", dependencies: ["CRM", "Config", "Freshness", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "TreeTests", dependencies: ["Config", "Namespace", "TestSupport"]),
         .testTarget(name: "ParserTests", dependencies: ["Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox"]),
-        .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
+        .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Freshness", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
     ]
 )

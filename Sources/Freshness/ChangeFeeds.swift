@@ -27,6 +27,8 @@ public final class ChangeFeeds: @unchecked Sendable {
     private var deltaLink: String?
     private var loops: [Task<Void, Never>] = []
     private var stopped = false
+    /// Cleared when the kept tree no longer belongs to the library (`dropKeptTree`).
+    private var keepsTree = true
     /// Entered while the kept tree is restored in the background.
     private let restoring = DispatchGroup()
 
@@ -105,9 +107,16 @@ public final class ChangeFeeds: @unchecked Sendable {
 
     /// Writes the listings changed since the last time, with the delta link taken first.
     public func keep() throws {
-        guard let store else { return }
+        guard let store, lock.withLock({ keepsTree }) else { return }
         let link = lock.withLock { deltaLink }
         try store.save(tree.takeChangedListings(), deltaLink: link)
+    }
+
+    /// Forgets the kept tree and keeps nothing more of this mount's: its library is not the one the
+    /// config names any more (replaced since), so the next mount must start cold.
+    public func dropKeptTree() throws {
+        lock.withLock { keepsTree = false }
+        try store?.forgetAll()
     }
 
     /// The CRM poll's interval as the daily allowance runs down: as configured while less than half

@@ -81,6 +81,11 @@ public final class MetadataStore: Sendable {
         try pool.write { db in try db.execute(sql: "INSERT OR REPLACE INTO feed (name, value) VALUES ('facts', ?)", arguments: [text]) }
     }
 
+    /// Forgets the services' facts: the next mount learns them again (and checks the config) before it mounts.
+    public func forgetFacts() throws {
+        try pool.write { db in try db.execute(sql: "DELETE FROM feed WHERE name = 'facts'") }
+    }
+
     /// Forgets everything kept, so the next mount starts cold (and learns the services' facts again).
     public func forgetAll() throws {
         try pool.write { db in

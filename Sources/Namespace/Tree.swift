@@ -65,14 +65,7 @@ public final class Tree: @unchecked Sendable {
     private var kernelStaleListings: Set<UInt64> = []
     private var onEntriesChanged: (@Sendable () -> Void)?
 
-    /// Resolves the configured site and library, so a mount fails early and clearly when it cannot reach them.
-    public static func open(config: MountConfig, graph: any DriveService, salesforce: any RecordService, recordURLBase: String,
-                            options: TreeOptions = TreeOptions(), logger: Logger = Logger(label: "crmfs.namespace")) async throws -> Tree {
-        Tree(config: config, location: try await LibraryLocation.find(config: config, graph: graph), graph: graph, salesforce: salesforce,
-             recordURLBase: recordURLBase, options: options, logger: logger)
-    }
-
-    /// A tree over a library whose site and drive are already known (kept from an earlier mount).
+    /// A tree over a library whose site and drive are known (`LibraryLocation.find`, or kept from an earlier mount).
     public convenience init(config: MountConfig, location: LibraryLocation, graph: any DriveService, salesforce: any RecordService, recordURLBase: String,
                             options: TreeOptions = TreeOptions(), logger: Logger = Logger(label: "crmfs.namespace")) {
         self.init(config: config, siteID: location.siteID, driveID: location.driveID, graph: graph, salesforce: salesforce,

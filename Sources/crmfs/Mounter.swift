@@ -54,7 +54,7 @@ struct Mounter {
         }
         feeds.start()
         if let kept, let store {
-            Task { [self] in await confirm(kept, connections: connections, store: store) }
+            Task { [self] in await confirm(kept, connections: connections, store: store, feeds: feeds) }
         }
         return PreparedMount(fileSystem: fileSystem, feeds: feeds)
     }
@@ -90,21 +90,21 @@ struct Mounter {
     }
 
     /// A remount's kept facts, learned again once it is up: a library replaced since (same name, another
-    /// drive) or an org that lost what the config names is logged, and the next mount starts from nothing
-    /// kept, so it fails with the config error or shows the library as it is.
-    private func confirm(_ kept: ServiceFacts, connections: Connections, store: MetadataStore) async {
+    /// drive) is logged and nothing of it is kept, so the next mount starts cold; an org that lost what
+    /// the config names is logged and the facts forgotten, so the next mount fails with the config error.
+    private func confirm(_ kept: ServiceFacts, connections: Connections, store: MetadataStore, feeds: ChangeFeeds) async {
         do {
             let learned = try await learnFacts(connections, key: kept.key)
             if learned.location != kept.location {
                 logger.error("the library is not the one the kept tree came from (it was replaced since the last mount): unmount and mount again to see it as it is",
                              metadata: ["library": "\(config.graph.library)"])
-                try store.forgetAll()
+                try feeds.dropKeptTree()
             } else if learned != kept {
                 try store.keep(learned)
             }
         } catch let error as ConfigError {
             logger.error("the org no longer has what the config names; the next mount fails until the config is fixed", metadata: ["error": "\(error)"])
-            try? store.forgetAll()
+            try? store.forgetFacts()
         } catch {
             logger.warning("could not confirm what the last mount learned of the services; it is used as it was", metadata: ["error": "\(error)"])
         }

@@ -1,6 +1,7 @@
 import CLinux
 import CRM
 import Foundation
+import Freshness
 import Graph
 import HTTP
 import Services
@@ -268,6 +269,33 @@ struct FreshnessTests {
                 #expect(try await Self.eventually(within: .seconds(30)) { Self.exists(second.path("\(WriteTests.acme)/Contracts/MSA-2026 back.pdf")) })
             }
             await second.unmount()
+        }
+    }
+
+    @Test("a remount whose kept library was replaced since (another drive under its name) logs it and keeps nothing of it, so the next mount starts cold")
+    func replacedLibraryKeepsNothing() async throws {
+        try await withSandbox(records: 4, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let walked = try await Self.mountWalkAndUnmount(sandbox)
+            let config = try sandbox.config()
+            let path = sandbox.directory.appendingPathComponent("crmfs-state/metadata.sqlite").path
+            do {
+                // What the last mount saw, before the library was replaced.
+                let store = try MetadataStore(path: path, config: config)
+                var facts = try #require(try store.facts(for: ServiceFacts.key(for: config)))
+                facts.location.driveID = "b!replaced-since"
+                try store.keep(facts)
+            }
+            let second = try await MountFixture.mount(sandbox)
+            #expect(try await Self.eventually { second.logTail(lines: 100).contains("not the one the kept tree came from") })
+            await second.unmount()
+
+            let store = try MetadataStore(path: path, config: config)
+            let kept = try store.load()
+            #expect(kept.listings.isEmpty && kept.deltaLink == nil, "nothing of the replaced library is kept")
+            #expect(try store.facts(for: ServiceFacts.key(for: config)) == nil)
+            let third = try await MountFixture.mount(sandbox)
+            #expect(try await Tools.shell("cd '\(third.mountpoint)' && find . | sort").output == walked)
+            await third.unmount()
         }
     }
 

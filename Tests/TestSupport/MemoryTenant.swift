@@ -44,8 +44,9 @@ public struct MemoryTenant: Sendable {
 
     /// A tree over this tenant, as a new mount would open it.
     public func open(library: String = "Documents", attributeTimeout: TimeInterval = 60) async throws -> Tree {
-        try await Tree.open(config: try config(library: library), graph: drive, salesforce: records,
-                            recordURLBase: "https://contoso.my.salesforce.com", options: TreeOptions(attributeTimeout: attributeTimeout))
+        let config = try config(library: library)
+        return Tree(config: config, location: try await LibraryLocation.find(config: config, graph: drive), graph: drive, salesforce: records,
+                    recordURLBase: "https://contoso.my.salesforce.com", options: TreeOptions(attributeTimeout: attributeTimeout))
     }
 
     /// Adds an account and, when it has documents, its folder holding them (whose id it returns).
