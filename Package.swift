@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(name: "WritesTests", dependencies: ["Cache", "Namespace", "TestSupport", "Writeback", "Writes",
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FreshnessTests", dependencies: ["CRM", "Config", "Freshness", "HTTP", "Namespace", "TestSupport"]),
-        .testTarget(name: "TreeTests", dependencies: ["Config", "Namespace", "TestSupport"]),
+        .testTarget(name: "TreeTests", dependencies: ["Config", "Graph", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "ParserTests", dependencies: ["Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox"]),
         .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Freshness", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
     ]

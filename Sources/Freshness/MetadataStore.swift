@@ -97,7 +97,7 @@ public final class MetadataStore: Sendable {
     /// Writes changed listings and the delta link that goes with them.
     public func save(_ listings: [DirectoryListing], deltaLink: String?) throws {
         guard !listings.isEmpty || deltaLink != nil else { return }
-        let bodies = try listings.map { ($0.storageKey, try $0.encoded()) }
+        let bodies = listings.map { ($0.storageKey, $0.encoded()) }
         try pool.write { db in
             for (key, body) in bodies {
                 try db.execute(sql: "INSERT OR REPLACE INTO listing (directory, body) VALUES (?, ?)", arguments: [key, body])

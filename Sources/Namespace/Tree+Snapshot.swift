@@ -31,13 +31,63 @@ public struct DirectoryListing: Sendable, Codable {
         self.changedUpTo = changedUpTo
     }
 
-    /// Kept listings are JSON: a cache a newer crmfs may read, and one that fails to decode is listed again.
+    /// Kept listings are compact binary (`CompactWriter`), which a remount decodes many times faster than
+    /// JSON; those an earlier crmfs kept as JSON are still read. One that fails to decode is listed again.
     public init?(encoded: Data) {
-        guard let listing = try? JSONDecoder().decode(DirectoryListing.self, from: encoded) else { return nil }
-        self = listing
+        if encoded.first == Self.compactFormat, let listing = try? CompactReader.read(encoded, { try Self(from: &$0) }) {
+            self = listing
+        } else if encoded.first == UInt8(ascii: "{"), let listing = try? JSONDecoder().decode(DirectoryListing.self, from: encoded) {
+            self = listing
+        } else {
+            return nil
+        }
     }
 
-    public func encoded() throws -> Data { try JSONEncoder().encode(self) }
+    public func encoded() -> Data {
+        var writer = CompactWriter()
+        write(to: &writer)
+        return Data(writer.bytes)
+    }
+
+    /// The first byte of a compact listing (a JSON one starts with `{`); a new layout takes a new value.
+    static let compactFormat: UInt8 = 1
+
+    private func write(to writer: inout CompactWriter) {
+        writer.write(UInt64(Self.compactFormat))
+        switch key {
+        case .object(let index): writer.write(UInt64(0)); writer.write(index)
+        case .record(let id): writer.write(UInt64(1)); writer.write(id)
+        case .item(let id): writer.write(UInt64(2)); writer.write(id)
+        }
+        writer.write(records) { writer, records in
+            writer.write(UInt64(records.count))
+            for fields in records { writer.write(fields) }
+        }
+        writer.write(items) { writer, items in
+            writer.write(UInt64(items.count))
+            for item in items { item.write(to: &writer) }
+        }
+        writer.write(folderItemID)
+        writer.write(changedUpTo) { $0.write($1.timeIntervalSinceReferenceDate) }
+    }
+
+    private init(from reader: inout CompactReader) throws {
+        guard try reader.unsigned() == UInt64(Self.compactFormat) else { throw CompactReader.Malformed() }
+        switch try reader.unsigned() {
+        case 0: key = .object(try reader.int())
+        case 1: key = .record(try reader.string())
+        case 2: key = .item(try reader.string())
+        default: throw CompactReader.Malformed()
+        }
+        records = try reader.optional { reader in
+            try (0..<reader.count()).map { _ in try reader.jsonObject() }
+        }
+        items = try reader.optional { reader in
+            try (0..<reader.count()).map { _ in try DriveItem(from: &reader) }
+        }
+        folderItemID = try reader.optionalString()
+        changedUpTo = try reader.optional { Date(timeIntervalSinceReferenceDate: try $0.double()) }
+    }
 
     public var storageKey: String {
         switch key {

@@ -221,7 +221,7 @@ struct KeptTreeTests {
         let globexFolder = try #require(tenant.account("001B", "Globex", documents: ["g.txt": "golf"]))
         let first = try await tenant.open()
         for name in ["Acme Corp", "Globex"] { _ = try await first.list(try await MemoryTenant.record(first, name)) }
-        let kept = try Dictionary(uniqueKeysWithValues: first.takeChangedListings().map { ($0.storageKey, try $0.encoded()) })
+        let kept = try Dictionary(uniqueKeysWithValues: first.takeChangedListings().map { ($0.storageKey, $0.encoded()) })
         let listed = (tenant.drive.listings(of: acmeFolder), tenant.drive.listings(of: globexFolder))
 
         let second = try await tenant.open()
