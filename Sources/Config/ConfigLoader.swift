@@ -86,8 +86,10 @@ public enum ConfigLoader {
                 auth = .clientCredentials(secret: try secret(t, at: at, required: true)!)
             case "refresh_token":
                 auth = .refreshToken(tokenFile: try string(t, "refresh_token_file", at: at), secret: try secret(t, at: at, required: false))
+            case "device-code", "device_code":
+                auth = .deviceCode
             case let other:
-                throw error("\(at).auth", "'\(other)' is not an auth flow; use client_credentials or refresh_token")
+                throw error("\(at).auth", "'\(other)' is not an auth flow; use client_credentials, refresh_token or device-code")
             }
             var timeout: Double?
             if let text = try optionalString(t, "session_timeout", at: at) {
@@ -103,7 +105,13 @@ public enum ConfigLoader {
 
         func graph(_ t: TOMLTable) throws -> GraphSettings {
             let at = "graph"
-            try allowOnly(t, ["authority", "endpoint", "tenant", "client_id", "client_secret_file", "client_secret_env", "site", "library", "ca_file", "ru_per_minute"], at: at)
+            try allowOnly(t, ["authority", "endpoint", "tenant", "auth", "client_id", "client_secret_file", "client_secret_env", "site", "library", "ca_file", "ru_per_minute"], at: at)
+            let auth: GraphSettings.Auth
+            switch try string(t, "auth", at: at, default: "client_credentials") {
+            case "client_credentials": auth = .clientCredentials(secret: try secret(t, at: at, required: true)!)
+            case "device-code", "device_code": auth = .deviceCode
+            case let other: throw error("\(at).auth", "'\(other)' is not an auth flow; use client_credentials or device-code")
+            }
             let site = try string(t, "site", at: at)
             guard let colon = site.range(of: ":/"), !site[..<colon.lowerBound].isEmpty else {
                 throw error("\(at).site", "'\(site)' is not HOSTNAME:/PATH, e.g. contoso.sharepoint.com:/sites/Sales")
@@ -119,7 +127,7 @@ public enum ConfigLoader {
                 authority: try url(t, "authority", at: at, default: "https://login.microsoftonline.com"),
                 endpoint: try url(t, "endpoint", at: at, default: "https://graph.microsoft.com/v1.0"),
                 tenant: try string(t, "tenant", at: at), clientID: try string(t, "client_id", at: at),
-                secret: try secret(t, at: at, required: true)!,
+                auth: auth,
                 siteHostname: String(site[..<colon.lowerBound]), sitePath: String(site[site.index(after: colon.lowerBound)...]),
                 library: try string(t, "library", at: at, default: "Documents"), caFile: try optionalString(t, "ca_file", at: at),
                 resourceUnitsPerMinute: budget)

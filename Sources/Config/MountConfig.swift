@@ -11,6 +11,9 @@ public struct SalesforceSettings: Sendable {
     public enum Auth: Sendable, Equatable {
         case clientCredentials(secret: SecretSource)
         case refreshToken(tokenFile: String, secret: SecretSource?)
+        /// Each user signs in as themselves with `crmfs login` (the device flow); the refresh token it gives
+        /// is kept in the state directory (`refreshTokenFile(.salesforce)`).
+        case deviceCode
     }
 
     /// The org's My Domain URL (client credentials require it); the token's `instance_url` wins afterwards.
@@ -25,11 +28,19 @@ public struct SalesforceSettings: Sendable {
 }
 
 public struct GraphSettings: Sendable {
+    public enum Auth: Sendable, Equatable {
+        /// The app itself (a service account): its client secret.
+        case clientCredentials(secret: SecretSource)
+        /// Each user signs in as themselves with `crmfs login` (the device flow); the refresh token it gives
+        /// is kept in the state directory (`refreshTokenFile(.graph)`).
+        case deviceCode
+    }
+
     public var authority: String
     public var endpoint: String
     public var tenant: String
     public var clientID: String
-    public var secret: SecretSource
+    public var auth: Auth
     /// `contoso.sharepoint.com`
     public var siteHostname: String
     /// `/sites/Sales`
@@ -186,5 +197,31 @@ public enum Durations {
         if let last = trimmed.last, let unit = units[last], let value = Double(trimmed.dropLast()), value >= 0 { return value * unit }
         if let value = Double(trimmed), value >= 0 { return value }
         return nil
+    }
+}
+
+/// The services a user signs in to.
+public enum SignInService: String, Sendable, CaseIterable {
+    case graph, salesforce
+
+    /// How the service is named to a user.
+    public var displayName: String { self == .graph ? "Microsoft 365 (SharePoint)" : "Salesforce" }
+}
+
+extension MountConfig {
+    /// The services this config signs in to as the user (`auth = "device-code"`), in the order `crmfs login` asks.
+    public var userSignIns: [SignInService] {
+        var services: [SignInService] = []
+        if case .deviceCode = graph.auth { services.append(.graph) }
+        if case .deviceCode = salesforce.auth { services.append(.salesforce) }
+        return services
+    }
+
+    /// Where a user's sign-ins are kept: `credentials/` in the state directory (0700, files 0600).
+    public var credentialsDirectory: String { (resolve(cache.directory) as NSString).appendingPathComponent("credentials") }
+
+    /// The file holding the refresh token of the user's sign-in to `service`.
+    public func refreshTokenFile(_ service: SignInService) -> String {
+        (credentialsDirectory as NSString).appendingPathComponent("\(service.rawValue)-refresh-token")
     }
 }

@@ -1,6 +1,7 @@
 import Cache
 import CFuse
 import Foundation
+import HTTP
 import Namespace
 import Writeback
 
@@ -36,6 +37,7 @@ struct Request: @unchecked Sendable {
         case NamespaceError.notEmpty: fuse_reply_err(raw, ENOTEMPTY)
         case let error as POSIXError: fuse_reply_err(raw, error.code.rawValue)
         case let error as StagingError: fuse_reply_err(raw, error.errno)
+        case is SignInRequired: fuse_reply_err(raw, EACCES)  // until the user signs in again (`crmfs login`)
         case is CancellationError: fuse_reply_err(raw, EINTR)
         default: fuse_reply_err(raw, EIO)
         }

@@ -23,7 +23,7 @@ public struct ServiceFacts: Sendable, Codable, Equatable {
     /// field and link model its validation checked. A config changed in any of these is checked again
     /// before it mounts, so a connection it can no longer make fails the mount.
     public static func key(for config: MountConfig) -> String {
-        var parts = [config.graph.authority, config.graph.tenant, config.graph.clientID, config.graph.endpoint, config.graph.caFile ?? "",
+        var parts = [config.graph.authority, config.graph.tenant, config.graph.clientID, "\(config.graph.auth)", config.graph.endpoint, config.graph.caFile ?? "",
                      config.graph.siteHostname, config.graph.sitePath, config.graph.library,
                      config.salesforce.instanceURL, config.salesforce.clientID, config.salesforce.caFile ?? "", "\(config.salesforce.auth)",
                      config.salesforce.apiVersion]

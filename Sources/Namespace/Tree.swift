@@ -207,6 +207,8 @@ public final class Tree: @unchecked Sendable {
             let fields: [String: JSONValue]
             do {
                 fields = try await graph.fields(driveID: unfetched.driveID, itemID: unfetched.itemID)
+            } catch let error as SignInRequired {
+                throw error
             } catch {
                 logger.warning("could not read a document's SharePoint columns", metadata: ["item": "\(unfetched.itemID)", "error": "\(error)"])
                 throw NamespaceError.remote("\(error)")
@@ -273,6 +275,8 @@ public final class Tree: @unchecked Sendable {
             }
         } catch let error as NamespaceError {
             throw error
+        } catch let error as SignInRequired {
+            throw error  // EACCES, said once in the log by the token's provider
         } catch {
             logger.error("listing failed", metadata: ["error": "\(error)"])
             throw NamespaceError.remote("\(error)")

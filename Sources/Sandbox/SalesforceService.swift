@@ -10,10 +10,12 @@ final class SalesforceService: Sendable {
     let stats: Stats
     let options: SandboxOptions
     let credentials: SandboxCredentials
+    let signIns: DeviceSignIns
     private let cursors = QueryCursors()
     private let apiUsage = LockedValue<Int>(0)
 
-    init(store: SandboxStore, tokens: TokenRegistry, stats: Stats, options: SandboxOptions, credentials: SandboxCredentials) {
+    init(store: SandboxStore, tokens: TokenRegistry, stats: Stats, options: SandboxOptions, credentials: SandboxCredentials, signIns: DeviceSignIns) {
+        self.signIns = signIns
         self.store = store
         self.tokens = tokens
         self.stats = stats
@@ -35,11 +37,28 @@ final class SalesforceService: Sendable {
         guard form["client_id"] == credentials.salesforceClientID else {
             throw oauthError(400, "invalid_client_id", "client identifier invalid")
         }
+        if form["response_type"] == "device_code" { return startDeviceSignIn(form, request: request) }
+        // The integration user, unless the token is a user's own (device sign-in, or a refresh token it led to).
+        var user: SandboxUser?
         switch form["grant_type"] {
         case "client_credentials":
             guard form["client_secret"] == credentials.salesforceClientSecret else { throw oauthError(400, "invalid_client", "invalid client credentials") }
+        case "device":
+            switch signIns.poll(.salesforce, deviceCode: form["code"] ?? "", clientID: credentials.salesforceClientID, enforceInterval: true) {
+            case .approved(let approver, _): user = approver
+            case .pending: throw oauthError(400, "authorization_pending", "authorization pending")
+            case .slowDown: throw oauthError(400, "slow_down", "polling too frequently")
+            case .declined: throw oauthError(400, "access_denied", "end-user denied authorization")
+            case .expired, .unknown: throw oauthError(400, "invalid_grant", "expired authorization code")
+            }
         case "refresh_token":
-            guard form["refresh_token"] == credentials.salesforceRefreshToken else { throw oauthError(400, "invalid_grant", "expired access/refresh token") }
+            let token = form["refresh_token"] ?? ""
+            if token != credentials.salesforceRefreshToken {
+                guard let granted = signIns.grant(of: token, service: .salesforce, clientID: credentials.salesforceClientID) else {
+                    throw oauthError(400, "invalid_grant", "expired access/refresh token")
+                }
+                user = granted.user
+            }
             if let secret = form["client_secret"], secret != credentials.salesforceClientSecret {
                 throw oauthError(400, "invalid_client", "invalid client credentials")
             }
@@ -50,13 +69,25 @@ final class SalesforceService: Sendable {
         }
         stats.increment("token")
         stats.increment("token.salesforce")
-        let token = tokens.issue(.salesforce, token: "\(credentials.orgID)!AQ" + SandboxCredentials.token(96))
+        let token = tokens.issue(.salesforce, token: "\(credentials.orgID)!AQ" + SandboxCredentials.token(96), user: user)
         // Salesforce sends no expires_in: the session timeout governs, invisibly.
-        return .json(200, [
+        var body: [String: Any] = [
             "access_token": token, "signature": Data(SandboxCredentials.token(32).utf8).base64EncodedString(), "scope": "api",
-            "instance_url": request.origin, "id": "\(request.origin)/id/\(credentials.orgID)/\(userID)", "token_type": "Bearer",
+            "instance_url": request.origin, "id": "\(request.origin)/id/\(credentials.orgID)/\(user?.salesforceUserID ?? userID)", "token_type": "Bearer",
             "issued_at": String(Int64(Date().timeIntervalSince1970 * 1000)),
-        ])
+        ]
+        if form["grant_type"] == "device", let user {
+            body["scope"] = "refresh_token api"
+            body["refresh_token"] = signIns.issueRefreshToken(.init(service: .salesforce, clientID: credentials.salesforceClientID, scope: "refresh_token api", user: user))
+        }
+        return .json(200, body)
+    }
+
+    /// The device flow's first step (api-facts §12.4): a code for the user to enter at the verification page.
+    private func startDeviceSignIn(_ form: [String: String], request: SandboxRequest) -> SandboxResponse {
+        let verificationURI = request.origin + "/setup/connect"
+        let started = signIns.start(.salesforce, clientID: credentials.salesforceClientID, scope: form["scope"] ?? "api", verificationURI: verificationURI)
+        return .json(200, ["device_code": started.deviceCode, "user_code": started.userCode, "verification_uri": verificationURI, "interval": signIns.interval])
     }
 
     private func oauthError(_ status: Int, _ code: String, _ description: String) -> ServiceFailure {

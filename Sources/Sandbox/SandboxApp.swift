@@ -33,6 +33,12 @@ public struct SandboxOptions: Sendable {
     public var rewriteOfficeFiles = true
     /// Changes a minute made by other users of the tenant (`Churn`); 0 is a still tenant.
     public var churnPerMinute = 0
+    /// Seconds a device sign-in asks its client to wait between polls (the services say 5).
+    public var deviceCodeInterval = 5
+    /// Approve every device sign-in at once as this demo user (`sam`, `sky`, `morgan`), for tests and demos.
+    public var approveDeviceCodesAs: String?
+    /// Where the sandbox tells who must approve a device sign-in (its standard output by default).
+    public var announce: @Sendable (String) -> Void = { line in print(line); fflush(nil) }
 
     public init(stateDirectory: URL) { self.stateDirectory = stateDirectory }
 }
@@ -48,6 +54,7 @@ final class SandboxApp: Sendable {
     let churn: Churn
     let credentials: SandboxCredentials
     let logger: Logger
+    let signIns: DeviceSignIns
     private let entra: EntraService
     let graph: GraphService
     private let salesforce: SalesforceService
@@ -66,9 +73,11 @@ final class SandboxApp: Sendable {
         budget = ResourceBudget(unitsPerMinute: options.resourceUnitsPerMinute)
         churn = Churn(store: store, stats: stats, logger: logger, seed: options.faults.seed)
         churn.run(perMinute: options.churnPerMinute)
-        entra = EntraService(credentials: credentials, tokens: tokens, stats: stats)
+        signIns = DeviceSignIns(users: SandboxUser.demo(domain: credentials.tenantDomain), interval: options.deviceCodeInterval,
+                                autoApprove: options.approveDeviceCodesAs, announce: options.announce)
+        entra = EntraService(credentials: credentials, tokens: tokens, stats: stats, signIns: signIns)
         graph = GraphService(store: store, tokens: tokens, stats: stats, options: options)
-        salesforce = SalesforceService(store: store, tokens: tokens, stats: stats, options: options, credentials: credentials)
+        salesforce = SalesforceService(store: store, tokens: tokens, stats: stats, options: options, credentials: credentials, signIns: signIns)
     }
 
     func handle(_ request: SandboxRequest) async -> SandboxReply {
@@ -118,6 +127,7 @@ final class SandboxApp: Sendable {
             case .download: return .response(try await graph.download(request, ignoreRange: fault == .ignoreRange))
             case .upload: return .response(try graph.uploadSession(request, stall: fault == .stall))
             case .salesforceToken: return .response(try salesforce.token(request))
+            case .verification: return .response(verificationPage(request))
             case .salesforce: return .response(try await salesforce.handle(request))
             case .unknown: return .response(GraphErrors.response(404, "itemNotFound", "No route for \(request.path)"))
             }
@@ -127,6 +137,31 @@ final class SandboxApp: Sendable {
             logger.error("sandbox handler failed", metadata: ["path": "\(request.path)", "error": "\(error)"])
             return .response(service.internalError())
         }
+    }
+
+    // MARK: Verification pages: where a user enters a device sign-in's code and says who they are.
+
+    private func verificationPage(_ request: SandboxRequest) -> SandboxResponse {
+        let service = request.path == "/devicelogin" ? "Microsoft" : "Salesforce"
+        func page(_ body: String) -> SandboxResponse {
+            SandboxResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")],
+                            body: .data(Data("<!doctype html><title>\(service) device sign-in (sandbox)</title><h1>\(service) device sign-in</h1>\(body)".utf8)))
+        }
+        if request.method == "POST" {
+            let form = Dictionary(FormDecoding.decode(String(decoding: request.body, as: UTF8.self)), uniquingKeysWith: { $1 })
+            let approve = form["decision"] != "decline"
+            let user = form["user"].flatMap(signIns.user(named:))
+            guard !approve || user != nil, signIns.decide(userCode: form["code"] ?? "", user: user, approve: approve) else {
+                return page("<p>That code is not waiting, or no such user.</p>")
+            }
+            return page(approve ? "<p>Signed in as \(user!.displayName). You may close this window.</p>" : "<p>Sign-in declined.</p>")
+        }
+        let options = signIns.users.map { "<option value=\"\($0.name)\">\($0.displayName), \($0.title)</option>" }.joined()
+        return page("""
+            <form method="post"><label>Code <input name="code" autofocus></label>
+            <label>Sign in as <select name="user">\(options)</select></label>
+            <button name="decision" value="approve">Approve</button> <button name="decision" value="decline">Decline</button></form>
+            """)
     }
 
     // MARK: Admin (`/_sandbox/...`): what tests use to look at and steer the emulator.
@@ -217,6 +252,22 @@ final class SandboxApp: Sendable {
             hasher.update(request.body)
             return .json(200, ["bytes": request.body.count, "quickXorHash": hasher.finalize(),
                                "authorization": request.header("Authorization") != nil])
+        case ("GET", "/_sandbox/users"):
+            return .json(200, ["users": signIns.users.map { ["name": $0.name, "displayName": $0.displayName, "title": $0.title,
+                                                             "userPrincipalName": $0.userPrincipalName, "salesforceUserId": $0.salesforceUserID] }])
+        case ("POST", "/_sandbox/device"):
+            // {"userCode": "...", "user": "sam", "approve": true}: what the user does on the verification page.
+            guard let object = try? JSONSerialization.jsonObject(with: request.body) as? [String: Any], let code = object["userCode"] as? String else {
+                return .json(400, ["error": "body must be a JSON object with userCode"])
+            }
+            let approve = object["approve"] as? Bool ?? true
+            let user = (object["user"] as? String).flatMap(signIns.user(named:))
+            if approve && user == nil { return .json(400, ["error": "user must be one of \(signIns.users.map(\.name).joined(separator: ", "))"]) }
+            return signIns.decide(userCode: code, user: user, approve: approve) ? .empty(204) : .json(404, ["error": "no device sign-in waits for \(code)"])
+        case ("POST", _) where segments.count == 4 && segments[1] == "users" && segments[3] == "revoke":
+            // An administrator revokes a user's sessions: every refresh token of theirs stops working.
+            guard let user = signIns.user(named: segments[2]) else { return .json(404, ["error": "no such user"]) }
+            return .json(200, ["revoked": signIns.revoke(user: user)])
         case ("GET", "/_sandbox/info"):
             var info: [String: Any] = [
                 "tenantId": credentials.tenantID, "tenantDomain": credentials.tenantDomain,
@@ -235,7 +286,7 @@ final class SandboxApp: Sendable {
 
 /// Which emulated service a path belongs to; each answers faults in its own error shape.
 enum Service {
-    case entra, graph, download, upload, salesforceToken, salesforce, unknown
+    case entra, graph, download, upload, salesforceToken, salesforce, verification, unknown
 
     init(path: String) {
         if path.hasPrefix("/v1.0/") { self = .graph }
@@ -244,6 +295,7 @@ enum Service {
         else if path == "/services/oauth2/token" { self = .salesforceToken }
         else if path.hasPrefix("/services/data") { self = .salesforce }
         else if path.hasSuffix("/oauth2/v2.0/token") || path.hasSuffix("/oauth2/v2.0/devicecode") { self = .entra }
+        else if path == "/devicelogin" || path == "/setup/connect" { self = .verification }
         else { self = .unknown }
     }
 
@@ -300,14 +352,21 @@ final class Stats: @unchecked Sendable {
 final class TokenRegistry: @unchecked Sendable {
     enum Audience: Sendable { case graph, salesforce }
     private let lock = NSLock()
-    private var issued: [String: (audience: Audience, expires: Date)] = [:]
+    private var issued: [String: (audience: Audience, expires: Date, user: SandboxUser?)] = [:]
     let lifetime: TimeInterval
 
     init(lifetime: TimeInterval) { self.lifetime = lifetime }
 
-    func issue(_ audience: Audience, token: String) -> String {
-        lock.withLock { issued[token] = (audience, Date().addingTimeInterval(lifetime)) }
+    /// Records an access token; `user` for a delegated one (a device sign-in), nil for the app's own.
+    func issue(_ audience: Audience, token: String, user: SandboxUser? = nil) -> String {
+        lock.withLock { issued[token] = (audience, Date().addingTimeInterval(lifetime), user) }
         return token
+    }
+
+    /// Whom a delegated token acts for.
+    func user(of token: String?) -> SandboxUser? {
+        guard let token else { return nil }
+        return lock.withLock { issued[token]?.user }
     }
 
     func isValid(_ token: String?, for audience: Audience) -> Bool {

@@ -18,11 +18,17 @@ public struct Connections: Sendable {
                 registry: TokenCacheRegistry = .shared, logger: Logger = Logger(label: "crmfs.http")) throws {
         http = HTTPClient(transport: transport ?? CurlTransport(options: Self.transportOptions(config)), retry: retry,
                           tokenHosts: Self.tokenHosts(config), logger: logger)
-        let graphSecret = try Self.secret(config.graph.secret, config: config, key: "graph")
-        let entra = EntraClientCredentials(authority: config.graph.authority, tenant: config.graph.tenant,
-                                           clientID: config.graph.clientID, clientSecret: graphSecret)
-        graphToken = entra.provider(using: http, registry: registry)
-        graph = GraphClient(endpoint: config.graph.endpoint, http: http, auth: graphToken,
+        switch config.graph.auth {
+        case .clientCredentials(let source):
+            let entra = EntraClientCredentials(authority: config.graph.authority, tenant: config.graph.tenant, clientID: config.graph.clientID,
+                                               clientSecret: try Self.secret(source, config: config, key: "graph"))
+            graphToken = entra.provider(using: http, registry: registry)
+        case .deviceCode:
+            let file = try Self.signIn(.graph, config: config)
+            graphToken = EntraRefreshToken(authority: config.graph.authority, tenant: config.graph.tenant, clientID: config.graph.clientID, file: file)
+                .provider(using: http, registry: registry)
+        }
+        graph = GraphClient(endpoint: config.graph.endpoint, http: http, auth: SignInWatch(graphToken, config: config, logger: logger),
                             pacer: config.graph.resourceUnitsPerMinute > 0 ? ResourcePacer(unitsPerMinute: config.graph.resourceUnitsPerMinute) : nil)
 
         let grant: SalesforceOAuth.Grant
@@ -33,12 +39,14 @@ public struct Connections: Sendable {
             let tokenFile = config.resolve(file)
             do { try Secret.checkPrivate(path: tokenFile) } catch { throw ConfigError(file: config.path, line: nil, key: "salesforce.refresh_token_file", message: "\(error)") }
             grant = .refreshToken(file: tokenFile, clientSecret: try source.map { try Self.secret($0, config: config, key: "salesforce") })
+        case .deviceCode:
+            grant = .refreshToken(file: try Self.signIn(.salesforce, config: config), clientSecret: nil)
         }
         let oauth = SalesforceOAuth(loginURL: config.salesforce.instanceURL, clientID: config.salesforce.clientID, grant: grant,
                                     sessionTimeout: config.salesforce.sessionTimeout)
         salesforceToken = oauth.provider(using: http, registry: registry)
         salesforce = SalesforceClient(instanceURL: config.salesforce.instanceURL, apiVersion: config.salesforce.apiVersion,
-                                      http: http, auth: salesforceToken)
+                                      http: http, auth: SignInWatch(salesforceToken, config: config, logger: logger))
     }
 
     /// Bearer tokens go only to the hosts of the configured Graph endpoint and Salesforce instance.
@@ -58,6 +66,20 @@ public struct Connections: Sendable {
             }
         }
         return options
+    }
+
+    /// The kept sign-in of the user to `service`: its file, checked to be private. None kept is a config
+    /// error that says what to run.
+    static func signIn(_ service: SignInService, config: MountConfig) throws -> String {
+        let file = config.refreshTokenFile(service)
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw ConfigError(file: config.path, line: nil, key: "\(service.rawValue).auth",
+                              message: "is device-code, and no sign-in to \(service.displayName) is kept: run `crmfs login \(config.path)` first")
+        }
+        do { try Secret.checkPrivate(path: file) } catch {
+            throw ConfigError(file: config.path, line: nil, key: "\(service.rawValue).auth", message: "the kept sign-in is not private: \(error)")
+        }
+        return file
     }
 
     /// Reads a secret, reporting a bad source as a config error that names the key.

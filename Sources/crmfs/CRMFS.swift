@@ -1,4 +1,5 @@
 import ArgumentParser
+import Config
 import Foundation
 import Logging
 
@@ -7,7 +8,7 @@ struct CRMFS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crmfs",
         abstract: "Mount CRM records and their SharePoint documents as a filesystem.",
-        subcommands: [MountCommand.self, SyncCommand.self, CheckCommand.self, DemoCommand.self, SandboxCommand.self])
+        subcommands: [MountCommand.self, SyncCommand.self, CheckCommand.self, LoginCommand.self, LogoutCommand.self, DemoCommand.self, SandboxCommand.self])
 
     /// Run as `mount.crmfs` (by mount(8) and fstab), crmfs takes mount(8)'s helper arguments.
     static func main() async {
@@ -17,6 +18,17 @@ struct CRMFS: AsyncParsableCommand {
         } else {
             await main(arguments)
         }
+    }
+
+    /// Says what went wrong on stderr (`crmfs: …`) and exits 1.
+    static func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("crmfs: \(message)\n".utf8))
+        Foundation.exit(1)
+    }
+
+    /// The config at `path` (relative to the working directory), or a clear failure naming the file, key and problem.
+    static func loadConfig(_ path: String) throws -> MountConfig {
+        do { return try ConfigLoader.load(path: URL(fileURLWithPath: path).standardizedFileURL.path) } catch { fail("\(error)") }
     }
 
     static func bootstrapLogging(level: Logger.Level) {

@@ -80,6 +80,12 @@ struct SandboxCommand: AsyncParsableCommand {
     @Flag(name: .customLong("keep-office-files"), help: "Store uploaded Office documents as sent (SharePoint rewrites their properties, so by default the sandbox does too).")
     var keepOfficeFiles = false
 
+    @Option(name: .customLong("device-code-interval"), help: "Seconds a device sign-in asks its client to wait between polls (the services say 5).")
+    var deviceCodeInterval = 5
+
+    @Option(name: .customLong("approve-device-codes-as"), help: "Approve every device sign-in at once as this demo user (sam, sky or morgan); otherwise each code waits for its verification page.")
+    var approveDeviceCodesAs: String?
+
     @Flag(help: "Log each request.")
     var verbose = false
 
@@ -119,6 +125,13 @@ struct SandboxCommand: AsyncParsableCommand {
         options.rewriteOfficeFiles = !keepOfficeFiles
         guard churn >= 0 else { throw ValidationError("--churn: must be 0 (a still tenant) or more") }
         options.churnPerMinute = churn
+        guard deviceCodeInterval >= 1 else { throw ValidationError("--device-code-interval: must be 1 or more") }
+        options.deviceCodeInterval = deviceCodeInterval
+        let users = SandboxUser.demo(domain: "contoso.onmicrosoft.com").map(\.name)
+        if let approveDeviceCodesAs, !users.contains(approveDeviceCodesAs) {
+            throw ValidationError("--approve-device-codes-as: '\(approveDeviceCodesAs)' is not a demo user; one of \(users.joined(separator: ", "))")
+        }
+        options.approveDeviceCodesAs = approveDeviceCodesAs
 
         try FileManager.default.createDirectory(at: options.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let server = try await SandboxServer.start(options: options)

@@ -74,6 +74,27 @@ struct ConfigTests {
         }
     }
 
+    @Test("auth = \"device-code\" signs in as the user (no secret needed) and keeps the sign-ins in the state directory")
+    func deviceCode() throws {
+        let text = Self.valid.replacingOccurrences(of: "client_secret_file = \"secrets/sf\"", with: "auth = \"device-code\"")
+            .replacingOccurrences(of: "client_secret_env = \"GRAPH_SECRET\"", with: "auth = \"device-code\"")
+        let config = try ConfigLoader.parse(text, path: "/etc/crmfs/sales.conf")
+        #expect(config.graph.auth == .deviceCode)
+        #expect(config.salesforce.auth == .deviceCode)
+        #expect(config.userSignIns == [.graph, .salesforce])
+        #expect(config.refreshTokenFile(.graph) == "/etc/crmfs/crmfs-state/credentials/graph-refresh-token")
+        #expect(try ConfigLoader.parse(Self.valid, path: "/etc/crmfs/sales.conf").userSignIns.isEmpty)
+        for (section, key) in [("[graph]", "graph.auth"), ("[salesforce]", "salesforce.auth")] {
+            do {
+                _ = try ConfigLoader.parse(Self.valid.replacingOccurrences(of: section, with: "\(section)\nauth = \"password\""), path: "/etc/crmfs/sales.conf")
+                Issue.record("auth = password was accepted in \(section)")
+            } catch let error as ConfigError {
+                #expect(error.key == key)
+                #expect(error.message.contains("device-code"))
+            }
+        }
+    }
+
     @Test("a mount.conf writable by group or others, or owned by another user, is refused")
     func looseConfigRefused() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("loose-\(UUID().uuidString).conf").path
@@ -100,7 +121,7 @@ struct ConfigTests {
         #expect(config.graph.siteHostname == "contoso.sharepoint.com")
         #expect(config.graph.sitePath == "/sites/Sales")
         #expect(config.graph.library == "Documents")
-        #expect(config.graph.secret == .environment("GRAPH_SECRET"))
+        #expect(config.graph.auth == .clientCredentials(secret: .environment("GRAPH_SECRET")))
         #expect(config.salesforce.auth == .clientCredentials(secret: .file("secrets/sf")))
         #expect(config.resolve("secrets/sf") == "/etc/crmfs/secrets/sf")
         #expect(config.cache.size == 2 << 30)

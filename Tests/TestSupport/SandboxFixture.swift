@@ -44,6 +44,8 @@ public final class SandboxFixture: Sendable {
         if options.tls { arguments.append("--tls") }
         if options.pageCap != 999 { arguments += ["--page-cap", String(options.pageCap)] }
         if options.faults.latencyMilliseconds > 0 { arguments += ["--latency", "\(options.faults.latencyMilliseconds)ms"] }
+        if let user = options.approveDeviceCodesAs { arguments += ["--approve-device-codes-as", user] }
+        if options.deviceCodeInterval != 5 { arguments += ["--device-code-interval", String(options.deviceCodeInterval)] }
         let process = try Subprocess(Tools.crmfs, arguments, stdout: .pipe)
         let line = await process.readOutput(until: "\n")
         guard let url = line.split(separator: "\n").first?.split(separator: " ").last, line.hasPrefix("sandbox listening on ") else {

@@ -42,3 +42,29 @@ public struct TokenEndpointError: Error, CustomStringConvertible, Sendable {
         "token request to \(endpoint) failed: HTTP \(status) \(code)" + (detail.isEmpty ? "" : ": \(detail)")
     }
 }
+
+/// A user's sign-in that no longer works (revoked, expired, or never made): no retry helps until the user
+/// signs in again. The file system answers EACCES for it, not EIO.
+public struct SignInRequired: Error, CustomStringConvertible, Sendable {
+    public var service: String
+    public var reason: String
+
+    public init(service: String, reason: String) {
+        self.service = service
+        self.reason = reason
+    }
+
+    public var description: String { "the sign-in to \(service) no longer works (\(reason))" }
+
+    /// Runs a refresh-token request with the token kept in `file`, turning the service's word that the token
+    /// is no good (or a missing file) into `SignInRequired`.
+    static func refreshing<T>(_ service: String, file: String, _ body: (Secret) async throws -> T) async throws -> T {
+        guard FileManager.default.fileExists(atPath: file) else { throw SignInRequired(service: service, reason: "no sign-in is kept in \(file)") }
+        let refreshToken = try Secret.load(file: file)
+        do {
+            return try await body(refreshToken)
+        } catch let error as TokenEndpointError where error.code == "invalid_grant" || error.code == "interaction_required" {
+            throw SignInRequired(service: service, reason: error.detail.isEmpty ? error.code : "\(error.code): \(error.detail)")
+        }
+    }
+}

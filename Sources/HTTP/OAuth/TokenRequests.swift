@@ -3,7 +3,9 @@ import Foundation
 /// The token requests of Entra ID v2.0 and Salesforce. They run without retries on 401
 /// (a 401 here means bad credentials) but with the transport's throttling rules.
 enum TokenRequest {
-    static func post(_ url: String, form: [(String, String)], client: HTTPClient) async throws -> (JSONValue, HTTPResponse) {
+    /// POSTs the form; an answer other than 200 with `expecting` (the access token, or a device code) is the
+    /// service's OAuth error.
+    static func post(_ url: String, form: [(String, String)], client: HTTPClient, expecting key: String = "access_token") async throws -> (JSONValue, HTTPResponse) {
         var headers = HTTPHeaders()
         headers["Content-Type"] = "application/x-www-form-urlencoded"
         headers["Accept"] = "application/json"
@@ -11,7 +13,7 @@ enum TokenRequest {
         let request = HTTPRequest(method: "POST", url: url, headers: headers, body: .bytes(FormEncoding.encode(form)), isIdempotent: true)
         let response = try await client.send(request)
         let json = (try? JSONDecoder().decode(JSONValue.self, from: response.body)) ?? .null
-        guard response.status == 200, let token = json["access_token"]?.stringValue, !token.isEmpty else {
+        guard response.status == 200, let value = json[key]?.stringValue, !value.isEmpty else {
             throw TokenEndpointError(
                 endpoint: url, status: response.status,
                 code: json["error"]?.stringValue ?? "unexpected_response",
@@ -55,6 +57,45 @@ public struct EntraClientCredentials: Sendable {
     }
 }
 
+/// Entra ID v2.0 refresh token (delegated: a user's own sign-in, api-facts §1.3). The refresh token lives in a
+/// 0600 file; each answer carries a new one, which replaces it there atomically. A public client sends no secret.
+public struct EntraRefreshToken: Sendable {
+    public var authority: String
+    public var tenant: String
+    public var clientID: String
+    public var scope: String
+    public var file: String
+
+    public init(authority: String, tenant: String, clientID: String, scope: String = EntraRefreshToken.userScope, file: String) {
+        self.authority = authority.trimmingSuffix("/")
+        self.tenant = tenant
+        self.clientID = clientID
+        self.scope = scope
+        self.file = file
+    }
+
+    /// What a user's sign-in asks for: the Graph permissions the app was granted, a refresh token, and who signed in.
+    public static let userScope = "https://graph.microsoft.com/.default offline_access openid profile"
+
+    public var tokenURL: String { "\(authority)/\(tenant)/oauth2/v2.0/token" }
+
+    public func fetch(using client: HTTPClient) async throws -> AccessToken {
+        try await SignInRequired.refreshing("Microsoft 365", file: file) { refresh in
+            let issued = Date()
+            let (json, _) = try await TokenRequest.post(tokenURL, form: [
+                ("client_id", clientID), ("grant_type", "refresh_token"), ("refresh_token", refresh.exposedValue), ("scope", scope),
+            ], client: client)
+            if let rotated = json["refresh_token"]?.stringValue, !rotated.isEmpty { try Secret.store(Secret(rotated), file: file) }
+            let lifetime = json["expires_in"]?.doubleValue ?? Double(json["expires_in"]?.stringValue ?? "") ?? 3599
+            return AccessToken(value: Secret(json["access_token"]!.stringValue!), expiresAt: issued.addingTimeInterval(lifetime), issuedAt: issued)
+        }
+    }
+
+    public func provider(using client: HTTPClient, registry: TokenCacheRegistry = .shared) -> TokenCache {
+        registry.cache(authority: "\(authority)/\(tenant)", clientID: clientID, scope: "user:" + file) { try await fetch(using: client) }
+    }
+}
+
 /// Salesforce OAuth at `{loginURL}/services/oauth2/token`: client credentials (My Domain host) or refresh token.
 /// Salesforce returns no `expires_in`: the token lives as long as the org's session timeout,
 /// so the cache refreshes ahead of `sessionTimeout` when one is configured, and otherwise on 401.
@@ -84,14 +125,20 @@ public struct SalesforceOAuth: Sendable {
         switch grant {
         case .clientCredentials(let secret):
             form += [("grant_type", "client_credentials"), ("client_secret", secret.exposedValue)]
-        case .refreshToken(let file, let secret):
-            let refresh = try Secret.load(file: file)
-            form += [("grant_type", "refresh_token"), ("refresh_token", refresh.exposedValue)]
+        case .refreshToken(_, let secret):
+            form += [("grant_type", "refresh_token")]
             if let secret { form.append(("client_secret", secret.exposedValue)) }
         }
-        let (json, _) = try await TokenRequest.post(tokenURL, form: form, client: client)
-        if case .refreshToken(let file, _) = grant, let rotated = json["refresh_token"]?.stringValue, !rotated.isEmpty {
-            try Secret.store(Secret(rotated), file: file)
+        let url = tokenURL
+        let json: JSONValue
+        if case .refreshToken(let file, _) = grant {
+            json = try await SignInRequired.refreshing("Salesforce", file: file) { refresh in
+                let (json, _) = try await TokenRequest.post(url, form: form + [("refresh_token", refresh.exposedValue)], client: client)
+                if let rotated = json["refresh_token"]?.stringValue, !rotated.isEmpty { try Secret.store(Secret(rotated), file: file) }
+                return json
+            }
+        } else {
+            json = try await TokenRequest.post(url, form: form, client: client).0
         }
         // issued_at is epoch milliseconds, as a string.
         let issued = (json["issued_at"]?.stringValue).flatMap(Double.init).map { Date(timeIntervalSince1970: $0 / 1000) } ?? Date()
@@ -103,7 +150,9 @@ public struct SalesforceOAuth: Sendable {
     }
 
     public func provider(using client: HTTPClient, registry: TokenCacheRegistry = .shared) -> TokenCache {
-        registry.cache(authority: loginURL, clientID: clientID, scope: "api") { try await fetch(using: client) }
+        // A user's tokens (a refresh token's) are theirs alone: never shared with the app's own.
+        let identity = if case .refreshToken(let file, _) = grant { "api|user:" + file } else { "api" }
+        return registry.cache(authority: loginURL, clientID: clientID, scope: identity) { try await fetch(using: client) }
     }
 }
 

@@ -1,0 +1,45 @@
+import Config
+import Foundation
+import HTTP
+import Logging
+import Synchronization
+
+/// Hands out a service's tokens and says in the log, once, when the user's sign-in stops working (and again
+/// once it works after `crmfs login`): every request meanwhile fails with EACCES, nothing staged is lost.
+final class SignInWatch: AccessTokenProvider {
+    private let tokens: any AccessTokenProvider
+    private let hint: String
+    private let logger: Logger
+    private let failing = Mutex(false)
+
+    init(_ tokens: any AccessTokenProvider, config: MountConfig, logger: Logger) {
+        self.tokens = tokens
+        hint = config.userSignIns.isEmpty ? "check the config's credentials" : "run `crmfs login \(config.path)`"
+        self.logger = logger
+    }
+
+    func token() async throws -> AccessToken {
+        do {
+            let token = try await tokens.token()
+            let recovered = failing.withLock { failing in
+                defer { failing = false }
+                return failing
+            }
+            if recovered {
+                logger.notice("signed in again; requests go through")
+            }
+            return token
+        } catch let error as SignInRequired {
+            let first = failing.withLock { failing in
+                defer { failing = true }
+                return !failing
+            }
+            if first {
+                logger.error("\(error): requests answer EACCES until you sign in again; nothing staged is lost", metadata: ["fix": "\(hint)"])
+            }
+            throw error
+        }
+    }
+
+    func invalidate(_ token: AccessToken) async { await tokens.invalidate(token) }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Each user signs in as themselves (`crmfs login`, the device flow) and the mount acts as them: the sign-ins
+/// are kept privately in the state directory, a revoked one answers EACCES (not EIO) and says so in the log
+/// until the user signs in again, and `crmfs logout` forgets them.
+@Suite("signing in as a user", .serialized)
+struct SignInTests {
+    /// The sandbox's config with both services signed in to as the user: no app secret at all.
+    static func asUser(_ text: String) -> String {
+        text.replacingOccurrences(of: "auth = \"client_credentials\"", with: "auth = \"device-code\"")
+            .replacingOccurrences(of: "client_secret_file = \"secrets/salesforce-client-secret\"\n", with: "")
+            .replacingOccurrences(of: "client_secret_file = \"secrets/graph-client-secret\"", with: "auth = \"device-code\"")
+    }
+
+    static func mode(_ path: String) -> mode_t? {
+        var info = stat()
+        return stat(path, &info) == 0 ? info.st_mode & 0o777 : nil
+    }
+
+    @Test("login, mount as the user, a revoked sign-in is EACCES until login again, logout forgets")
+    func loginMountRevokeLogout() async throws {
+        try await withSandbox(records: 3, docsPerRecord: 1, separateProcess: true, configure: {
+            $0.approveDeviceCodesAs = "sam"
+            $0.deviceCodeInterval = 1
+        }) { sandbox in
+            let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+            try Self.asUser(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            let state = sandbox.directory.appendingPathComponent("crmfs-state").path
+
+            let never = sandbox.directory.appendingPathComponent("never").path
+            try FileManager.default.createDirectory(atPath: never, withIntermediateDirectories: true)
+            let refused = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, never])
+            #expect(refused.status != 0)
+            #expect(refused.errors.contains("graph.auth") && refused.errors.contains("crmfs login"), "\(refused.errors)")
+
+            let login = try await Tools.run(Tools.crmfs, ["login", sandbox.configPath], timeLimit: .seconds(60))
+            #expect(login.status == 0, "\(login.errors)")
+            #expect(login.output.contains("Signed in to Microsoft 365 (SharePoint) as sam.rivera@contoso.onmicrosoft.com."), "\(login.output)")
+            #expect(login.output.contains("Signed in to Salesforce as "), "\(login.output)")
+            #expect(Self.mode("\(state)/credentials") == 0o700)
+            for service in ["graph", "salesforce"] {
+                #expect(Self.mode("\(state)/credentials/\(service)-refresh-token") == 0o600)
+            }
+
+            let mount = try await MountFixture.mount(sandbox)
+            do {
+                let accounts = try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts"))
+                #expect(accounts.count == 3, "\(accounts)")
+                #expect(FileManager.default.fileExists(atPath: mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")), "\(accounts)")
+
+                // An administrator revokes sam's sessions and the access tokens run out: what needs the service
+                // (a document's bytes not read yet) is refused with EACCES, and the log says what to do.
+                let document = mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")
+                try await sandbox.admin("users/sam/revoke")
+                try await sandbox.admin("tokens/expire")
+                #expect(Self.readErrno(document) == EACCES)
+                #expect(mount.logTail().contains("crmfs login"), "\(mount.logTail())")
+
+                let again = try await Tools.run(Tools.crmfs, ["login", sandbox.configPath], timeLimit: .seconds(60))
+                #expect(again.status == 0, "\(again.errors)")
+                #expect(Self.readErrno(document) == 0, "the mount works again without a remount")
+
+                let logout = try await Tools.run(Tools.crmfs, ["logout", sandbox.configPath])
+                #expect(logout.status == 0)
+                #expect(!FileManager.default.fileExists(atPath: "\(state)/credentials/graph-refresh-token"))
+                #expect(!FileManager.default.fileExists(atPath: "\(state)/credentials/salesforce-refresh-token"))
+            } catch {
+                await mount.unmount()
+                throw error
+            }
+            await mount.unmount()
+        }
+    }
+
+    /// The errno of reading `path` to its end (0 when it reads).
+    static func readErrno(_ path: String) -> Int32 {
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else { return errno }
+        defer { close(descriptor) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = read(descriptor, &buffer, buffer.count)
+            if count < 0 { return errno }
+            if count == 0 { return 0 }
+        }
+    }
+}
