@@ -88,6 +88,14 @@ final class DeviceSignIns: @unchecked Sendable {
         return (deviceCode, userCode)
     }
 
+    /// The user codes no one has approved or declined yet, oldest first.
+    func waiting() -> [(userCode: String, service: Service)] {
+        lock.withLock {
+            pending.values.filter { $0.approvedBy == nil && !$0.declined && $0.expires > Date() }
+                .sorted { $0.expires < $1.expires }.map { ($0.userCode, $0.service) }
+        }
+    }
+
     /// What the user of a verification page or the admin call decided for `userCode`.
     func decide(userCode: String, user: SandboxUser?, approve: Bool) -> Bool {
         let code = userCode.uppercased().filter { $0 != "-" && $0 != " " }

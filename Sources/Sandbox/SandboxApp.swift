@@ -255,6 +255,8 @@ final class SandboxApp: Sendable {
         case ("GET", "/_sandbox/users"):
             return .json(200, ["users": signIns.users.map { ["name": $0.name, "displayName": $0.displayName, "title": $0.title,
                                                              "userPrincipalName": $0.userPrincipalName, "salesforceUserId": $0.salesforceUserID] }])
+        case ("GET", "/_sandbox/device"):
+            return .json(200, ["waiting": signIns.waiting().map { ["userCode": $0.userCode, "service": $0.service.rawValue] }])
         case ("POST", "/_sandbox/device"):
             // {"userCode": "...", "user": "sam", "approve": true}: what the user does on the verification page.
             guard let object = try? JSONSerialization.jsonObject(with: request.body) as? [String: Any], let code = object["userCode"] as? String else {

@@ -74,6 +74,53 @@ struct SignInTests {
         }
     }
 
+    @Test("signing in as another account forgets what the earlier account's mount kept")
+    func anotherAccount() async throws {
+        try await withSandbox(records: 3, docsPerRecord: 1, separateProcess: true, configure: { $0.deviceCodeInterval = 1 }) { sandbox in
+            let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+            try Self.asUser(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            let state = sandbox.directory.appendingPathComponent("crmfs-state").path
+
+            let sam = try await Self.login(sandbox, as: "sam")
+            #expect(sam.contains("as sam.rivera@contoso.onmicrosoft.com"), "\(sam)")
+            let mount = try await MountFixture.mount(sandbox)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts")).count == 3)
+            await mount.unmount()
+            #expect(FileManager.default.fileExists(atPath: "\(state)/metadata.sqlite"), "the mount kept its tree")
+
+            let sky = try await Self.login(sandbox, as: "sky")
+            #expect(sky.contains("as sky.chen@contoso.onmicrosoft.com") && sky.contains("another account than before (sam.rivera"), "\(sky)")
+            #expect(!FileManager.default.fileExists(atPath: "\(state)/metadata.sqlite"), "sam's tree is not shown to sky")
+            let skyAgain = try await Self.login(sandbox, as: "sky")
+            #expect(!skyAgain.contains("another account"), "\(skyAgain)")
+        }
+    }
+
+    /// `crmfs login` with each code it prints approved as `user` on the sandbox's verification side; its output.
+    static func login(_ sandbox: SandboxFixture, as user: String) async throws -> String {
+        let output = sandbox.directory.appendingPathComponent("login-\(UUID().uuidString).out").path
+        let process = try Subprocess(Tools.crmfs, ["login", sandbox.configPath], stdout: .file(output), stderr: .file(output + ".err"))
+        let exited = Task { await process.wait() }
+        var approved = Set<String>()
+        for _ in 0..<300 where approved.count < 2 {
+            let waiting = try await sandbox.adminGet("device")["waiting"] as? [[String: Any]] ?? []
+            for code in waiting.compactMap({ $0["userCode"] as? String }) where !approved.contains(code) {
+                try await sandbox.admin("device", ["userCode": code, "user": user])
+                approved.insert(code)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let watchdog = Task {  // a sign-in that never finishes fails the test, not the run
+            try await Task.sleep(for: .seconds(60))
+            process.signal(SIGKILL)
+        }
+        let status = await exited.value
+        watchdog.cancel()
+        let errors = (try? String(contentsOfFile: output + ".err", encoding: .utf8)) ?? ""
+        #expect(status == 0, "\(errors)")
+        return try String(contentsOfFile: output, encoding: .utf8)
+    }
+
     /// The errno of reading `path` to its end (0 when it reads).
     static func readErrno(_ path: String) -> Int32 {
         let descriptor = open(path, O_RDONLY)
