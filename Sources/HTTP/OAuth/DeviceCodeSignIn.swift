@@ -82,7 +82,7 @@ public struct DeviceCodeSignIn: Sendable {
             throw TokenEndpointError(endpoint: endpoint, status: 200, code: "no_refresh_token",
                                      detail: "the service gave no refresh token (the scope must allow offline access)")
         }
-        let lifetime = json["expires_in"]?.doubleValue ?? Double(json["expires_in"]?.stringValue ?? "")
+        let lifetime = TokenRequest.lifetime(json)
         let token = AccessToken(value: Secret(json["access_token"]?.stringValue ?? ""), expiresAt: lifetime.map { issued.addingTimeInterval($0) },
                                 instanceURL: json["instance_url"]?.stringValue, issuedAt: issued)
         return Result(accessToken: token, refreshToken: Secret(refresh), account: account(json))

@@ -21,6 +21,11 @@ enum TokenRequest {
         }
         return (json, response)
     }
+
+    /// A token answer's `expires_in`, in seconds (a number, or a number in a string as some services send).
+    static func lifetime(_ json: JSONValue) -> Double? {
+        json["expires_in"]?.doubleValue ?? Double(json["expires_in"]?.stringValue ?? "")
+    }
 }
 
 /// Entra ID v2.0 client credentials (app-only): `POST {authority}/{tenant}/oauth2/v2.0/token`.
@@ -47,7 +52,7 @@ public struct EntraClientCredentials: Sendable {
             ("client_id", clientID), ("scope", scope),
             ("client_secret", clientSecret.exposedValue), ("grant_type", "client_credentials"),
         ], client: client)
-        let lifetime = json["expires_in"]?.doubleValue ?? Double(json["expires_in"]?.stringValue ?? "") ?? 3599
+        let lifetime = TokenRequest.lifetime(json) ?? 3599
         return AccessToken(value: Secret(json["access_token"]!.stringValue!), expiresAt: issued.addingTimeInterval(lifetime), issuedAt: issued)
     }
 
@@ -86,7 +91,7 @@ public struct EntraRefreshToken: Sendable {
                 ("client_id", clientID), ("grant_type", "refresh_token"), ("refresh_token", refresh.exposedValue), ("scope", scope),
             ], client: client)
             if let rotated = json["refresh_token"]?.stringValue, !rotated.isEmpty { try Secret.store(Secret(rotated), file: file) }
-            let lifetime = json["expires_in"]?.doubleValue ?? Double(json["expires_in"]?.stringValue ?? "") ?? 3599
+            let lifetime = TokenRequest.lifetime(json) ?? 3599
             return AccessToken(value: Secret(json["access_token"]!.stringValue!), expiresAt: issued.addingTimeInterval(lifetime), issuedAt: issued)
         }
     }
