@@ -93,16 +93,30 @@ struct SignInTests {
             #expect(!FileManager.default.fileExists(atPath: "\(state)/metadata.sqlite"), "sam's tree is not shown to sky")
             let skyAgain = try await Self.login(sandbox, as: "sky")
             #expect(!skyAgain.contains("another account"), "\(skyAgain)")
+
+            // A change sky made that could not be sent yet (every request failing) must never go out as sam.
+            let skyMount = try await MountFixture.mount(sandbox)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: skyMount.path("Accounts/Acme Corp/Contracts")).contains("MSA-2026.pdf"))
+            try await sandbox.admin("faults", ["faults": "503:1"])
+            // Written and closed without fsync (which waits for the upload), as `echo >` does.
+            let written = try await Tools.run("/bin/sh", ["-c", "echo \"sky's notes\" > '\(skyMount.path("Accounts/Acme Corp/Contracts/notes.txt"))'"])
+            #expect(written.status == 0, "\(written.errors)")
+            await skyMount.unmount()
+            try await sandbox.admin("faults", ["faults": ""])
+            let refused = try await Self.login(sandbox, as: "sam", expectSuccess: false)
+            #expect(refused.contains("still wait to be sent") && refused.contains("sky.chen@"), "\(refused)")
+            let kept = try String(contentsOfFile: "\(state)/credentials/graph-account", encoding: .utf8)
+            #expect(kept.contains("sky.chen@"), "the refused sign-in changed nothing")
         }
     }
 
     /// `crmfs login` with each code it prints approved as `user` on the sandbox's verification side; its output.
-    static func login(_ sandbox: SandboxFixture, as user: String) async throws -> String {
+    static func login(_ sandbox: SandboxFixture, as user: String, expectSuccess: Bool = true) async throws -> String {
         let output = sandbox.directory.appendingPathComponent("login-\(UUID().uuidString).out").path
         let process = try Subprocess(Tools.crmfs, ["login", sandbox.configPath], stdout: .file(output), stderr: .file(output + ".err"))
         let exited = Task { await process.wait() }
         var approved = Set<String>()
-        for _ in 0..<300 where approved.count < 2 {
+        for _ in 0..<300 where approved.count < (expectSuccess ? 2 : 1) {
             let waiting = try await sandbox.adminGet("device")["waiting"] as? [[String: Any]] ?? []
             for code in waiting.compactMap({ $0["userCode"] as? String }) where !approved.contains(code) {
                 try await sandbox.admin("device", ["userCode": code, "user": user])
@@ -117,8 +131,12 @@ struct SignInTests {
         let status = await exited.value
         watchdog.cancel()
         let errors = (try? String(contentsOfFile: output + ".err", encoding: .utf8)) ?? ""
-        #expect(status == 0, "\(errors)")
-        return try String(contentsOfFile: output, encoding: .utf8)
+        if expectSuccess {
+            #expect(status == 0, "\(errors)")
+            return try String(contentsOfFile: output, encoding: .utf8)
+        }
+        #expect(status != 0)
+        return errors
     }
 
     /// The errno of reading `path` to its end (0 when it reads).
