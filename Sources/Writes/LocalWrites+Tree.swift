@@ -93,6 +93,7 @@ extension LocalWrites {
             if let file = settled.stagedFile, lock.withLock({ documents[settled.ino]?.session == nil }) { try? staging.remove(file) }
         }
         let source = try await settle(found, withdrawing: false)
+        if let pause = Self.injectedRenamePause { try? await Task.sleep(for: pause) }
         try tree.move(source.ino, to: newParent, name: newName)
 
         let shadow = lock.withLock { shadows.first(where: { $0.value.ino == source.ino })?.value }
@@ -138,6 +139,13 @@ extension LocalWrites {
         }
     }
 
+    /// Test hook: `CRMFS_INJECT_RENAME_PAUSE=MILLISECONDS` (at most a minute) holds every rename between looking
+    /// at the document's changes and acting on them, as a busy machine may: its upload can start meanwhile.
+    static let injectedRenamePause: Duration? = {
+        guard let text = ProcessInfo.processInfo.environment["CRMFS_INJECT_RENAME_PAUSE"], let milliseconds = Int(text), milliseconds > 0 else { return nil }
+        return .milliseconds(min(milliseconds, 60_000))
+    }()
+
     /// Puts a document's local bytes (staged, or being written) into a new upload change for its current
     /// name and place, replacing `itemID` when given.
     private func restage(_ ino: UInt64, itemID: String?, baseETag: String?) async throws {
@@ -175,10 +183,9 @@ extension LocalWrites {
             }
             return
         }
-        guard let file = node.stagedFile else { return }
-        for id in lock.withLock({ documents[ino]?.changes ?? [] }) {
+        for id in lock.withLock({ documents[ino]?.changes ?? [] }) where try engine.change(id: id)?.kind == .upload {
             // Keep the bytes: withdrawing would delete the staged file, so a change not started is amended instead.
-            if try engine.change(id: id)?.kind == .upload, try engine.amend(id, { change in
+            if try engine.amend(id, { change in
                 change.name = node.name
                 change.put(in: place)
                 change.itemID = itemID ?? change.itemID
@@ -186,7 +193,18 @@ extension LocalWrites {
             }) {
                 return
             }
+            try? await engine.wait(for: id)
         }
+        // Its upload started, or even finished, since the rename looked: it went up under the old name, and
+        // its success removed the staged file (a second upload of it would find nothing). The document is on
+        // the service now, and moves like any other (over the document it replaces, if any).
+        if let sent = tree.current(ino), let sentID = sent.itemID {
+            if let itemID, itemID != sentID { try removeRemote(itemID: itemID, node: sent, parent: sent.parent) }
+            let saved = try engine.record(PendingChange(.move, name: sent.name, itemID: sentID, in: place))
+            track(saved.id!, ChangeOwner(ino: ino, parent: sent.parent), upload: false)
+            return
+        }
+        guard let file = tree.current(ino)?.stagedFile else { return }
         let size = ((try? FileManager.default.attributesOfItem(atPath: staging.path(of: file)))?[.size] as? NSNumber)?.int64Value ?? node.size
         var change = PendingChange(.upload, name: node.name, itemID: itemID, in: place)
         change.stagedFile = file

@@ -129,6 +129,29 @@ struct WriteTests {
         }
     }
 
+    /// The race CI caught: a new document renamed just as its upload started (past the rename's look at its
+    /// changes) was uploaded twice from one staged file, the first upload's success removed the file, and
+    /// the second failed forever: the document stayed under its old name. Now, once the upload is up, the
+    /// document moves. The hook holds the rename long enough for the upload to start and finish.
+    @Test("a new document renamed just as its upload starts arrives under its new name, once")
+    func renameAsUploadStarts() async throws {
+        try await withSandbox(records: 3, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let mount = try await MountFixture.mount(sandbox, environment: ["CRMFS_INJECT_RENAME_PAUSE": "2500"])
+            do {
+                let made = try await Tools.shell("cd '\(mount.path(Self.acme))' && mkdir Drafts && echo two > two.txt && sleep 0.2 && mv two.txt Drafts/two.txt")
+                #expect(made.status == 0, "\(made.errors)")
+                try await expectSynced(mount)
+                let remote = try await Remote(mount)
+                #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/Drafts/two.txt") == Data("two\n".utf8))
+                #expect(try await remote.item("\(SeededPaths.acmeFolder)/two.txt") == nil)
+            } catch {
+                await mount.unmount()
+                throw error
+            }
+            await mount.unmount()
+        }
+    }
+
     @Test("rename within a record, into a folder, across records and over a document; mkdir and rmdir")
     func renamesAndFolders() async throws {
         try await withMount(records: 3, docsPerRecord: 1) { mount in
