@@ -2,15 +2,16 @@ import Config
 import Foundation
 import HTTP
 import Logging
-import Synchronization
 
 /// Hands out a service's tokens and says in the log, once, when the user's sign-in stops working (and again
 /// once it works after `crmfs login`): every request meanwhile fails with EACCES, nothing staged is lost.
-final class SignInWatch: AccessTokenProvider {
+final class SignInWatch: AccessTokenProvider, @unchecked Sendable {
     private let tokens: any AccessTokenProvider
     private let hint: String
     private let logger: Logger
-    private let failing = Mutex(false)
+    /// Whether the last token request found the sign-in no longer working. Guarded by `lock`.
+    private var failing = false
+    private let lock = NSLock()
 
     init(_ tokens: any AccessTokenProvider, config: MountConfig, logger: Logger) {
         self.tokens = tokens
@@ -21,7 +22,7 @@ final class SignInWatch: AccessTokenProvider {
     func token() async throws -> AccessToken {
         do {
             let token = try await tokens.token()
-            let recovered = failing.withLock { failing in
+            let recovered = lock.withLock {
                 defer { failing = false }
                 return failing
             }
@@ -30,7 +31,7 @@ final class SignInWatch: AccessTokenProvider {
             }
             return token
         } catch let error as SignInRequired {
-            let first = failing.withLock { failing in
+            let first = lock.withLock {
                 defer { failing = true }
                 return !failing
             }
