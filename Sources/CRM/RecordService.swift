@@ -14,6 +14,8 @@ public protocol RecordService: Sendable {
     func delete(_ object: String, id: String) async throws
     /// The org's daily API allowance as the last answer reported it (`Sforce-Limit-Info`), if any.
     var apiUsage: APIUsage? { get }
+    /// The User Id the calls run as, when the sign-in says (a user's own sign-in does).
+    func signedInUserID() async throws -> String?
 }
 
 /// Calls made today against the org's daily allowance.
@@ -49,6 +51,8 @@ extension RecordService {
     }
 
     public var apiUsage: APIUsage? { nil }
+
+    public func signedInUserID() async throws -> String? { nil }
 
     /// One call per query, for a service without a way to send them together.
     public func queries(_ queries: [RecordQuery]) async throws -> [[SObjectRecord]] {

@@ -177,6 +177,8 @@ public final class SalesforceClient: Sendable {
                          nextRecordsURL: json["done"]?.boolValue == false ? json["nextRecordsUrl"]?.stringValue : nil)
     }
 
+    public func signedInUserID() async throws -> String? { try await auth.token().userID }
+
     /// GETs a path relative to the instance URL (as `nextRecordsUrl` is).
     private func get(_ path: String, headers: HTTPHeaders = HTTPHeaders()) async throws -> HTTPResponse {
         try await send("GET", path, headers: headers, expecting: [200])

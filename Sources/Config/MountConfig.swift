@@ -217,6 +217,13 @@ extension MountConfig {
         return services
     }
 
+    /// Whether the CRM is reached as a person (a refresh token or `crmfs login`) rather than as the
+    /// integration user: then records carry what that person may do with them.
+    public var salesforceSignsInAsUser: Bool {
+        if case .clientCredentials = salesforce.auth { return false }
+        return true
+    }
+
     /// Where a user's sign-ins are kept: `credentials/` in the state directory (0700, files 0600).
     public var credentialsDirectory: String { (resolve(cache.directory) as NSString).appendingPathComponent("credentials") }
 

@@ -161,7 +161,7 @@ public final class CRMFileSystem: @unchecked Sendable {
     func stat(_ node: NodeSnapshot) -> stat {
         var result = Glibc.stat()
         result.st_ino = UInt(node.ino)
-        let writable = writes != nil
+        let writable = writes != nil && !node.readOnly
         let permissions: mode_t = node.type == .directory ? (writable ? 0o777 : 0o555) : (writable ? 0o666 : 0o444)
         result.st_mode = (node.type == .directory ? S_IFDIR : S_IFREG) | (permissions & ~options.umask & 0o777)
         // A directory's link count would take a listing to know. 1 is the convention for "not counted":

@@ -22,7 +22,7 @@ extension CRMFileSystem {
     /// Directories whose entries changed, however that happened: the kernel keeps listings (no opendir,
     /// see ReaderListings) and must let go of these. Runs on the notice queue.
     func entriesChanged() {
-        tell(tree.takeEntriesChanged().map(KernelNotice.inode))
+        tell(tree.takeKernelNotices())
     }
 
     /// Sends notices to the kernel, on the notice queue. The session is read here: the loop's end clears

@@ -32,6 +32,7 @@ struct Request: @unchecked Sendable {
         case NamespaceError.isDirectory: fuse_reply_err(raw, EISDIR)
         case NamespaceError.stale: fuse_reply_err(raw, ESTALE)
         case NamespaceError.notPermitted: fuse_reply_err(raw, EPERM)
+        case NamespaceError.accessDenied: fuse_reply_err(raw, EACCES)
         case NamespaceError.invalid: fuse_reply_err(raw, EINVAL)
         case NamespaceError.exists: fuse_reply_err(raw, EEXIST)
         case NamespaceError.notEmpty: fuse_reply_err(raw, ENOTEMPTY)

@@ -37,7 +37,7 @@ extension CRMFileSystem {
     /// Answers a failed operation with its errno; refusals by the mount's rules are logged with the rule.
     private func failed(_ request: Request, _ operation: String, _ name: String?, _ error: Error) {
         switch error {
-        case NamespaceError.notPermitted(let reason), NamespaceError.invalid(let reason):
+        case NamespaceError.notPermitted(let reason), NamespaceError.invalid(let reason), NamespaceError.accessDenied(let reason):
             logger.warning("\(operation) refused", metadata: ["name": "\(name ?? "")", "reason": "\(reason)"])
         case NamespaceError.notFound, NamespaceError.exists, NamespaceError.notEmpty, NamespaceError.isDirectory, NamespaceError.notDirectory:
             break
@@ -92,6 +92,9 @@ extension CRMFileSystem {
         waiting(request, "fsync") { writes in
             do {
                 try await writes.fsync(session)
+            } catch WritebackError.refused(let reason) {
+                self.logger.error("fsync: the service refused the change", metadata: ["reason": "\(reason)"])
+                throw POSIXError(.EACCES)
             } catch let error as WritebackError {
                 self.logger.error("fsync: upload gave up", metadata: ["error": "\(error)"])
                 throw POSIXError(.EIO)

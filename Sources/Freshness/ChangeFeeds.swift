@@ -238,7 +238,15 @@ public final class ChangeFeeds: @unchecked Sendable {
             queries.append(RecordQuery("SELECT Id FROM \(object.object) WHERE IsDeleted = true AND \(recent)", includeDeleted: true))
             plans.append((index, changed, shown, deleted))
         }
-        let answers = try await records.queries(queries)
+        var answers = try await records.queries(queries)
+        // What the user may do with the records that changed: all objects' in one go.
+        let changedRecords = try await tree.withRecordAccess(plans.flatMap { answers[$0.changed] })
+        var start = 0
+        for plan in plans {
+            let count = answers[plan.changed].count
+            answers[plan.changed] = Array(changedRecords[start..<start + count])
+            start += count
+        }
         var applied = 0
         for plan in plans {
             let changes = tree.applyRecordChanges(objectIndex: plan.index, changed: answers[plan.changed],

@@ -49,5 +49,7 @@ public struct GraphError: Error, CustomStringConvertible, Sendable {
     }
 
     public var isNotFound: Bool { status == 404 }
+    /// The signed-in user may not do this (they may only read the item, or not reach it at all).
+    public var isAccessDenied: Bool { status == 403 && code == "accessDenied" }
     public var needsResync: Bool { status == 410 }
 }

@@ -1,3 +1,4 @@
+import CRM
 import Foundation
 import HTTP
 
@@ -37,6 +38,10 @@ enum ExtendedAttributes {
         case .local:
             if let record = node.recordID { attributes.append(("user.crmfs.record_id", record)) }
             if node.type == .file { attributes.append(("user.crmfs.sync", node.localOnly ? "local-only" : "pending")) }
+        }
+        // Under a user's own sign-in: what they may do with the record (and so with its documents).
+        if let editable = (node.record ?? recordNode?.record)?.isEditable {
+            attributes.append(("user.crmfs.access", editable ? "edit" : "read"))
         }
         return attributes
     }

@@ -50,6 +50,8 @@ public struct NodeSnapshot: Sendable {
     /// The mtime was set explicitly (utimens: `touch -d`, `rsync -t`, `cp -p`), so it must travel with
     /// the upload; otherwise it is just when the bytes were written, and SharePoint's upload time stands.
     public var timeSet: Bool
+    /// The signed-in user may read but not change the record this belongs to (`UserRecordAccess`).
+    public var readOnly = false
 }
 
 /// A SharePoint file's content as it is now: where it is, and which version.
@@ -165,6 +167,8 @@ public enum NamespaceError: Error, Sendable, Equatable {
     case notPermitted(String)
     /// A name or value the service would refuse (EINVAL); the reason is logged.
     case invalid(String)
+    /// The signed-in user may not change this (EACCES); the reason is logged.
+    case accessDenied(String)
     case exists
     case notEmpty
 }

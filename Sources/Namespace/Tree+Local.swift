@@ -57,6 +57,7 @@ extension Tree {
                 throw NamespaceError.notPermitted("\(config.objects[index].directory) lists \(config.objects[index].object) records from Salesforce; records are not made or renamed through the mount")
             case .record, .item, .local:
                 guard let objectIndex = directory.objectIndex, let recordID = directory.recordID else { throw NamespaceError.notFound }
+                try requireWritable(directory)
                 let object = config.objects[objectIndex]
                 guard let template = object.folderTemplate, let path = try path(of: directory, recordFolder: template) else {
                     throw NamespaceError.notPermitted("\(object.directory) has no `folder` template in the config, so its documents have nowhere to go")
@@ -69,6 +70,22 @@ extension Tree {
                 return WritePlace(driveID: driveID, parentItemID: parentItemID, parentPath: path, recordID: recordID, objectName: object.object)
             }
         }
+    }
+
+    /// Refuses, at once, a change to something the signed-in user may only read (before anything is staged
+    /// or queued: the service would refuse it anyway).
+    public func requireWritable(_ ino: UInt64) throws {
+        try lock.withLock {
+            guard let node = nodes[ino] else { throw NamespaceError.notFound }
+            try requireWritable(node)
+        }
+    }
+
+    /// (Lock held.)
+    func requireWritable(_ node: Node) throws {
+        guard snapshot(of: node).readOnly, let recordID = node.recordID else { return }
+        let record = inodes[.record(recordID)].flatMap { nodes[$0] }
+        throw NamespaceError.accessDenied("you may read but not edit the record \(record?.name ?? recordID) (\(recordID)) in Salesforce")
     }
 
     /// A directory's path below the drive root (lock held).
@@ -94,7 +111,7 @@ extension Tree {
     public func child(of parent: UInt64, named name: String) async throws -> NodeSnapshot? {
         _ = try await list(parent)
         return lock.withLock {
-            nodes[parent]?.childIndex[name].flatMap { nodes[$0] }.map { $0.snapshot(driveID: driveID) }
+            nodes[parent]?.childIndex[name].flatMap { nodes[$0] }.map { snapshot(of: $0) }
         }
     }
 
@@ -106,14 +123,14 @@ extension Tree {
             nodes[parent]?.children?.lazy
                 .filter { $0.name != name && $0.ino != ino && $0.name.caseInsensitiveCompare(name) == .orderedSame }
                 .compactMap { self.nodes[$0.ino] }
-                .first { !$0.localOnly }?
-                .snapshot(driveID: driveID)
+                .first { !$0.localOnly }
+                .map(snapshot(of:))
         }
     }
 
     /// A node, as the mount sees it now (no refresh).
     public func current(_ ino: UInt64) -> NodeSnapshot? {
-        lock.withLock { nodes[ino]?.snapshot(driveID: driveID) }
+        lock.withLock { nodes[ino].map(snapshot(of:)) }
     }
 
     /// Adds a file or folder made through the mount; counts the kernel reference its reply makes.
@@ -133,7 +150,7 @@ extension Tree {
             node.lookups += 1
             if type == .directory { setChildren(node, []) }
             insert(node, into: directory)
-            return node.snapshot(driveID: driveID)
+            return snapshot(of: node)
         }
     }
 
@@ -224,7 +241,7 @@ extension Tree {
             guard let node = nodes[ino], let from = nodes[node.parent], let to = nodes[parent] else { throw NamespaceError.notFound }
             var replaced: NodeSnapshot?
             if let existing = to.childIndex[name], existing != ino, let target = nodes[existing] {
-                replaced = target.snapshot(driveID: driveID)
+                replaced = snapshot(of: target)
                 remove(target, from: to)
             }
             remove(node, from: from)
@@ -235,6 +252,25 @@ extension Tree {
             node.changed = Date()
             insert(node, into: to)
             return replaced
+        }
+    }
+
+    /// Shows the service's copy of a document again after the service refused the mount's change of it:
+    /// its staged bytes are no longer what it holds, and a document the service never had goes. The kernel
+    /// is told to forget the name (for one that went) and the node's attributes and pages.
+    public func revertToService(_ ino: UInt64) {
+        lock.withLock {
+            guard let node = nodes[ino] else { return }
+            node.stagedFile = nil
+            node.timeSet = false
+            kernelMustForget(.inode(ino))
+            guard let parent = nodes[node.parent] else { return }
+            parent.childrenLoadedAt = nil
+            kernelMustListAgain(parent.ino)
+            if node.item == nil {
+                remove(node, from: parent)
+                kernelMustForget(.entry(parent: parent.ino, name: node.name))
+            }
         }
     }
 

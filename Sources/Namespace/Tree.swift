@@ -11,10 +11,14 @@ public struct TreeOptions: Sendable {
     public var attributeTimeout: TimeInterval = 60
     /// Graph children page size.
     public var pageSize = 200
+    /// Whether records carry what the signed-in user may do with them (a user's own sign-in): records they
+    /// may only read, and their documents, show and act read-only.
+    public var checksRecordAccess = false
 
-    public init(attributeTimeout: TimeInterval = 60, pageSize: Int = 200) {
+    public init(attributeTimeout: TimeInterval = 60, pageSize: Int = 200, checksRecordAccess: Bool = false) {
         self.attributeTimeout = attributeTimeout
         self.pageSize = pageSize
+        self.checksRecordAccess = checksRecordAccess
     }
 }
 
@@ -61,8 +65,9 @@ public final class Tree: @unchecked Sendable {
     var keptPlaced: [(changeID: Int64, ino: UInt64)] = []
     /// Directories whose listing changed since the metadata store last took them.
     var changedListings: Set<UInt64> = []
-    /// Directories whose entries changed since the file system last told the kernel.
-    private var kernelStaleListings: Set<UInt64> = []
+    /// What the kernel must forget (directories whose entries changed, names and nodes the mount took back)
+    /// since the file system last told it.
+    private var kernelNotices: Set<KernelNotice> = []
     private var onEntriesChanged: (@Sendable () -> Void)?
 
     /// A tree over a library whose site and drive are known (`LibraryLocation.find`, or kept from an earlier mount).
@@ -110,7 +115,7 @@ public final class Tree: @unchecked Sendable {
     private func lookupLocked(parent: UInt64, name: String) throws -> NodeSnapshot {
         guard let directory = nodes[parent], let ino = directory.childIndex[name], let node = nodes[ino] else { throw NamespaceError.notFound }
         node.lookups += 1
-        return node.snapshot(driveID: driveID)
+        return snapshot(of: node)
     }
 
     /// Counts one more kernel reference (readdirplus entries).
@@ -142,7 +147,7 @@ public final class Tree: @unchecked Sendable {
         if lock.withLock({ nodes[ino].map(isStaleItem) ?? false }) { try await ensureChildren(of: parent(of: ino)) }
         return try lock.withLock {
             guard let node = nodes[ino] else { throw NamespaceError.notFound }
-            return node.snapshot(driveID: driveID)
+            return snapshot(of: node)
         }
     }
 
@@ -153,7 +158,7 @@ public final class Tree: @unchecked Sendable {
         lock.withLock {
             guard let node = nodes[ino] else { return .failure(NamespaceError.notFound) }
             if isStaleItem(node) || hasStaleListing(node) { return nil }
-            return .success(node.snapshot(driveID: driveID))
+            return .success(snapshot(of: node))
         }
     }
 
@@ -187,7 +192,7 @@ public final class Tree: @unchecked Sendable {
 
     private func listLocked(_ ino: UInt64) throws -> [DirectoryEntry] {
         guard let directory = nodes[ino], let children = directory.children else { throw NamespaceError.notFound }
-        return children.compactMap { child in nodes[child.ino].map { DirectoryEntry(name: child.name, node: $0.snapshot(driveID: driveID)) } }
+        return children.compactMap { child in nodes[child.ino].map { DirectoryEntry(name: child.name, node: snapshot(of: $0)) } }
     }
 
     public func parent(of ino: UInt64) -> UInt64 {
@@ -317,11 +322,28 @@ public final class Tree: @unchecked Sendable {
         var soql = "SELECT \(queryFields(for: object).joined(separator: ", ")) FROM \(object.object)"
         if let filter = object.filter { soql += " WHERE \(filter)" }
         soql += " ORDER BY Id"
-        let records = try await salesforce.query(soql)
+        let records = try await withRecordAccess(try await salesforce.query(soql))
         lock.withLock {
             guard let parent = nodes[directory] else { return }
             applyRecords(records, to: parent, objectIndex: objectIndex)
         }
+    }
+
+    /// `records` with what the signed-in user may do with each (`RecordAccess`), when the mount checks it.
+    public func withRecordAccess(_ records: [SObjectRecord]) async throws -> [SObjectRecord] {
+        guard options.checksRecordAccess else { return records }
+        return try await RecordAccess.annotate(records, service: salesforce)
+    }
+
+    /// A node as the file system sees it (lock held): records the user may only read, and everything
+    /// below them, are read-only.
+    func snapshot(of node: Node) -> NodeSnapshot {
+        var snapshot = node.snapshot(driveID: driveID)
+        if options.checksRecordAccess, let recordID = node.recordID {
+            let record = node.key == .record(recordID) ? node.record : inodes[.record(recordID)].flatMap { nodes[$0] }?.record
+            snapshot.readOnly = record?.isEditable == false
+        }
+        return snapshot
     }
 
     /// An object directory's entries from its records (all of them): names by the object's template,
@@ -492,21 +514,24 @@ public final class Tree: @unchecked Sendable {
     }
 
     /// Called with the lock held.
-    func kernelMustListAgain(_ ino: UInt64) {
-        let first = kernelStaleListings.isEmpty
-        kernelStaleListings.insert(ino)
+    func kernelMustListAgain(_ ino: UInt64) { kernelMustForget(.inode(ino)) }
+
+    /// Called with the lock held.
+    func kernelMustForget(_ notice: KernelNotice) {
+        let first = kernelNotices.isEmpty
+        kernelNotices.insert(notice)
         if first { onEntriesChanged?() }
     }
 
-    /// Directories whose entries changed since the last call.
-    public func takeEntriesChanged() -> Set<UInt64> {
+    /// What the kernel must forget, gathered since the last call.
+    public func takeKernelNotices() -> [KernelNotice] {
         lock.withLock {
-            defer { kernelStaleListings.removeAll() }
-            return kernelStaleListings
+            defer { kernelNotices.removeAll() }
+            return Array(kernelNotices)
         }
     }
 
-    /// Called (with the tree's lock held: it must only schedule work) when `takeEntriesChanged` has something new.
+    /// Called (with the tree's lock held: it must only schedule work) when `takeKernelNotices` has something new.
     public func whenEntriesChange(_ handler: @escaping @Sendable () -> Void) {
         lock.withLock { onEntriesChanged = handler }
     }

@@ -10,14 +10,31 @@ public struct SandboxUser: Sendable, Equatable {
     public var userPrincipalName: String
     /// The user's Salesforce User Id (`005…`).
     public var salesforceUserID: String
+    /// What the user may reach, in Salesforce and in SharePoint (see `Sharing`).
+    public var role: Role
+
+    public enum Role: String, Sendable {
+        /// Owns half the accounts and opportunities; reads every account and case.
+        case salesRep
+        /// Owns and edits every case; reads accounts; sees no opportunity not shared with them.
+        case supportAgent
+        /// Sees and edits everything (Salesforce "Modify All Data"; a SharePoint site owner).
+        case manager
+    }
 
     /// The demo tenant's people: a sales rep, a support agent and their manager.
     public static func demo(domain: String) -> [SandboxUser] {
-        [("sam", "Sam Rivera", "Sales Representative", 2), ("sky", "Sky Chen", "Support Agent", 3), ("morgan", "Morgan Lee", "Sales Manager", 4)].map {
+        [("sam", "Sam Rivera", "Sales Representative", 2, Role.salesRep), ("sky", "Sky Chen", "Support Agent", 3, .supportAgent),
+         ("morgan", "Morgan Lee", "Sales Manager", 4, .manager)].map {
             SandboxUser(name: $0.0, displayName: $0.1, title: $0.2,
                         userPrincipalName: $0.1.lowercased().replacingOccurrences(of: " ", with: ".") + "@" + domain,
-                        salesforceUserID: SalesforceID.make(prefix: "005", serial: $0.3))
+                        salesforceUserID: SalesforceID.make(prefix: "005", serial: $0.3), role: $0.4)
         }
+    }
+
+    /// The demo users by Salesforce User Id (the domain does not matter for that).
+    static func demo(salesforceUserID id: String) -> SandboxUser? {
+        demo(domain: "").first { $0.salesforceUserID == id }
     }
 }
 

@@ -98,6 +98,15 @@ final class GraphService: Sendable {
         if remainder == "list" { return .json(200, listJSON(drive, expandColumns: request.query["$expand"]?.contains("columns") == true)) }
 
         let (item, relation, missing) = try resolve(drive: drive, address: remainder)
+        // What the caller may do here (for a name not made yet, in its folder): items it may not see are
+        // not found; items it may only read refuse changes.
+        var permissions = SharePointPermissions(store: store, user: tokens.user(of: request.bearerToken))
+        let access = try permissions.access(to: item)
+        guard access > .none else { throw notFound() }
+        if request.method != "GET", access < .write {
+            stats.increment("graph.accessDenied")
+            throw Self.accessDenied()
+        }
         switch (request.method, relation) {
         case ("PUT", ["content"]):
             return try simpleUpload(request, drive: drive, target: try uploadTarget(item, missing: missing, byPath: remainder.contains(":")))
@@ -106,7 +115,7 @@ final class GraphService: Sendable {
         default:
             if missing != nil { throw notFound() }
         }
-        if request.method != "GET" { return try write(request, drive: drive, item: item, relation: relation) }
+        if request.method != "GET" { return try write(request, drive: drive, item: item, relation: relation, permissions: &permissions) }
         let query = ItemQuery(request: request)
         switch relation {
         case []:
@@ -119,7 +128,7 @@ final class GraphService: Sendable {
             return .json(200, json)
         case ["children"]:
             stats.increment("graph.children")
-            return try children(of: item, drive: drive, request: request, query: query)
+            return try children(of: item, drive: drive, request: request, query: query, permissions: permissions)
         case ["content"]:
             stats.increment("graph.content")
             guard !item.isFolder else { throw GraphErrors.failure(400, "invalidRequest", "The target item is a folder and has no content.") }
@@ -133,7 +142,7 @@ final class GraphService: Sendable {
             return .json(200, try fieldsJSON(item))
         case ["delta"] where item.isRoot:
             stats.increment("graph.delta")
-            return try delta(drive: drive, request: request, query: query)
+            return try delta(drive: drive, request: request, query: query, permissions: &permissions)
         case ["versions"]:
             // Newest first, the current version included (api-facts §10).
             stats.increment("graph.versions")
@@ -199,7 +208,8 @@ final class GraphService: Sendable {
         return (item, relation, nil)
     }
 
-    private func children(of parent: ItemRow, drive: DriveRow, request: SandboxRequest, query: ItemQuery) throws -> SandboxResponse {
+    private func children(of parent: ItemRow, drive: DriveRow, request: SandboxRequest, query: ItemQuery,
+                          permissions: SharePointPermissions) throws -> SandboxResponse {
         let top = min(try query.pageSize(default: options.childrenPageSize, maximum: options.maxPageSize), options.pageCap)
         var offset = 0
         if let token = request.query["$skiptoken"] ?? request.query["$skipToken"] {
@@ -208,7 +218,7 @@ final class GraphService: Sendable {
             }
             offset = Int(decoded[0])
         }
-        let rows = try store.children(of: parent.id, offset: offset, limit: top + 1)
+        let rows = try store.children(of: parent.id, offset: offset, limit: top + 1, visible: permissions.visibleChildCondition())
         let page = rows.prefix(top)
         let parentPath = parent.isRoot ? [] : try store.pathComponents(of: parent) + [parent.name]
         let withURLs = query.includes("@microsoft.graph.downloadUrl")
@@ -229,7 +239,7 @@ final class GraphService: Sendable {
 
     // MARK: Delta
 
-    private func delta(drive: DriveRow, request: SandboxRequest, query: ItemQuery) throws -> SandboxResponse {
+    private func delta(drive: DriveRow, request: SandboxRequest, query: ItemQuery, permissions: inout SharePointPermissions) throws -> SandboxResponse {
         let top = min(try query.pageSize(default: options.childrenPageSize, maximum: options.maxPageSize), options.pageCap)
         let current = try store.currentChangeSeq()
         let base = "\(request.origin)/v1.0/drives/\(drive.id)/root/delta"
@@ -254,7 +264,9 @@ final class GraphService: Sendable {
         let rows = try store.changes(driveID: drive.id, afterSeq: after, upToSeq: upTo, offset: offset, limit: top + 1)
         let page = rows.prefix(top)
         var folders: [String: [String]] = [:]
-        var body: [String: Any] = ["value": try page.map { item in
+        // A page keeps its length in changes read, not in items shown: what the caller may not see is left out.
+        let shown = permissions.reachesAll ? Array(page) : try page.filter { try permissions.access(to: $0) > .none }
+        var body: [String: Any] = ["value": try shown.map { item in
             let parentPath = item.deleted || item.isRoot ? nil : try store.folderPath(item.parentId, memo: &folders)
             return try itemJSON(item, drive: drive, parentPath: parentPath, query: query, inDelta: true)
         }]
@@ -310,6 +322,10 @@ final class GraphService: Sendable {
     }
 
     // MARK: JSON shapes
+
+    static func accessDenied() -> ServiceFailure {
+        GraphErrors.failure(403, "accessDenied", "Access denied. You do not have permission to perform this action or access this resource.")
+    }
 
     func notFound() -> ServiceFailure {
         GraphErrors.failure(404, "itemNotFound", "The resource could not be found.")

@@ -5,12 +5,12 @@ import SharePointNaming
 /// Wire behaviour per api-facts §7: If-Match with quoted eTags (412 `resourceModified`), moves within one
 /// drive only and never to `"id":"root"`, deletes to the recycle bin (204), conflict behaviour on names.
 extension GraphService {
-    func write(_ request: SandboxRequest, drive: DriveRow, item: ItemRow, relation: [String]) throws -> SandboxResponse {
+    func write(_ request: SandboxRequest, drive: DriveRow, item: ItemRow, relation: [String], permissions: inout SharePointPermissions) throws -> SandboxResponse {
         switch (request.method, relation) {
         case ("PATCH", []):
             stats.increment("graph.patch")
             try checkPreconditions(request, item: item)
-            return try update(item, drive: drive, request: request)
+            return try update(item, drive: drive, request: request, permissions: &permissions)
         case ("DELETE", []):
             stats.increment("graph.delete")
             guard !item.isRoot else { throw GraphErrors.failure(403, "accessDenied", "The root folder cannot be deleted.") }
@@ -28,7 +28,7 @@ extension GraphService {
         }
     }
 
-    private func update(_ item: ItemRow, drive: DriveRow, request: SandboxRequest) throws -> SandboxResponse {
+    private func update(_ item: ItemRow, drive: DriveRow, request: SandboxRequest, permissions: inout SharePointPermissions) throws -> SandboxResponse {
         let body = try jsonBody(request)
         guard !item.isRoot else { throw GraphErrors.failure(403, "accessDenied", "The root folder cannot be changed.") }
         for key in body.keys where !["name", "parentReference", "fileSystemInfo", "description", "@microsoft.graph.conflictBehavior"].contains(key) {
@@ -44,9 +44,11 @@ extension GraphService {
                 guard parentID != "root" else {
                     throw GraphErrors.failure(400, "invalidRequest", "A move target must be given by the folder's id, not 'root'.")
                 }
-                guard let parent = try store.item(id: parentID), parent.driveId == drive.id, !parent.deleted, parent.isFolder else {
+                guard let parent = try store.item(id: parentID), parent.driveId == drive.id, !parent.deleted, parent.isFolder,
+                      try permissions.access(to: parent) > .none else {
                     throw notFound()
                 }
+                guard try permissions.access(to: parent) == .write else { throw Self.accessDenied() }
                 guard try !store.isSelfOrDescendant(parent.id, of: item.id) else {
                     throw GraphErrors.failure(400, "invalidRequest", "A folder cannot be moved into itself.")
                 }

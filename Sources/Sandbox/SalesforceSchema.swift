@@ -154,11 +154,12 @@ enum SalesforceSchema {
 }
 
 /// Salesforce record ids: 15 case-sensitive characters, plus a 3-character case-folding checksum.
-enum SalesforceID {
+/// Salesforce record Ids as the sandbox makes them: a key prefix, a serial, and the 18-character suffix.
+public enum SalesforceID {
     private static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
     private static let suffixAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ012345")
 
-    static func make(prefix: String, serial: Int, pod: String = "8d0") -> String {
+    public static func make(prefix: String, serial: Int, pod: String = "8d0") -> String {
         var digits: [Character] = []
         var value = serial
         for _ in 0..<9 {

@@ -11,7 +11,7 @@ final class SalesforceService: Sendable {
     let options: SandboxOptions
     let credentials: SandboxCredentials
     let signIns: DeviceSignIns
-    private let cursors = QueryCursors()
+    let cursors = QueryCursors()
     private let apiUsage = LockedValue<Int>(0)
 
     init(store: SandboxStore, tokens: TokenRegistry, stats: Stats, options: SandboxOptions, credentials: SandboxCredentials, signIns: DeviceSignIns) {
@@ -164,7 +164,8 @@ final class SalesforceService: Sendable {
         case 3 where rest[0] == "sobjects":
             stats.increment("sf.record")
             let schema = try object(rest[1])
-            guard let row = try store.record(id: rest[2]), row.type == schema.name, !row.isDeleted else {
+            guard let row = try store.record(id: rest[2]), row.type == schema.name, !row.isDeleted,
+                  try access(for: request, to: row) > .none else {
                 throw error(404, "NOT_FOUND", "The requested resource does not exist")
             }
             let fields = request.query["fields"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
@@ -180,6 +181,10 @@ final class SalesforceService: Sendable {
     private func query(_ soql: String, includeDeleted: Bool, request: SandboxRequest, version: String) throws -> SandboxResponse {
         let parsed: SOQLQuery
         do { parsed = try SOQLParser.parse(soql) } catch let e as SOQLError { throw error(400, e.code, e.message) }
+        if parsed.object.caseInsensitiveCompare("UserRecordAccess") == .orderedSame {
+            return try userRecordAccess(parsed, request: request, version: version)
+        }
+        let sharing = try sharing(for: request)
         guard let schema = SalesforceSchema.object(parsed.object) else {
             throw error(400, "INVALID_TYPE", "\nsObject type '\(parsed.object)' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names.")
         }
@@ -200,6 +205,7 @@ final class SalesforceService: Sendable {
             var fields = (try JSONSerialization.jsonObject(with: Data(row.fields.utf8)) as? [String: Any]) ?? [:]
             fields["attributes"] = ["type": row.type]
             if let filter = parsed.filter, !evaluator.matches(fields, filter) { continue }
+            guard sharing.user == nil || sharing.access(to: row.type, id: row.id, fields: fields) > .none else { continue }
             matched.append((row, fields))
         }
         if !parsed.orderBy.isEmpty {
@@ -243,7 +249,7 @@ final class SalesforceService: Sendable {
         return .json(200, page)
     }
 
-    private func batchSize(_ request: SandboxRequest) -> Int {
+    func batchSize(_ request: SandboxRequest) -> Int {
         var size = options.queryBatchSize
         if let header = request.header("Sforce-Query-Options"),
            let value = header.split(separator: ",").first(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("batchSize=") }),

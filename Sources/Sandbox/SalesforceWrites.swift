@@ -17,20 +17,33 @@ extension SalesforceService {
             stats.increment("sf.create")
             return .json(201, ["id": id, "success": true, "errors": [Any]()])
         case ("PATCH", 3):
+            try requireEdit(request, recordID: rest[2])
             try update(schema, id: rest[2], values: try fields(request))
             stats.increment("sf.update")
             return .empty(204)
         case ("PATCH", 4):
-            return try upsert(schema, field: rest[2], value: rest[3], values: try fields(request))  // segments arrive decoded
+            return try upsert(schema, field: rest[2], value: rest[3], values: try fields(request), request: request)  // segments arrive decoded
         case ("DELETE", 3):
             guard schema.deletable else { throw failure(403, "INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object \(schema.name)") }
             guard let row = try store.record(id: rest[2]), row.type == schema.name else { throw failure(404, "NOT_FOUND", "The requested resource does not exist") }
             guard !row.isDeleted else { throw failure(404, "ENTITY_IS_DELETED", "entity is deleted") }
+            try requireEdit(request, recordID: row.id)
             try store.deleteRecord(id: row.id, at: SalesforceTime.format(Date()))
             stats.increment("sf.delete")
             return .empty(204)
         default:
             throw failure(405, "METHOD_NOT_ALLOWED", "HTTP Method '\(request.method)' not allowed for this resource")
+        }
+    }
+
+    /// A record the caller may read but not edit refuses the write, as Salesforce does (one it may not
+    /// even read is not found).
+    private func requireEdit(_ request: SandboxRequest, recordID: String) throws {
+        guard let row = try store.record(id: recordID) else { return }
+        switch try access(for: request, to: row) {
+        case .write: return
+        case .read: throw failure(400, "INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id")
+        case .none: throw failure(404, "NOT_FOUND", "The requested resource does not exist")
         }
     }
 
@@ -76,7 +89,7 @@ extension SalesforceService {
     }
 
     /// `PATCH /sobjects/{Object}/{ExternalIdField}/{value}`: the one idempotent way to write a link row.
-    private func upsert(_ schema: SObjectSchema, field name: String, value: String, values: [String: Any]) throws -> SandboxResponse {
+    private func upsert(_ schema: SObjectSchema, field name: String, value: String, values: [String: Any], request: SandboxRequest) throws -> SandboxResponse {
         guard let field = schema.field(name), field.externalId || field.name == "Id" else {
             throw failure(404, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: \(name)")
         }
@@ -87,6 +100,7 @@ extension SalesforceService {
             return .json(300, matches.map { "/services/data/v62.0/sobjects/\(schema.name)/\($0.id)" })
         }
         if let existing = matches.first {
+            try requireEdit(request, recordID: existing.id)
             try update(schema, id: existing.id, values: values.filter { $0.key.caseInsensitiveCompare(field.name) != .orderedSame })
             stats.increment("sf.update")
             return .json(200, ["id": existing.id, "success": true, "errors": [Any](), "created": false])

@@ -192,6 +192,12 @@ final class SandboxApp: Sendable {
                 return .json(500, ["error": "\(error)"])
             }
         }
+        if request.method == "POST", segments.count == 4, segments[1] == "items", segments[3] == "permissions" {
+            return grant(itemID: segments[2], request)
+        }
+        if request.method == "POST", segments.count == 4, segments[1] == "records", segments[3] == "share" {
+            return share(recordID: segments[2], request)
+        }
         switch (request.method, request.path) {
         case ("GET", "/_sandbox/stats"):
             return .json(200, stats.snapshot())

@@ -122,7 +122,7 @@ struct Seeder {
         try meta("salesSiteId", salesSite.id)
         try meta("documentsDriveId", documents.drive.id)
 
-        let accounts = try seedRecords(db, drive: documents.drive, root: documents.root)
+        let accounts = try seedRecords(db, drive: documents.drive, root: documents.root, users: SandboxUser.demo(domain: secrets.tenantDomain))
         if let largeFileSize = options.largeFileSize, let acme = accounts.first {
             let folder = try ensureFolder(db, drive: documents.drive, parent: acme.folder, name: "Large Files")
             let item = try insertFile(db, drive: documents.drive, parent: folder, name: "large-file.bin", size: largeFileSize,
@@ -142,10 +142,26 @@ struct Seeder {
 
     private struct SeededAccount { var id: String; var name: String; var folder: ItemRow }
 
-    private mutating func seedRecords(_ db: Database, drive: DriveRow, root: ItemRow) throws -> [SeededAccount] {
+    private mutating func seedRecords(_ db: Database, drive: DriveRow, root: ItemRow, users: [SandboxUser]) throws -> [SeededAccount] {
         let user = SalesforceID.make(prefix: "005", serial: 1)
         try insertRecord(db, type: "User", id: user, fields: ["Name": "Integration User", "Username": "integration@contoso.example",
                                                              "Email": "integration@contoso.example"], modified: 0)
+        for person in users {
+            try insertRecord(db, type: "User", id: person.salesforceUserID,
+                             fields: ["Name": person.displayName, "Username": person.userPrincipalName, "Email": person.userPrincipalName, "Title": person.title],
+                             modified: 0)
+        }
+        // Who owns what: the sales rep and the manager take turns with accounts and opportunities; the
+        // support agent owns every case. Each record folder's permissions follow (see SharePointPermissions).
+        func owner(_ role: SandboxUser.Role) -> SandboxUser? { users.first { $0.role == role } }
+        func owner(of object: String, index: Int) -> SandboxUser? {
+            object == "Case" ? owner(.supportAgent) : owner(index % 2 == 0 ? .salesRep : .manager)
+        }
+        func restrict(_ folder: ItemRow, object: String, index: Int) throws {
+            for (principal, role) in SharePointPermissions.recordFolderGrants(object: object, owner: owner(of: object, index: index)) {
+                try db.cachedStatement(sql: "INSERT INTO itemGrant (itemId, principal, role) VALUES (?, ?, ?)").execute(arguments: [folder.id, principal, role])
+            }
+        }
         try insertRecord(db, type: "ExternalDataSource", id: SalesforceID.make(prefix: "0XC", serial: 1),
                          fields: ["DeveloperName": "SharePoint", "MasterLabel": "SharePoint Online",
                                   "Type": "SharePoint_Online", "Endpoint": "https://\(hostname)/sites/Sales"], modified: 0)
@@ -166,10 +182,11 @@ struct Seeder {
                 "Type": index % 4 == 3 ? "Prospect" : "Customer - Direct", "BillingCity": city, "BillingCountry": country,
                 "Phone": String(format: "+1 206 555 %04d", index % 10_000), "Website": "https://www.example.com/\(index + 1)",
                 "AnnualRevenue": Double(1_000_000 + Int(rng.next() % 90_000) * 1_000), "NumberOfEmployees": 10 + Int(rng.next() % 5_000),
-                "Description": "Demo account \(index + 1)",
+                "Description": "Demo account \(index + 1)", "OwnerId": owner(of: "Account", index: index)?.salesforceUserID ?? user,
             ]
             let modified = try insertRecord(db, type: "Account", id: id, fields: fields, modified: index)
             let folder = try recordFolder(db, drive: drive, top: topFolders["Account"]!, name: name, id: id, modified: modified)
+            try restrict(folder, object: "Account", index: index)
             try seedDocuments(db, drive: drive, folder: folder, object: "Account", columns: ["Customer": name, "RecordId": id])
             accounts.append(SeededAccount(id: id, name: name, folder: folder))
         }
@@ -185,9 +202,11 @@ struct Seeder {
                 "StageName": SalesforceSchema.stages[index % SalesforceSchema.stages.count],
                 "Amount": Double(5_000 + Int(rng.next() % 500) * 1_000), "CloseDate": String(format: "2026-%02d-%02d", 1 + index % 12, 1 + index % 28),
                 "Probability": Double([10, 20, 50, 75, 100, 0][index % 6]), "Type": "Existing Business - Renewal",
+                "OwnerId": owner(of: "Opportunity", index: index)?.salesforceUserID ?? user,
             ]
             let modified = try insertRecord(db, type: "Opportunity", id: id, fields: fields, modified: index)
             let folder = try recordFolder(db, drive: drive, top: topFolders["Opportunity"]!, name: name, id: id, modified: modified)
+            try restrict(folder, object: "Opportunity", index: index)
             try seedDocuments(db, drive: drive, folder: folder, object: "Opportunity",
                               columns: ["Customer": account.name, "DealIdentifier": number, "RecordId": id])
         }
@@ -201,9 +220,11 @@ struct Seeder {
                 "CaseNumber": number, "Subject": subject, "Status": SalesforceSchema.caseStatuses[index % 4],
                 "Priority": ["High", "Medium", "Low"][index % 3], "Origin": ["Phone", "Email", "Web"][index % 3],
                 "AccountId": account.id, "Description": "Reported by \(account.name)",
+                "OwnerId": owner(of: "Case", index: index)?.salesforceUserID ?? user,
             ]
             let modified = try insertRecord(db, type: "Case", id: id, fields: fields, modified: index)
             let folder = try recordFolder(db, drive: drive, top: topFolders["Case"]!, name: number, id: id, modified: modified)
+            try restrict(folder, object: "Case", index: index)
             try seedDocuments(db, drive: drive, folder: folder, object: "Case",
                               columns: ["Customer": account.name, "CaseNumber": number, "RecordId": id])
         }

@@ -51,7 +51,63 @@ final class SandboxStore: Sendable {
                 CREATE INDEX record_by_sequence ON record(seq);
                 """)
         }
+        migrator.registerMigration("v3: permissions and sharing") { db in
+            // An item with grants has unique permissions (SharePoint's "broken inheritance"): only the listed
+            // principals (a demo user's name, or `*` for everyone) reach it, at `read` or `write`. Items without
+            // grants inherit from their folder. Record shares are Salesforce's manual sharing (`Read`/`Edit`).
+            try db.execute(sql: """
+                CREATE TABLE itemGrant (itemId TEXT NOT NULL, principal TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (itemId, principal));
+                CREATE TABLE recordShare (recordId TEXT NOT NULL, userId TEXT NOT NULL, level TEXT NOT NULL, PRIMARY KEY (recordId, userId));
+                """)
+        }
         return migrator
+    }
+
+    // MARK: Permissions and sharing
+
+    /// The grants of an item with unique permissions, by principal; empty when it inherits.
+    func grants(of itemID: String) throws -> [String: String] {
+        try pool.read { db in
+            Dictionary(try Row.fetchAll(db, sql: "SELECT principal, role FROM itemGrant WHERE itemId = ?", arguments: [itemID])
+                .map { ($0["principal"], $0["role"]) }, uniquingKeysWith: { first, _ in first })
+        }
+    }
+
+    /// Gives an item unique permissions: exactly `grants` (principal to role).
+    func setGrants(of itemID: String, _ grants: [String: String]) throws {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM itemGrant WHERE itemId = ?", arguments: [itemID])
+            for (principal, role) in grants {
+                try db.execute(sql: "INSERT INTO itemGrant (itemId, principal, role) VALUES (?, ?, ?)", arguments: [itemID, principal, role])
+            }
+        }
+    }
+
+    /// The records shared with a Salesforce user by hand, with the level (`Read` or `Edit`).
+    func shares(with userID: String) throws -> [String: String] {
+        try pool.read { db in
+            Dictionary(try Row.fetchAll(db, sql: "SELECT recordId, level FROM recordShare WHERE userId = ?", arguments: [userID])
+                .map { ($0["recordId"], $0["level"]) }, uniquingKeysWith: { first, _ in first })
+        }
+    }
+
+    /// Shares a record with a user (`Read`, `Edit`), or stops sharing it (nil).
+    func setShare(recordID: String, userID: String, level: String?) throws {
+        try pool.write { db in
+            if let level {
+                try db.execute(sql: "INSERT OR REPLACE INTO recordShare (recordId, userId, level) VALUES (?, ?, ?)", arguments: [recordID, userID, level])
+            } else {
+                try db.execute(sql: "DELETE FROM recordShare WHERE recordId = ? AND userId = ?", arguments: [recordID, userID])
+            }
+        }
+    }
+
+    /// The live folder holding a record's documents: named `… (Id)`, as the demo's folder templates make them.
+    func recordFolder(recordID: String) throws -> ItemRow? {
+        try pool.read { db in
+            try ItemRow.fetchOne(db, sql: "SELECT * FROM item WHERE isFolder = 1 AND deleted = 0 AND name LIKE ?",
+                                 arguments: ["% (\(recordID))"])
+        }
     }
 
     /// Keeps an item's state before a change as one of its versions (SharePoint keeps a version per change).
@@ -108,11 +164,12 @@ final class SandboxStore: Sendable {
         }
     }
 
-    func children(of parentID: String, offset: Int, limit: Int) throws -> [ItemRow] {
+    /// A page of a folder's live children that meet the `visible` condition (see SharePointPermissions).
+    func children(of parentID: String, offset: Int, limit: Int, visible: (sql: String, arguments: [String]) = ("1", [])) throws -> [ItemRow] {
         try pool.read { db in
             try ItemRow.fetchAll(db, sql: """
-                SELECT * FROM item WHERE parentId = ? AND deleted = 0 ORDER BY name COLLATE NOCASE LIMIT ? OFFSET ?
-                """, arguments: [parentID, limit, offset])
+                SELECT * FROM item WHERE parentId = ? AND deleted = 0 AND \(visible.sql) ORDER BY name COLLATE NOCASE LIMIT ? OFFSET ?
+                """, arguments: StatementArguments([parentID] + visible.arguments.map { $0 as any DatabaseValueConvertible } + [limit, offset]))
         }
     }
 
@@ -421,7 +478,7 @@ extension RecordRow {
     static func withAuditFields(_ values: [String: Any], id: String, created: String, modified: String) -> [String: Any] {
         var fields = values
         fields["Id"] = id
-        fields["OwnerId"] = SalesforceID.make(prefix: "005", serial: 1)
+        fields["OwnerId"] = values["OwnerId"] ?? SalesforceID.make(prefix: "005", serial: 1)
         fields["CreatedDate"] = created
         fields["LastModifiedDate"] = modified
         fields["SystemModstamp"] = modified

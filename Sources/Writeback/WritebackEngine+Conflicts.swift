@@ -5,8 +5,32 @@ import Graph
 import HTTP
 import Logging
 
-/// Conflicts: an upload whose document changed remotely, settled by its object's policy.
+/// Conflicts: an upload whose document changed remotely, settled by its object's policy; and changes the
+/// service refuses for good.
 extension WritebackEngine {
+    /// A change SharePoint refuses because the user may not make it (403 `accessDenied`: they may only read
+    /// the document or its folder) ends here, without retries: an upload's bytes move to the state
+    /// directory's `conflicts/` (nothing the user wrote is lost), the change leaves the journal, and the
+    /// mount shows the service's copy again, with `user.crmfs.sync` saying what happened.
+    func refuse(_ change: PendingChange, id: Int64, reason: String) {
+        var note = "error: \(reason) (SharePoint refused the change)"
+        do {
+            if let file = change.stagedFile {
+                let kept = try staging.keepAside(file, as: change.name)
+                note = "error: \(reason) (SharePoint refused the change; your copy is in the state directory's conflicts/\((kept as NSString).lastPathComponent))"
+            }
+            try journal.complete(id: id)
+        } catch {
+            // The change stays in the journal: retried, and refused again, at the next attempt.
+            logger.error("a refused change could not be set aside", metadata: ["name": "\(change.name)", "error": "\(error)"])
+            return
+        }
+        lock.withLock { refusals[id] = reason }
+        logger.error("the service refused a change; it is not retried", metadata: ["name": "\(change.name)", "reason": "\(reason)",
+                                                                                    "kept": "\(change.stagedFile != nil)"])
+        finished(.refused(change, note: note))
+    }
+
     /// Settles an upload whose document changed remotely since it was opened, by its object's policy.
     /// Nothing is overwritten silently: keep-both uploads the local copy beside the remote one as
     /// `NAME (conflict YYYY-MM-DD HOST).EXT`; local-wins overwrites; remote-wins keeps the local copy in

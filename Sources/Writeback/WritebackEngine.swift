@@ -42,6 +42,8 @@ public final class WritebackEngine: @unchecked Sendable {
     private var loop: Task<Void, Never>?
     /// Last failure of changes that gave up, for waiters.
     private var failures: [Int64: String] = [:]
+    /// Changes the service refused for good (see `refuse`), with why, for waiters and `crmfs sync`.
+    var refusals: [Int64: String] = [:]
     /// Changes whose staged file is still open for writing: not sent until released.
     private var held: Set<Int64> = []
     /// Changes being sent now: they can no longer be amended or withdrawn.
@@ -218,6 +220,7 @@ public final class WritebackEngine: @unchecked Sendable {
     public func wait(for id: Int64) async throws {
         while true {
             if let failure = lock.withLock({ failures[id] }) { throw WritebackError.gaveUp(failure) }
+            if let refusal = lock.withLock({ refusals[id] }) { throw WritebackError.refused(refusal) }
             guard try journal.change(id: id) != nil || lock.withLock({ running.contains(id) }) else { return }
             try Task.checkCancellation()
             await waitForProgress { failures[id] != nil || ((try? journal.change(id: id)) == nil && !running.contains(id)) }
@@ -243,6 +246,8 @@ public final class WritebackEngine: @unchecked Sendable {
             try Task.checkCancellation()
             await waitForProgress { !unfinished() }
         }
+        let refused = lock.withLock { targets.compactMap { id in refusals[id] } }
+        if !refused.isEmpty { throw WritebackError.refused(refused.sorted().joined(separator: "; ")) }
     }
 
     /// Suspends until the engine makes progress, unless `done` (checked under the lock, so no progress
@@ -360,7 +365,7 @@ public final class WritebackEngine: @unchecked Sendable {
     func finished(_ outcome: ChangeOutcome) {
         for observer in lock.withLock({ observers }) { observer(outcome) }
         let id: Int64? = switch outcome {
-        case .done(let change, _), .conflict(let change, _), .gaveUp(let change, _): change.id
+        case .done(let change, _), .conflict(let change, _), .gaveUp(let change, _), .refused(let change, _): change.id
         }
         lock.withLock { if let id { running.remove(id); notBefore[id] = nil; quietUntil[id] = nil } }
     }
@@ -412,6 +417,10 @@ public final class WritebackEngine: @unchecked Sendable {
         } catch {
             let attempts = (try? journal.update(id: id) { $0.attempts += 1; $0.lastError = "\(error)" })?.attempts ?? maxAttempts
             logger.warning("change failed", metadata: ["name": "\(change.name)", "attempt": "\(attempts)", "error": "\(error)"])
+            if let refusal = error as? GraphError, refusal.isAccessDenied {
+                refuse(change, id: id, reason: "access denied")
+                return
+            }
             if case UploadFailure.conflict = error {
                 do {
                     try await resolveConflict(id: id)
@@ -463,6 +472,9 @@ public enum ChangeOutcome: Sendable {
     case conflict(PendingChange, ConflictPolicy)
     /// Retries are exhausted; it stays in the journal.
     case gaveUp(PendingChange, String)
+    /// The service refused it for good (the user may not change the document); it is not retried, and an
+    /// upload's bytes are kept in the state directory's `conflicts/`. The note says what happened.
+    case refused(PendingChange, note: String)
 }
 
 /// A document's state as `user.crmfs.sync` tells it.
@@ -486,11 +498,14 @@ public enum SyncStatus: Sendable, Equatable, CustomStringConvertible {
 
 public enum WritebackError: Error, CustomStringConvertible {
     case gaveUp(String)
+    /// The service refused the change for good (403): retrying cannot help.
+    case refused(String)
     case incomplete(String)
 
     public var description: String {
         switch self {
         case .gaveUp(let reason): "gave up after retries: \(reason)"
+        case .refused(let reason): "refused by the service: \(reason)"
         case .incomplete(let name): "the journal's change for \(name) lacks the item it applies to"
         }
     }

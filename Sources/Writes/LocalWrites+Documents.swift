@@ -34,6 +34,7 @@ extension LocalWrites {
     /// for writing copies nothing (`touch` opens for writing).
     public func open(_ node: NodeSnapshot, truncate: Bool) async throws -> WriteSession {
         guard node.level == .document, node.type == .file else { throw NamespaceError.notPermitted("only documents can be written") }
+        try tree.requireWritable(node.ino)
         if let session = lock.withLock({ () -> WriteSession? in
             guard let session = documents[node.ino]?.session else { return nil }
             return session.withState { state in
@@ -490,6 +491,7 @@ extension LocalWrites {
     /// `utimens`: the time travels with the document's upload when one is open or pending; otherwise it
     /// goes as a metadata update of its own (which SharePoint counts as a version).
     public func setModified(_ node: NodeSnapshot, to date: Date) throws {
+        try tree.requireWritable(node.ino)
         tree.setLocal(node.ino, modified: date, timeSet: true)
         // Noted under the registry's lock, so a last close cannot take the session away between the
         // check and the note: the close's flush sees it.

@@ -8,6 +8,7 @@ extension LocalWrites {
     /// `setfattr user.sp.COLUMN` on a document: after its pending upload (EBUSY while it is still open for
     /// writing); a value SharePoint refuses is EINVAL with its reason.
     public func setColumn(_ ino: UInt64, column: String, text: String?) async throws {
+        try tree.requireWritable(ino)
         try await uploaded(ino)
         let edit = try await tree.columnEdit(ino, column: column, text: text)
         do {
@@ -21,6 +22,7 @@ extension LocalWrites {
     /// `setfattr user.crm.FIELD` on a record or its documents, for fields `writable_fields` lists; a value
     /// Salesforce refuses is EINVAL with its reason.
     public func setRecordField(_ ino: UInt64, field: String, text: String?) async throws {
+        try tree.requireWritable(ino)
         let edit = try tree.recordFieldEdit(ino, field: field, text: text)
         do {
             let record = try await engine.metadata.setRecordFields(object: edit.objectName, id: edit.recordID, fields: edit.fields,

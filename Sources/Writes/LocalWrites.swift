@@ -209,6 +209,12 @@ public final class LocalWrites: @unchecked Sendable {
                 tree.expire(owner.parent)
             }
             lock.withLock { document(owner.ino) { $0.settledNote = note } }
+        case .refused(let change, let note):
+            // The service's copy is the document again; the user's bytes are kept aside (see `refuse`).
+            guard let id = change.id, let owner = forget(id) else { return }
+            if let hidden = owner.hiddenItem { tree.reveal(hidden) }
+            if change.kind == .upload { tree.revertToService(owner.ino) } else { tree.expire(owner.parent) }
+            lock.withLock { document(owner.ino) { $0.settledNote = note } }
         case .gaveUp(let change, let reason):
             logger.error("not sent after retries; kept in the journal", metadata: ["name": "\(change.name)", "error": "\(reason)"])
         }

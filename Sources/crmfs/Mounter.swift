@@ -42,7 +42,8 @@ struct Mounter {
             try? store?.keep(facts)
         }
         let tree = Tree(config: config, location: facts.location, graph: connections.graph, salesforce: connections.salesforce,
-                        recordURLBase: facts.instanceURL, options: TreeOptions(attributeTimeout: mountOptions.attributeTimeout))
+                        recordURLBase: facts.instanceURL, options: TreeOptions(attributeTimeout: mountOptions.attributeTimeout,
+                                                                                 checksRecordAccess: config.salesforceSignsInAsUser))
         let cache = try BlockCache(directory: state.appendingPathComponent("blocks"), capacity: options.cacheSize ?? config.cache.size,
                                    blockSize: Int(options.blockSize ?? config.cache.blockSize))
         let reader = BlockReader(cache: cache, graph: connections.graph)

@@ -44,8 +44,7 @@ struct SignInTests {
                 #expect(Self.mode("\(state)/credentials/\(service)-refresh-token") == 0o600)
             }
 
-            let mount = try await MountFixture.mount(sandbox)
-            do {
+            try await MountFixture.using(sandbox) { mount in
                 let accounts = try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts"))
                 #expect(accounts.count == 3, "\(accounts)")
                 #expect(FileManager.default.fileExists(atPath: mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")), "\(accounts)")
@@ -66,11 +65,7 @@ struct SignInTests {
                 #expect(logout.status == 0)
                 #expect(!FileManager.default.fileExists(atPath: "\(state)/credentials/graph-refresh-token"))
                 #expect(!FileManager.default.fileExists(atPath: "\(state)/credentials/salesforce-refresh-token"))
-            } catch {
-                await mount.unmount()
-                throw error
             }
-            await mount.unmount()
         }
     }
 
@@ -83,9 +78,10 @@ struct SignInTests {
 
             let sam = try await Self.login(sandbox, as: "sam")
             #expect(sam.contains("as sam.rivera@contoso.onmicrosoft.com"), "\(sam)")
-            let mount = try await MountFixture.mount(sandbox)
-            #expect(try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts")).count == 3)
-            await mount.unmount()
+            try await MountFixture.using(sandbox) { mount in
+                let accounts = try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts"))
+                #expect(accounts.count == 3)
+            }
             #expect(FileManager.default.fileExists(atPath: "\(state)/metadata.sqlite"), "the mount kept its tree")
 
             let sky = try await Self.login(sandbox, as: "sky")
@@ -95,13 +91,16 @@ struct SignInTests {
             #expect(!skyAgain.contains("another account"), "\(skyAgain)")
 
             // A change sky made that could not be sent yet (every request failing) must never go out as sam.
-            let skyMount = try await MountFixture.mount(sandbox)
-            #expect(try FileManager.default.contentsOfDirectory(atPath: skyMount.path("Accounts/Acme Corp/Contracts")).contains("MSA-2026.pdf"))
-            try await sandbox.admin("faults", ["faults": "503:1"])
-            // Written and closed without fsync (which waits for the upload), as `echo >` does.
-            let written = try await Tools.run("/bin/sh", ["-c", "echo \"sky's notes\" > '\(skyMount.path("Accounts/Acme Corp/Contracts/notes.txt"))'"])
-            #expect(written.status == 0, "\(written.errors)")
-            await skyMount.unmount()
+            // (Into a case: sky, a support agent, edits cases and only reads accounts.)
+            try await MountFixture.using(sandbox) { skyMount in
+                #expect(try FileManager.default.contentsOfDirectory(atPath: skyMount.path("Accounts/Acme Corp/Contracts")).contains("MSA-2026.pdf"))
+                let firstCase = try #require(try FileManager.default.contentsOfDirectory(atPath: skyMount.path("Cases")).sorted().first)
+                _ = try FileManager.default.contentsOfDirectory(atPath: skyMount.path("Cases/\(firstCase)"))  // listed before the faults
+                try await sandbox.admin("faults", ["faults": "503:1"])
+                // Written and closed without fsync (which waits for the upload), as `echo >` does.
+                let written = try await Tools.run("/bin/sh", ["-c", "echo \"sky's notes\" > '\(skyMount.path("Cases/\(firstCase)/notes.txt"))'"])
+                #expect(written.status == 0, "\(written.errors)")
+            }
             try await sandbox.admin("faults", ["faults": ""])
             let refused = try await Self.login(sandbox, as: "sam", expectSuccess: false)
             #expect(refused.contains("still wait to be sent") && refused.contains("sky.chen@"), "\(refused)")
@@ -111,9 +110,9 @@ struct SignInTests {
     }
 
     /// `crmfs login` with each code it prints approved as `user` on the sandbox's verification side; its output.
-    static func login(_ sandbox: SandboxFixture, as user: String, expectSuccess: Bool = true) async throws -> String {
+    static func login(_ sandbox: SandboxFixture, as user: String, config: String? = nil, expectSuccess: Bool = true) async throws -> String {
         let output = sandbox.directory.appendingPathComponent("login-\(UUID().uuidString).out").path
-        let process = try Subprocess(Tools.crmfs, ["login", sandbox.configPath], stdout: .file(output), stderr: .file(output + ".err"))
+        let process = try Subprocess(Tools.crmfs, ["login", config ?? sandbox.configPath], stdout: .file(output), stderr: .file(output + ".err"))
         let exited = Task { await process.wait() }
         var approved = Set<String>()
         for _ in 0..<300 where approved.count < (expectSuccess ? 2 : 1) {

@@ -4,25 +4,51 @@ import Foundation
 public final class MountFixture: Sendable {
     public let sandbox: SandboxFixture
     public let mountpoint: String
+    /// The mount's state directory (journal, staged files, log).
+    public let stateDirectory: String
 
     /// `environment` is given to the daemon alone (test hooks such as `CRMFS_INJECT_SEAL_FAILURES`).
-    public static func mount(_ sandbox: SandboxFixture, options: [String] = [], at mountpoint: String? = nil,
+    /// `config`: another mount.conf than the sandbox's own (another user's, say).
+    public static func mount(_ sandbox: SandboxFixture, config: String? = nil, options: [String] = [], at mountpoint: String? = nil,
                              environment: [String: String] = [:]) async throws -> MountFixture {
         let path = mountpoint ?? FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-mnt-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        let arguments = ["mount", sandbox.configPath, path] + options.flatMap { ["-o", $0] }
+        let arguments = ["mount", config ?? sandbox.configPath, path] + options.flatMap { ["-o", $0] }
         let result = environment.isEmpty
             ? try await Tools.run(Tools.crmfs, arguments)
             : try await Tools.run("/usr/bin/env", environment.map { "\($0.key)=\($0.value)" } + [Tools.crmfs] + arguments)
         guard result.status == 0 else {
             throw MountFailure(message: "crmfs mount exited \(result.status): \(result.errors)")
         }
-        return MountFixture(sandbox: sandbox, mountpoint: path)
+        return MountFixture(sandbox: sandbox, mountpoint: path, stateDirectory: try stateDirectory(of: config ?? sandbox.configPath))
     }
 
-    private init(sandbox: SandboxFixture, mountpoint: String) {
+    /// `[cache] directory` of a sandbox-made config (relative to the config's folder).
+    private static func stateDirectory(of config: String) throws -> String {
+        let text = try String(contentsOfFile: config, encoding: .utf8)
+        let line = text.split(separator: "\n").first { $0.hasPrefix("directory = \"") }
+        let value = line.map { String($0.dropFirst("directory = \"".count).dropLast()) } ?? "crmfs-state"
+        return value.hasPrefix("/") ? value : ((config as NSString).deletingLastPathComponent as NSString).appendingPathComponent(value)
+    }
+
+    /// Mounts, runs `body`, and unmounts whatever happens in it (a test that fails must not leave a mount behind).
+    public static func using<T>(_ sandbox: SandboxFixture, config: String? = nil, options: [String] = [],
+                                _ body: (MountFixture) async throws -> T) async throws -> T {
+        let mount = try await mount(sandbox, config: config, options: options)
+        do {
+            let result = try await body(mount)
+            await mount.unmount()
+            return result
+        } catch {
+            await mount.unmount()
+            throw error
+        }
+    }
+
+    private init(sandbox: SandboxFixture, mountpoint: String, stateDirectory: String) {
         self.sandbox = sandbox
         self.mountpoint = mountpoint
+        self.stateDirectory = stateDirectory
     }
 
     public func path(_ relative: String) -> String { "\(mountpoint)/\(relative)" }
@@ -47,9 +73,6 @@ public final class MountFixture: Sendable {
         let log = (try? String(contentsOfFile: "\(stateDirectory)/crmfs.log", encoding: .utf8)) ?? ""
         return log.split(separator: "\n").suffix(lines).joined(separator: "\n")
     }
-
-    /// The mount's state directory (journal, staged files, log).
-    public var stateDirectory: String { sandbox.directory.appendingPathComponent("crmfs-state").path }
 
     /// Unmounts, retrying while the kernel still calls the mount busy (a reader's last requests can be in
     /// flight just after its close), then lazily: no test leaves a mount or a daemon behind. Waits for the
@@ -90,15 +113,7 @@ public func withMount<T>(records: Int = 12, docsPerRecord: Int = 2, largeFile: I
             let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
             try editConfig(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
         }
-        let mount = try await MountFixture.mount(sandbox, options: options)
-        do {
-            let result = try await body(mount)
-            await mount.unmount()
-            return result
-        } catch {
-            await mount.unmount()
-            throw error
-        }
+        return try await MountFixture.using(sandbox, options: options, body)
     }
 }
 

@@ -7,12 +7,22 @@ public struct AccessToken: Sendable {
     /// Salesforce answers with the REST base to use; Entra does not.
     public var instanceURL: String?
     public var issuedAt: Date
+    /// Whose token it is, when the service says: Salesforce's User Id, the last part of its identity URL
+    /// (`https://login.salesforce.com/id/00D…/005…`).
+    public var userID: String?
 
-    public init(value: Secret, expiresAt: Date?, instanceURL: String? = nil, issuedAt: Date = Date()) {
+    public init(value: Secret, expiresAt: Date?, instanceURL: String? = nil, issuedAt: Date = Date(), userID: String? = nil) {
         self.value = value
         self.expiresAt = expiresAt
         self.instanceURL = instanceURL
         self.issuedAt = issuedAt
+        self.userID = userID
+    }
+
+    /// The User Id at the end of a Salesforce identity URL.
+    public static func userID(identityURL: String?) -> String? {
+        guard let identityURL, let last = identityURL.split(separator: "/").last, last.hasPrefix("005") else { return nil }
+        return String(last)
     }
 
     /// True once the token is within the refresh margin of its expiry: a tenth of its life, between 1 s and 5 min.

@@ -151,7 +151,8 @@ public struct SalesforceOAuth: Sendable {
             value: Secret(json["access_token"]!.stringValue!),
             expiresAt: sessionTimeout.map { issued.addingTimeInterval($0) },
             instanceURL: json["instance_url"]?.stringValue,
-            issuedAt: issued)
+            issuedAt: issued,
+            userID: AccessToken.userID(identityURL: json["id"]?.stringValue))
     }
 
     public func provider(using client: HTTPClient, registry: TokenCacheRegistry = .shared) -> TokenCache {
