@@ -14,13 +14,14 @@ public struct RecordQuery: Sendable, Hashable {
 }
 
 extension SalesforceClient {
-    /// Runs the queries as composite requests (25 to a call, each one API call however many queries it
-    /// holds: what keeps a poll of every object at one call), following `nextRecordsUrl` of a long answer.
+    /// Runs the queries as composite requests (5 to a call, the most queries Salesforce lets one composite
+    /// hold; each call counts once against the allowance however many it holds: what keeps a poll of every
+    /// object at one call), following `nextRecordsUrl` of a long answer.
     public func queries(_ queries: [RecordQuery]) async throws -> [[SObjectRecord]] {
         var results: [[SObjectRecord]] = []
         var start = 0
         while start < queries.count {
-            let chunk = Array(queries[start..<min(start + Self.maxCompositeSubrequests, queries.count)])
+            let chunk = Array(queries[start..<min(start + Self.maxCompositeQueries, queries.count)])
             let subrequests = chunk.enumerated().map { index, query in
                 CompositeSubrequest(method: "GET", url: "/services/data/v\(apiVersion)/\(query.includeDeleted ? "queryAll" : "query")?q=\(SOQLEscaping.queryParameter(query.soql))",
                                     referenceID: "q\(index)")
@@ -41,5 +42,6 @@ extension SalesforceClient {
         return results
     }
 
-    static let maxCompositeSubrequests = 25
+    /// A composite holds up to 25 subrequests, of which at most 5 may be queries (api-facts §15.1).
+    static let maxCompositeQueries = 5
 }

@@ -215,43 +215,49 @@ public final class ChangeFeeds: @unchecked Sendable {
 
     // MARK: CRM
 
-    /// One poll of every object the mount has listed, in one call: per object, the records changed since the
-    /// newest change it has seen (and of those, the ones its filter still shows) and the records deleted.
+    /// One poll of every object the mount has listed, in one call: per object, one `queryAll` for the records
+    /// changed or deleted since the newest change it has seen (`IsDeleted` tells which), and for an object
+    /// with a filter, which of them it still shows. (A composite holds at most 5 queries: three objects, or
+    /// five without filters, poll in one call.)
     @discardableResult
     public func pollRecords() async throws -> Int {
         let objects = tree.listedObjects()
         guard !objects.isEmpty else { return 0 }
         var queries: [RecordQuery] = []
-        var plans: [(index: Int, changed: Int, shown: Int?, deleted: Int)] = []
+        var plans: [(index: Int, changed: Int, shown: Int?, askedIsDeleted: Bool)] = []
         for (index, changedUpTo) in objects {
             let object = tree.config.objects[index]
             let since = Self.soqlDateTime((changedUpTo ?? startedAt.addingTimeInterval(-300)).addingTimeInterval(-crmOverlap))
             let recent = "SystemModstamp > \(since)"
             let changed = queries.count
-            queries.append(RecordQuery("SELECT \(tree.recordFields(objectIndex: index).joined(separator: ", ")) FROM \(object.object) WHERE \(recent) ORDER BY SystemModstamp"))
+            var fields = tree.recordFields(objectIndex: index)
+            let askedIsDeleted = !fields.contains("IsDeleted")
+            if askedIsDeleted { fields.append("IsDeleted") }
+            queries.append(RecordQuery("SELECT \(fields.joined(separator: ", ")) FROM \(object.object) WHERE \(recent) ORDER BY SystemModstamp",
+                                       includeDeleted: true))
             var shown: Int?
             if let filter = object.filter {
                 shown = queries.count
                 queries.append(RecordQuery("SELECT Id FROM \(object.object) WHERE (\(filter)) AND \(recent)"))
             }
-            let deleted = queries.count
-            queries.append(RecordQuery("SELECT Id FROM \(object.object) WHERE IsDeleted = true AND \(recent)", includeDeleted: true))
-            plans.append((index, changed, shown, deleted))
+            plans.append((index, changed, shown, askedIsDeleted))
         }
-        var answers = try await records.queries(queries)
+        let answers = try await records.queries(queries)
+        let isDeleted = { (record: SObjectRecord) in record["IsDeleted"]?.boolValue == true }
         // What the user may do with the records that changed: all objects' in one go.
-        let changedRecords = try await tree.withRecordAccess(plans.flatMap { answers[$0.changed] })
-        var start = 0
-        for plan in plans {
-            let count = answers[plan.changed].count
-            answers[plan.changed] = Array(changedRecords[start..<start + count])
-            start += count
-        }
+        var changedRecords = try await tree.withRecordAccess(plans.flatMap { answers[$0.changed].filter { !isDeleted($0) } })[...]
         var applied = 0
         for plan in plans {
-            let changes = tree.applyRecordChanges(objectIndex: plan.index, changed: answers[plan.changed],
+            let live = answers[plan.changed].count { !isDeleted($0) }
+            let changed = changedRecords.prefix(live).map { record in
+                var record = record
+                if plan.askedIsDeleted { record.fields["IsDeleted"] = nil }  // asked for the feed's sake, as the listing has it
+                return record
+            }
+            changedRecords = changedRecords.dropFirst(live)
+            let changes = tree.applyRecordChanges(objectIndex: plan.index, changed: Array(changed),
                                                   shown: plan.shown.map { Set(answers[$0].compactMap(\.id)) },
-                                                  deleted: answers[plan.deleted].compactMap(\.id))
+                                                  deleted: answers[plan.changed].filter(isDeleted).compactMap(\.id))
             applied += changes.applied
             deliver(changes)
         }

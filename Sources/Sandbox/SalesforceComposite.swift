@@ -5,6 +5,14 @@ import Foundation
 /// answers; with `allOrNone` a failure rolls every write back and the others report PROCESSING_HALTED.
 extension SalesforceService {
     static let maxSubrequests = 25
+    /// Of those, at most this many may be queries (query, queryAll) or sObject Collections (api-facts §15.1).
+    static let maxQuerySubrequests = 5
+
+    static func isQueryOrCollection(_ url: String) -> Bool {
+        let path = url.split(separator: "?").first.map(String.init) ?? url
+        return path.hasSuffix("/query") || path.hasSuffix("/queryAll") || path.contains("/query/") || path.contains("/queryAll/")
+            || path.contains("/composite/sobjects")
+    }
 
     func composite(_ request: SandboxRequest, version: String) throws -> SandboxResponse {
         guard let body = (try? JSONSerialization.jsonObject(with: request.body)) as? [String: Any],
@@ -13,6 +21,10 @@ extension SalesforceService {
         }
         guard subrequests.count <= Self.maxSubrequests else {
             throw failure(400, "INVALID_INPUT", "Composite requests take at most \(Self.maxSubrequests) subrequests.")
+        }
+        let queries = subrequests.filter { Self.isQueryOrCollection($0["url"] as? String ?? "") }.count
+        guard queries <= Self.maxQuerySubrequests else {
+            throw failure(400, "INVALID_INPUT", "Composite requests take at most \(Self.maxQuerySubrequests) query or sObject Collections subrequests; this one has \(queries).")
         }
         for subrequest in subrequests {
             guard let reference = subrequest["referenceId"] as? String, !reference.isEmpty,

@@ -97,6 +97,21 @@ struct SalesforceWriteTests {
         }
     }
 
+    @Test("a composite holds at most 5 queries: the sandbox refuses a sixth, and the client sends 12 queries as 3 calls")
+    func compositeQueryLimit() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 0) { sandbox in
+            let salesforce = try sandbox.connections().salesforce
+            let query = "/services/data/v\(salesforce.apiVersion)/query?q=SELECT+Id+FROM+Account"
+            await #expect(throws: SalesforceError.self) {
+                try await salesforce.composite((0..<6).map { CompositeSubrequest(method: "GET", url: query, referenceID: "q\($0)") }, allOrNone: false)
+            }
+            try await sandbox.admin("stats/reset")
+            let answers = try await salesforce.queries((0..<12).map { _ in RecordQuery("SELECT Id FROM Account") })
+            #expect(answers.count == 12 && answers.allSatisfy { $0.count == 2 })
+            #expect(try await sandbox.stats()["sf.composite"] == 3)
+        }
+    }
+
     @Test("an external ContentVersion creates its ContentDocument and, with FirstPublishLocationId, the link to the record")
     func filesConnect() async throws {
         try await withSandbox(records: 2, docsPerRecord: 0) { sandbox in

@@ -4,7 +4,7 @@ import HTTP
 
 /// A CRM in memory, for tests of the tree: each object's records, answered to any query `FROM` that
 /// object in Id order. Of a WHERE clause it knows only what the change feed asks (`SystemModstamp > T`,
-/// and `IsDeleted = true` for the recycle bin); other filters are the service's job, tested against the
+/// and `IsDeleted = true` for the recycle bin; `queryAll` reads it too); other filters are the service's job, tested against the
 /// sandbox. Writes through the service are refused; a test changes records as another user would.
 public final class InMemoryRecords: RecordService, @unchecked Sendable {
     private let lock = NSLock()
@@ -53,7 +53,9 @@ public final class InMemoryRecords: RecordService, @unchecked Sendable {
         let recycled = soql.contains("IsDeleted = true")
         return lock.withLock {
             queries.append(soql)
-            return ((recycled ? deleted[object] : records[object]) ?? [])
+            // `queryAll` reads the recycle bin too (its records say `IsDeleted`); `IsDeleted = true` reads only it.
+            let source = recycled ? deleted[object] ?? [] : (records[object] ?? []) + (includeDeleted ? deleted[object] ?? [] : [])
+            return source
                 .filter { record in since.map { (ServiceTime.parse(record["SystemModstamp"]?.stringValue ?? "") ?? .distantFuture) > $0 } ?? true }
                 .sorted { ($0.id ?? "") < ($1.id ?? "") }
         }
