@@ -135,13 +135,15 @@ public enum ConfigLoader {
 
         func cache(_ t: TOMLTable?) throws -> CacheSettings {
             let at = "cache"
-            guard let t else { return CacheSettings(directory: "crmfs-state", size: 1 << 30, blockSize: 4 << 20) }
+            // Without a directory, the user's own state home (`$XDG_STATE_HOME/crmfs/NAME`).
+            let defaultDirectory = UserPaths().stateDirectory(forConfig: path)
+            guard let t else { return CacheSettings(directory: defaultDirectory, size: 1 << 30, blockSize: 4 << 20) }
             try allowOnly(t, ["directory", "size", "block_size"], at: at)
             let size = try bytes(t, "size", at: at, default: 1 << 30)
             let block = try bytes(t, "block_size", at: at, default: 4 << 20)
             guard block >= 64 << 10, block <= 64 << 20 else { throw error("\(at).block_size", "must be between 64KiB and 64MiB") }
             guard size >= block * 4 else { throw error("\(at).size", "must hold at least four blocks (\(block * 4) bytes)") }
-            return CacheSettings(directory: try string(t, "directory", at: at, default: "crmfs-state"), size: size, blockSize: block)
+            return CacheSettings(directory: try string(t, "directory", at: at, default: defaultDirectory), size: size, blockSize: block)
         }
 
         func writeback(_ t: TOMLTable?) throws -> WritebackSettings {

@@ -12,6 +12,11 @@ public final class StateDirectory: Sendable {
     /// Creates the directory (0700) if needed, checks it, and takes its lock for the mount at `mountpoint`.
     public init(path: String, mountpoint: String) throws {
         url = URL(fileURLWithPath: path)
+        // Its parents too, private as the XDG spec asks (`~/.local/state/crmfs/` on a new account).
+        let parent = url.deletingLastPathComponent().path
+        if !FileManager.default.fileExists(atPath: parent) {
+            try? FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
         if mkdir(path, 0o700) != 0 && errno != EEXIST {
             throw StateDirectoryError.unusable(path: path, reason: String(cString: strerror(errno)))
         }

@@ -26,9 +26,10 @@ struct CRMFS: AsyncParsableCommand {
         Foundation.exit(1)
     }
 
-    /// The config at `path` (relative to the working directory), or a clear failure naming the file, key and problem.
-    static func loadConfig(_ path: String) throws -> MountConfig {
-        do { return try ConfigLoader.load(path: URL(fileURLWithPath: path).standardizedFileURL.path) } catch { fail("\(error)") }
+    /// The config a command names (a path, or NAME of `~/.config/crmfs/NAME.conf`), or a clear failure
+    /// naming the file, key and problem.
+    static func loadConfig(_ argument: String) throws -> MountConfig {
+        do { return try ConfigLoader.load(path: UserPaths().config(argument)) } catch { fail("\(error)") }
     }
 
     static func bootstrapLogging(level: Logger.Level) {

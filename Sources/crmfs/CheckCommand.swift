@@ -12,7 +12,7 @@ struct CheckCommand: AsyncParsableCommand {
         commandName: "check",
         abstract: "Check a mount configuration against Salesforce and SharePoint, one line per check.")
 
-    @Argument(help: "The mount configuration.")
+    @Argument(help: "The mount configuration: a path, or NAME for ~/.config/crmfs/NAME.conf.")
     var config: String
 
     func run() async throws {
@@ -24,7 +24,7 @@ struct CheckCommand: AsyncParsableCommand {
         }
         let loaded: MountConfig
         do {
-            loaded = try ConfigLoader.load(path: config)
+            loaded = try ConfigLoader.load(path: UserPaths().config(config))
             report(true, "config \(config) is valid (\(loaded.objects.count) objects)")
         } catch {
             report(false, "\(error)")

@@ -16,7 +16,7 @@ struct LoginCommand: AsyncParsableCommand {
             a 0700 directory, owned by you); a running mount picks them up at its next request.
             """)
 
-    @Argument(help: "The mount configuration.")
+    @Argument(help: "The mount configuration: a path, or NAME for ~/.config/crmfs/NAME.conf.")
     var config: String
 
     func run() async throws {
@@ -94,7 +94,7 @@ struct LogoutCommand: AsyncParsableCommand {
         abstract: "Forget the sign-ins `crmfs login` kept for a mount configuration.",
         discussion: "A running mount answers EACCES from its next token refresh on, until `crmfs login` is run again; nothing staged is lost.")
 
-    @Argument(help: "The mount configuration.")
+    @Argument(help: "The mount configuration: a path, or NAME for ~/.config/crmfs/NAME.conf.")
     var config: String
 
     func run() async throws {

@@ -14,7 +14,7 @@ struct MountCommand: AsyncParsableCommand {
             Unmount with `umount MOUNTPOINT` or `fusermount3 -u MOUNTPOINT`.
             """)
 
-    @Argument(help: "The mount configuration (see mount.conf.example).")
+    @Argument(help: "The mount configuration (see mount.conf.example): a path, or NAME for ~/.config/crmfs/NAME.conf.")
     var config: String
 
     @Argument(help: "An existing, empty directory.")
@@ -39,7 +39,7 @@ struct MountCommand: AsyncParsableCommand {
         Hardening.noCoreDumps()
         let parsed: ParsedMountOptions
         do { parsed = try ParsedMountOptions.parse(options) } catch { throw ValidationError("\(error)") }
-        let configPath = URL(fileURLWithPath: config).standardizedFileURL.path
+        let configPath = UserPaths().config(config)
         let mountpointPath = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
 
         if !foreground && ProcessInfo.processInfo.environment[Self.readyVariable] == nil {

@@ -1,6 +1,7 @@
 import Config
 import Foundation
 import Testing
+import TestSupport
 
 @Suite("mount.conf")
 struct ConfigTests {
@@ -74,6 +75,24 @@ struct ConfigTests {
         }
     }
 
+    @Test("per-user defaults: a bare NAME is ~/.config/crmfs/NAME.conf, a config without a state directory uses ~/.local/state/crmfs/NAME")
+    func userPaths() throws {
+        let home = try Tools.emptyDirectory("crmfs-home")
+        let paths = UserPaths(environment: ["HOME": home])
+        #expect(paths.configDirectory == "\(home)/.config/crmfs")
+        #expect(paths.stateDirectory(forConfig: "\(home)/.config/crmfs/sales.conf") == "\(home)/.local/state/crmfs/sales")
+        let elsewhere = UserPaths(environment: ["HOME": home, "XDG_CONFIG_HOME": "/srv/conf", "XDG_STATE_HOME": "/srv/state"])
+        #expect(elsewhere.configDirectory == "/srv/conf/crmfs" && elsewhere.stateHome == "/srv/state/crmfs")
+        #expect(UserPaths(environment: ["HOME": home, "XDG_STATE_HOME": "relative/ignored"]).stateHome == "\(home)/.local/state/crmfs",
+                "the spec says a relative base directory is ignored")
+        try FileManager.default.createDirectory(atPath: paths.configDirectory, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: "\(paths.configDirectory)/sales.conf", contents: Data())
+        #expect(paths.config("sales") == "\(home)/.config/crmfs/sales.conf")
+        #expect(paths.config("sales.conf") == "\(home)/.config/crmfs/sales.conf")
+        #expect(paths.config("/etc/crmfs/sales.conf") == "/etc/crmfs/sales.conf", "a path stays a path")
+        #expect(paths.config("missing").hasSuffix("/missing"), "an unknown name is left for the loader to report")
+    }
+
     @Test("auth = \"device-code\" signs in as the user (no secret needed) and keeps the sign-ins in the state directory")
     func deviceCode() throws {
         let text = Self.valid.replacingOccurrences(of: "client_secret_file = \"secrets/sf\"", with: "auth = \"device-code\"")
@@ -82,7 +101,7 @@ struct ConfigTests {
         #expect(config.graph.auth == .deviceCode)
         #expect(config.salesforce.auth == .deviceCode)
         #expect(config.userSignIns == [.graph, .salesforce])
-        #expect(config.refreshTokenFile(.graph) == "/etc/crmfs/crmfs-state/credentials/graph-refresh-token")
+        #expect(config.refreshTokenFile(.graph) == UserPaths().stateHome + "/sales/credentials/graph-refresh-token")
         #expect(try ConfigLoader.parse(Self.valid, path: "/etc/crmfs/sales.conf").userSignIns.isEmpty)
         for (section, key) in [("[graph]", "graph.auth"), ("[salesforce]", "salesforce.auth")] {
             do {
