@@ -103,10 +103,17 @@ let package = Package(
             name: "Services",
             dependencies: ["HTTP", "Graph", "CRM", "Config", "Namespace", "Writeback", .product(name: "Logging", package: "swift-log")]
         ),
+        // What a running mount tells `crmfs status`: the facts, and a Unix socket in the state directory.
+        .target(
+            name: "Status",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "crmfs",
             dependencies: [
-                "CLinux", "CRM", "Cache", "Config", "FileSystem", "Freshness", "Graph", "HTTP", "Namespace", "Sandbox", "Services", "Writeback", "Writes",
+                "CLinux", "CRM", "Cache", "Config", "FileSystem", "Freshness", "Graph", "HTTP", "Namespace", "Sandbox", "Services", "Status",
+                "Writeback", "Writes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -125,6 +132,7 @@ let package = Package(
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FreshnessTests", dependencies: ["CRM", "Config", "Freshness", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "TreeTests", dependencies: ["Config", "Graph", "HTTP", "Namespace", "TestSupport"]),
+        .testTarget(name: "StatusTests", dependencies: ["Status"]),
         .testTarget(name: "ParserTests", dependencies: ["Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox"]),
         .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Freshness", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
     ]

@@ -227,6 +227,11 @@ extension MountConfig {
     /// Where a user's sign-ins are kept: `credentials/` in the state directory (0700, files 0600).
     public var credentialsDirectory: String { (resolve(cache.directory) as NSString).appendingPathComponent("credentials") }
 
+    /// The file naming the account the user signed in to `service` as (what `crmfs login` was told).
+    public func accountFile(_ service: SignInService) -> String {
+        (credentialsDirectory as NSString).appendingPathComponent("\(service.rawValue)-account")
+    }
+
     /// The file holding the refresh token of the user's sign-in to `service`.
     public func refreshTokenFile(_ service: SignInService) -> String {
         (credentialsDirectory as NSString).appendingPathComponent("\(service.rawValue)-refresh-token")

@@ -167,7 +167,16 @@ extension CRMFileSystem {
         guard name.hasPrefix("user.") else { request.error(EOPNOTSUPP); return }
         if name == "user.crmfs.sync" && ino == Tree.rootIno {
             waiting(request, "crmfs sync") { writes in
-                do { try await writes.drain() } catch is CancellationError { throw CancellationError() } catch { throw POSIXError(.EIO) }
+                do {
+                    try await writes.drain()
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch WritebackError.refused(let reason) {
+                    self.logger.error("crmfs sync: the service refused changes", metadata: ["refused": "\(reason)"])
+                    throw POSIXError(.EACCES)
+                } catch {
+                    throw POSIXError(.EIO)
+                }
             }
             return
         }

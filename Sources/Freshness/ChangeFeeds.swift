@@ -27,6 +27,9 @@ public final class ChangeFeeds: @unchecked Sendable {
     private var deltaLink: String?
     private var loops: [Task<Void, Never>] = []
     private var stopped = false
+    /// When each feed last caught up (a whole round answered), for `crmfs status`.
+    private var driveCaughtUp: Date?
+    private var crmCaughtUp: Date?
     /// Cleared when the kept tree no longer belongs to the library (`dropKeptTree`).
     private var keepsTree = true
     /// Entered while the kept tree is restored in the background.
@@ -47,6 +50,9 @@ public final class ChangeFeeds: @unchecked Sendable {
     /// starts at once); without one, the first round enumerates the whole library by delta pages, which the
     /// tree answers first listings from once it is complete. Then polls, and keeps the tree every few seconds.
     /// The kept tree is a cache: one that cannot be read costs a cold start, never the mount.
+    /// When the library's feed and the CRM's last caught up; nil for one that has not yet.
+    public var caughtUp: (drive: Date?, crm: Date?) { lock.withLock { (driveCaughtUp, crmCaughtUp) } }
+
     public func start() {
         guard let store else { return startPolling(restored: false) }
         let kept: (listings: [String: Data], deltaLink: String?)
@@ -208,7 +214,10 @@ public final class ChangeFeeds: @unchecked Sendable {
                 logger.info("the library is enumerated")
             }
             let next = page.deltaLink
-            lock.withLock { deltaLink = next ?? deltaLink }
+            lock.withLock {
+                deltaLink = next ?? deltaLink
+                driveCaughtUp = Date()
+            }
             return applied
         }
     }
@@ -222,7 +231,10 @@ public final class ChangeFeeds: @unchecked Sendable {
     @discardableResult
     public func pollRecords() async throws -> Int {
         let objects = tree.listedObjects()
-        guard !objects.isEmpty else { return 0 }
+        guard !objects.isEmpty else {
+            lock.withLock { crmCaughtUp = Date() }  // nothing listed: nothing to catch up with
+            return 0
+        }
         var queries: [RecordQuery] = []
         var plans: [(index: Int, changed: Int, shown: Int?, askedIsDeleted: Bool)] = []
         for (index, changedUpTo) in objects {
@@ -261,6 +273,7 @@ public final class ChangeFeeds: @unchecked Sendable {
             applied += changes.applied
             deliver(changes)
         }
+        lock.withLock { crmCaughtUp = Date() }
         return applied
     }
 

@@ -13,7 +13,7 @@ public final class GraphClient: Sendable {
     public static let itemSelect = "id,name,size,eTag,cTag,file,folder,root,deleted,parentReference,fileSystemInfo,createdDateTime,lastModifiedDateTime,webUrl"
 
     /// Keeps requests inside the tenant's resource-unit budget; nil sends them as they come.
-    let pacer: ResourcePacer?
+    public let pacer: ResourcePacer?
 
     public init(endpoint: String, http: HTTPClient, auth: any AccessTokenProvider, pacer: ResourcePacer? = nil) {
         self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint

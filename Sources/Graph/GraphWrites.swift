@@ -28,6 +28,8 @@ public struct UploadOptions: Sendable {
     public var stalledFragments: Int
     /// The longest a whole session upload may take; nil gives 10 minutes plus 4 s per MiB (256 KiB/s).
     public var timeLimit: Duration?
+    /// Told how many bytes the service holds: as a session's sending starts, and after each fragment.
+    public var progress: (@Sendable (Int64) -> Void)?
 
     public init(conflictBehavior: ConflictBehavior = .replace, ifMatch: String? = nil, modified: Date? = nil, created: Date? = nil,
                 fragmentSize: Int = 10 << 20, sessionRestarts: Int = 3, stalledFragments: Int = 3, timeLimit: Duration? = nil) {
@@ -155,6 +157,7 @@ extension GraphClient {
         var offset = start
         var resumes = 0
         var stalled = 0
+        options.progress?(offset)
         while true {
             guard ContinuousClock.now < deadline else {
                 throw UploadStalled(request: "PUT upload session", reason: "the upload took longer than its limit of \(options.timeLimit(forSize: size))")
@@ -166,8 +169,12 @@ extension GraphClient {
                                       body: .file(path: path, offset: offset, length: length))
             do {
                 let response = try await send(request, auth: nil)
-                if response.status == 200 || response.status == 201 { return try decode(response, request: request) }
+                if response.status == 200 || response.status == 201 {
+                    options.progress?(size)
+                    return try decode(response, request: request)
+                }
                 let next = try nextExpected(in: response.body) ?? offset + length
+                options.progress?(next)
                 stalled = next > offset ? 0 : stalled + 1
                 if stalled >= options.stalledFragments {
                     throw UploadStalled(request: request.logDescription, reason: "\(stalled) fragments in a row were accepted without the session moving past byte \(offset)")

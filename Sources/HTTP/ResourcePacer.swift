@@ -17,12 +17,22 @@ public final class ResourcePacer: @unchecked Sendable {
     private var refilled = ContinuousClock.now
     private var pausedUntil: ContinuousClock.Instant?
     private var waited: Duration = .zero
+    /// What was spent in the last minute, oldest first (for `crmfs status`).
+    private var spent: [(at: ContinuousClock.Instant, units: Double)] = []
 
     public init(unitsPerMinute: Int, share: Double = 0.8, burst: Double = 0.1) {
         self.unitsPerMinute = Double(unitsPerMinute)
         rate = Double(unitsPerMinute) * share / 60
         capacity = max(1, Double(unitsPerMinute) * burst)
         available = capacity
+    }
+
+    /// Units spent in the last minute.
+    public var unitsLastMinute: Int {
+        lock.withLock {
+            let now = ContinuousClock.now
+            return Int(spent.lazy.filter { now - $0.at <= .seconds(60) }.reduce(0) { $0 + $1.units })
+        }
     }
 
     /// How long requests have waited for the budget so far.
@@ -40,6 +50,8 @@ public final class ResourcePacer: @unchecked Sendable {
                 refilled = now
                 if available >= cost {
                     available -= cost
+                    spent.removeFirst(spent.prefix { now - $0.at > .seconds(60) }.count)
+                    spent.append((now, cost))
                     return .zero
                 }
                 return .milliseconds(Int(((cost - available) / rate * 1000).rounded(.up)))

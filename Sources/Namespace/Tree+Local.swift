@@ -107,6 +107,19 @@ extension Tree {
         }
     }
 
+    /// A node's path below the mount point (`Accounts/Acme Corp/Contracts/MSA-2026.pdf`); nil once it is gone.
+    public func mountPath(of ino: UInt64) -> String? {
+        lock.withLock {
+            var names: [String] = []
+            var current = nodes[ino]
+            while let node = current, node.ino != Self.rootIno {
+                names.append(node.name)
+                current = nodes[node.parent]
+            }
+            return current == nil ? nil : names.reversed().joined(separator: "/")
+        }
+    }
+
     /// The entry `name` of a loaded directory, without counting a kernel reference.
     public func child(of parent: UInt64, named name: String) async throws -> NodeSnapshot? {
         _ = try await list(parent)

@@ -12,6 +12,9 @@ public struct Connections: Sendable {
     public let salesforce: SalesforceClient
     public let graphToken: TokenCache
     public let salesforceToken: TokenCache
+    /// Whether each service's sign-in works, as the last token request found.
+    public let graphSignIn: SignInWatch
+    public let salesforceSignIn: SignInWatch
 
     /// Builds the clients. Secrets are read here, from 0600 files or the environment; nothing is sent yet.
     public init(config: MountConfig, transport: CurlTransport? = nil, retry: RetryPolicy = .default,
@@ -28,7 +31,8 @@ public struct Connections: Sendable {
             graphToken = EntraRefreshToken(authority: config.graph.authority, tenant: config.graph.tenant, clientID: config.graph.clientID, file: file)
                 .provider(using: http, registry: registry)
         }
-        graph = GraphClient(endpoint: config.graph.endpoint, http: http, auth: SignInWatch(graphToken, config: config, logger: logger),
+        graphSignIn = SignInWatch(graphToken, config: config, logger: logger)
+        graph = GraphClient(endpoint: config.graph.endpoint, http: http, auth: graphSignIn,
                             pacer: config.graph.resourceUnitsPerMinute > 0 ? ResourcePacer(unitsPerMinute: config.graph.resourceUnitsPerMinute) : nil)
 
         let grant: SalesforceOAuth.Grant
@@ -45,8 +49,9 @@ public struct Connections: Sendable {
         let oauth = SalesforceOAuth(loginURL: config.salesforce.instanceURL, clientID: config.salesforce.clientID, grant: grant,
                                     sessionTimeout: config.salesforce.sessionTimeout)
         salesforceToken = oauth.provider(using: http, registry: registry)
+        salesforceSignIn = SignInWatch(salesforceToken, config: config, logger: logger)
         salesforce = SalesforceClient(instanceURL: config.salesforce.instanceURL, apiVersion: config.salesforce.apiVersion,
-                                      http: http, auth: SignInWatch(salesforceToken, config: config, logger: logger))
+                                      http: http, auth: salesforceSignIn)
     }
 
     /// Bearer tokens go only to the hosts of the configured Graph endpoint and Salesforce instance.

@@ -5,12 +5,12 @@ import Logging
 
 /// Hands out a service's tokens and says in the log, once, when the user's sign-in stops working (and again
 /// once it works after `crmfs login`): every request meanwhile fails with EACCES, nothing staged is lost.
-final class SignInWatch: AccessTokenProvider, @unchecked Sendable {
+public final class SignInWatch: AccessTokenProvider, @unchecked Sendable {
     private let tokens: any AccessTokenProvider
     private let hint: String
     private let logger: Logger
-    /// Whether the last token request found the sign-in no longer working. Guarded by `lock`.
-    private var failing = false
+    /// Why the last token request found the sign-in no longer working; nil while it works. Guarded by `lock`.
+    private var failure: String?
     private let lock = NSLock()
 
     init(_ tokens: any AccessTokenProvider, config: MountConfig, logger: Logger) {
@@ -19,12 +19,15 @@ final class SignInWatch: AccessTokenProvider, @unchecked Sendable {
         self.logger = logger
     }
 
-    func token() async throws -> AccessToken {
+    /// Why the sign-in does not work now (revoked, expired, missing); nil while it works.
+    public var problem: String? { lock.withLock { failure } }
+
+    public func token() async throws -> AccessToken {
         do {
             let token = try await tokens.token()
             let recovered = lock.withLock {
-                defer { failing = false }
-                return failing
+                defer { failure = nil }
+                return failure != nil
             }
             if recovered {
                 logger.notice("signed in again; requests go through")
@@ -32,8 +35,8 @@ final class SignInWatch: AccessTokenProvider, @unchecked Sendable {
             return token
         } catch let error as SignInRequired {
             let first = lock.withLock {
-                defer { failing = true }
-                return !failing
+                defer { failure = "\(error)" }
+                return failure == nil
             }
             if first {
                 logger.error("\(error): requests answer EACCES until you sign in again; nothing staged is lost", metadata: ["fix": "\(hint)"])
@@ -42,5 +45,5 @@ final class SignInWatch: AccessTokenProvider, @unchecked Sendable {
         }
     }
 
-    func invalidate(_ token: AccessToken) async { await tokens.invalidate(token) }
+    public func invalidate(_ token: AccessToken) async { await tokens.invalidate(token) }
 }

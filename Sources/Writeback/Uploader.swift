@@ -29,6 +29,8 @@ public final class Uploader: Sendable {
     let simpleUploadMax: Int64
     /// Where uploads of bytes an `fsync` is still flushing wait before their last fragment.
     public let seals = SealGate()
+    /// The uploads under way and how far each has got.
+    public let progress = UploadProgress()
     let logger: Logger
 
     public init(graph: any DriveService, staging: StagingArea, journal: Journal, fragmentSize: Int, simpleUploadMax: Int64,
@@ -56,8 +58,11 @@ public final class Uploader: Sendable {
         let path = staging.path(of: stagedFile)
         // A new document must not replace one someone else made under the same name meanwhile: `fail`
         // turns that into a conflict. An overwrite names its document and guards it with If-Match.
-        let options = UploadOptions(conflictBehavior: change.itemID == nil ? .fail : .replace, ifMatch: change.baseETag,
+        var options = UploadOptions(conflictBehavior: change.itemID == nil ? .fail : .replace, ifMatch: change.baseETag,
                                     modified: change.modified, fragmentSize: fragmentSize)
+        progress.begin(id, name: change.name, bytes: change.size)
+        defer { progress.end(id) }
+        options.progress = { [progress] held in progress.advance(id, to: held) }
         var item: DriveItem
         do {
             // A session cannot carry zero bytes; a simple PUT cannot carry the mtime.

@@ -25,7 +25,7 @@ extension WritebackEngine {
             logger.error("a refused change could not be set aside", metadata: ["name": "\(change.name)", "error": "\(error)"])
             return
         }
-        lock.withLock { refusals[id] = reason }
+        lock.withLock { refusals[id] = (change.name, reason) }
         logger.error("the service refused a change; it is not retried", metadata: ["name": "\(change.name)", "reason": "\(reason)",
                                                                                     "kept": "\(change.stagedFile != nil)"])
         finished(.refused(change, note: note))

@@ -25,7 +25,7 @@ public struct ObjectLinking: Sendable {
 public final class WritebackEngine: @unchecked Sendable {
     let journal: Journal
     let staging: StagingArea
-    let uploader: Uploader
+    public let uploader: Uploader
     let linker: Linker
     let graph: any DriveService
     /// Column stamps of documents sent together go out together.
@@ -42,8 +42,8 @@ public final class WritebackEngine: @unchecked Sendable {
     private var loop: Task<Void, Never>?
     /// Last failure of changes that gave up, for waiters.
     private var failures: [Int64: String] = [:]
-    /// Changes the service refused for good (see `refuse`), with why, for waiters and `crmfs sync`.
-    var refusals: [Int64: String] = [:]
+    /// Changes the service refused for good (see `refuse`), with why, for waiters, `crmfs sync` and `crmfs status`.
+    var refusals: [Int64: (name: String, reason: String)] = [:]
     /// Changes whose staged file is still open for writing: not sent until released.
     private var held: Set<Int64> = []
     /// Changes being sent now: they can no longer be amended or withdrawn.
@@ -215,12 +215,28 @@ public final class WritebackEngine: @unchecked Sendable {
     /// Changes that gave up, with why.
     public var givenUp: [Int64: String] { lock.withLock { failures } }
 
+    /// A change that gave up or that the service refused, by its document's name.
+    public struct Problem: Sendable, Equatable {
+        public var name: String
+        public var reason: String
+    }
+
+    /// Every change of this mount that gave up after retries or was refused for good.
+    public var problems: [Problem] {
+        let (failed, refused) = lock.withLock { (failures, refusals) }
+        var problems = failed.sorted { $0.key < $1.key }.map { id, reason in
+            Problem(name: (try? journal.change(id: id))?.name ?? "change \(id)", reason: reason)
+        }
+        problems += refused.sorted { $0.key < $1.key }.map { Problem(name: $0.value.name, reason: $0.value.reason) }
+        return problems
+    }
+
     /// Returns once change `id` is done (a conflict settled by its policy counts); throws its last error
     /// when it gave up, and CancellationError when the caller is cancelled (the change goes on).
     public func wait(for id: Int64) async throws {
         while true {
             if let failure = lock.withLock({ failures[id] }) { throw WritebackError.gaveUp(failure) }
-            if let refusal = lock.withLock({ refusals[id] }) { throw WritebackError.refused(refusal) }
+            if let refusal = lock.withLock({ refusals[id] }) { throw WritebackError.refused(refusal.reason) }
             guard try journal.change(id: id) != nil || lock.withLock({ running.contains(id) }) else { return }
             try Task.checkCancellation()
             await waitForProgress { failures[id] != nil || ((try? journal.change(id: id)) == nil && !running.contains(id)) }
@@ -246,7 +262,7 @@ public final class WritebackEngine: @unchecked Sendable {
             try Task.checkCancellation()
             await waitForProgress { !unfinished() }
         }
-        let refused = lock.withLock { targets.compactMap { id in refusals[id] } }
+        let refused = lock.withLock { targets.compactMap { id in refusals[id].map { "\($0.name): \($0.reason)" } } }
         if !refused.isEmpty { throw WritebackError.refused(refused.sorted().joined(separator: "; ")) }
     }
 

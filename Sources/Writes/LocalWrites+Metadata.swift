@@ -14,7 +14,9 @@ extension LocalWrites {
         do {
             let fields = try await engine.metadata.setColumns(driveID: edit.driveID, itemID: edit.itemID, fields: edit.fields)
             tree.columnsWritten(fields, to: ino)
+            audit("setColumn \(column)", ino, itemID: edit.itemID, recordID: nil, outcome: "done")
         } catch let refused as MetadataRefused {
+            audit("setColumn \(column)", ino, itemID: edit.itemID, recordID: nil, outcome: "refused: \(refused.reason)")
             throw NamespaceError.invalid(refused.reason)
         }
     }
@@ -28,8 +30,16 @@ extension LocalWrites {
             let record = try await engine.metadata.setRecordFields(object: edit.objectName, id: edit.recordID, fields: edit.fields,
                                                                   shownFields: edit.shownFields)
             tree.recordWritten(record)
+            audit("setRecordField \(field)", ino, itemID: nil, recordID: edit.recordID, outcome: "done")
         } catch let refused as MetadataRefused {
+            audit("setRecordField \(field)", ino, itemID: nil, recordID: edit.recordID, outcome: "refused: \(refused.reason)")
             throw NamespaceError.invalid(refused.reason)
         }
+    }
+
+    /// Records a metadata edit made at once (not through the engine) in the audit log.
+    private func audit(_ operation: String, _ ino: UInt64, itemID: String?, recordID: String?, outcome: String) {
+        support.audit?.record(AuditLog.Entry(operation: operation, path: tree.mountPath(of: ino) ?? "", itemId: itemID, recordId: recordID,
+                                             outcome: outcome))
     }
 }

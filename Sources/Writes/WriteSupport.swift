@@ -6,10 +6,13 @@ public struct WriteSupport: Sendable {
     public let staging: StagingArea
     public let engine: WritebackEngine
     public let localOnly: LocalOnlyNames
+    /// Where every change made on the services is recorded (nil: nowhere).
+    public let audit: AuditLog?
 
-    public init(staging: StagingArea, engine: WritebackEngine, localOnly: LocalOnlyNames) {
+    public init(staging: StagingArea, engine: WritebackEngine, localOnly: LocalOnlyNames, audit: AuditLog? = nil) {
         self.staging = staging
         self.engine = engine
         self.localOnly = localOnly
+        self.audit = audit
     }
 }

@@ -58,7 +58,7 @@ struct LoginCommand: AsyncParsableCommand {
     /// account changes, the kept tree and the cached documents are forgotten (the next mount starts cold).
     /// Changes still waiting to be sent as the earlier user refuse the switch: they would go out as the new one.
     static func switchAccount(of service: SignInService, to account: String?, config: MountConfig) throws {
-        let accountFile = (config.credentialsDirectory as NSString).appendingPathComponent("\(service.rawValue)-account")
+        let accountFile = config.accountFile(service)
         let previous = (try? String(contentsOfFile: accountFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
         let current = account ?? "unknown"
         if let previous, previous != current {

@@ -6,6 +6,7 @@ import Freshness
 import Logging
 import Namespace
 import Services
+import Status
 import Writeback
 import Writes
 
@@ -13,6 +14,7 @@ import Writes
 struct PreparedMount {
     let fileSystem: CRMFileSystem
     let feeds: ChangeFeeds
+    let status: StatusReporter
 }
 
 /// Puts a config's tree on a mount point and serves it until it is unmounted.
@@ -57,7 +59,9 @@ struct Mounter {
         if let kept, let store {
             Task { [self] in await confirm(kept, connections: connections, store: store, feeds: feeds) }
         }
-        return PreparedMount(fileSystem: fileSystem, feeds: feeds)
+        let status = StatusReporter(config: config, mountpoint: mountpoint, stateDirectory: state, connections: connections, feeds: feeds,
+                                    cache: cache, engine: writes?.engine)
+        return PreparedMount(fileSystem: fileSystem, feeds: feeds, status: status)
     }
 
     /// Signs in to Salesforce and checks the config's objects against the org, while the library is
@@ -163,19 +167,31 @@ struct Mounter {
         if pending > 0 { logger.info("resuming changes from the journal", metadata: ["changes": "\(pending)"]) }
         engine.start()
         return WriteSupport(staging: staging, engine: engine,
-                            localOnly: LocalOnlyNames(patterns: config.writeback.localOnly ?? LocalOnlyNames.defaults))
+                            localOnly: LocalOnlyNames(patterns: config.writeback.localOnly ?? LocalOnlyNames.defaults),
+                            audit: AuditLog(path: state.appendingPathComponent("audit.jsonl").path))
     }
 
     /// Runs the FUSE loop on a thread of its own; returns when the file system is unmounted.
     static func serve(_ mount: PreparedMount, at mountpoint: String, ready: @escaping @Sendable (Result<Void, MountError>) -> Void) async -> Int32 {
         defer { mount.feeds.stop() }
-        return await withCheckedContinuation { continuation in
+        let logger = Logger(label: "crmfs.mount")
+        // `crmfs status` asks here; a mount without it still works.
+        let statusServer: StatusServer?
+        do {
+            statusServer = try await StatusServer.start(at: mount.status.socketPath, report: mount.status.report)
+        } catch {
+            logger.warning("no status socket; `crmfs status` cannot reach this mount", metadata: ["error": "\(error)"])
+            statusServer = nil
+        }
+        let result = await withCheckedContinuation { continuation in
             let thread = Thread {
                 continuation.resume(returning: mount.fileSystem.run(mountpoint: mountpoint, ready: ready))
             }
             thread.name = "crmfs-fuse"
             thread.start()
         }
+        await statusServer?.stop()
+        return result
     }
 
     private func checkMountpoint() throws {

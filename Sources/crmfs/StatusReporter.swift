@@ -1,0 +1,51 @@
+import Cache
+import Config
+import Foundation
+import Freshness
+import Services
+import Status
+import Writeback
+
+/// A running mount's status, gathered from its parts each time `crmfs status` asks (see MountStatus).
+struct StatusReporter: Sendable {
+    let config: MountConfig
+    let mountpoint: String
+    let stateDirectory: URL
+    let connections: Connections
+    let feeds: ChangeFeeds
+    let cache: BlockCache
+    /// Nil for a read-only mount.
+    let engine: WritebackEngine?
+    let mountedAt = Date()
+
+    var socketPath: String { stateDirectory.appendingPathComponent(MountStatus.socketName).path }
+
+    func report() -> MountStatus {
+        let problems = engine?.problems ?? []
+        let givenUp = Set(engine?.givenUp.keys.map { $0 } ?? [])
+        let waiting = ((try? engine?.outstanding()) ?? []).filter { change in change.id.map { !givenUp.contains($0) } ?? true }.count
+        let conflicts = ((try? FileManager.default.contentsOfDirectory(atPath: stateDirectory.appendingPathComponent("conflicts").path)) ?? []).sorted()
+        let caughtUp = feeds.caughtUp
+        let usage = connections.salesforce.apiUsage
+        return MountStatus(
+            mountpoint: mountpoint, config: config.path, stateDirectory: stateDirectory.path, pid: getpid(), mountedAt: mountedAt,
+            readOnly: engine == nil, signIns: signIns,
+            uploads: (engine?.uploader.progress.current ?? []).map {
+                MountStatus.Upload(name: $0.name, bytesSent: $0.sent, bytes: $0.bytes, bytesPerSecond: $0.bytesPerSecond, secondsLeft: $0.secondsLeft)
+            },
+            waiting: waiting, conflicts: conflicts, failed: problems.map { MountStatus.Problem(name: $0.name, reason: $0.reason) },
+            libraryCaughtUp: caughtUp.drive, crmCaughtUp: caughtUp.crm,
+            graphUnitsLastMinute: connections.graph.pacer?.unitsLastMinute, graphUnitsPerMinute: connections.graph.pacer.map { Int($0.unitsPerMinute) },
+            salesforceCallsToday: usage?.used, salesforceDailyLimit: usage?.limit,
+            cacheBytes: cache.usedBytes, cacheLimit: cache.capacity)
+    }
+
+    private var signIns: [MountStatus.SignIn] {
+        let asUser: [SignInService: Bool] = [.graph: config.userSignIns.contains(.graph), .salesforce: config.salesforceSignsInAsUser]
+        return [(SignInService.graph, connections.graphSignIn), (.salesforce, connections.salesforceSignIn)].map { service, watch in
+            let account = asUser[service] == true
+                ? (try? String(contentsOfFile: config.accountFile(service), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) : nil
+            return MountStatus.SignIn(service: service.rawValue, kind: asUser[service] == true ? "user" : "app", account: account, problem: watch.problem)
+        }
+    }
+}
