@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite, as CI runs it: every test (real kernel mounts against sandboxes on loopback), then the
 # write path's tests again with ThreadSanitizer, where any data race in the daemon or the tests fails
-# the run. Run as root: the tests mount for real.
+# the run, then the Debian package (packaging/test-package.sh). Run as root: the tests mount for real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,3 +62,7 @@ if grep -l "WARNING: ThreadSanitizer" "$reports"/tsan* 2>/dev/null; then
     exit 1
 fi
 echo "ThreadSanitizer: no reports"
+
+# The Debian package: built, installed with dpkg -i, used through fstab and by an ordinary user, removed.
+unset CRMFS_BINARY TSAN_OPTIONS
+limited 1800 packaging/test-package.sh

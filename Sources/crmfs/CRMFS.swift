@@ -33,7 +33,9 @@ struct CRMFS: AsyncParsableCommand {
     }
 
     static func bootstrapLogging(level: Logger.Level) {
+        let journal = JournalLogHandler.stderrIsJournal
         LoggingSystem.bootstrap { label in
+            if journal { return JournalLogHandler(label: label, logLevel: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

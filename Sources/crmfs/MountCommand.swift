@@ -52,10 +52,14 @@ struct MountCommand: AsyncParsableCommand {
             let mount = try await Mounter(config: loaded, mountpoint: mountpointPath, options: parsed).prepare()
             let status = await Mounter.serve(mount, at: mountpointPath) { result in
                 switch result {
-                case .success: notifier.ready()
-                case .failure(let error): notifier.failed("\(error)")
+                case .success:
+                    notifier.ready()
+                    SystemdNotifier.notify("READY=1\nSTATUS=mounted at \(mountpointPath)")
+                case .failure(let error):
+                    notifier.failed("\(error)")
                 }
             }
+            SystemdNotifier.notify("STOPPING=1")
             if status != 0 { throw ExitCode(status) }
         } catch let error as ExitCode {
             throw error
