@@ -53,6 +53,7 @@ struct MountCommand: AsyncParsableCommand {
             let status = await Mounter.serve(mount, at: mountpointPath) { result in
                 switch result {
                 case .success:
+                    Logger(label: "crmfs.mount").info("mounted", metadata: ["mountpoint": "\(mountpointPath)", "config": "\(configPath)"])
                     notifier.ready()
                     SystemdNotifier.notify("READY=1\nSTATUS=mounted at \(mountpointPath)")
                 case .failure(let error):
@@ -60,6 +61,7 @@ struct MountCommand: AsyncParsableCommand {
                 }
             }
             SystemdNotifier.notify("STOPPING=1")
+            Logger(label: "crmfs.mount").info("unmounted", metadata: ["mountpoint": "\(mountpointPath)"])
             if status != 0 { throw ExitCode(status) }
         } catch let error as ExitCode {
             throw error

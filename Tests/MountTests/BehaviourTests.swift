@@ -233,6 +233,51 @@ struct MountBehaviourTests {
         }
     }
 
+    @Test("run by systemd (Type=notify): READY=1 once mounted, STOPPING=1 on SIGTERM, journald log lines without timestamps")
+    func systemdService() async throws {
+        try await withSandbox(separateProcess: true) { sandbox in
+            let mountpoint = try Tools.emptyDirectory("systemd")
+            defer { try? FileManager.default.removeItem(atPath: mountpoint) }
+            let socketPath = "\(sandbox.directory.path)/notify.sock"
+            let listener = try Self.datagramSocket(at: socketPath)
+            defer { close(listener) }
+            let log = "\(sandbox.directory.path)/journal.log"
+            // As systemd starts a service: NOTIFY_SOCKET, and stderr a stream whose device:inode is JOURNAL_STREAM.
+            let process = try Subprocess("/bin/sh", ["-c", """
+                exec 2>'\(log)'; export NOTIFY_SOCKET='\(socketPath)' JOURNAL_STREAM="$(stat -L -c '%d:%i' /proc/self/fd/2)"
+                exec '\(Tools.crmfs)' mount '\(sandbox.configPath)' '\(mountpoint)' --foreground
+                """])
+            let ready = Self.receive(listener, timeout: 30)
+            #expect(ready?.contains("READY=1") == true, "\(ready ?? "nothing")")
+            #expect(MountFixture.isMounted(mountpoint), "READY=1 comes once the mount is usable")
+            process.signal(SIGTERM)
+            #expect(Self.receive(listener, timeout: 30)?.contains("STOPPING=1") == true)
+            #expect(await process.wait() == 0)
+            let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+            #expect(!lines.isEmpty && lines.allSatisfy { $0.hasPrefix("<") && $0.dropFirst(3).hasPrefix("crmfs.") }, "\(lines.prefix(5))")
+            #expect(!lines.contains { $0.contains("2026-") || $0.contains("T0") && $0.contains("+0000") }, "no timestamps of its own: \(lines.prefix(5))")
+        }
+    }
+
+    static func datagramSocket(at path: String) throws -> Int32 {
+        let descriptor = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8.prefix($0.count - 1))) }
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard descriptor >= 0, bound == 0 else { throw POSIXError(.EADDRINUSE) }
+        return descriptor
+    }
+
+    /// One datagram, or nil after `timeout` seconds.
+    static func receive(_ descriptor: Int32, timeout: Int32) -> String? {
+        var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, timeout * 1000) == 1 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = recv(descriptor, &buffer, buffer.count, 0)
+        return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : nil
+    }
+
     @Test("bad configs fail the mount with the file, the key and the problem", arguments: [
         ("world-readable secret", "graph.client_secret_file"),
         ("unknown object", "objects[0].object"),
