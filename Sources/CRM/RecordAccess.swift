@@ -10,22 +10,35 @@ public enum RecordAccess {
     /// listing: the shape Salesforce gives `UserRecordAccess.HasEditAccess` as a relationship.
     public static let field = "UserRecordAccess"
 
+    /// What a user may do with one record.
+    public struct Level: Sendable, Equatable {
+        public var read: Bool
+        public var edit: Bool
+    }
+
+    /// The queries that ask what `userID` may do with `ids`: 200 Ids each.
+    public static func queries(_ ids: [String], userID: String) -> [RecordQuery] {
+        let unique = Array(Set(ids)).sorted()
+        return stride(from: 0, to: unique.count, by: maxIDsPerQuery).map { start in
+            let list = unique[start..<min(start + maxIDsPerQuery, unique.count)].map(SOQLEscaping.literal).joined(separator: ",")
+            return RecordQuery("SELECT RecordId, HasReadAccess, HasEditAccess FROM UserRecordAccess WHERE UserId = \(SOQLEscaping.literal(userID)) AND RecordId IN (\(list))")
+        }
+    }
+
+    /// The answers of `queries`, by record Id. A record left out (the caller may not read it) is absent.
+    public static func levels(_ answers: [[SObjectRecord]]) -> [String: Level] {
+        var levels: [String: Level] = [:]
+        for row in answers.joined() {
+            guard let id = row["RecordId"]?.stringValue else { continue }
+            levels[id] = Level(read: row["HasReadAccess"]?.boolValue == true, edit: row["HasEditAccess"]?.boolValue == true)
+        }
+        return levels
+    }
+
     /// The Ids among `ids` that `userID` may edit.
     public static func editable(_ ids: [String], userID: String, service: any RecordService) async throws -> Set<String> {
-        let unique = Array(Set(ids)).sorted()
-        guard !unique.isEmpty else { return [] }
-        let queries = stride(from: 0, to: unique.count, by: maxIDsPerQuery).map { start in
-            let batch = unique[start..<min(start + maxIDsPerQuery, unique.count)]
-            let list = batch.map(SOQLEscaping.literal).joined(separator: ",")
-            return RecordQuery("SELECT RecordId, HasEditAccess FROM UserRecordAccess WHERE UserId = \(SOQLEscaping.literal(userID)) AND RecordId IN (\(list))")
-        }
-        var editable: Set<String> = []
-        for answer in try await service.queries(queries) {
-            for row in answer where row["HasEditAccess"]?.boolValue == true {
-                if let id = row["RecordId"]?.stringValue { editable.insert(id) }
-            }
-        }
-        return editable
+        guard !ids.isEmpty else { return [] }
+        return Set(levels(try await service.queries(queries(ids, userID: userID))).filter(\.value.edit).keys)
     }
 
     /// `records` with what the signed-in user may do with each, under `field`; unchanged when the service
@@ -33,15 +46,18 @@ public enum RecordAccess {
     public static func annotate(_ records: [SObjectRecord], service: any RecordService) async throws -> [SObjectRecord] {
         guard !records.isEmpty, let userID = try await service.signedInUserID() else { return records }
         let editable = try await editable(records.compactMap(\.id), userID: userID, service: service)
-        return records.map { record in
-            var record = record
-            if let id = record.id { record.fields[field] = .object(["HasEditAccess": .bool(editable.contains(id))]) }
-            return record
-        }
+        return records.map { record in record.id.map { record.withAccess(editable: editable.contains($0)) } ?? record }
     }
 }
 
 extension SObjectRecord {
+    /// This record with what the signed-in user may do with it.
+    public func withAccess(editable: Bool) -> SObjectRecord {
+        var record = self
+        record.fields[RecordAccess.field] = .object(["HasEditAccess": .bool(editable)])
+        return record
+    }
+
     /// False when the record was checked and the signed-in user may only read it; nil when never checked.
     public var isEditable: Bool? { fields[RecordAccess.field]?["HasEditAccess"]?.boolValue }
 }

@@ -121,14 +121,21 @@ public final class CRMFileSystem: @unchecked Sendable {
         }
         // libfuse's own signal handlers only wake the loop if the signal lands on its thread, which in a
         // process full of threads it rarely does. Ours unmount, which ends the loop whatever thread it is on.
+        // libdispatch installs a source's handler on its own thread after `resume`; until then the signal
+        // is ignored. The mount is not reported ready before every handler is in place, or a stop sent
+        // right after READY=1 (systemd, a script) would be lost and the mount never end.
+        let registered = DispatchGroup()
         let signals = [SIGINT, SIGTERM, SIGHUP].map { number -> DispatchSourceSignal in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler { [weak self] in self?.stop() }
+            registered.enter()
+            source.setRegistrationHandler { registered.leave() }
             source.resume()
             return source
         }
         defer { signals.forEach { $0.cancel() } }
+        _ = registered.wait(timeout: .now() + 5)
         guard fuse_session_mount(session, mountpoint) == 0 else {
             ready(.failure(MountError(message: "mounting at \(mountpoint) failed (is /dev/fuse there, and the directory yours?)")))
             return 1

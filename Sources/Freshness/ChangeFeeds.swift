@@ -254,6 +254,16 @@ public final class ChangeFeeds: @unchecked Sendable {
             }
             plans.append((index, changed, shown, askedIsDeleted))
         }
+        // Under a user's sign-in, what they may do with every listed record, asked again (sharing changes
+        // leave records' SystemModstamp alone): in the same composite while it has room.
+        var accessAsked: [String] = []
+        var accessQueries = 0..<0
+        if tree.options.checksRecordAccess, let userID = try await records.signedInUserID() {
+            accessAsked = tree.listedRecordIDs()
+            let asked = RecordAccess.queries(accessAsked, userID: userID)
+            accessQueries = queries.count..<(queries.count + asked.count)
+            queries += asked
+        }
         let answers = try await records.queries(queries)
         let isDeleted = { (record: SObjectRecord) in record["IsDeleted"]?.boolValue == true }
         // What the user may do with the records that changed: all objects' in one go.
@@ -270,6 +280,11 @@ public final class ChangeFeeds: @unchecked Sendable {
             let changes = tree.applyRecordChanges(objectIndex: plan.index, changed: Array(changed),
                                                   shown: plan.shown.map { Set(answers[$0].compactMap(\.id)) },
                                                   deleted: answers[plan.changed].filter(isDeleted).compactMap(\.id))
+            applied += changes.applied
+            deliver(changes)
+        }
+        if !accessAsked.isEmpty {
+            let changes = tree.applyRecordAccess(RecordAccess.levels(Array(answers[accessQueries])), asked: accessAsked)
             applied += changes.applied
             deliver(changes)
         }

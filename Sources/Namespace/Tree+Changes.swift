@@ -118,6 +118,44 @@ extension Tree {
         }
     }
 
+    /// The records of every listed object, by object: whose access the CRM feed asks again.
+    public func listedRecordIDs() -> [String] {
+        lock.withLock {
+            config.objects.indices.flatMap { index -> [String] in
+                guard let directory = inodes[.object(index)].flatMap({ nodes[$0] }), let children = directory.children else { return [] }
+                return children.compactMap { nodes[$0.ino]?.recordID }
+            }
+        }
+    }
+
+    /// Applies what the signed-in user may do with the listed records now (`UserRecordAccess`): a record
+    /// whose edit access changed shows its new mode; one they may no longer read (or that no answer
+    /// mentions: the service leaves out what the caller cannot read) goes, as if deleted.
+    public func applyRecordAccess(_ levels: [String: RecordAccess.Level], asked: [String]) -> AppliedChanges {
+        let perObject = lock.withLock { () -> [Int: (changed: [SObjectRecord], gone: [String])] in
+            var result: [Int: (changed: [SObjectRecord], gone: [String])] = [:]
+            for id in asked {
+                guard let node = inodes[.record(id)].flatMap({ nodes[$0] }), let index = node.objectIndex, let record = node.record else { continue }
+                guard let level = levels[id], level.read else {
+                    result[index, default: ([], [])].gone.append(id)
+                    continue
+                }
+                if record.isEditable != level.edit { result[index, default: ([], [])].changed.append(record.withAccess(editable: level.edit)) }
+            }
+            return result
+        }
+        var applied = AppliedChanges()
+        for (index, change) in perObject.sorted(by: { $0.key < $1.key }) {
+            applied.merge(applyRecordChanges(objectIndex: index, changed: change.changed, shown: nil, deleted: change.gone))
+        }
+        // The documents below a record whose edit access changed show new modes too.
+        let retuned = Set(perObject.values.flatMap { $0.changed.compactMap(\.id) })
+        if !retuned.isEmpty {
+            applied.notices += lock.withLock { nodes.values.filter { $0.recordID.map(retuned.contains) == true }.map { KernelNotice.inode($0.ino) } }
+        }
+        return applied
+    }
+
     /// Applies the CRM feed's answer for one object: records changed since its mark (`changed`, with
     /// `shown` the Ids among them the object's filter still selects; nil without a filter) and records deleted.
     public func applyRecordChanges(objectIndex: Int, changed: [SObjectRecord], shown: Set<String>?, deleted: [String]) -> AppliedChanges {

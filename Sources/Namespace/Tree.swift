@@ -38,7 +38,7 @@ public final class Tree: @unchecked Sendable {
     var columnDefinitions: [ColumnDefinition]?
     let graph: any DriveService
     let salesforce: any RecordService
-    let options: TreeOptions
+    public let options: TreeOptions
     let logger: Logger
     /// Where record web URLs point: the Salesforce instance.
     let recordURLBase: String

@@ -105,6 +105,41 @@ struct PermissionTests {
         }
     }
 
+    @Test("a share given or taken back shows through a running mount within a CRM poll: the record goes, or turns writable")
+    func sharingChangesFollow() async throws {
+        try await withSandbox(records: 4, docsPerRecord: 1, separateProcess: true, configure: {
+            $0.approveDeviceCodesAs = "sky"
+            $0.deviceCodeInterval = 1
+        }) { sandbox in
+            let text = SignInTests.asUser(try String(contentsOfFile: sandbox.configPath, encoding: .utf8)) + "\n[freshness]\ncrm_poll = \"2s\"\n"
+            try text.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            #expect(try await Tools.run(Tools.crmfs, ["login", sandbox.configPath], timeLimit: .seconds(60)).status == 0)
+            let deal = SalesforceID.make(prefix: "006", serial: 2)
+            _ = try await sandbox.admin("records/\(deal)/share", ["user": "sky", "level": "Read"])
+
+            try await MountFixture.using(sandbox) { mount in
+                let deals = mount.path("Opportunities")
+                let acme = mount.path("Accounts/Acme Corp")
+                #expect(try FileManager.default.contentsOfDirectory(atPath: deals).count == 1)
+                #expect(Self.mode(acme) == 0o555)
+                // An administrator takes the share back, and shares sam's Acme Corp with sky to edit.
+                _ = try await sandbox.admin("records/\(deal)/share", ["user": "sky", "level": "None"])
+                _ = try await sandbox.admin("records/\(SalesforceID.make(prefix: "001", serial: 1))/share", ["user": "sky", "level": "Edit"])
+                var followed = false
+                for _ in 0..<100 where !followed {
+                    try await Task.sleep(for: .milliseconds(200))
+                    followed = (try? FileManager.default.contentsOfDirectory(atPath: deals).isEmpty) == true && Self.mode(acme).map { $0 & 0o200 != 0 } == true
+                }
+                #expect(try FileManager.default.contentsOfDirectory(atPath: deals).isEmpty, "the record no longer shared is gone")
+                #expect(Self.mode(acme).map { $0 & 0o200 != 0 } == true, "the record shared to edit is writable")
+                #expect(Self.mode("\(acme)/Contracts/MSA-2026.pdf").map { $0 & 0o200 != 0 } == true, "and so are its documents")
+                #expect(try await Self.xattr(acme, "user.crmfs.access") == "edit")
+                #expect(try await Tools.shell("echo 'from sky' > '\(acme)/sky.txt'").status == 0)
+                #expect(try await mount.sync().status == 0)
+            }
+        }
+    }
+
     static func mode(_ path: String) -> mode_t? { SignInTests.mode(path) }
 
     /// The errno a call left (0 when it succeeded); a descriptor it opened is closed.
