@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // C shim over libcurl: typed wrappers for the variadic setopt/getinfo calls.
@@ -37,7 +39,7 @@ let package = Package(
         // Async HTTP transport on libcurl, OAuth token providers, retry and backoff.
         .target(
             name: "HTTP",
-            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
         // Microsoft's content hash for SharePoint files; shared by the client and the sandbox.
         .target(name: "QuickXor"),
@@ -76,7 +78,7 @@ let package = Package(
         // The on-disk block cache and the reader that fills it from Graph.
         .target(
             name: "Cache",
-            dependencies: ["Graph", "Namespace", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Graph", "HTTP", "Namespace", .product(name: "Logging", package: "swift-log")]
         ),
         // Durable writes: staged files on local disk and the journal of changes still to send.
         .target(
@@ -107,7 +109,8 @@ let package = Package(
         .target(
             name: "Status",
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
         .executableTarget(
             name: "crmfs",
@@ -115,6 +118,8 @@ let package = Package(
                 "CLinux", "CRM", "Cache", "Config", "FileSystem", "Freshness", "Graph", "HTTP", "Namespace", "Sandbox", "Services", "Status",
                 "Writeback", "Writes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -132,7 +137,7 @@ let package = Package(
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FreshnessTests", dependencies: ["CRM", "Config", "Freshness", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "TreeTests", dependencies: ["Config", "Graph", "HTTP", "Namespace", "TestSupport"]),
-        .testTarget(name: "StatusTests", dependencies: ["Status"]),
+        .testTarget(name: "StatusTests", dependencies: ["HTTP", "Status"]),
         .testTarget(name: "ParserTests", dependencies: ["Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox"]),
         .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Freshness", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
     ]

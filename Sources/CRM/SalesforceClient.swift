@@ -200,8 +200,13 @@ public final class SalesforceClient: Sendable {
         do {
             response = try await http.send(request, auth: auth)
         } catch HTTPError.retriesExhausted(_, let attempts, _, let last?) {
+            ServiceMetrics.request(service: "salesforce", status: last.status)
             throw SalesforceError(response: last, request: request, attempts: attempts)
+        } catch {
+            ServiceMetrics.request(service: "salesforce", status: nil)
+            throw error
         }
+        ServiceMetrics.request(service: "salesforce", status: response.status)
         if let info = response.headers["Sforce-Limit-Info"] { usage.value = info }
         guard statuses.contains(response.status) else { throw SalesforceError(response: response, request: request) }
         return response

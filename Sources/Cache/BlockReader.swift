@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 import Graph
 import Logging
 import Namespace
@@ -123,7 +124,11 @@ public final class BlockReader: Sendable {
 
     /// One block's file: from the cache, or fetched once however many readers ask at the same time.
     func block(_ key: BlockKey, content: RemoteContent) async throws -> BlockFile {
-        if let cached = cache.openBlock(key) { return cached }
+        if let cached = cache.openBlock(key) {
+            ServiceMetrics.cacheLookup(hit: true)
+            return cached
+        }
+        ServiceMetrics.cacheLookup(hit: false)
         let task = state.fetch(key) {
             Task {
                 try await self.limiter.run { try await self.fetch(key, content: content) }

@@ -55,12 +55,13 @@ public enum ConfigLoader {
         let lines: LineIndex
 
         func config(_ root: TOMLTable) throws -> MountConfig {
-            try allowOnly(root, ["salesforce", "graph", "cache", "writeback", "freshness", "objects"], at: nil)
+            try allowOnly(root, ["salesforce", "graph", "cache", "writeback", "freshness", "metrics", "objects"], at: nil)
             let salesforce = try self.salesforce(try table(root, "salesforce", at: nil))
             let graph = try self.graph(try table(root, "graph", at: nil))
             let cache = try self.cache(root["cache"]?.table)
             let writeback = try self.writeback(root["writeback"]?.table)
             let freshness = try self.freshness(root["freshness"]?.table)
+            let metrics = try self.metrics(root["metrics"]?.table)
             guard let list = root["objects"]?.array, !list.isEmpty else {
                 throw error("objects", "at least one [[objects]] block is required")
             }
@@ -73,7 +74,9 @@ public enum ConfigLoader {
             for (index, object) in objects.enumerated() where !seen.insert(object.directory.lowercased()).inserted {
                 throw error("objects[\(index)].directory", "'\(object.directory)' is used by two objects")
             }
-            return MountConfig(path: path, salesforce: salesforce, graph: graph, cache: cache, writeback: writeback, freshness: freshness, objects: objects)
+            var config = MountConfig(path: path, salesforce: salesforce, graph: graph, cache: cache, writeback: writeback, freshness: freshness, objects: objects)
+            config.metrics = metrics
+            return config
         }
 
         func salesforce(_ t: TOMLTable) throws -> SalesforceSettings {
@@ -184,6 +187,28 @@ public enum ConfigLoader {
             settings.drivePoll = try interval("drive_poll", default: settings.drivePoll)
             settings.crmPoll = try interval("crm_poll", default: settings.crmPoll)
             return settings
+        }
+
+        /// `[metrics] listen`: where Prometheus may scrape, off without it. Only this machine: a Unix socket
+        /// (`unix:PATH`, relative to the state directory) or a loopback address and port.
+        func metrics(_ t: TOMLTable?) throws -> MetricsListener? {
+            guard let t else { return nil }
+            let at = "metrics"
+            try allowOnly(t, ["listen"], at: at)
+            let text = try string(t, "listen", at: at)
+            if text.hasPrefix("unix:") {
+                let socket = String(text.dropFirst("unix:".count))
+                guard !socket.isEmpty else { throw error("\(at).listen", "names no socket after unix:") }
+                return .unixSocket(socket)
+            }
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+                throw error("\(at).listen", "'\(text)' is neither unix:PATH nor HOST:PORT, e.g. \"127.0.0.1:9464\"")
+            }
+            let host = String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            guard Loopback.isLoopback(host: host) else {
+                throw error("\(at).listen", "'\(host)' is not a loopback address: metrics are served to this machine only (use 127.0.0.1 or a unix: socket)")
+            }
+            return .tcp(host: host, port: port)
         }
 
         func object(_ t: TOMLTable, index: Int) throws -> ObjectSettings {

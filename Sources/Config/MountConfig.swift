@@ -158,12 +158,22 @@ public struct MountConfig: Sendable {
     public var writeback: WritebackSettings
     public var freshness = FreshnessSettings()
     public var objects: [ObjectSettings]
+    /// Where the Prometheus metrics are served; nil (the default) serves none.
+    public var metrics: MetricsListener?
 
     /// Resolves a path from the config relative to the config file's directory.
     public func resolve(_ relative: String) -> String {
         if relative.hasPrefix("/") { return relative }
         return URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(relative).standardizedFileURL.path
     }
+}
+
+/// Where a mount serves its metrics: this machine only.
+public enum MetricsListener: Sendable, Equatable {
+    /// A Unix socket (0600); a relative path is in the state directory.
+    case unixSocket(String)
+    /// A loopback address and port.
+    case tcp(host: String, port: Int)
 }
 
 /// A config problem: which file, where, which key, and what is wrong.

@@ -213,7 +213,14 @@ public final class GraphClient: Sendable {
                 try await pacer.admit(cost: ResourceUnits.cost(of: request))
                 observe = { pacer.observe($0) }
             }
-            let response = try await http.send(request, auth: auth, sink: sink, observe: observe)
+            let response: HTTPResponse
+            do {
+                response = try await http.send(request, auth: auth, sink: sink, observe: observe)
+            } catch {
+                ServiceMetrics.request(service: "graph", status: (error as? HTTPError).flatMap(\.lastStatus))
+                throw error
+            }
+            ServiceMetrics.request(service: "graph", status: response.status)
             if !response.isSuccess && response.status != 302 && response.status != 304 {
                 throw GraphError(response: response, request: request)
             }

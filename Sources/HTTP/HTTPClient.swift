@@ -69,6 +69,7 @@ public final class HTTPClient: Sendable {
                     throw HTTPError.retriesExhausted(status: response.status, attempts: attempt, request: request.logDescription, response: response)
                 }
                 logger.debug("throttled: waiting", metadata: ["request": "\(request.logDescription)", "status": "\(response.status)", "delay": "\(delay)"])
+                ServiceMetrics.waited(delay, reason: "retry-after")
                 try await Task.sleep(for: delay)
                 continue
             }

@@ -99,6 +99,12 @@ public struct HTTPResponse: Sendable {
 }
 
 public enum HTTPError: Error, CustomStringConvertible, Sendable {
+    /// The status of the last answer, when there was one (retries ran out on it).
+    public var lastStatus: Int? {
+        if case .retriesExhausted(let status, _, _, _) = self { return status }
+        return nil
+    }
+
     /// libcurl failed the transfer (connect, reset, timeout, ...).
     case transport(code: Int, message: String, request: String)
     /// The body exceeded the memory sink's limit.

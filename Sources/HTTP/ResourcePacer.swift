@@ -58,6 +58,7 @@ public final class ResourcePacer: @unchecked Sendable {
             }
             if wait == .zero { return }
             lock.withLock { waited += wait }
+            ServiceMetrics.waited(wait, reason: "pacer")
             try await Task.sleep(for: wait)
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Graph
+import HTTP
 import Logging
 import QuickXor
 
@@ -99,6 +100,7 @@ public final class Uploader: Sendable {
             logger.notice("the service changed the document as it stored it; its copy is the document now",
                           metadata: ["name": "\(change.name)", "sent": "\(change.size) bytes", "stored": "\(item.size ?? 0) bytes"])
         }
+        ServiceMetrics.uploaded(bytes: change.size)
         try journal.update(id: id) { $0.state = .linking; $0.itemID = item.id; $0.lastError = nil; $0.uploadURL = nil }
         logger.info("uploaded", metadata: ["name": "\(change.name)", "item": "\(item.id)", "bytes": "\(change.size)",
                                            "mtime": "\(change.modified.map { "\($0.timeIntervalSince1970)" } ?? "the service's")"])

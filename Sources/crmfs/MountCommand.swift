@@ -49,6 +49,7 @@ struct MountCommand: AsyncParsableCommand {
         let notifier = ReadyNotifier.fromEnvironment(Self.readyVariable)
         do {
             let loaded = try ConfigLoader.load(path: configPath)
+            Mounter.bootstrapMetrics(loaded)
             let mount = try await Mounter(config: loaded, mountpoint: mountpointPath, options: parsed).prepare()
             let status = await Mounter.serve(mount, at: mountpointPath) { result in
                 switch result {

@@ -1,10 +1,12 @@
 import Cache
 import Config
+import CoreMetrics
 import FileSystem
 import Foundation
 import Freshness
 import Logging
 import Namespace
+import Prometheus
 import Services
 import Status
 import Writeback
@@ -183,6 +185,7 @@ struct Mounter {
             logger.warning("no status socket; `crmfs status` cannot reach this mount", metadata: ["error": "\(error)"])
             statusServer = nil
         }
+        let metricsServer = await startMetrics(mount)
         let result = await withCheckedContinuation { continuation in
             let thread = Thread {
                 continuation.resume(returning: mount.fileSystem.run(mountpoint: mountpoint, ready: ready))
@@ -191,7 +194,36 @@ struct Mounter {
             thread.start()
         }
         await statusServer?.stop()
+        await metricsServer?.stop()
         return result
+    }
+
+    /// The Prometheus registry every metric of this process goes to, once `[metrics]` turns them on
+    /// (swift-metrics is bootstrapped once per process). Guarded by its lock.
+    private static let metricsRegistryBox = MetricsRegistryBox()
+    static var metricsRegistry: PrometheusCollectorRegistry? { metricsRegistryBox.registry }
+
+    /// Turns metrics on for this process when the config asks (before anything counts).
+    static func bootstrapMetrics(_ config: MountConfig) {
+        guard config.metrics != nil, let registry = metricsRegistryBox.makeOnce() else { return }
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    }
+
+    /// Serves the metrics where `[metrics] listen` says; a mount without them still works.
+    private static func startMetrics(_ mount: PreparedMount) async -> MetricsServer? {
+        guard let listener = mount.status.config.metrics, let registry = metricsRegistry else { return nil }
+        let address: MetricsServer.Address = switch listener {
+        case .unixSocket(let path): .unixSocket(path.hasPrefix("/") ? path : mount.status.stateDirectory.appendingPathComponent(path).path)
+        case .tcp(let host, let port): .tcp(host: host, port: port)
+        }
+        do {
+            let server = try await MetricsServer.start(at: address, registry: registry, refresh: mount.status.recordGauges)
+            Logger(label: "crmfs.mount").info("metrics served", metadata: ["at": "\(listener)"])
+            return server
+        } catch {
+            Logger(label: "crmfs.mount").error("metrics cannot be served; the mount goes on without them", metadata: ["at": "\(listener)", "error": "\(error)"])
+            return nil
+        }
     }
 
     private func checkMountpoint() throws {
@@ -213,6 +245,23 @@ struct Mounter {
             guard fields.count > 4 else { return false }
             let point = String(fields[4]).replacingOccurrences(of: "\\040", with: " ")
             return point == target
+        }
+    }
+}
+
+/// The process's one metrics registry, made at most once.
+final class MetricsRegistryBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var made: PrometheusCollectorRegistry?
+
+    var registry: PrometheusCollectorRegistry? { lock.withLock { made } }
+
+    /// A new registry the first time; nil once one exists.
+    func makeOnce() -> PrometheusCollectorRegistry? {
+        lock.withLock {
+            guard made == nil else { return nil }
+            made = PrometheusCollectorRegistry()
+            return made
         }
     }
 }

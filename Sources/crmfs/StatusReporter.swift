@@ -1,5 +1,6 @@
 import Cache
 import Config
+import CoreMetrics
 import Foundation
 import Freshness
 import Services
@@ -38,6 +39,27 @@ struct StatusReporter: Sendable {
             graphUnitsLastMinute: connections.graph.pacer?.unitsLastMinute, graphUnitsPerMinute: connections.graph.pacer.map { Int($0.unitsPerMinute) },
             salesforceCallsToday: usage?.used, salesforceDailyLimit: usage?.limit,
             cacheBytes: cache.usedBytes, cacheLimit: cache.capacity)
+    }
+
+    /// Sets the gauges a metrics scrape reads from the same facts `crmfs status` shows.
+    func recordGauges() {
+        let status = report()
+        let now = Date()
+        Gauge(label: "crmfs_changes_waiting").record(status.waiting)
+        Gauge(label: "crmfs_uploads_in_flight").record(status.uploads.count)
+        Gauge(label: "crmfs_changes_failed").record(status.failed.count)
+        Gauge(label: "crmfs_conflicts_kept").record(status.conflicts.count)
+        Gauge(label: "crmfs_cache_bytes").record(status.cacheBytes)
+        Gauge(label: "crmfs_cache_limit_bytes").record(status.cacheLimit)
+        for (feed, caughtUp) in [("library", status.libraryCaughtUp), ("crm", status.crmCaughtUp)] {
+            // Since the mount started, while a feed has not caught up yet.
+            Gauge(label: "crmfs_feed_lag_seconds", dimensions: [("feed", feed)]).record(now.timeIntervalSince(caughtUp ?? mountedAt))
+        }
+        if let units = status.graphUnitsLastMinute { Gauge(label: "crmfs_graph_units_last_minute").record(units) }
+        if let calls = status.salesforceCallsToday { Gauge(label: "crmfs_salesforce_calls_today").record(calls) }
+        for signIn in status.signIns {
+            Gauge(label: "crmfs_signed_in", dimensions: [("service", signIn.service)]).record(signIn.problem == nil ? 1 : 0)
+        }
     }
 
     private var signIns: [MountStatus.SignIn] {

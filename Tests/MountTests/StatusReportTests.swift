@@ -6,6 +6,31 @@ import TestSupport
 /// the audit log records each change made on the services. Both through a real mount, signed in as a user.
 @Suite("crmfs status and the audit log", .serialized)
 struct StatusReportTests {
+    @Test("[metrics] serves Prometheus text on a Unix socket: requests by service and status, cache hits and misses, upload bytes, queue gauges")
+    func metrics() async throws {
+        try await withMount(records: 2, docsPerRecord: 1, editConfig: { $0 + "\n[metrics]\nlisten = \"unix:metrics.sock\"\n" }) { mount in
+            let socket = "\(mount.stateDirectory)/metrics.sock"
+            var info = stat()
+            #expect(stat(socket, &info) == 0 && info.st_mode & 0o777 == 0o600)
+            let contract = mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")
+            _ = try await Tools.read(contract)
+            _ = try await Tools.read(contract)
+            #expect(try await Tools.shell("echo 'counted' > '\(mount.path("Accounts/Acme Corp/counted.txt"))'").status == 0)
+            #expect(try await mount.sync().status == 0)
+            let scrape = try await Tools.run("curl", ["-sf", "--unix-socket", socket, "http://localhost/metrics"])
+            #expect(scrape.status == 0, "\(scrape.errors)")
+            let text = scrape.output
+            for expected in ["crmfs_requests_total{service=\"graph\",status=\"200\"}", "crmfs_requests_total{service=\"salesforce\",status=\"200\"}",
+                             "crmfs_cache_misses_total ", "crmfs_upload_bytes_total 8", "crmfs_changes_waiting 0", "crmfs_feed_lag_seconds{feed=\"library\"}",
+                             "crmfs_cache_limit_bytes 1073741824", "crmfs_signed_in{service=\"graph\"} 1"] {
+                #expect(text.contains(expected), "\(expected) in \(text)")
+            }
+            #expect(text.contains("# TYPE crmfs_requests_total counter"))
+            let missing = try await Tools.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "http://localhost/other"])
+            #expect(missing.output == "404")
+        }
+    }
+
     static func status(_ mount: MountFixture) async throws -> [String: Any] {
         let result = try await Tools.run(Tools.crmfs, ["status", "--json", mount.mountpoint])
         #expect(result.status == 0, "\(result.errors)")
@@ -25,6 +50,7 @@ struct StatusReportTests {
             try await MountFixture.using(sandbox) { mount in
                 let acme = mount.path("Accounts/Acme Corp")
                 let socket = "\(mount.stateDirectory)/status.sock"
+                #expect(!FileManager.default.fileExists(atPath: "\(mount.stateDirectory)/metrics.sock"), "metrics are off by default")
                 var info = stat()
                 #expect(stat(socket, &info) == 0 && info.st_mode & 0o777 == 0o600, "only the user reaches the socket")
 

@@ -75,6 +75,21 @@ struct ConfigTests {
         }
     }
 
+    @Test("[metrics] listens on this machine only: a Unix socket or a loopback port; anything else is refused naming the key")
+    func metricsListener() throws {
+        func parse(_ listen: String) throws -> MountConfig {
+            try ConfigLoader.parse(Self.valid + "\n[metrics]\nlisten = \"\(listen)\"\n", path: "/etc/crmfs/sales.conf")
+        }
+        #expect(try ConfigLoader.parse(Self.valid, path: "/etc/crmfs/sales.conf").metrics == nil, "off by default")
+        #expect(try parse("unix:metrics.sock").metrics == .unixSocket("metrics.sock"))
+        #expect(try parse("127.0.0.1:9464").metrics == .tcp(host: "127.0.0.1", port: 9464))
+        #expect(try parse("[::1]:9464").metrics == .tcp(host: "::1", port: 9464))
+        for refused in ["0.0.0.0:9464", "192.168.1.5:9464", "127.0.0.1", "unix:", "127.0.0.1:99999"] {
+            #expect(throws: ConfigError.self) { try parse(refused) }
+            do { _ = try parse(refused) } catch let error as ConfigError { #expect(error.key == "metrics.listen", "\(refused)") }
+        }
+    }
+
     @Test("per-user defaults: a bare NAME is ~/.config/crmfs/NAME.conf, a config without a state directory uses ~/.local/state/crmfs/NAME")
     func userPaths() throws {
         let home = try Tools.emptyDirectory("crmfs-home")
