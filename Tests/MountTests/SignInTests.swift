@@ -56,6 +56,8 @@ struct SignInTests {
                 try await sandbox.admin("tokens/expire")
                 #expect(Self.readErrno(document) == EACCES)
                 #expect(mount.logTail().contains("crmfs login"), "\(mount.logTail())")
+                let status = try await Tools.run(Tools.crmfs, ["status", mount.mountpoint])
+                #expect(status.output.contains("Microsoft 365: NOT SIGNED IN") && status.output.contains("run `crmfs login"), "\(status.output)")
 
                 let again = try await Tools.run(Tools.crmfs, ["login", sandbox.configPath], timeLimit: .seconds(60))
                 #expect(again.status == 0, "\(again.errors)")
