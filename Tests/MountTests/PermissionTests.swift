@@ -66,15 +66,7 @@ struct PermissionTests {
 
     @Test("a change SharePoint refuses (403) ends as `error: access denied`, is never retried, and its bytes are kept")
     func refusedBySharePoint() async throws {
-        try await withSandbox(records: 3, docsPerRecord: 1, separateProcess: true, configure: {
-            $0.approveDeviceCodesAs = "sam"
-            $0.deviceCodeInterval = 1
-        }) { sandbox in
-            let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
-            try SignInTests.asUser(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
-            let login = try await Tools.run(Tools.crmfs, ["login", sandbox.configPath], timeLimit: .seconds(60))
-            #expect(login.status == 0, "\(login.errors)")
-
+        try await SignInTests.withSignedInSandbox(as: "sam", records: 3) { sandbox in
             try await MountFixture.using(sandbox) { mount in
                 // Salesforce lets sam edit Acme Corp (sam owns it); SharePoint lets sam only read its Contracts folder.
                 let contracts = mount.path("Accounts/Acme Corp/Contracts")
@@ -107,13 +99,7 @@ struct PermissionTests {
 
     @Test("a share given or taken back shows through a running mount within a CRM poll: the record goes, or turns writable")
     func sharingChangesFollow() async throws {
-        try await withSandbox(records: 4, docsPerRecord: 1, separateProcess: true, configure: {
-            $0.approveDeviceCodesAs = "sky"
-            $0.deviceCodeInterval = 1
-        }) { sandbox in
-            let text = SignInTests.asUser(try String(contentsOfFile: sandbox.configPath, encoding: .utf8)) + "\n[freshness]\ncrm_poll = \"2s\"\n"
-            try text.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
-            #expect(try await Tools.run(Tools.crmfs, ["login", sandbox.configPath], timeLimit: .seconds(60)).status == 0)
+        try await SignInTests.withSignedInSandbox(as: "sky", records: 4, editConfig: { $0 + "\n[freshness]\ncrm_poll = \"2s\"\n" }) { sandbox in
             let deal = SalesforceID.make(prefix: "006", serial: 2)
             _ = try await sandbox.admin("records/\(deal)/share", ["user": "sky", "level": "Read"])
 

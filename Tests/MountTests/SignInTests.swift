@@ -14,6 +14,22 @@ struct SignInTests {
             .replacingOccurrences(of: "client_secret_file = \"secrets/graph-client-secret\"", with: "auth = \"device-code\"")
     }
 
+    /// A sandbox whose config signs in as `user` (`editConfig` changes it further), signed in with `crmfs login`
+    /// (the sandbox approves the codes as `user`).
+    static func withSignedInSandbox<T>(as user: String, records: Int, docsPerRecord: Int = 1, editConfig: (String) -> String = { $0 },
+                                       _ body: (SandboxFixture) async throws -> T) async throws -> T {
+        try await withSandbox(records: records, docsPerRecord: docsPerRecord, separateProcess: true, configure: {
+            $0.approveDeviceCodesAs = user
+            $0.deviceCodeInterval = 1
+        }) { sandbox in
+            let text = editConfig(asUser(try String(contentsOfFile: sandbox.configPath, encoding: .utf8)))
+            try text.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            let login = try await Tools.run(Tools.crmfs, ["login", sandbox.configPath], timeLimit: .seconds(60))
+            #expect(login.status == 0, "\(login.errors)")
+            return try await body(sandbox)
+        }
+    }
+
     static func mode(_ path: String) -> mode_t? {
         var info = stat()
         return stat(path, &info) == 0 ? info.st_mode & 0o777 : nil

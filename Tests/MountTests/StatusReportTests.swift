@@ -39,14 +39,8 @@ struct StatusReportTests {
 
     @Test("status --json reports the sign-in, an upload in flight with its bytes, a conflict and a failed change; the audit log has one line per change and no secret")
     func statusAndAudit() async throws {
-        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true, configure: {
-            $0.approveDeviceCodesAs = "sam"
-            $0.deviceCodeInterval = 1
-        }) { sandbox in
-            let text = SignInTests.asUser(try String(contentsOfFile: sandbox.configPath, encoding: .utf8))
-            try WriteRecoveryTests.settings(fragment: "320KiB", policy: "remote-wins")(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
-            #expect(try await Tools.run(Tools.crmfs, ["login", sandbox.configPath], timeLimit: .seconds(60)).status == 0)
-
+        try await SignInTests.withSignedInSandbox(as: "sam", records: 2,
+                                                  editConfig: WriteRecoveryTests.settings(fragment: "320KiB", policy: "remote-wins")) { sandbox in
             try await MountFixture.using(sandbox) { mount in
                 let acme = mount.path("Accounts/Acme Corp")
                 let socket = "\(mount.stateDirectory)/status.sock"
