@@ -70,8 +70,9 @@ struct StatusCommand: AsyncParsableCommand {
     }
 }
 
-/// The crmfs mounts the user runs, found by their daemons (`crmfs mount CONFIG MOUNTPOINT -f`, the user's
-/// own processes), each with its status socket.
+/// The crmfs mounts the user runs, each with its status socket: found in the mount table (a crmfs mount's
+/// source is `crmfs:CONFIG` unless `-o fsname=` changed it) and by their daemons (`crmfs mount CONFIG
+/// MOUNTPOINT -f`, the user's own processes), whichever names them.
 enum RunningMounts {
     struct Mount {
         var mountpoint: String
@@ -81,6 +82,49 @@ enum RunningMounts {
 
     static func find(mountpoint: String?) throws -> [Mount] {
         let wanted = mountpoint.map { URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath().path }
+        var found: [String: Mount] = [:]
+        for mount in fromDaemons() + fromMountTable() where wanted.map({ $0 == mount.mountpoint }) ?? true {
+            found[mount.mountpoint] = found[mount.mountpoint] ?? mount
+        }
+        return found.values.sorted { $0.mountpoint < $1.mountpoint }
+    }
+
+    private static func mount(at point: String, config: String) -> Mount? {
+        guard let loaded = try? ConfigLoader.load(path: config) else { return nil }
+        let state = loaded.resolve(loaded.cache.directory)
+        return Mount(mountpoint: point, config: config, socket: (state as NSString).appendingPathComponent(MountStatus.socketName))
+    }
+
+    /// `fuse.crmfs` entries of /proc/self/mountinfo mounted by this user, whose source names the config.
+    private static func fromMountTable() -> [Mount] {
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        return table.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ").map(String.init)
+            guard let dash = fields.firstIndex(of: "-"), fields.count > dash + 3, fields[dash + 1] == "fuse.crmfs",
+                  fields[dash + 3].split(separator: ",").contains(Substring("user_id=\(getuid())")),
+                  fields[dash + 2].hasPrefix("crmfs:") else { return nil }
+            return mount(at: unescape(fields[4]), config: unescape(String(fields[dash + 2].dropFirst("crmfs:".count))))
+        }
+    }
+
+    /// mountinfo writes space, tab, newline and backslash as octal escapes (`\040`).
+    private static func unescape(_ text: String) -> String {
+        var result = ""
+        var characters = Substring(text)
+        while let first = characters.first {
+            if first == "\\", characters.count >= 4, let code = UInt8(characters.dropFirst().prefix(3), radix: 8) {
+                result.append(Character(UnicodeScalar(code)))
+                characters = characters.dropFirst(4)
+            } else {
+                result.append(first)
+                characters = characters.dropFirst()
+            }
+        }
+        return result
+    }
+
+    /// The user's `crmfs mount CONFIG MOUNTPOINT -f` daemons.
+    private static func fromDaemons() -> [Mount] {
         var mounts: [Mount] = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int32(entry) != nil {
             var info = stat()
@@ -89,12 +133,8 @@ enum RunningMounts {
             let arguments = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             let program = arguments.first.map { ($0 as NSString).lastPathComponent } ?? ""
             guard program == "crmfs" || program == "mount.crmfs", arguments.count >= 5, arguments[1] == "mount", arguments.contains("-f") else { continue }
-            let point = arguments[3]
-            if let wanted, point != wanted { continue }
-            guard let config = try? ConfigLoader.load(path: arguments[2]) else { continue }
-            let state = config.resolve(config.cache.directory)
-            mounts.append(Mount(mountpoint: point, config: arguments[2], socket: (state as NSString).appendingPathComponent(MountStatus.socketName)))
+            if let found = mount(at: arguments[3], config: arguments[2]) { mounts.append(found) }
         }
-        return mounts.sorted { $0.mountpoint < $1.mountpoint }
+        return mounts
     }
 }

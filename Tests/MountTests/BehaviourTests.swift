@@ -344,6 +344,9 @@ struct DemoTests {
         #expect(text.contains("MSA-2026.pdf"))
         #expect(text.contains("user.crm.Name=\"Acme Corp\""))
         #expect(MountFixture.isMounted(mountpoint))
+        // The demo mounts in its own process (no `crmfs mount` daemon): `crmfs status` finds it in the mount table.
+        let status = try await Tools.run(Tools.crmfs, ["status"])
+        #expect(status.status == 0 && status.output.contains("\(mountpoint)  ("), "\(status.output)\(status.errors)")
         process.signal(SIGINT)
         #expect(await process.wait() == 0)
         #expect(!MountFixture.isMounted(mountpoint))
