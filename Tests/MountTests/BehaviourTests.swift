@@ -345,7 +345,7 @@ struct DemoTests {
         #expect(text.contains("user.crm.Name=\"Acme Corp\""))
         #expect(MountFixture.isMounted(mountpoint))
         // The demo mounts in its own process (no `crmfs mount` daemon): `crmfs status` finds it in the mount table.
-        let status = try await Tools.run(Tools.crmfs, ["status"])
+        let status = try await Tools.run(Tools.crmfs, ["status", mountpoint])  // (other tests' mounts come and go meanwhile)
         #expect(status.status == 0 && status.output.contains("\(mountpoint)  ("), "\(status.output)\(status.errors)")
         process.signal(SIGINT)
         #expect(await process.wait() == 0)
