@@ -46,13 +46,13 @@ public final class ChangeFeeds: @unchecked Sendable {
         self.deliver = deliver
     }
 
+    /// When the library's feed and the CRM's last caught up; nil for one that has not yet.
+    public var caughtUp: (drive: Date?, crm: Date?) { lock.withLock { (driveCaughtUp, crmCaughtUp) } }
+
     /// Restores the kept tree, if there is one, and the drive feed's position with it (a round of catch-up
     /// starts at once); without one, the first round enumerates the whole library by delta pages, which the
     /// tree answers first listings from once it is complete. Then polls, and keeps the tree every few seconds.
     /// The kept tree is a cache: one that cannot be read costs a cold start, never the mount.
-    /// When the library's feed and the CRM's last caught up; nil for one that has not yet.
-    public var caughtUp: (drive: Date?, crm: Date?) { lock.withLock { (driveCaughtUp, crmCaughtUp) } }
-
     public func start() {
         guard let store else { return startPolling(restored: false) }
         let kept: (listings: [String: Data], deltaLink: String?)
@@ -265,9 +265,20 @@ public final class ChangeFeeds: @unchecked Sendable {
             queries += asked
         }
         let answers = try await records.queries(queries)
+        let levels = RecordAccess.levels(Array(answers[accessQueries]))
         let isDeleted = { (record: SObjectRecord) in record["IsDeleted"]?.boolValue == true }
-        // What the user may do with the records that changed: all objects' in one go.
-        var changedRecords = try await tree.withRecordAccess(plans.flatMap { answers[$0.changed].filter { !isDeleted($0) } })[...]
+        var live = plans.flatMap { answers[$0.changed].filter { !isDeleted($0) } }
+        if tree.options.checksRecordAccess {
+            // What the user may do with the records that changed: the answer above for those the mount holds;
+            // only records new to it are asked (all objects' in one go).
+            let new = try await tree.withRecordAccess(live.filter { record in record.id.map { levels[$0] == nil } ?? false })
+            let asked = Dictionary(new.compactMap { record in record.id.map { ($0, record) } }, uniquingKeysWith: { first, _ in first })
+            live = live.map { record in
+                guard let id = record.id else { return record }
+                return levels[id].map { record.withAccess(editable: $0.edit) } ?? asked[id] ?? record
+            }
+        }
+        var changedRecords = live[...]
         var applied = 0
         for plan in plans {
             let live = answers[plan.changed].count { !isDeleted($0) }
@@ -284,7 +295,7 @@ public final class ChangeFeeds: @unchecked Sendable {
             deliver(changes)
         }
         if !accessAsked.isEmpty {
-            let changes = tree.applyRecordAccess(RecordAccess.levels(Array(answers[accessQueries])), asked: accessAsked)
+            let changes = tree.applyRecordAccess(levels, asked: accessAsked)
             applied += changes.applied
             deliver(changes)
         }

@@ -83,11 +83,12 @@ public final class AuditLog: @unchecked Sendable {
 extension AuditLog {
     /// The entry for what became of a change the engine sent, at `path` in the mount.
     public static func entry(for outcome: ChangeOutcome, path: String?) -> Entry {
-        let (change, item, result): (PendingChange, String?, String) = switch outcome {
-        case .done(let change, let item): (change, item?.id ?? change.itemID, "done")
-        case .conflict(let change, let policy): (change, change.itemID, "conflict: \(policy)")
-        case .gaveUp(let change, let reason): (change, change.itemID, "gave up: \(reason)")
-        case .refused(let change, _): (change, change.itemID, "refused: access denied")
+        let change = outcome.change
+        let (item, result): (String?, String) = switch outcome {
+        case .done(_, let item): (item?.id ?? change.itemID, "done")
+        case .conflict(_, let policy): (change.itemID, "conflict: \(policy)")
+        case .gaveUp(_, let reason): (change.itemID, "gave up: \(reason)")
+        case .refused: (change.itemID, "refused: access denied")
         }
         return Entry(operation: change.kind.rawValue, path: path ?? change.parentPath.map { "\($0)/\(change.name)" } ?? change.name,
                      itemId: item, recordId: change.recordID, outcome: result)

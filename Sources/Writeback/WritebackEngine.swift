@@ -380,9 +380,7 @@ public final class WritebackEngine: @unchecked Sendable {
     /// Tells the observers, then lets waiters go: a waiter sees the mount already updated.
     func finished(_ outcome: ChangeOutcome) {
         for observer in lock.withLock({ observers }) { observer(outcome) }
-        let id: Int64? = switch outcome {
-        case .done(let change, _), .conflict(let change, _), .gaveUp(let change, _), .refused(let change, _): change.id
-        }
+        let id = outcome.change.id
         lock.withLock { if let id { running.remove(id); notBefore[id] = nil; quietUntil[id] = nil } }
     }
 
@@ -491,6 +489,13 @@ public enum ChangeOutcome: Sendable {
     /// The service refused it for good (the user may not change the document); it is not retried, and an
     /// upload's bytes are kept in the state directory's `conflicts/`. The note says what happened.
     case refused(PendingChange, note: String)
+
+    /// The change it is the outcome of.
+    public var change: PendingChange {
+        switch self {
+        case .done(let change, _), .conflict(let change, _), .gaveUp(let change, _), .refused(let change, _): change
+        }
+    }
 }
 
 /// A document's state as `user.crmfs.sync` tells it.

@@ -175,10 +175,7 @@ public final class LocalWrites: @unchecked Sendable {
 
     private func settled(_ outcome: ChangeOutcome) {
         if let audit = support.audit {
-            let id: Int64? = switch outcome {
-            case .done(let change, _), .conflict(let change, _), .gaveUp(let change, _), .refused(let change, _): change.id
-            }
-            let owner = id.flatMap { id in lock.withLock { owners[id] } }
+            let owner = outcome.change.id.flatMap { id in lock.withLock { owners[id] } }
             audit.record(AuditLog.entry(for: outcome, path: owner.flatMap { tree.mountPath(of: $0.ino) }))
         }
         switch outcome {

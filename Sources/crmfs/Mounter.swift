@@ -198,26 +198,25 @@ struct Mounter {
         return result
     }
 
-    /// The Prometheus registry every metric of this process goes to, once `[metrics]` turns them on
-    /// (swift-metrics is bootstrapped once per process). Guarded by its lock.
-    private static let metricsRegistryBox = MetricsRegistryBox()
-    static var metricsRegistry: PrometheusCollectorRegistry? { metricsRegistryBox.registry }
+    /// The Prometheus registry every metric of this process goes to, once `[metrics]` turns them on.
+    static let metricsRegistry = PrometheusCollectorRegistry()
 
-    /// Turns metrics on for this process when the config asks (before anything counts).
+    /// Turns metrics on for this process when the config asks, before anything counts (once: a mount
+    /// process mounts one config).
     static func bootstrapMetrics(_ config: MountConfig) {
-        guard config.metrics != nil, let registry = metricsRegistryBox.makeOnce() else { return }
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        guard config.metrics != nil else { return }
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metricsRegistry))
     }
 
     /// Serves the metrics where `[metrics] listen` says; a mount without them still works.
     private static func startMetrics(_ mount: PreparedMount) async -> MetricsServer? {
-        guard let listener = mount.status.config.metrics, let registry = metricsRegistry else { return nil }
+        guard let listener = mount.status.config.metrics else { return nil }
         let address: MetricsServer.Address = switch listener {
         case .unixSocket(let path): .unixSocket(path.hasPrefix("/") ? path : mount.status.stateDirectory.appendingPathComponent(path).path)
         case .tcp(let host, let port): .tcp(host: host, port: port)
         }
         do {
-            let server = try await MetricsServer.start(at: address, registry: registry, refresh: mount.status.recordGauges)
+            let server = try await MetricsServer.start(at: address, registry: metricsRegistry, refresh: mount.status.recordGauges)
             Logger(label: "crmfs.mount").info("metrics served", metadata: ["at": "\(listener)"])
             return server
         } catch {
@@ -245,23 +244,6 @@ struct Mounter {
             guard fields.count > 4 else { return false }
             let point = String(fields[4]).replacingOccurrences(of: "\\040", with: " ")
             return point == target
-        }
-    }
-}
-
-/// The process's one metrics registry, made at most once.
-final class MetricsRegistryBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var made: PrometheusCollectorRegistry?
-
-    var registry: PrometheusCollectorRegistry? { lock.withLock { made } }
-
-    /// A new registry the first time; nil once one exists.
-    func makeOnce() -> PrometheusCollectorRegistry? {
-        lock.withLock {
-            guard made == nil else { return nil }
-            made = PrometheusCollectorRegistry()
-            return made
         }
     }
 }
