@@ -44,6 +44,8 @@ public final class WritebackEngine: @unchecked Sendable {
     private var failures: [Int64: String] = [:]
     /// Changes the service refused for good (see `refuse`), with why, for waiters, `crmfs sync` and `crmfs status`.
     var refusals: [Int64: (name: String, reason: String)] = [:]
+    /// Refusals a `drain` (`crmfs sync`) has already reported.
+    private var reportedRefusals: Set<Int64> = []
     /// Changes whose staged file is still open for writing: not sent until released.
     private var held: Set<Int64> = []
     /// Changes being sent now: they can no longer be amended or withdrawn.
@@ -262,7 +264,13 @@ public final class WritebackEngine: @unchecked Sendable {
             try Task.checkCancellation()
             await waitForProgress { !unfinished() }
         }
-        let refused = lock.withLock { targets.compactMap { id in refusals[id].map { "\($0.name): \($0.reason)" } } }
+        // Every refusal not reported yet, also one that came before this call began (its change is gone from
+        // the journal by then): a `crmfs sync` right after a refused write must say so, however fast it was.
+        let refused = lock.withLock {
+            let unreported = refusals.filter { !reportedRefusals.contains($0.key) }
+            reportedRefusals.formUnion(unreported.keys)
+            return unreported.values.map { "\($0.name): \($0.reason)" }
+        }
         if !refused.isEmpty { throw WritebackError.refused(refused.sorted().joined(separator: "; ")) }
     }
 
