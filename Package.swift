@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // C shim over libcurl: typed wrappers for the variadic setopt/getinfo calls.
@@ -101,6 +102,13 @@ let package = Package(
             name: "Freshness",
             dependencies: ["CRM", "Config", "Graph", "Namespace", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
         ),
+        // The fleet's change log in PostgreSQL: its schema, the relay that fills it from the services'
+        // feeds, and the follower that applies it to a mount.
+        .target(
+            name: "Fleet",
+            dependencies: ["CRM", "Config", "Freshness", "Graph", "HTTP", "Namespace", "Services", .product(name: "PostgresNIO", package: "postgres-nio"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log")]
+        ),
         .target(
             name: "Services",
             dependencies: ["HTTP", "Graph", "CRM", "Config", "Namespace", "Writeback", .product(name: "Logging", package: "swift-log")]
@@ -115,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "crmfs",
             dependencies: [
-                "CLinux", "CRM", "Cache", "Config", "FileSystem", "Freshness", "Graph", "HTTP", "Namespace", "Sandbox", "Services", "Status",
+                "CLinux", "CRM", "Cache", "Config", "FileSystem", "Fleet", "Freshness", "Graph", "HTTP", "Namespace", "Sandbox", "Services", "Status",
                 "Writeback", "Writes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -139,6 +147,6 @@ let package = Package(
         .testTarget(name: "TreeTests", dependencies: ["Config", "Graph", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "StatusTests", dependencies: ["HTTP", "Status"]),
         .testTarget(name: "ParserTests", dependencies: ["Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox"]),
-        .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Freshness", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
+        .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Config", "Fleet", "Freshness", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
     ]
 )

@@ -16,16 +16,14 @@ STATE=$WORK/tenant/crmfs-state
 export BASE MNT CONF WORK GRAPH_TOKEN DRIVE RECORDS LATENCY_MS BUDGET BIN STATE
 
 python3 - <<'PY' | python3 bench/sections.py scale
-import datetime, json, os, statistics, subprocess, sys, time, urllib.parse, urllib.request
+import datetime, json, os, statistics, subprocess, sys, time, urllib.parse
+sys.path.insert(0, "bench")
+import benchlib
+from benchlib import http, mount, unmount
 
 BASE, MNT, CONF, WORK, DRIVE, BIN, STATE = (os.environ[k] for k in ("BASE", "MNT", "CONF", "WORK", "DRIVE", "BIN", "STATE"))
 TOKEN = os.environ["GRAPH_TOKEN"]
 RECORDS, LATENCY, BUDGET = int(os.environ["RECORDS"]), int(os.environ["LATENCY_MS"]) / 1000, int(os.environ["BUDGET"])
-
-def http(method, url, body=None, headers=None):
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    with urllib.request.urlopen(request) as response:
-        return response.status, response.read()
 
 def stats():
     return json.loads(http("GET", f"{BASE}/_sandbox/stats")[1])
@@ -44,16 +42,7 @@ def cost(before, after):
             "throttled": after.get("throttled", 0) - before.get("throttled", 0)}
 
 def run(*command, **options):
-    return subprocess.run(command, check=True, capture_output=True, text=True, **options)
-
-def mount():
-    run(BIN, "mount", CONF, MNT)
-
-def unmount():
-    subprocess.run(["umount", MNT], check=False)
-    for _ in range(100):  # the daemon keeps the tree on its way out
-        if subprocess.run(["pgrep", "-f", f"crmfs mount {CONF}"], capture_output=True).returncode != 0: break
-        time.sleep(0.1)
+    return benchlib.run(*command, text=True, **options)
 
 def timed(action):
     started = time.monotonic(); before = stats()

@@ -34,12 +34,14 @@ gzip -9n "$man"/man*/*
 "$binary" --generate-completion-script fish | install -D -m 0644 /dev/stdin "$root/usr/share/fish/vendor_completions.d/crmfs.fish"
 
 install -D -m 0644 packaging/systemd/crmfs@.service "$root/usr/lib/systemd/user/crmfs@.service"
+install -D -m 0644 packaging/systemd/crmfs-relay.service "$root/usr/lib/systemd/system/crmfs-relay.service"
 doc="$root/usr/share/doc/crmfs"
 install -D -m 0644 mount.conf.example "$doc/mount.conf.example"
 install -D -m 0644 packaging/systemd/mnt-crm.mount "$doc/examples/mnt-crm.mount"
 install -D -m 0644 packaging/systemd/mnt-crm.automount "$doc/examples/mnt-crm.automount"
 install -m 0644 README.md "$doc/README.md"
 install -m 0644 docs/semantics.md "$doc/semantics.md"
+install -m 0644 docs/fleet.md "$doc/fleet.md"
 cat > "$doc/copyright" <<COPYRIGHT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: crmfs
@@ -70,7 +72,8 @@ Architecture: $arch
 Maintainer: crmfs developers <crmfs@example.invalid>
 Section: utils
 Priority: optional
-Depends: $(IFS=,; echo "${depends[*]}" | sed 's/,/, /g')
+Depends: $(IFS=,; echo "${depends[*]}" | sed 's/,/, /g'), adduser
+Suggests: postgresql
 Installed-Size: $(du -sk "$root" | cut -f1)
 Homepage: https://example.invalid/crmfs
 Description: CRM records and their SharePoint documents as a file system
@@ -79,8 +82,23 @@ Description: CRM records and their SharePoint documents as a file system
  CRM objects and records, files are the documents, extended attributes carry
  CRM fields and SharePoint columns. Writes are staged durably and uploaded in
  the background. Each user signs in as themselves (crmfs login), and a user
- unit (crmfs@NAME) mounts ~/.config/crmfs/NAME.conf at ~/crm/NAME.
+ unit (crmfs@NAME) mounts ~/.config/crmfs/NAME.conf at ~/crm/NAME. A fleet of
+ workstations can follow one relay (crmfs-relay.service) through PostgreSQL
+ instead of each polling the services.
 CONTROL
+
+# The relay's system user (crmfs-relay.service runs as it); the unit stays off until an administrator
+# configures /etc/crmfs/relay.conf and enables it.
+cat > "$root/DEBIAN/postinst" <<'POSTINST'
+#!/bin/sh
+set -e
+if [ "$1" = configure ] && ! getent passwd crmfs-relay >/dev/null; then
+    adduser --system --group --no-create-home --home /nonexistent --quiet crmfs-relay
+fi
+if [ -d /run/systemd/system ]; then systemctl daemon-reload >/dev/null 2>&1 || true; fi
+exit 0
+POSTINST
+chmod 0755 "$root/DEBIAN/postinst"
 
 mkdir -p "$out"
 package="$out/crmfs_${version}_${arch}.deb"

@@ -4,7 +4,9 @@
 set -euo pipefail
 # man-db, systemd and binutils: the package test checks the man pages (man -w) and the units
 # (systemd-analyze); the package build strips the binary and reads what it links (readelf).
-packages=(fuse3 libfuse3-dev libcurl4-openssl-dev pkg-config rsync attr curl procps man-db systemd binutils)
+# postgresql: the fleet's tests run a throwaway cluster of it (packaging/test-postgres.sh), no service;
+# openssl makes that cluster's TLS certificate.
+packages=(fuse3 libfuse3-dev libcurl4-openssl-dev pkg-config rsync attr curl procps man-db systemd binutils postgresql adduser openssl)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 $sudo apt-get update -qq

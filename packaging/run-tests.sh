@@ -6,8 +6,35 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # A hung test fails the run with what it was doing, instead of eating CI's time: each test phase has a
-# time limit; past it, the mounts' logs and the stacks of blocked tasks are printed, every FUSE
-# connection is aborted (so no call stays blocked on a daemon), and the phase fails.
+# time limit; past it, what every process was waiting for (the kernel stacks of each crmfs thread and of
+# every blocked task), each mount's `crmfs status` and its log are written down, every FUSE connection
+# is aborted (so no call stays blocked on a daemon), and the phase fails. The findings are printed again
+# as the very last thing the run says, where a reader of CI's tail finds them.
+findings=/tmp/crmfs-test-findings-$$
+rm -f "$findings"
+
+# What each process and thread was doing when a phase outran its time.
+hang_findings() {
+    df -h / /tmp || true  # a full disk fails writes and SQLite's commits in every mount at once
+    ps -eo pid,ppid,stat,etime,wchan:32,args --forest || true
+    for task in /proc/[0-9]*/task/[0-9]*; do
+        local comm; comm=$(cat "${task%/task/*}/comm" 2>/dev/null) || continue
+        local state; state=$(awk '{print $3}' "$task/stat" 2>/dev/null) || continue
+        [[ "$state" == D || "$comm" == crmfs* ]] || continue
+        echo "--- $task ($comm, $(cat "$task/comm" 2>/dev/null), state $state)"
+        cat "$task/stack" 2>/dev/null || true
+    done
+    for mountpoint in $(awk '$3 == "fuse.crmfs" {print $2}' /proc/mounts); do
+        echo "--- crmfs status $mountpoint"
+        timeout 10 .build/debug/crmfs status "$mountpoint" 2>&1 || true
+    done
+    for log in /tmp/crmfs-test-*/*/crmfs.log; do
+        [[ -f "$log" && "$(find "$log" -mmin -30 2>/dev/null)" ]] || continue
+        echo "--- $log (last lines)"
+        tail -n 25 "$log"
+    done
+}
+
 limited() {
     local limit=$1; shift
     "$@" &
@@ -15,18 +42,8 @@ limited() {
     (
         sleep "$limit"
         kill -0 "$phase" 2>/dev/null || exit 0
-        echo "=== test phase outran ${limit}s: $* ===" >&2
-        ps -eo pid,ppid,stat,etime,wchan:32,args --forest >&2 || true
-        for task in /proc/[0-9]*/task/[0-9]*; do
-            [[ "$(awk '{print $3}' "$task/stat" 2>/dev/null)" == D ]] || continue
-            echo "--- blocked: $task ($(cat "${task%/task/*}/comm" 2>/dev/null))" >&2
-            cat "$task/stack" >&2 2>/dev/null || true
-        done
-        for log in /tmp/crmfs-test-*/crmfs-state/crmfs.log; do
-            [[ -f "$log" && "$(find "$log" -mmin -30 2>/dev/null)" ]] || continue
-            echo "--- $log (last lines)" >&2
-            tail -n 15 "$log" >&2
-        done
+        { echo "=== test phase outran ${limit}s: $* ==="; hang_findings; } > "$findings" 2>&1
+        cat "$findings" >&2
         mountpoint -q /sys/fs/fuse/connections || mount -t fusectl none /sys/fs/fuse/connections || true
         for abort in /sys/fs/fuse/connections/*/abort; do [[ -e "$abort" ]] && echo 1 > "$abort"; done
         sleep 30
@@ -42,6 +59,16 @@ limited() {
     return "$status"
 }
 
+# PostgreSQL for the fleet's tests: a throwaway cluster in a temporary directory (no system service),
+# named to the tests in CRMFS_TEST_POSTGRES and stopped at the end, whatever happens.
+postgres_dir=/tmp/crmfs-test-postgres-$$
+postgres_port=$((20000 + RANDOM % 12000))  # below the ephemeral ports the sandboxes get
+packaging/test-postgres.sh start "$postgres_dir" "$postgres_port"
+trap 'packaging/test-postgres.sh stop "$postgres_dir"; rm -rf "$postgres_dir"
+      if [[ -s "$findings" ]]; then echo "=== what the hung phase was waiting for (printed above as well) ===" >&2; cat "$findings" >&2; fi' EXIT
+export CRMFS_TEST_POSTGRES="$postgres_dir:$postgres_port"
+
+df -h / /tmp
 swift build --build-tests
 limited 2100 swift test --skip-build
 
@@ -55,7 +82,7 @@ export TSAN_OPTIONS="log_path=$reports/tsan second_deadlock_stack=1"
 export CRMFS_BINARY="$PWD/.build-tsan/debug/crmfs"
 swift build --sanitize=thread --scratch-path .build-tsan --build-tests
 limited 900 swift test --sanitize=thread --scratch-path .build-tsan --skip-build \
-    --filter 'WriteTests|WritesTests|WriteRecoveryTests/(failedFsyncBlocksNothing|conflicts)|EngineTests|EngineSchedulingTests|UploaderTests|TreeTests|ChangeFeedTests|KeptTreeTests|StatusReportTests|PermissionTests/refusedBySharePoint'
+    --filter 'WriteTests|WritesTests|WriteRecoveryTests/(failedFsyncBlocksNothing|fullDisk|conflicts)|EngineTests|EngineSchedulingTests|UploaderTests|TreeTests|ChangeFeedTests|KeptTreeTests|StatusReportTests|PermissionTests/refusedBySharePoint'
 if grep -l "WARNING: ThreadSanitizer" "$reports"/tsan* 2>/dev/null; then
     echo "ThreadSanitizer reported:" >&2
     grep -h -A40 "WARNING: ThreadSanitizer" "$reports"/tsan* >&2

@@ -33,7 +33,10 @@ mkdir -p "$units"
 cp /usr/lib/systemd/user/crmfs@.service "$units/crmfs@sales.service"   # a template is verified as an instance
 cp /usr/share/doc/crmfs/examples/mnt-crm.mount /usr/share/doc/crmfs/examples/mnt-crm.automount "$units/"
 SYSTEMD_LOG_LEVEL=notice systemd-analyze verify --man=no "$units/crmfs@sales.service" "$units/mnt-crm.mount" "$units/mnt-crm.automount" \
+        /usr/lib/systemd/system/crmfs-relay.service \
     || fail "systemd-analyze verify found problems in the units"
+getent passwd crmfs-relay >/dev/null || fail "the package made no crmfs-relay user for crmfs-relay.service"
+[ -s /usr/share/doc/crmfs/fleet.md ] || fail "no fleet.md in the package's documentation"
 
 # The sandbox, from the installed binary.
 crmfs sandbox --state "$work/sandbox" --records 3 --docs-per-record 1 --approve-device-codes-as sam --device-code-interval 1 \

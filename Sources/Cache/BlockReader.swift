@@ -157,15 +157,23 @@ public final class BlockReader: Sendable {
         }
     }
 
-    /// Reuses a file's download URL for a minute (read-ahead of one file makes many requests); fetches a new one once if it has expired.
-    /// A copy of a folder's documents (`cp -r`, `rsync`, `tar`) reads one cold document after another: from the
-    /// second within a few seconds, the folder's listing is asked for their URLs all at once, so each further
-    /// document costs only its download.
+    /// Reuses a file's download URL for a minute (read-ahead of one file makes many requests); fetches a new
+    /// one once if it has expired. A URL comes, in order of preference, from this reader's own memory, from
+    /// the listing that found the document (`takeListedLocation`), from a listing of its folder (a document
+    /// without one lists all its folder's URLs, in the one request `/content` would have cost for itself),
+    /// or from `/content`. A cold read of another document of the same folder within a few seconds is a
+    /// copy of the folder (`cp -r`, `rsync`, `tar`): its other small documents are fetched ahead, side by
+    /// side, so the copy waits for one round trip per batch of documents instead of one per document.
     private func downloadWithFreshURL(_ content: RemoteContent, range: ClosedRange<Int64>, into descriptor: Int32) async throws -> Download {
-        if state.location(for: content.itemID) == nil, let folder = content.folderID, state.noteColdRead(inFolder: folder) {
-            await learnLocations(driveID: content.driveID, folderID: folder)
+        if let folder = content.folderID {
+            if knownLocation(of: content.itemID) == nil {
+                await state.listOnce(folder) { await self.learnLocations(driveID: content.driveID, folderID: folder) }
+            }
+            if state.noteColdRead(of: content.itemID, inFolder: folder) {
+                prefetchFolder(driveID: content.driveID, folderID: folder, except: content.itemID)
+            }
         }
-        if let location = state.location(for: content.itemID) {
+        if let location = knownLocation(of: content.itemID) {
             do {
                 return try await graph.download(location: location, range: range, into: descriptor)
             } catch let error as GraphError where [401, 403, 404, 410].contains(error.status) {
@@ -177,18 +185,59 @@ public final class BlockReader: Sendable {
         return try await graph.download(location: location, range: range, into: descriptor)
     }
 
-    /// The download URLs of a folder's documents (at most one listing a minute per folder, see
-    /// `ReaderState.noteColdRead`); a failure only means each document's URL is asked for on its own.
+    /// The URL this reader used lately, or the one a listing brought (taken into this reader's memory).
+    private func knownLocation(of itemID: String) -> String? {
+        if let location = state.location(for: itemID) { return location }
+        guard let listed = graph.takeListedLocation(itemID: itemID) else { return nil }
+        state.remember([itemID: listed])
+        return listed
+    }
+
+    /// Lists the download URLs of a folder's documents (at most once a minute per folder, see
+    /// `ReaderState.listOnce`); a failure only means each document's URL is asked for on its own.
     private func learnLocations(driveID: String, folderID: String) async {
         do {
-            state.remember(try await graph.downloadLocations(driveID: driveID, folderID: folderID, limit: Self.folderListingSize))
+            try await graph.folderDocuments(driveID: driveID, folderID: folderID, limit: Self.folderListingSize)
         } catch {
             logger.debug("could not list a folder's download URLs", metadata: ["folder": "\(folderID)", "error": "\(error)"])
         }
     }
 
+    /// Fetches the folder's other small documents that are not cached yet, in name order (the order
+    /// `cp`, `rsync` and `tar` read them in), `prefetchWidth` at a time, at most `prefetchDocuments` and
+    /// `prefetchBytes` in all: a guess that two documents read make a copy must not cost much if wrong.
+    /// Only documents of one block: a larger one gets its own read-ahead when it is read.
+    private func prefetchFolder(driveID: String, folderID: String, except itemID: String) {
+        let blockSize = Int64(cache.blockSize)
+        var budget = Self.prefetchBytes
+        var chosen: [(BlockKey, RemoteContent)] = []
+        for document in graph.listedDocuments(inFolder: folderID).sorted(by: { $0.name < $1.name }) where document.id != itemID {
+            guard chosen.count < Self.prefetchDocuments else { break }
+            guard document.size > 0, document.size <= blockSize, document.size <= budget else { continue }
+            let content = RemoteContent(driveID: driveID, itemID: document.id, eTag: document.eTag, size: document.size, folderID: folderID)
+            let key = key(content, 0)
+            guard !cache.contains(key), !state.isFetching(key) else { continue }
+            budget -= document.size
+            chosen.append((key, content))
+        }
+        guard !chosen.isEmpty else { return }
+        logger.debug("fetching a folder's documents ahead of a copy", metadata: ["folder": "\(folderID)", "documents": "\(chosen.count)"])
+        Task {
+            await withTaskGroup(of: Void.self) { group in
+                for (index, (key, content)) in chosen.enumerated() {
+                    if index >= Self.prefetchWidth { await group.next() }
+                    group.addTask { _ = try? await self.block(key, content: content) }
+                }
+            }
+        }
+    }
+
     /// Graph's largest page: one request covers a folder of up to this many documents.
     static let folderListingSize = 999
+    /// Documents of a copied folder fetched ahead at once; the most documents and bytes fetched ahead per copy.
+    static let prefetchWidth = 16
+    static let prefetchDocuments = 500
+    static let prefetchBytes: Int64 = 64 << 20
 }
 
 /// Bytes of a document that lie in one block's file.
@@ -218,8 +267,11 @@ final class ReaderState: @unchecked Sendable {
     }
     private var streams: [String: Stream] = [:]
     private var locations: [String: (url: String, expires: Date)] = [:]
-    /// Per folder, when its documents were last read cold and when its URLs were last listed.
-    private var coldReads: [String: (last: Date, listed: Date?)] = [:]
+    /// Per folder, the last document read cold there and when, and when a copy of the folder last had its
+    /// documents fetched ahead.
+    private var coldReads: [String: (last: Date, item: String, prefetched: Date?)] = [:]
+    /// Per folder, the listing of its URLs under way or done, and when it started (one a minute at most).
+    private var folderListings: [String: (task: Task<Void, Never>, started: Date)] = [:]
 
     func fetch(_ key: BlockKey, start: () -> Task<BlockFile, Error>) -> Task<BlockFile, Error> {
         lock.withLock {
@@ -274,19 +326,35 @@ final class ReaderState: @unchecked Sendable {
         }
     }
 
-    /// A cold read in `folder`: whether to list its URLs, because it follows another there within 5 s (a
-    /// copy of the folder) and the folder's URLs were not listed in the last minute (a listing covers its
-    /// first page only: documents beyond it are asked for one by one).
-    func noteColdRead(inFolder folder: String) -> Bool {
+    /// Lists `folder`'s URLs with `list` unless that started in the last minute; waits for the listing
+    /// under way, so the blocks of one document read side by side wait for one listing rather than each
+    /// asking for their URL. (A listing covers its first page only: documents beyond it are asked for
+    /// one by one.)
+    func listOnce(_ folder: String, list: @escaping @Sendable () async -> Void) async {
+        let task = lock.withLock { () -> Task<Void, Never> in
+            let now = Date()
+            if let listing = folderListings[folder], now.timeIntervalSince(listing.started) < 60 { return listing.task }
+            if folderListings.count > 1_000 { folderListings = folderListings.filter { now.timeIntervalSince($0.value.started) < 60 } }
+            let task = Task { await list() }
+            folderListings[folder] = (task, now)
+            return task
+        }
+        await task.value
+    }
+
+    /// A cold read of `item` in `folder`: whether it makes a copy of the folder (`cp -r`, `rsync`, `tar`),
+    /// because it follows a cold read of another of its documents within 5 s, and the folder's documents
+    /// were not fetched ahead in the last minute.
+    func noteColdRead(of item: String, inFolder folder: String) -> Bool {
         lock.withLock {
             let now = Date()
             if coldReads.count > 1_000 { coldReads = coldReads.filter { now.timeIntervalSince($0.value.last) < 60 } }
             let before = coldReads[folder]
-            let inARow = before.map { now.timeIntervalSince($0.last) < 5 } ?? false
-            let listedLately = before?.listed.map { now.timeIntervalSince($0) < 60 } ?? false
-            let list = inARow && !listedLately
-            coldReads[folder] = (now, list ? now : before?.listed)
-            return list
+            let another = before.map { $0.item != item && now.timeIntervalSince($0.last) < 5 } ?? false
+            let prefetchedLately = before?.prefetched.map { now.timeIntervalSince($0) < 60 } ?? false
+            let copying = another && !prefetchedLately
+            coldReads[folder] = (now, item, copying ? now : before?.prefetched)
+            return copying
         }
     }
 

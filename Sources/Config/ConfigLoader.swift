@@ -55,7 +55,7 @@ public enum ConfigLoader {
         let lines: LineIndex
 
         func config(_ root: TOMLTable) throws -> MountConfig {
-            try allowOnly(root, ["salesforce", "graph", "cache", "writeback", "freshness", "metrics", "objects"], at: nil)
+            try allowOnly(root, ["salesforce", "graph", "cache", "writeback", "freshness", "metrics", "fleet", "objects"], at: nil)
             let salesforce = try self.salesforce(try table(root, "salesforce", at: nil))
             let graph = try self.graph(try table(root, "graph", at: nil))
             let cache = try self.cache(root["cache"]?.table)
@@ -76,6 +76,7 @@ public enum ConfigLoader {
             }
             var config = MountConfig(path: path, salesforce: salesforce, graph: graph, cache: cache, writeback: writeback, freshness: freshness, objects: objects)
             config.metrics = metrics
+            config.fleet = try fleet(root["fleet"]?.table)
             return config
         }
 
@@ -153,7 +154,7 @@ public enum ConfigLoader {
             var settings = WritebackSettings()
             guard let t else { return settings }
             let at = "writeback"
-            try allowOnly(t, ["fragment_size", "simple_upload_max", "local_only"], at: at)
+            try allowOnly(t, ["fragment_size", "simple_upload_max", "uploads", "local_only"], at: at)
             let unit: Int64 = 320 << 10
             settings.fragmentSize = try bytes(t, "fragment_size", at: at, default: settings.fragmentSize)
             guard settings.fragmentSize % unit == 0, settings.fragmentSize < 60 << 20 else {
@@ -161,6 +162,10 @@ public enum ConfigLoader {
             }
             settings.simpleUploadMax = try bytes(t, "simple_upload_max", at: at, default: settings.simpleUploadMax)
             guard settings.simpleUploadMax <= 250_000_000 else { throw error("\(at).simple_upload_max", "must be at most 250MB, Graph's limit") }
+            if let value = t["uploads"] {
+                guard let uploads = value.int, (1...64).contains(uploads) else { throw error("\(at).uploads", "must be a whole number from 1 to 64") }
+                settings.uploads = uploads
+            }
             if let value = t["local_only"] {
                 let patterns = value.array?.compactMap(\.string)
                 guard let patterns, patterns.count == value.array?.count else {
@@ -209,6 +214,40 @@ public enum ConfigLoader {
                 throw error("\(at).listen", "'\(host)' is not a loopback address: metrics are served to this machine only (use 127.0.0.1 or a unix: socket)")
             }
             return .tcp(host: host, port: port)
+        }
+
+        func fleet(_ t: TOMLTable?) throws -> FleetSettings? {
+            guard let t else { return nil }
+            let at = "fleet"
+            try allowOnly(t, ["host", "port", "database", "user", "password_file", "password_env", "tls", "ca_file", "retention", "reader_role"], at: at)
+            var settings = FleetSettings(host: try string(t, "host", at: at), user: try string(t, "user", at: at))
+            if let value = t["port"] {
+                guard let port = value.int, (1...65535).contains(port) else { throw error("\(at).port", "must be a port number (5432 is PostgreSQL's)") }
+                settings.port = port
+            }
+            settings.database = try string(t, "database", at: at, default: settings.database)
+            switch (try optionalString(t, "password_file", at: at), try optionalString(t, "password_env", at: at)) {
+            case (let file?, nil): settings.password = .file(file)
+            case (nil, let env?): settings.password = .environment(env)
+            case (nil, nil): settings.password = nil
+            default: throw error("\(at).password_file", "set either password_file or password_env, not both")
+            }
+            let tls = try string(t, "tls", at: at, default: settings.tls.rawValue)
+            guard let mode = FleetSettings.TLSMode(rawValue: tls) else {
+                throw error("\(at).tls", "'\(tls)' is not a TLS mode; use \(FleetSettings.TLSMode.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            // The password crosses the network: in the clear only to this machine.
+            if mode == .disable, settings.password != nil, !settings.host.hasPrefix("/"), !Loopback.isLoopback(host: settings.host) {
+                throw error("\(at).tls", "\"disable\" would send the password to \(settings.host) unencrypted; use prefer or require (disable is for loopback and sockets)")
+            }
+            settings.tls = mode
+            settings.caFile = try optionalString(t, "ca_file", at: at)
+            if let text = try optionalString(t, "retention", at: at) {
+                guard let seconds = Durations.parse(text), seconds >= 3600 else { throw error("\(at).retention", "must be a duration of at least 1h, e.g. \"7d\"") }
+                settings.retention = seconds
+            }
+            settings.readerRole = try optionalString(t, "reader_role", at: at)
+            return settings
         }
 
         func object(_ t: TOMLTable, index: Int) throws -> ObjectSettings {

@@ -14,6 +14,9 @@ public struct SalesforceSettings: Sendable {
         /// Each user signs in as themselves with `crmfs login` (the device flow); the refresh token it gives
         /// is kept in the state directory (`refreshTokenFile(.salesforce)`).
         case deviceCode
+
+        /// Whether the app signs in as itself.
+        public var isClientCredentials: Bool { if case .clientCredentials = self { true } else { false } }
     }
 
     /// The org's My Domain URL (client credentials require it); the token's `instance_url` wins afterwards.
@@ -34,6 +37,9 @@ public struct GraphSettings: Sendable {
         /// Each user signs in as themselves with `crmfs login` (the device flow); the refresh token it gives
         /// is kept in the state directory (`refreshTokenFile(.graph)`).
         case deviceCode
+
+        /// Whether the app signs in as itself.
+        public var isClientCredentials: Bool { if case .clientCredentials = self { true } else { false } }
     }
 
     public var authority: String
@@ -123,10 +129,15 @@ public struct ObjectSettings: Sendable {
 
 /// How written documents are sent.
 public struct WritebackSettings: Sendable, Equatable {
-    /// Upload session fragment size: a multiple of 320 KiB.
-    public var fragmentSize: Int64 = 10 << 20
+    /// Upload session fragment size: a multiple of 320 KiB. Each fragment costs a round trip on top of its
+    /// bytes, so large ones (Graph takes up to 60 MiB) keep a 100 ms service from slowing a big file down.
+    public var fragmentSize: Int64 = 50 << 20
     /// Files up to this size go in one PUT; larger ones (and any whose mtime must travel) in a session.
     public var simpleUploadMax: Int64 = 4 << 20
+    /// Documents sent at once. Each costs a few round trips, so the service's latency, not the bytes,
+    /// sets how fast many small files go: 20 keeps a 100 ms service busy, and a wave of them has its
+    /// columns stamped in two full `$batch` calls.
+    public var uploads = 20
     /// File name patterns kept on local disk (nil: crmfs's defaults for editors' and rsync's temporary files).
     public var localOnly: [String]?
 
@@ -160,12 +171,49 @@ public struct MountConfig: Sendable {
     public var objects: [ObjectSettings]
     /// Where the Prometheus metrics are served; nil (the default) serves none.
     public var metrics: MetricsListener?
+    /// The fleet's shared change log: with it a mount follows the relay's feed instead of polling.
+    public var fleet: FleetSettings?
 
     /// Resolves a path from the config relative to the config file's directory.
     public func resolve(_ relative: String) -> String {
         if relative.hasPrefix("/") { return relative }
         return URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(relative).standardizedFileURL.path
     }
+}
+
+/// `[fleet]`: the PostgreSQL database holding the fleet's change log (see docs/fleet.md).
+public struct FleetSettings: Sendable, Equatable {
+    public enum TLSMode: String, Sendable, CaseIterable {
+        /// TLS when the server offers it (PostgreSQL's `sslmode=prefer`).
+        case prefer
+        /// TLS or no connection, the server's certificate checked.
+        case require
+        /// Never TLS: for a socket or loopback.
+        case disable
+    }
+
+    /// A host name or address; a path (starting with `/`) is the directory of the server's Unix socket.
+    public var host: String
+    public var port = 5432
+    public var database = "crmfs"
+    public var user: String
+    /// The role's password; nil for a role that needs none (peer or trust authentication on a socket).
+    public var password: SecretSource?
+    public var tls = TLSMode.prefer
+    /// CA certificates (PEM) the server's certificate is checked against; the system's without it.
+    public var caFile: String?
+    /// The relay's: how long entries stay in the log. A mount away longer catches up on its own.
+    public var retention: Double = 7 * 86_400
+    /// The relay's: the role mounts connect as, given read access to the log by the relay's migrations.
+    public var readerRole: String?
+
+    public init(host: String, user: String) {
+        self.host = host
+        self.user = user
+    }
+
+    /// Where the server listens, for messages.
+    public var address: String { host.hasPrefix("/") ? "\(host)/.s.PGSQL.\(port)" : "\(host):\(port)" }
 }
 
 /// Where a mount serves its metrics: this machine only.

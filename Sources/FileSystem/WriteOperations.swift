@@ -161,20 +161,19 @@ extension CRMFileSystem {
         }
     }
 
-    /// `user.sp.COLUMN` and `user.crm.FIELD` go to the services at once; `user.crmfs.sync` on the
-    /// mount's root waits for every pending change (what `crmfs sync` does).
+    /// `user.sp.COLUMN` and `user.crm.FIELD` go to the services at once. `user.crmfs.sync` on the
+    /// mount's root waits for every pending change: an older `crmfs sync`'s way, and its fallback when the
+    /// status socket cannot be reached (the kernel holds the root locked meanwhile, so `crmfs sync` asks
+    /// on the socket: see `sendEverything`).
     func setxattr(_ request: Request, ino: UInt64, name: String, value: String?) {
         guard name.hasPrefix("user.") else { request.error(EOPNOTSUPP); return }
         if name == "user.crmfs.sync" && ino == Tree.rootIno {
-            waiting(request, "crmfs sync") { writes in
+            waiting(request, "crmfs sync") { _ in
                 do {
-                    try await writes.drain()
-                } catch is CancellationError {
-                    throw CancellationError()
-                } catch WritebackError.refused(let reason) {
-                    self.logger.error("crmfs sync: the service refused changes", metadata: ["refused": "\(reason)"])
+                    try await self.sendEverything()
+                } catch SyncShortfall.refused {
                     throw POSIXError(.EACCES)
-                } catch {
+                } catch SyncShortfall.gaveUp, SyncShortfall.readOnly {
                     throw POSIXError(.EIO)
                 }
             }
@@ -191,4 +190,31 @@ extension CRMFileSystem {
             request.ok()
         }
     }
+
+    /// What `crmfs sync` waits for: returns once every change made through the mount so far is sent.
+    /// Throws `SyncShortfall` when some gave up after retries or were refused, CancellationError when
+    /// the caller went away (the changes go on).
+    public func sendEverything() async throws {
+        guard let writes else { throw SyncShortfall.readOnly }
+        do {
+            try await writes.drain()
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch WritebackError.refused(let reason) {
+            logger.error("crmfs sync: the service refused changes", metadata: ["refused": "\(reason)"])
+            throw SyncShortfall.refused(reason)
+        } catch {
+            throw SyncShortfall.gaveUp("\(error)")
+        }
+    }
+}
+
+/// Why `crmfs sync` cannot say that everything was sent.
+public enum SyncShortfall: Error, Sendable {
+    /// Some changes gave up after retries (they stay journaled for the next mount).
+    case gaveUp(String)
+    /// The service refused some changes for good (access denied; the user's copies are in conflicts/).
+    case refused(String)
+    /// A read-only mount sends nothing.
+    case readOnly
 }

@@ -10,22 +10,28 @@ import Namespace
 /// A failed round is logged and tried again at the next interval, later and later while it keeps failing; the
 /// feed's position is kept, so nothing is missed.
 public final class ChangeFeeds: @unchecked Sendable {
-    private let tree: Tree
-    private let graph: any DriveService
-    private let records: any RecordService
+    let tree: Tree
+    let graph: any DriveService
+    let records: any RecordService
     private let settings: FreshnessSettings
     /// Items per delta page.
     private let deltaPageSize = 999
     /// How far before the newest change seen a CRM poll looks again, for changes committed late.
     private let crmOverlap: TimeInterval = 30
-    private let deliver: @Sendable (AppliedChanges) -> Void
+    let deliver: @Sendable (AppliedChanges) -> Void
     private let store: MetadataStore?
-    private let logger: Logger
+    let logger: Logger
     private let startedAt = Date()
 
     private let lock = NSLock()
     private var deltaLink: String?
+    /// Where a fleet mount is in the relay's change log (kept with the tree), as the follower writes it.
+    private var fleetPosition: String?
     private var loops: [Task<Void, Never>] = []
+    /// The drive and CRM polls, while they run (a fleet mount polls only while its feed is down).
+    private var pollLoops: [Task<Void, Never>] = []
+    private var polls = true
+    private var loopsStarted = false
     private var stopped = false
     /// When each feed last caught up (a whole round answered), for `crmfs status`.
     private var driveCaughtUp: Date?
@@ -53,9 +59,10 @@ public final class ChangeFeeds: @unchecked Sendable {
     /// starts at once); without one, the first round enumerates the whole library by delta pages, which the
     /// tree answers first listings from once it is complete. Then polls, and keeps the tree every few seconds.
     /// The kept tree is a cache: one that cannot be read costs a cold start, never the mount.
-    public func start() {
+    public func start(polling: Bool = true) {
+        lock.withLock { polls = polling }
         guard let store else { return startPolling(restored: false) }
-        let kept: (listings: [String: Data], deltaLink: String?)
+        let kept: (listings: [String: Data], deltaLink: String?, fleetPosition: String?)
         do {
             kept = try store.load()
         } catch {
@@ -63,7 +70,10 @@ public final class ChangeFeeds: @unchecked Sendable {
             return startPolling(restored: false)
         }
         guard !kept.listings.isEmpty else { return startPolling(restored: false) }
-        lock.withLock { deltaLink = kept.deltaLink }
+        lock.withLock {
+            deltaLink = kept.deltaLink
+            fleetPosition = kept.fleetPosition
+        }
         tree.offerKeptListings(kept.listings)
         logger.info("the last known tree is back; catching up", metadata: ["directories": "\(kept.listings.count)"])
         let restore: @Sendable () -> Void = { [self] in
@@ -81,17 +91,61 @@ public final class ChangeFeeds: @unchecked Sendable {
     private func startPolling(restored: Bool) {
         lock.withLock {
             guard !stopped else { return }
-            // A first mount learns the library from the delta's own pages (the first round enumerates it).
-            if settings.drivePoll > 0 {
-                loops.append(loop("the drive feed", startNow: true, every: { [settings] in settings.drivePoll }) { try await self.pollDrive() })
-            }
-            if settings.crmPoll > 0 {
-                loops.append(loop("the CRM feed", startNow: restored, every: { [settings, records] in Self.crmInterval(settings.crmPoll, usage: records.apiUsage) }) {
-                    try await self.pollRecords()
-                })
-            }
+            loopsStarted = true
+            if polls { startPollLoops(crmNow: restored) }
             if store != nil { loops.append(loop("keeping the tree", startNow: false, every: { Self.keepInterval }) { try self.keep() }) }
         }
+    }
+
+    /// Under the lock. A first mount learns the library from the delta's own pages (the first round enumerates it).
+    private func startPollLoops(crmNow: Bool) {
+        if settings.drivePoll > 0 {
+            pollLoops.append(loop("the drive feed", startNow: true, every: { [settings] in settings.drivePoll }) { try await self.pollDrive() })
+        }
+        if settings.crmPoll > 0 {
+            pollLoops.append(loop("the CRM feed", startNow: crmNow, every: { [settings, records] in Self.crmInterval(settings.crmPoll, usage: records.apiUsage) }) {
+                try await self.pollRecords()
+            })
+        }
+    }
+
+    /// Turns the mount's own polling on (a fleet mount whose feed is down) or off (it follows the feed
+    /// again). Turned on, both feeds poll at once: the feed may have missed something meanwhile.
+    public func setPolling(_ on: Bool) {
+        lock.withLock {
+            guard !stopped, polls != on else { return }
+            polls = on
+            guard loopsStarted else { return }  // the kept tree is still being restored: the loops start after it
+            if on {
+                startPollLoops(crmNow: true)
+            } else {
+                pollLoops.forEach { $0.cancel() }
+                pollLoops.removeAll()
+            }
+        }
+    }
+
+    /// Whether the mount polls the services itself now.
+    public var isPolling: Bool { lock.withLock { polls } }
+
+    /// Returns once the kept tree (if any) is in place, so changes applied from then on find their directories.
+    public func restored() async {
+        await withCheckedContinuation { continuation in restoring.notify(queue: .global()) { continuation.resume() } }
+    }
+
+    /// One round of each feed: a fleet mount catching up on its own (a first mount, or one away longer
+    /// than the change log keeps entries).
+    public func catchUp() async throws {
+        try await pollDrive()
+        try await pollRecords()
+    }
+
+    /// Where a fleet mount was in the change log when the tree was last kept.
+    public var keptFleetPosition: String? { lock.withLock { fleetPosition } }
+
+    /// The fleet follower has applied the change log up to `position`: kept with the tree from now on.
+    public func noteFleetPosition(_ position: String) {
+        lock.withLock { fleetPosition = position }
     }
 
     /// Stops polling and keeps the tree as it is now.
@@ -99,6 +153,7 @@ public final class ChangeFeeds: @unchecked Sendable {
         lock.withLock {
             stopped = true
             loops.forEach { $0.cancel() }
+            pollLoops.forEach { $0.cancel() }
         }
         restoring.wait()  // a restore still running must finish before the tree is kept
         do {
@@ -114,8 +169,8 @@ public final class ChangeFeeds: @unchecked Sendable {
     /// Writes the listings changed since the last time, with the delta link taken first.
     public func keep() throws {
         guard let store, lock.withLock({ keepsTree }) else { return }
-        let link = lock.withLock { deltaLink }
-        try store.save(tree.takeChangedListings(), deltaLink: link)
+        let (link, position) = lock.withLock { (deltaLink, fleetPosition) }
+        try store.save(tree.takeChangedListings(), deltaLink: link, fleetPosition: position)
     }
 
     /// Forgets the kept tree and keeps nothing more of this mount's: its library is not the one the
@@ -127,7 +182,7 @@ public final class ChangeFeeds: @unchecked Sendable {
 
     /// The CRM poll's interval as the daily allowance runs down: as configured while less than half
     /// is used, then longer and longer, so polling never spends what users' own work needs.
-    static func crmInterval(_ base: TimeInterval, usage: APIUsage?) -> TimeInterval {
+    public static func crmInterval(_ base: TimeInterval, usage: APIUsage?) -> TimeInterval {
         guard let used = usage?.fractionUsed else { return base }
         switch used {
         case ..<0.5: return base
@@ -227,7 +282,8 @@ public final class ChangeFeeds: @unchecked Sendable {
     /// One poll of every object the mount has listed, in one call: per object, one `queryAll` for the records
     /// changed or deleted since the newest change it has seen (`IsDeleted` tells which), and for an object
     /// with a filter, which of them it still shows. (A composite holds at most 5 queries: three objects, or
-    /// five without filters, poll in one call.)
+    /// five without filters, poll in one call.) Under a user's sign-in, what they may do with every listed
+    /// record is asked again in the same call (sharing changes leave records' SystemModstamp alone).
     @discardableResult
     public func pollRecords() async throws -> Int {
         let objects = tree.listedObjects()
@@ -235,34 +291,52 @@ public final class ChangeFeeds: @unchecked Sendable {
             lock.withLock { crmCaughtUp = Date() }  // nothing listed: nothing to catch up with
             return 0
         }
-        var queries: [RecordQuery] = []
-        var plans: [(index: Int, changed: Int, shown: Int?, askedIsDeleted: Bool)] = []
-        for (index, changedUpTo) in objects {
-            let object = tree.config.objects[index]
+        let reads = objects.map { index, changedUpTo in
             let since = Self.soqlDateTime((changedUpTo ?? startedAt.addingTimeInterval(-300)).addingTimeInterval(-crmOverlap))
-            let recent = "SystemModstamp > \(since)"
+            return RecordRead(objectIndex: index, condition: "SystemModstamp > \(since)", orderBy: "SystemModstamp", askedFor: nil)
+        }
+        let applied = try await read(reads, accessOf: tree.options.checksRecordAccess ? tree.listedRecordIDs() : [])
+        lock.withLock { crmCaughtUp = Date() }
+        return applied
+    }
+
+    /// Records of one object to read and apply: those `condition` selects. With `askedFor` (records asked
+    /// for by Id), one of those not in the answer is gone from the user's sight (deleted, or hidden now).
+    struct RecordRead {
+        var objectIndex: Int
+        var condition: String
+        var orderBy: String?
+        var askedFor: Set<String>?
+    }
+
+    /// Reads `reads` in one composite call (with the user's access to the records `accessOf`, when the mount
+    /// checks it) and applies the answers to the tree.
+    func read(_ reads: [RecordRead], accessOf accessAsked: [String]) async throws -> Int {
+        var queries: [RecordQuery] = []
+        var plans: [(read: RecordRead, changed: Int, shown: Int?, askedIsDeleted: Bool)] = []
+        for read in reads {
+            let object = tree.config.objects[read.objectIndex]
             let changed = queries.count
-            var fields = tree.recordFields(objectIndex: index)
+            var fields = tree.recordFields(objectIndex: read.objectIndex)
             let askedIsDeleted = !fields.contains("IsDeleted")
             if askedIsDeleted { fields.append("IsDeleted") }
-            queries.append(RecordQuery("SELECT \(fields.joined(separator: ", ")) FROM \(object.object) WHERE \(recent) ORDER BY SystemModstamp",
-                                       includeDeleted: true))
+            let order = read.orderBy.map { " ORDER BY \($0)" } ?? ""
+            queries.append(RecordQuery("SELECT \(fields.joined(separator: ", ")) FROM \(object.object) WHERE \(read.condition)\(order)", includeDeleted: true))
             var shown: Int?
             if let filter = object.filter {
                 shown = queries.count
-                queries.append(RecordQuery("SELECT Id FROM \(object.object) WHERE (\(filter)) AND \(recent)"))
+                queries.append(RecordQuery("SELECT Id FROM \(object.object) WHERE (\(filter)) AND \(read.condition)"))
             }
-            plans.append((index, changed, shown, askedIsDeleted))
+            plans.append((read, changed, shown, askedIsDeleted))
         }
-        // Under a user's sign-in, what they may do with every listed record, asked again (sharing changes
-        // leave records' SystemModstamp alone): in the same composite while it has room.
-        var accessAsked: [String] = []
         var accessQueries = 0..<0
-        if tree.options.checksRecordAccess, let userID = try await records.signedInUserID() {
-            accessAsked = tree.listedRecordIDs()
+        var accessAsked = accessAsked
+        if !accessAsked.isEmpty, let userID = try await records.signedInUserID() {
             let asked = RecordAccess.queries(accessAsked, userID: userID)
             accessQueries = queries.count..<(queries.count + asked.count)
             queries += asked
+        } else {
+            accessAsked = []
         }
         let answers = try await records.queries(queries)
         let levels = RecordAccess.levels(Array(answers[accessQueries]))
@@ -288,9 +362,13 @@ public final class ChangeFeeds: @unchecked Sendable {
                 return record
             }
             changedRecords = changedRecords.dropFirst(live)
-            let changes = tree.applyRecordChanges(objectIndex: plan.index, changed: Array(changed),
-                                                  shown: plan.shown.map { Set(answers[$0].compactMap(\.id)) },
-                                                  deleted: answers[plan.changed].filter(isDeleted).compactMap(\.id))
+            var deleted = answers[plan.changed].filter(isDeleted).compactMap(\.id)
+            if let askedFor = plan.read.askedFor {
+                let answered = Set(answers[plan.changed].compactMap(\.id))
+                deleted += askedFor.subtracting(answered).sorted()
+            }
+            let changes = tree.applyRecordChanges(objectIndex: plan.read.objectIndex, changed: Array(changed),
+                                                  shown: plan.shown.map { Set(answers[$0].compactMap(\.id)) }, deleted: deleted)
             applied += changes.applied
             deliver(changes)
         }
@@ -299,12 +377,11 @@ public final class ChangeFeeds: @unchecked Sendable {
             applied += changes.applied
             deliver(changes)
         }
-        lock.withLock { crmCaughtUp = Date() }
         return applied
     }
 
     /// A SOQL datetime literal (UTC, whole seconds).
-    static func soqlDateTime(_ date: Date) -> String {
+    public static func soqlDateTime(_ date: Date) -> String {
         date.formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!))
     }
 }

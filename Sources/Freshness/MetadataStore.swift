@@ -58,13 +58,14 @@ public final class MetadataStore: Sendable {
     }
 
     /// Everything kept: the listings (by storage key, encoded; the tree decodes them as it needs them),
-    /// the drive's delta link.
-    public func load() throws -> (listings: [String: Data], deltaLink: String?) {
+    /// the drive's delta link, and the position in the fleet's change log.
+    public func load() throws -> (listings: [String: Data], deltaLink: String?, fleetPosition: String?) {
         try pool.read { db in
             var listings: [String: Data] = [:]
             let rows = try Row.fetchCursor(db, sql: "SELECT directory, body FROM listing")
             while let row = try rows.next() { listings[row[0]] = row[1] }
-            return (listings, try String.fetchOne(db, sql: "SELECT value FROM feed WHERE name = 'delta'"))
+            return (listings, try String.fetchOne(db, sql: "SELECT value FROM feed WHERE name = 'delta'"),
+                    try String.fetchOne(db, sql: "SELECT value FROM feed WHERE name = 'fleet'"))
         }
     }
 
@@ -94,9 +95,9 @@ public final class MetadataStore: Sendable {
         }
     }
 
-    /// Writes changed listings and the delta link that goes with them.
-    public func save(_ listings: [DirectoryListing], deltaLink: String?) throws {
-        guard !listings.isEmpty || deltaLink != nil else { return }
+    /// Writes changed listings and the feed positions that go with them.
+    public func save(_ listings: [DirectoryListing], deltaLink: String?, fleetPosition: String? = nil) throws {
+        guard !listings.isEmpty || deltaLink != nil || fleetPosition != nil else { return }
         let bodies = listings.map { ($0.storageKey, $0.encoded()) }
         try pool.write { db in
             for (key, body) in bodies {
@@ -104,6 +105,9 @@ public final class MetadataStore: Sendable {
             }
             if let deltaLink {
                 try db.execute(sql: "INSERT OR REPLACE INTO feed (name, value) VALUES ('delta', ?)", arguments: [deltaLink])
+            }
+            if let fleetPosition {
+                try db.execute(sql: "INSERT OR REPLACE INTO feed (name, value) VALUES ('fleet', ?)", arguments: [fleetPosition])
             }
         }
     }

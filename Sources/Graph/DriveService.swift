@@ -21,17 +21,26 @@ public protocol DriveService: Sendable {
     func latestDeltaLink(driveID: String) async throws -> String
     /// The short-lived pre-authenticated URL of a document's content.
     func downloadLocation(driveID: String, itemID: String) async throws -> String
-    /// The content URLs of the documents in a folder's first page of `limit` children, by item id, in one request.
-    func downloadLocations(driveID: String, folderID: String, limit: Int) async throws -> [String: String]
+    /// The documents in a folder's first page of `limit` children, with their content URLs, in one request;
+    /// kept for `takeListedLocation` and `listedDocuments` as any listing's are.
+    @discardableResult
+    func folderDocuments(driveID: String, folderID: String, limit: Int) async throws -> [ListedDocument]
+    /// The content URL a recent listing brought for the document, if any; taken, so it is used once.
+    func takeListedLocation(itemID: String) -> String?
+    /// The documents (with their content URLs) a recent listing of the folder brought.
+    func listedDocuments(inFolder folderID: String) -> [ListedDocument]
     /// `range` of the content at `location`, written into `descriptor` from its offset 0.
     func download(location: String, range: ClosedRange<Int64>, into descriptor: Int32) async throws -> Download
     func createFolder(driveID: String, parentID: String, name: String, conflictBehavior: ConflictBehavior) async throws -> DriveItem
     func update(driveID: String, itemID: String, name: String?, parentID: String?, modified: Date?,
                 ifMatch: String?, conflictBehavior: ConflictBehavior?) async throws -> DriveItem
     func updateFields(driveID: String, itemID: String, fields: [String: JSONValue], ifMatch: String?) async throws -> [String: JSONValue]
-    /// Column values of several documents at once, each answered on its own, in order.
-    func updateFields(_ updates: [FieldsUpdate]) async -> [Result<[String: JSONValue], Error>]
+    /// Column values of several documents written at once; each answered, in order, by its document as it
+    /// is afterwards (the write made a new version).
+    func stampFields(_ updates: [FieldsUpdate]) async -> [Result<DriveItem, Error>]
     func delete(driveID: String, itemID: String, ifMatch: String?) async throws
+    /// Several items as they are now, by id: nil for one gone or hidden from the caller.
+    func items(driveID: String, ids: [String]) async throws -> [String: DriveItem?]
     func simpleUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions) async throws -> DriveItem
     func sessionUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions,
                        resuming: String?, onSession: @Sendable (String) throws -> Void,
@@ -41,19 +50,34 @@ public protocol DriveService: Sendable {
 /// The calls as crmfs makes them, with the defaults `GraphClient` has.
 extension DriveService {
     /// A service that cannot list URLs answers none: each document's URL is asked for on its own.
-    public func downloadLocations(driveID: String, folderID: String, limit: Int) async throws -> [String: String] { [:] }
+    @discardableResult
+    public func folderDocuments(driveID: String, folderID: String, limit: Int) async throws -> [ListedDocument] { [] }
+    public func takeListedLocation(itemID: String) -> String? { nil }
+    public func listedDocuments(inFolder folderID: String) -> [ListedDocument] { [] }
 
-    /// One request per document, for a service without batches.
-    public func updateFields(_ updates: [FieldsUpdate]) async -> [Result<[String: JSONValue], Error>] {
-        var results: [Result<[String: JSONValue], Error>] = []
+    /// Two requests per document, for a service without batches.
+    public func stampFields(_ updates: [FieldsUpdate]) async -> [Result<DriveItem, Error>] {
+        var results: [Result<DriveItem, Error>] = []
         for update in updates {
-            do {
-                results.append(.success(try await updateFields(driveID: update.driveID, itemID: update.itemID, fields: update.fields, ifMatch: nil)))
-            } catch {
-                results.append(.failure(error))
-            }
+            results.append(await Result(asyncCatching: {
+                _ = try await updateFields(driveID: update.driveID, itemID: update.itemID, fields: update.fields, ifMatch: nil)
+                return try await item(driveID: update.driveID, itemID: update.itemID)
+            }))
         }
         return results
+    }
+
+    /// One request per item, for a service without batches.
+    public func items(driveID: String, ids: [String]) async throws -> [String: DriveItem?] {
+        var items: [String: DriveItem?] = [:]
+        for id in ids {
+            do {
+                items[id] = .some(try await item(driveID: driveID, itemID: id))
+            } catch let error as GraphError where error.status == 404 || error.status == 403 {
+                items[id] = .some(nil)
+            }
+        }
+        return items
     }
 
     public func item(driveID: String, itemID: String) async throws -> DriveItem {

@@ -8,9 +8,12 @@ public struct BatchRequest: Sendable {
     public var url: String
     public var headers: [String: String]
     public var body: JSONValue?
+    /// Ids of requests in the same batch that must succeed first (Graph then runs them in order).
+    public var dependsOn: [String]
 
-    public init(id: String, method: String, url: String, headers: [String: String] = [:], body: JSONValue? = nil) {
+    public init(id: String, method: String, url: String, headers: [String: String] = [:], body: JSONValue? = nil, dependsOn: [String] = []) {
         self.id = id
+        self.dependsOn = dependsOn
         self.method = method
         self.url = url
         self.headers = body == nil ? headers : headers.merging(["Content-Type": "application/json"]) { first, _ in first }
@@ -74,18 +77,17 @@ extension GraphClient {
         return answers
     }
 
-    /// Writes column values of many documents: one PATCH for one, `$batch` for more.
-    public func updateFields(_ updates: [FieldsUpdate]) async -> [Result<[String: JSONValue], Error>] {
-        if updates.count == 1 {
-            do {
-                return [.success(try await updateFields(driveID: updates[0].driveID, itemID: updates[0].itemID, fields: updates[0].fields))]
-            } catch {
-                return [.failure(error)]
-            }
-        }
-        let requests = updates.enumerated().map { index, update in
-            BatchRequest(id: String(index), method: "PATCH", url: "/drives/\(update.driveID)/items/\(update.itemID)/listItem/fields",
-                         body: .object(update.fields))
+    /// Writes column values of many documents and answers each document as it is afterwards (a column
+    /// write is a new version: its eTag moves on). Each write goes with a read of its document that
+    /// depends on it, in `$batch` calls of up to 10 documents: the new eTags cost no request of their own.
+    /// A read that did not get through (its write was retried in a later batch) is made on its own.
+    public func stampFields(_ updates: [FieldsUpdate]) async -> [Result<DriveItem, Error>] {
+        var requests: [BatchRequest] = []
+        for (index, update) in updates.enumerated() {
+            requests.append(BatchRequest(id: "w\(index)", method: "PATCH", url: "/drives/\(update.driveID)/items/\(update.itemID)/listItem/fields",
+                                         body: .object(update.fields)))
+            requests.append(BatchRequest(id: "r\(index)", method: "GET", url: "/drives/\(update.driveID)/items/\(update.itemID)?$select=\(Self.itemSelect)",
+                                         dependsOn: ["w\(index)"]))
         }
         let answers: [String: BatchResponse]
         do {
@@ -93,17 +95,57 @@ extension GraphClient {
         } catch {
             return updates.map { _ in .failure(error) }
         }
-        return requests.map { request in
-            guard let answer = answers[request.id] else {
-                return .failure(GraphError(status: 0, code: "noAnswer", message: "the batch did not answer this request", request: "PATCH \(request.url)"))
+        var results: [Result<DriveItem, Error>] = []
+        for (index, update) in updates.enumerated() {
+            let write = requests[2 * index]
+            guard let written = answers[write.id] else {
+                results.append(.failure(GraphError(status: 0, code: "noAnswer", message: "the batch did not answer this request", request: "PATCH \(write.url)")))
+                continue
             }
-            guard (200..<300).contains(answer.status) else {
-                let body = answer.body.flatMap { try? JSONEncoder().encode($0) } ?? Data()
-                return .failure(GraphError(response: HTTPResponse(status: answer.status, headers: HTTPHeaders(answer.headers), body: body),
-                                           request: HTTPRequest(method: request.method, url: endpoint + request.url)))
+            guard (200..<300).contains(written.status) else {
+                results.append(.failure(failure(written, to: write)))
+                continue
             }
-            return .success(answer.body?.objectValue ?? [:])
+            if let read = answers[requests[2 * index + 1].id], read.status == 200, let body = read.body,
+               let item = try? JSONDecoder().decode(DriveItem.self, from: JSONEncoder().encode(body)) {
+                results.append(.success(item))
+            } else {
+                results.append(await Result(asyncCatching: { try await self.item(driveID: update.driveID, itemID: update.itemID) }))
+            }
         }
+        return results
+    }
+
+    /// Several items as they are now, in `$batch` calls of 20: by id, nil for one that is gone or that the
+    /// caller may not see (404, 403). Other failures throw.
+    public func items(driveID: String, ids: [String]) async throws -> [String: DriveItem?] {
+        let requests = ids.enumerated().map { index, id in
+            BatchRequest(id: "i\(index)", method: "GET", url: "/drives/\(driveID)/items/\(id)?$select=\(Self.itemSelect)")
+        }
+        let answers = try await batch(requests)
+        var items: [String: DriveItem?] = [:]
+        for (index, id) in ids.enumerated() {
+            let request = requests[index]
+            guard let answer = answers[request.id] else {
+                throw GraphError(status: 0, code: "noAnswer", message: "the batch did not answer this request", request: "GET \(request.url)")
+            }
+            switch answer.status {
+            case 200:
+                guard let body = answer.body, let item = try? JSONDecoder().decode(DriveItem.self, from: JSONEncoder().encode(body)) else {
+                    throw GraphError(status: 200, code: "invalidItem", message: "not a drive item", request: "GET \(request.url)")
+                }
+                items[id] = .some(item)
+            case 403, 404: items[id] = .some(nil)
+            default: throw failure(answer, to: request)
+            }
+        }
+        return items
+    }
+
+    private func failure(_ answer: BatchResponse, to request: BatchRequest) -> GraphError {
+        let body = answer.body.flatMap { try? JSONEncoder().encode($0) } ?? Data()
+        return GraphError(response: HTTPResponse(status: answer.status, headers: HTTPHeaders(answer.headers), body: body),
+                          request: HTTPRequest(method: request.method, url: endpoint + request.url))
     }
 
     /// One `$batch` call, its cost paid for every request in it.
@@ -113,6 +155,7 @@ extension GraphClient {
             var entry: [String: JSONValue] = ["id": .string(request.id), "method": .string(request.method), "url": .string(request.url)]
             if !request.headers.isEmpty { entry["headers"] = .object(request.headers.mapValues(JSONValue.string)) }
             if let body = request.body { entry["body"] = body }
+            if !request.dependsOn.isEmpty { entry["dependsOn"] = .array(request.dependsOn.map(JSONValue.string)) }
             return .object(entry)
         })])
         let request = HTTPRequest(method: "POST", url: "\(endpoint)/$batch", headers: ["Content-Type": "application/json", "Accept": "application/json"],
@@ -126,5 +169,12 @@ extension GraphClient {
             let headers = (answer["headers"]?.objectValue ?? [:]).compactMapValues(\.stringValue)
             return BatchResponse(id: id, status: status, headers: headers, body: answer["body"])
         }
+    }
+}
+
+extension Result where Failure == Error {
+    /// The outcome of an async throwing call.
+    init(asyncCatching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }

@@ -14,6 +14,8 @@ public final class GraphClient: Sendable {
 
     /// Keeps requests inside the tenant's resource-unit budget; nil sends them as they come.
     public let pacer: ResourcePacer?
+    /// Download URLs that came with listings, for the first read of each document.
+    let listedLocations = DownloadLinks()
 
     public init(endpoint: String, http: HTTPClient, auth: any AccessTokenProvider, pacer: ResourcePacer? = nil) {
         self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
@@ -26,8 +28,7 @@ public final class GraphClient: Sendable {
 
     /// `GET /sites/{hostname}:/{server-relative-path}`, e.g. `contoso.sharepoint.com`, `/sites/Sales`.
     public func site(hostname: String, path: String) async throws -> Site {
-        let relative = path.split(separator: "/").map { GraphPath.escape(String($0)) }.joined(separator: "/")
-        return try await get("\(endpoint)/sites/\(hostname):/\(relative)")
+        try await get("\(endpoint)/sites/\(GraphPath.siteAddress(hostname: hostname, path: path).dropLast())")
     }
 
     public func drives(siteID: String) async throws -> [Drive] {
@@ -55,8 +56,23 @@ public final class GraphClient: Sendable {
 
     /// Pages of an item's children, following `@odata.nextLink` as given.
     public func childrenPages(driveID: String, itemID: String, pageSize: Int = 200, expandFields: Bool = false) -> AsyncThrowingStream<[DriveItem], Error> {
-        let first = "\(endpoint)/drives/\(driveID)/items/\(itemID)/children?\(itemQuery(expandFields: expandFields, includeDownloadURL: false))&$top=\(pageSize)"
-        return pages(startingAt: first)
+        // Each document's download URL comes along at no cost: reading one of them next needs no request for it.
+        let first = "\(endpoint)/drives/\(driveID)/items/\(itemID)/children?\(itemQuery(expandFields: expandFields, includeDownloadURL: true))&$top=\(pageSize)"
+        let links = listedLocations
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    for try await page in pages(startingAt: first, as: DriveItem.self) {
+                        links.remember(page, inFolder: itemID)
+                        continuation.yield(page)
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
     }
 
     public func children(driveID: String, itemID: String, pageSize: Int = 200, expandFields: Bool = false) async throws -> [DriveItem] {
@@ -113,14 +129,22 @@ public final class GraphClient: Sendable {
         return response.bytesReceived
     }
 
-    /// Listings carry each file's pre-authenticated URL when it is selected: one request for a folder's worth.
-    public func downloadLocations(driveID: String, folderID: String, limit: Int) async throws -> [String: String] {
-        let url = "\(endpoint)/drives/\(driveID)/items/\(folderID)/children?$select=id,file,@microsoft.graph.downloadUrl&$top=\(limit)"
+    /// Listings carry each file's pre-authenticated URL when it is selected: one request for a folder's
+    /// worth (its first `limit` children), with what a read of each needs, kept as any listing's are
+    /// (`takeListedLocation`, `listedDocuments`).
+    @discardableResult
+    public func folderDocuments(driveID: String, folderID: String, limit: Int) async throws -> [ListedDocument] {
+        let url = "\(endpoint)/drives/\(driveID)/items/\(folderID)/children?$select=id,name,size,eTag,file,@microsoft.graph.downloadUrl&$top=\(limit)"
         let page: Collection<DriveItem> = try await get(url)
-        var locations: [String: String] = [:]
-        for item in page.value where item.file != nil { locations[item.id] = item.downloadURL }
-        return locations
+        listedLocations.remember(page.value, inFolder: folderID)
+        return page.value.compactMap(ListedDocument.init)
     }
+
+    /// The URL a listing of the document's folder brought lately, taken: it is used once, for a first read.
+    public func takeListedLocation(itemID: String) -> String? { listedLocations.take(itemID: itemID) }
+
+    /// The documents a listing of the folder brought lately, with their URLs.
+    public func listedDocuments(inFolder folderID: String) -> [ListedDocument] { listedLocations.documents(inFolder: folderID) }
 
     /// The pre-authenticated URL behind `/content`. Short-lived: fetched afresh for each download.
     public func downloadLocation(driveID: String, itemID: String) async throws -> String {
@@ -247,7 +271,7 @@ enum ResourceUnits {
     }
 }
 
-enum GraphPath {
+public enum GraphPath {
     private static let allowed: CharacterSet = {
         var set = CharacterSet()
         set.insert(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -257,6 +281,12 @@ enum GraphPath {
     /// Percent-encodes one path segment (RFC 3986): space is %20, `#` %23, `%` %25.
     static func escape(_ segment: String) -> String {
         segment.addingPercentEncoding(withAllowedCharacters: allowed) ?? segment
+    }
+
+    /// A site addressed by its host and server-relative path, `host:/sites/Sales:`: Graph takes it
+    /// wherever a site id goes, so what hangs off the site (`/drives`) is one request away.
+    public static func siteAddress(hostname: String, path: String) -> String {
+        "\(hostname):/\(path.split(separator: "/").map { escape(String($0)) }.joined(separator: "/")):"
     }
 }
 

@@ -89,6 +89,16 @@ public struct DriveItem: Codable, Sendable {
     public var isFolder: Bool { folder != nil || root != nil }
     public var isDeleted: Bool { deleted != nil }
 
+    /// An item with only its id (its other facts unknown), as a test or a change feed makes one.
+    public init(id: String) { self.id = id }
+
+    /// An item as a delta page shows one deleted (or no longer the caller's to see).
+    public static func deleted(id: String) -> DriveItem {
+        var item = DriveItem(id: id)
+        item.deleted = .object(["state": .string("deleted")])
+        return item
+    }
+
     enum CodingKeys: String, CodingKey {
         case id, name, eTag, cTag, size, createdDateTime, lastModifiedDateTime, webUrl, parentReference, file, folder, root,
              deleted, fileSystemInfo, listItem, sharepointIds
@@ -171,4 +181,62 @@ public struct DriveItemVersion: Decodable, Sendable {
     public var id: String
     public var lastModifiedDateTime: String?
     public var size: Int64?
+}
+
+/// A document as a folder listing names it, with the short-lived URL of its content.
+public struct ListedDocument: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var size: Int64
+    public var eTag: String
+    public var location: String
+
+    public init(id: String, name: String, size: Int64, eTag: String, location: String) {
+        self.id = id
+        self.name = name
+        self.size = size
+        self.eTag = eTag
+        self.location = location
+    }
+
+    init?(_ item: DriveItem) {
+        guard item.file != nil, let name = item.name, let size = item.size, let eTag = item.eTag, let location = item.downloadURL else { return nil }
+        self.init(id: item.id, name: name, size: size, eTag: eTag, location: location)
+    }
+}
+
+/// Download URLs that listings brought, by item id, with each listed folder's documents, trusted for
+/// `lifetime` (the service says they live about an hour, its content page "a few minutes"; a stale one
+/// costs a retry with a fresh one).
+final class DownloadLinks: @unchecked Sendable {
+    private let lock = NSLock()
+    private var links: [String: (url: String, expires: ContinuousClock.Instant)] = [:]
+    private var folders: [String: (documents: [String: ListedDocument], expires: ContinuousClock.Instant)] = [:]
+    let lifetime: Duration = .seconds(300)
+
+    /// One page of `folder`'s children, as a listing brought it.
+    func remember(_ items: [DriveItem], inFolder folder: String) {
+        let now = ContinuousClock.now
+        lock.withLock {
+            if links.count > 20_000 { links = links.filter { $0.value.expires > now } }
+            if folders.count > 200 { folders = folders.filter { $0.value.expires > now } }
+            var listed = folders[folder].flatMap { $0.expires > now ? $0.documents : nil } ?? [:]
+            for document in items.compactMap(ListedDocument.init) {
+                links[document.id] = (document.location, now + lifetime)
+                listed[document.id] = document
+            }
+            folders[folder] = (listed, now + lifetime)
+        }
+    }
+
+    func take(itemID: String) -> String? {
+        lock.withLock {
+            guard let link = links.removeValue(forKey: itemID), link.expires > .now else { return nil }
+            return link.url
+        }
+    }
+
+    func documents(inFolder folder: String) -> [ListedDocument] {
+        lock.withLock { folders[folder].flatMap { $0.expires > .now ? Array($0.documents.values) : nil } ?? [] }
+    }
 }

@@ -23,6 +23,9 @@ final class LibraryMirror: @unchecked Sendable {
     private var named: [String: [String: String]] = [:]
     private var rootID: String?
     private var isComplete = false
+    /// Folders whose items the mirror no longer knows for sure (a fleet mount read only what it shows):
+    /// they are listed from the service.
+    private var staleFolders: Set<String> = []
     private var enumerating = false
     private var recentMisses: [Date] = []
     private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
@@ -50,6 +53,19 @@ final class LibraryMirror: @unchecked Sendable {
                     if let name = item.name?.lowercased() { named[parent, default: [:]][name] = item.id }
                 }
             }
+        }
+    }
+
+    /// An item changed that the mirror was not told about in full: it and its folders are not answered from here.
+    func forget(_ id: String, parentID: String?) {
+        lock.withLock {
+            if let old = items.removeValue(forKey: id), let parent = old.parentReference?.id {
+                children[parent]?.remove(id)
+                if let name = old.name?.lowercased(), named[parent]?[name] == id { named[parent]?[name] = nil }
+                staleFolders.insert(parent)
+            }
+            staleFolders.insert(id)
+            if let parentID { staleFolders.insert(parentID) }
         }
     }
 
@@ -108,7 +124,7 @@ final class LibraryMirror: @unchecked Sendable {
     /// A folder's items, in name order; nil while the mirror is not complete.
     func children(of folderID: String) -> [DriveItem]? {
         lock.withLock {
-            guard isComplete else { return nil }
+            guard isComplete, !staleFolders.contains(folderID) else { return nil }
             return (children[folderID] ?? []).compactMap { items[$0] }.sorted { ($0.name ?? "") < ($1.name ?? "") }
         }
     }
@@ -119,6 +135,7 @@ final class LibraryMirror: @unchecked Sendable {
         lock.withLock {
             guard isComplete, var current = rootID else { return nil }
             for part in path.split(separator: "/") {
+                if staleFolders.contains(current) { return nil }
                 guard let next = named[current]?[part.lowercased()] else { return .some(nil) }
                 current = next
             }

@@ -197,7 +197,7 @@ extension Tree {
     // MARK: Helpers (call with the lock held)
 
     /// Directory nodes by the drive item whose children they show: folders by their own id, records by their folder's.
-    private func directoriesByItem() -> [String: UInt64] {
+    func directoriesByItem() -> [String: UInt64] {
         var directories: [String: UInt64] = [:]
         for node in nodes.values where node.type == .directory {
             switch node.key {

@@ -178,6 +178,13 @@ final class SalesforceService: Sendable {
 
     // MARK: Query
 
+    /// Record Ids written as literals in a query (`Id IN ('001…', …)`).
+    static func quotedRecordIDs(in soql: String) -> [String] {
+        soql.split(separator: "'").enumerated().compactMap { index, part in
+            index % 2 == 1 && (part.count == 15 || part.count == 18) && part.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) ? String(part) : nil
+        }
+    }
+
     private func query(_ soql: String, includeDeleted: Bool, request: SandboxRequest, version: String) throws -> SandboxResponse {
         let parsed: SOQLQuery
         do { parsed = try SOQLParser.parse(soql) } catch let e as SOQLError { throw error(400, e.code, e.message) }
@@ -185,6 +192,8 @@ final class SalesforceService: Sendable {
             return try userRecordAccess(parsed, request: request, version: version)
         }
         let sharing = try sharing(for: request)
+        // Which caller named which records (for tests: a fleet mount asks only about records it holds).
+        for id in Self.quotedRecordIDs(in: soql) { stats.increment("sf.askedByID.\(sharing.user?.name ?? "app").\(id)") }
         guard let schema = SalesforceSchema.object(parsed.object) else {
             throw error(400, "INVALID_TYPE", "\nsObject type '\(parsed.object)' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names.")
         }

@@ -83,6 +83,7 @@ final class SandboxApp: Sendable {
     func handle(_ request: SandboxRequest) async -> SandboxReply {
         stats.increment("requests")
         if request.path.hasPrefix("/_sandbox/") { return .response(admin(request)) }
+        stats.log(method: request.method, path: request.path)
         let service = Service(path: request.path)
         let plan = faults.plan
         let latency = faults.latency()
@@ -204,6 +205,9 @@ final class SandboxApp: Sendable {
         case ("POST", "/_sandbox/stats/reset"):
             stats.reset()
             return .empty(204)
+        case ("GET", "/_sandbox/requests"):
+            // Every service request since the last reset, in arrival order: what tests count round trips by.
+            return .json(200, ["requests": stats.requests()])
         case ("POST", "/_sandbox/delta/expire"):
             do { try graph.expireDeltaTokens() } catch { return .json(500, ["error": "\(error)"]) }
             return .empty(204)
@@ -337,6 +341,17 @@ enum Service {
 final class Stats: @unchecked Sendable {
     private let lock = NSLock()
     private var counters: [String: Int64] = [:]
+    /// "METHOD path" of each service request since the last reset (the most recent 100,000).
+    private var requestLog: [String] = []
+
+    func log(method: String, path: String) {
+        lock.withLock {
+            if requestLog.count >= 100_000 { requestLog.removeFirst(requestLog.count / 2) }
+            requestLog.append("\(method) \(path)")
+        }
+    }
+
+    func requests() -> [String] { lock.withLock { requestLog } }
 
     func increment(_ key: String, by amount: Int64 = 1) {
         lock.withLock { counters[key, default: 0] += amount }
@@ -353,7 +368,7 @@ final class Stats: @unchecked Sendable {
         }
     }
 
-    func reset() { lock.withLock { counters.removeAll() } }
+    func reset() { lock.withLock { counters.removeAll(); requestLog.removeAll() } }
 }
 
 /// Access tokens the sandbox has issued, with their expiry.

@@ -62,6 +62,8 @@ public struct Connections: Sendable {
     /// The transport's settings: each service's own certificate authorities, by its hosts.
     public static func transportOptions(_ config: MountConfig) -> TransportOptions {
         var options = TransportOptions()
+        // Every upload in flight holds a connection; reads and listings keep room of their own beside them.
+        options.maxConnectionsPerHost = config.writeback.uploads + 8
         let services: [(String?, [String])] = [(config.graph.caFile, [config.graph.authority, config.graph.endpoint]),
                                                 (config.salesforce.caFile, [config.salesforce.instanceURL])]
         for (file, urls) in services {

@@ -65,6 +65,9 @@ public struct MountStatus: Codable, Sendable, Equatable {
     /// When the library's change feed and the CRM's last caught up.
     public var libraryCaughtUp: Date?
     public var crmCaughtUp: Date?
+    /// With a fleet: how the mount learns of changes (`following the fleet's change feed …` or
+    /// `polling on its own: REASON`); nil for a mount without one.
+    public var fleet: String?
     /// Graph resource units spent in the last minute, and the configured budget (nil when not paced).
     public var graphUnitsLastMinute: Int?
     public var graphUnitsPerMinute: Int?

@@ -20,6 +20,7 @@ public enum StatusText {
         for problem in status.failed { lines.append("    failed: \(problem.name): \(problem.reason)") }
         for name in status.conflicts { lines.append("    kept in conflicts/: \(name)") }
         lines.append("  caught up: library \(ago(status.libraryCaughtUp, now: now)), CRM \(ago(status.crmCaughtUp, now: now))")
+        if let fleet = status.fleet { lines.append("  fleet: \(fleet)") }
         var budgets: [String] = []
         if let spent = status.graphUnitsLastMinute {
             budgets.append("Graph \(spent) resource units in the last minute" + (status.graphUnitsPerMinute.map { " of \($0)" } ?? ""))

@@ -18,6 +18,8 @@ public final class Linker: Sendable {
 
     let graph: any DriveService
     let salesforce: any RecordService
+    /// Folder ids by path, found or made lately.
+    private let folders = SingleFlight<String>(keepFor: .seconds(60))
 
     public init(graph: any DriveService, salesforce: any RecordService) {
         self.graph = graph
@@ -25,22 +27,24 @@ public final class Linker: Sendable {
     }
 
     /// The folder at `path` below the drive root, made (with its parents) when missing; returns its id.
+    /// Many documents copied at once into a record whose folder does not exist yet ask at the same
+    /// moment: the folder is looked up and made once, and its id remembered for a minute.
     public func ensureFolder(driveID: String, path: String) async throws -> String {
-        var parent = try await graph.item(driveID: driveID, path: "")
-        var walked: [String] = []
-        for name in path.split(separator: "/").map(String.init) {
-            walked.append(name)
+        let names = path.split(separator: "/").map(String.init)
+        guard !names.isEmpty else { return "root" }
+        let key = "\(driveID)/\(names.joined(separator: "/").lowercased())"
+        return try await folders.value(for: key) {
             do {
-                parent = try await graph.item(driveID: driveID, path: walked.joined(separator: "/"))
+                return try await self.graph.item(driveID: driveID, path: names.joined(separator: "/")).id
             } catch let error as GraphError where error.isNotFound {
+                let parentID = try await self.ensureFolder(driveID: driveID, path: names.dropLast().joined(separator: "/"))
                 do {
-                    parent = try await graph.createFolder(driveID: driveID, parentID: parent.id, name: name, conflictBehavior: .fail)
+                    return try await self.graph.createFolder(driveID: driveID, parentID: parentID, name: names.last!, conflictBehavior: .fail).id
                 } catch let error as GraphError where error.status == 409 {
-                    parent = try await graph.item(driveID: driveID, path: walked.joined(separator: "/"))  // made meanwhile
+                    return try await self.graph.item(driveID: driveID, path: names.joined(separator: "/")).id  // made meanwhile
                 }
             }
         }
-        return parent.id
     }
 
     /// Links an uploaded document to its record.

@@ -43,6 +43,9 @@ public final class UploadProgress: @unchecked Sendable {
 
     func end(_ id: Int64) { lock.withLock { _ = uploads.removeValue(forKey: id) } }
 
+    /// How many uploads are sending their bytes now.
+    public var count: Int { lock.withLock { uploads.count } }
+
     /// The uploads under way, oldest first.
     public var current: [Upload] { lock.withLock { uploads.values.sorted { $0.started < $1.started } } }
 }

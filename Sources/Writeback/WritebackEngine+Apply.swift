@@ -24,10 +24,9 @@ extension WritebackEngine {
             if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName] {
                 try await linker.link(item, driveID: change.driveID, recordID: recordID, objectName: objectName, model: linking.model)
                 if !linking.mappings.isEmpty,
-                   try await stamp(item, driveID: change.driveID, objectName: objectName, recordID: recordID, mappings: linking.mappings,
-                                   isNew: change.itemID == nil && change.state != .linking) {
-                    // Column values are part of the version: the document's eTag moved on.
-                    item = try await graph.item(driveID: change.driveID, itemID: item.id)
+                   let stamped = try await stamp(item, driveID: change.driveID, objectName: objectName, recordID: recordID, mappings: linking.mappings,
+                                                 isNew: change.itemID == nil && change.state != .linking) {
+                    item = stamped  // column values are part of the version: the document's eTag moved on
                 }
             }
             // Later writes of the same document were based on this version, and now know where it is; so

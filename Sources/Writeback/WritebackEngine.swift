@@ -59,8 +59,8 @@ public final class WritebackEngine: @unchecked Sendable {
     /// Uploads that made a new document, from the moment they are done until the mount has taken the
     /// item in: a change recorded meanwhile still names the document by place and learns its item here.
     private var madeItems: [Int64: (PendingChange, DriveItem)] = [:]
-    /// Records read for stamping, with when (see WritebackEngine+Stamping).
-    var records: [String: ([String: JSONValue], ContinuousClock.Instant)] = [:]
+    /// Records read for stamping, kept for 30 s (see WritebackEngine+Stamping).
+    let records = SingleFlight<[String: JSONValue]>(keepFor: .seconds(30))
     /// How many uploads go at once.
     let width: Int
     private var observers: [@Sendable (ChangeOutcome) -> Void] = []
@@ -84,6 +84,14 @@ public final class WritebackEngine: @unchecked Sendable {
         self.maxAttempts = maxAttempts
         self.retryDelay = retryDelay
         self.logger = logger
+        // Company for a column write: documents sending their bytes, and documents closed a moment ago
+        // (an rsync slower than the uploads still has its next files in their quiet moment).
+        stamps.expectCompany { [weak self, progress = uploader.progress] in progress.count + (self?.releasedNotStarted ?? 0) }
+    }
+
+    /// Changes let go (after a close) whose upload has not started yet.
+    private var releasedNotStarted: Int {
+        lock.withLock { quietUntil.keys.count { !running.contains($0) && !held.contains($0) && failures[$0] == nil } }
     }
 
     /// A change as the journal has it now; nil once it is done or withdrawn. (The engine is the journal's
@@ -195,6 +203,7 @@ public final class WritebackEngine: @unchecked Sendable {
             held.remove(id)
             unsealed.remove(id)
             failures[id] = nil
+            quietUntil[id] = nil
             if let file = change.stagedFile { try staging.remove(file) }
             return true
         }

@@ -315,15 +315,22 @@ extension LocalWrites {
         let copy = session.copy
         do {
             try staging.seal(copy.name, descriptor: copy.descriptor)
+            session.withState { $0.dirty = false }
+            try record(session, sealed: true)
         } catch {
-            session.withState { $0.sealFailure = "\(error)" }
+            // Sealed but not journaled (a full disk fails SQLite's commit) is not durable either: the bytes
+            // stay dirty, to be sealed and recorded again. A change already recorded for this document
+            // (at an earlier flush) waits for that, as after a failed fsync: held, and reported by
+            // `user.crmfs.sync` and `crmfs sync`, which must not wait for it.
+            let changeID = session.withState { state -> Int64? in
+                state.dirty = true
+                state.sealFailure = "\(error)"
+                return state.submitted ? nil : state.changeID
+            }
+            if let changeID { engine.sealFailed(changeID, reason: "\(error)") }
             throw error
         }
-        session.withState { state in
-            state.dirty = false
-            state.sealFailure = nil
-        }
-        try record(session, sealed: true)
+        session.withState { $0.sealFailure = nil }
     }
 
     /// Journals the session's bytes as an upload (or updates its change not started yet). `sealed` says
@@ -386,7 +393,14 @@ extension LocalWrites {
         }
         guard last else { return }
         // Bytes written (or a time set) since the last flush are journaled first.
-        try commit(session)
+        do {
+            try commit(session)
+        } catch {
+            // Not durable (a full disk, say): the session stays with its document, so its bytes are not
+            // dropped, `user.crmfs.sync` says why, and `crmfs sync` or a later close tries again.
+            lock.withLock { document(session.ino) { if $0.session == nil { $0.session = session } } }
+            throw error
+        }
         // Decided with the copy held alone: a rename or hand-over recording this document's change right
         // now has either recorded it already, held (it saw the file open), and it is released here; or it
         // has yet to look at the open count, which is zero now, and records it unheld.
@@ -403,6 +417,20 @@ extension LocalWrites {
             return submitted ? nil : changeID
         }
         if let release { engine.release(release, after: quietPeriod) }
+    }
+
+    /// Lets go of a session kept after its last close could not make its bytes durable (see `close`) once
+    /// nothing is left for it to do: its bytes handed over, or its file removed (with its copy, unless a
+    /// change carries it). A session still open is left alone.
+    func retireIfClosed(_ session: WriteSession) {
+        let retired = lock.withLock { () -> Bool in
+            guard session.withState({ $0.opens <= 0 }), documents[session.ino]?.session === session else { return false }
+            document(session.ino) { $0.session = nil }
+            return true
+        }
+        guard retired else { return }
+        let (unlinked, changeID, copy) = session.withState { ($0.unlinked, $0.changeID, $0.copy) }
+        if unlinked && changeID == nil { try? staging.remove(copy.name) }
     }
 
     /// How many written bytes make the staged file's pages start for the disk.

@@ -34,6 +34,7 @@ extension LocalWrites {
         if let session = lock.withLock({ documents[node.ino]?.session }) {
             session.withState { $0.unlinked = true }
             session.fill?.cancel()
+            retireIfClosed(session)
         }
         if let shadow = lock.withLock({ shadows.first(where: { $0.value.ino == node.ino })?.value }) {
             lock.withLock { shadows[shadow.itemID] = nil }

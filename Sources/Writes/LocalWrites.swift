@@ -126,6 +126,7 @@ public final class LocalWrites: @unchecked Sendable {
         for session in lock.withLock({ documents.values.compactMap(\.session) }) {
             do {
                 if let id = try await handOver(session) { engine.release(id) }
+                retireIfClosed(session)
             } catch {
                 problems.append("\(error)")
             }

@@ -8,7 +8,7 @@ struct CRMFS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crmfs",
         abstract: "Mount CRM records and their SharePoint documents as a filesystem.",
-        subcommands: [MountCommand.self, SyncCommand.self, StatusCommand.self, CheckCommand.self, LoginCommand.self, LogoutCommand.self, DemoCommand.self, SandboxCommand.self])
+        subcommands: [MountCommand.self, SyncCommand.self, StatusCommand.self, CheckCommand.self, LoginCommand.self, LogoutCommand.self, RelayCommand.self, DemoCommand.self, SandboxCommand.self])
 
     /// Run as `mount.crmfs` (by mount(8) and fstab), crmfs takes mount(8)'s helper arguments.
     static func main() async {

@@ -2,6 +2,7 @@ import ArgumentParser
 import CRM
 import Config
 import Foundation
+import Fleet
 import Graph
 import HTTP
 import Services
@@ -72,6 +73,21 @@ struct CheckCommand: AsyncParsableCommand {
         } catch {
             report(false, "Salesforce: \(error)")
         }
+        if let fleet = loaded.fleet { await checkFleet(fleet, of: loaded, report) }
         if failures > 0 { throw ExitCode(1) }
+    }
+
+    /// The fleet's change log: reachable with the configured role, a schema this crmfs reads, a relay writing it.
+    private func checkFleet(_ fleet: FleetSettings, of config: MountConfig, _ report: (Bool, String) -> Void) async {
+        do {
+            let (relay, encrypted) = try await FleetDatabase(config: config, settings: fleet).withChangeLog { log in
+                try await log.checkSchema()
+                return (try await log.positions().values.map(\.caughtUp).max(), try await log.isEncrypted())
+            }
+            report(true, "fleet: the change log at \(fleet.address) (\(encrypted ? "over TLS" : "not encrypted")), database \(fleet.database), as \(fleet.user); "
+                   + (relay.map { "the relay caught up \(Int(Date().timeIntervalSince($0).rounded())) s ago" } ?? "no relay has written it yet"))
+        } catch {
+            report(false, "fleet: \(error)")
+        }
     }
 }

@@ -2,6 +2,7 @@ import Cache
 import Config
 import CoreMetrics
 import FileSystem
+import Fleet
 import Foundation
 import Freshness
 import Logging
@@ -16,6 +17,8 @@ import Writes
 struct PreparedMount {
     let fileSystem: CRMFileSystem
     let feeds: ChangeFeeds
+    /// With `[fleet]`: the subscription to the relay's change log that replaces the mount's own polling.
+    let follower: FleetFollower?
     let status: StatusReporter
 }
 
@@ -57,13 +60,16 @@ struct Mounter {
                                 store: store) { [fileSystem] changes in
             fileSystem.applied(changes)
         }
-        feeds.start()
+        // With a fleet, the relay's log tells the mount what changed; it polls only while the log is out of reach.
+        let follower = try config.fleet.map { FleetFollower(database: try FleetDatabase(config: config, settings: $0), feeds: feeds) }
+        feeds.start(polling: follower == nil)
+        follower?.start()
         if let kept, let store {
             Task { [self] in await confirm(kept, connections: connections, store: store, feeds: feeds) }
         }
         let status = StatusReporter(config: config, mountpoint: mountpoint, stateDirectory: state, connections: connections, feeds: feeds,
-                                    cache: cache, engine: writes?.engine)
-        return PreparedMount(fileSystem: fileSystem, feeds: feeds, status: status)
+                                    follower: follower, cache: cache, engine: writes?.engine)
+        return PreparedMount(fileSystem: fileSystem, feeds: feeds, follower: follower, status: status)
     }
 
     /// Signs in to Salesforce and checks the config's objects against the org, while the library is
@@ -102,7 +108,7 @@ struct Mounter {
     private func confirm(_ kept: ServiceFacts, connections: Connections, store: MetadataStore, feeds: ChangeFeeds) async {
         do {
             let learned = try await learnFacts(connections, key: kept.key)
-            if learned.location != kept.location {
+            if !learned.location.isSameLibrary(as: kept.location) {
                 logger.error("the library is not the one the kept tree came from (it was replaced since the last mount): unmount and mount again to see it as it is",
                              metadata: ["library": "\(config.graph.library)"])
                 try feeds.dropKeptTree()
@@ -155,7 +161,8 @@ struct Mounter {
         }
         let engine = WritebackEngine(journal: journal, staging: staging, uploader: uploader,
                                      linker: Linker(graph: connections.graph, salesforce: connections.salesforce),
-                                     graph: connections.graph, salesforce: connections.salesforce, objects: objects)
+                                     graph: connections.graph, salesforce: connections.salesforce, objects: objects,
+                                     width: config.writeback.uploads)
         let leftovers = try engine.setAsideCrashLeftovers()
         for change in leftovers.unsealed {
             logger.warning("an fsync interrupted by a crash left a change whose bytes may be incomplete; its staged file is kept aside",
@@ -173,14 +180,31 @@ struct Mounter {
                             audit: AuditLog(path: state.appendingPathComponent("audit.jsonl").path))
     }
 
+    /// `crmfs sync`'s answer: everything sent, or what kept it from being.
+    private static func syncReport(_ fileSystem: CRMFileSystem) async -> SyncReport {
+        do {
+            try await fileSystem.sendEverything()
+            return SyncReport(.sent)
+        } catch SyncShortfall.gaveUp(let detail) {
+            return SyncReport(.gaveUp, detail: detail)
+        } catch SyncShortfall.refused(let detail) {
+            return SyncReport(.refused, detail: detail)
+        } catch SyncShortfall.readOnly {
+            return SyncReport(.readOnly)
+        } catch {
+            Logger(label: "crmfs.mount").info("crmfs sync interrupted; what it waited for goes on")
+            return SyncReport(.cancelled)
+        }
+    }
+
     /// Runs the FUSE loop on a thread of its own; returns when the file system is unmounted.
     static func serve(_ mount: PreparedMount, at mountpoint: String, ready: @escaping @Sendable (Result<Void, MountError>) -> Void) async -> Int32 {
-        defer { mount.feeds.stop() }
         let logger = Logger(label: "crmfs.mount")
         // `crmfs status` asks here; a mount without it still works.
         let statusServer: StatusServer?
         do {
-            statusServer = try await StatusServer.start(at: mount.status.socketPath, report: mount.status.report)
+            statusServer = try await StatusServer.start(at: mount.status.socketPath, report: mount.status.report,
+                                                        sync: { [fileSystem = mount.fileSystem] in await syncReport(fileSystem) })
         } catch {
             logger.warning("no status socket; `crmfs status` cannot reach this mount", metadata: ["error": "\(error)"])
             statusServer = nil
@@ -195,6 +219,8 @@ struct Mounter {
         }
         await statusServer?.stop()
         await metricsServer?.stop()
+        await mount.follower?.stop()
+        mount.feeds.stop()
         return result
     }
 

@@ -1,6 +1,7 @@
 import Cache
 import Config
 import CoreMetrics
+import Fleet
 import Foundation
 import Freshness
 import Services
@@ -14,6 +15,7 @@ struct StatusReporter: Sendable {
     let stateDirectory: URL
     let connections: Connections
     let feeds: ChangeFeeds
+    let follower: FleetFollower?
     let cache: BlockCache
     /// Nil for a read-only mount.
     let engine: WritebackEngine?
@@ -28,7 +30,7 @@ struct StatusReporter: Sendable {
         let conflicts = ((try? FileManager.default.contentsOfDirectory(atPath: stateDirectory.appendingPathComponent("conflicts").path)) ?? []).sorted()
         let caughtUp = feeds.caughtUp
         let usage = connections.salesforce.apiUsage
-        return MountStatus(
+        var status = MountStatus(
             mountpoint: mountpoint, config: config.path, stateDirectory: stateDirectory.path, pid: getpid(), mountedAt: mountedAt,
             readOnly: engine == nil, signIns: signIns,
             uploads: (engine?.uploader.progress.current ?? []).map {
@@ -39,6 +41,19 @@ struct StatusReporter: Sendable {
             graphUnitsLastMinute: connections.graph.pacer?.unitsLastMinute, graphUnitsPerMinute: connections.graph.pacer.map { Int($0.unitsPerMinute) },
             salesforceCallsToday: usage?.used, salesforceDailyLimit: usage?.limit,
             cacheBytes: cache.usedBytes, cacheLimit: cache.capacity)
+        status.fleet = follower.map { Self.describe($0.state) }
+        return status
+    }
+
+    /// A fleet mount's feed, in a line.
+    static func describe(_ state: FleetFollower.State, now: Date = Date()) -> String {
+        switch state {
+        case .connecting: "connecting to the fleet's change feed"
+        case .following(let since, let relay):
+            "following the fleet's change feed since \(since.formatted(.iso8601))"
+                + (relay.map { "; the relay caught up \(Int(now.timeIntervalSince($0).rounded())) s ago" } ?? "")
+        case .polling(let reason): "polling on its own: the fleet's change feed is not available (\(reason))"
+        }
     }
 
     /// Sets the gauges a metrics scrape reads from the same facts `crmfs status` shows.

@@ -1,23 +1,46 @@
 import ArgumentParser
 import CLinux
 import Foundation
+import Status
 
 /// `crmfs sync MOUNTPOINT`: waits until everything written through the mount is uploaded and linked.
-/// It asks the daemon through the mount itself (setting `user.crmfs.sync` on its root), so it needs no
-/// socket and works for whoever can see the mount.
-struct SyncCommand: ParsableCommand {
+/// It asks the daemon on the mount's status socket. Not through the mount itself: the kernel holds a
+/// file's inode locked while an extended attribute of it is set, and the mount's root locked for the
+/// minutes a sync can take would hold up `ls` of the mount. Setting `user.crmfs.sync` on the root is the
+/// fallback, for a mount whose socket this user cannot reach (another user's, or a daemon without one).
+struct SyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sync",
         abstract: "Wait until every change made through a mount has reached SharePoint and Salesforce.",
-        discussion: "Exits 0 when all is sent; 1 when some changes gave up after retries (the mount's log says which; they stay journaled and are retried at the next mount) or were refused by the service (access denied: kept in conflicts/).")
+        discussion: "Exits 0 when all is sent; 1 when some changes gave up after retries (they stay journaled and are retried at the next mount) or were refused by the service (access denied: kept in conflicts/), and says which.")
 
     @Argument(help: "A crmfs mount point.")
     var mountpoint: String
 
-    func run() throws {
+    func run() async throws {
+        if let mount = try RunningMounts.find(mountpoint: mountpoint).first,
+           let report = try? await StatusClient.sync(at: mount.socket) {
+            finish(report)
+        } else {
+            try syncThroughTheMount()
+        }
+    }
+
+    private func finish(_ report: SyncReport) {
+        let reason: String
+        switch report.outcome {
+        case .sent: return
+        case .gaveUp: reason = "some changes could not be sent after retries (they stay journaled and are retried at the next mount): \(report.detail ?? "see the mount's log")"
+        case .refused: reason = "the service refused some changes (access denied); your copies are in the state directory's conflicts/ (see `crmfs status`): \(report.detail ?? "")"
+        case .readOnly: reason = "\(mountpoint) is mounted read-only; there is nothing to send"
+        case .cancelled: reason = "the mount stopped before everything was sent; what is left is sent at the next mount"
+        }
+        fail(reason)
+    }
+
+    private func syncThroughTheMount() throws {
         let value = "now"
-        let result = setxattr(mountpoint, "user.crmfs.sync", value, value.utf8.count, 0)
-        if result == 0 { return }
+        if setxattr(mountpoint, "user.crmfs.sync", value, value.utf8.count, 0) == 0 { return }
         let code = errno
         let reason: String = switch code {
         case EIO: "some changes could not be sent after retries; see the mount's log (they stay journaled and are retried at the next mount)"
@@ -26,7 +49,11 @@ struct SyncCommand: ParsableCommand {
         case EROFS: "\(mountpoint) is mounted read-only; there is nothing to send"
         default: String(cString: strerror(code))
         }
+        fail(reason)
+    }
+
+    private func fail(_ reason: String) -> Never {
         FileHandle.standardError.write(Data("crmfs sync: \(mountpoint): \(reason)\n".utf8))
-        throw ExitCode(1)
+        Foundation.exit(1)
     }
 }

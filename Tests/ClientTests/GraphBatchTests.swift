@@ -8,7 +8,7 @@ import TestSupport
 /// `$batch` against the sandbox: the client's batches and the sandbox's rules for them (api-facts §11.2).
 @Suite("Graph $batch against the sandbox")
 struct GraphBatchTests {
-    @Test("25 column writes go as two batches of at most 20; each is answered by id; a 429 inside a batch is retried alone")
+    @Test("25 column writes go as three batches of 10 documents, each write with the read of its new version; a 429 inside a batch is retried alone")
     func columnWritesInBatches() async throws {
         try await withSandbox(records: 60, docsPerRecord: 1) { sandbox in
             let graph = try sandbox.connections().graph
@@ -23,19 +23,22 @@ struct GraphBatchTests {
             try await sandbox.admin("stats/reset")
             // The batch itself passes; its first request is throttled (Retry-After: 1).
             try await sandbox.admin("faults", ["retryAfter": 1, "next": ["none", "429"]])
-            let results = await graph.updateFields(chosen.enumerated().map { index, item in
+            let results = await graph.stampFields(chosen.enumerated().map { index, item in
                 FieldsUpdate(driveID: driveID, itemID: item.id, fields: ["DocumentType": .string("Batch \(index)")])
             })
             #expect(results.count == 25)
-            for (index, result) in results.enumerated() {
-                #expect((try? result.get())?["DocumentType"] == .string("Batch \(index)"), "document \(index)")
-            }
             for (index, item) in chosen.enumerated() {
+                let stamped = try results[index].get()
+                #expect(stamped.id == item.id)
+                let now = try await graph.item(driveID: driveID, itemID: item.id)
+                #expect(stamped.eTag == now.eTag && now.eTag != item.eTag, "document \(index) is answered as it is after the write")
                 #expect(try await graph.fields(driveID: driveID, itemID: item.id)["DocumentType"] == .string("Batch \(index)"))
             }
             let stats = try await sandbox.stats()
-            #expect(stats["graph.batch"] == 3, "20, then 5, then the throttled one again")
+            #expect(stats["graph.batch"] == 4, "10, 10, 5, then the throttled write again")
             #expect(stats["faults.429"] == 1)
+            #expect(stats["graph.item"] == 24 + 1 + 25,
+                    "24 reads inside the batches, the throttled write's read on its own (its first failed with it), and the 25 checks above")
         }
     }
 

@@ -37,8 +37,9 @@ struct TokenTests {
     @Test("a token is refreshed ahead of its expiry, before any 401")
     func refreshAhead() async throws {
         // A life long enough that the refreshed token cannot run out on its way, however busy the machine
-        // (3 s did, under CI's parallel load); its last 1.2 s are the refresh margin.
-        try await withSandbox(configure: { $0.tokenLifetime = 12 }) { sandbox in
+        // (3 s did under CI's parallel load, 12 s on a machine loaded twice over); its last 4 s are the
+        // refresh margin.
+        try await withSandbox(configure: { $0.tokenLifetime = 40 }) { sandbox in
             let connections = try sandbox.connections()
             _ = try await connections.graph.site(hostname: "contoso.sharepoint.com", path: "/sites/Sales")
             let first = try await connections.graphToken.token()
@@ -47,7 +48,9 @@ struct TokenTests {
             try await Task.sleep(for: .milliseconds(Int(max(0, expires.timeIntervalSinceNow - 0.6) * 1000)))
             _ = try await connections.graph.site(hostname: "contoso.sharepoint.com", path: "/sites/Sales")
             let stats = try await sandbox.stats()
-            #expect(stats["token.entra"] == 2)
+            // At least the one refresh; a machine so busy that the request outlives the new token's margin
+            // too refreshes again, still before any 401.
+            #expect(stats["token.entra", default: 0] >= 2)
             #expect(stats["graph.401", default: 0] == 0)
         }
     }

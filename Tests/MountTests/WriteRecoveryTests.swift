@@ -40,6 +40,43 @@ struct WriteRecoveryTests {
         return try source.read(upToCount: count) ?? Data()
     }
 
+    @Test("a file written onto a full disk drops nothing: never `clean` while its bytes are not on the service; once there is room, crmfs sync sends what the mount shows")
+    func fullDisk() async throws {
+        // The state directory (staging, journal, cache) on a small disk of its own.
+        let disk = try Tools.emptyDirectory("crmfs-disk")
+        #expect(try await Tools.run("/bin/mount", ["-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", disk]).status == 0)
+        func eject() async { _ = try? await Tools.run("/bin/umount", ["-l", disk]); try? FileManager.default.removeItem(atPath: disk) }
+        do {
+            try await withMount(records: 2, docsPerRecord: 1, editConfig: {
+                $0.replacingOccurrences(of: "directory = \"crmfs-state\"", with: "directory = \"\(disk)/state\"")
+            }) { mount in
+                let path = mount.path("\(Self.acme)/report.bin")
+                let copy = try await Tools.shell("head -c 12000000 /dev/urandom > '\(path)'")
+                #expect(copy.status != 0, "the copy runs out of room")
+                // The close could not journal the bytes (SQLite's commit needs room too), or it could.
+                let status = try await PermissionTests.xattr(path, "user.crmfs.sync")
+                if status.hasPrefix("error: could not make the staged file durable") {
+                    let sync = try await mount.sync(timeLimit: .seconds(60))
+                    #expect(sync.status == 1 && sync.errors.contains("could not be sent"), "\(sync.errors)")
+                } else {
+                    #expect(["pending", "uploading", "clean"].contains(status), "\(status)")
+                }
+                // Room again: what the mount shows reaches the service.
+                #expect(try await Tools.run("/bin/mount", ["-o", "remount,size=64m", disk]).status == 0)
+                try await expectSynced(mount, timeLimit: .seconds(60))
+                let local = try await Tools.read(path)
+                #expect(!local.isEmpty)
+                let remote = try await WriteTests.Remote(mount)
+                #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/report.bin") == local)
+                #expect(try await PermissionTests.xattr(path, "user.crmfs.sync") == "clean")
+            }
+        } catch {
+            await eject()
+            throw error
+        }
+        await eject()
+    }
+
     @Test("link records exist once per document for link-object and files-connect, also after a crash and a restart")
     func linksSurviveACrash() async throws {
         try await withSandbox(records: 3, docsPerRecord: 1, separateProcess: true) { sandbox in

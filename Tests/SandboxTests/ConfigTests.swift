@@ -28,6 +28,14 @@ struct ConfigTests {
         drive_poll = "10s"
         crm_poll = "0"
 
+        [fleet]
+        host = "db.contoso.com"
+        port = 6432
+        user = "crmfs_mount"
+        password_env = "CRMFS_FLEET_PASSWORD"
+        tls = "require"
+        retention = "3d"
+
         [[objects]]
         object = "Account"
         directory = "Accounts"
@@ -163,6 +171,12 @@ struct ConfigTests {
         #expect(config.writeback.fragmentSize == 5 << 20)
         #expect(config.writeback.simpleUploadMax == 4 << 20)
         #expect(config.writeback.localOnly == ["*.partial", "~$*"])
+        var fleet = FleetSettings(host: "db.contoso.com", user: "crmfs_mount")
+        fleet.port = 6432
+        fleet.password = .environment("CRMFS_FLEET_PASSWORD")
+        fleet.tls = .require
+        fleet.retention = 3 * 86_400
+        #expect(config.fleet == fleet, "database defaults to crmfs")
         #expect(config.objects.count == 2)
         #expect(config.objects[0].mappings == [FieldMapping(crmField: "Name", spColumn: "Customer", transform: nil),
                                                FieldMapping(crmField: "CreatedDate", spColumn: "Opened", transform: .date)])
@@ -184,9 +198,16 @@ struct ConfigTests {
         ("site = \"contoso.sharepoint.com:/sites/Sales\"", "site = \"Sales\"", "graph.site", "HOSTNAME:/PATH"),
         ("transform = \"date\"", "transform = \"shout\"", "objects[0].mappings[1].transform", "not a transform"),
         ("fragment_size = \"5MiB\"", "fragment_size = \"1MB\"", "writeback.fragment_size", "multiple of 320KiB"),
+        ("fragment_size = \"5MiB\"", "fragment_size = \"5MiB\"\nuploads = 0", "writeback.uploads", "from 1 to 64"),
         ("conflict_policy = \"local-wins\"", "conflict_policy = \"coin-toss\"", "objects[1].conflict_policy", "not a conflict policy"),
         ("drive_poll = \"10s\"", "drive_poll = \"often\"", "freshness.drive_poll", "duration"),
         ("crm_poll = \"0\"", "crm_poll = \"0.2s\"", "freshness.crm_poll", "at least 1s"),
+        ("port = 6432", "port = 70000", "fleet.port", "port number"),
+        ("tls = \"require\"", "tls = \"maybe\"", "fleet.tls", "not a TLS mode"),
+        ("tls = \"require\"", "tls = \"disable\"", "fleet.tls", "unencrypted"),
+        ("retention = \"3d\"", "retention = \"10m\"", "fleet.retention", "at least 1h"),
+        ("user = \"crmfs_mount\"", "user = \"crmfs_mount\"\nsslmode = \"verify-full\"", "fleet.sslmode", "unknown key"),
+        ("password_env = \"CRMFS_FLEET_PASSWORD\"", "password_env = \"CRMFS_FLEET_PASSWORD\"\npassword_file = \"pw\"", "fleet.password_file", "not both"),
     ])
     func errors(replace: String, with replacement: String, key: String, fragment: String) throws {
         let text = Self.valid.replacingOccurrences(of: replace, with: replacement)

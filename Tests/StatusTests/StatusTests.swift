@@ -28,31 +28,76 @@ struct StatusTests {
         #expect(text.contains("cache: 120.0 MiB of 1.0 GiB"))
     }
 
-    @Test("the daemon's socket answers each connection with the status; a socket nobody serves is a clear error")
+    @Test("the daemon's socket answers `status` with the status and `sync` with its report; a caller that goes away cancels its sync; a socket nobody serves is a clear error")
     func socket() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("status-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent(MountStatus.socketName).path
         Self.leaveStaleSocket(at: path)  // as a daemon that crashed leaves it
-        let server = try await StatusServer.start(at: path, report: { Self.sample })
+        let syncs = SyncCalls()
+        let server = try await StatusServer.start(at: path, report: { Self.sample }, sync: { await syncs.run() })
         var info = stat()
         #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600 && info.st_mode & S_IFMT == S_IFSOCK)
         for _ in 0..<3 { #expect(try await StatusClient.fetch(from: path) == Self.sample) }
+        #expect(try await StatusClient.sync(at: path) == SyncReport(.gaveUp, detail: "notes.txt: 503"))
+
+        // A `crmfs sync` interrupted: its connection closes while the daemon waits, and the wait ends.
+        syncs.waitForCancellation()
+        let caller = Self.connect(to: path)
+        _ = "sync\n".withCString { write(caller, $0, 5) }
+        for _ in 0..<100 where !syncs.started { try await Task.sleep(for: .milliseconds(20)) }
+        close(caller)
+        for _ in 0..<100 where !syncs.cancelled { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(syncs.cancelled)
+
         await server.stop()
         #expect(!FileManager.default.fileExists(atPath: path))
         await #expect(throws: StatusClient.Unreachable.self) { try await StatusClient.fetch(from: path) }
+        await #expect(throws: StatusClient.Unreachable.self) { try await StatusClient.sync(at: path) }
     }
 
-    /// Binds a Unix socket at `path` and closes it without removing it.
-    static func leaveStaleSocket(at path: String) {
+    /// The sync a test daemon does: answers at once, or (once told to) waits until cancelled.
+    final class SyncCalls: @unchecked Sendable {
+        private let lock = NSLock()
+        private var waits = false
+        private var sawStart = false
+        private var sawCancellation = false
+
+        var started: Bool { lock.withLock { sawStart } }
+        var cancelled: Bool { lock.withLock { sawCancellation } }
+        func waitForCancellation() { lock.withLock { waits = true } }
+
+        func run() async -> SyncReport {
+            guard lock.withLock({ sawStart = true; return waits }) else { return SyncReport(.gaveUp, detail: "notes.txt: 503") }
+            while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
+            lock.withLock { sawCancellation = true }
+            return SyncReport(.cancelled)
+        }
+    }
+
+    /// A plain client connection to the Unix socket at `path`.
+    static func connect(to path: String) -> Int32 {
         let descriptor = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = Self.address(path)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        return descriptor
+    }
+
+    static func address(_ path: String) -> sockaddr_un {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             let bytes = Array(path.utf8.prefix(raw.count - 1))
             raw.copyBytes(from: bytes)
         }
+        return address
+    }
+
+    /// Binds a Unix socket at `path` and closes it without removing it.
+    static func leaveStaleSocket(at path: String) {
+        let descriptor = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = Self.address(path)
         _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
         close(descriptor)
     }

@@ -11,7 +11,7 @@ import QuickXor
 public final class InMemoryDrive: DriveService, @unchecked Sendable {
     /// One write the engine made, as the drive saw it.
     public struct Call: Sendable, Equatable {
-        public enum Kind: String, Sendable { case upload, createFolder, update, updateFields, delete }
+        public enum Kind: String, Sendable { case upload, createFolder, update, updateFields, stampFields, delete }
         public var kind: Kind
         /// The item's name (for an upload or a new folder, the name it goes by).
         public var name: String
@@ -237,6 +237,22 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
             entry.fields.merge(fields) { $1 }
             entry.version += 1
             return insert(entry).fields
+        }
+    }
+
+    /// One call for the lot (a `$batch`, to Graph), named by its documents' names joined with commas.
+    public func stampFields(_ updates: [FieldsUpdate]) async -> [Result<DriveItem, Error>] {
+        let names = lock.withLock { updates.map { entries[$0.itemID]?.name ?? $0.itemID } }
+        do { try await started(.stampFields, names.joined(separator: ",")) } catch { return updates.map { _ in .failure(error) } }
+        return updates.map { update in
+            Result {
+                try lock.withLock {
+                    var entry = try existing(update.itemID)
+                    entry.fields.merge(update.fields) { $1 }
+                    entry.version += 1
+                    return try Self.item(insert(entry))
+                }
+            }
         }
     }
 

@@ -83,6 +83,11 @@ public final class SandboxFixture: Sendable {
         return json
     }
 
+    /// `GET /_sandbox/requests`: "METHOD path" of every service request since the last `stats/reset`, in order.
+    public func requests() async throws -> [String] {
+        (try await adminGet("requests"))["requests"] as? [String] ?? []
+    }
+
     public func info() async throws -> [String: String] {
         let response = try await transport.perform(HTTPRequest(url: "\(baseURL)/_sandbox/info"))
         return try JSONDecoder().decode([String: String].self, from: response.body)

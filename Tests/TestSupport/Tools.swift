@@ -33,12 +33,15 @@ public enum Tools {
         let outPath = scratch.path + ".out", errPath = scratch.path + ".err"
         defer { unlink(outPath); unlink(errPath) }
         let process = try Subprocess(executable, arguments, stdout: .file(outPath), stderr: .file(errPath))
+        // The time limit is kept by a dispatch timer, not a task: it must fire even when every thread of
+        // the test process's task pool is blocked (in a syscall on a hung mount, say).
         let killed = Locked(false)
-        let watchdog = Task {
-            try await Task.sleep(for: timeLimit)
+        let watchdog = DispatchWorkItem {
             killed.set(true)
             process.signalGroup(SIGKILL)
         }
+        let (seconds, attoseconds) = timeLimit.components
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)), execute: watchdog)
         let status = await process.wait()
         watchdog.cancel()
         func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }

@@ -1,3 +1,4 @@
+import Config
 import CRM
 import Foundation
 import Graph
@@ -113,6 +114,31 @@ struct EngineSchedulingTests {
         #expect(bench.drive.names(in: bench.folder) == ["large.bin"])
         #expect(bench.drive.content(at: "Acme/large.bin") == Data("truncated".utf8))
         #expect(bench.drive.calls.filter { $0.kind == .upload }.map(\.name) == ["large.bin", "large.bin"])
+    }
+
+    @Test("files closed one after another, slower than each uploads, have their columns stamped together: the first stamp waits while later files are in their quiet moment")
+    func stampsOfAPacedCopyGoTogether() async throws {
+        let records = InMemoryRecords()
+        records.add("Account", ["Id": .string("0018d0000000001AAA"), "Name": .string("Acme Corp")])
+        let bench = try Bench(width: 20, records: records,
+                              objects: ["Account": ObjectLinking(model: .folder, mappings: [FieldMapping(crmField: "Name", spColumn: "Customer")])])
+        defer { Task { await bench.tearDown() } }
+        bench.engine.start()
+        // As an rsync on a busy machine: each file closed (and released after its quiet moment) 30 ms
+        // after the one before, while an in-memory upload takes next to nothing, so no two overlap.
+        var changes: [PendingChange] = []
+        for index in 0..<10 {
+            let change = try bench.upload("file \(index)", as: "paced-\(index).txt", held: true, object: "Account")
+            bench.engine.release(change.id!, after: .milliseconds(100))
+            changes.append(change)
+            try await Task.sleep(for: .milliseconds(30))
+        }
+        for change in changes { try await bench.engine.wait(for: change.id!) }
+        let batches = bench.drive.calls.filter { $0.kind == .stampFields }
+        // One stamp a file without the fix; two here, a few more on a machine too busy to keep the pace.
+        #expect(batches.count <= 5, "\(batches.map(\.name))")
+        #expect(batches.flatMap { $0.name.split(separator: ",") }.count == 10)
+        #expect(bench.drive.calls.filter { $0.kind == .updateFields }.isEmpty)
     }
 
     @Test("a folder, move or delete waits for every earlier change and holds back every later one")
