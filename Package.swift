@@ -79,7 +79,7 @@ let package = Package(
         // The on-disk block cache and the reader that fills it from Graph.
         .target(
             name: "Cache",
-            dependencies: ["Graph", "HTTP", "Namespace", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CLinux", "Graph", "HTTP", "Namespace", .product(name: "Logging", package: "swift-log")]
         ),
         // Durable writes: staged files on local disk and the journal of changes still to send.
         .target(
@@ -143,6 +143,7 @@ let package = Package(
         .testTarget(name: "WritebackTests", dependencies: ["Writeback", "Graph", "CRM", "Config", "HTTP", "QuickXor", "Services", "TestSupport"]),
         .testTarget(name: "WritesTests", dependencies: ["Cache", "Namespace", "TestSupport", "Writeback", "Writes",
                                                      .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "CacheTests", dependencies: ["Cache"]),
         .testTarget(name: "FreshnessTests", dependencies: ["CRM", "Config", "Freshness", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "TreeTests", dependencies: ["Config", "Graph", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "StatusTests", dependencies: ["HTTP", "Status"]),

@@ -1,6 +1,8 @@
 // Linux calls that Swift's Glibc module does not export (or exports only in a variadic form Swift
-// cannot call): the xattr calls (`crmfs sync`, tests), prctl, sync_file_range.
+// cannot call): the xattr calls (`crmfs sync`, tests), prctl, sync_file_range, memfd_create.
 #include <sys/xattr.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
@@ -16,3 +18,7 @@ static inline int crmfs_disable_core_dumps(void) {
 // SYNC_FILE_RANGE_WRITE; glibc declares it only under _GNU_SOURCE, which Swift's Glibc module lacks).
 extern int sync_file_range(int fd, long long offset, long long nbytes, unsigned int flags);
 static inline int crmfs_start_writeback(int fd) { return sync_file_range(fd, 0, 0, 2); }
+
+// An anonymous file in memory, closed on exec (memfd_create with MFD_CLOEXEC, through syscall: glibc
+// declares it only under _GNU_SOURCE): a block read while the cache's disk has no room for it.
+static inline int crmfs_memory_file(const char *name) { return (int)syscall(SYS_memfd_create, name, 1u); }

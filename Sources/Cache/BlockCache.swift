@@ -1,4 +1,6 @@
+import CLinux
 import Foundation
+import Logging
 
 /// Which bytes a block holds: a version of a document, the block's index within it, and how long the
 /// block must be (the block size, or less for the last one).
@@ -36,10 +38,17 @@ public struct BlockKey: Hashable, Sendable {
 /// and a flush per block would halve cold reads): after a power loss a block can be short or empty, so
 /// every open checks the block's length against the one its key expects, and a block that is not what
 /// it should be is dropped and fetched again, never served.
+///
+/// The cache gives way to its disk: it leaves `keepFree` of it free (for staged writes and everything
+/// else on it), giving up its oldest blocks for room; with none left to give, a block is read into memory,
+/// serves the reads of it that follow and is not kept. A full disk slows reads down; it never fails them.
 public final class BlockCache: @unchecked Sendable {
     public let directory: URL
     public let capacity: Int64
     public let blockSize: Int
+    /// Room the cache leaves on its disk: the least of 64 MiB and a sixteenth of the disk.
+    public let keepFree: Int64
+    private let logger: Logger
 
     private let lock = NSLock()
     /// Blocks by file name. `ready` is false while a block's file is being written: it is counted
@@ -47,14 +56,26 @@ public final class BlockCache: @unchecked Sendable {
     private var entries: [String: (size: Int64, lastUse: UInt64, ready: Bool)] = [:]
     private var clock: UInt64 = 0
     private var used: Int64 = 0
+    /// Blocks read into memory while the disk had no room, newest last, at most `passingLimit` bytes:
+    /// the kernel reads a block in many small pieces, and each must not fetch it again.
+    private var passing: [(name: String, file: BlockFile, size: Int64)] = []
+    private var diskFull = false
 
-    public init(directory: URL, capacity: Int64, blockSize: Int) throws {
+    public init(directory: URL, capacity: Int64, blockSize: Int, logger: Logger = Logger(label: "crmfs.cache")) throws {
         self.directory = directory
         self.capacity = capacity
         self.blockSize = blockSize
+        self.logger = logger
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        var disk = statvfs()
+        let diskSize = statvfs(directory.path, &disk) == 0 ? Int64(disk.f_blocks) * Int64(disk.f_frsize) : Int64.max
+        keepFree = min(64 << 20, diskSize / 16)
         try loadExisting()
     }
+
+    /// Whether blocks are being kept: false while the disk has no room for them (read-ahead then waits,
+    /// since what it fetched would not be kept for the read it prepares).
+    public var keepsBlocks: Bool { lock.withLock { !diskFull } }
 
     /// Bytes the cache holds now.
     public var usedBytes: Int64 { lock.withLock { used } }
@@ -62,7 +83,8 @@ public final class BlockCache: @unchecked Sendable {
 
     /// Whether a block is cached (and completely written), without reading it.
     public func contains(_ key: BlockKey) -> Bool {
-        lock.withLock { entries[key.fileName]?.ready == true }
+        let name = key.fileName
+        return lock.withLock { entries[name]?.ready == true || passing.contains { $0.name == name } }
     }
 
     /// Asks the kernel to start reading a cached block's file into memory, without waiting: a sequential
@@ -78,6 +100,7 @@ public final class BlockCache: @unchecked Sendable {
     /// when its file is not the length the key expects (then it is dropped).
     public func openBlock(_ key: BlockKey) -> BlockFile? {
         let name = key.fileName
+        if let held = lock.withLock({ passing.last { $0.name == name }?.file }) { return held }
         guard touch(name) else { return nil }
         let path = directory.appendingPathComponent(name).path
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
@@ -107,32 +130,74 @@ public final class BlockCache: @unchecked Sendable {
     /// is given (offset 0 up) and returns how many it wrote; they must be `size`. Room is reserved first,
     /// evicting the least recently used blocks; the block is published (renamed into place) only once
     /// complete. When the budget is all taken by blocks still being written, the bytes go to an unlinked
-    /// file that serves this read and is not kept. Nothing of the block passes through memory.
+    /// file that serves this read and is not kept; when the disk has no room, to memory (`passing`).
+    /// Nothing of a kept block passes through memory.
     public func fill(_ key: BlockKey, size: Int64, download: (Int32) async throws -> Int64) async throws -> BlockFile {
         let name = key.fileName
-        let reservation = lock.withLock { () -> Reservation in
+        var place = reserve(name, size: size, room: freeSpace())
+        if case .present = place {
+            if let file = openBlock(key) { return file }
+            place = .unkept  // dropped meanwhile: this read gets a copy of its own
+        }
+        if case .reserved(let victims) = place {
+            for victim in victims { unlink(directory.appendingPathComponent(victim).path) }
+        }
+        do {
+            return try await write(name, size: size, place: place, download: download)
+        } catch let error as POSIXError where [.ENOSPC, .EDQUOT].contains(error.code) && !place.isMemory {
+            // The disk filled up while the block was written (the room seen before was taken meanwhile).
+            noteRoom(false)
+            return try await write(name, size: size, place: .memory, download: download)
+        }
+    }
+
+    private enum Placement {
+        case present
+        case reserved(victims: [String])
+        case unkept
+        case memory
+
+        var isMemory: Bool { if case .memory = self { true } else { false } }
+    }
+
+    /// Where a block of `size` bytes goes: counted against the budget and the disk's room (`room`, nil
+    /// when unknown) at once, giving up the least recently used blocks for both.
+    private func reserve(_ name: String, size: Int64, room: Int64?) -> Placement {
+        let place = lock.withLock { () -> Placement in
             if entries[name]?.ready == true { return .present }
             if entries[name] != nil { return .unkept }  // another fill is writing it: don't share its file
-            var victims: [String] = []
-            while used + size > capacity,
+            var victims: [String] = [], freed: Int64 = 0
+            func short() -> (budget: Bool, disk: Bool) {
+                (used + size > capacity, room.map { $0 + freed < size + keepFree } ?? false)
+            }
+            while short().budget || short().disk,
                   let oldest = entries.filter({ $0.value.ready }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 victims.append(oldest.key)
+                freed += oldest.value.size
                 forget(oldest.key)
             }
-            guard used + size <= capacity else { return .unkept }
+            let (budget, disk) = short()
+            if disk { return .memory }
+            if budget { return .unkept }
             clock += 1
             entries[name] = (size, clock, false)
             used += size
             return .reserved(victims: victims)
         }
-        if case .present = reservation, let file = openBlock(key) { return file }
-        if case .reserved(let victims) = reservation {
-            for victim in victims { unlink(directory.appendingPathComponent(victim).path) }
+        switch place {
+        case .memory: noteRoom(false)
+        case .reserved: noteRoom(true)
+        case .present, .unkept: break
         }
-        let kept: Bool = if case .reserved = reservation { true } else { false }
+        return place
+    }
+
+    /// Writes a block where `place` says: its own file (published when complete), an unlinked file, or memory.
+    private func write(_ name: String, size: Int64, place: Placement, download: (Int32) async throws -> Int64) async throws -> BlockFile {
+        let kept: Bool = if case .reserved = place { true } else { false }
         let final = directory.appendingPathComponent(name).path
-        let temporary = final + ".tmp-\(UInt64.random(in: 0...UInt64.max))"
-        let descriptor = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let temporary = place.isMemory ? nil : final + ".tmp-\(UInt64.random(in: 0...UInt64.max))"
+        let descriptor = temporary.map { open($0, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) } ?? crmfs_memory_file("crmfs-block")
         guard descriptor >= 0 else {
             let failure = errno
             if kept { lock.withLock { forget(name) } }
@@ -143,9 +208,13 @@ public final class BlockCache: @unchecked Sendable {
             let written = try await download(descriptor)
             guard written == size else { throw BlockCacheError.shortBlock(expected: size, received: written) }
         } catch {
-            unlink(temporary)
+            if let temporary { unlink(temporary) }
             if kept { lock.withLock { forget(name) } }
             throw error
+        }
+        guard let temporary else {
+            hold(name, file, size: size)
+            return file
         }
         if kept, rename(temporary, final) == 0 {
             lock.withLock { entries[name]?.ready = true }
@@ -156,10 +225,40 @@ public final class BlockCache: @unchecked Sendable {
         return file
     }
 
-    private enum Reservation {
-        case present
-        case reserved(victims: [String])
-        case unkept
+    /// Keeps a block read into memory for the reads of it that follow, dropping the oldest beyond the limit.
+    private func hold(_ name: String, _ file: BlockFile, size: Int64) {
+        lock.withLock {
+            passing.removeAll { $0.name == name }
+            passing.append((name, file, size))
+            while passing.count > 1, passing.reduce(0, { $0 + $1.size }) > Self.passingLimit { passing.removeFirst() }
+        }
+    }
+
+    /// Bytes of blocks held in memory while the disk is full: a few blocks, at least one.
+    static let passingLimit: Int64 = 32 << 20
+
+    /// Logs when the disk runs out of room for blocks, and when there is room again.
+    private func noteRoom(_ room: Bool) {
+        let changed = lock.withLock { () -> Bool in
+            guard diskFull == room else { return false }
+            diskFull = !room
+            if room { passing.removeAll() }
+            return true
+        }
+        guard changed else { return }
+        if room {
+            logger.info("the cache's disk has room again: documents read are kept again")
+        } else {
+            logger.warning("the cache's disk is full: documents are read without being kept until there is room",
+                           metadata: ["directory": "\(directory.path)", "keepFree": "\(keepFree)"])
+        }
+    }
+
+    /// Bytes free on the cache's disk for this user; nil when it cannot be told.
+    private func freeSpace() -> Int64? {
+        var disk = statvfs()
+        guard statvfs(directory.path, &disk) == 0 else { return nil }
+        return Int64(disk.f_bavail) * Int64(disk.f_frsize)
     }
 
     /// Drops the blocks of a document's other versions: it changed, and they will not be read again.

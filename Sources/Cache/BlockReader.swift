@@ -107,8 +107,10 @@ public final class BlockReader: Sendable {
 
     /// Sequential reads look ahead by `readAhead` blocks, in the background: missing blocks are fetched
     /// (unless already on their way), cached ones are read into the page cache. Each block is looked
-    /// ahead at once per run, so the many kernel reads within one block cost nothing extra.
+    /// ahead at once per run, so the many kernel reads within one block cost nothing extra. Not while
+    /// the cache's disk is full: what it fetched would not be kept for the read it prepares.
     private func readAheadIfSequential(_ content: RemoteContent, offset: Int64, end: Int64) {
+        guard cache.keepsBlocks else { return }
         let blockSize = Int64(cache.blockSize)
         let lastBlock = (content.size - 1) / blockSize
         guard let ahead = state.noteRead(content: content, offset: offset, end: end, blockSize: blockSize, depth: Int64(readAhead), lastBlock: lastBlock) else { return }
@@ -208,6 +210,7 @@ public final class BlockReader: Sendable {
     /// `prefetchBytes` in all: a guess that two documents read make a copy must not cost much if wrong.
     /// Only documents of one block: a larger one gets its own read-ahead when it is read.
     private func prefetchFolder(driveID: String, folderID: String, except itemID: String) {
+        guard cache.keepsBlocks else { return }
         let blockSize = Int64(cache.blockSize)
         var budget = Self.prefetchBytes
         var chosen: [(BlockKey, RemoteContent)] = []

@@ -129,6 +129,49 @@ struct ReadTests {
         }
     }
 
+    @Test("on a full disk, documents read whole and right without being kept (a log line says why); once there is room, they are kept again")
+    func fullDisk() async throws {
+        try await Tools.withSmallDisk(size: "16m") { disk in
+            try await withMount(records: 1, docsPerRecord: 3, largeFile: 3 << 20, options: ["block_size=256KiB"], editConfig: {
+                $0.replacingOccurrences(of: "directory = \"crmfs-state\"", with: "directory = \"\(disk)/state\"")
+            }) { mount in
+                let connections = try mount.sandbox.connections()
+                let driveID = try await mount.sandbox.info()["driveId"]!
+                let acme = mount.path("Accounts/Acme Corp")
+                let documents = try await Tools.shell("find '\(acme)' -type f -name '*.*' ! -name 'large-file.bin' | sort").output.split(separator: "\n").map(String.init)
+                try #require(documents.count >= 2, "\(documents)")
+                /// Reads a document through the mount and as the service has it.
+                func expectReadRight(_ path: String) async throws {
+                    let itemID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", path]).output
+                    let remote = try await connections.graph.download(driveID: driveID, itemID: itemID).data
+                    #expect(try await Tools.read(path) == remote, "\(path)\n\(mount.logTail())")
+                }
+                let blocks = "\(mount.stateDirectory)/blocks"
+                func blocksKept() throws -> Int { try FileManager.default.contentsOfDirectory(atPath: blocks).count }
+
+                // Nearly full: less room than a block and what the cache leaves free; the log can still be written.
+                let filler = "\(disk)/filler"
+                let nearlyAll = Tools.freeBytes(disk) - 512 << 10
+                #expect(try await Tools.shell("head -c \(nearlyAll) /dev/zero > '\(filler)'").status == 0)
+                try await expectReadRight(mount.path("Accounts/Acme Corp/Large Files/large-file.bin"))
+                #expect(try blocksKept() == 0)
+                #expect(mount.logTail(lines: 200).contains("the cache's disk is full"), "\(mount.logTail())")
+
+                // Quite full: not a byte left.
+                _ = try await Tools.shell("cat /dev/zero > '\(filler)-rest'")
+                #expect(Tools.freeBytes(disk) < 64 << 10)
+                try await expectReadRight(documents[0])
+
+                // Room again: blocks are kept.
+                try FileManager.default.removeItem(atPath: filler)
+                try FileManager.default.removeItem(atPath: filler + "-rest")
+                try await expectReadRight(documents[1])
+                #expect(try blocksKept() >= 1)
+                #expect(mount.logTail(lines: 200).contains("the cache's disk has room again"), "\(mount.logTail())")
+            }
+        }
+    }
+
     @Test("with the drive's feed off, a document changed in SharePoint serves its new bytes after the attribute timeout")
     func remoteChange() async throws {
         try await withMount(options: ["attr_timeout=1", "entry_timeout=1"], editConfig: { $0 + "\n[freshness]\ndrive_poll = \"0\"\n" }) { mount in

@@ -43,10 +43,7 @@ struct WriteRecoveryTests {
     @Test("a file written onto a full disk drops nothing: never `clean` while its bytes are not on the service; once there is room, crmfs sync sends what the mount shows")
     func fullDisk() async throws {
         // The state directory (staging, journal, cache) on a small disk of its own.
-        let disk = try Tools.emptyDirectory("crmfs-disk")
-        #expect(try await Tools.run("/bin/mount", ["-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", disk]).status == 0)
-        func eject() async { _ = try? await Tools.run("/bin/umount", ["-l", disk]); try? FileManager.default.removeItem(atPath: disk) }
-        do {
+        try await Tools.withSmallDisk(size: "8m") { disk in
             try await withMount(records: 2, docsPerRecord: 1, editConfig: {
                 $0.replacingOccurrences(of: "directory = \"crmfs-state\"", with: "directory = \"\(disk)/state\"")
             }) { mount in
@@ -70,11 +67,7 @@ struct WriteRecoveryTests {
                 #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/report.bin") == local)
                 #expect(try await PermissionTests.xattr(path, "user.crmfs.sync") == "clean")
             }
-        } catch {
-            await eject()
-            throw error
         }
-        await eject()
     }
 
     @Test("link records exist once per document for link-object and files-connect, also after a crash and a restart")

@@ -15,6 +15,32 @@ public enum Tools {
         return path
     }
 
+    /// A small disk of its own (a tmpfs of `size`, say "8m") for `body`, unmounted and removed afterwards
+    /// whatever happens: a state directory put on it runs out of room.
+    public static func withSmallDisk<T>(size: String, _ body: (String) async throws -> T) async throws -> T {
+        let disk = try emptyDirectory("crmfs-disk")
+        func eject() async { _ = try? await run("/bin/umount", ["-l", disk]); try? FileManager.default.removeItem(atPath: disk) }
+        do {
+            let mounted = try await run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size),mode=0700", "tmpfs", disk])
+            guard mounted.status == 0 else { throw SmallDiskError(reason: mounted.errors) }
+            let result = try await body(disk)
+            await eject()
+            return result
+        } catch {
+            await eject()
+            throw error
+        }
+    }
+
+    struct SmallDiskError: Error { var reason: String }
+
+    /// Bytes free on the disk holding `path`.
+    public static func freeBytes(_ path: String) -> Int64 {
+        var disk = statvfs()
+        guard statvfs(path, &disk) == 0 else { return 0 }
+        return Int64(disk.f_bavail) * Int64(disk.f_frsize)
+    }
+
     public struct Result: Sendable {
         public var status: Int32
         public var output: String
