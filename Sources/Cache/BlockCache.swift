@@ -56,6 +56,8 @@ public final class BlockCache: @unchecked Sendable {
     private var entries: [String: (size: Int64, lastUse: UInt64, ready: Bool)] = [:]
     private var clock: UInt64 = 0
     private var used: Int64 = 0
+    /// Bytes of blocks being written: not on the disk yet (not all of them), but soon.
+    private var writing: Int64 = 0
     /// Blocks read into memory while the disk had no room, newest last, at most `passingLimit` bytes:
     /// the kernel reads a block in many small pieces, and each must not fetch it again.
     private var passing: [(name: String, file: BlockFile, size: Int64)] = []
@@ -134,13 +136,13 @@ public final class BlockCache: @unchecked Sendable {
     /// Nothing of a kept block passes through memory.
     public func fill(_ key: BlockKey, size: Int64, download: (Int32) async throws -> Int64) async throws -> BlockFile {
         let name = key.fileName
-        var place = reserve(name, size: size, room: freeSpace())
+        let (reserved, victims) = reserve(name, size: size, room: freeSpace())
+        var place = reserved
+        // Given up for room, whatever became of this block: their files go now.
+        for victim in victims { unlink(directory.appendingPathComponent(victim).path) }
         if case .present = place {
             if let file = openBlock(key) { return file }
             place = .unkept  // dropped meanwhile: this read gets a copy of its own
-        }
-        if case .reserved(let victims) = place {
-            for victim in victims { unlink(directory.appendingPathComponent(victim).path) }
         }
         do {
             return try await write(name, size: size, place: place, download: download)
@@ -153,7 +155,7 @@ public final class BlockCache: @unchecked Sendable {
 
     private enum Placement {
         case present
-        case reserved(victims: [String])
+        case reserved
         case unkept
         case memory
 
@@ -161,14 +163,16 @@ public final class BlockCache: @unchecked Sendable {
     }
 
     /// Where a block of `size` bytes goes: counted against the budget and the disk's room (`room`, nil
-    /// when unknown) at once, giving up the least recently used blocks for both.
-    private func reserve(_ name: String, size: Int64, room: Int64?) -> Placement {
+    /// when unknown) at once, giving up the least recently used blocks for both (`victims`, forgotten
+    /// here, their files for the caller to remove).
+    private func reserve(_ name: String, size: Int64, room: Int64?) -> (Placement, victims: [String]) {
+        var victims: [String] = []
         let place = lock.withLock { () -> Placement in
             if entries[name]?.ready == true { return .present }
             if entries[name] != nil { return .unkept }  // another fill is writing it: don't share its file
-            var victims: [String] = [], freed: Int64 = 0
+            var freed: Int64 = 0
             func short() -> (budget: Bool, disk: Bool) {
-                (used + size > capacity, room.map { $0 + freed < size + keepFree } ?? false)
+                (used + size > capacity, room.map { $0 - writing + freed < size + keepFree } ?? false)
             }
             while short().budget || short().disk,
                   let oldest = entries.filter({ $0.value.ready }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
@@ -182,14 +186,15 @@ public final class BlockCache: @unchecked Sendable {
             clock += 1
             entries[name] = (size, clock, false)
             used += size
-            return .reserved(victims: victims)
+            writing += size
+            return .reserved
         }
         switch place {
         case .memory: noteRoom(false)
         case .reserved: noteRoom(true)
         case .present, .unkept: break
         }
-        return place
+        return (place, victims)
     }
 
     /// Writes a block where `place` says: its own file (published when complete), an unlinked file, or memory.
@@ -217,7 +222,11 @@ public final class BlockCache: @unchecked Sendable {
             return file
         }
         if kept, rename(temporary, final) == 0 {
-            lock.withLock { entries[name]?.ready = true }
+            lock.withLock {
+                guard entries[name]?.ready == false else { return }
+                entries[name]?.ready = true
+                writing -= size
+            }
         } else {
             unlink(temporary)
             if kept { lock.withLock { forget(name) } }
@@ -283,7 +292,9 @@ public final class BlockCache: @unchecked Sendable {
     }
 
     private func forget(_ name: String) {
-        if let entry = entries.removeValue(forKey: name) { used -= entry.size }
+        guard let entry = entries.removeValue(forKey: name) else { return }
+        used -= entry.size
+        if !entry.ready { writing -= entry.size }
     }
 
     /// Indexes the blocks a previous mount left, oldest first by modification time; drops leftovers of interrupted writes.
