@@ -187,12 +187,10 @@ public final class BlockReader: Sendable {
         return try await graph.download(location: location, range: range, into: descriptor)
     }
 
-    /// The URL this reader used lately, or the one a listing brought (taken into this reader's memory).
+    /// The URL this reader used lately, or the one a listing brought (taken into this reader's memory at
+    /// once: the blocks of one document fetched side by side must all find it).
     private func knownLocation(of itemID: String) -> String? {
-        if let location = state.location(for: itemID) { return location }
-        guard let listed = graph.takeListedLocation(itemID: itemID) else { return nil }
-        state.remember([itemID: listed])
-        return listed
+        state.location(for: itemID) { graph.takeListedLocation(itemID: itemID) }
     }
 
     /// Lists the download URLs of a folder's documents (at most once a minute per folder, see
@@ -258,6 +256,7 @@ public enum BlockRead: Sendable {
 }
 
 /// The reader's shared bookkeeping: fetches under way, sequential-read detection, download URLs.
+/// Lock order: this state's lock, then the Graph client's listed-URL lock (`location(for:adopt:)`).
 final class ReaderState: @unchecked Sendable {
     private let lock = NSLock()
     private var inflight: [BlockKey: Task<BlockFile, Error>] = [:]
@@ -313,20 +312,27 @@ final class ReaderState: @unchecked Sendable {
         }
     }
 
-    func location(for itemID: String) -> String? {
+    /// The URL remembered for `itemID`, or else the one `adopt` gives (remembered in the same step, so a
+    /// concurrent caller finds it rather than nothing). `adopt` runs under this state's lock.
+    func location(for itemID: String, adopt: () -> String? = { nil }) -> String? {
         lock.withLock {
-            guard let entry = locations[itemID], entry.expires > Date() else { return nil }
-            return entry.url
+            if let entry = locations[itemID], entry.expires > Date() { return entry.url }
+            guard let adopted = adopt() else { return nil }
+            keep([itemID: adopted])
+            return adopted
         }
     }
 
     /// Download URLs by item id, trusted for a minute.
     func remember(_ urls: [String: String]) {
-        lock.withLock {
-            let now = Date()
-            if locations.count > 2_000 { locations = locations.filter { $0.value.expires > now } }
-            for (itemID, url) in urls { locations[itemID] = (url, now.addingTimeInterval(60)) }
-        }
+        lock.withLock { keep(urls) }
+    }
+
+    /// With the lock held.
+    private func keep(_ urls: [String: String]) {
+        let now = Date()
+        if locations.count > 2_000 { locations = locations.filter { $0.value.expires > now } }
+        for (itemID, url) in urls { locations[itemID] = (url, now.addingTimeInterval(60)) }
     }
 
     /// Lists `folder`'s URLs with `list` unless that started in the last minute; waits for the listing

@@ -4,21 +4,27 @@ import HTTP
 
 /// Gathers the column writes of documents sent at about the same time (an rsync of many files into a
 /// record) into `$batch` calls of up to 10 documents (each write with the read of its new version). The
-/// first write waits for company while other documents are on their way (`companions`: sending their
-/// bytes, or closed and waiting to start), up to `linger`; it goes at once when it is alone, and a batch
-/// goes as soon as it is full.
+/// first write waits for company, up to `longest`, while other documents are on their way (`companions`:
+/// sending their bytes, or closed and waiting to start) or, while writes keep coming each within `gap`
+/// of the one before, until none has come for `gap` (a copy slower than its uploads, as on a busy
+/// machine, has moments with nothing on its way). A lone write goes at once, and a full batch too.
 final class FieldsBatcher: @unchecked Sendable {
     private typealias Waiting = (update: FieldsUpdate, answer: CheckedContinuation<DriveItem, Error>)
     private let graph: any DriveService
-    private let linger: Duration
+    private let gap: Duration
+    private let longest: Duration
     private let lock = NSLock()
     private var waiting: [Waiting] = []
+    private var lastArrival: ContinuousClock.Instant?
+    /// Whether the last write came within `gap` of the one before: a copy is under way.
+    private var streaming = false
     /// How many documents are on their way to a column write, besides those waiting here.
     private var companions: @Sendable () -> Int = { 0 }
 
-    init(graph: any DriveService, linger: Duration = .milliseconds(250)) {
+    init(graph: any DriveService, gap: Duration = .milliseconds(250), longest: Duration = .seconds(1)) {
         self.graph = graph
-        self.linger = linger
+        self.gap = gap
+        self.longest = longest
     }
 
     /// Tells the batcher how to count the documents that will want their columns written soon.
@@ -30,6 +36,9 @@ final class FieldsBatcher: @unchecked Sendable {
         try await withCheckedThrowingContinuation { continuation in
             let (first, full) = lock.withLock { () -> (Bool, [Waiting]?) in
                 waiting.append((FieldsUpdate(driveID: driveID, itemID: itemID, fields: fields), continuation))
+                let now = ContinuousClock.now
+                streaming = lastArrival.map { now - $0 < gap } ?? false
+                lastArrival = now
                 if waiting.count >= Self.documentsPerBatch {
                     defer { waiting.removeAll() }
                     return (false, waiting)
@@ -40,7 +49,7 @@ final class FieldsBatcher: @unchecked Sendable {
                 Task { await self.send(full) }
             } else if first {
                 Task {
-                    let deadline = ContinuousClock.now + self.linger
+                    let deadline = ContinuousClock.now + self.longest
                     while ContinuousClock.now < deadline, self.expectsCompany() {
                         try? await Task.sleep(for: .milliseconds(10))
                     }
@@ -54,11 +63,14 @@ final class FieldsBatcher: @unchecked Sendable {
         }
     }
 
-    /// Whether documents not waiting here yet are on their way, and the batch has room for them.
+    /// Whether the batch has room and more documents are coming: some are on their way, or they keep
+    /// coming one after another.
     private func expectsCompany() -> Bool {
-        let here = lock.withLock { waiting.count }
-        let onTheirWay = lock.withLock { companions }
-        return here > 0 && here < Self.documentsPerBatch && onTheirWay() > 0
+        let (here, coming, onTheirWay) = lock.withLock {
+            (waiting.count, streaming && lastArrival.map { ContinuousClock.now - $0 < gap } == true, companions)
+        }
+        guard here > 0, here < Self.documentsPerBatch else { return false }
+        return coming || onTheirWay() > 0
     }
 
     /// A write and a read per document, 20 requests to a batch.

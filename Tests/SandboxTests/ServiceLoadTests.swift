@@ -241,8 +241,12 @@ struct ServiceLoadTests {
             let all = try await connections.salesforce.query("SELECT Id, IsDeleted FROM Account", includeDeleted: true, batchSize: nil)
             #expect(all.first { $0.id == changed["deleteRecord"] }?["IsDeleted"] == .bool(true))
             // A stream of them, at its rate, until stopped.
+            // (20 a second: five more come within a second, or within 20 on a test machine at its busiest.)
             try await sandbox.admin("churn", ["perMinute": 1200])
-            try await Task.sleep(for: .seconds(1.5))
+            let deadline = ContinuousClock.now + .seconds(20)
+            while try await sandbox.stats()["churn"] ?? 0 < 9 + 5, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
             try await sandbox.admin("churn", ["perMinute": 0])
             try await Task.sleep(for: .milliseconds(200))  // a change under way when it stopped lands
             let made = try await sandbox.stats()["churn"] ?? 0

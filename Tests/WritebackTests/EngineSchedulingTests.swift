@@ -141,6 +141,31 @@ struct EngineSchedulingTests {
         #expect(bench.drive.calls.filter { $0.kind == .updateFields }.isEmpty)
     }
 
+    @Test("files closed one after another with moments between them when nothing is on its way have their columns stamped together: a stamp waits while stamps keep coming")
+    func stampsOfASlowCopyGoTogether() async throws {
+        let records = InMemoryRecords()
+        records.add("Account", ["Id": .string("0018d0000000001AAA"), "Name": .string("Acme Corp")])
+        let bench = try Bench(width: 20, records: records,
+                              objects: ["Account": ObjectLinking(model: .folder, mappings: [FieldMapping(crmField: "Name", spColumn: "Customer")])])
+        defer { Task { await bench.tearDown() } }
+        bench.engine.start()
+        // As an rsync on a very busy machine: each file released 10 ms after its close and uploaded at once,
+        // the next closed 60 ms later: between two files, nothing is on its way.
+        var changes: [PendingChange] = []
+        for index in 0..<10 {
+            let change = try bench.upload("file \(index)", as: "slow-\(index).txt", held: true, object: "Account")
+            bench.engine.release(change.id!, after: .milliseconds(10))
+            changes.append(change)
+            try await Task.sleep(for: .milliseconds(60))
+        }
+        for change in changes { try await bench.engine.wait(for: change.id!) }
+        let batches = bench.drive.calls.filter { $0.kind == .stampFields }
+        // One stamp a file without the fix; here the first alone (nothing says a copy has begun), then
+        // together, and a few more on a machine too busy to keep the pace.
+        #expect(batches.count <= 5, "\(batches.map(\.name))")
+        #expect(batches.flatMap { $0.name.split(separator: ",") }.count == 10)
+    }
+
     @Test("a folder, move or delete waits for every earlier change and holds back every later one")
     func barriers() async throws {
         let concurrency = Concurrency()
