@@ -116,54 +116,47 @@ struct EngineSchedulingTests {
         #expect(bench.drive.calls.filter { $0.kind == .upload }.map(\.name) == ["large.bin", "large.bin"])
     }
 
-    @Test("files closed one after another, slower than each uploads, have their columns stamped together: the first stamp waits while later files are in their quiet moment")
-    func stampsOfAPacedCopyGoTogether() async throws {
+    /// Ten files closed `every` apart into a record whose columns are stamped, each released `quiet` after
+    /// its close, while an in-memory upload takes next to nothing; the column-write batches the drive saw
+    /// (every file in one of them, and none written on its own).
+    private func stampBatchesOfACopy(every pace: Duration, quiet: Duration) async throws -> [String] {
         let records = InMemoryRecords()
         records.add("Account", ["Id": .string("0018d0000000001AAA"), "Name": .string("Acme Corp")])
         let bench = try Bench(width: 20, records: records,
                               objects: ["Account": ObjectLinking(model: .folder, mappings: [FieldMapping(crmField: "Name", spColumn: "Customer")])])
         defer { Task { await bench.tearDown() } }
         bench.engine.start()
-        // As an rsync on a busy machine: each file closed (and released after its quiet moment) 30 ms
-        // after the one before, while an in-memory upload takes next to nothing, so no two overlap.
         var changes: [PendingChange] = []
         for index in 0..<10 {
-            let change = try bench.upload("file \(index)", as: "paced-\(index).txt", held: true, object: "Account")
-            bench.engine.release(change.id!, after: .milliseconds(100))
+            let change = try bench.upload("file \(index)", as: "copied-\(index).txt", held: true, object: "Account")
+            bench.engine.release(change.id!, after: quiet)
             changes.append(change)
-            try await Task.sleep(for: .milliseconds(30))
+            try await Task.sleep(for: pace)
         }
         for change in changes { try await bench.engine.wait(for: change.id!) }
-        let batches = bench.drive.calls.filter { $0.kind == .stampFields }
-        // One stamp a file without the fix; two here, a few more on a machine too busy to keep the pace.
-        #expect(batches.count <= 5, "\(batches.map(\.name))")
-        #expect(batches.flatMap { $0.name.split(separator: ",") }.count == 10)
+        let batches = bench.drive.calls.filter { $0.kind == .stampFields }.map(\.name)
+        #expect(batches.flatMap { $0.split(separator: ",") }.count == 10)
         #expect(bench.drive.calls.filter { $0.kind == .updateFields }.isEmpty)
+        return batches
+    }
+
+    @Test("files closed one after another, slower than each uploads, have their columns stamped together: the first stamp waits while later files are in their quiet moment")
+    func stampsOfAPacedCopyGoTogether() async throws {
+        // As an rsync on a busy machine: each file closed 30 ms after the one before, in its quiet moment
+        // for 100 ms, so no two uploads overlap.
+        let batches = try await stampBatchesOfACopy(every: .milliseconds(30), quiet: .milliseconds(100))
+        // One stamp a file without the fix; two here, a few more on a machine too busy to keep the pace.
+        #expect(batches.count <= 5, "\(batches)")
     }
 
     @Test("files closed one after another with moments between them when nothing is on its way have their columns stamped together: a stamp waits while stamps keep coming")
     func stampsOfASlowCopyGoTogether() async throws {
-        let records = InMemoryRecords()
-        records.add("Account", ["Id": .string("0018d0000000001AAA"), "Name": .string("Acme Corp")])
-        let bench = try Bench(width: 20, records: records,
-                              objects: ["Account": ObjectLinking(model: .folder, mappings: [FieldMapping(crmField: "Name", spColumn: "Customer")])])
-        defer { Task { await bench.tearDown() } }
-        bench.engine.start()
         // As an rsync on a very busy machine: each file released 10 ms after its close and uploaded at once,
         // the next closed 60 ms later: between two files, nothing is on its way.
-        var changes: [PendingChange] = []
-        for index in 0..<10 {
-            let change = try bench.upload("file \(index)", as: "slow-\(index).txt", held: true, object: "Account")
-            bench.engine.release(change.id!, after: .milliseconds(10))
-            changes.append(change)
-            try await Task.sleep(for: .milliseconds(60))
-        }
-        for change in changes { try await bench.engine.wait(for: change.id!) }
-        let batches = bench.drive.calls.filter { $0.kind == .stampFields }
+        let batches = try await stampBatchesOfACopy(every: .milliseconds(60), quiet: .milliseconds(10))
         // One stamp a file without the fix; here the first alone (nothing says a copy has begun), then
         // together, and a few more on a machine too busy to keep the pace.
-        #expect(batches.count <= 5, "\(batches.map(\.name))")
-        #expect(batches.flatMap { $0.name.split(separator: ",") }.count == 10)
+        #expect(batches.count <= 5, "\(batches)")
     }
 
     @Test("a folder, move or delete waits for every earlier change and holds back every later one")
