@@ -95,7 +95,7 @@ let package = Package(
         // The FUSE adapter: low-level operations to namespace, cache and write calls to fuse_reply_*.
         .target(
             name: "FileSystem",
-            dependencies: ["CFuse", "Cache", "Config", "HTTP", "Namespace", "Writeback", "Writes", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CFuse", "Cache", "Config", "HTTP", "Namespace", "SharePointNaming", "Writeback", "Writes", .product(name: "Logging", package: "swift-log")]
         ),
         // Builds the live clients of a mount from its config.
         .target(

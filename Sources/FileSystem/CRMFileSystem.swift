@@ -100,7 +100,9 @@ public final class CRMFileSystem: @unchecked Sendable {
     /// `ready` is called once the mount is in place, or with the reason it could not be.
     public func run(mountpoint: String, ready: (Result<Void, MountError>) -> Void) -> Int32 {
         var args = crmfs_args_init()
-        var arguments = ["crmfs", "-o", "fsname=\(options.fsname),subtype=crmfs,default_permissions" + (writes == nil ? ",ro" : "")]
+        // libfuse splits -o at commas unless escaped: a config path with a comma stays one fsname.
+        let fsname = options.fsname.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ",", with: "\\,")
+        var arguments = ["crmfs", "-o", "fsname=\(fsname),subtype=crmfs,default_permissions" + (writes == nil ? ",ro" : "")]
         if options.allowOther { arguments += ["-o", "allow_other"] }
         if options.debug { arguments.append("-d") }
         for argument in arguments { fuse_opt_add_arg(&args, argument) }

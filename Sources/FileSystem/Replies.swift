@@ -53,9 +53,11 @@ struct FileInfo: @unchecked Sendable {
 
 extension timespec {
     init(_ date: Date) {
-        let seconds = date.timeIntervalSince1970
+        // Times come from the services and from users: one out of Int's range must not stop the daemon.
+        let interval = date.timeIntervalSince1970
+        let seconds = interval.isFinite ? min(max(interval, -1e17), 1e17) : 0
         let whole = floor(seconds)
-        self.init(tv_sec: Int(whole), tv_nsec: Int((seconds - whole) * 1_000_000_000))
+        self.init(tv_sec: Int(whole), tv_nsec: min(Int((seconds - whole) * 1_000_000_000), 999_999_999))
     }
 }
 

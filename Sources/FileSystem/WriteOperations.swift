@@ -1,6 +1,7 @@
 import CFuse
 import Foundation
 import Namespace
+import SharePointNaming
 import Writeback
 import Writes
 
@@ -107,7 +108,7 @@ extension CRMFileSystem {
         let modified: Date? = if fields & FUSE_SET_ATTR_MTIME_NOW != 0 {
             Date()
         } else if fields & FUSE_SET_ATTR_MTIME != 0 {
-            Date(timeIntervalSince1970: Double(attributes.st_mtim.tv_sec) + Double(attributes.st_mtim.tv_nsec) / 1e9)
+            settableTime(attributes.st_mtim, ino: ino)
         } else {
             nil
         }
@@ -136,6 +137,18 @@ extension CRMFileSystem {
             var reply = self.stat(self.tree.current(ino) ?? node)
             fuse_reply_attr(request.raw, &reply, self.options.attributeTimeout)
         }
+    }
+
+    /// A time `utimens` sets, clamped to what SharePoint can hold (as ext4 clamps to what its inodes
+    /// hold): the call succeeds, `stat` shows the clamped time here and on every mount, and the log says so.
+    private func settableTime(_ time: timespec, ino: UInt64) -> Date {
+        let date = SharePointTimes.clamped(seconds: time.tv_sec, nanoseconds: time.tv_nsec)
+        if SharePointTimes.date(seconds: time.tv_sec, nanoseconds: time.tv_nsec) == nil {
+            logger.warning("utimens: a time SharePoint cannot hold was clamped", metadata: [
+                "path": "\(tree.mountPath(of: ino) ?? "inode \(ino)")", "seconds": "\(time.tv_sec)", "clamped to": "\(date.formatted(.iso8601))",
+            ])
+        }
+        return date
     }
 
     func mkdir(_ request: Request, parent: UInt64, name: String) {

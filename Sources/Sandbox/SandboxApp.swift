@@ -81,9 +81,23 @@ final class SandboxApp: Sendable {
     }
 
     func handle(_ request: SandboxRequest) async -> SandboxReply {
+        // The sandbox's own admin calls are counted apart: `requests` is what the services saw.
+        if request.path.hasPrefix("/_sandbox/") {
+            stats.increment("admin.requests")
+            return .response(admin(request))
+        }
         stats.increment("requests")
-        if request.path.hasPrefix("/_sandbox/") { return .response(admin(request)) }
         stats.log(method: request.method, path: request.path)
+        let reply = await serve(request)
+        // `--verbose`: each request, with the path only (upload URLs carry their credential in the query).
+        if logger.logLevel <= .debug {
+            let status = if case .response(let response) = reply { "\(response.status)" } else { "reset" }
+            logger.debug("request", metadata: ["method": "\(request.method)", "path": "\(request.path)", "status": "\(status)"])
+        }
+        return reply
+    }
+
+    private func serve(_ request: SandboxRequest) async -> SandboxReply {
         let service = Service(path: request.path)
         let plan = faults.plan
         let latency = faults.latency()

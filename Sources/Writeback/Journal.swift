@@ -85,22 +85,40 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
+/// A journal row that cannot be read as a change: what can still be learned of it, to set it aside.
+public struct UnreadableChange: Sendable, Equatable {
+    public var id: Int64
+    public var name: String
+    public var stagedFile: String?
+    public var error: String
+
+    init(row: Row, error: Error) {
+        // Each column as it is stored: converting a value that does not fit would stop the process.
+        func text(_ column: String) -> String? { String.fromDatabaseValue(row[column] as DatabaseValue) }
+        id = Int64.fromDatabaseValue(row["id"] as DatabaseValue) ?? 0
+        name = text("name") ?? "change \(id)"
+        stagedFile = text("stagedFile")
+        self.error = "\(error)"
+    }
+}
+
 /// The durable list of pending changes, in SQLite (WAL, synchronous=FULL: a change recorded before
 /// `close` returns survives power loss), in the state directory. Changes are sent in the order made.
 public final class Journal: Sendable {
     private let pool: DatabasePool
     /// Test hook, run before every new change is recorded: the tests of races around a change being
-    /// recorded use it to hold or slow the recording (as a slow or busy disk would).
-    private let beforeAdd: (@Sendable () -> Void)?
+    /// recorded use it to hold or slow the recording (as a slow or busy disk would), or to fail it (as a
+    /// full disk fails SQLite's commit).
+    private let beforeAdd: (@Sendable () throws -> Void)?
 
     /// `CRMFS_INJECT_SLOW_JOURNAL=MILLISECONDS` (at most a minute): every new change takes that long to record.
-    public static let injectedDelay: (@Sendable () -> Void)? = {
+    public static let injectedDelay: (@Sendable () throws -> Void)? = {
         guard let text = ProcessInfo.processInfo.environment["CRMFS_INJECT_SLOW_JOURNAL"], let milliseconds = UInt32(text) else { return nil }
         let microseconds = min(milliseconds, 60_000) * 1000
         return { usleep(microseconds) }
     }()
 
-    public init(path: String, beforeAdd: (@Sendable () -> Void)? = Journal.injectedDelay) throws {
+    public init(path: String, beforeAdd: (@Sendable () throws -> Void)? = Journal.injectedDelay) throws {
         self.beforeAdd = beforeAdd
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
@@ -155,7 +173,7 @@ public final class Journal: Sendable {
     /// Records a change; once this returns it is on disk.
     @discardableResult
     public func add(_ change: PendingChange) throws -> PendingChange {
-        beforeAdd?()
+        try beforeAdd?()
         return try pool.write { db in
             var saved = change
             try saved.insert(db)
@@ -163,13 +181,37 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Changes not yet done, oldest first.
-    public func outstanding() throws -> [PendingChange] {
-        try pool.read { db in try PendingChange.order(Column("id")).fetchAll(db) }
+    /// Changes not yet done, oldest first; rows that cannot be read are left out (see `contents`).
+    public func outstanding() throws -> [PendingChange] { try contents().changes }
+
+    /// Every row, oldest first: the changes, and apart from them the rows this crmfs cannot read (a value
+    /// out of its range, written by another version or a damaged disk). One such row must not hide the rest.
+    public func contents() throws -> (changes: [PendingChange], unreadable: [UnreadableChange]) {
+        try pool.read { db in
+            var changes: [PendingChange] = []
+            var unreadable: [UnreadableChange] = []
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM change ORDER BY id") {
+                do {
+                    changes.append(try PendingChange(row: row))
+                } catch {
+                    unreadable.append(UnreadableChange(row: row, error: error))
+                }
+            }
+            return (changes, unreadable)
+        }
     }
 
+    /// Change `id`; nil when it is done, or when its row cannot be read (`contents` reports those).
     public func change(id: Int64) throws -> PendingChange? {
-        try pool.read { db in try PendingChange.fetchOne(db, key: id) }
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM change WHERE id = ?", arguments: [id]) else { return nil }
+            return try? PendingChange(row: row)
+        }
+    }
+
+    /// Removes a row that cannot be read, once its bytes are kept elsewhere.
+    public func remove(unreadable id: Int64) throws {
+        try pool.write { db in try db.execute(sql: "DELETE FROM change WHERE id = ?", arguments: [id]) }
     }
 
     /// Applies `update` to a change and saves it (its `updatedAt` is now). A change already done is left alone.

@@ -11,8 +11,11 @@ extension WritebackEngine {
     /// A change SharePoint refuses because the user may not make it (403 `accessDenied`: they may only read
     /// the document or its folder) ends here, without retries: an upload's bytes move to the state
     /// directory's `conflicts/` (nothing the user wrote is lost), the change leaves the journal, and the
-    /// mount shows the service's copy again, with `user.crmfs.sync` saying what happened.
-    func refuse(_ change: PendingChange, id: Int64, reason: String) {
+    /// mount shows the service's copy again, with `user.crmfs.sync` saying what happened. Throws when the
+    /// copy cannot be set aside (`conflicts/` not writable, a full disk): the change then stays in the
+    /// journal with its bytes and is treated as any failure, retried with backoff and given up after the
+    /// last attempt.
+    func refuse(_ change: PendingChange, id: Int64, reason: String) throws {
         var note = "error: \(reason) (SharePoint refused the change)"
         do {
             if let file = change.stagedFile {
@@ -21,9 +24,8 @@ extension WritebackEngine {
             }
             try journal.complete(id: id)
         } catch {
-            // The change stays in the journal: retried, and refused again, at the next attempt.
-            logger.error("a refused change could not be set aside", metadata: ["name": "\(change.name)", "error": "\(error)"])
-            return
+            logger.error("a refused change could not be set aside; it stays in the journal", metadata: ["name": "\(change.name)", "error": "\(error)"])
+            throw RefusalNotKept(reason: reason, error: "\(error)")
         }
         lock.withLock { refusals[id] = (change.name, reason) }
         logger.error("the service refused a change; it is not retried", metadata: ["name": "\(change.name)", "reason": "\(reason)",
@@ -75,4 +77,11 @@ extension WritebackEngine {
         let base = ext.isEmpty ? name : String(name.dropLast(ext.count + 1))
         return ext.isEmpty ? "\(base) (conflict \(day) \(host))" : "\(base) (conflict \(day) \(host)).\(ext)"
     }
+}
+
+/// A change the service refused whose local copy could not be kept aside.
+struct RefusalNotKept: Error, CustomStringConvertible {
+    var reason: String
+    var error: String
+    var description: String { "SharePoint refused the change (\(reason)) and the local copy could not be kept aside: \(error)" }
 }

@@ -44,6 +44,8 @@ public final class WritebackEngine: @unchecked Sendable {
     private var failures: [Int64: String] = [:]
     /// Changes the service refused for good (see `refuse`), with why, for waiters, `crmfs sync` and `crmfs status`.
     var refusals: [Int64: (name: String, reason: String)] = [:]
+    /// Journal rows whose trouble was logged already (0: the whole journal), so a lasting one is logged once.
+    var journalUnreadable: Set<Int64> = []
     /// Refusals a `drain` (`crmfs sync`) has already reported.
     private var reportedRefusals: Set<Int64> = []
     /// Changes whose staged file is still open for writing: not sent until released.
@@ -421,8 +423,7 @@ public final class WritebackEngine: @unchecked Sendable {
     private func run() async {
         await withTaskGroup(of: Void.self) { group in
             while !Task.isCancelled {
-                let outstanding = (try? journal.outstanding()) ?? []
-                let ready = startable(outstanding)
+                let ready = startable(readJournal())
                 let started = ready.compactMap(claim)
                 for change in started {
                     group.addTask {
@@ -446,12 +447,19 @@ public final class WritebackEngine: @unchecked Sendable {
         do {
             try await process(change)
         } catch {
-            let attempts = (try? journal.update(id: id) { $0.attempts += 1; $0.lastError = "\(error)" })?.attempts ?? maxAttempts
-            logger.warning("change failed", metadata: ["name": "\(change.name)", "attempt": "\(attempts)", "error": "\(error)"])
+            var error = error
             if let refusal = error as? GraphError, refusal.isAccessDenied {
-                refuse(change, id: id, reason: "access denied")
-                return
+                do {
+                    try refuse(change, id: id, reason: "access denied")
+                    return
+                } catch let notKept {
+                    // Not lost and not hammered either: retried with backoff like any failure below.
+                    error = notKept
+                }
             }
+            let failure = error
+            let attempts = (try? journal.update(id: id) { $0.attempts += 1; $0.lastError = "\(failure)" })?.attempts ?? maxAttempts
+            logger.warning("change failed", metadata: ["name": "\(change.name)", "attempt": "\(attempts)", "error": "\(error)"])
             if case UploadFailure.conflict = error {
                 do {
                     try await resolveConflict(id: id)

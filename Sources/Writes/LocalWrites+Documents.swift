@@ -446,9 +446,16 @@ extension LocalWrites {
         if dirty, !unlinked, tree.current(session.ino)?.localOnly == false {
             try await completeCopy(session)
             let handedOver = try session.exclusive { () -> (Int64, StagedCopy)? in
-                session.withState { $0.dirty = false }
-                try record(session, sealed: false)
+                do {
+                    try record(session, sealed: false)
+                } catch {
+                    // Not journaled (a full disk fails SQLite's commit): the bytes stay dirty, so the next
+                    // close or `crmfs sync` records them; until then `user.crmfs.sync` says why.
+                    session.withState { $0.sealFailure = "\(error)" }
+                    throw error
+                }
                 return session.withState { state in
+                    state.dirty = false
                     guard let id = state.changeID else { return nil }
                     state.submitted = true
                     return (id, state.copy)

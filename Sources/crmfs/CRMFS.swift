@@ -20,10 +20,21 @@ struct CRMFS: AsyncParsableCommand {
         }
     }
 
-    /// Says what went wrong on stderr (`crmfs: …`) and exits 1.
+    /// Says what went wrong on stderr (`crmfs: …`) and exits 1. Service texts in it are shown, never obeyed
+    /// (see `printable`).
     static func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("crmfs: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("crmfs: \(printable(message))\n".utf8))
         Foundation.exit(1)
+    }
+
+    /// Text from a service or a file, safe to print on a terminal: control characters (an escape
+    /// sequence could retitle the window, move the cursor or hide what follows) become `?`; line breaks
+    /// and tabs stay.
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { scalar in
+            let control = scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+            return control && scalar != "\n" && scalar != "\t" ? "?" : scalar
+        }))
     }
 
     /// The config a command names (a path, or NAME of `~/.config/crmfs/NAME.conf`), or a clear failure

@@ -17,6 +17,7 @@ struct CheckCommand: AsyncParsableCommand {
     var config: String
 
     func run() async throws {
+        Hardening.noCoreDumps()  // it reads the config's secrets and gets tokens
         CRMFS.bootstrapLogging(level: .critical)
         var failures = 0
         func report(_ ok: Bool, _ text: String) {

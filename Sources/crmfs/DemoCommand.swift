@@ -21,9 +21,11 @@ struct DemoCommand: AsyncParsableCommand {
     func run() async throws {
         CRMFS.bootstrapLogging(level: .warning)
         let mountpointPath = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
-        try FileManager.default.createDirectory(atPath: mountpointPath, withIntermediateDirectories: true)
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-demo-state-\(getpid())")
-        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try Self.ownDirectory(mountpointPath)
+        // A fresh, private directory (mkdtemp): a name another user could guess and make first is never used.
+        var template = Array(FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-demo-state-XXXXXX").path.utf8CString)
+        guard mkdtemp(&template) != nil else { CRMFS.fail("could not make a temporary directory: \(String(cString: strerror(errno)))") }
+        let state = URL(fileURLWithPath: String(cString: template))
         defer { try? FileManager.default.removeItem(at: state) }
 
         var options = SandboxOptions(stateDirectory: state)
@@ -43,6 +45,22 @@ struct DemoCommand: AsyncParsableCommand {
         await server.stop()
         if status != 0 { throw ExitCode(status) }
         print("unmounted \(mountpointPath); sandbox stopped")
+    }
+
+    /// The mount point, made if missing; refused when it is a symbolic link or another user's (in /tmp,
+    /// anyone can make `/tmp/crmfs-demo` first).
+    static func ownDirectory(_ path: String) throws {
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            CRMFS.fail("cannot make \(path): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+            CRMFS.fail("\(path) is not a directory (a symbolic link is not followed): give another mount point")
+        }
+        guard info.st_uid == geteuid() else {
+            CRMFS.fail("\(path) belongs to uid \(info.st_uid), not to you: give another mount point")
+        }
     }
 
     static func show(_ mountpoint: String, sandbox: String) {

@@ -20,6 +20,7 @@ struct LoginCommand: AsyncParsableCommand {
     var config: String
 
     func run() async throws {
+        Hardening.noCoreDumps()  // it holds the refresh tokens it gets
         CRMFS.bootstrapLogging(level: .critical)
         let loaded = try CRMFS.loadConfig(config)
         let services = loaded.userSignIns
@@ -41,7 +42,7 @@ struct LoginCommand: AsyncParsableCommand {
             let result: DeviceCodeSignIn.Result
             do {
                 result = try await signIn.run(using: http) { prompt in
-                    print(prompt.message)
+                    print(CRMFS.printable(prompt.message))
                     fflush(nil)
                 }
             } catch {
@@ -63,6 +64,13 @@ struct LoginCommand: AsyncParsableCommand {
         let current = account ?? "unknown"
         if let previous, previous != current {
             let state = config.resolve(config.cache.directory)
+            // A running mount of this state would go on showing the earlier account's tree with the new
+            // account's token: the state directory's lock (held by the mount) says whether one runs.
+            let lock = open(state + "/lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+            defer { if lock >= 0 { close(lock) } }
+            if lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) != 0 {
+                CRMFS.fail("\(state) is in use by a running mount signed in as \(previous): unmount it first, then sign in as \(current)")
+            }
             let staged = (try? FileManager.default.contentsOfDirectory(atPath: state + "/staging")) ?? []
             if !staged.isEmpty {
                 CRMFS.fail("changes made as \(previous) still wait to be sent from \(state)/staging: mount as \(previous) and run `crmfs sync` first, or give this sign-in a config with another state directory")

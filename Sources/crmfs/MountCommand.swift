@@ -73,14 +73,17 @@ struct MountCommand: AsyncParsableCommand {
         }
     }
 
-    /// Where a detached mount logs: beside its config's state, or /tmp when that is not known yet.
+    /// Where a detached mount logs: beside its config's state, or in the user's own state home
+    /// (`~/.local/state/crmfs/crmfs.log`) when that is not known yet; never a shared directory such as /tmp.
     static func logFile(for configPath: String) -> String {
+        let directory: String
         if let config = try? ConfigLoader.load(path: configPath) {
-            let state = config.resolve(config.cache.directory)
-            try? FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            return state + "/crmfs.log"
+            directory = config.resolve(config.cache.directory)
+        } else {
+            directory = UserPaths().stateHome
         }
-        return "/tmp/crmfs-\(getuid()).log"
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        return directory + "/crmfs.log"
     }
 }
 
@@ -97,7 +100,7 @@ enum Detacher {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

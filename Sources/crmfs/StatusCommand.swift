@@ -89,6 +89,24 @@ enum RunningMounts {
         return found.values.sorted { $0.mountpoint < $1.mountpoint }
     }
 
+    /// The crmfs mount point holding `path` (anyone's): the path itself or the nearest one above it.
+    static func mountPoint(holding path: String) -> String? {
+        let resolved = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+        return mountTable().map(\.point).filter { point in
+            resolved == point || resolved.hasPrefix(point.hasSuffix("/") ? point : point + "/")
+        }.max { $0.count < $1.count }
+    }
+
+    /// Every `fuse.crmfs` entry of /proc/self/mountinfo: its mount point, source and options.
+    private static func mountTable() -> [(point: String, source: String, options: [Substring])] {
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        return table.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ").map(String.init)
+            guard let dash = fields.firstIndex(of: "-"), fields.count > dash + 3, fields[dash + 1] == "fuse.crmfs" else { return nil }
+            return (unescape(fields[4]), fields[dash + 2], fields[dash + 3].split(separator: ","))
+        }
+    }
+
     private static func mount(at point: String, config: String) -> Mount? {
         guard let loaded = try? ConfigLoader.load(path: config) else { return nil }
         let state = loaded.resolve(loaded.cache.directory)
@@ -97,13 +115,9 @@ enum RunningMounts {
 
     /// `fuse.crmfs` entries of /proc/self/mountinfo mounted by this user, whose source names the config.
     private static func fromMountTable() -> [Mount] {
-        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
-        return table.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: " ").map(String.init)
-            guard let dash = fields.firstIndex(of: "-"), fields.count > dash + 3, fields[dash + 1] == "fuse.crmfs",
-                  fields[dash + 3].split(separator: ",").contains(Substring("user_id=\(getuid())")),
-                  fields[dash + 2].hasPrefix("crmfs:") else { return nil }
-            return mount(at: unescape(fields[4]), config: unescape(String(fields[dash + 2].dropFirst("crmfs:".count))))
+        mountTable().compactMap { entry in
+            guard entry.options.contains(Substring("user_id=\(getuid())")), entry.source.hasPrefix("crmfs:") else { return nil }
+            return mount(at: entry.point, config: unescape(String(entry.source.dropFirst("crmfs:".count))))
         }
     }
 

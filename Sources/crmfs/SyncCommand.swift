@@ -14,10 +14,14 @@ struct SyncCommand: AsyncParsableCommand {
         abstract: "Wait until every change made through a mount has reached SharePoint and Salesforce.",
         discussion: "Exits 0 when all is sent; 1 when some changes gave up after retries (they stay journaled and are retried at the next mount) or were refused by the service (access denied: kept in conflicts/), and says which.")
 
-    @Argument(help: "A crmfs mount point.")
-    var mountpoint: String
+    @Argument(help: "A crmfs mount point, or any path inside one (the mount holding it is synced).")
+    var path: String
+
+    /// The mount that holds `path`; `path` itself when the mount table names none (the errors then say so).
+    private var mountpoint: String { RunningMounts.mountPoint(holding: path) ?? path }
 
     func run() async throws {
+        let mountpoint = self.mountpoint
         if let mount = try RunningMounts.find(mountpoint: mountpoint).first,
            let report = try? await StatusClient.sync(at: mount.socket) {
             finish(report)
@@ -31,7 +35,7 @@ struct SyncCommand: AsyncParsableCommand {
         switch report.outcome {
         case .sent: return
         case .gaveUp: reason = "some changes could not be sent after retries (they stay journaled and are retried at the next mount): \(report.detail ?? "see the mount's log")"
-        case .refused: reason = "the service refused some changes (access denied); your copies are in the state directory's conflicts/ (see `crmfs status`): \(report.detail ?? "")"
+        case .refused: reason = "some changes will not be sent (the service refused them, or the journal could not read them); your copies are in the state directory's conflicts/ or recovered/ (see `crmfs status`): \(report.detail ?? "")"
         case .readOnly: reason = "\(mountpoint) is mounted read-only; there is nothing to send"
         case .cancelled: reason = "the mount stopped before everything was sent; what is left is sent at the next mount"
         }
@@ -39,6 +43,7 @@ struct SyncCommand: AsyncParsableCommand {
     }
 
     private func syncThroughTheMount() throws {
+        let mountpoint = self.mountpoint
         let value = "now"
         if setxattr(mountpoint, "user.crmfs.sync", value, value.utf8.count, 0) == 0 { return }
         let code = errno

@@ -11,8 +11,8 @@ struct SandboxCommandTests {
 
     /// Starts the command and returns it with its first line. (Subprocess, not Foundation's Process: its
     /// waits block no thread of the test process's task pool.)
-    static func launch(state: URL, arguments: [String] = []) async throws -> (Subprocess, String) {
-        let process = try Subprocess(binary, ["sandbox", "--state", state.path, "--listen", "127.0.0.1:0"] + arguments, stdout: .pipe)
+    static func launch(state: URL, arguments: [String] = [], stderr: Subprocess.Stream = .null) async throws -> (Subprocess, String) {
+        let process = try Subprocess(binary, ["sandbox", "--state", state.path, "--listen", "127.0.0.1:0"] + arguments, stdout: .pipe, stderr: stderr)
         let output = await process.readOutput(until: "\n")
         return (process, output.split(separator: "\n").first.map(String.init) ?? "")
     }
@@ -48,6 +48,28 @@ struct SandboxCommandTests {
         again.signal(SIGTERM)
         _ = await again.wait()
         #expect(try JSONDecoder().decode([String: String].self, from: try #require(info2).body)["driveId"] == driveID)
+    }
+
+    @Test("--verbose logs each service request (path, no query); `requests` counts what the services saw, not the sandbox's own admin calls")
+    func verboseAndRequestCount() async throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-cli-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let log = state.path + ".log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let (process, line) = try await Self.launch(state: state, arguments: ["--records", "5", "--verbose"], stderr: .file(log))
+        let baseURL = String(line.dropFirst("sandbox listening on ".count))
+        let transport = CurlTransport()
+        _ = try await transport.perform(HTTPRequest(url: "\(baseURL)/v1.0/sites/root?secret=query"))
+        for _ in 0..<3 { _ = try await transport.perform(HTTPRequest(url: "\(baseURL)/_sandbox/info")) }
+        let stats = try await transport.perform(HTTPRequest(url: "\(baseURL)/_sandbox/stats"))
+        let counts = try JSONDecoder().decode([String: Int64].self, from: stats.body)
+        process.signal(SIGTERM)
+        _ = await process.wait()
+        #expect(counts["requests"] == 1, "\(counts)")
+        #expect(counts["admin.requests"] == 4, "\(counts)")
+        let logged = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(logged.contains("/v1.0/sites/root") && logged.contains("status="), "\(logged)")
+        #expect(!logged.contains("secret=query"))
     }
 
     @Test("a bad option is refused with a message naming it", arguments: [

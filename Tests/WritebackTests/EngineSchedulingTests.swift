@@ -196,6 +196,57 @@ struct EngineSchedulingTests {
         #expect(try bench.journal.change(id: broken.id!) != nil)
     }
 
+    @Test("a change SharePoint refuses whose copy cannot be kept aside backs off and gives up like any failure, its bytes still staged")
+    func refusalNotKeptBacksOff() async throws {
+        let bench = try Bench(maxAttempts: 3) { call in
+            if call.name == "refused.txt" { throw GraphError(status: 403, code: "accessDenied", request: "upload refused.txt") }
+        }
+        defer { Task { await bench.tearDown() } }
+        // conflicts/ cannot be made: a file holds its name (root ignores mode bits, so no chmod would do).
+        FileManager.default.createFile(atPath: bench.root.appendingPathComponent("conflicts").path, contents: Data())
+        let refused = try bench.upload("mine", as: "refused.txt")
+        bench.engine.start()
+        try await bench.engine.drain()
+        // Before: refused, not kept, retried at once, thousands of times a minute.
+        #expect(bench.drive.calls.filter { $0.name == "refused.txt" }.count == 3)
+        #expect(bench.engine.givenUp[refused.id!]?.contains("could not be kept aside") == true, "\(bench.engine.givenUp)")
+        let kept = try #require(try bench.journal.change(id: refused.id!))
+        #expect(FileManager.default.fileExists(atPath: bench.staging.path(of: kept.stagedFile!)))
+    }
+
+    @Test("a journal row this crmfs cannot read (a time past year 9999) is set aside with its bytes in recovered/; every other change still goes")
+    func unreadableRowSetAside() async throws {
+        let bench = try Bench()
+        defer { Task { await bench.tearDown() } }
+        func unreadable(_ name: String) throws -> PendingChange {
+            var change = PendingChange(kind: .upload, driveID: "b!memory", name: name, parentItemID: bench.folder,
+                                       stagedFile: try bench.staging.stage(Data("year 10000".utf8)), size: 10)
+            change.modified = Date(timeIntervalSince1970: 253_402_300_800)  // 10000-01-01: the journal keeps it, and cannot read it back
+            return try bench.journal.add(change)
+        }
+        let atStart = try unreadable("before.txt")
+        try bench.upload("fine", as: "fine.txt")
+        let leftovers = try bench.engine.setAsideCrashLeftovers()
+        #expect(leftovers.unreadable.map(\.name) == ["before.txt"])
+        bench.engine.start()
+        await #expect(throws: WritebackError.self) { try await bench.engine.drain() }  // says so, once
+        #expect(bench.drive.names(in: bench.folder) == ["fine.txt"])
+        // One written while the engine runs is set aside too, and the changes after it go.
+        let running = try unreadable("during.txt")
+        try bench.upload("later", as: "later.txt")
+        await #expect(throws: WritebackError.self) { try await bench.engine.drain() }
+        #expect(bench.drive.names(in: bench.folder) == ["fine.txt", "later.txt"])
+        #expect(try bench.journal.count == 0)
+        let recovered = bench.root.appendingPathComponent("recovered")
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: recovered.path)) == ["before.txt", "during.txt"])
+        #expect(try Data(contentsOf: recovered.appendingPathComponent("during.txt")) == Data("year 10000".utf8))
+        // Counted where `crmfs status` looks, and waiting on them reports why.
+        #expect(Set(bench.engine.problems.map(\.name)) == ["before.txt", "during.txt"])
+        #expect(bench.engine.problems.allSatisfy { $0.reason.contains("recovered/") })
+        await #expect(throws: WritebackError.self) { try await bench.engine.wait(for: running.id!) }
+        await #expect(throws: WritebackError.self) { try await bench.engine.wait(for: atStart.id!) }
+    }
+
     @Test("a held change (its file still open) is not sent until released; others pass it")
     func heldUntilReleased() async throws {
         let bench = try Bench()

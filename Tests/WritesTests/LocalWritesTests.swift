@@ -29,7 +29,7 @@ struct LocalWritesTests {
 
         /// `beforeRecord` runs before every new change is journaled, `beforeSeal` before every seal of a
         /// staged file (the journal's and the staging area's test hooks).
-        init(beforeRecord: (@Sendable () -> Void)? = nil, beforeSeal: (@Sendable () -> Void)? = nil) async throws {
+        init(beforeRecord: (@Sendable () throws -> Void)? = nil, beforeSeal: (@Sendable () -> Void)? = nil) async throws {
             folder = tenant.account("001A", "Acme", documents: ["existing.txt": "old text"])!
             // An account renamed in the CRM since its folder was made: the folder keeps the old name.
             tenant.account("001B", "Renamed Corp")
@@ -123,6 +123,25 @@ struct LocalWritesTests {
         #expect(bench.calls(.update).isEmpty)
         let item = try await bench.tenant.drive.item(driveID: InMemoryDrive.driveID, path: "Accounts/Acme (001A)/m.txt")
         #expect(item.fileSystemInfo?.lastModifiedDateTime.flatMap { ISO8601DateFormatter().date(from: $0) } == date)
+        await bench.tearDown()
+    }
+
+    @Test("an fsync whose journal entry fails keeps the bytes dirty: never clean, and the next close sends them")
+    func fsyncNotJournaled() async throws {
+        let journalFull = Locked(false)
+        let bench = try await Bench(beforeRecord: { if journalFull.value { throw POSIXError(.ENOSPC) } })
+        let (node, session) = try await bench.writes.create(parent: bench.record, name: "journaled.txt", flags: O_CREAT | O_WRONLY)
+        try bench.write(session, Data("must arrive".utf8), at: 0)
+        journalFull.set(true)
+        await #expect(throws: POSIXError.self) { try await bench.writes.fsync(session) }
+        #expect(bench.writes.syncStatus(try #require(bench.tree.current(node.ino))).hasPrefix("error:"))
+        // Room again: the close records what the fsync could not.
+        journalFull.set(false)
+        try bench.writes.commit(session)
+        try bench.writes.close(session)
+        try await bench.sync()
+        #expect(bench.content("journaled.txt") == "must arrive")
+        #expect(bench.writes.syncStatus(try #require(bench.tree.current(node.ino))) == "clean")
         await bench.tearDown()
     }
 
