@@ -1,5 +1,5 @@
 // Linux calls that Swift's Glibc module does not export (or exports only in a variadic form Swift
-// cannot call): the xattr calls (`crmfs sync`, tests), prctl, sync_file_range, memfd_create.
+// cannot call): the xattr calls (`crmfs sync`, tests), prctl, rlimits, sync_file_range, memfd_create.
 #include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -12,6 +12,21 @@ static inline int crmfs_disable_core_dumps(void) {
     struct rlimit none = {0, 0};
     int failed = setrlimit(RLIMIT_CORE, &none);
     return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) | failed;
+}
+
+/// Raises the soft limit on open files to the hard limit: the daemon's own reads and creates must not
+/// fail with EMFILE while others hold connections to it. Returns the soft limit in force afterwards
+/// (-1 when it cannot be read or raised).
+static inline long long crmfs_raise_open_file_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -1;
+    if (limit.rlim_cur < limit.rlim_max) {
+        struct rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) != 0) return -1;
+        limit = raised;
+    }
+    return limit.rlim_cur == RLIM_INFINITY ? (long long)0x7fffffffffffffffLL : (long long)limit.rlim_cur;
 }
 
 // Starts writing a file's dirty pages to disk without waiting (sync_file_range with

@@ -86,7 +86,7 @@ public final class BlockReader: Sendable {
 
     private func window(_ content: RemoteContent, offset: Int64, length: Int) -> (first: Int64, last: Int64, end: Int64)? {
         guard offset < content.size, length > 0 else { return nil }
-        let end = min(content.size, offset + Int64(length))  // exclusive
+        let end = offset + min(Int64(length), content.size - offset)  // exclusive; cannot overflow, as offset < size
         let blockSize = Int64(cache.blockSize)
         return (offset / blockSize, (end - 1) / blockSize, end)
     }

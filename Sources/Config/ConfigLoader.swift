@@ -236,11 +236,10 @@ public enum ConfigLoader {
             guard let mode = FleetSettings.TLSMode(rawValue: tls) else {
                 throw error("\(at).tls", "'\(tls)' is not a TLS mode; use \(FleetSettings.TLSMode.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            // The password crosses the network: in the clear only to this machine.
-            if mode == .disable, settings.password != nil, !settings.host.hasPrefix("/"), !Loopback.isLoopback(host: settings.host) {
-                throw error("\(at).tls", "\"disable\" would send the password to \(settings.host) unencrypted; use prefer or require (disable is for loopback and sockets)")
-            }
+            // The password crosses the network: in the clear only to this machine. Without `tls`, another
+            // host is `require` (FleetSettings.defaultTLS); `prefer` or `disable` with a password is refused.
             settings.tls = mode
+            if let problem = settings.cleartextPasswordProblem { throw error("\(at).tls", problem) }
             settings.caFile = try optionalString(t, "ca_file", at: at)
             if let text = try optionalString(t, "retention", at: at) {
                 guard let seconds = Durations.parse(text), seconds >= 3600 else { throw error("\(at).retention", "must be a duration of at least 1h, e.g. \"7d\"") }

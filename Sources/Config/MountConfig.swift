@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 
 /// Where a secret comes from. The value itself is read only when a client is built.
 public enum SecretSource: Sendable, Equatable {
@@ -184,9 +185,10 @@ public struct MountConfig: Sendable {
 /// `[fleet]`: the PostgreSQL database holding the fleet's change log (see docs/fleet.md).
 public struct FleetSettings: Sendable, Equatable {
     public enum TLSMode: String, Sendable, CaseIterable {
-        /// TLS when the server offers it (PostgreSQL's `sslmode=prefer`).
+        /// TLS when the server offers it (PostgreSQL's `sslmode=prefer`): the default for loopback and sockets
+        /// only, since a server (or anyone in between) that declines TLS would get the password in the clear.
         case prefer
-        /// TLS or no connection, the server's certificate checked.
+        /// TLS or no connection, the server's certificate checked: the default for every other host.
         case require
         /// Never TLS: for a socket or loopback.
         case disable
@@ -199,7 +201,8 @@ public struct FleetSettings: Sendable, Equatable {
     public var user: String
     /// The role's password; nil for a role that needs none (peer or trust authentication on a socket).
     public var password: SecretSource?
-    public var tls = TLSMode.prefer
+    /// `require` unless the host is this machine (`FleetSettings.defaultTLS(host:)`).
+    public var tls: TLSMode
     /// CA certificates (PEM) the server's certificate is checked against; the system's without it.
     public var caFile: String?
     /// The relay's: how long entries stay in the log. A mount away longer catches up on its own.
@@ -210,6 +213,22 @@ public struct FleetSettings: Sendable, Equatable {
     public init(host: String, user: String) {
         self.host = host
         self.user = user
+        self.tls = Self.defaultTLS(host: host)
+    }
+
+    /// Whether `host` is this machine: a Unix socket's directory, `localhost`, 127.0.0.0/8 or ::1.
+    public static func isLocal(host: String) -> Bool { host.hasPrefix("/") || Loopback.isLoopback(host: host) }
+
+    /// `prefer` for this machine, `require` for any other host: the password never crosses the network
+    /// where a server (or anyone in between) could decline TLS.
+    public static func defaultTLS(host: String) -> TLSMode { isLocal(host: host) ? .prefer : .require }
+
+    /// Why `tls` may not be used with `password` to `host`, or nil: a password goes to another machine only
+    /// over TLS that cannot be declined.
+    public var cleartextPasswordProblem: String? {
+        guard tls != .require, password != nil, !Self.isLocal(host: host) else { return nil }
+        let how = tls == .disable ? "\"disable\" would send" : "\"prefer\" would send, whenever the server or anyone in between declines TLS,"
+        return "\(how) the password to \(host) unencrypted; use require (prefer and disable are for loopback and sockets)"
     }
 
     /// Where the server listens, for messages.

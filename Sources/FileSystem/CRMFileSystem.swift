@@ -168,9 +168,16 @@ public final class CRMFileSystem: @unchecked Sendable {
     // MARK: Attributes
 
     func stat(_ node: NodeSnapshot) -> stat {
+        Self.attributes(of: node, options: options, writable: writes != nil && !node.readOnly)
+    }
+
+    /// What `stat(_:)` answers for `node` (apart, so tests build it without a mount).
+    /// A time as the kernel takes it (for tests: members added to a C type are not visible to them).
+    static func time(_ date: Date) -> timespec { timespec(date) }
+
+    static func attributes(of node: NodeSnapshot, options: MountOptions, writable: Bool) -> stat {
         var result = Glibc.stat()
         result.st_ino = UInt(node.ino)
-        let writable = writes != nil && !node.readOnly
         let permissions: mode_t = node.type == .directory ? (writable ? 0o777 : 0o555) : (writable ? 0o666 : 0o444)
         result.st_mode = (node.type == .directory ? S_IFDIR : S_IFREG) | (permissions & ~options.umask & 0o777)
         // A directory's link count would take a listing to know. 1 is the convention for "not counted":
@@ -179,8 +186,10 @@ public final class CRMFileSystem: @unchecked Sendable {
         result.st_nlink = 1
         result.st_uid = options.uid
         result.st_gid = options.gid
-        result.st_size = Int(node.size)
-        result.st_blocks = Int((node.size + 511) / 512)
+        // Sizes are clamped where they enter the tree; whatever one gets here, none may overflow (`size + 511` would).
+        let size = max(0, node.size)
+        result.st_size = Int(size)
+        result.st_blocks = Int(size / 512 + (size % 512 == 0 ? 0 : 1))
         result.st_blksize = 128 << 10
         result.st_mtim = timespec(node.modified)
         result.st_ctim = timespec(node.changed)
@@ -238,8 +247,16 @@ public final class CRMFileSystem: @unchecked Sendable {
         if writing && writes == nil { request.error(EROFS); return }
         Task {
             do {
-                let node = try await tree.attributes(ino)
+                var node = try await tree.attributes(ino)
                 guard node.type == .file else { request.error(EISDIR); return }
+                // A remount's kept document may have changed while nothing was mounted: its service bytes (read,
+                // or copied into a writer's staged file) wait for the first catch-up, which the kernel hears
+                // of first (a new size), and the document is taken as that left it.
+                if node.content != nil, node.stagedFile == nil, !(writing && flags & O_TRUNC != 0), await tree.waitForKeptContent() {
+                    await Self.noticesSent()
+                    node = try await tree.attributes(ino)
+                    guard node.type == .file else { request.error(EISDIR); return }
+                }
                 var info = info
                 if writing, let writes {
                     let session = try await writes.open(node, truncate: flags & O_TRUNC != 0)

@@ -46,6 +46,14 @@ extension CRMFileSystem {
 
     static let noticeQueue = DispatchQueue(label: "crmfs.kernel-notices")
 
+    /// Returns once every notice queued before the call has gone to the kernel (without holding up a
+    /// task thread meanwhile).
+    static func noticesSent() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            noticeQueue.async { continuation.resume() }
+        }
+    }
+
     /// Each notice once, names before nodes.
     static func ordered(_ notices: [KernelNotice]) -> [KernelNotice] {
         var seen: Set<KernelNotice> = []

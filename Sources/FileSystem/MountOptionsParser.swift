@@ -45,7 +45,11 @@ public struct ParsedMountOptions: Sendable {
                 parsed.mount.attributeTimeout = try number()
                 parsed.timeoutsGiven = true
             case "cache_size": parsed.cacheSize = try size()
-            case "block_size": parsed.blockSize = try size()
+            case "block_size":
+                // The bounds of mount.conf's `[cache] block_size`: a tiny block makes a block map entry per byte.
+                let block = try size()
+                guard block >= 64 << 10, block <= 64 << 20 else { throw MountOptionError("option block_size must be between 64KiB and 64MiB, e.g. block_size=4MiB") }
+                parsed.blockSize = block
             case "fsname": parsed.mount.fsname = value ?? parsed.mount.fsname
             case "debug": parsed.mount.debug = true
             case "uid": parsed.mount.uid = try id()

@@ -5,8 +5,9 @@ import Logging
 import NIOSSL
 import PostgresNIO
 
-/// Connections to the fleet's PostgreSQL database as `[fleet]` describes it: TLS where the server offers
-/// it (or always, or never), the role's password from a 0600 file or the environment.
+/// Connections to the fleet's PostgreSQL database as `[fleet]` describes it: TLS always (the default for any
+/// host but this machine), where the server offers it (loopback's default), or never (loopback and sockets
+/// only when there is a password), the role's password from a 0600 file or the environment.
 public struct FleetDatabase: Sendable {
     public let settings: FleetSettings
     private let configuration: PostgresConnection.Configuration
@@ -16,6 +17,10 @@ public struct FleetDatabase: Sendable {
     public init(config: MountConfig, settings: FleetSettings, logger: Logger = Logger(label: "crmfs.fleet")) throws {
         self.settings = settings
         self.logger = logger
+        // The loader refuses it already; settings made otherwise are held to the same rule.
+        if let problem = settings.cleartextPasswordProblem {
+            throw ConfigError(file: config.path, line: nil, key: "fleet.tls", message: problem)
+        }
         let password: String?
         do {
             switch settings.password {

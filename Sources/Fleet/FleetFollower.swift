@@ -95,6 +95,7 @@ public final class FleetFollower: @unchecked Sendable {
         var iterator = wakes.makeAsyncIterator()
         repeat {
             position = try await applyAll(after: position, from: log, identity: identity)
+            feeds.keptContentConfirmed()  // what changed while unmounted has reached the tree (only the first time does anything)
             let relay = try await log.positions().values.map(\.caughtUp).max()
             lock.withLock { if case .following(let since, _) = current { current = .following(since: since, relayCaughtUp: relay) } }
         } while await iterator.next() != nil && !Task.isCancelled
@@ -105,8 +106,9 @@ public final class FleetFollower: @unchecked Sendable {
     /// position the log no longer has) the log's present, after a round of each feed of its own.
     private func startingPosition(_ log: ChangeLog, identity: String) async throws -> Int64 {
         let bounds = try await log.bounds()
+        // seq starts at 1: a database that says less (Int64.min) must not overflow the subtraction.
         if let kept = feeds.keptFleetPosition, let position = Self.position(kept, in: identity),
-           position <= bounds.newest, position >= bounds.oldest - 1 {
+           position <= bounds.newest, position >= max(bounds.oldest, 1) - 1 {
             return position
         }
         logger.info("catching up on this mount's own before following the fleet's change feed",

@@ -74,6 +74,10 @@ public final class ChangeFeeds: @unchecked Sendable {
             deltaLink = kept.deltaLink
             fleetPosition = kept.fleetPosition
         }
+        // The cached bytes of kept documents may be of versions changed meanwhile: opens of them wait for the
+        // first catch-up (of the drive's feed, or the fleet's log). Without a feed of the library, the kept
+        // listings are trusted for the attribute timeout, as any listing.
+        if settings.drivePoll > 0 || !polling { tree.holdKeptContent() }
         tree.offerKeptListings(kept.listings)
         logger.info("the last known tree is back; catching up", metadata: ["directories": "\(kept.listings.count)"])
         let restore: @Sendable () -> Void = { [self] in
@@ -138,6 +142,11 @@ public final class ChangeFeeds: @unchecked Sendable {
     public func catchUp() async throws {
         try await pollDrive()
         try await pollRecords()
+    }
+
+    /// A fleet mount has applied the change log up to its present: the kept documents are as fresh as the feed.
+    public func keptContentConfirmed() {
+        tree.keptContentConfirmed()
     }
 
     /// Where a fleet mount was in the change log when the tree was last kept.
@@ -220,8 +229,21 @@ public final class ChangeFeeds: @unchecked Sendable {
 
     /// One round of the drive's delta: every page up to the next delta link. An expired position (410)
     /// enumerates the drive again from the `Location` the service names, and what that does not return is gone.
+    /// The first round to end opens the tree's kept content gate: confirmed when it answered, unconfirmed
+    /// when it failed (the cached bytes serve while the service cannot be reached).
     @discardableResult
     public func pollDrive() async throws -> Int {
+        do {
+            let applied = try await driveRound()
+            tree.keptContentConfirmed()
+            return applied
+        } catch {
+            if !(error is CancellationError) { tree.keptContentUnconfirmed(error) }
+            throw error
+        }
+    }
+
+    private func driveRound() async throws -> Int {
         var link = lock.withLock { deltaLink }
         let enumerating = link == nil
         var seen: Set<String>?

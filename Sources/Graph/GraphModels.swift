@@ -43,6 +43,15 @@ public struct FileFacet: Codable, Sendable {
 
 public struct FolderFacet: Codable, Sendable {
     public var childCount: Int?
+
+    enum CodingKeys: String, CodingKey { case childCount }
+}
+
+extension FolderFacet {
+    /// Leniently, as `DriveItem.size`: a `childCount` of `1e19` must not fail a whole page.
+    public init(from decoder: any Decoder) throws {
+        childCount = try decoder.container(keyedBy: CodingKeys.self).lenientInt64(forKey: .childCount).map { Int($0) }
+    }
 }
 
 public struct ListItem: Codable, Sendable {
@@ -89,8 +98,39 @@ public struct DriveItem: Codable, Sendable {
     public var isFolder: Bool { folder != nil || root != nil }
     public var isDeleted: Bool { deleted != nil }
 
+    /// The largest size crmfs takes a document to have: SharePoint's own limit is 250 GB, and no arithmetic on
+    /// a size up to this (blocks, ranges, `st_blocks`) can overflow, nor a block map of it grow past 2^24 entries.
+    public static let largestSize: Int64 = 1 << 40
+
+    /// `size` as a file's size: none is 0, and a negative or absurd one (a service's bug, a damaged kept tree)
+    /// is clamped into `0...largestSize`. What the tree, a listing and a link record take.
+    public var byteSize: Int64 { min(max(size ?? 0, 0), Self.largestSize) }
+
     /// An item with only its id (its other facts unknown), as a test or a change feed makes one.
     public init(id: String) { self.id = id }
+
+    /// As the synthesized decoder, but `size` leniently: one item's `"size": 1e19` or `1.5` would otherwise fail
+    /// its whole listing or delta page, and the drive's feed would retry that page for ever.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        name = try container.decodeIfPresent(String.self, forKey: .name)
+        eTag = try container.decodeIfPresent(String.self, forKey: .eTag)
+        cTag = try container.decodeIfPresent(String.self, forKey: .cTag)
+        size = container.lenientInt64(forKey: .size)
+        createdDateTime = try container.decodeIfPresent(String.self, forKey: .createdDateTime)
+        lastModifiedDateTime = try container.decodeIfPresent(String.self, forKey: .lastModifiedDateTime)
+        webUrl = try container.decodeIfPresent(String.self, forKey: .webUrl)
+        parentReference = try container.decodeIfPresent(ItemReference.self, forKey: .parentReference)
+        file = try container.decodeIfPresent(FileFacet.self, forKey: .file)
+        folder = try container.decodeIfPresent(FolderFacet.self, forKey: .folder)
+        root = try container.decodeIfPresent(JSONValue.self, forKey: .root)
+        deleted = try container.decodeIfPresent(JSONValue.self, forKey: .deleted)
+        fileSystemInfo = try container.decodeIfPresent(FileSystemInfo.self, forKey: .fileSystemInfo)
+        listItem = try container.decodeIfPresent(ListItem.self, forKey: .listItem)
+        sharepointIds = try container.decodeIfPresent(SharePointIDs.self, forKey: .sharepointIds)
+        downloadURL = try container.decodeIfPresent(String.self, forKey: .downloadURL)
+    }
 
     /// An item as a delta page shows one deleted (or no longer the caller's to see).
     public static func deleted(id: String) -> DriveItem {
@@ -181,6 +221,27 @@ public struct DriveItemVersion: Decodable, Sendable {
     public var id: String
     public var lastModifiedDateTime: String?
     public var size: Int64?
+
+    enum CodingKeys: String, CodingKey { case id, lastModifiedDateTime, size }
+}
+
+extension DriveItemVersion {
+    /// `size` leniently, as `DriveItem`'s.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        lastModifiedDateTime = try container.decodeIfPresent(String.self, forKey: .lastModifiedDateTime)
+        size = container.lenientInt64(forKey: .size)
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// A whole number the service may write as any JSON number: an integer, else a finite number rounded and
+    /// clamped into Int64's range (`1e19`, `1.5`); nil when absent, null or no number (text, `1e400`).
+    func lenientInt64(forKey key: Key) -> Int64? {
+        if let value = try? decodeIfPresent(Int64.self, forKey: key) { return value }
+        return (try? decodeIfPresent(Double.self, forKey: key)).flatMap { WireNumber.int64($0, in: Int64.min...Int64.max) }
+    }
 }
 
 /// A document as a folder listing names it, with the short-lived URL of its content.
@@ -200,8 +261,8 @@ public struct ListedDocument: Sendable, Equatable {
     }
 
     init?(_ item: DriveItem) {
-        guard item.file != nil, let name = item.name, let size = item.size, let eTag = item.eTag, let location = item.downloadURL else { return nil }
-        self.init(id: item.id, name: name, size: size, eTag: eTag, location: location)
+        guard item.file != nil, let name = item.name, item.size != nil, let eTag = item.eTag, let location = item.downloadURL else { return nil }
+        self.init(id: item.id, name: name, size: item.byteSize, eTag: eTag, location: location)
     }
 }
 

@@ -119,7 +119,7 @@ extension GraphClient {
             if let existing = session {
                 url = existing
                 do {
-                    offset = try nextExpected(in: try await send(HTTPRequest(url: existing), auth: nil).body) ?? 0
+                    offset = try Self.nextExpected(in: try await send(HTTPRequest(url: existing), auth: nil).body, size: size) ?? 0
                 } catch let error as GraphError where error.isNotFound {
                     session = nil  // expired or lost: a new one
                     continue
@@ -173,7 +173,7 @@ extension GraphClient {
                     options.progress?(size)
                     return try decode(response, request: request)
                 }
-                let next = try nextExpected(in: response.body) ?? offset + length
+                let next = try Self.nextExpected(in: response.body, size: size) ?? offset + length
                 options.progress?(next)
                 stalled = next > offset ? 0 : stalled + 1
                 if stalled >= options.stalledFragments {
@@ -184,16 +184,18 @@ extension GraphClient {
                 // A fragment failed (overlap after a retried send, a server error): ask where to go on from.
                 resumes += 1
                 let status = try await send(HTTPRequest(url: uploadURL), auth: nil)
-                guard let next = try nextExpected(in: status.body) else { throw error }
+                guard let next = try Self.nextExpected(in: status.body, size: size) else { throw error }
                 offset = next
             }
         }
     }
 
-    private func nextExpected(in body: Data) throws -> Int64? {
+    /// The first byte the session still wants, from `nextExpectedRanges`; nil when it names none within the
+    /// file (0...size): a start past the end would make a fragment of negative length.
+    static func nextExpected(in body: Data, size: Int64) throws -> Int64? {
         let status = try JSONDecoder().decode(UploadSessionStatus.self, from: body)
         guard let first = status.nextExpectedRanges?.first, let start = first.split(separator: "-").first else { return nil }
-        return Int64(start)
+        return WireNumber.int64(String(start), in: 0...Int64.max).flatMap { $0 <= size ? $0 : nil }
     }
 
     /// A JSON request answered by JSON, guarded by `ifMatch` when given.

@@ -7,15 +7,13 @@ import Logging
 public final class HTTPClient: Sendable {
     public let transport: CurlTransport
     public let retry: RetryPolicy
-    /// The hosts a bearer token may go to (those the config names); nil trusts every host. URLs the
-    /// services hand back (`@odata.nextLink`, `instance_url`, ...) are checked against it.
-    public let tokenHosts: Set<String>?
     let logger: Logger
 
-    public init(transport: CurlTransport, retry: RetryPolicy = .default, tokenHosts: Set<String>? = nil, logger: Logger = Logger(label: "crmfs.http")) {
+    /// Where a bearer token may go is the token provider's to say (`AccessTokenProvider.allowedOrigins`):
+    /// each service's tokens only to the origins the config names for that service.
+    public init(transport: CurlTransport, retry: RetryPolicy = .default, logger: Logger = Logger(label: "crmfs.http")) {
         self.transport = transport
         self.retry = retry
-        self.tokenHosts = tokenHosts.map { Set($0.map { $0.lowercased() }) }
         self.logger = logger
     }
 
@@ -28,9 +26,14 @@ public final class HTTPClient: Sendable {
         let started = clock.now
         var attempt = 0
         var refreshedAfter401 = false
-        if auth != nil, let tokenHosts {
-            let host = URLComponents(string: request.url)?.host?.lowercased() ?? ""
-            guard tokenHosts.contains(host) else { throw HTTPError.untrustedHost(host: host, request: request.logDescription) }
+        // A token goes only to an origin (scheme, host and port) its provider names: URLs the services hand
+        // back (`@odata.nextLink`, `instance_url`, ...) and the other service's hosts get none.
+        if let auth {
+            let origin = Origin(url: request.url)
+            guard let origin, auth.allowedOrigins.contains(origin) else {
+                let host = origin?.description ?? URLComponents(string: request.url)?.host?.lowercased() ?? ""
+                throw HTTPError.untrustedHost(host: host, request: request.logDescription)
+            }
         }
 
         while true {

@@ -115,7 +115,8 @@ public enum HTTPError: Error, CustomStringConvertible, Sendable {
     case retriesExhausted(status: Int, attempts: Int, request: String, response: HTTPResponse?)
     /// Plain http to a host that is not this machine: refused before anything is sent.
     case cleartext(request: String)
-    /// A bearer token would go to a host the config does not name (a URL a service handed back).
+    /// A bearer token would go to an origin the config does not name for its service (a URL a service
+    /// handed back, the other service's host, another port): `host` is that origin.
     case untrustedHost(host: String, request: String)
 
     public var description: String {
@@ -127,7 +128,7 @@ public enum HTTPError: Error, CustomStringConvertible, Sendable {
             return "\(request): gave up after \(attempts) attempts (last status \(status))"
         case .cleartext(let request): return "\(request): refused: plain http is allowed to loopback only"
         case .untrustedHost(let host, let request):
-            return "\(request): refused to send a token to \(host), which the config does not name"
+            return "\(request): refused to send a token to \(host), which the config does not name for the token's service"
         }
     }
 

@@ -38,6 +38,19 @@ public final class ResourcePacer: @unchecked Sendable {
     /// How long requests have waited for the budget so far.
     public var totalWait: Duration { lock.withLock { waited } }
 
+    /// The longest one answer (a Retry-After, a RateLimit-Reset) stops every request of the mount: a request
+    /// gives up after its retry budget (`RetryPolicy.maxElapsed`, 600 s) anyway, so a longer pause (a day,
+    /// or the 285 million years of `RateLimit-Reset: 9e15`) would only stop the whole mount.
+    public static let longestPause: Duration = .seconds(300)
+
+    /// How long from now every request waits for what the service said; zero when it said nothing.
+    public var pause: Duration {
+        lock.withLock { () -> Duration in
+            let now = ContinuousClock.now
+            return pausedUntil.map { max(.zero, $0 - now) } ?? .zero
+        }
+    }
+
     /// Waits until `cost` units may be spent, then spends them.
     public func admit(cost: Int) async throws {
         let cost = min(Double(cost), capacity)
@@ -68,15 +81,16 @@ public final class ResourcePacer: @unchecked Sendable {
         let now = ContinuousClock.now
         lock.withLock {
             if response.status == 429 || response.status == 503 {
-                let delay = RetryAfter.delay(from: response.headers["Retry-After"]) ?? .seconds(5)
+                let delay = min(RetryAfter.delay(from: response.headers["Retry-After"]) ?? .seconds(5), Self.longestPause)
                 pausedUntil = max(pausedUntil ?? now, now + delay)
                 available = 0
             }
-            if let remaining = response.headers["RateLimit-Remaining"].flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }) {
+            // The service's numbers: `inf`, `nan` or `0x1p63` are none, and a reset is at most `longestPause` away.
+            if let remaining = WireNumber.double(response.headers["RateLimit-Remaining"], in: 0...1e12) {
                 available = min(available, max(0, remaining - capacity))
                 if remaining <= capacity {
-                    let reset = response.headers["RateLimit-Reset"].flatMap { Double($0.trimmingCharacters(in: .whitespaces)) } ?? 5
-                    pausedUntil = max(pausedUntil ?? now, now + .milliseconds(Int(reset * 1000)))
+                    let reset = WireNumber.duration(seconds: response.headers["RateLimit-Reset"], longest: Self.longestPause) ?? .seconds(5)
+                    pausedUntil = max(pausedUntil ?? now, now + reset)
                 }
             }
         }

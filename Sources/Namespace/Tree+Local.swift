@@ -212,6 +212,10 @@ extension Tree {
 
     /// The service now has this node as `item` (an upload or a folder creation finished): it keeps its
     /// inode number and is known by the item from now on. `stagedFile` is dropped if it is still the one sent.
+    /// A document whose time was not set explicitly shows the service's from now on (SharePoint stamps a
+    /// PUT with the time of the upload), as every other mount and a remount do; the kernel forgets the
+    /// attributes it holds when they changed (the time, or the size of a document SharePoint rewrote). A
+    /// time set explicitly travelled with the upload and stays as the user set it.
     public func adopt(_ ino: UInt64, item: DriveItem, sentFile: String?) {
         lock.withLock {
             guard let node = nodes[ino] else { return }
@@ -230,7 +234,14 @@ extension Tree {
             changedListings.insert(node.parent)
             if !keepMine {
                 node.stagedFile = nil
-                if node.type == .file, let size = item.size { node.size = size }
+                let shown = (size: node.size, modified: node.modified)
+                if node.type == .file, item.size != nil { node.size = item.byteSize }
+                if node.type == .file, !node.timeSet, let modified = FieldText.date(item.fileSystemInfo?.lastModifiedDateTime) {
+                    node.modified = modified
+                    node.changed = FieldText.date(item.lastModifiedDateTime) ?? modified
+                }
+                // The kernel may hold the attributes it had at the close (for the attribute timeout).
+                if node.type == .file, node.size != shown.size || node.modified != shown.modified { kernelMustForget(.inode(ino)) }
             }
             node.fetchedAt = Date()
         }

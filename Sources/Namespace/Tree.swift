@@ -14,11 +14,14 @@ public struct TreeOptions: Sendable {
     /// Whether records carry what the signed-in user may do with them (a user's own sign-in): records they
     /// may only read, and their documents, show and act read-only.
     public var checksRecordAccess = false
+    /// The longest a remount's opens of kept documents wait for the library's first catch-up (`KeptContentGate`).
+    public var keptContentWait: Duration = .seconds(20)
 
-    public init(attributeTimeout: TimeInterval = 60, pageSize: Int = 200, checksRecordAccess: Bool = false) {
+    public init(attributeTimeout: TimeInterval = 60, pageSize: Int = 200, checksRecordAccess: Bool = false, keptContentWait: Duration = .seconds(20)) {
         self.attributeTimeout = attributeTimeout
         self.pageSize = pageSize
         self.checksRecordAccess = checksRecordAccess
+        self.keptContentWait = keptContentWait
     }
 }
 
@@ -28,6 +31,7 @@ public struct TreeOptions: Sendable {
 ///
 /// Lock order: the tree's `lock`, then the record folder index's (forgotten when a folder appears). The
 /// library mirror's lock is never taken with the tree's held.
+/// The kept content gate's lock is a leaf, never held while another is taken.
 public final class Tree: @unchecked Sendable {
     public static let rootIno: UInt64 = 1
 
@@ -58,6 +62,8 @@ public final class Tree: @unchecked Sendable {
     let recordFolders = RecordFolderIndex()
     /// The whole library from the drive's delta, once enumerated.
     let mirror = LibraryMirror()
+    /// Shut on a remount until the library's first catch-up: opens of kept documents' bytes wait for it.
+    let keptContent: KeptContentGate
     /// A remount's kept listings (encoded) not applied yet, the storage keys of those applied, and the
     /// journal changes they placed, not reported yet (see `applyKeptListings`).
     var keptListings: [DirectoryListing.Key: Data] = [:]
@@ -86,6 +92,7 @@ public final class Tree: @unchecked Sendable {
         self.recordURLBase = recordURLBase
         self.options = options
         self.logger = logger
+        keptContent = KeptContentGate(longestWait: options.keptContentWait, logger: logger)
         let root = Node(ino: Self.rootIno, key: .root, parent: Self.rootIno, name: "", type: .directory)
         root.modified = mountedAt
         root.changed = mountedAt
@@ -487,7 +494,7 @@ public final class Tree: @unchecked Sendable {
             node.item = item
             node.objectIndex = directory.objectIndex
             node.recordID = directory.recordID
-            node.size = item.isFolder ? 0 : item.size ?? 0
+            node.size = item.isFolder ? 0 : item.byteSize
             node.modified = FieldText.date(item.fileSystemInfo?.lastModifiedDateTime ?? item.lastModifiedDateTime) ?? mountedAt
             node.changed = FieldText.date(item.lastModifiedDateTime) ?? node.modified
             node.created = FieldText.date(item.fileSystemInfo?.createdDateTime ?? item.createdDateTime) ?? node.modified

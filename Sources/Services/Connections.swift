@@ -5,13 +5,14 @@ import Graph
 import HTTP
 import Logging
 
-/// The live clients a mount uses, built from its config: one transport, one token cache per service.
+/// The live clients a mount uses, built from its config: one transport, one token cache per service,
+/// each service's tokens bound to the origins the config names for that service.
 public struct Connections: Sendable {
     public let http: HTTPClient
     public let graph: GraphClient
     public let salesforce: SalesforceClient
-    public let graphToken: TokenCache
-    public let salesforceToken: TokenCache
+    public let graphToken: OriginBoundTokens
+    public let salesforceToken: OriginBoundTokens
     /// Whether each service's sign-in works, as the last token request found.
     public let graphSignIn: SignInWatch
     public let salesforceSignIn: SignInWatch
@@ -19,18 +20,19 @@ public struct Connections: Sendable {
     /// Builds the clients. Secrets are read here, from 0600 files or the environment; nothing is sent yet.
     public init(config: MountConfig, transport: CurlTransport? = nil, retry: RetryPolicy = .default,
                 registry: TokenCacheRegistry = .shared, logger: Logger = Logger(label: "crmfs.http")) throws {
-        http = HTTPClient(transport: transport ?? CurlTransport(options: Self.transportOptions(config)), retry: retry,
-                          tokenHosts: Self.tokenHosts(config), logger: logger)
+        http = HTTPClient(transport: transport ?? CurlTransport(options: Self.transportOptions(config)), retry: retry, logger: logger)
+        let graphTokens: TokenCache
         switch config.graph.auth {
         case .clientCredentials(let source):
             let entra = EntraClientCredentials(authority: config.graph.authority, tenant: config.graph.tenant, clientID: config.graph.clientID,
                                                clientSecret: try Self.secret(source, config: config, key: "graph"))
-            graphToken = entra.provider(using: http, registry: registry)
+            graphTokens = entra.provider(using: http, registry: registry)
         case .deviceCode:
             let file = try Self.signIn(.graph, config: config)
-            graphToken = EntraRefreshToken(authority: config.graph.authority, tenant: config.graph.tenant, clientID: config.graph.clientID, file: file)
+            graphTokens = EntraRefreshToken(authority: config.graph.authority, tenant: config.graph.tenant, clientID: config.graph.clientID, file: file)
                 .provider(using: http, registry: registry)
         }
+        graphToken = OriginBoundTokens(graphTokens, origins: Self.graphOrigins(config))
         graphSignIn = SignInWatch(graphToken, config: config, logger: logger)
         graph = GraphClient(endpoint: config.graph.endpoint, http: http, auth: graphSignIn,
                             pacer: config.graph.resourceUnitsPerMinute > 0 ? ResourcePacer(unitsPerMinute: config.graph.resourceUnitsPerMinute) : nil)
@@ -48,15 +50,21 @@ public struct Connections: Sendable {
         }
         let oauth = SalesforceOAuth(loginURL: config.salesforce.instanceURL, clientID: config.salesforce.clientID, grant: grant,
                                     sessionTimeout: config.salesforce.sessionTimeout)
-        salesforceToken = oauth.provider(using: http, registry: registry)
+        salesforceToken = OriginBoundTokens(oauth.provider(using: http, registry: registry), origins: Self.salesforceOrigins(config))
         salesforceSignIn = SignInWatch(salesforceToken, config: config, logger: logger)
         salesforce = SalesforceClient(instanceURL: config.salesforce.instanceURL, apiVersion: config.salesforce.apiVersion,
                                       http: http, auth: salesforceSignIn)
     }
 
-    /// Bearer tokens go only to the hosts of the configured Graph endpoint and Salesforce instance.
-    public static func tokenHosts(_ config: MountConfig) -> Set<String> {
-        Set([config.graph.endpoint, config.salesforce.instanceURL].compactMap { URLComponents(string: $0)?.host?.lowercased() })
+    /// Where a Graph token may go: the origins (scheme, host, port) of the configured Graph endpoint and
+    /// Entra authority, never Salesforce's.
+    public static func graphOrigins(_ config: MountConfig) -> Set<Origin> {
+        Origin.of([config.graph.endpoint, config.graph.authority])
+    }
+
+    /// Where a Salesforce token may go: the origin of the configured instance (and login) URL, never Graph's.
+    public static func salesforceOrigins(_ config: MountConfig) -> Set<Origin> {
+        Origin.of([config.salesforce.instanceURL])
     }
 
     /// The transport's settings: each service's own certificate authorities, by its hosts.

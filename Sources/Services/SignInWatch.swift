@@ -46,4 +46,7 @@ public final class SignInWatch: AccessTokenProvider, @unchecked Sendable {
     }
 
     public func invalidate(_ token: AccessToken) async { await tokens.invalidate(token) }
+
+    /// Those of the tokens it watches: one service's.
+    public var allowedOrigins: Set<Origin> { tokens.allowedOrigins }
 }

@@ -56,7 +56,7 @@ public final class Linker: Sendable {
             _ = try await salesforce.upsert(Self.linkObject, externalIDField: "Item_Id__c", value: item.id, fields: [
                 "Name": .string(String((item.name ?? item.id).prefix(80))), "Record_Id__c": .string(recordID), "Object_Type__c": .string(objectName),
                 "Drive_Id__c": .string(driveID), "Web_Url__c": item.webUrl.map(JSONValue.string) ?? .null, "ETag__c": item.eTag.map(JSONValue.string) ?? .null,
-                "Size__c": .number(Double(item.size ?? 0)), "Last_Synced__c": .string(Date().formatted(.iso8601)),
+                "Size__c": .number(Double(item.byteSize)), "Last_Synced__c": .string(Date().formatted(.iso8601)),
             ])
         case .filesConnect:
             try await linkFilesConnect(item, recordID: recordID)

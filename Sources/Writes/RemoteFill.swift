@@ -25,7 +25,10 @@ final class RemoteFill: @unchecked Sendable {
     init(content: RemoteContent, blockSize: Int64) {
         self.content = content
         self.blockSize = max(1, blockSize)
-        let count = Int((content.size + self.blockSize - 1) / self.blockSize)
+        // Written so no size overflows it (`size + blockSize - 1` would near Int64.max); sizes are clamped where
+        // they enter the tree (`DriveItem.largestSize`), so the map stays small too.
+        let size = max(0, content.size)
+        let count = Int(size / self.blockSize + (size % self.blockSize == 0 ? 0 : 1))
         blocks = Array(repeating: .missing, count: count)
         remaining = count
     }

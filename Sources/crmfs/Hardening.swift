@@ -9,4 +9,12 @@ enum Hardening {
             Logger(label: "crmfs").warning("could not turn off core dumps for this process")
         }
     }
+
+    /// The soft limit on open files raised to the hard limit: connections others hold to the daemon (its
+    /// metrics port) must not leave its own reads and creates failing with EMFILE.
+    static func moreOpenFiles() {
+        if crmfs_raise_open_file_limit() < 0 {
+            Logger(label: "crmfs").warning("could not raise the limit on open files to its hard limit")
+        }
+    }
 }

@@ -28,7 +28,8 @@ struct LoginCommand: AsyncParsableCommand {
             CRMFS.fail("\(config): nothing to sign in to: neither graph.auth nor salesforce.auth is \"device-code\" (the app's own credentials are used)")
         }
         try Self.makePrivateDirectory(loaded.credentialsDirectory)
-        let http = HTTPClient(transport: CurlTransport(options: Connections.transportOptions(loaded)), tokenHosts: Connections.tokenHosts(loaded))
+        // Sign-in sends no bearer token: only the device-code and token requests, to the configured services.
+        let http = HTTPClient(transport: CurlTransport(options: Connections.transportOptions(loaded)))
         for service in services {
             let signIn = switch service {
             case .graph:

@@ -37,6 +37,7 @@ struct MountCommand: AsyncParsableCommand {
         umask(0o077)
         CRMFS.bootstrapLogging(level: verbose ? .debug : .info)
         Hardening.noCoreDumps()
+        Hardening.moreOpenFiles()
         let parsed: ParsedMountOptions
         do { parsed = try ParsedMountOptions.parse(options) } catch { throw ValidationError("\(error)") }
         let configPath = UserPaths().config(config)

@@ -169,14 +169,18 @@ struct SecretTests {
     func tokensStayWithConfiguredHosts() async throws {
         try await withSandbox { sandbox in
             let connections = try sandbox.connections()
-            #expect(connections.http.tokenHosts == ["127.0.0.1"])
             let port = URLComponents(string: sandbox.baseURL)!.port!
+            let sandboxOrigin = try #require(Origin(url: sandbox.baseURL))
+            #expect(connections.graphToken.allowedOrigins == [sandboxOrigin])
+            #expect(connections.salesforceToken.allowedOrigins == [sandboxOrigin])
+            #expect(connections.graphSignIn.allowedOrigins == [sandboxOrigin])
+            #expect(connections.salesforceSignIn.allowedOrigins == [sandboxOrigin])
             do {
                 _ = try await connections.http.send(HTTPRequest(url: "http://localhost:\(port)/v1.0/drives"), auth: connections.graphToken)
                 Issue.record("a token went to a host the config does not name")
             } catch let error as HTTPError {
                 guard case .untrustedHost(let host, _) = error else { Issue.record("\(error)"); return }
-                #expect(host == "localhost")
+                #expect(host == "http://localhost:\(port)")
             }
             // Plain http to a host that is not this machine is refused before anything is sent.
             do {
@@ -188,6 +192,36 @@ struct SecretTests {
             let tokens = try await sandbox.stats()["token", default: 0]
             #expect(tokens == 0)
         }
+    }
+
+    @Test("each service's tokens may go only to the origins the config names for that service, ports made explicit")
+    func originsPerService() throws {
+        let config = try ConfigLoader.parse("""
+            [salesforce]
+            instance_url = "https://contoso.my.salesforce.com"
+            client_id = "3MVG9abc"
+            client_secret_env = "SF_SECRET"
+
+            [graph]
+            authority = "https://login.microsoftonline.com"
+            endpoint = "https://graph.microsoft.com:443/v1.0"
+            tenant = "contoso.onmicrosoft.com"
+            client_id = "00000000-0000-0000-0000-000000000001"
+            client_secret_env = "GRAPH_SECRET"
+            site = "contoso.sharepoint.com:/sites/Sales"
+
+            [[objects]]
+            object = "Account"
+            directory = "Accounts"
+            name = "{Name}"
+            folder = "Accounts/{Name} ({Id})"
+            """, path: "/etc/crmfs/sales.conf")
+        let graph = Connections.graphOrigins(config), salesforce = Connections.salesforceOrigins(config)
+        #expect(graph == Origin.of(["https://graph.microsoft.com:443", "https://login.microsoftonline.com:443"]))
+        #expect(salesforce == Origin.of(["https://contoso.my.salesforce.com:443"]))
+        #expect(graph.isDisjoint(with: salesforce))
+        #expect(!graph.contains(Origin(url: "https://graph.microsoft.com:8443")!))
+        #expect(!graph.contains(Origin(url: "http://graph.microsoft.com")!))
     }
 
     @Test("a mount whose secret file is world-readable fails with a config error naming the key")
@@ -209,7 +243,8 @@ struct SecretTests {
 
 /// Always hands out the same token, even after a 401: proves the client retries only once.
 struct StuckToken: AccessTokenProvider {
-    let inner: TokenCache
+    let inner: any AccessTokenProvider
+    var allowedOrigins: Set<Origin> { inner.allowedOrigins }
     func token() async throws -> AccessToken {
         var token = try await inner.token()
         token.value = Secret("expired-\(token.value.exposedValue.prefix(4))")

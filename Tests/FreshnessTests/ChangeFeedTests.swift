@@ -235,6 +235,40 @@ struct KeptTreeTests {
         #expect(tenant.drive.listings(of: acmeFolder) == listed.0 && tenant.drive.listings(of: globexFolder) == listed.1, "nothing listed again")
     }
 
+    @Test("a remount's opens of kept documents wait for the library's first catch-up, at most the bound; a first mount's never wait")
+    func keptContentWaitsForTheCatchUp() async throws {
+        let tenant = MemoryTenant()
+        tenant.account("001A", "Acme Corp", documents: ["a.txt": "alpha"])
+        let config = try tenant.config()
+        func mount(wait: Duration) async throws -> Tree {
+            Tree(config: config, location: try await LibraryLocation.find(config: config, graph: tenant.drive), graph: tenant.drive,
+                 salesforce: tenant.records, recordURLBase: "https://contoso.my.salesforce.com", options: TreeOptions(keptContentWait: wait))
+        }
+        let first = try await mount(wait: .seconds(20))
+        #expect(await first.waitForKeptContent() == false, "nothing kept: nothing to wait for")
+
+        let second = try await mount(wait: .seconds(20))
+        second.holdKeptContent()
+        let waiting = Task { await second.waitForKeptContent() }
+        try await Task.sleep(for: .milliseconds(200))
+        second.keptContentConfirmed()
+        _ = await waiting.value  // ends (whether it had begun to wait or not)
+        #expect(await second.waitForKeptContent() == false, "open for good once confirmed")
+
+        let third = try await mount(wait: .milliseconds(300))
+        third.holdKeptContent()
+        let waited = await ContinuousClock().measure { _ = await third.waitForKeptContent() }
+        #expect(waited >= .milliseconds(300) && waited < .seconds(60), "\(waited)")
+        #expect(await third.waitForKeptContent() == false, "past the bound the cached bytes serve, without waiting again")
+
+        // Through the feed: a round that answers opens it.
+        let fourth = try await mount(wait: .seconds(20))
+        fourth.holdKeptContent()
+        let feeds = ChangeFeeds(tree: fourth, graph: tenant.drive, records: tenant.records, settings: FreshnessSettings(drivePoll: 3600, crmPoll: 3600)) { _ in }
+        try await feeds.pollDrive()
+        #expect(await fourth.waitForKeptContent() == false)
+    }
+
     @Test("a config that shows the tree differently starts afresh")
     func configChangeStartsAfresh() async throws {
         let tenant = MemoryTenant()

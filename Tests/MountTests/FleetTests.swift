@@ -291,7 +291,7 @@ struct FleetTests {
                 let database = try FleetDatabase(config: config, settings: try #require(config.fleet))
                 return try await database.withChangeLog { try await $0.isEncrypted() }
             }
-            #expect(try await encrypted(""), "tls = prefer, the default: the server offers TLS, so it is used")
+            #expect(try await encrypted(""), "tls = prefer, the default on loopback: the server offers TLS, so it is used")
             #expect(try await encrypted("tls = \"require\"\n"))
             #expect(try await !encrypted("tls = \"disable\"\n"))
             // A server whose certificate nobody vouches for is refused, and the reason says why; `prefer`

@@ -248,6 +248,49 @@ struct FreshnessTests {
         }
     }
 
+    @Test("a document changed while unmounted reads as it is now at once after a remount, cached before and the first catch-up slow; offline, its cached bytes")
+    func remountReadsNewBytes() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+            try Self.fastFeeds(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            let contract = "\(WriteTests.acme)/Contracts/MSA-2026.pdf"
+            let first = try await MountFixture.mount(sandbox)
+            let remote = try await WriteTests.Remote(first)
+            let old = try await Tools.read(first.path(contract))  // now in the block cache, kept for the next mount
+            await first.unmount()
+
+            // While unmounted, another client replaces it (another size too).
+            let new = Data("countersigned, \(UUID().uuidString)\n".utf8)
+            try await Self.replace(SeededPaths.acmeContract, with: new, through: remote)
+            #expect(new != old && new.count != old.count)
+            // Every request now takes 2.5 s: the remount's first catch-up (a token, then a delta page) takes 5 s or
+            // more, and the read below starts well before it ends. It needs no request to show the tree.
+            try await sandbox.admin("faults", ["latencyMs": 2500])
+            let second = try await MountFixture.mount(sandbox)
+            do {
+                let started = ContinuousClock.now
+                let read = try await Tools.read(second.path(contract))
+                #expect(read == new, "the version the service has, not the cached one: \(read.count) bytes read, \(old.count) cached, \(new.count) now")
+                #expect(ContinuousClock.now - started < .seconds(25), "\(ContinuousClock.now - started)")
+                try await sandbox.admin("faults", ["latencyMs": 0])
+            }
+            await second.unmount()
+
+            // Changed again while unmounted, and the services cannot be reached: the cached bytes (the last
+            // version read) serve, once the first catch-up has failed or the wait for it (20 s) is over.
+            try await Self.replace(SeededPaths.acmeContract, with: Data("a third version\n".utf8), through: remote)
+            try await sandbox.admin("faults", ["faults": "503:1"])
+            let third = try await MountFixture.mount(sandbox)
+            do {
+                let started = ContinuousClock.now
+                #expect(try await Tools.read(third.path(contract)) == new, "offline: the cached bytes")
+                #expect(ContinuousClock.now - started < .seconds(30), "\(ContinuousClock.now - started)")
+                try await sandbox.admin("faults", ["faults": ""])
+            }
+            await third.unmount()
+        }
+    }
+
     @Test("a remount needs no round trip: with every request to the services failing it mounts and shows the kept tree, and catches up once they answer")
     func remountWithoutServices() async throws {
         try await withSandbox(records: 4, docsPerRecord: 1, separateProcess: true) { sandbox in

@@ -430,6 +430,37 @@ struct WriteTests {
         }
     }
 
+    @Test("a small file written without a time goes up in one PUT, and then this mount shows the time SharePoint gave it, as the service does")
+    func uploadTakesTheServiceTime() async throws {
+        // Without the drive's feed, nothing but the upload's own outcome can bring the service's time to this mount.
+        try await withMount(records: 2, docsPerRecord: 1, editConfig: { $0 + "\n[freshness]\ndrive_poll = \"0\"\n" }) { mount in
+            let path = mount.path("\(Self.acme)/untimed.txt")
+            try await mount.sandbox.admin("stats/reset")
+            // The sandbox stamps the upload as it stores it, after each request's latency: more than a second
+            // after the write, so in another whole second for sure.
+            try await mount.sandbox.admin("faults", ["latencyMs": 1200])
+            // As cp and LibreOffice's export write it: no fsync (Foundation's Data.write would wait for the upload).
+            #expect(try await Tools.shell("printf 'no time given\\n' > '\(path)'").status == 0)
+            let written = try #require(try FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date)
+            try await expectSynced(mount)
+            try await mount.sandbox.admin("faults", ["latencyMs": 0])
+            let stats = try await mount.sandbox.stats()
+            #expect(stats["graph.upload.simple"] == 1 && stats["graph.upload.session", default: 0] == 0 && stats["graph.patch", default: 0] == 0, "\(stats)")
+            let remote = try await Remote(mount)
+            let item = try #require(try await remote.item("\(SeededPaths.acmeFolder)/untimed.txt"))
+            let service = try #require(item.fileSystemInfo?.lastModifiedDateTime.flatMap(ServiceTime.parse))
+            #expect(Int(service.timeIntervalSince1970) > Int(written.timeIntervalSince1970), "the service's time is the upload's: \(service), written \(written)")
+            // The kernel is told at once (a notice, on a queue of its own): no feed round, no attribute timeout.
+            var shown = Date.distantPast
+            for _ in 0..<200 {  // at most 20 s on a loaded machine; a notice usually lands within milliseconds
+                shown = try #require(try FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date)
+                if Int(shown.timeIntervalSince1970) == Int(service.timeIntervalSince1970) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(Int(shown.timeIntervalSince1970) == Int(service.timeIntervalSince1970), "stat shows \(shown), the service \(service)")
+        }
+    }
+
     @Test("the mtime touch -d sets is the one stat shows, at once and after a remount; touch downloads nothing")
     func touchedTimes() async throws {
         try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in

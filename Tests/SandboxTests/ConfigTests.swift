@@ -83,6 +83,54 @@ struct ConfigTests {
         }
     }
 
+    @Test("[fleet] tls is require for any host but this machine (prefer there); prefer or disable with a password over the network is refused naming fleet.tls, and crmfs exits non-zero")
+    func fleetTLS() async throws {
+        func fleet(_ host: String, tls: String?, password: Bool = true) throws -> FleetSettings? {
+            var text = Self.valid.replacingOccurrences(of: "host = \"db.contoso.com\"", with: "host = \"\(host)\"")
+                .replacingOccurrences(of: "tls = \"require\"\n", with: tls.map { "tls = \"\($0)\"\n" } ?? "")
+            if !password { text = text.replacingOccurrences(of: "password_env = \"CRMFS_FLEET_PASSWORD\"\n", with: "") }
+            return try ConfigLoader.parse(text, path: "/etc/crmfs/sales.conf").fleet
+        }
+        #expect(try fleet("db.contoso.com", tls: nil)?.tls == .require, "the default off this machine")
+        #expect(try fleet("db.contoso.com", tls: nil, password: false)?.tls == .require)
+        #expect(try fleet("10.0.0.5", tls: nil)?.tls == .require)
+        for local in ["127.0.0.1", "127.8.0.1", "::1", "localhost", "/run/postgresql"] {
+            #expect(try fleet(local, tls: nil)?.tls == .prefer, "the default on this machine: \(local)")
+            #expect(try fleet(local, tls: "disable")?.tls == .disable, "\(local)")
+        }
+        #expect(try fleet("db.contoso.com", tls: "prefer", password: false)?.tls == .prefer, "no password to give away")
+        for mode in ["prefer", "disable"] {
+            do {
+                _ = try fleet("db.contoso.com", tls: mode)
+                Issue.record("tls = \(mode) with a password to another host was accepted")
+            } catch let error as ConfigError {
+                #expect(error.file == "/etc/crmfs/sales.conf")
+                #expect(error.key == "fleet.tls")
+                #expect(error.line != nil)
+                #expect(error.message.contains("unencrypted") && error.message.contains("db.contoso.com") && error.message.contains("require"), "\(error)")
+            }
+        }
+        // Settings made in code are held to the same rule (the fleet's database refuses them too).
+        var settings = FleetSettings(host: "db.contoso.com", user: "crmfs_mount")
+        #expect(settings.tls == .require)
+        #expect(FleetSettings(host: "/run/postgresql", user: "crmfs_mount").tls == .prefer)
+        settings.password = .environment("CRMFS_FLEET_PASSWORD")
+        #expect(settings.cleartextPasswordProblem == nil)
+        settings.tls = .prefer
+        #expect(settings.cleartextPasswordProblem != nil)
+
+        // crmfs itself refuses such a config, saying the file and the key, and exits non-zero.
+        let directory = try Tools.emptyDirectory("fleet-tls")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/mount.conf"
+        try Self.valid.replacingOccurrences(of: "tls = \"require\"", with: "tls = \"prefer\"").write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o600)
+        let result = try await Tools.run(Tools.crmfs, ["check", path])
+        #expect(result.status != 0)
+        let said = result.output + result.errors
+        #expect(said.contains(path) && said.contains("fleet.tls") && said.contains("unencrypted"), "\(said)")
+    }
+
     @Test("[metrics] listens on this machine only: a Unix socket or a loopback port; anything else is refused naming the key")
     func metricsListener() throws {
         func parse(_ listen: String) throws -> MountConfig {
@@ -205,6 +253,7 @@ struct ConfigTests {
         ("port = 6432", "port = 70000", "fleet.port", "port number"),
         ("tls = \"require\"", "tls = \"maybe\"", "fleet.tls", "not a TLS mode"),
         ("tls = \"require\"", "tls = \"disable\"", "fleet.tls", "unencrypted"),
+        ("tls = \"require\"", "tls = \"prefer\"", "fleet.tls", "unencrypted"),
         ("retention = \"3d\"", "retention = \"10m\"", "fleet.retention", "at least 1h"),
         ("user = \"crmfs_mount\"", "user = \"crmfs_mount\"\nsslmode = \"verify-full\"", "fleet.sslmode", "unknown key"),
         ("password_env = \"CRMFS_FLEET_PASSWORD\"", "password_env = \"CRMFS_FLEET_PASSWORD\"\npassword_file = \"pw\"", "fleet.password_file", "not both"),

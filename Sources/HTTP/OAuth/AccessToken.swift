@@ -39,6 +39,9 @@ public protocol AccessTokenProvider: Sendable {
     func token() async throws -> AccessToken
     /// Forget `token` (the service answered 401 to it) so the next call fetches a new one.
     func invalidate(_ token: AccessToken) async
+    /// The origins (scheme, host and port, as the config names them) this provider's tokens may be sent
+    /// to: `HTTPClient` attaches a token to no request for another. Empty: none at all.
+    var allowedOrigins: Set<Origin> { get }
 }
 
 public struct TokenEndpointError: Error, CustomStringConvertible, Sendable {

@@ -57,8 +57,9 @@ public struct DeviceCodeSignIn: Sendable {
         }
         prompt(Prompt(verificationURI: uri, userCode: userCode,
                       message: started["message"]?.stringValue ?? "To sign in, open \(uri) in a web browser and enter the code \(userCode)."))
-        var interval = max(1, started["interval"]?.intValue ?? 5)
-        let deadline = Date().addingTimeInterval(Double(started["expires_in"]?.intValue ?? 900))
+        let timing = Self.timing(started)
+        var interval = timing.interval
+        let deadline = Date().addingTimeInterval(timing.lifetime)
         let poll: [(String, String)] = switch service {
         case .entra: [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("client_id", clientID), ("device_code", deviceCode)]
         case .salesforce: [("grant_type", "device"), ("client_id", clientID), ("code", deviceCode)]
@@ -72,9 +73,19 @@ public struct DeviceCodeSignIn: Sendable {
             } catch let error as TokenEndpointError where error.code == "authorization_pending" && Date() < deadline {
                 continue
             } catch let error as TokenEndpointError where error.code == "slow_down" && Date() < deadline {
-                interval += 5
+                interval = min(interval + 5, Self.longestInterval)
             }
         }
+    }
+
+    /// The longest wait between polls, whatever the service asks: a sign-in the user finished is seen within it.
+    static let longestInterval = 60
+
+    /// How often to poll and for how long, as the service's answer says: `interval` seconds (5 when it does
+    /// not say), from 1 to `longestInterval`, since a huge one would never poll again (and overflow
+    /// `Task.sleep`); `expires_in` seconds (900 when it does not say), from 1 to an hour.
+    static func timing(_ started: JSONValue) -> (interval: Int, lifetime: TimeInterval) {
+        (WireNumber.int(json: started["interval"], in: 1...longestInterval) ?? 5, WireNumber.double(json: started["expires_in"], in: 1...3600) ?? 900)
     }
 
     static func result(_ json: JSONValue, issued: Date, endpoint: String) throws -> Result {

@@ -11,6 +11,10 @@ public actor TokenCache: AccessTokenProvider {
 
     public init(fetch: @escaping Fetch) { self.fetch = fetch }
 
+    /// None: a cache the registry shares is bound to one service's origins by `OriginBoundTokens`
+    /// before a client sends its tokens anywhere.
+    public nonisolated var allowedOrigins: Set<Origin> { [] }
+
     public func token() async throws -> AccessToken {
         if let current, !current.needsRefresh() { return current }
         if let inflight { return try await inflight.value }

@@ -22,9 +22,18 @@ enum TokenRequest {
         return (json, response)
     }
 
-    /// A token answer's `expires_in`, in seconds (a number, or a number in a string as some services send).
+    /// A token answer's `expires_in`, in seconds (a number, or a number in a string as some services send), from
+    /// 10 s to a day: `nan` would never refresh, 0 or less would refresh on every request (a token request each).
     static func lifetime(_ json: JSONValue) -> Double? {
-        json["expires_in"]?.doubleValue ?? Double(json["expires_in"]?.stringValue ?? "")
+        WireNumber.double(json: json["expires_in"], in: 10...86_400)
+    }
+
+    /// Salesforce's `issued_at` (epoch milliseconds, as a string); one more than a day from `now` is taken for
+    /// `now`, since an expiry reckoned from it (the session timeout) would be long past or far ahead.
+    static func issuedAt(_ json: JSONValue, now: Date = Date()) -> Date {
+        guard let milliseconds = WireNumber.double(json: json["issued_at"], in: -1e15...1e15) else { return now }
+        let issued = Date(timeIntervalSince1970: milliseconds / 1000)
+        return abs(issued.timeIntervalSince(now)) <= 86_400 ? issued : now
     }
 }
 
@@ -146,7 +155,7 @@ public struct SalesforceOAuth: Sendable {
             json = try await TokenRequest.post(url, form: form, client: client).0
         }
         // issued_at is epoch milliseconds, as a string.
-        let issued = (json["issued_at"]?.stringValue).flatMap(Double.init).map { Date(timeIntervalSince1970: $0 / 1000) } ?? Date()
+        let issued = TokenRequest.issuedAt(json)
         return AccessToken(
             value: Secret(json["access_token"]!.stringValue!),
             expiresAt: sessionTimeout.map { issued.addingTimeInterval($0) },
