@@ -3,6 +3,7 @@ import Cache
 import Foundation
 import Logging
 import Namespace
+import Writeback
 import Writes
 
 public struct MountOptions: Sendable {
@@ -259,7 +260,7 @@ public final class CRMFileSystem: @unchecked Sendable {
                 }
                 var info = info
                 if writing, let writes {
-                    let session = try await writes.open(node, truncate: flags & O_TRUNC != 0)
+                    let session = try await ChangeRequester.$uid.withValue(request.uid) { try await writes.open(node, truncate: flags & O_TRUNC != 0) }
                     info.raw.fh = addHandle(.writer(session))
                     Self.writeThrough(&info)
                     fuse_reply_open(request.raw, &info.raw)

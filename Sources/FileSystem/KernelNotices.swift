@@ -47,10 +47,15 @@ extension CRMFileSystem {
     static let noticeQueue = DispatchQueue(label: "crmfs.kernel-notices")
 
     /// Returns once every notice queued before the call has gone to the kernel (without holding up a
-    /// task thread meanwhile).
-    static func noticesSent() async {
+    /// task thread meanwhile), or after `limit`: a notice can wait on a lock the kernel holds while it
+    /// waits for this very request, and an answer a little stale beats one that never comes.
+    static func noticesSent(within limit: Duration = .seconds(2)) async {
+        let once = ResumeOnce()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            noticeQueue.async { continuation.resume() }
+            once.set(continuation)
+            noticeQueue.async { once.resume() }
+            let milliseconds = Int(min(limit.components.seconds, 3600) * 1000 + limit.components.attoseconds / 1_000_000_000_000_000)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(milliseconds)) { once.resume() }
         }
     }
 
@@ -59,5 +64,21 @@ extension CRMFileSystem {
         var seen: Set<KernelNotice> = []
         let unique = notices.filter { seen.insert($0).inserted }
         return unique.filter { if case .entry = $0 { true } else { false } } + unique.filter { if case .inode = $0 { true } else { false } }
+    }
+}
+
+/// A continuation resumed by whichever of several callers comes first.
+private final class ResumeOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<Void, Never>?
+
+    func set(_ continuation: CheckedContinuation<Void, Never>) { lock.withLock { self.continuation = continuation } }
+
+    func resume() {
+        let waiting = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+            defer { continuation = nil }
+            return continuation
+        }
+        waiting?.resume()
     }
 }

@@ -10,6 +10,8 @@ public struct ParsedMountOptions: Sendable {
     public var readOnly = false
     /// Whether `entry_timeout` or `attr_timeout` was given (otherwise the mount picks them by its change feeds).
     public var timeoutsGiven = false
+    /// Whether `uid`, `gid` or `umask` was given: who may see an `allow_other` mount was said.
+    public var ownershipGiven = false
 
     public init() {}
 
@@ -52,11 +54,16 @@ public struct ParsedMountOptions: Sendable {
                 parsed.blockSize = block
             case "fsname": parsed.mount.fsname = value ?? parsed.mount.fsname
             case "debug": parsed.mount.debug = true
-            case "uid": parsed.mount.uid = try id()
-            case "gid": parsed.mount.gid = try id()
+            case "uid":
+                parsed.mount.uid = try id()
+                parsed.ownershipGiven = true
+            case "gid":
+                parsed.mount.gid = try id()
+                parsed.ownershipGiven = true
             case "umask":
                 guard let value, let mask = mode_t(value, radix: 8), mask <= 0o777 else { throw MountOptionError("option umask needs octal permission bits, e.g. umask=027") }
                 parsed.mount.umask = mask
+                parsed.ownershipGiven = true
             case "ro": parsed.readOnly = true
             case _ where ignored.contains(name) || name.hasPrefix("x-systemd.") || name.hasPrefix("x-") || name == "comment":
                 continue

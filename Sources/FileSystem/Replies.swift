@@ -9,6 +9,9 @@ import Writeback
 struct Request: @unchecked Sendable {
     let raw: fuse_req_t
 
+    /// The local user who made the call (on an `allow_other` mount, not necessarily the daemon's).
+    var uid: UInt32? { fuse_req_ctx(raw).map { $0.pointee.uid } }
+
     func error(_ code: Int32) { fuse_reply_err(raw, code) }
     func ok() { fuse_reply_err(raw, 0) }
     func none() { fuse_reply_none(raw) }

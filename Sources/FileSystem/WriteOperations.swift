@@ -14,7 +14,7 @@ extension CRMFileSystem {
         guard let writes else { request.error(EROFS); return }
         Task {
             do {
-                try await body(writes)
+                try await ChangeRequester.$uid.withValue(request.uid) { try await body(writes) }
             } catch {
                 failed(request, operation, name, error)
             }
@@ -29,7 +29,7 @@ extension CRMFileSystem {
         request.register(interruption)
         interruption.attach(Task {
             var failure: Error?
-            do { try await body(writes) } catch { failure = error }
+            do { try await ChangeRequester.$uid.withValue(request.uid) { try await body(writes) } } catch { failure = error }
             request.unregister(interruption)
             if let failure { failed(request, operation, nil, failure) } else { request.ok() }
         })

@@ -89,16 +89,19 @@ public struct FleetDatabase: Sendable {
     }
 }
 
-/// The fleet's database could not be used.
+/// The fleet's database could not be used (or followed).
 public enum FleetError: Error, CustomStringConvertible, Equatable {
     case unreachable(address: String, reason: String)
     /// The change log's schema is not one this crmfs knows.
     case schema(String)
+    /// The log, or the details of its changes, could not be read round after round: a mount polls on its own.
+    case stalled(String)
 
     public var description: String {
         switch self {
         case .unreachable(let address, let reason): "PostgreSQL at \(address) cannot be reached: \(reason)"
         case .schema(let message): message
+        case .stalled(let message): message
         }
     }
 }

@@ -41,6 +41,9 @@ public protocol DriveService: Sendable {
     func delete(driveID: String, itemID: String, ifMatch: String?) async throws
     /// Several items as they are now, by id: nil for one gone or hidden from the caller.
     func items(driveID: String, ids: [String]) async throws -> [String: DriveItem?]
+    /// Several items as they are now, by id, each answered on its own: nil for one gone or hidden from the
+    /// caller, the failure for one that could not be read (the others are answered all the same).
+    func itemResults(driveID: String, ids: [String]) async throws -> [String: Result<DriveItem?, Error>]
     func simpleUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions) async throws -> DriveItem
     func sessionUpload(driveID: String, to destination: UploadDestination, file path: String, size: Int64, options: UploadOptions,
                        resuming: String?, onSession: @Sendable (String) throws -> Void,
@@ -78,6 +81,23 @@ extension DriveService {
             }
         }
         return items
+    }
+
+    /// One request per item, for a service without batches; each failure is that item's alone.
+    public func itemResults(driveID: String, ids: [String]) async throws -> [String: Result<DriveItem?, Error>] {
+        var results: [String: Result<DriveItem?, Error>] = [:]
+        for id in ids {
+            do {
+                results[id] = .success(try await item(driveID: driveID, itemID: id))
+            } catch let error as GraphError where error.status == 404 || error.status == 403 {
+                results[id] = .success(nil)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                results[id] = .failure(error)
+            }
+        }
+        return results
     }
 
     public func item(driveID: String, itemID: String) async throws -> DriveItem {

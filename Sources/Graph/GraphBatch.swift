@@ -84,9 +84,9 @@ extension GraphClient {
     public func stampFields(_ updates: [FieldsUpdate]) async -> [Result<DriveItem, Error>] {
         var requests: [BatchRequest] = []
         for (index, update) in updates.enumerated() {
-            requests.append(BatchRequest(id: "w\(index)", method: "PATCH", url: "/drives/\(update.driveID)/items/\(update.itemID)/listItem/fields",
+            requests.append(BatchRequest(id: "w\(index)", method: "PATCH", url: "/drives/\(GraphPath.segment(update.driveID))/items/\(GraphPath.segment(update.itemID))/listItem/fields",
                                          body: .object(update.fields)))
-            requests.append(BatchRequest(id: "r\(index)", method: "GET", url: "/drives/\(update.driveID)/items/\(update.itemID)?$select=\(Self.itemSelect)",
+            requests.append(BatchRequest(id: "r\(index)", method: "GET", url: "/drives/\(GraphPath.segment(update.driveID))/items/\(GraphPath.segment(update.itemID))?$select=\(Self.itemSelect)",
                                          dependsOn: ["w\(index)"]))
         }
         let answers: [String: BatchResponse]
@@ -119,27 +119,42 @@ extension GraphClient {
     /// Several items as they are now, in `$batch` calls of 20: by id, nil for one that is gone or that the
     /// caller may not see (404, 403). Other failures throw.
     public func items(driveID: String, ids: [String]) async throws -> [String: DriveItem?] {
+        let results = try await itemResults(driveID: driveID, ids: ids)
+        var items: [String: DriveItem?] = [:]
+        for id in ids {
+            guard let result = results[id] else { continue }
+            items[id] = .some(try result.get())
+        }
+        return items
+    }
+
+    /// Several items as they are now, in `$batch` calls of 20, each answered on its own: nil for one that
+    /// is gone or that the caller may not see (404, 403), the failure for one answered otherwise (the
+    /// others are answered all the same). Only a batch that fails as a whole throws.
+    public func itemResults(driveID: String, ids: [String]) async throws -> [String: Result<DriveItem?, Error>] {
         let requests = ids.enumerated().map { index, id in
-            BatchRequest(id: "i\(index)", method: "GET", url: "/drives/\(driveID)/items/\(id)?$select=\(Self.itemSelect)")
+            BatchRequest(id: "i\(index)", method: "GET", url: "/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(id))?$select=\(Self.itemSelect)")
         }
         let answers = try await batch(requests)
-        var items: [String: DriveItem?] = [:]
+        var results: [String: Result<DriveItem?, Error>] = [:]
         for (index, id) in ids.enumerated() {
             let request = requests[index]
             guard let answer = answers[request.id] else {
-                throw GraphError(status: 0, code: "noAnswer", message: "the batch did not answer this request", request: "GET \(request.url)")
+                results[id] = .failure(GraphError(status: 0, code: "noAnswer", message: "the batch did not answer this request", request: "GET \(request.url)"))
+                continue
             }
             switch answer.status {
             case 200:
-                guard let body = answer.body, let item = try? JSONDecoder().decode(DriveItem.self, from: JSONEncoder().encode(body)) else {
-                    throw GraphError(status: 200, code: "invalidItem", message: "not a drive item", request: "GET \(request.url)")
+                if let body = answer.body, let item = try? JSONDecoder().decode(DriveItem.self, from: JSONEncoder().encode(body)) {
+                    results[id] = .success(item)
+                } else {
+                    results[id] = .failure(GraphError(status: 200, code: "invalidItem", message: "not a drive item", request: "GET \(request.url)"))
                 }
-                items[id] = .some(item)
-            case 403, 404: items[id] = .some(nil)
-            default: throw failure(answer, to: request)
+            case 403, 404: results[id] = .success(nil)
+            default: results[id] = .failure(failure(answer, to: request))
             }
         }
-        return items
+        return results
     }
 
     private func failure(_ answer: BatchResponse, to request: BatchRequest) -> GraphError {

@@ -36,17 +36,17 @@ public final class GraphClient: Sendable {
     }
 
     public func list(driveID: String) async throws -> ListInfo {
-        try await get("\(endpoint)/drives/\(driveID)/list")
+        try await get("\(endpoint)/drives/\(GraphPath.segment(driveID))/list")
     }
 
     public func columns(siteID: String, listID: String) async throws -> [ColumnDefinition] {
-        try await collect("\(endpoint)/sites/\(siteID)/lists/\(listID)/columns")
+        try await collect("\(endpoint)/sites/\(siteID)/lists/\(GraphPath.segment(listID))/columns")
     }
 
     // MARK: Items
 
     public func item(driveID: String, itemID: String, expandFields: Bool = false) async throws -> DriveItem {
-        try await get("\(endpoint)/drives/\(driveID)/items/\(itemID)?\(itemQuery(expandFields: expandFields, includeDownloadURL: false))")
+        try await get("\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(itemID))?\(itemQuery(expandFields: expandFields, includeDownloadURL: false))")
     }
 
     /// An item by its path below the drive root (`Accounts/Acme Corp/Contracts`).
@@ -57,7 +57,7 @@ public final class GraphClient: Sendable {
     /// Pages of an item's children, following `@odata.nextLink` as given.
     public func childrenPages(driveID: String, itemID: String, pageSize: Int = 200, expandFields: Bool = false) -> AsyncThrowingStream<[DriveItem], Error> {
         // Each document's download URL comes along at no cost: reading one of them next needs no request for it.
-        let first = "\(endpoint)/drives/\(driveID)/items/\(itemID)/children?\(itemQuery(expandFields: expandFields, includeDownloadURL: true))&$top=\(pageSize)"
+        let first = "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(itemID))/children?\(itemQuery(expandFields: expandFields, includeDownloadURL: true))&$top=\(pageSize)"
         let links = listedLocations
         return AsyncThrowingStream { continuation in
             let task = Task {
@@ -85,11 +85,11 @@ public final class GraphClient: Sendable {
 
     /// A document's versions, newest first, the current one included.
     public func versions(driveID: String, itemID: String) async throws -> [DriveItemVersion] {
-        try await collect("\(endpoint)/drives/\(driveID)/items/\(itemID)/versions")
+        try await collect("\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(itemID))/versions")
     }
 
     public func fields(driveID: String, itemID: String) async throws -> [String: JSONValue] {
-        try await get("\(endpoint)/drives/\(driveID)/items/\(itemID)/listItem/fields")
+        try await get("\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(itemID))/listItem/fields")
     }
 
     // MARK: Content
@@ -134,7 +134,7 @@ public final class GraphClient: Sendable {
     /// (`takeListedLocation`, `listedDocuments`).
     @discardableResult
     public func folderDocuments(driveID: String, folderID: String, limit: Int) async throws -> [ListedDocument] {
-        let url = "\(endpoint)/drives/\(driveID)/items/\(folderID)/children?$select=id,name,size,eTag,file,@microsoft.graph.downloadUrl&$top=\(limit)"
+        let url = "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(folderID))/children?$select=id,name,size,eTag,file,@microsoft.graph.downloadUrl&$top=\(limit)"
         let page: Collection<DriveItem> = try await get(url)
         listedLocations.remember(page.value, inFolder: folderID)
         return page.value.compactMap(ListedDocument.init)
@@ -148,7 +148,7 @@ public final class GraphClient: Sendable {
 
     /// The pre-authenticated URL behind `/content`. Short-lived: fetched afresh for each download.
     public func downloadLocation(driveID: String, itemID: String) async throws -> String {
-        let request = HTTPRequest(url: "\(endpoint)/drives/\(driveID)/items/\(itemID)/content")
+        let request = HTTPRequest(url: "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(itemID))/content")
         let response = try await send(request, auth: auth)
         guard response.status == 302, let location = response.headers["Location"] else {
             throw GraphError(response: HTTPResponse(status: response.status, headers: response.headers, body: response.body), request: request)
@@ -161,14 +161,14 @@ public final class GraphClient: Sendable {
     /// One page of changes. Pass nil to start a full enumeration, or the last page's
     /// `nextLink`/`deltaLink` exactly as given. A 410 throws a `GraphError` whose `location` restarts it.
     public func delta(driveID: String, link: String? = nil, pageSize: Int = 200) async throws -> DeltaPage {
-        let url = link ?? "\(endpoint)/drives/\(driveID)/root/delta?$select=\(Self.itemSelect)&$top=\(pageSize)"
+        let url = link ?? "\(endpoint)/drives/\(GraphPath.segment(driveID))/root/delta?$select=\(Self.itemSelect)&$top=\(pageSize)"
         let page: Collection<DriveItem> = try await get(url)
         return DeltaPage(items: page.value, nextLink: page.nextLink, deltaLink: page.deltaLink)
     }
 
     /// A delta link that starts from now, without enumerating what exists.
     public func latestDeltaLink(driveID: String) async throws -> String {
-        let page: Collection<DriveItem> = try await get("\(endpoint)/drives/\(driveID)/root/delta?token=latest")
+        let page: Collection<DriveItem> = try await get("\(endpoint)/drives/\(GraphPath.segment(driveID))/root/delta?token=latest")
         guard let link = page.deltaLink else { throw GraphError(response: HTTPResponse(status: 500), request: HTTPRequest(url: "delta")) }
         return link
     }
@@ -177,7 +177,7 @@ public final class GraphClient: Sendable {
 
     public func itemURL(driveID: String, path: String) -> String {
         let trimmed = path.split(separator: "/").map { GraphPath.escape(String($0)) }.joined(separator: "/")
-        return trimmed.isEmpty ? "\(endpoint)/drives/\(driveID)/root" : "\(endpoint)/drives/\(driveID)/root:/\(trimmed):"
+        return trimmed.isEmpty ? "\(endpoint)/drives/\(GraphPath.segment(driveID))/root" : "\(endpoint)/drives/\(GraphPath.segment(driveID))/root:/\(trimmed):"
     }
 
     private func itemQuery(expandFields: Bool, includeDownloadURL: Bool) -> String {
@@ -282,6 +282,30 @@ public enum GraphPath {
     static func escape(_ segment: String) -> String {
         segment.addingPercentEncoding(withAllowedCharacters: allowed) ?? segment
     }
+
+    /// The characters of Graph's drive and drive item ids: letters, digits, `!` (`b!…` drive ids, OneDrive's
+    /// `…!123` item ids), `-` and `_` (base64url).
+    private static let idCharacters: Set<UInt8> = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!-_".utf8)
+
+    /// Whether `id` has the shape of a Graph drive or drive item id (1 to 256 of `idCharacters`): nothing
+    /// else read from outside (the fleet's change log) goes into a request.
+    public static func isID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 256 && id.utf8.allSatisfy { idCharacters.contains($0) }
+    }
+
+    /// An id (drive, item) as one path segment: anything but unreserved characters and `!` percent-encoded
+    /// (`/` is %2F, `?` %3F, `:` %3A), and the dot segments `.` and `..` written out as %2E, so an id
+    /// addresses one item and never another path.
+    public static func segment(_ id: String) -> String {
+        if !id.isEmpty, id.allSatisfy({ $0 == "." }), id.count <= 2 { return String(repeating: "%2E", count: id.count) }
+        return id.addingPercentEncoding(withAllowedCharacters: idSegment) ?? id
+    }
+
+    private static let idSegment: CharacterSet = {
+        var set = GraphPath.allowed
+        set.insert(charactersIn: "!")
+        return set
+    }()
 
     /// A site addressed by its host and server-relative path, `host:/sites/Sales:`: Graph takes it
     /// wherever a site id goes, so what hangs off the site (`/drives`) is one request away.

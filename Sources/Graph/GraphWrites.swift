@@ -52,7 +52,7 @@ public struct UploadOptions: Sendable {
 /// Graph's writes: folders, rename/move/times, delete, simple and resumable uploads (api-facts §6, §7).
 extension GraphClient {
     public func createFolder(driveID: String, parentID: String, name: String, conflictBehavior: ConflictBehavior = .fail) async throws -> DriveItem {
-        try await sendJSON("POST", "\(endpoint)/drives/\(driveID)/items/\(parentID)/children",
+        try await sendJSON("POST", "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(parentID))/children",
                            body: ["name": .string(name), "folder": [:], "@microsoft.graph.conflictBehavior": .string(conflictBehavior.rawValue)])
     }
 
@@ -64,20 +64,20 @@ extension GraphClient {
         if let parentID { body["parentReference"] = ["id": .string(parentID)] }
         if let modified { body["fileSystemInfo"] = ["lastModifiedDateTime": .string(modified.formatted(.iso8601))] }
         if let conflictBehavior { body["@microsoft.graph.conflictBehavior"] = .string(conflictBehavior.rawValue) }
-        return try await sendJSON("PATCH", "\(endpoint)/drives/\(driveID)/items/\(itemID)", body: body, ifMatch: ifMatch)
+        return try await sendJSON("PATCH", "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(itemID))", body: body, ifMatch: ifMatch)
     }
 
     /// Sets SharePoint column values of an item (`user.sp.*`); answers the whole fieldValueSet. Only the
     /// columns given change; `.null` clears one. A value the column refuses is a 400 GraphError.
     public func updateFields(driveID: String, itemID: String, fields: [String: JSONValue], ifMatch: String? = nil) async throws -> [String: JSONValue] {
-        try await sendJSON("PATCH", "\(endpoint)/drives/\(driveID)/items/\(itemID)/listItem/fields", body: fields, ifMatch: ifMatch)
+        try await sendJSON("PATCH", "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(itemID))/listItem/fields", body: fields, ifMatch: ifMatch)
     }
 
     /// Moves an item to the recycle bin. A 404 means it is already gone, which is what was wanted.
     public func delete(driveID: String, itemID: String, ifMatch: String? = nil) async throws {
         var headers: HTTPHeaders = [:]
         if let ifMatch { headers["If-Match"] = ifMatch }
-        let request = HTTPRequest(method: "DELETE", url: "\(endpoint)/drives/\(driveID)/items/\(itemID)", headers: headers)
+        let request = HTTPRequest(method: "DELETE", url: "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(itemID))", headers: headers)
         do {
             _ = try await send(request, auth: auth)
         } catch let error as GraphError where error.isNotFound {
@@ -91,9 +91,9 @@ extension GraphClient {
         if let ifMatch = options.ifMatch { headers["If-Match"] = ifMatch }
         let url = switch destination {
         case .child(let parentID, let name):
-            "\(endpoint)/drives/\(driveID)/items/\(parentID):/\(GraphPath.escape(name)):/content?@microsoft.graph.conflictBehavior=\(options.conflictBehavior.rawValue)"
+            "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(parentID)):/\(GraphPath.escape(name)):/content?@microsoft.graph.conflictBehavior=\(options.conflictBehavior.rawValue)"
         case .item(let id):
-            "\(endpoint)/drives/\(driveID)/items/\(id)/content"
+            "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(id))/content"
         }
         let request = HTTPRequest(method: "PUT", url: url, headers: headers, body: .file(path: path, offset: 0, length: size))
         return try decode(try await send(request, auth: auth), request: request)
@@ -145,8 +145,8 @@ extension GraphClient {
         if let created = options.created { times["createdDateTime"] = .string(created.formatted(.iso8601)) }
         if !times.isEmpty { item["fileSystemInfo"] = .object(times) }
         let url = switch destination {
-        case .child(let parentID, let name): "\(endpoint)/drives/\(driveID)/items/\(parentID):/\(GraphPath.escape(name)):/createUploadSession"
-        case .item(let id): "\(endpoint)/drives/\(driveID)/items/\(id)/createUploadSession"
+        case .child(let parentID, let name): "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(parentID)):/\(GraphPath.escape(name)):/createUploadSession"
+        case .item(let id): "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(id))/createUploadSession"
         }
         let session: UploadSessionInfo = try await sendJSON("POST", url, body: ["item": .object(item)], ifMatch: options.ifMatch)
         return session.uploadUrl

@@ -62,13 +62,20 @@ public struct RemoteContent: Sendable, Hashable {
     public var size: Int64
     /// The folder holding it, whose listing can carry the download URLs of all its documents.
     public var folderID: String?
+    /// The version of its bytes alone (a rename, a new time or a column edit moves the eTag, not this),
+    /// when known, and their hash (quickXorHash): bytes served under a newer eTag are still these when
+    /// neither moved.
+    public var cTag: String?
+    public var hash: String?
 
-    public init(driveID: String, itemID: String, eTag: String, size: Int64, folderID: String? = nil) {
+    public init(driveID: String, itemID: String, eTag: String, size: Int64, folderID: String? = nil, cTag: String? = nil, hash: String? = nil) {
         self.driveID = driveID
         self.itemID = itemID
         self.eTag = eTag
         self.size = size
         self.folderID = folderID
+        self.cTag = cTag
+        self.hash = hash
     }
 }
 
@@ -146,7 +153,7 @@ final class Node: @unchecked Sendable {
         var content: RemoteContent?
         if type == .file, let item, let driveID {
             content = RemoteContent(driveID: item.parentReference?.driveId ?? driveID, itemID: item.id, eTag: item.eTag ?? "", size: size,
-                                    folderID: item.parentReference?.id)
+                                    folderID: item.parentReference?.id, cTag: item.cTag, hash: item.file?.hashes?.quickXorHash)
         }
         let entriesChanged = entriesChangedAt ?? .distantPast
         return NodeSnapshot(ino: ino, type: type, size: size, modified: max(modified, entriesChanged), changed: max(changed, entriesChanged),

@@ -53,8 +53,18 @@ public enum EntryNaming {
         let ext = keepingExtension ? (name as NSString).pathExtension : ""
         let hasExtension = !ext.isEmpty && ext.utf8.count < 16 && ext.count < name.count - 1
         let stem = hasExtension ? String(name.dropLast(ext.count + 1)) : name
-        let suffix = " (\(id))" + (hasExtension ? ".\(ext)" : "")
+        let suffix = " (\(safeID(id)))" + (hasExtension ? ".\(ext)" : "")
         return fit(stem, reserving: suffix.utf8.count) + suffix
+    }
+
+    /// An id from the services as a part of a name: the services' ids are letters, digits and a few marks
+    /// (Salesforce's 15 or 18 letters and digits, Graph's base32 and `!`), so anything else (a `/`, a
+    /// control character, a damaged answer) becomes `_` and an id never takes more than 64 characters.
+    public static func safeID(_ id: String) -> String {
+        let kept = id.unicodeScalars.prefix(64).map { scalar -> Character in
+            scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "!-_".unicodeScalars.contains(scalar)) ? Character(scalar) : "_"
+        }
+        return kept.isEmpty ? "_" : String(kept)
     }
 
     /// Cuts `name` to fit in 255 bytes less `reserving`, never inside a character.

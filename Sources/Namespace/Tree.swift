@@ -453,10 +453,11 @@ public final class Tree: @unchecked Sendable {
         Template(template).expand(folderSegment(record: record, recordID: recordID))
     }
 
-    /// One template field's text in a folder path: SharePoint-safe, `{Id}` as it is.
+    /// One template field's text in a folder path: SharePoint-safe; `{Id}` as it is when it is an id (letters
+    /// and digits), cleaned like any other id otherwise, so no answer can lead a path elsewhere (`../`).
     private static func folderSegment(record: SObjectRecord, recordID: String) -> (String) -> String {
         { field in
-            field.caseInsensitiveCompare("Id") == .orderedSame ? recordID : SharePointNames.sanitize(FieldText.display(record[field]), maxLength: 100)
+            field.caseInsensitiveCompare("Id") == .orderedSame ? EntryNaming.safeID(recordID) : SharePointNames.sanitize(FieldText.display(record[field]), maxLength: 100)
         }
     }
 

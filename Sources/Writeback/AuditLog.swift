@@ -17,9 +17,10 @@ public final class AuditLog: @unchecked Sendable {
         /// `done`, `conflict: …`, `refused: …`, `gave up: …`, `failed: …`.
         public var outcome: String
 
-        public init(operation: String, path: String, itemId: String?, recordId: String?, outcome: String, time: Date = Date()) {
+        public init(operation: String, path: String, itemId: String?, recordId: String?, outcome: String, time: Date = Date(),
+                    requester: UInt32? = nil) {
             self.time = time
-            user = AuditLog.localUser
+            user = requester.map(AuditLog.userName) ?? AuditLog.localUser
             self.operation = operation
             self.path = path
             self.itemId = itemId
@@ -48,10 +49,16 @@ public final class AuditLog: @unchecked Sendable {
     }
 
     /// The user the mount runs as, by name (the uid when it has none).
-    static let localUser: String = {
-        guard let entry = getpwuid(getuid()), let name = entry.pointee.pw_name else { return "uid \(getuid())" }
+    static let localUser = userName(getuid())
+
+    /// A local user by name (the uid when it has none).
+    static func userName(_ uid: UInt32) -> String {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else { return "uid \(uid)" }
         return String(cString: name)
-    }()
+    }
 
     public func record(_ entry: Entry) {
         guard var line = try? encoder.encode(entry) else { return }
@@ -91,6 +98,6 @@ extension AuditLog {
         case .refused: (change.itemID, "refused: access denied")
         }
         return Entry(operation: change.kind.rawValue, path: path ?? change.parentPath.map { "\($0)/\(change.name)" } ?? change.name,
-                     itemId: item, recordId: change.recordID, outcome: result)
+                     itemId: item, recordId: change.recordID, outcome: result, requester: change.requester)
     }
 }

@@ -49,6 +49,9 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     static func wholeSeconds(_ date: Date) -> Date { Date(timeIntervalSince1970: floor(date.timeIntervalSince1970)) }
     /// The eTag the local copy was based on: an overwrite says it, so a remote change is never clobbered.
     public var baseETag: String?
+    /// The hash (quickXorHash) of the bytes that version held, when known: a 412 on `baseETag` whose
+    /// document still holds these bytes was a change of its name, time or columns, not of its content.
+    public var baseHash: String?
     /// An open upload session and how far it got, to resume after a restart.
     public var uploadURL: String?
     public var uploadedBytes: Int64 = 0
@@ -60,6 +63,9 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     /// is still being flushed (the last fragment waits for this); one left unsealed by a crash was never
     /// promised durable and is set aside at the next start.
     public var sealed = true
+    /// The local user whose call made the change (the kernel's request context; on an `allow_other` mount
+    /// not the daemon's user), for the audit log. Nil for changes from before this was kept.
+    public var requester: UInt32? = ChangeRequester.uid
     public var createdAt = Date()
     public var updatedAt = Date()
 
@@ -83,6 +89,12 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+/// The local user a kernel request came from, for the changes made while serving it (set by the FUSE
+/// adapter around each operation; see `PendingChange.requester`).
+public enum ChangeRequester {
+    @TaskLocal public static var uid: UInt32?
 }
 
 /// A journal row that cannot be read as a change: what can still be learned of it, to set it aside.
@@ -167,6 +179,12 @@ public final class Journal: Sendable {
         migrator.registerMigration("v4: sealed staged files") { db in
             try db.alter(table: "change") { table in table.add(column: "sealed", .boolean).notNull().defaults(to: true) }
         }
+        migrator.registerMigration("v5: requesting user") { db in
+            try db.alter(table: "change") { table in
+                table.add(column: "requester", .integer)
+                table.add(column: "baseHash", .text)
+            }
+        }
         return migrator
     }
 
@@ -231,6 +249,20 @@ public final class Journal: Sendable {
         try pool.write { db in
             for var change in try PendingChange.filter(Column("state") == PendingChange.State.staged.rawValue).fetchAll(db) where filter(change) {
                 update(&change)
+                change.updatedAt = Date()
+                try change.update(db)
+            }
+        }
+    }
+
+    /// Changes of item `itemID` not under way (waiting, or failed and waiting to be retried) that were
+    /// based on version `old` are based on `new` from now on; the others are left alone.
+    public func rebase(itemID: String, from old: String, to new: String, except id: Int64) throws {
+        try pool.write { db in
+            let states = [PendingChange.State.staged.rawValue, PendingChange.State.failed.rawValue]
+            for var change in try PendingChange.filter(Column("itemID") == itemID && Column("baseETag") == old && states.contains(Column("state"))).fetchAll(db)
+            where change.id != id {
+                change.baseETag = new
                 change.updatedAt = Date()
                 try change.update(db)
             }

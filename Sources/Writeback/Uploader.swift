@@ -46,6 +46,32 @@ public final class Uploader: Sendable {
 
     /// Uploads a staged change and moves it on to `.linking`; returns the stored document.
     public func upload(_ change: PendingChange) async throws -> DriveItem {
+        do {
+            return try await uploadOnce(change)
+        } catch UploadFailure.conflict where change.itemID != nil && change.baseHash != nil {
+            // SharePoint moves a document's eTag for a rename, a new time or a column edit too (the mount's own,
+            // or a colleague's): when it still holds the bytes this version was based on, nothing was changed
+            // under the user's feet, and the upload goes again on the version it has now. Once.
+            guard let id = change.id, let itemID = change.itemID else { throw UploadFailure.conflict(name: change.name) }
+            let current: DriveItem
+            do {
+                current = try await graph.item(driveID: change.driveID, itemID: itemID)
+            } catch {
+                // Could not look (a storm, an expired token): a failure to retry, not a conflict.
+                try? journal.update(id: id) { $0.state = .failed; $0.lastError = "\(error)" }
+                throw error
+            }
+            guard current.file?.hashes?.quickXorHash == change.baseHash, let eTag = current.eTag,
+                  let rebased = try? journal.update(id: id, { $0.state = .staged; $0.baseETag = eTag; $0.uploadURL = nil }) else {
+                throw UploadFailure.conflict(name: change.name)
+            }
+            logger.info("the document's name, time or columns changed since it was opened, not its bytes: uploading on its current version",
+                        metadata: ["name": "\(change.name)"])
+            return try await uploadOnce(rebased)
+        }
+    }
+
+    private func uploadOnce(_ change: PendingChange) async throws -> DriveItem {
         guard let id = change.id, let stagedFile = change.stagedFile else { throw UploadFailure.missingDestination(name: change.name) }
         let destination: UploadDestination
         if let itemID = change.itemID {

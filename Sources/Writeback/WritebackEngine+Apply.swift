@@ -32,6 +32,10 @@ extension WritebackEngine {
             // Later writes of the same document were based on this version, and now know where it is; so
             // do the ones recorded from now until the mount has taken the item in (see `record`).
             madeItem(item, by: change)
+            try rebase(after: change, made: item)
+            // A rename or a time recorded while this upload was under way (it knew no version to be based on)
+            // is based on the version it made.
+            try journal.updateWaiting(where: { $0.id != id && $0.kind == .move && $0.itemID == item.id && $0.baseETag == nil }) { $0.baseETag = item.eTag }
             try journal.updateWaiting(where: { later in later.id != id && Self.follows(later, change, madeItem: item) }) { later in
                 Self.learn(item, into: &later)
             }
@@ -53,9 +57,20 @@ extension WritebackEngine {
             try journal.complete(id: id)
         case .move:
             guard let itemID = change.itemID else { throw WritebackError.incomplete(change.name) }
-            // Renaming over an existing name replaces it, as rename(2) does.
-            let moved = try await graph.update(driveID: change.driveID, itemID: itemID, name: change.name, parentID: change.parentItemID,
-                                               modified: change.modified, conflictBehavior: .replace)
+            // Renaming over an existing name replaces it, as rename(2) does. Guarded by the version it was made
+            // on, so that when it applies, what waits on that version is known to be on this one now (`rebase`);
+            // someone else's change meanwhile does not stop a rename, only that knowledge.
+            var guarded = change
+            let moved: DriveItem
+            do {
+                moved = try await graph.update(driveID: change.driveID, itemID: itemID, name: change.name, parentID: change.parentItemID,
+                                               modified: change.modified, ifMatch: change.baseETag, conflictBehavior: .replace)
+            } catch let error as GraphError where error.status == 412 && change.baseETag != nil {
+                guarded.baseETag = nil
+                moved = try await graph.update(driveID: change.driveID, itemID: itemID, name: change.name, parentID: change.parentItemID,
+                                               modified: change.modified, ifMatch: nil, conflictBehavior: .replace)
+            }
+            try rebase(after: guarded, made: moved)
             if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName], linking.model != .folder {
                 // The link follows the document; a moved folder takes every document inside it along.
                 for document in moved.isFolder ? try await documents(in: moved, driveID: change.driveID) : [moved] {
@@ -91,10 +106,37 @@ extension WritebackEngine {
                 && later.recordID == change.recordID
     }
 
-    /// `later` applies to `item` (a later version is based on its eTag).
+    /// `later` applies to `item` (a later version, or a move, is based on its eTag).
     static func learn(_ item: DriveItem, into later: inout PendingChange) {
-        if later.kind == .upload { later.baseETag = item.eTag }
+        if later.kind == .upload || later.kind == .move { later.baseETag = item.eTag }
+        if later.kind == .upload { later.baseHash = item.file?.hashes?.quickXorHash }
         later.itemID = item.id
+    }
+
+    /// The mount's own change took the document from the version it was guarded by (`change.baseETag`, which
+    /// the service checked) to `item`'s: every change of it still waiting on that version is on this one now.
+    /// (SharePoint moves a document's eTag for a rename, a new time or a column edit too: without this, the
+    /// mount's next upload of it would look like someone else's change, and a keep-both copy would appear.)
+    func rebase(after change: PendingChange, made item: DriveItem) throws {
+        guard let id = change.id, let old = change.baseETag, let new = item.eTag, old != new else { return }
+        // Under the engine's lock, so a change recorded at the same moment is either rebased here or finds
+        // the step in `ownVersions` (see `record`).
+        try lock.withLock {
+            if ownVersions.count >= 10_000 { ownVersions.removeAll() }  // bounded: only documents open that long lose it
+            ownVersions["\(item.id) \(old)"] = new
+            try journal.rebase(itemID: item.id, from: old, to: new, except: id)
+        }
+    }
+
+    /// The version the mount's own changes took `baseETag` of `itemID` to: a document opened before one of
+    /// them ended and closed after it was based on what the mount itself made. (Lock held.)
+    func latestOwnVersion(of itemID: String, from baseETag: String) -> String {
+        var version = baseETag
+        for _ in 0..<1000 {
+            guard let next = ownVersions["\(itemID) \(version)"] else { break }
+            version = next
+        }
+        return version
     }
 
     /// The change with its parent folder made and known: a change recorded under a folder that did not

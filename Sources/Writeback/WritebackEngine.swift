@@ -44,6 +44,9 @@ public final class WritebackEngine: @unchecked Sendable {
     private var failures: [Int64: String] = [:]
     /// Changes the service refused for good (see `refuse`), with why, for waiters, `crmfs sync` and `crmfs status`.
     var refusals: [Int64: (name: String, reason: String)] = [:]
+    /// Versions the mount's own changes made, by the document and the version they were guarded by
+    /// (`ITEM ETAG` → the eTag after): see `rebase(after:made:)`.
+    var ownVersions: [String: String] = [:]
     /// Journal rows whose trouble was logged already (0: the whole journal), so a lasting one is logged once.
     var journalUnreadable: Set<Int64> = []
     /// Refusals a `drain` (`crmfs sync`) has already reported.
@@ -412,6 +415,7 @@ public final class WritebackEngine: @unchecked Sendable {
             if change.itemID == nil, let (_, item) = madeItems.values.first(where: { Self.follows(change, $0.0, madeItem: $0.1) }) {
                 Self.learn(item, into: &change)
             }
+            if let itemID = change.itemID, let base = change.baseETag { change.baseETag = latestOwnVersion(of: itemID, from: base) }
             let saved = try journal.add(change)
             if held, let id = saved.id { self.held.insert(id) }
             return saved

@@ -60,6 +60,7 @@ extension LocalWrites {
         // fills in the version it makes.
         let session = WriteSession(ino: node.ino, copy: copy, dirty: truncate, itemID: node.itemID,
                                    baseETag: pendingUpload == nil ? node.eTag : nil, source: source)
+        if pendingUpload == nil { session.withState { $0.baseHash = node.content?.hash } }
         lock.withLock {
             document(node.ino) { document in
                 document.session = session
@@ -276,6 +277,7 @@ extension LocalWrites {
                 state.changeID = nil
                 state.submitted = false
                 state.baseETag = nil
+                state.baseHash = nil
                 state.itemID = state.itemID ?? knownItem
             }
             return fresh
@@ -337,15 +339,17 @@ extension LocalWrites {
     /// whether they are on disk already. With the session's copy held alone.
     private func record(_ session: WriteSession, sealed: Bool) throws {
         guard let node = tree.current(session.ino), !node.localOnly else { return }
-        var (copy, changeID, itemID, baseETag) = session.withState { ($0.copy, $0.changeID, $0.itemID, $0.baseETag) }
+        var (copy, changeID, itemID, baseETag, baseHash) = session.withState { ($0.copy, $0.changeID, $0.itemID, $0.baseETag, $0.baseHash) }
         if itemID == nil, let made = node.itemID {
             // Opened while our upload of an earlier version was on its way, which has made the document
             // since: these bytes are its next version, based on the version that upload made.
             itemID = made
             baseETag = node.eTag
+            baseHash = node.content?.hash
             session.withState { state in
                 state.itemID = made
                 state.baseETag = node.eTag
+                state.baseHash = node.content?.hash
             }
         }
         let size = copy.size
@@ -359,16 +363,19 @@ extension LocalWrites {
             return
         }
         var change = PendingChange(.upload, name: node.name, itemID: itemID, in: try tree.place(ofDirectory: node.parent))
+        change.requester = session.requester ?? change.requester
         change.stagedFile = copy.name
         change.size = size
         change.modified = node.timeSet ? node.modified : nil
         change.baseETag = baseETag
+        change.baseHash = baseETag == nil ? nil : baseHash
         change.sealed = sealed
         // A newer version of a document whose previous one has not started: the previous one need not go.
         if let previous = lock.withLock({ documents[session.ino]?.upload }), let earlier = try engine.change(id: previous),
            earlier.stagedFile != copy.name, try engine.withdraw(previous) {
             change.itemID = change.itemID ?? earlier.itemID
             change.baseETag = earlier.baseETag
+            change.baseHash = earlier.baseHash
             forget(previous)
         }
         let opens = lock.withLock { session.withState { $0.opens } }
@@ -550,6 +557,7 @@ extension LocalWrites {
         // Named by item, with no parent: a move that moves nothing, carrying only the time.
         var change = PendingChange(.move, name: node.name, itemID: node.itemID, of: try tree.place(ofDirectory: node.parent))
         change.modified = date
+        change.baseETag = upload == nil ? node.eTag : nil  // with an upload under way, it learns the version that makes
         let saved = try engine.record(change)
         track(saved.id!, ChangeOwner(ino: node.ino, parent: node.parent), upload: false)
     }

@@ -40,6 +40,6 @@ extension LocalWrites {
     /// Records a metadata edit made at once (not through the engine) in the audit log.
     private func audit(_ operation: String, _ ino: UInt64, itemID: String?, recordID: String?, outcome: String) {
         support.audit?.record(AuditLog.Entry(operation: operation, path: tree.mountPath(of: ino) ?? "", itemId: itemID, recordId: recordID,
-                                             outcome: outcome))
+                                             outcome: outcome, requester: ChangeRequester.uid))
     }
 }

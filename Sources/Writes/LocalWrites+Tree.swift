@@ -119,7 +119,9 @@ extension LocalWrites {
             tree.setLocal(source.ino, localOnly: false)
             // A temporary name given back: the document never left its place in SharePoint.
             if shadow?.parent != newParent || shadow?.name != newName {
-                let saved = try engine.record(PendingChange(.move, name: newName, itemID: itemID, in: to))
+                var move = PendingChange(.move, name: newName, itemID: itemID, in: to)
+                move.baseETag = shadow?.eTag ?? source.eTag  // the version it was made on (see `WritebackEngine.rebase`)
+                let saved = try engine.record(move)
                 track(saved.id!, ChangeOwner(ino: source.ino, parent: newParent), upload: false)
             }
         case (false, false):
@@ -201,7 +203,9 @@ extension LocalWrites {
         // the service now, and moves like any other (over the document it replaces, if any).
         if let sent = tree.current(ino), let sentID = sent.itemID {
             if let itemID, itemID != sentID { try removeRemote(itemID: itemID, node: sent, parent: sent.parent) }
-            let saved = try engine.record(PendingChange(.move, name: sent.name, itemID: sentID, in: place))
+            var move = PendingChange(.move, name: sent.name, itemID: sentID, in: place)
+            move.baseETag = sent.eTag
+            let saved = try engine.record(move)
             track(saved.id!, ChangeOwner(ino: ino, parent: sent.parent), upload: false)
             return
         }

@@ -184,6 +184,9 @@ public final class LocalWrites: @unchecked Sendable {
             guard let id = change.id else { return }
             guard let owner = forget(id) else {
                 tree.forgetRestored(id)
+                // Sent (from a restart's journal) before its directory was listed: the library's view takes
+                // the item now, so the first listing shows what was sent, not what the last feed round saw.
+                if let item { _ = tree.applyDriveChanges([item]) }
                 return
             }
             if let hidden = owner.hiddenItem { tree.reveal(hidden) }

@@ -56,6 +56,8 @@ public final class WriteSession: @unchecked Sendable {
         /// The remote document these bytes replace, and the version they were based on.
         var itemID: String?
         var baseETag: String?
+        /// The hash of the bytes of that version (see `PendingChange.baseHash`).
+        var baseHash: String?
         /// Removed from the tree while open: its bytes go nowhere.
         var unlinked = false
         /// Where the bytes not written yet come from, until the first write copies them.
@@ -77,6 +79,10 @@ public final class WriteSession: @unchecked Sendable {
         /// The remote document: copied block by block, the written blocks first.
         case remote(RemoteFill)
     }
+
+    /// The local user who opened it (see `ChangeRequester`): its changes are recorded on the kernel's
+    /// threads at close, outside the request that opened it.
+    let requester = ChangeRequester.uid
 
     init(ino: UInt64, copy: StagedCopy, dirty: Bool, itemID: String?, baseETag: String?, source: Source = .none) {
         self.ino = ino

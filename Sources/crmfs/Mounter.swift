@@ -36,6 +36,7 @@ struct Mounter {
     /// A remount takes what it must know of the services from the state directory and needs no round trip.
     func prepare() async throws -> PreparedMount {
         try checkMountpoint()
+        try checkSharing()
         let state = try StateDirectory(path: config.resolve(config.cache.directory), mountpoint: mountpoint).url
         let connections = try Connections(config: config)
         let store = metadataStore(in: state)
@@ -134,6 +135,14 @@ struct Mounter {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.moveItem(atPath: path + suffix, toPath: path + suffix + ".damaged") }
             return try? MetadataStore(path: path, config: config)
         }
+    }
+
+    /// An `allow_other` mount under one user's own sign-in shows what that user may see to every local
+    /// user, unless the mount says who may see it: refused without `umask` (or `uid`/`gid`).
+    private func checkSharing() throws {
+        guard options.mount.allowOther, !config.userSignIns.isEmpty, !options.ownershipGiven else { return }
+        throw MountError(message: "allow_other with \(config.path)'s own sign-in (auth = \"device-code\") would show your documents to every user of this machine: "
+            + "add umask=077 (only you), umask=027 with gid=GROUP (you and a group), or uid=/gid= to say who may see them")
     }
 
     /// The mount options with crmfs's defaults filled in: the file system's name, and timeouts as long as the feeds allow.

@@ -132,6 +132,70 @@ struct ChangeFeedTests {
         #expect(bench.notices.contains(.entry(parent: bench.acme, name: "b.txt")))
     }
 
+    @Test("a fleet entry's ids are checked against the services' alphabets before use: Graph's for drive and item ids, Salesforce's for record Ids")
+    func fleetEntryIDs() {
+        let drive = "b!AbC-_0123"
+        #expect(FeedEntry(source: .drive(drive), kind: .changed, id: "01ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", parentID: "01PARENT").malformation == nil)
+        #expect(FeedEntry(source: .drive(drive), kind: .changed, id: "D4648F06C91D9D3D!54927").malformation == nil)
+        for bad in ["", ".", "..", "01A/content", "01A/..", "01A?x=1", "01A#x", "01A%2F", "01A:/x:", "01 A", "01A\n", "ü1", String(repeating: "A", count: 257)] {
+            #expect(FeedEntry(source: .drive(drive), kind: .changed, id: bad).malformation != nil, "\(bad.debugDescription)")
+        }
+        #expect(FeedEntry(source: .drive("../\(drive)"), kind: .changed, id: "01A").malformation != nil, "a drive id that is not one")
+        #expect(FeedEntry(source: .drive(drive), kind: .changed, id: "01A", parentID: "01B/..").malformation != nil, "a folder id that is not one")
+        #expect(FeedEntry(source: .object("Account"), kind: .changed, id: "0018d0000000001AAA").malformation == nil)
+        #expect(FeedEntry(source: .object("Account"), kind: .changed, id: "001' OR Id != '").malformation != nil)
+    }
+
+    @Test("fleet entries: one item whose read fails alone is reported unread and the others are applied; entries whose ids are not Graph's are never read; the failed one goes through once it reads")
+    func fleetEntriesOneByOne() async throws {
+        let bench = try await Bench()
+        let drive = bench.tenant.drive
+        let driveID = bench.tree.driveID
+        let a = try bench.item("a.txt", in: bench.folder), b = try bench.item("b.txt", in: bench.folder)
+        let aIno = try await bench.ino(bench.acme, "a.txt")
+        drive.edit(a, content: Data("alpha, longer now".utf8))
+        drive.rename(b, to: "b renamed.txt")
+        drive.failReads(of: a, with: 500)
+        let entries = [
+            FeedEntry(sequence: 1, source: .drive(driveID), kind: .changed, id: a, parentID: bench.folder),
+            FeedEntry(sequence: 2, source: .drive(driveID), kind: .changed, id: b, parentID: bench.folder),
+            FeedEntry(sequence: 3, source: .drive(driveID), kind: .changed, id: "\(b)/content", parentID: bench.folder),
+            FeedEntry(sequence: 4, source: .drive(driveID), kind: .deleted, id: "..", parentID: bench.folder),
+            FeedEntry(sequence: 5, source: .drive(driveID), kind: .changed, id: "01NEW", parentID: "\(bench.folder)/.."),
+        ]
+        let round = try await bench.feeds.apply(entries)
+        #expect(round.unread.map(\.entry) == [entries[0]], "only the item whose read failed")
+        #expect(try await bench.names(bench.acme) == ["Sub", "a.txt", "b renamed.txt"], "the rename arrived all the same")
+        #expect(try await bench.tree.attributes(aIno).size == Int64("alpha".utf8.count), "the edit waits")
+        #expect(drive.reads(of: "\(b)/content") == 0 && drive.reads(of: "..") == 0 && drive.reads(of: "01NEW") == 0)
+
+        drive.failReads(of: a, with: nil)
+        let again = try await bench.feeds.apply([entries[0]])
+        #expect(again.unread.isEmpty)
+        #expect(try await bench.tree.attributes(aIno).size == Int64("alpha, longer now".utf8.count))
+    }
+
+    @Test("a fleet entry saying a document was deleted is checked with the library: one it still has stays (read as a change), one it no longer has goes, one it cannot answer for waits")
+    func fleetDeletionsConfirmed() async throws {
+        let bench = try await Bench()
+        let drive = bench.tenant.drive
+        let driveID = bench.tree.driveID
+        let a = try bench.item("a.txt", in: bench.folder), b = try bench.item("b.txt", in: bench.folder)
+        let c = try bench.item("c.txt", in: bench.sub)
+        let readsBefore = (drive.reads(of: a), drive.reads(of: b))
+        drive.removeAsOther(b)
+        drive.failReads(of: c, with: 503)
+        let round = try await bench.feeds.apply([
+            FeedEntry(sequence: 1, source: .drive(driveID), kind: .deleted, id: a, parentID: bench.folder),
+            FeedEntry(sequence: 2, source: .drive(driveID), kind: .deleted, id: b, parentID: bench.folder),
+            FeedEntry(sequence: 3, source: .drive(driveID), kind: .deleted, id: c, parentID: bench.sub),
+        ])
+        #expect(drive.reads(of: a) == readsBefore.0 + 1 && drive.reads(of: b) == readsBefore.1 + 1, "each deletion was asked about")
+        #expect(try await bench.names(bench.acme) == ["Sub", "a.txt"], "a.txt is still in the library; b.txt is not")
+        #expect(try await bench.names(bench.subIno) == ["c.txt"], "a deletion the library cannot confirm now is not believed")
+        #expect(round.unread.map(\.entry.id) == [c])
+    }
+
     @Test("records created, renamed and deleted in the CRM reach a listed object; a rename keeps the inode")
     func recordChanges() async throws {
         let bench = try await Bench()

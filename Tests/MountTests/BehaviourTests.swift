@@ -144,6 +144,19 @@ struct MountBehaviourTests {
         }
     }
 
+    @Test("on an allow_other mount, the audit log names the local user who made each change, not the daemon's")
+    func auditNamesTheRequester() async throws {
+        try await withMount(records: 2, docsPerRecord: 1, options: ["allow_other", "umask=000"]) { mount in
+            let path = mount.path("Accounts/Acme Corp/by-nobody.txt")
+            let written = try await Tools.run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", "echo hello > '\(path)'"])
+            #expect(written.status == 0, "\(written.errors)")
+            try await expectSynced(mount)
+            let audit = try String(contentsOfFile: "\(mount.stateDirectory)/audit.jsonl", encoding: .utf8)
+            let line = try #require(audit.split(separator: "\n").first { $0.contains("by-nobody.txt") && $0.contains("\"upload\"") })
+            #expect(line.contains("\"user\":\"nobody\""), "\(line)")
+        }
+    }
+
     @Test("a size too large for 64 bits in -o is a clear error, not a crash")
     func hugeCacheSize() async throws {
         try await withSandbox(separateProcess: true) { sandbox in

@@ -2,6 +2,7 @@ import Config
 import CRM
 import Fleet
 import Foundation
+import Freshness
 import Graph
 import HTTP
 import Sandbox
@@ -309,6 +310,113 @@ struct FleetTests {
             let check = try await Tools.run(Tools.crmfs, ["check", fleet.relayConfig])
             #expect(check.output.contains("(over TLS)"), "\(check.output)")
         }
+    }
+
+    @Test("bad rows in the change log hold nothing up: ids with '/' and '..', a drive id that is not one, an unknown id, a deleted row for a document that still exists; later changes arrive, the document stays, each bad id is logged once. Reads that keep failing make the mount poll on its own, and it follows again once they work")
+    func badRows() async throws {
+        try await Self.withFleet(users: ["sam"], records: 3) { fleet in
+            let sandbox = fleet.sandbox
+            let driveID = try await LibraryDrive.id(sandbox)
+            let graph = try sandbox.connections().graph
+            let folder = try await graph.item(driveID: driveID, path: SeededPaths.acmeFolder)
+            let contracts = try await graph.item(driveID: driveID, path: "\(SeededPaths.acmeFolder)/Contracts")
+            let contract = try await graph.item(driveID: driveID, path: SeededPaths.acmeContract)
+            /// Another user adds a document to Acme Corp's folder.
+            func remote(_ name: String) async throws {
+                let file = sandbox.directory.appendingPathComponent(name).path
+                try Data(name.utf8).write(to: URL(fileURLWithPath: file))
+                _ = try await graph.simpleUpload(driveID: driveID, to: .child(parentID: folder.id, name: name), file: file,
+                                                 size: Int64(name.utf8.count), options: UploadOptions())
+            }
+            /// Rows written straight into the log, as nobody's relay would (the database's superuser), and announced.
+            func insert(_ rows: [(scope: String, kind: String, id: String, parent: String)]) async throws {
+                func quoted(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
+                let values = rows.map { "('drive', \(quoted($0.scope)), \(quoted($0.kind)), \(quoted($0.id)), \(quoted($0.parent)), now())" }
+                try await fleet.database.cluster.psql("INSERT INTO change_log (source, scope, kind, item_id, parent_id, changed_at) VALUES "
+                                                      + values.joined(separator: ", ") + "; NOTIFY crmfs_changes", database: fleet.database.database)
+            }
+            try await RelayFixture.using(config: fleet.relayConfig) { relay in
+                #expect(await Self.eventually { relay.log.contains("relaying the services' changes") }, "\(relay.log)")
+                try await MountFixture.using(sandbox, config: fleet.mountConfigs["sam"]) { mount in
+                    let acme = mount.path("Accounts/Acme Corp")
+                    let log = { (try? String(contentsOfFile: "\(mount.stateDirectory)/crmfs.log", encoding: .utf8)) ?? "" }
+                    try await Self.expectStatus(mount, says: "following the fleet's change feed")
+                    #expect(try FileManager.default.contentsOfDirectory(atPath: "\(acme)/Contracts").contains("MSA-2026.pdf"))
+
+                    try await insert([
+                        (driveID, "changed", "\(contract.id)/content", contracts.id),
+                        (driveID, "changed", "..", folder.id),
+                        ("../\(driveID)", "changed", contract.id, contracts.id),
+                        (driveID, "changed", "01UNKNOWNUNKNOWNUNKNOWNUNKNOWNUNKN", folder.id),
+                        (driveID, "deleted", contract.id, contracts.id),
+                    ])
+                    // A change the relay logs after them arrives; the contract Graph still has stays.
+                    try await remote("after-bad-rows.txt")
+                    #expect(await Self.eventually(within: 60) { Self.exists("\(acme)/after-bad-rows.txt") }, "\(mount.logTail(lines: 80))")
+                    #expect(try FileManager.default.contentsOfDirectory(atPath: "\(acme)/Contracts").contains("MSA-2026.pdf"),
+                            "the deleted row was checked with Graph")
+                    try await Self.expectStatus(mount, says: "following the fleet's change feed")
+                    try await Task.sleep(for: .seconds(12))  // a read of the log with no notification: nothing is logged again
+                    let skipped = log().components(separatedBy: "a change log entry is skipped").count - 1
+                    #expect(skipped == 3, "each bad id once: \(mount.logTail(lines: 80))")
+
+                    // Every read of the changes' details fails (the services answer 503): after a few rounds the
+                    // mount polls on its own and says why; once they answer, it follows again.
+                    try await sandbox.admin("faults", ["faults": "503:1.0", "retryAfter": 1])
+                    try await insert([(driveID, "changed", contract.id, contracts.id)])
+                    try await Self.expectStatus(mount, says: "could not be read \(FleetFollower.stallLimit) times in a row", within: 300)
+                    #expect(try await Self.status(mount).contains("polling on its own"))
+                    #expect(log().contains("the fleet's change feed is stuck"))
+                    try await sandbox.admin("faults", ["faults": "503:0"])
+                    try await Self.expectStatus(mount, says: "following the fleet's change feed", within: 300)
+                    try await remote("after-stall.txt")
+                    // (The relay polls again within two minutes of the services' outage: its own backoff.)
+                    #expect(await Self.eventually(within: 240) { Self.exists("\(acme)/after-stall.txt") }, "\(mount.logTail(lines: 80))")
+                    #expect(try FileManager.default.contentsOfDirectory(atPath: "\(acme)/Contracts").contains("MSA-2026.pdf"))
+                }
+            }
+        }
+    }
+
+    @Test("a follower's backlog: an entry whose ids are not Graph's is refused and reported once; one whose details cannot be read waits, is tried again later, and is given up after a few tries; the kept position stays before what waits")
+    func followerBacklog() {
+        var backlog = FleetBacklog()
+        let drive = FeedEntry.Source.drive("b!drive")
+        let bad = FeedEntry(sequence: 1, source: drive, kind: .changed, id: "01A/content")
+        let failing = FeedEntry(sequence: 2, source: drive, kind: .changed, id: "01FAIL")
+        let fine = FeedEntry(sequence: 3, source: drive, kind: .changed, id: "01FINE")
+        let first = backlog.screen([bad, failing, fine])
+        #expect(first.usable == [failing, fine])
+        #expect(first.refused.map(\.entry) == [bad])
+        #expect(backlog.screen([bad]).refused.isEmpty, "reported once")
+        #expect(backlog.screen([bad]).usable.isEmpty, "and never used")
+
+        var now = Date()
+        let failure = UnreadEntry(entry: failing, reason: "HTTP 500")
+        var givenUp = backlog.settle(tried: first.usable, unread: [failure], at: now)
+        #expect(givenUp.isEmpty)
+        #expect(backlog.count == 1 && backlog.oldestWaiting == 2)
+        #expect(backlog.due(at: now).isEmpty, "tried again later, not at once")
+        var tries = 1
+        while givenUp.isEmpty && tries < 10 {
+            now = now.addingTimeInterval(60)
+            #expect(backlog.due(at: now) == [failing])
+            givenUp = backlog.settle(tried: [failing], unread: [failure], at: now)
+            tries += 1
+        }
+        #expect(tries == FleetBacklog.attempts)
+        #expect(givenUp == [failure])
+        #expect(backlog.count == 0 && backlog.oldestWaiting == nil)
+
+        // One that reads on a later try is done with; so is one a newer entry for the same item read.
+        _ = backlog.settle(tried: [failing], unread: [failure], at: now)
+        #expect(backlog.count == 1)
+        _ = backlog.settle(tried: [failing], unread: [], at: now)
+        #expect(backlog.count == 0)
+        _ = backlog.settle(tried: [failing], unread: [failure], at: now)
+        let newer = FeedEntry(sequence: 9, source: drive, kind: .changed, id: "01FAIL")
+        _ = backlog.settle(tried: [newer], unread: [], at: now)
+        #expect(backlog.count == 0)
     }
 
     @Test("the relay writes a record's version once, also while nothing newer comes for minutes and every poll's overlap selects it again")

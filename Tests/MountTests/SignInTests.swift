@@ -99,6 +99,10 @@ struct SignInTests {
             try await MountFixture.using(sandbox) { mount in
                 let accounts = try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts"))
                 #expect(accounts.count == 3)
+                // Not under a running mount: it would go on showing sam's tree with sky's token.
+                let refused = try await Self.login(sandbox, as: "sky", expectSuccess: false)
+                #expect(refused.contains("in use by a running mount"), "\(refused)")
+                #expect(FileManager.default.fileExists(atPath: "\(state)/metadata.sqlite"), "nothing forgotten under the mount")
             }
             #expect(FileManager.default.fileExists(atPath: "\(state)/metadata.sqlite"), "the mount kept its tree")
 
@@ -124,6 +128,20 @@ struct SignInTests {
             #expect(refused.contains("still wait to be sent") && refused.contains("sky.chen@"), "\(refused)")
             let kept = try String(contentsOfFile: "\(state)/credentials/graph-account", encoding: .utf8)
             #expect(kept.contains("sky.chen@"), "the refused sign-in changed nothing")
+        }
+    }
+
+    @Test("allow_other under a user's own sign-in is refused unless umask, uid or gid says who may see the mount")
+    func allowOtherNeedsOwnership() async throws {
+        try await Self.withSignedInSandbox(as: "sam", records: 2) { sandbox in
+            let mountpoint = try Tools.emptyDirectory("crmfs-allow-other")
+            defer { try? FileManager.default.removeItem(atPath: mountpoint) }
+            let refused = try await Tools.run(Tools.crmfs, ["mount", sandbox.configPath, mountpoint, "-o", "allow_other"])
+            #expect(refused.status != 0 && refused.errors.contains("umask=077"), "\(refused.errors)")
+            #expect(!MountFixture.isMounted(mountpoint))
+            try await MountFixture.using(sandbox, options: ["allow_other", "umask=077"]) { mount in
+                #expect(Self.mode(mount.path("Accounts")) == 0o700)
+            }
         }
     }
 

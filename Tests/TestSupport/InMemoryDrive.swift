@@ -41,6 +41,10 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
     private var deletions: [String: (parentID: String?, isFolder: Bool, changedAt: Int)] = [:]
     /// Links to positions below this have expired.
     private var deltaFloor = 0
+    /// Reads of an item by id answered with this status instead (the service failing for that item alone).
+    private var failingReads: [String: Int] = [:]
+    /// Reads of each item by id, whatever they answered.
+    private var itemReads: [String: Int] = [:]
     /// Runs at the start of every write, outside the drive's lock: a test holds a write there, counts
     /// writes under way, or fails one (throw a `GraphError` as the service would).
     private let beforeWrite: @Sendable (Call) async throws -> Void
@@ -102,6 +106,16 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
         lock.withLock { deltaFloor = changeSeq + 1 }
     }
 
+    /// Reads of `itemID` by id answer `status` from now on (a `GraphError` as the service's); nil answers them again.
+    public func failReads(of itemID: String, with status: Int?) {
+        lock.withLock { failingReads[itemID] = status }
+    }
+
+    /// How many times an item was read by its id (a read of an id the drive does not have counts too).
+    public func reads(of itemID: String) -> Int {
+        lock.withLock { itemReads[itemID] ?? 0 }
+    }
+
     /// How many times a folder's children were listed.
     public func listings(of folderID: String) -> Int {
         lock.withLock { listings[folderID] ?? 0 }
@@ -150,7 +164,11 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
     }
 
     public func item(driveID: String, itemID: String, expandFields: Bool) async throws -> DriveItem {
-        try lock.withLock { try Self.item(try existing(itemID)) }
+        try lock.withLock {
+            itemReads[itemID, default: 0] += 1
+            if let status = failingReads[itemID] { throw Self.error(status, "generalException", "item \(itemID)") }
+            return try Self.item(try existing(itemID))
+        }
     }
 
     public func item(driveID: String, path: String, expandFields: Bool) async throws -> DriveItem {

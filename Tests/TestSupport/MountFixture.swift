@@ -85,7 +85,7 @@ public final class MountFixture: Sendable {
         }
         if Self.isMounted(mountpoint) { _ = try? await Tools.run("/bin/umount", ["-l", mountpoint]) }
         if let daemon {
-            for _ in 0..<100 where kill(daemon, 0) == 0 { try? await Task.sleep(for: .milliseconds(100)) }
+            for _ in 0..<600 where kill(daemon, 0) == 0 { try? await Task.sleep(for: .milliseconds(100)) }
         }
         try? FileManager.default.removeItem(atPath: mountpoint)
     }
@@ -99,6 +99,7 @@ public final class MountFixture: Sendable {
 public struct MountFailure: Error, CustomStringConvertible {
     public var message: String
     public var description: String { message }
+    public init(message: String) { self.message = message }
 }
 
 /// A sandbox and a mount of it for one test, both torn down afterwards.

@@ -97,6 +97,19 @@ struct EntryNamingTests {
         #expect(names["5"] == "x_y")
     }
 
+    @Test("ids the services send go into names cleaned and at most 64 characters: no '/', no control character, within 255 bytes")
+    func idsInNamesAreCleaned() {
+        let hostile = "../x/\u{1B}[2J" + String(repeating: "Z", count: 400)
+        let names = EntryNaming.unique([(id: hostile, base: "Twin", keepsExtension: false), (id: "001A", base: "Twin", keepsExtension: false)])
+        let name = names[hostile]!
+        #expect(!name.contains("/") && !name.unicodeScalars.contains { $0.value < 0x20 }, "\(name)")
+        #expect(name.utf8.count <= 255 && name.hasPrefix("Twin (___x__") && name.count == "Twin ()".count + 64, "\(name)")
+        #expect(names["001A"] == "Twin (001A)")
+        #expect(EntryNaming.safeID("0018d0000000001AAA") == "0018d0000000001AAA")
+        #expect(EntryNaming.safeID("01ABCDEF!xyz-_") == "01ABCDEF!xyz-_")
+        #expect(EntryNaming.safeID("") == "_")
+    }
+
     @Test("a name equal to another's name with its Id takes its own Id too; the result is unique and within 255 bytes")
     func uniqueByFinalForm() {
         let long = String(repeating: "é", count: 200) + ".pdf"

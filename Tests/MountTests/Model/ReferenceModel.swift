@@ -1,0 +1,330 @@
+import Foundation
+
+/// The reference model of the model-based fault test (ModelFaultTests): what a handful of documents and
+/// folders inside one record directory must hold after a sequence of operations, and the sequences
+/// themselves, drawn from a seed. Pure: no I/O, so a sequence replays the same way every time.
+///
+/// The model is what POSIX and docs/semantics.md promise: every operation that returned success is
+/// durable (a document's bytes from its close, everything else at once), survives a crash of the daemon,
+/// and reaches the service once it can be reached; a time SharePoint cannot hold is clamped.
+
+/// One step of a run: a file-system call through the kernel, or a fault.
+enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
+    /// Opens `path` for writing if no handle is open (creating it), then `pwrite`s `length` bytes made
+    /// from `pattern` at `offset`.
+    case write(path: String, offset: Int, length: Int, pattern: UInt8)
+    /// `ftruncate` through the open handle, or `truncate(2)` by path.
+    case truncate(path: String, size: Int)
+    /// `fsync` of the open handle: returns once the document is uploaded.
+    case fsync(path: String)
+    case close(path: String)
+    /// `rename(2)`, replacing `to` when it exists.
+    case rename(from: String, to: String)
+    case unlink(path: String)
+    case mkdir(path: String)
+    /// `rmdir(2)`: ENOTEMPTY when the folder holds something.
+    case rmdir(path: String)
+    /// `utimensat` with this mtime in seconds, any value a damaged archive may carry.
+    case touch(path: String, seconds: Int)
+    /// Reads the whole document back through the mount.
+    case read(path: String)
+    /// The services answer 429, 503 and resets at random until `calm`.
+    case storm
+    /// Every request fails (503) until `calm`: the services cannot be reached.
+    case outage
+    case calm
+    /// Every token in use dies.
+    case expireTokens
+    /// SIGKILL of the daemon, then a new mount of the same state directory.
+    case kill
+
+    var description: String {
+        switch self {
+        case .write(let path, let offset, let length, let pattern): "write \(path) @\(offset) +\(length) [\(pattern)]"
+        case .truncate(let path, let size): "truncate \(path) \(size)"
+        case .fsync(let path): "fsync \(path)"
+        case .close(let path): "close \(path)"
+        case .rename(let from, let to): "rename \(from) -> \(to)"
+        case .unlink(let path): "unlink \(path)"
+        case .mkdir(let path): "mkdir \(path)"
+        case .rmdir(let path): "rmdir \(path)"
+        case .touch(let path, let seconds): "touch \(path) @\(seconds)"
+        case .read(let path): "read \(path)"
+        case .storm: "fault: storm"
+        case .outage: "fault: outage"
+        case .calm: "fault: calm"
+        case .expireTokens: "fault: expire tokens"
+        case .kill: "fault: kill -9 and mount again"
+        }
+    }
+
+    var isFault: Bool {
+        switch self {
+        case .storm, .outage, .calm, .expireTokens, .kill: true
+        default: false
+        }
+    }
+
+    /// The bytes a write puts down: each position its own value, so a misplaced or lost range shows.
+    static func bytes(length: Int, pattern: UInt8, offset: Int) -> Data {
+        Data((0..<length).map { UInt8(truncatingIfNeeded: Int(pattern) &+ (offset + $0) &* 31 &+ (offset + $0) >> 8) })
+    }
+}
+
+/// What the run expects of one operation.
+enum ModelExpectation: Equatable, Sendable {
+    case success
+    case failure(Int32)
+}
+
+struct ModelDocument: Equatable, Sendable {
+    var bytes = Data()
+    /// The mtime set explicitly (utimens) and not moved by a later write: the service must hold exactly
+    /// this (clamped) second. Nil: whatever time the mount shows, the service must show the same.
+    var time: Int?
+}
+
+/// The state the mount must show, and the service must hold once everything is sent.
+struct ReferenceModel: Equatable, Sendable {
+    /// Documents by path below the test's folder (`F/d.txt`).
+    var documents: [String: ModelDocument] = [:]
+    var folders: Set<String> = []
+    /// Documents with a handle open for writing.
+    var open: Set<String> = []
+    var faults = FaultState.calm
+
+    enum FaultState: Equatable, Sendable { case calm, storm, outage }
+
+    /// The folders a run may make and the documents it may write.
+    static let folderNames = ["F", "G"]
+    static let documentNames = ["a.txt", "b.bin", "c.txt", "F/d.txt", "F/e.bin", "G/f.txt"]
+
+    /// The times SharePoint holds, as crmfs clamps them (SharePointTimes).
+    static let earliest = -11_644_473_600
+    static let latest = 253_402_300_799
+
+    func parentExists(_ path: String) -> Bool {
+        let parent = (path as NSString).deletingLastPathComponent
+        return parent.isEmpty || folders.contains(parent)
+    }
+
+    func isEmpty(folder: String) -> Bool {
+        !documents.keys.contains { $0.hasPrefix(folder + "/") }
+    }
+
+    /// What `operation` must answer in this state, and the state after it.
+    mutating func apply(_ operation: ModelOperation) -> ModelExpectation {
+        switch operation {
+        case .write(let path, let offset, let length, let pattern):
+            var document = documents[path] ?? ModelDocument()
+            let bytes = ModelOperation.bytes(length: length, pattern: pattern, offset: offset)
+            if document.bytes.count < offset { document.bytes.append(Data(count: offset - document.bytes.count)) }
+            let end = offset + length
+            if document.bytes.count < end { document.bytes.append(Data(count: end - document.bytes.count)) }
+            document.bytes.replaceSubrange(offset..<end, with: bytes)
+            document.time = nil
+            documents[path] = document
+            open.insert(path)
+        case .truncate(let path, let size):
+            guard var document = documents[path] else { return .failure(ENOENT) }
+            if document.bytes.count > size { document.bytes = document.bytes.prefix(size) } else { document.bytes.append(Data(count: size - document.bytes.count)) }
+            document.time = nil
+            documents[path] = document
+        case .fsync, .read:
+            break
+        case .close(let path):
+            open.remove(path)
+        case .rename(let from, let to):
+            guard let document = documents[from] else { return .failure(ENOENT) }
+            documents[from] = nil
+            documents[to] = document
+        case .unlink(let path):
+            guard documents.removeValue(forKey: path) != nil else { return .failure(ENOENT) }
+        case .mkdir(let path):
+            guard folders.insert(path).inserted else { return .failure(EEXIST) }
+        case .rmdir(let path):
+            guard folders.contains(path) else { return .failure(ENOENT) }
+            guard isEmpty(folder: path) else { return .failure(ENOTEMPTY) }
+            folders.remove(path)
+        case .touch(let path, let seconds):
+            guard documents[path] != nil else { return .failure(ENOENT) }
+            documents[path]?.time = min(max(seconds, Self.earliest), Self.latest)
+        case .storm:
+            faults = .storm
+        case .outage:
+            faults = .outage
+        case .calm:
+            faults = .calm
+        case .expireTokens, .kill:
+            break
+        }
+        return .success
+    }
+}
+
+/// A small, fast generator whose sequence depends on its seed alone (SplitMix64).
+struct SeededGenerator: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension ReferenceModel {
+    /// `count` operations drawn from `seed`, each one the model can judge: mostly valid calls, some that
+    /// must fail (a folder not empty), and faults. Handles are closed before a kill (what an open file held
+    /// at a crash was never promised) and before a rename or unlink of their document.
+    static func operations(seed: UInt64, count: Int) -> [ModelOperation] {
+        var random = SeededGenerator(seed: seed)
+        var model = ReferenceModel()
+        var operations: [ModelOperation] = []
+        func add(_ operation: ModelOperation) {
+            _ = model.apply(operation)
+            operations.append(operation)
+        }
+        func closeIfOpen(_ path: String) { if model.open.contains(path) { add(.close(path: path)) } }
+        while operations.count < count {
+            let writable = documentNames.filter { model.parentExists($0) }
+            let existing = model.documents.keys.sorted()
+            let offline = model.faults == .outage
+            switch Int.random(in: 0..<100, using: &random) {
+            case 0..<30 where !writable.isEmpty:
+                let path = writable.randomElement(using: &random)!
+                // Offline, only what needs no remote bytes: a new document, or one already open.
+                if offline && model.documents[path] != nil && !model.open.contains(path) { continue }
+                let size = model.documents[path]?.bytes.count ?? 0
+                let large = Int.random(in: 0..<20, using: &random) == 0
+                let length = large ? Int.random(in: 4 << 20...5 << 20, using: &random) : Int.random(in: 1...200_000, using: &random)
+                let offset = Int.random(in: 0...min(size + 4096, 1 << 20), using: &random)
+                add(.write(path: path, offset: offset, length: length, pattern: UInt8.random(in: 0...255, using: &random)))
+            case 30..<38 where !model.open.isEmpty:
+                add(.close(path: model.open.sorted().randomElement(using: &random)!))
+            case 38..<42 where !existing.isEmpty:
+                let path = existing.randomElement(using: &random)!
+                if offline && !model.open.contains(path) { continue }
+                let size = model.documents[path]!.bytes.count
+                add(.truncate(path: path, size: Int.random(in: 0...size + 10_000, using: &random)))
+            case 42..<45 where !model.open.isEmpty && !offline:
+                add(.fsync(path: model.open.sorted().randomElement(using: &random)!))
+            case 45..<53 where !existing.isEmpty:
+                let from = existing.randomElement(using: &random)!
+                guard let to = writable.filter({ $0 != from }).randomElement(using: &random) else { continue }
+                closeIfOpen(from)
+                closeIfOpen(to)
+                add(.rename(from: from, to: to))
+            case 53..<57 where !existing.isEmpty:
+                let path = existing.randomElement(using: &random)!
+                closeIfOpen(path)
+                add(.unlink(path: path))
+            case 57..<61:
+                let folder = folderNames.randomElement(using: &random)!
+                if model.folders.contains(folder) {
+                    if !model.isEmpty(folder: folder) && Bool.random(using: &random) { continue }
+                    for path in model.open.sorted() where path.hasPrefix(folder + "/") { closeIfOpen(path) }
+                    add(.rmdir(path: folder))
+                } else {
+                    add(.mkdir(path: folder))
+                }
+            case 61..<68 where !existing.isEmpty:
+                let path = existing.randomElement(using: &random)!
+                let seconds: Int = switch Int.random(in: 0..<10, using: &random) {
+                case 0: Int.max
+                case 1: Int.min
+                case 2: 253_402_300_800  // 10000-01-01
+                case 3: -11_644_473_601  // a second before 1601
+                default: Int.random(in: 0...2_000_000_000, using: &random)
+                }
+                add(.touch(path: path, seconds: seconds))
+            case 68..<74 where !offline:
+                // Not through a second handle while a writer's copy of a remote document may still be filling
+                // (docs/semantics.md: other handles read the service's version until it is complete).
+                guard let path = existing.filter({ !model.open.contains($0) }).randomElement(using: &random) else { continue }
+                add(.read(path: path))
+            case 74..<78:
+                add(model.faults == .calm ? (Bool.random(using: &random) ? .storm : .outage) : .calm)
+            case 78..<80:
+                add(.expireTokens)
+            case 80..<83:
+                for path in model.open.sorted() { closeIfOpen(path) }
+                add(.kill)
+            default:
+                continue
+            }
+        }
+        return operations
+    }
+
+    /// The state after `operations`, from nothing.
+    static func after(_ operations: [ModelOperation]) -> ReferenceModel {
+        var model = ReferenceModel()
+        for operation in operations { _ = model.apply(operation) }
+        return model
+    }
+
+    /// Whether every operation of `operations` is one the model can judge from where it stands (a shrunk
+    /// list can leave a write offline to a document that needs its remote bytes, or a rename of a
+    /// document still open).
+    static func isReplayable(_ operations: [ModelOperation]) -> Bool {
+        var model = ReferenceModel()
+        for operation in operations {
+            switch operation {
+            case .write(let path, _, _, _):
+                guard model.parentExists(path) else { return false }
+                if model.faults == .outage && model.documents[path] != nil && !model.open.contains(path) { return false }
+            case .truncate(let path, _):
+                guard model.documents[path] != nil else { return false }
+                if model.faults == .outage && !model.open.contains(path) { return false }
+            case .fsync(let path), .close(let path):
+                guard model.open.contains(path) else { return false }
+                if case .fsync = operation, model.faults == .outage { return false }
+            case .read(let path):
+                guard model.documents[path] != nil, model.faults != .outage, !model.open.contains(path) else { return false }
+            case .rename(let from, let to):
+                guard model.documents[from] != nil, model.parentExists(to), !model.open.contains(from), !model.open.contains(to) else { return false }
+            case .unlink(let path), .touch(let path, _):
+                guard model.documents[path] != nil else { return false }
+                if case .unlink = operation, model.open.contains(path) { return false }
+            case .rmdir(let path):
+                if model.open.contains(where: { $0.hasPrefix(path + "/") }) { return false }
+            case .kill:
+                guard model.open.isEmpty else { return false }
+            case .mkdir, .storm, .outage, .calm, .expireTokens:
+                break
+            }
+            _ = model.apply(operation)
+        }
+        return true
+    }
+
+    /// A shorter list that still fails, by `fails` (delta debugging: drop halves, then quarters, down to
+    /// single operations, keeping each removal that still fails), within `budget`.
+    static func shrink(_ operations: [ModelOperation], budget: Duration,
+                       fails: ([ModelOperation]) async -> Bool) async -> [ModelOperation] {
+        let deadline = ContinuousClock.now + budget
+        var current = operations
+        var chunk = max(1, current.count / 2)
+        while chunk >= 1 && ContinuousClock.now < deadline {
+            var start = 0
+            var removedAny = false
+            while start < current.count && ContinuousClock.now < deadline {
+                var candidate = current
+                candidate.removeSubrange(start..<min(start + chunk, candidate.count))
+                if isReplayable(candidate), await fails(candidate) {
+                    current = candidate
+                    removedAny = true
+                } else {
+                    start += chunk
+                }
+            }
+            if !removedAny { chunk /= 2 }
+        }
+        return current
+    }
+}

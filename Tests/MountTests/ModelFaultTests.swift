@@ -1,0 +1,388 @@
+import CLinux
+import Foundation
+import Graph
+import HTTP
+import Sandbox
+import Services
+import Testing
+import TestSupport
+
+/// The model-based fault test: seeded random sequences of file-system calls on a few documents and folders
+/// of one record, through the kernel into a real mount, interleaved with faults (throttling storms,
+/// outages, expiring tokens, the daemon killed and mounted again). A reference model (ReferenceModel) says
+/// what each call must answer; once the faults stop and `crmfs sync` returns, the service must hold exactly
+/// the model's documents (names, bytes, and the mtimes set explicitly), every mount must show the times
+/// the service holds, nothing may be `pending` or set aside, and the daemon must never have died unless
+/// killed. A failing seed prints itself and the shortest list of operations found that still fails.
+///
+/// `CRMFS_MODEL_SEEDS=A-B` (or one seed) and `CRMFS_MODEL_OPERATIONS=N` choose what runs; bench/soak.sh
+/// runs seed after seed for as long as asked.
+@Suite("model-based faults", .serialized)
+struct ModelFaultTests {
+    /// The seeds `CRMFS_MODEL_SEEDS` names (`A-B`, or one). Unset, the seeded runs do not run: under a
+    /// loaded machine seed 2 still finds staged files of journaled changes gone after a kill, and a
+    /// `crmfs sync` that then waits for ever (issue 23, open). They join CI once that is fixed; until
+    /// then CI runs the regressions below, and bench/soak.sh the seeds.
+    static var seeds: [UInt64] {
+        guard let text = ProcessInfo.processInfo.environment["CRMFS_MODEL_SEEDS"], !text.isEmpty else { return [] }
+        let bounds = text.split(separator: "-").compactMap { UInt64($0) }
+        return bounds.count == 2 ? Array(bounds[0]...bounds[1]) : bounds
+    }
+
+    static var operationCount: Int { Int(ProcessInfo.processInfo.environment["CRMFS_MODEL_OPERATIONS"] ?? "") ?? 40 }
+
+    @Test("a seeded run of calls and faults ends with the service holding exactly what the model says",
+          .enabled(if: !seeds.isEmpty, "seeds run when CRMFS_MODEL_SEEDS names them (bench/soak.sh)"), arguments: seeds)
+    func seeded(seed: UInt64) async throws {
+        let operations = ReferenceModel.operations(seed: seed, count: Self.operationCount)
+        let failure = await Self.run(operations, seed: seed)
+        guard let failure else { return }
+        let budget = Duration.seconds(Int(ProcessInfo.processInfo.environment["CRMFS_MODEL_SHRINK_SECONDS"] ?? "") ?? 300)
+        let shortest = await ReferenceModel.shrink(operations, budget: budget) { candidate in await Self.run(candidate, seed: seed) != nil }
+        Issue.record("""
+            seed \(seed) failed: \(failure)
+            re-run: CRMFS_MODEL_SEEDS=\(seed) swift test --filter ModelFaultTests
+            shortest failing list (\(shortest.count) of \(operations.count) operations):
+            \(shortest.map { "  \($0)" }.joined(separator: "\n"))
+            """)
+    }
+
+    /// Lists the model test found failing (shrunk), kept as regression tests, each named for what it caught.
+    static let regressions: [String: [ModelOperation]] = [
+        // seed 1 under load: a kill between a rename's PATCH and its journal entry left the next upload on the
+        // eTag before the rename: 412, and a keep-both copy. An upload whose document still holds the bytes it
+        // was based on now goes again on the current version.
+        "killAfterRenameThenWrite": [
+            .write(path: "c.txt", offset: 1863, length: 121_085, pattern: 138), .fsync(path: "c.txt"), .touch(path: "c.txt", seconds: 1_768_649_127),
+            .write(path: "a.txt", offset: 1175, length: 24622, pattern: 247), .close(path: "c.txt"), .close(path: "a.txt"),
+            .rename(from: "c.txt", to: "a.txt"), .mkdir(path: "G"), .write(path: "a.txt", offset: 491, length: 4_790_375, pattern: 97),
+            .close(path: "a.txt"), .rename(from: "a.txt", to: "G/f.txt"), .kill, .write(path: "c.txt", offset: 3634, length: 84547, pattern: 9),
+            .storm, .write(path: "c.txt", offset: 8932, length: 77622, pattern: 75), .mkdir(path: "F"),
+            .write(path: "b.bin", offset: 2724, length: 117_772, pattern: 146), .close(path: "c.txt"),
+        ],
+        // seed 1: a new version sent from the journal after a kill, before its folder was listed again: the first
+        // listing came from the library's last feed round and showed the earlier version's time (and size).
+        "largeRewriteThenKill": [
+            .write(path: "c.txt", offset: 1863, length: 121_085, pattern: 138), .write(path: "a.txt", offset: 1175, length: 24622, pattern: 247),
+            .close(path: "c.txt"), .close(path: "a.txt"), .write(path: "a.txt", offset: 491, length: 4_790_375, pattern: 97), .close(path: "a.txt"), .kill,
+        ],
+        // seed 1: a document uploaded by fsync, renamed over another, then truncated: the truncate's upload was
+        // based on the eTag before the rename and came back 412, a keep-both copy where one version was written.
+        "renamedOverThenTruncated": [
+            .write(path: "c.txt", offset: 1863, length: 121_085, pattern: 138), .fsync(path: "c.txt"),
+            .write(path: "a.txt", offset: 1175, length: 24622, pattern: 247), .close(path: "c.txt"), .close(path: "a.txt"),
+            .rename(from: "c.txt", to: "a.txt"), .truncate(path: "a.txt", size: 33672),
+        ],
+    ]
+
+    @Test("lists the model test found failing hold now", arguments: regressions.keys.sorted())
+    func regression(name: String) async throws {
+        let failure = await Self.run(Self.regressions[name]!, seed: 0)
+        #expect(failure == nil, "\(name): \(failure ?? "")")
+    }
+
+    // MARK: One run
+
+    /// What one run counted, for bench/soak.sh.
+    struct Tally {
+        var operations = 0
+        var faults = 0
+    }
+
+    /// Runs `operations` against a fresh sandbox and mount; nil when everything held, else what did not.
+    static func run(_ operations: [ModelOperation], seed: UInt64) async -> String? {
+        do {
+            return try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+                var driver = try await Driver(sandbox: sandbox, seed: seed)
+                do {
+                    var outcome = try await driver.perform(operations)
+                    if outcome == nil { outcome = try await driver.check() }
+                    await driver.finish()
+                    Self.report(operations, failed: outcome != nil)
+                    return outcome
+                } catch {
+                    await driver.finish()
+                    throw error
+                }
+            }
+        } catch {
+            return "the run stopped: \(error)"
+        }
+    }
+
+    /// One line per run in `CRMFS_MODEL_TALLY` (operations, faults, failed), for bench/soak.sh.
+    static func report(_ operations: [ModelOperation], failed: Bool) {
+        guard let path = ProcessInfo.processInfo.environment["CRMFS_MODEL_TALLY"], !path.isEmpty else { return }
+        let line = "\(operations.count { !$0.isFault }) \(operations.count { $0.isFault }) \(failed ? 1 : 0)\n"
+        guard let handle = FileHandle(forWritingAtPath: path) ?? (FileManager.default.createFile(atPath: path, contents: nil) ? FileHandle(forWritingAtPath: path) : nil) else { return }
+        handle.seekToEndOfFile()
+        handle.write(Data(line.utf8))
+        try? handle.close()
+    }
+
+    /// Drives one mount through a list of operations, keeping the model beside it.
+    struct Driver {
+        let sandbox: SandboxFixture
+        var mount: MountFixture
+        /// The test's folder: below the record in the mount, and below its SharePoint folder in the library.
+        let folder: String
+        let remoteFolder: String
+        var model = ReferenceModel()
+        /// Open handles for writing, by document.
+        var handles: [String: Int32] = [:]
+        var daemon: Int32?
+
+        init(sandbox: SandboxFixture, seed: UInt64) async throws {
+            self.sandbox = sandbox
+            mount = try await MountFixture.mount(sandbox)
+            folder = "Accounts/Acme Corp/model-\(seed)"
+            remoteFolder = "\(SeededPaths.acmeFolder)/model-\(seed)"
+            guard mkdir(mount.path(folder), 0o755) == 0 else { throw MountFailure(message: "mkdir of the test's folder: \(String(cString: strerror(errno)))") }
+            daemon = try await mount.daemonPID()
+        }
+
+        func path(_ relative: String) -> String { mount.path("\(folder)/\(relative)") }
+
+        /// Performs each operation and compares its answer with the model's; the first difference ends the run.
+        mutating func perform(_ operations: [ModelOperation]) async throws -> String? {
+            for (index, operation) in operations.enumerated() {
+                let expected = model.apply(operation)
+                let answer = try await perform(operation)
+                if answer != expected {
+                    return "operation \(index) (\(operation)) answered \(Self.describe(answer)), the model says \(Self.describe(expected))"
+                }
+                if case .read(let path) = operation, let problem = try await checkRead(path) {
+                    return "operation \(index) (\(operation)): \(problem)"
+                }
+                if let pid = daemon, kill(pid, 0) != 0 {
+                    return "operation \(index) (\(operation)): the daemon died\n\(mount.logTail())"
+                }
+            }
+            return nil
+        }
+
+        static func describe(_ expectation: ModelExpectation) -> String {
+            switch expectation {
+            case .success: "success"
+            case .failure(let code): "\(String(cString: strerror(code))) (errno \(code))"
+            }
+        }
+
+        mutating func perform(_ operation: ModelOperation) async throws -> ModelExpectation {
+            switch operation {
+            case .write(let path, let offset, let length, let pattern):
+                let fullPath = self.path(path)
+                let existing = handles[path]
+                let bytes = ModelOperation.bytes(length: length, pattern: pattern, offset: offset)
+                let (descriptor, code) = try await Tools.blocking { () -> (Int32, Int32) in
+                    let descriptor = existing ?? open(fullPath, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+                    guard descriptor >= 0 else { return (-1, errno) }
+                    var done = 0
+                    while done < bytes.count {
+                        let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
+                        guard written > 0 else { return (descriptor, errno) }
+                        done += written
+                    }
+                    return (descriptor, 0)
+                }
+                if descriptor >= 0 { handles[path] = descriptor }
+                return code == 0 ? .success : .failure(code)
+            case .truncate(let path, let size):
+                let (descriptor, fullPath) = (handles[path], self.path(path))
+                return try await Self.call { descriptor.map { ftruncate($0, off_t(size)) } ?? truncate(fullPath, off_t(size)) }
+            case .fsync(let path):
+                guard let descriptor = handles[path] else { return .failure(EBADF) }
+                return try await Self.call { fsync(descriptor) }
+            case .close(let path):
+                guard let descriptor = handles.removeValue(forKey: path) else { return .failure(EBADF) }
+                return try await Self.call { close(descriptor) }
+            case .rename(let from, let to):
+                let (source, target) = (self.path(from), self.path(to))
+                return try await Self.call { rename(source, target) }
+            case .unlink(let path):
+                let fullPath = self.path(path)
+                return try await Self.call { unlink(fullPath) }
+            case .mkdir(let path):
+                let fullPath = self.path(path)
+                return try await Self.call { mkdir(fullPath, 0o755) }
+            case .rmdir(let path):
+                let fullPath = self.path(path)
+                return try await Self.call { rmdir(fullPath) }
+            case .touch(let path, let seconds):
+                let fullPath = self.path(path)
+                return try await Self.call {
+                    // atime left as it is (UTIME_OMIT), mtime as given.
+                    var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), timespec(tv_sec: seconds, tv_nsec: 0)]
+                    return utimensat(AT_FDCWD, fullPath, &times, 0)
+                }
+            case .read:
+                return .success  // compared in checkRead
+            case .storm:
+                _ = try await sandbox.admin("faults", ["faults": "429:0.15,503:0.1,reset:0.05", "retryAfter": 1])
+            case .outage:
+                _ = try await sandbox.admin("faults", ["faults": "503:1", "retryAfter": 1])
+            case .calm:
+                _ = try await sandbox.admin("faults", ["faults": ""])
+            case .expireTokens:
+                _ = try await sandbox.admin("tokens/expire")
+            case .kill:
+                try await killAndMount()
+                // A rename or delete the journal holds shows once it is sent (docs/semantics.md, "After a
+                // restart"): the run goes on once the journal is through, under the faults it had.
+                let faults = model.faults
+                _ = try await sandbox.admin("faults", ["faults": ""])
+                let sync = try await mount.sync(timeLimit: .seconds(600))
+                if sync.status != 0 { return .failure(EIO) }
+                // ... and once the mount shows what was sent (within a round of the library's feed).
+                if let unsettled = try await settled() { throw MountFailure(message: "after the restart: \(unsettled)\n\(mount.logTail())") }
+                if faults != .calm { _ = try await perform(faults == .storm ? .storm : .outage) }
+            }
+            return .success
+        }
+
+        /// Waits (at most a minute) until the mount shows every document and folder of the model and no other;
+        /// nil once it does, else what it shows.
+        func settled() async throws -> String? {
+            let expected = Set(model.documents.keys).union(model.folders)
+            let root = self.path("")
+            for attempt in 0..<600 {
+                let shown = try await Tools.blocking { () -> Set<String> in
+                    var found: Set<String> = []
+                    for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+                        found.insert(name)
+                        var isFolder: ObjCBool = false
+                        if FileManager.default.fileExists(atPath: root + "/" + name, isDirectory: &isFolder), isFolder.boolValue {
+                            for inner in (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + name)) ?? [] { found.insert(name + "/" + inner) }
+                        }
+                    }
+                    return found
+                }
+                if shown == expected { return nil }
+                if attempt == 599 { return "the mount shows \(shown.sorted()), the model \(expected.sorted())" }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return nil
+        }
+
+        /// SIGKILL of the daemon and a new mount of the same state directory.
+        mutating func killAndMount() async throws {
+            if let pid = try await mount.daemonPID() { kill(pid, SIGKILL) }
+            _ = try await Tools.run("/bin/umount", ["-l", mount.mountpoint])
+            mount = try await MountFixture.mount(sandbox, at: mount.mountpoint)
+            daemon = try await mount.daemonPID()
+        }
+
+        /// A call answering 0 or -1 with errno, on a thread of its own (it may wait for the service).
+        static func call(_ body: @escaping @Sendable () -> Int32) async throws -> ModelExpectation {
+            try await Tools.blocking { body() == 0 ? .success : .failure(errno) }
+        }
+
+        /// Reads the document back through a new handle: the bytes the model holds.
+        func checkRead(_ path: String) async throws -> String? {
+            let read = try await Tools.read(self.path(path))
+            let expected = model.documents[path]?.bytes ?? Data()
+            guard read != expected else { return nil }
+            let first = zip(read, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(read.count, expected.count)
+            return "read \(read.count) bytes, the model holds \(expected.count); first difference at \(first)"
+        }
+
+        /// After the last operation: every handle closed, the faults stopped, everything sent (a mount
+        /// again when some changes gave up during the faults: they stay journaled), then the service, the
+        /// mount and the state directory compared with the model.
+        mutating func check() async throws -> String? {
+            for path in handles.keys.sorted() { _ = try await perform(.close(path: path)) }
+            _ = try await sandbox.admin("faults", ["faults": ""])
+            var sync = try await mount.sync(timeLimit: .seconds(600))
+            if sync.status != 0 {
+                try await killAndMount()
+                sync = try await mount.sync(timeLimit: .seconds(600))
+            }
+            guard sync.status == 0 else { return "crmfs sync after the faults stopped: \(sync.errors)" }
+            if let pid = daemon, kill(pid, 0) != 0 { return "the daemon died\n\(mount.logTail())" }
+
+            let remote = try await Remote(sandbox: sandbox)
+            let held = try await remote.documents(below: remoteFolder)
+            var problems: [String] = []
+            let folders = try await remote.folders(below: remoteFolder)
+            if folders != model.folders { problems.append("folders: the service has \(folders.sorted()), the model \(model.folders.sorted())") }
+            if Set(held.keys) != Set(model.documents.keys) {
+                problems.append("documents: the service has \(held.keys.sorted()), the model \(model.documents.keys.sorted())")
+            }
+            for (path, document) in model.documents.sorted(by: { $0.key < $1.key }) {
+                guard let item = held[path] else { continue }
+                let bytes = try await remote.bytes(item)
+                if bytes != document.bytes { problems.append("\(path): the service holds \(bytes.count) bytes, the model \(document.bytes.count)") }
+                let serviceTime = item.fileSystemInfo?.lastModifiedDateTime.flatMap(ServiceTime.parse).map { Int($0.timeIntervalSince1970) }
+                if let time = document.time, serviceTime != time {
+                    problems.append("\(path): the service's mtime is \(serviceTime.map(String.init) ?? "none"), the time set was \(time)")
+                }
+                var info = stat()
+                if stat(self.path(path), &info) != 0 {
+                    problems.append("\(path): stat through the mount failed: \(String(cString: strerror(errno)))")
+                } else if serviceTime != info.st_mtim.tv_sec {
+                    problems.append("\(path): the mount shows mtime \(info.st_mtim.tv_sec), the service \(serviceTime.map(String.init) ?? "none")")
+                }
+                let state = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", self.path(path)]).output
+                if state != "clean" { problems.append("\(path): user.crmfs.sync says '\(state)' after crmfs sync") }
+            }
+            for kept in ["recovered", "conflicts"] {
+                let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(mount.stateDirectory)/\(kept)")) ?? []
+                if !files.isEmpty { problems.append("\(kept)/ holds \(files.sorted()): nothing should have been set aside") }
+            }
+            if let log = try? String(contentsOfFile: "\(mount.stateDirectory)/crmfs.log", encoding: .utf8), log.contains("Fatal error") {
+                problems.append("the daemon's log has a fatal error")
+            }
+            return problems.isEmpty ? nil : problems.joined(separator: "\n") + "\n--- crmfs.log ---\n" + mount.logTail()
+        }
+
+        mutating func finish() async {
+            for descriptor in handles.values { close(descriptor) }
+            handles.removeAll()
+            _ = try? await sandbox.admin("faults", ["faults": ""])
+            await mount.unmount()
+        }
+    }
+
+    /// The library as the service holds it, read with the sandbox's own connections.
+    struct Remote {
+        let connections: Connections
+        let driveID: String
+
+        init(sandbox: SandboxFixture) async throws {
+            connections = try sandbox.connections()
+            driveID = try await sandbox.info()["driveId"]!
+        }
+
+        /// Every document below `folder`, by path relative to it.
+        func documents(below folder: String) async throws -> [String: DriveItem] {
+            try await walk(folder).documents
+        }
+
+        func folders(below folder: String) async throws -> Set<String> {
+            try await walk(folder).folders
+        }
+
+        private func walk(_ folder: String) async throws -> (documents: [String: DriveItem], folders: Set<String>) {
+            let root = try await connections.graph.item(driveID: driveID, path: folder)
+            var documents: [String: DriveItem] = [:]
+            var folders: Set<String> = []
+            var pending: [(id: String, prefix: String)] = [(root.id, "")]
+            while let (id, prefix) = pending.popLast() {
+                for child in try await connections.graph.children(driveID: driveID, itemID: id) {
+                    let name = prefix + (child.name ?? "")
+                    if child.folder != nil {
+                        folders.insert(name)
+                        pending.append((child.id, name + "/"))
+                    } else {
+                        documents[name] = child
+                    }
+                }
+            }
+            return (documents, folders)
+        }
+
+        func bytes(_ item: DriveItem) async throws -> Data {
+            try await connections.graph.download(driveID: driveID, itemID: item.id).data
+        }
+    }
+}
