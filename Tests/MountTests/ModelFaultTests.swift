@@ -49,17 +49,6 @@ struct ModelFaultTests {
 
     /// Lists the model test found failing (shrunk), kept as regression tests, each named for what it caught.
     static let regressions: [String: [ModelOperation]] = [
-        // seed 1 under load: a kill between a rename's PATCH and its journal entry left the next upload on the
-        // eTag before the rename: 412, and a keep-both copy. An upload whose document still holds the bytes it
-        // was based on now goes again on the current version.
-        "killAfterRenameThenWrite": [
-            .write(path: "c.txt", offset: 1863, length: 121_085, pattern: 138), .fsync(path: "c.txt"), .touch(path: "c.txt", seconds: 1_768_649_127),
-            .write(path: "a.txt", offset: 1175, length: 24622, pattern: 247), .close(path: "c.txt"), .close(path: "a.txt"),
-            .rename(from: "c.txt", to: "a.txt"), .mkdir(path: "G"), .write(path: "a.txt", offset: 491, length: 4_790_375, pattern: 97),
-            .close(path: "a.txt"), .rename(from: "a.txt", to: "G/f.txt"), .kill, .write(path: "c.txt", offset: 3634, length: 84547, pattern: 9),
-            .storm, .write(path: "c.txt", offset: 8932, length: 77622, pattern: 75), .mkdir(path: "F"),
-            .write(path: "b.bin", offset: 2724, length: 117_772, pattern: 146), .close(path: "c.txt"),
-        ],
         // seed 1: a new version sent from the journal after a kill, before its folder was listed again: the first
         // listing came from the library's last feed round and showed the earlier version's time (and size).
         "largeRewriteThenKill": [
