@@ -89,6 +89,24 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    /// A move that moves nothing: it carries a time set with no bytes to send (`touch`).
+    public var isTimeOnly: Bool { kind == .move && parentItemID == nil && parentPath == nil }
+
+    /// Back to its first attempt, as a change not sent yet: a new upload session, no error.
+    mutating func startAfresh() {
+        state = .staged
+        uploadURL = nil
+        uploadedBytes = 0
+        attempts = 0
+        lastError = nil
+    }
+}
+
+extension PendingChange.State {
+    /// Nothing of the change is on the service yet (an upload session may be open, not finished): it can
+    /// still be amended or withdrawn when it is not being sent.
+    var notSent: Bool { self == .staged || self == .failed || self == .uploading }
 }
 
 /// The local user a kernel request came from, for the changes made while serving it (set by the FUSE
@@ -282,6 +300,11 @@ public final class Journal: Sendable {
             for change in unsealed { try change.delete(db) }
             return unsealed
         }
+    }
+
+    /// Whether a change names staged file `file`.
+    public func names(stagedFile file: String) throws -> Bool {
+        try pool.read { db in try PendingChange.filter(Column("stagedFile") == file).fetchCount(db) > 0 }
     }
 
     /// Staged files the journal still needs.

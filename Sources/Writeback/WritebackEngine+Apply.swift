@@ -41,7 +41,7 @@ extension WritebackEngine {
             }
             result = item
             try journal.complete(id: id)
-            if let file = change.stagedFile { try staging.remove(file) }
+            if let file = change.stagedFile { try lock.withLock { try removeUnnamed(file) } }
         case .createFolder:
             guard let parentID = change.parentItemID else { throw WritebackError.incomplete(change.name) }
             let folder: DriveItem
@@ -61,14 +61,16 @@ extension WritebackEngine {
             // on, so that when it applies, what waits on that version is known to be on this one now (`rebase`);
             // someone else's change meanwhile does not stop a rename, only that knowledge.
             var guarded = change
+            // A time alone names nothing: sent late (after a retry), it must not take back a rename made since.
+            let name = change.isTimeOnly ? nil : change.name
             let moved: DriveItem
             do {
-                moved = try await graph.update(driveID: change.driveID, itemID: itemID, name: change.name, parentID: change.parentItemID,
-                                               modified: change.modified, ifMatch: change.baseETag, conflictBehavior: .replace)
+                moved = try await graph.update(driveID: change.driveID, itemID: itemID, name: name, parentID: change.parentItemID,
+                                               modified: change.modified, ifMatch: change.baseETag, conflictBehavior: name.map { _ in .replace })
             } catch let error as GraphError where error.status == 412 && change.baseETag != nil {
                 guarded.baseETag = nil
-                moved = try await graph.update(driveID: change.driveID, itemID: itemID, name: change.name, parentID: change.parentItemID,
-                                               modified: change.modified, ifMatch: nil, conflictBehavior: .replace)
+                moved = try await graph.update(driveID: change.driveID, itemID: itemID, name: name, parentID: change.parentItemID,
+                                               modified: change.modified, ifMatch: nil, conflictBehavior: name.map { _ in .replace })
             }
             try rebase(after: guarded, made: moved)
             if let recordID = change.recordID, let objectName = change.objectName, let linking = objects[objectName], linking.model != .folder {

@@ -148,8 +148,10 @@ public final class WritebackEngine: @unchecked Sendable {
         progressed()
     }
 
-    /// Changes a change that has not started yet; false when it is being sent (or is done). A change held
-    /// back by a failed flush (`sealFailed`) is made sendable again when the update says its bytes are sealed.
+    /// Changes a change whose bytes are not on the service yet and that is not being sent now; false when
+    /// it is being sent (or linked, or done). One that failed or gave up (`givenUp`) starts again from its
+    /// first attempt and from a new upload session: the user changed it since. A change held back by a
+    /// failed flush (`sealFailed`) is made sendable again when the update says its bytes are sealed.
     @discardableResult
     public func amend(_ id: Int64, _ update: (inout PendingChange) -> Void) throws -> Bool {
         let reinstated = try lock.withLock { () -> Bool? in
@@ -160,16 +162,23 @@ public final class WritebackEngine: @unchecked Sendable {
                 unsealed.remove(id)
                 try journal.update(id: id) { change in
                     update(&change)
-                    change.state = .staged
-                    change.attempts = 0
-                    change.lastError = nil
+                    change.startAfresh()
                 }
                 failures[id] = nil
                 notBefore[id] = nil
                 return true
             }
-            guard change.state == .staged else { return nil }
-            try journal.update(id: id, update)
+            guard change.state.notSent else { return nil }
+            if change.state == .staged && failures[id] == nil {
+                try journal.update(id: id, update)
+            } else {
+                try journal.update(id: id) { change in
+                    update(&change)
+                    change.startAfresh()
+                }
+                failures[id] = nil
+                notBefore[id] = nil
+            }
             return false
         }
         if reinstated == true { uploader.seals.reset(id) }
@@ -198,22 +207,71 @@ public final class WritebackEngine: @unchecked Sendable {
         kick()
     }
 
-    /// Withdraws a change that has not started yet (a newer write or a delete made it pointless), with its
-    /// staged file; false when it is being sent (or is done).
+    /// Withdraws a change whose bytes are not on the service yet and that is not being sent now (a newer
+    /// write or a delete made it pointless; one that failed or gave up too), with its staged file unless
+    /// another change names it; false when it is being sent (or linked, or done).
     @discardableResult
     public func withdraw(_ id: Int64) throws -> Bool {
         let withdrawn = try lock.withLock {
-            guard !running.contains(id), let change = try journal.change(id: id), change.state == .staged || change.state == .failed else { return false }
+            guard !running.contains(id), let change = try journal.change(id: id), change.state.notSent else { return false }
             try journal.complete(id: id)
             held.remove(id)
             unsealed.remove(id)
             failures[id] = nil
+            notBefore[id] = nil
             quietUntil[id] = nil
-            if let file = change.stagedFile { try staging.remove(file) }
+            if let file = change.stagedFile { try removeUnnamed(file) }
             return true
         }
         if withdrawn { progressed() }
         return withdrawn
+    }
+
+    /// Withdraws the renames, times and column edits of document or folder `itemID` that are not being
+    /// sent (waiting, failed or given up): its deletion, recorded next, makes them pointless, and sent
+    /// after it (a change that gave up goes again at the next mount) they would find it gone. With
+    /// `timesOnly`, only the changes that carry nothing but a time: a new version, recorded next, carries
+    /// its own, which a late one would overwrite. Returns the changes withdrawn.
+    public func withdrawEdits(of itemID: String, timesOnly: Bool = false) throws -> [Int64] {
+        let withdrawn = try lock.withLock { () -> [Int64] in
+            let edits = try journal.outstanding().filter { change in
+                guard let id = change.id, change.itemID == itemID, !running.contains(id) else { return false }
+                return timesOnly ? change.isTimeOnly : change.kind == .move || change.kind == .setColumns
+            }
+            for id in edits.compactMap(\.id) {
+                try journal.complete(id: id)
+                failures[id] = nil
+                notBefore[id] = nil
+            }
+            return edits.compactMap(\.id)
+        }
+        if !withdrawn.isEmpty { progressed() }
+        return withdrawn
+    }
+
+    /// Removes staged file `file` once no change in the journal names it (the write path's copies a
+    /// change has not taken, or has let go). With the engine's lock held, or from the engine's task.
+    func removeUnnamed(_ file: String) throws {
+        guard try !journal.names(stagedFile: file) else { return }
+        try staging.remove(file)
+    }
+
+    /// Removes a staged copy the write path no longer needs, unless a change still names it (then the
+    /// change's end removes it).
+    public func discardStaged(_ file: String) throws {
+        try lock.withLock { try removeUnnamed(file) }
+    }
+
+    /// Tries `attempt` (an `amend` or a `withdraw` of change `id`) again after each attempt to send the
+    /// change that it found under way; false once the change has its bytes on the service (or is done),
+    /// when only waiting for it is left.
+    public func whenNotSending(_ id: Int64, _ attempt: () throws -> Bool) async throws -> Bool {
+        while true {
+            if try attempt() { return true }
+            let sending = lock.withLock { running.contains(id) && (try? journal.change(id: id))?.state.notSent == true }
+            guard sending else { return false }
+            await notRunning(id)
+        }
     }
 
     /// What `user.crmfs.sync` says of change `id`: nil once it is done.
@@ -251,11 +309,11 @@ public final class WritebackEngine: @unchecked Sendable {
     /// when it gave up, and CancellationError when the caller is cancelled (the change goes on).
     public func wait(for id: Int64) async throws {
         while true {
-            if let failure = lock.withLock({ failures[id] }) { throw WritebackError.gaveUp(failure) }
+            if let failure = lock.withLock({ failures[id] ?? givenUpWith()[id] }) { throw WritebackError.gaveUp(failure) }
             if let refusal = lock.withLock({ refusals[id] }) { throw WritebackError.refused(refusal.reason) }
             guard try journal.change(id: id) != nil || lock.withLock({ running.contains(id) }) else { return }
             try Task.checkCancellation()
-            await waitForProgress { failures[id] != nil || ((try? journal.change(id: id)) == nil && !running.contains(id)) }
+            await waitForProgress { failures[id] != nil || givenUpWith()[id] != nil || ((try? journal.change(id: id)) == nil && !running.contains(id)) }
         }
     }
 
@@ -272,7 +330,9 @@ public final class WritebackEngine: @unchecked Sendable {
         kick()
         let targets = Set(try journal.outstanding().compactMap(\.id))
         func unfinished() -> Bool {
-            ((try? journal.outstanding()) ?? []).contains { change in change.id.map { targets.contains($0) && failures[$0] == nil } ?? false }
+            let outstanding = (try? journal.outstanding()) ?? []
+            let stuck = givenUpWith(outstanding)
+            return outstanding.contains { change in change.id.map { targets.contains($0) && failures[$0] == nil && stuck[$0] == nil } ?? false }
         }
         while lock.withLock({ unfinished() }) {
             try Task.checkCancellation()
@@ -321,8 +381,29 @@ public final class WritebackEngine: @unchecked Sendable {
         for waiter in waiting { waiter.resume() }
     }
 
+    /// Changes of a document (or folder) waiting behind an earlier change of it that gave up (an upload
+    /// not linked, a rename the service kept refusing, a conflict not settled): they cannot go before it
+    /// does (at the next mount, in order), so they have given up too, for `drain`, `wait(for:)` and the
+    /// scheduler, with its reason. With the lock held.
+    func givenUpWith(_ outstanding: [PendingChange]? = nil) -> [Int64: String] {
+        guard !failures.isEmpty else { return [:] }
+        var reasons: [String: String] = [:]
+        var behind: [Int64: String] = [:]
+        for change in outstanding ?? (try? journal.outstanding()) ?? [] {
+            guard let id = change.id else { continue }
+            let keys = Self.documentKeys(change)
+            if let failure = failures[id] {
+                for key in keys { reasons[key] = failure }
+            } else if let reason = keys.lazy.compactMap({ reasons[$0] }).first {
+                behind[id] = "an earlier change of \(change.name) gave up: \(reason)"
+                for key in keys { reasons[key] = reason }
+            }
+        }
+        return behind
+    }
+
     private func isRunnable(_ change: PendingChange, now: ContinuousClock.Instant) -> Bool {
-        guard let id = change.id, change.state != .conflict else { return false }
+        guard let id = change.id else { return false }
         return lock.withLock {
             failures[id] == nil && !held.contains(id) && (notBefore[id].map { $0 <= now } ?? true) && (quietUntil[id].map { $0 <= now } ?? true)
         }
@@ -342,7 +423,7 @@ public final class WritebackEngine: @unchecked Sendable {
     /// for every earlier change and holds back every later one, since it may be what they rely on.
     private func startable(_ outstanding: [PendingChange]) -> [PendingChange] {
         let now = ContinuousClock.now
-        let active = lock.withLock { running }
+        let (active, stuck) = lock.withLock { (running, givenUpWith(outstanding)) }
         var slots = width - active.count
         var earlierKeys: Set<String> = []
         var chosen: [PendingChange] = []
@@ -356,15 +437,16 @@ public final class WritebackEngine: @unchecked Sendable {
                 earlierPending = true
                 continue
             }
-            guard isRunnable(change, now: now) else {
-                if isUpload { earlierKeys.formUnion(Self.documentKeys(change)) }
+            let keys = Self.documentKeys(change)
+            guard isRunnable(change, now: now), stuck[id] == nil else {
+                // Waiting out a backoff, or given up: what comes later for the same document waits for it.
+                earlierKeys.formUnion(keys)
                 continue
             }
             if !isUpload {
-                if earlierPending || !active.isEmpty || !chosen.isEmpty { return chosen }
+                if earlierPending || !active.isEmpty || !chosen.isEmpty || !earlierKeys.isDisjoint(with: keys) { return chosen }
                 return [change]
             }
-            let keys = Self.documentKeys(change)
             let waits = !earlierKeys.isDisjoint(with: keys)
             earlierKeys.formUnion(keys)
             if waits { continue }
@@ -449,6 +531,11 @@ public final class WritebackEngine: @unchecked Sendable {
             progressed()
         }
         do {
+            if change.state == .conflict {
+                // Left so by a stop between the conflict and its settling, or not settled at its last attempt.
+                try await settleConflict(change, id: id)
+                return
+            }
             try await process(change)
         } catch {
             var error = error
@@ -461,19 +548,17 @@ public final class WritebackEngine: @unchecked Sendable {
                     error = notKept
                 }
             }
+            if case UploadFailure.conflict = error {
+                do {
+                    try await settleConflict(change, id: id)
+                    return
+                } catch let notSettled {
+                    error = notSettled  // the row stays in conflict: retried below, settled then
+                }
+            }
             let failure = error
             let attempts = (try? journal.update(id: id) { $0.attempts += 1; $0.lastError = "\(failure)" })?.attempts ?? maxAttempts
             logger.warning("change failed", metadata: ["name": "\(change.name)", "attempt": "\(attempts)", "error": "\(error)"])
-            if case UploadFailure.conflict = error {
-                do {
-                    try await resolveConflict(id: id)
-                    finished(.conflict(change, objects[change.objectName ?? ""]?.conflictPolicy ?? .keepBoth))
-                } catch {
-                    logger.error("conflict not settled", metadata: ["name": "\(change.name)", "error": "\(error)"])
-                    lock.withLock { failures[id] = "conflict not settled: \(error)" }
-                }
-                return
-            }
             if attempts >= maxAttempts {
                 lock.withLock { failures[id] = "\(error)" }
                 logger.error("change given up after retries; it stays in the journal for the next mount", metadata: ["name": "\(change.name)", "error": "\(error)"])
@@ -482,6 +567,18 @@ public final class WritebackEngine: @unchecked Sendable {
                 lock.withLock { notBefore[id] = .now + retryDelay * attempts }
             }
         }
+    }
+
+    /// Settles an upload in conflict by its object's policy (see `resolveConflict`); one that cannot be
+    /// settled now stays in conflict and is retried like any failure.
+    private func settleConflict(_ change: PendingChange, id: Int64) async throws {
+        do {
+            try await resolveConflict(id: id)
+        } catch {
+            logger.error("conflict not settled", metadata: ["name": "\(change.name)", "error": "\(error)"])
+            throw ConflictNotSettled(error: "\(error)")
+        }
+        finished(.conflict(change, objects[change.objectName ?? ""]?.conflictPolicy ?? .keepBoth))
     }
 
     /// When the earliest change waiting out its backoff may go again.
@@ -505,6 +602,12 @@ public final class WritebackEngine: @unchecked Sendable {
         }
     }
 
+}
+
+/// An upload in conflict whose policy could not be carried out (the service could not be reached).
+struct ConflictNotSettled: Error, CustomStringConvertible {
+    var error: String
+    var description: String { "conflict not settled: \(error)" }
 }
 
 /// What became of a change, for the mount's view of it.

@@ -378,6 +378,8 @@ extension LocalWrites {
             change.baseHash = earlier.baseHash
             forget(previous)
         }
+        // A time of this document still waiting (or given up) would land on the new version, which carries its own.
+        if let itemID = change.itemID { for id in try engine.withdrawEdits(of: itemID, timesOnly: true) { forget(id) } }
         let opens = lock.withLock { session.withState { $0.opens } }
         let saved = try engine.record(change, held: opens > 0)
         track(saved.id!, ChangeOwner(ino: session.ino, parent: node.parent), upload: true)
@@ -417,7 +419,7 @@ extension LocalWrites {
                 // Removed while open, or opened for writing and never written: its copy goes nowhere
                 // (unless a change already carries it).
                 session.fill?.cancel()
-                if changeID == nil { try? staging.remove(copy.name) }
+                if changeID == nil { try? engine.discardStaged(copy.name) }
                 return nil
             }
             // (A change an fsync handed over is on its way already.)
@@ -437,7 +439,7 @@ extension LocalWrites {
         }
         guard retired else { return }
         let (unlinked, changeID, copy) = session.withState { ($0.unlinked, $0.changeID, $0.copy) }
-        if unlinked && changeID == nil { try? staging.remove(copy.name) }
+        if unlinked && changeID == nil { try? engine.discardStaged(copy.name) }
     }
 
     /// How many written bytes make the staged file's pages start for the disk.

@@ -42,26 +42,28 @@ extension LocalWrites {
         } else if let itemID = node.itemID, !node.localOnly {
             try removeRemote(itemID: itemID, node: node, parent: parent)
         } else if let file = node.stagedFile, lock.withLock({ documents[node.ino]?.session == nil }) {
-            try staging.remove(file)
+            try engine.discardStaged(file)
         }
     }
 
     private func removeRemote(itemID: String, node: NodeSnapshot, parent: UInt64) throws {
         let place = try tree.place(ofDirectory: parent)
         tree.hide(itemID)
+        for id in try engine.withdrawEdits(of: itemID) { forget(id) }
         let saved = try engine.record(PendingChange(.delete, name: node.name, itemID: itemID, of: place))
         track(saved.id!, ChangeOwner(ino: node.ino, parent: parent, hiddenItem: itemID), upload: false)
     }
 
     /// Waits for a node's change that is being sent, so what follows knows the item it made; with
-    /// `withdrawing` (the node is going away), first withdraws its uploads and folder creations that have
-    /// not started. Returns the node as it is then.
+    /// `withdrawing` (the node is going away), withdraws its uploads and folder creations whose bytes are
+    /// not on the service (also one that failed, or whose attempt under way fails meanwhile). Returns the
+    /// node as it is then.
     private func settle(_ node: NodeSnapshot, withdrawing: Bool) async throws -> NodeSnapshot {
         let ids = lock.withLock { documents[node.ino]?.changes ?? [] }
         for id in ids.sorted() {
             guard let change = try engine.change(id: id) else { continue }
             if change.state == .staged && !withdrawing { continue }
-            if withdrawing, change.kind == .upload || change.kind == .createFolder, try engine.withdraw(id) {
+            if withdrawing, change.kind == .upload || change.kind == .createFolder, try await engine.whenNotSending(id, { try engine.withdraw(id) }) {
                 forget(id)
                 if change.kind == .upload { tree.setLocal(node.ino, stagedFile: .some(nil)) }
                 continue
@@ -91,7 +93,7 @@ extension LocalWrites {
         if let target {
             let settled = try await settle(target, withdrawing: true)
             if let itemID = settled.itemID, !settled.localOnly { replacedItem = (itemID, settled.eTag) }
-            if let file = settled.stagedFile, lock.withLock({ documents[settled.ino]?.session == nil }) { try? staging.remove(file) }
+            if let file = settled.stagedFile, lock.withLock({ documents[settled.ino]?.session == nil }) { try? engine.discardStaged(file) }
         }
         let source = try await settle(found, withdrawing: false)
         if let pause = Self.injectedRenamePause { try? await Task.sleep(for: pause) }
@@ -137,6 +139,8 @@ extension LocalWrites {
                     }
                 }
             } else {
+                // The replaced document's own time, if still waiting, would land on the new version.
+                if let reused { for id in try engine.withdrawEdits(of: reused.id, timesOnly: true) { forget(id) } }
                 try await restage(source.ino, itemID: reused?.id, baseETag: reused?.eTag)
             }
         }
@@ -187,12 +191,15 @@ extension LocalWrites {
             return
         }
         for id in lock.withLock({ documents[ino]?.changes ?? [] }) where try engine.change(id: id)?.kind == .upload {
-            // Keep the bytes: withdrawing would delete the staged file, so a change not started is amended instead.
-            if try engine.amend(id, { change in
-                change.name = node.name
-                change.put(in: place)
-                change.itemID = itemID ?? change.itemID
-                change.baseETag = baseETag ?? change.baseETag
+            // Keep the bytes: withdrawing would delete the staged file, so a change not sent is amended
+            // instead (also one that failed, or whose attempt under way fails meanwhile): one change per staged file.
+            if try await engine.whenNotSending(id, {
+                try engine.amend(id) { change in
+                    change.name = node.name
+                    change.put(in: place)
+                    change.itemID = itemID ?? change.itemID
+                    change.baseETag = baseETag ?? change.baseETag
+                }
             }) {
                 return
             }

@@ -44,6 +44,13 @@ struct EngineSchedulingTests {
                                                    stagedFile: try staging.stage(data), size: Int64(data.count)), held: held)
         }
 
+        /// Another engine on the same journal, staging area and drive, as the next mount starts one.
+        func nextMount() -> WritebackEngine {
+            let uploader = Uploader(graph: drive, staging: staging, journal: journal, fragmentSize: 1 << 20, simpleUploadMax: 4 << 20)
+            return WritebackEngine(journal: journal, staging: staging, uploader: uploader, linker: Linker(graph: drive, salesforce: UnreachableRecords()),
+                                   graph: drive, salesforce: UnreachableRecords(), objects: [:], retryDelay: .milliseconds(10))
+        }
+
         func tearDown() async {
             await engine.stop()
             try? FileManager.default.removeItem(at: root)
@@ -194,6 +201,78 @@ struct EngineSchedulingTests {
         await #expect(throws: WritebackError.self) { try await bench.engine.wait(for: broken.id!) }
         // It stays in the journal, for the next mount.
         #expect(try bench.journal.change(id: broken.id!) != nil)
+    }
+
+    @Test("a later version of a document whose upload gave up while linking waits for it, and has given up with it: sync and fsync return, saying why")
+    func laterVersionBehindGivenUp() async throws {
+        // Linking needs the CRM, which this bench cannot reach: the bytes go up, the link never does.
+        let bench = try Bench(maxAttempts: 2, objects: ["Account": ObjectLinking(model: .linkObject, mappings: [])])
+        defer { Task { await bench.tearDown() } }
+        let first = try bench.upload("first version", as: "a.txt", object: "Account")
+        bench.engine.start()
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        #expect(bench.engine.givenUp[first.id!] != nil)
+        let second = try bench.upload("second version", as: "a.txt", object: "Account")
+        // Before: drain waited for the second version for ever, since it could not start before the first.
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        // So did fsync's wait.
+        let waited = Locked<Error?>(nil)
+        #expect(try await finishes(within: .seconds(60)) {
+            do { try await bench.engine.wait(for: second.id!) } catch { waited.set(error) }
+        })
+        #expect(waited.value is WritebackError)
+        // Both stay in the journal, in order, for the next mount.
+        #expect(try bench.journal.outstanding().compactMap(\.id) == [first.id!, second.id!])
+    }
+
+    @Test("a rename behind a time of the same document that gave up gives up with it, and both go in order at the next mount")
+    func renameBehindAGivenUpTime() async throws {
+        let failing = Locked(true)
+        let bench = try Bench(maxAttempts: 2) { call in
+            if failing.value && call.kind == .update { throw GraphError(status: 503, code: "serviceNotAvailable", request: "PATCH \(call.name)") }
+        }
+        defer { Task { await bench.tearDown() } }
+        let document = bench.drive.addDocument("a.txt", in: bench.folder, content: Data("text".utf8))
+        let date = Date(timeIntervalSince1970: 1_577_934_245)
+        let time = try bench.engine.record(PendingChange(kind: .move, driveID: "b!memory", name: "a.txt", itemID: document, modified: date))
+        bench.engine.start()
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        #expect(bench.engine.givenUp[time.id!] != nil)
+        failing.set(false)
+        let rename = try bench.engine.record(PendingChange(kind: .move, driveID: "b!memory", name: "b.txt", itemID: document, parentItemID: bench.folder))
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        // Before: the rename went at once, and the time, sent again at the next mount, named the document a.txt again.
+        #expect(bench.drive.names(in: bench.folder) == ["a.txt"])
+        #expect(try bench.journal.outstanding().compactMap(\.id) == [time.id!, rename.id!])
+        await bench.engine.stop()
+        let next = bench.nextMount()
+        next.start()
+        #expect(try await finishes(within: .seconds(60)) { try await next.drain() })
+        await next.stop()
+        #expect(bench.drive.names(in: bench.folder) == ["b.txt"])
+        let item = try await bench.drive.item(driveID: "b!memory", itemID: document, expandFields: false)
+        #expect(item.fileSystemInfo?.lastModifiedDateTime.flatMap { ISO8601DateFormatter().date(from: $0) } == date)
+        #expect(try bench.journal.count == 0)
+    }
+
+    @Test("an upload a stop left in conflict (between the service's 412 and its settling) is settled at the next start")
+    func conflictLeftByAStop() async throws {
+        let bench = try Bench()
+        defer { Task { await bench.tearDown() } }
+        let theirs = bench.drive.addDocument("a.txt", in: bench.folder, content: Data("theirs".utf8))
+        let mine = try bench.upload("mine", as: "a.txt")
+        _ = try bench.journal.update(id: mine.id!) { change in
+            change.itemID = theirs
+            change.baseETag = "\"{\(theirs)},0\""
+            change.state = .conflict
+        }
+        bench.engine.start()
+        // Before: a row in conflict was never sent nor settled, and drain waited for it for ever.
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        #expect(bench.drive.content(at: "Acme/a.txt") == Data("theirs".utf8))
+        let names = bench.drive.names(in: bench.folder)
+        #expect(names.count == 2 && names.contains { $0.hasPrefix("a (conflict ") }, "\(names)")
+        #expect(try bench.journal.count == 0)
     }
 
     @Test("a change SharePoint refuses whose copy cannot be kept aside backs off and gives up like any failure, its bytes still staged")

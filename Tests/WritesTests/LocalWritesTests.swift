@@ -1,5 +1,6 @@
 import Cache
 import Foundation
+import Graph
 import Logging
 import Namespace
 import Testing
@@ -18,7 +19,7 @@ struct LocalWritesTests {
     /// path with its own state directory. A closed document waits a minute before it goes (unless
     /// synced), so what a test does "right after close" does not depend on how busy the machine is.
     struct Bench {
-        let tenant = MemoryTenant()
+        let tenant: MemoryTenant
         let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("crmfs-writes-\(UUID().uuidString)")
         let folder: String
         let tree: Tree
@@ -28,8 +29,11 @@ struct LocalWritesTests {
         let record: UInt64
 
         /// `beforeRecord` runs before every new change is journaled, `beforeSeal` before every seal of a
-        /// staged file (the journal's and the staging area's test hooks).
-        init(beforeRecord: (@Sendable () throws -> Void)? = nil, beforeSeal: (@Sendable () -> Void)? = nil) async throws {
+        /// staged file (the journal's and the staging area's test hooks), `beforeWrite` before every write
+        /// the service gets (the in-memory drive's: a test holds or fails it there).
+        init(beforeRecord: (@Sendable () throws -> Void)? = nil, beforeSeal: (@Sendable () -> Void)? = nil,
+             beforeWrite: @escaping @Sendable (InMemoryDrive.Call) async throws -> Void = { _ in }) async throws {
+            tenant = MemoryTenant(beforeWrite: beforeWrite)
             folder = tenant.account("001A", "Acme", documents: ["existing.txt": "old text"])!
             // An account renamed in the CRM since its folder was made: the folder keeps the old name.
             tenant.account("001B", "Renamed Corp")
@@ -70,13 +74,8 @@ struct LocalWritesTests {
         /// `crmfs sync`, failing the test instead of hanging it.
         func sync() async throws {
             let writes = self.writes
-            try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask { try await writes.drain(); return true }
-                group.addTask { try await Task.sleep(for: .seconds(60)); return false }
-                let synced = try await group.next()!
-                group.cancelAll()
-                if !synced { Issue.record("crmfs sync did not finish within 60 s") }
-            }
+            let synced = try await finishes(within: .seconds(60)) { try await writes.drain() }
+            if !synced { Issue.record("crmfs sync did not finish within 60 s") }
         }
 
         /// rsync's way, `rounds` times: `.doc-N.txt.AbNNNN` (local-only, so its close journals nothing)
@@ -104,6 +103,9 @@ struct LocalWritesTests {
         func calls(_ kind: InMemoryDrive.Call.Kind) -> [String] {
             tenant.drive.calls.filter { $0.kind == kind }.map(\.name)
         }
+
+        /// Staged files left in the staging area.
+        var stagedFiles: [String] { (try? writes.staging.orphans(keeping: [])) ?? [] }
 
         func tearDown() async {
             await engine.stop()
@@ -142,6 +144,79 @@ struct LocalWritesTests {
         try await bench.sync()
         #expect(bench.content("journaled.txt") == "must arrive")
         #expect(bench.writes.syncStatus(try #require(bench.tree.current(node.ino))) == "clean")
+        await bench.tearDown()
+    }
+
+    /// What the service answers every upload with while it is out.
+    static func unavailable(_ call: InMemoryDrive.Call) -> GraphError {
+        GraphError(status: 503, code: "serviceNotAvailable", request: "upload \(call.name)")
+    }
+
+    @Test("a document whose upload gave up, then renamed: its one change goes again under the new name, and nothing is left behind")
+    func renameAfterGivingUp() async throws {
+        let failing = Locked(true)
+        let bench = try await Bench(beforeWrite: { call in if failing.value && call.kind == .upload { throw Self.unavailable(call) } })
+        try await bench.create("a.txt", "first words")
+        #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
+        #expect(bench.engine.givenUp.count == 1)
+        failing.set(false)
+        // Before: the change that gave up could not be amended, so the rename recorded a second change of
+        // the same staged file; the first removed the file on success, and the second never went.
+        try await bench.writes.rename(parent: bench.record, name: "a.txt", to: bench.record, newName: "b.txt", noReplace: false)
+        try await bench.sync()
+        #expect(bench.content("b.txt") == "first words")
+        #expect(bench.content("a.txt") == nil)
+        #expect(try bench.engine.outstanding().isEmpty)
+        #expect(bench.stagedFiles.isEmpty)
+        await bench.tearDown()
+    }
+
+    @Test("a document removed while its upload is being sent, which then gives up: its change goes with it, and no change is left naming a removed file")
+    func unlinkWhileUploadGivesUp() async throws {
+        let attempts = Locked(0)
+        let gate = Locked<CheckedContinuation<Void, Never>?>(nil)
+        let bench = try await Bench(beforeWrite: { call in
+            guard call.kind == .upload else { return }
+            let attempt = attempts.withLock { count -> Int in
+                count += 1
+                return count
+            }
+            if attempt == 1 { await withCheckedContinuation { gate.set($0) } }
+            throw Self.unavailable(call)
+        })
+        try await bench.create("a.txt", "never arrives")
+        let sync = Task { try? await bench.writes.drain() }
+        while gate.value == nil { try await Task.sleep(for: .milliseconds(5)) }
+        let unlink = Task { try await bench.writes.remove(parent: bench.record, name: "a.txt", directory: false) }
+        // Time for the unlink to find the upload under way (after the fix, any order passes).
+        try await Task.sleep(for: .milliseconds(200))
+        gate.value?.resume()
+        try await unlink.value
+        #expect(try await finishes(within: .seconds(60)) { await sync.value })
+        // Before: the unlink waited for the change to give up, then removed the staged file it still named.
+        #expect(try bench.engine.outstanding().isEmpty)
+        #expect(bench.stagedFiles.isEmpty)
+        #expect(bench.content("a.txt") == nil)
+        await bench.tearDown()
+    }
+
+    @Test("a document whose time could not be sent, then replaced by a rename over it: its deletion takes the time change along, none is left to go after it")
+    func timeGaveUpThenRenamedOver() async throws {
+        let failing = Locked(true)
+        let bench = try await Bench(beforeWrite: { call in
+            if failing.value && call.kind == .update { throw GraphError(status: 503, code: "serviceNotAvailable", request: "PATCH \(call.name)") }
+        })
+        let existing = try #require(try await bench.tree.child(of: bench.record, named: "existing.txt"))
+        try bench.writes.setModified(existing, to: Date(timeIntervalSince1970: 1_577_934_245))
+        #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
+        #expect(bench.engine.givenUp.count == 1)
+        failing.set(false)
+        try await bench.create("new.txt", "the new text")
+        try await bench.writes.rename(parent: bench.record, name: "new.txt", to: bench.record, newName: "existing.txt", noReplace: false)
+        // Before: the time change stayed in the journal after the deletion, to fail on the gone item (404).
+        try await bench.sync()
+        #expect(bench.content("existing.txt") == "the new text")
+        #expect(try bench.engine.outstanding().isEmpty)
         await bench.tearDown()
     }
 
