@@ -104,9 +104,10 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
 }
 
 extension PendingChange.State {
-    /// Nothing of the change is on the service yet (an upload session may be open, not finished): it can
-    /// still be amended or withdrawn when it is not being sent.
-    var notSent: Bool { self == .staged || self == .failed || self == .uploading }
+    /// Waiting to be sent, or failed and waiting to be retried: it can still be amended or withdrawn when
+    /// it is not being sent. (Not one left `uploading` by a stop: its last fragment may have landed, so it
+    /// goes on, and what follows uses the item it made.)
+    var notSent: Bool { self == .staged || self == .failed }
 }
 
 /// The local user a kernel request came from, for the changes made while serving it (set by the FUSE

@@ -182,6 +182,7 @@ public final class WritebackEngine: @unchecked Sendable {
             return false
         }
         if reinstated == true { uploader.seals.reset(id) }
+        if reinstated != nil { kick() }  // one that had failed or given up may go now
         return reinstated != nil
     }
 
@@ -209,9 +210,10 @@ public final class WritebackEngine: @unchecked Sendable {
 
     /// Withdraws a change whose bytes are not on the service yet and that is not being sent now (a newer
     /// write or a delete made it pointless; one that failed or gave up too), with its staged file unless
-    /// another change names it; false when it is being sent (or linked, or done).
+    /// another change names it or `keepingFile` (the document stays, local only); false when it is being
+    /// sent (or linked, or done).
     @discardableResult
-    public func withdraw(_ id: Int64) throws -> Bool {
+    public func withdraw(_ id: Int64, keepingFile: Bool = false) throws -> Bool {
         let withdrawn = try lock.withLock {
             guard !running.contains(id), let change = try journal.change(id: id), change.state.notSent else { return false }
             try journal.complete(id: id)
@@ -220,10 +222,13 @@ public final class WritebackEngine: @unchecked Sendable {
             failures[id] = nil
             notBefore[id] = nil
             quietUntil[id] = nil
-            if let file = change.stagedFile { try removeUnnamed(file) }
+            if let file = change.stagedFile, !keepingFile { try removeUnnamed(file) }
             return true
         }
-        if withdrawn { progressed() }
+        if withdrawn {
+            kick()  // what waited behind it may go now
+            progressed()
+        }
         return withdrawn
     }
 
@@ -245,7 +250,10 @@ public final class WritebackEngine: @unchecked Sendable {
             }
             return edits.compactMap(\.id)
         }
-        if !withdrawn.isEmpty { progressed() }
+        if !withdrawn.isEmpty {
+            kick()
+            progressed()
+        }
         return withdrawn
     }
 
@@ -268,7 +276,11 @@ public final class WritebackEngine: @unchecked Sendable {
     public func whenNotSending(_ id: Int64, _ attempt: () throws -> Bool) async throws -> Bool {
         while true {
             if try attempt() { return true }
-            let sending = lock.withLock { running.contains(id) && (try? journal.change(id: id))?.state.notSent == true }
+            // An attempt under way whose bytes are not all up yet may still end failed, and then can be changed.
+            let sending = lock.withLock {
+                guard running.contains(id), let state = (try? journal.change(id: id))?.state else { return false }
+                return state.notSent || state == .uploading
+            }
             guard sending else { return false }
             await notRunning(id)
         }
@@ -438,13 +450,13 @@ public final class WritebackEngine: @unchecked Sendable {
                 continue
             }
             let keys = Self.documentKeys(change)
+            // (One behind a change of its document that gave up has given up too: see `givenUpWith`.)
             guard isRunnable(change, now: now), stuck[id] == nil else {
-                // Waiting out a backoff, or given up: what comes later for the same document waits for it.
-                earlierKeys.formUnion(keys)
+                if isUpload { earlierKeys.formUnion(keys) }
                 continue
             }
             if !isUpload {
-                if earlierPending || !active.isEmpty || !chosen.isEmpty || !earlierKeys.isDisjoint(with: keys) { return chosen }
+                if earlierPending || !active.isEmpty || !chosen.isEmpty { return chosen }
                 return [change]
             }
             let waits = !earlierKeys.isDisjoint(with: keys)

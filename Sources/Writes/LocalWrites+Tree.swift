@@ -109,8 +109,8 @@ extension LocalWrites {
         case (true, true):
             break  // a temporary name to another temporary name
         case (false, true):
-            // Bytes not sent yet become local-only: their upload is withdrawn.
-            for id in lock.withLock({ documents[source.ino]?.changes ?? [] }) where try engine.withdraw(id) { forget(id) }
+            // Bytes not sent yet become local-only: their upload is withdrawn, and its staged file stays the document's.
+            for id in lock.withLock({ documents[source.ino]?.changes ?? [] }) where try engine.withdraw(id, keepingFile: true) { forget(id) }
             tree.setLocal(source.ino, localOnly: true)
         case (true, false):
             let itemID = shadow?.itemID ?? source.itemID!

@@ -19,10 +19,9 @@ import TestSupport
 /// runs seed after seed for as long as asked.
 @Suite("model-based faults", .serialized)
 struct ModelFaultTests {
-    /// The seeds `CRMFS_MODEL_SEEDS` names (`A-B`, or one). Unset, the seeded runs do not run: under a
-    /// loaded machine seed 2 still finds staged files of journaled changes gone after a kill, and a
-    /// `crmfs sync` that then waits for ever (issue 23, open). They join CI once that is fixed; until
-    /// then CI runs the regressions below, and bench/soak.sh the seeds.
+    /// The seeds `CRMFS_MODEL_SEEDS` names (`A-B`, or one); unset, the seeded runs do not run. Not in CI
+    /// yet: beside the whole suite (a loaded machine) seed 1 still finds an `rmdir` answered ENOTEMPTY for
+    /// a folder the model holds empty (issue 23, open); bench/soak.sh runs as many as time allows.
     static var seeds: [UInt64] {
         guard let text = ProcessInfo.processInfo.environment["CRMFS_MODEL_SEEDS"], !text.isEmpty else { return [] }
         let bounds = text.split(separator: "-").compactMap { UInt64($0) }
@@ -47,6 +46,8 @@ struct ModelFaultTests {
             """)
     }
 
+    static var runSlow: Bool { ProcessInfo.processInfo.environment["CRMFS_MODEL_SLOW"] == "1" }
+
     /// Lists the model test found failing (shrunk), kept as regression tests, each named for what it caught.
     static let regressions: [String: [ModelOperation]] = [
         // seed 1: a new version sent from the journal after a kill, before its folder was listed again: the first
@@ -64,9 +65,9 @@ struct ModelFaultTests {
         ],
     ]
 
-    /// Lists that take minutes each (outages retried to the end, daemons killed under load): run with the
-    /// seeds (bench/soak.sh, `CRMFS_MODEL_SEEDS`), not in CI, where the in-process tests named beside
-    /// each cover the same rules in milliseconds.
+    /// Lists that take minutes each (outages retried to the end, daemons killed under load): run by
+    /// bench/soak.sh (`CRMFS_MODEL_SLOW=1`), not in CI, where the in-process tests named beside each
+    /// cover the same rules in milliseconds.
     static let slowRegressions: [String: [ModelOperation]] = [
         // seed 13: times that gave up under an outage, then renames over their documents: the renames and the
         // deletion went, and the times, retried at the next mount, found a deleted item (404) or named a renamed
@@ -90,7 +91,7 @@ struct ModelFaultTests {
         ],
     ]
 
-    @Test("lists the model test found failing hold now", arguments: regressions.keys.sorted() + (seeds.isEmpty ? [] : slowRegressions.keys.sorted()))
+    @Test("lists the model test found failing hold now", arguments: regressions.keys.sorted() + (runSlow ? slowRegressions.keys.sorted() : []))
     func regression(name: String) async throws {
         let failure = await Self.run(Self.regressions[name] ?? Self.slowRegressions[name]!, seed: 0)
         #expect(failure == nil, "\(name): \(failure ?? "")")

@@ -163,6 +163,9 @@ struct LocalWritesTests {
         // Before: the change that gave up could not be amended, so the rename recorded a second change of
         // the same staged file; the first removed the file on success, and the second never went.
         try await bench.writes.rename(parent: bench.record, name: "a.txt", to: bench.record, newName: "b.txt", noReplace: false)
+        // It goes by itself, with nothing else to wake the engine (a sync would).
+        let change = try #require(try bench.engine.outstanding().first?.id)
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.wait(for: change) })
         try await bench.sync()
         #expect(bench.content("b.txt") == "first words")
         #expect(bench.content("a.txt") == nil)
@@ -217,6 +220,20 @@ struct LocalWritesTests {
         try await bench.sync()
         #expect(bench.content("existing.txt") == "the new text")
         #expect(try bench.engine.outstanding().isEmpty)
+        await bench.tearDown()
+    }
+
+    @Test("a new document renamed to a name that stays local (an editor's backup~) before it is sent keeps its bytes, and goes when renamed back")
+    func renamedLocalKeepsItsBytes() async throws {
+        let bench = try await Bench()
+        try await bench.create("notes.txt", "my notes")
+        try await bench.writes.rename(parent: bench.record, name: "notes.txt", to: bench.record, newName: "notes.txt~", noReplace: false)
+        // Before: withdrawing the upload removed the staged file the local-only document reads from.
+        #expect(bench.stagedFiles.count == 1)
+        try await bench.writes.rename(parent: bench.record, name: "notes.txt~", to: bench.record, newName: "notes.txt", noReplace: false)
+        try await bench.sync()
+        #expect(bench.content("notes.txt") == "my notes")
+        #expect(bench.stagedFiles.isEmpty)
         await bench.tearDown()
     }
 
