@@ -26,6 +26,7 @@ extension ChangeFeeds {
         for entry in entries { latest[entry.id] = entry }
         let held = tree.driveEntriesHeld(latest.values.map { ($0.id, $0.parentID) })
         guard !held.isEmpty else { return FleetRound() }
+        let asked = tree.feedMark()
         let read = try await graph.itemResults(driveID: tree.driveID, ids: held.sorted())
         var items: [DriveItem] = []
         var round = FleetRound()
@@ -41,7 +42,7 @@ extension ChangeFeeds {
                 if let entry = latest[id] { round.unread.append(UnreadEntry(entry: entry, reason: "the service did not answer for it")) }
             }
         }
-        let changes = tree.applyDriveChanges(items)
+        let changes = tree.applyDriveChanges(items, askedAt: asked)
         deliver(changes)
         round.applied = changes.applied
         return round

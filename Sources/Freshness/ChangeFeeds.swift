@@ -254,6 +254,8 @@ public final class ChangeFeeds: @unchecked Sendable {
         // The next page is asked for while this one is applied: an enumeration is a long chain of pages.
         var nextPage: Task<DeltaPage, Error>?
         defer { nextPage?.cancel() }
+        // Before the first page is asked for (the others are asked for while the previous one is applied).
+        let asked = tree.feedMark()
         while true {
             let page: DeltaPage
             do {
@@ -273,7 +275,7 @@ public final class ChangeFeeds: @unchecked Sendable {
                 nextPage = Task { [graph, tree, deltaPageSize] in try await graph.delta(driveID: tree.driveID, link: next, pageSize: deltaPageSize) }
             }
             seen?.formUnion(page.items.map(\.id))
-            let changes = tree.applyDriveChanges(page.items)
+            let changes = tree.applyDriveChanges(page.items, askedAt: asked)
             applied += changes.applied
             deliver(changes)
             if let next = page.nextLink {

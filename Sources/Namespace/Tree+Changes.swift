@@ -27,12 +27,30 @@ public struct AppliedChanges: Sendable {
     }
 }
 
+/// The moment a feed round asks the service, among the mount's own changes (see `Tree.feedMark`).
+public struct FeedMark: Sendable {
+    let count: UInt64
+}
+
 /// Applying the services' change feeds. Only directories the mount has listed change (others are listed
 /// when first visited, from the service as it is then); a node with local changes outstanding keeps the
 /// mount's view until they are sent; items deleted or moved through the mount stay hidden.
 extension Tree {
+    /// Taken before a feed round asks the service for changes: see `applyDriveChanges(_:askedAt:)`.
+    public func feedMark() -> FeedMark { lock.withLock { FeedMark(count: ownChangeCount) } }
+
     /// Applies a page of the drive's delta: items in their latest state, by id (the last occurrence wins).
-    public func applyDriveChanges(_ items: [DriveItem]) -> AppliedChanges {
+    /// `asked` is the `feedMark` taken before the items were asked for: an item the mount's own change
+    /// has changed since is skipped, since the items may show it as it was before; the tree keeps the
+    /// mount's view of it, and the library's mirror forgets it (its folders are listed from the service).
+    public func applyDriveChanges(_ items: [DriveItem], askedAt asked: FeedMark? = nil) -> AppliedChanges {
+        var items = items
+        if let asked {
+            let overtaken = lock.withLock { items.filter { (ownChangesEnded[$0.id] ?? 0) > asked.count } }
+            for item in overtaken { mirror.forget(item.id, parentID: item.parentReference?.id) }
+            let ids = Set(overtaken.map(\.id))
+            items.removeAll { ids.contains($0.id) }
+        }
         guard !items.isEmpty else { return AppliedChanges() }
         mirror.apply(items)
         return lock.withLock {

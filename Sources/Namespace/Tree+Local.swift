@@ -199,7 +199,22 @@ extension Tree {
 
     /// Outstanding changes keep the mount's view of a node until the service has them.
     public func pin(_ ino: UInt64) { lock.withLock { nodes[ino]?.pins += 1 } }
-    public func unpin(_ ino: UInt64) { lock.withLock { if let node = nodes[ino], node.pins > 0 { node.pins -= 1 } } }
+    /// A change of node `ino` ended (sent, withdrawn or given up): the feed may change it again, except
+    /// from a round asked for before now (see `feedMark`).
+    public func unpin(_ ino: UInt64) {
+        lock.withLock {
+            guard let node = nodes[ino], node.pins > 0 else { return }
+            node.pins -= 1
+            if case .item(let itemID) = node.key { ownChangeEnded(itemID) }
+        }
+    }
+
+    /// Notes that the mount's own change of `itemID` ended now (lock held).
+    func ownChangeEnded(_ itemID: String) {
+        if ownChangesEnded.count >= 10_000 { ownChangesEnded.removeAll() }  // bounded: only rounds that long are unguarded
+        ownChangeCount += 1
+        ownChangesEnded[itemID] = ownChangeCount
+    }
 
     /// A listing skips `itemID` until `reveal`: it was deleted or replaced through the mount and the service may not know yet.
     public func hide(_ itemID: String) { lock.withLock { hiddenItems[itemID, default: 0] += 1 } }
@@ -207,6 +222,7 @@ extension Tree {
         lock.withLock {
             guard let count = hiddenItems[itemID] else { return }
             hiddenItems[itemID] = count > 1 ? count - 1 : nil
+            ownChangeEnded(itemID)  // a round asked for before the deletion went must not bring it back
         }
     }
 

@@ -55,6 +55,10 @@ public final class Tree: @unchecked Sendable {
     private var loads: [UInt64: Task<Void, Error>] = [:]
     /// Items deleted or moved through the mount whose change has not reached the service yet: listings skip them.
     var hiddenItems: [String: Int] = [:]
+    /// When the mount's own changes of each item last ended (a count, see `feedMark`), so a feed round
+    /// asked for before one ended cannot put back what it changed.
+    var ownChangesEnded: [String: UInt64] = [:]
+    var ownChangeCount: UInt64 = 0
     var nextLocalKey: UInt64 = 1
     /// Journal changes from before this mount, waiting for their directory's first listing.
     var restoredChanges: [RestoredChange] = []

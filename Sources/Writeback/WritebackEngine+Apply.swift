@@ -103,9 +103,16 @@ extension WritebackEngine {
     /// time set while the upload was under way, both recorded before the item was known.
     static func follows(_ later: PendingChange, _ change: PendingChange, madeItem item: DriveItem) -> Bool {
         later.kind == .upload
-            && (later.itemID == item.id || (later.itemID == nil && later.parentItemID == change.parentItemID && later.name == change.name))
+            && (later.itemID == item.id || (later.itemID == nil && samePlace(later, change) && later.name == change.name))
             || later.kind == .move && later.itemID == nil && later.parentItemID == nil && later.name == change.name
                 && later.recordID == change.recordID
+    }
+
+    /// Whether two changes go into the same folder: by its id, or by its path (a folder made through the
+    /// mount is named by path until it is made; a change recorded meanwhile still names it so, while the
+    /// one that made it has its id as well).
+    static func samePlace(_ one: PendingChange, _ other: PendingChange) -> Bool {
+        (one.parentItemID != nil && one.parentItemID == other.parentItemID) || (one.parentPath != nil && one.parentPath == other.parentPath)
     }
 
     /// `later` applies to `item` (a later version, or a move, is based on its eTag).

@@ -421,6 +421,11 @@ public final class WritebackEngine: @unchecked Sendable {
         }
     }
 
+    /// Whether change `id` failed and waits to be tried again (not given up, not held).
+    private func isBackingOff(_ id: Int64, now: ContinuousClock.Instant) -> Bool {
+        lock.withLock { failures[id] == nil && !held.contains(id) && (notBefore[id].map { $0 > now } ?? false) }
+    }
+
     /// Marks `change` as being sent, unless it was withdrawn or held meanwhile; returns it as the journal has it now.
     private func claim(_ change: PendingChange) -> PendingChange? {
         lock.withLock {
@@ -452,6 +457,8 @@ public final class WritebackEngine: @unchecked Sendable {
             let keys = Self.documentKeys(change)
             // (One behind a change of its document that gave up has given up too: see `givenUpWith`.)
             guard isRunnable(change, now: now), stuck[id] == nil else {
+                // A folder, move or delete waiting out its backoff still holds back every later change.
+                if !isUpload && stuck[id] == nil && isBackingOff(id, now: now) { return chosen }
                 if isUpload { earlierKeys.formUnion(keys) }
                 continue
             }

@@ -146,6 +146,11 @@ extension LocalWrites {
         }
     }
 
+    /// Whether a change recorded after change `id` names `name` (case aside, as SharePoint compares).
+    private func recordedLater(than id: Int64, named name: String) throws -> Bool {
+        try engine.outstanding().contains { ($0.id ?? 0) > id && $0.name.caseInsensitiveCompare(name) == .orderedSame }
+    }
+
     /// Test hook: `CRMFS_INJECT_RENAME_PAUSE=MILLISECONDS` (at most a minute) holds every rename between looking
     /// at the document's changes and acting on them, as a busy machine may: its upload can start meanwhile.
     static let injectedRenamePause: Duration? = {
@@ -156,6 +161,7 @@ extension LocalWrites {
     /// Puts a document's local bytes (staged, or being written) into a new upload change for its current
     /// name and place, replacing `itemID` when given.
     private func restage(_ ino: UInt64, itemID: String?, baseETag: String?) async throws {
+        var (itemID, baseETag) = (itemID, baseETag)
         guard let node = tree.current(ino) else { return }
         let place = try tree.place(ofDirectory: node.parent)
         if let session = lock.withLock({ documents[ino]?.session }) {
@@ -191,6 +197,17 @@ extension LocalWrites {
             return
         }
         for id in lock.withLock({ documents[ino]?.changes ?? [] }) where try engine.change(id: id)?.kind == .upload {
+            if try recordedLater(than: id, named: node.name) {
+                // Amended, it would go before that change (the deletion of the document the name had, say) and
+                // meet the name still taken: it goes again after it instead, with the same staged file.
+                let withdrawn = try engine.change(id: id)
+                if try await engine.whenNotSending(id, { try engine.withdraw(id, keepingFile: true) }) {
+                    forget(id)
+                    itemID = itemID ?? withdrawn?.itemID
+                    baseETag = baseETag ?? withdrawn?.baseETag
+                    continue
+                }
+            }
             // Keep the bytes: withdrawing would delete the staged file, so a change not sent is amended
             // instead (also one that failed, or whose attempt under way fails meanwhile): one change per staged file.
             if try await engine.whenNotSending(id, {

@@ -36,6 +36,45 @@ struct TreeTests {
         await #expect(throws: NamespaceError.notFound) { try await tree.lookup(parent: acme, name: "missing.pdf") }
     }
 
+    @Test("a feed round asked for before the mount's own rename ended does not put the document back; a later round applies as ever")
+    func roundAskedBeforeOwnRename() async throws {
+        let tenant = Tenant()
+        tenant.account("001A", "Acme Corp", documents: ["e.bin": "bytes", "old.txt": "to remove"])
+        let tree = try await tenant.open()
+        let acme = try await Self.record(tree, "Acme Corp")
+        let document = try await tree.lookup(parent: acme, name: "e.bin")
+        let itemID = try #require(document.itemID)
+        // A feed round asks now, and is answered with the document as it is.
+        let asked = tree.feedMark()
+        let answered = try await tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: itemID, expandFields: false)
+        // Meanwhile the mount renames it, as the write path does: pinned, moved, sent, adopted, unpinned.
+        tree.pin(document.ino)
+        try tree.move(document.ino, to: acme, name: "f.bin")
+        let moved = try await tenant.drive.update(driveID: InMemoryDrive.driveID, itemID: itemID, name: "f.bin", parentID: nil, modified: nil,
+                                                  ifMatch: nil, conflictBehavior: .replace)
+        tree.adopt(document.ino, item: moved, sentFile: nil)
+        tree.unpin(document.ino)
+        // Before: the round's answer, applied now, named it e.bin again until the next round (an rmdir of
+        // the folder it left answered ENOTEMPTY meanwhile).
+        _ = tree.applyDriveChanges([answered], askedAt: asked)
+        #expect(try await Self.names(tree, acme) == ["f.bin", "old.txt"])
+        tenant.drive.rename(itemID, to: "g.bin")
+        let renamed = try await tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: itemID, expandFields: false)
+        _ = tree.applyDriveChanges([renamed], askedAt: tree.feedMark())
+        #expect(try await Self.names(tree, acme) == ["g.bin", "old.txt"])
+        // The same for a deletion: removed, hidden until the service has it, then revealed.
+        let old = try await tree.lookup(parent: acme, name: "old.txt")
+        let oldID = try #require(old.itemID)
+        let askedBeforeDeletion = tree.feedMark()
+        let stillThere = try await tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: oldID, expandFields: false)
+        tree.hide(oldID)
+        tree.detach(old.ino)
+        try await tenant.drive.delete(driveID: InMemoryDrive.driveID, itemID: oldID, ifMatch: nil)
+        tree.reveal(oldID)
+        _ = tree.applyDriveChanges([stillThere], askedAt: askedBeforeDeletion)
+        #expect(try await Self.names(tree, acme) == ["g.bin"])
+    }
+
     @Test("names other clients gave (a slash, dot names, over 255 bytes, equal names) become safe, unique and stable")
     func hostileNamesBecomeSafe() async throws {
         let tenant = Tenant()

@@ -255,6 +255,35 @@ struct EngineSchedulingTests {
         #expect(try bench.journal.count == 0)
     }
 
+    @Test("a later version of a new document in a folder not made yet, recorded while the first upload makes both, is the document's next version, not a keep-both copy")
+    func versionInAFolderNamedByPath() async throws {
+        let gate = Locked<CheckedContinuation<Void, Never>?>(nil)
+        let held = Locked(true)
+        let bench = try Bench { call in
+            if call.kind == .upload, held.value { await withCheckedContinuation { gate.set($0) } }
+        }
+        defer { Task { await bench.tearDown() } }
+        func upload(_ text: String) throws -> PendingChange {
+            let data = Data(text.utf8)
+            return try bench.engine.record(PendingChange(kind: .upload, driveID: "b!memory", name: "d.txt", parentPath: "Acme/F",
+                                                         stagedFile: try bench.staging.stage(data), size: Int64(data.count)))
+        }
+        try upload("first version")
+        bench.engine.start()
+        while gate.value == nil { try await Task.sleep(for: .milliseconds(5)) }
+        // The first upload has made the folder (its change knows the folder's id now) and is sending its bytes.
+        try upload("second version")
+        held.set(false)
+        gate.value?.resume()
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        // Before: the second named the folder by path only, so it never learned the item the first made,
+        // went as a new document (conflictBehavior fail), met a 409, and was kept as a conflict copy beside it.
+        let folder = try await bench.drive.item(driveID: "b!memory", path: "Acme/F", expandFields: false)
+        #expect(bench.drive.names(in: folder.id) == ["d.txt"])
+        #expect(bench.drive.content(at: "Acme/F/d.txt") == Data("second version".utf8))
+        #expect(try bench.journal.count == 0)
+    }
+
     @Test("an upload a stop left in conflict (between the service's 412 and its settling) is settled at the next start")
     func conflictLeftByAStop() async throws {
         let bench = try Bench()
