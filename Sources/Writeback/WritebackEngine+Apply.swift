@@ -151,7 +151,8 @@ extension WritebackEngine {
     /// The change with its parent folder made and known: a change recorded under a folder that did not
     /// exist remotely yet names it by path; the folder is made (with its parents) now, and remembered.
     func placed(_ change: PendingChange) async throws -> PendingChange {
-        guard change.parentItemID == nil, let path = change.parentPath, let id = change.id else { return change }
+        // (A deletion names its place only to be ordered with what comes there next: it needs no folder.)
+        guard change.kind != .delete, change.parentItemID == nil, let path = change.parentPath, let id = change.id else { return change }
         let parentID = try await linker.ensureFolder(driveID: change.driveID, path: path)
         return try journal.update(id: id) { $0.parentItemID = parentID } ?? change
     }

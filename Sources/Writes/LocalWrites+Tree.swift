@@ -46,11 +46,13 @@ extension LocalWrites {
         }
     }
 
-    private func removeRemote(itemID: String, node: NodeSnapshot, parent: UInt64) throws {
+    /// Deletes `itemID`, named `name` in directory `parent` (`node`'s name unless given), for `node`.
+    private func removeRemote(itemID: String, node: NodeSnapshot, parent: UInt64, name: String? = nil) throws {
         let place = try tree.place(ofDirectory: parent)
         tree.hide(itemID)
         for id in try engine.withdrawEdits(of: itemID) { forget(id) }
-        let saved = try engine.record(PendingChange(.delete, name: node.name, itemID: itemID, of: place))
+        // Named by its place too: a new document given that name waits for the deletion (and gives up with it).
+        let saved = try engine.record(PendingChange(.delete, name: name ?? node.name, itemID: itemID, in: place))
         track(saved.id!, ChangeOwner(ino: node.ino, parent: parent, hiddenItem: itemID), upload: false)
     }
 
@@ -116,7 +118,7 @@ extension LocalWrites {
             let itemID = shadow?.itemID ?? source.itemID!
             if let shadow { lock.withLock { shadows[shadow.itemID] = nil } }
             if let replacedItem, replacedItem.id != itemID {
-                try removeRemote(itemID: replacedItem.id, node: source, parent: newParent)
+                try removeRemote(itemID: replacedItem.id, node: source, parent: newParent, name: newName)
             }
             tree.setLocal(source.ino, localOnly: false)
             // A temporary name given back: the document never left its place in SharePoint.

@@ -258,6 +258,24 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a new document given the name of a document whose removal gave up waits for that removal, and gives up with it: no conflict copy")
+    func newDocumentBehindAGivenUpRemoval() async throws {
+        let failing = Locked(true)
+        let bench = try await Bench(beforeWrite: { call in
+            if failing.value && call.kind == .delete { throw GraphError(status: 503, code: "serviceNotAvailable", request: "DELETE \(call.name)") }
+        })
+        try await bench.writes.remove(parent: bench.record, name: "existing.txt", directory: false)
+        #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
+        try await bench.create("existing.txt", "the new text")
+        #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
+        // Before: the removal gave up, the new document went anyway, met the name taken (409) and was kept
+        // as a conflict copy beside the document the user had removed.
+        #expect(bench.tenant.drive.names(in: bench.folder) == ["existing.txt"])
+        #expect(bench.content("existing.txt") == "old text")
+        #expect(try bench.engine.outstanding().count == 2)
+        await bench.tearDown()
+    }
+
     @Test("a document renamed right after close goes up once, under its final name")
     func renameAfterCloseTravels() async throws {
         let bench = try await Bench()
