@@ -303,6 +303,11 @@ public final class Journal: Sendable {
         }
     }
 
+    /// The changes of item `itemID`, oldest first (one query by its column, not the whole journal).
+    public func changes(of itemID: String) throws -> [PendingChange] {
+        try pool.read { db in try PendingChange.filter(Column("itemID") == itemID).order(Column("id")).fetchAll(db) }
+    }
+
     /// Whether a change names staged file `file`.
     public func names(stagedFile file: String) throws -> Bool {
         try pool.read { db in try PendingChange.filter(Column("stagedFile") == file).fetchCount(db) > 0 }

@@ -239,8 +239,9 @@ public final class WritebackEngine: @unchecked Sendable {
     /// its own, which a late one would overwrite. Returns the changes withdrawn.
     public func withdrawEdits(of itemID: String, timesOnly: Bool = false) throws -> [Int64] {
         let withdrawn = try lock.withLock { () -> [Int64] in
-            let edits = try journal.outstanding().filter { change in
-                guard let id = change.id, change.itemID == itemID, !running.contains(id) else { return false }
+            // Every close that records a new version comes here: one indexed read, not the whole journal.
+            let edits = try journal.changes(of: itemID).filter { change in
+                guard let id = change.id, !running.contains(id) else { return false }
                 return timesOnly ? change.isTimeOnly : change.kind == .move || change.kind == .setColumns
             }
             for id in edits.compactMap(\.id) {
