@@ -134,7 +134,7 @@ let package = Package(
         // Starts sandboxes for tests and reads their stats; a tenant in memory for tests of crmfs's own logic.
         .target(
             name: "TestSupport",
-            dependencies: ["Sandbox", "Config", "CRM", "Graph", "HTTP", "Namespace", "QuickXor", "Services"],
+            dependencies: ["CLinux", "Sandbox", "Config", "CRM", "Graph", "HTTP", "Namespace", "QuickXor", "Services"],
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "QuickXor", "TestSupport"]),
@@ -146,7 +146,7 @@ let package = Package(
         .testTarget(name: "CacheTests", dependencies: ["Cache"]),
         .testTarget(name: "FreshnessTests", dependencies: ["CRM", "Config", "Freshness", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "TreeTests", dependencies: ["Config", "Graph", "HTTP", "Namespace", "TestSupport"]),
-        .testTarget(name: "StatusTests", dependencies: ["HTTP", "Status", .product(name: "Prometheus", package: "swift-prometheus")]),
+        .testTarget(name: "StatusTests", dependencies: ["HTTP", "Status", "TestSupport", .product(name: "Prometheus", package: "swift-prometheus")]),
         .testTarget(name: "ParserTests", dependencies: ["CRM", "Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox", "Writes"]),
         .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Config", "Fleet", "Freshness", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
     ]

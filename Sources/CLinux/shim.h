@@ -1,6 +1,9 @@
 // Linux calls that Swift's Glibc module does not export (or exports only in a variadic form Swift
-// cannot call): the xattr calls (`crmfs sync`, tests), prctl, rlimits, sync_file_range, memfd_create.
+// cannot call): the xattr calls (`crmfs sync`, tests), prctl, rlimits, sync_file_range, memfd_create,
+// pipe2, posix_spawn's closefrom.
 #include <sys/xattr.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <sys/prctl.h>
@@ -37,3 +40,18 @@ static inline int crmfs_start_writeback(int fd) { return sync_file_range(fd, 0, 
 // An anonymous file in memory, closed on exec (memfd_create with MFD_CLOEXEC, through syscall: glibc
 // declares it only under _GNU_SOURCE): a block read while the cache's disk has no room for it.
 static inline int crmfs_memory_file(const char *name) { return (int)syscall(SYS_memfd_create, name, 1u); }
+
+// A child started with posix_spawn keeps only the descriptors its file actions name: every one from
+// `lowest` up is closed (glibc 2.34's posix_spawn_file_actions_addclosefrom_np, declared only under
+// _GNU_SOURCE). Descriptors opened without O_CLOEXEC (libcurl's and NIO's sockets, a caller's lock
+// file) would otherwise stay open in the child for its whole life: a connection the parent closes is
+// never closed for its peer, a lock is never released.
+extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int lowest);
+static inline int crmfs_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowest);
+}
+
+// A pipe whose ends are closed on exec from the start (pipe2 with O_CLOEXEC; glibc declares pipe2 only
+// under _GNU_SOURCE): a child another thread spawns meanwhile must not hold the write end open.
+extern int pipe2(int ends[2], int flags);
+static inline int crmfs_pipe_closed_on_exec(int ends[2]) { return pipe2(ends, O_CLOEXEC); }

@@ -34,6 +34,7 @@ public final class CurlTransport: @unchecked Sendable {
     private var incoming: [Transfer] = []
     private var cancelledIDs: Set<UInt64> = []
     private var stopping = false
+    private var cleanedUp = false
     private var nextID: UInt64 = 0
     // Owned by the worker thread:
     private var active: [Int: Transfer] = [:]
@@ -50,12 +51,21 @@ public final class CurlTransport: @unchecked Sendable {
         thread.start()
     }
 
-    /// Stops the worker once the transfers under way have finished.
+    /// Stops the worker once the transfers under way have finished, and closes its connections. Once
+    /// only: a later call does nothing, and a request after it fails at once.
     public func shutdown() {
-        lock.withLock { stopping = true }
+        let first = lock.withLock { () -> Bool in
+            defer { stopping = true }
+            return !stopping
+        }
+        guard first else { return }
         curl_multi_wakeup(multi)
         stopped.wait()
-        curl_multi_cleanup(multi)
+        // Under the lock: a cancellation arriving now must not wake a handle that is gone.
+        lock.withLock {
+            cleanedUp = true
+            curl_multi_cleanup(multi)
+        }
     }
 
     /// Sends one request and waits for the whole response. Cancelling the calling task aborts the transfer.
@@ -66,12 +76,22 @@ public final class CurlTransport: @unchecked Sendable {
             try await withCheckedThrowingContinuation { continuation in
                 if Task.isCancelled { continuation.resume(throwing: CancellationError()); return }
                 transfer.continuation = continuation
-                lock.withLock { incoming.append(transfer) }
+                let accepted = lock.withLock { () -> Bool in
+                    guard !stopping else { return false }
+                    incoming.append(transfer)
+                    return true
+                }
+                guard accepted else {
+                    transfer.finish(.failure(HTTPError.transport(code: -1, message: "the transport was shut down", request: request.logDescription)))
+                    return
+                }
                 curl_multi_wakeup(multi)
             }
         } onCancel: {
-            lock.withLock { _ = cancelledIDs.insert(id) }
-            curl_multi_wakeup(multi)
+            lock.withLock {
+                cancelledIDs.insert(id)
+                if !cleanedUp { curl_multi_wakeup(multi) }
+            }
         }
     }
 

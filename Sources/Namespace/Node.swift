@@ -108,6 +108,9 @@ final class Node: @unchecked Sendable {
     var children: [(name: String, ino: UInt64)]?
     var childIndex: [String: UInt64] = [:]
     var childrenLoadedAt: Date?
+    /// The children came from the tree a remount kept, not from the services since: until the first
+    /// catch-up, a name they lack may be one the last moments before a crash made (see `Tree.lookup`).
+    var childrenKept = false
     /// When an entry was last seen to come, go or change names here (through the mount, a listing or a
     /// feed). A directory's mtime and ctime are at least this, as POSIX has it; the kernel compares the
     /// mtime to decide whether a listing it keeps is still good.

@@ -201,6 +201,7 @@ extension Tree {
             applyItems(listing.items ?? [], to: node)
         }
         changedListings.remove(node.ino)  // as kept: nothing new to keep
+        node.childrenKept = true
         keptPlaced += placeRestored(in: node)
     }
 

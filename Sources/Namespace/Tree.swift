@@ -110,7 +110,22 @@ public final class Tree: @unchecked Sendable {
     /// Finds `name` in a directory and counts one more kernel reference to it.
     public func lookup(parent: UInt64, name: String) async throws -> NodeSnapshot {
         try await ensureChildren(of: parent)
-        return try lock.withLock { try lookupLocked(parent: parent, name: name) }
+        do {
+            return try lock.withLock { try lookupLocked(parent: parent, name: name) }
+        } catch NamespaceError.notFound where lock.withLock({ missIsUnconfirmed(parent) }) {
+            // A remount's kept listing lacks what was made after it was kept (the last moments before a
+            // crash, the mount's own uploads among them): a name it does not hold is not answered ENOENT
+            // before the first catch-up has said so (bounded, as opens are).
+            _ = await keptContent.wait()
+            try await ensureChildren(of: parent)
+            return try lock.withLock { try lookupLocked(parent: parent, name: name) }
+        }
+    }
+
+    /// Whether a name `parent` does not list may still be there: its listing is a remount's kept one and the
+    /// first catch-up has not ended. Lock held (the gate's lock is a leaf).
+    private func missIsUnconfirmed(_ parent: UInt64) -> Bool {
+        nodes[parent]?.childrenKept == true && keptContent.current == .waiting
     }
 
     /// `lookup` when the directory's listing is fresh, answered at once; nil when it would take the services.
@@ -119,7 +134,9 @@ public final class Tree: @unchecked Sendable {
             guard let directory = nodes[parent], directory.type == .directory else { return nil }
             applyKeptListingLocked(directory)
             guard childrenFresh(directory) else { return nil }
-            return Result { try lookupLocked(parent: parent, name: name) }
+            let found = Result { try lookupLocked(parent: parent, name: name) }
+            if case .failure = found, missIsUnconfirmed(parent) { return nil }  // `lookup` waits for the catch-up
+            return found
         }
     }
 
@@ -289,6 +306,7 @@ public final class Tree: @unchecked Sendable {
                 }
                 reportRestored(placed)
             }
+            lock.withLock { nodes[ino]?.childrenKept = false }  // listed by the services now
         } catch let error as NamespaceError {
             throw error
         } catch let error as SignInRequired {

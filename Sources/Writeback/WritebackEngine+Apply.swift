@@ -36,7 +36,10 @@ extension WritebackEngine {
             // A rename or a time recorded while this upload was under way (it knew no version to be based on)
             // is based on the version it made.
             try journal.updateWaiting(where: { $0.id != id && $0.kind == .move && $0.itemID == item.id && $0.baseETag == nil }) { $0.baseETag = item.eTag }
-            try journal.updateWaiting(where: { later in later.id != id && Self.follows(later, change, madeItem: item) }) { later in
+            // Named by its place only when this upload made the document: a version of a known item leaves later
+            // changes that name its place to whatever is there by then (a new document under a name it was moved from).
+            let made = original.itemID == nil || (original.state == .linking && original.baseETag == nil)
+            try journal.updateWaiting(where: { later in later.id != id && Self.follows(later, change, madeItem: item, made: made) }) { later in
                 Self.learn(item, into: &later)
             }
             result = item
@@ -99,12 +102,14 @@ extension WritebackEngine {
         finished(.done(change, result))
     }
 
-    /// Whether `later` writes the document that `change`'s upload made as `item`: its next version, or a
-    /// time set while the upload was under way, both recorded before the item was known.
-    static func follows(_ later: PendingChange, _ change: PendingChange, madeItem item: DriveItem) -> Bool {
+    /// Whether `later` writes the document that `change`'s upload stored as `item`: its next version, or a
+    /// time set while the upload was under way. Only when the upload `made` the document may `later` name it
+    /// by its place (recorded before the item was known); a version of a document the mount knew by its item
+    /// had every later change of it name the item, and one naming the place is another document's.
+    static func follows(_ later: PendingChange, _ change: PendingChange, madeItem item: DriveItem, made: Bool) -> Bool {
         later.kind == .upload
-            && (later.itemID == item.id || (later.itemID == nil && samePlace(later, change) && later.name == change.name))
-            || later.kind == .move && later.itemID == nil && later.parentItemID == nil && later.name == change.name
+            && (later.itemID == item.id || (made && later.itemID == nil && samePlace(later, change) && later.name == change.name))
+            || made && later.kind == .move && later.itemID == nil && later.parentItemID == nil && later.name == change.name
                 && later.recordID == change.recordID
     }
 

@@ -514,7 +514,7 @@ public final class WritebackEngine: @unchecked Sendable {
     public func record(_ change: PendingChange, held: Bool = false) throws -> PendingChange {
         let saved = try lock.withLock {
             var change = change
-            if change.itemID == nil, let (_, item) = madeItems.values.first(where: { Self.follows(change, $0.0, madeItem: $0.1) }) {
+            if change.itemID == nil, let (_, item) = madeItems.values.first(where: { Self.follows(change, $0.0, madeItem: $0.1, made: true) }) {
                 Self.learn(item, into: &change)
             }
             if let itemID = change.itemID, let base = change.baseETag { change.baseETag = latestOwnVersion(of: itemID, from: base) }

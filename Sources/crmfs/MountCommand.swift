@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinux
 import Config
 import FileSystem
 import Foundation
@@ -91,18 +92,25 @@ struct MountCommand: AsyncParsableCommand {
 /// Starts this program again in the background (new session, log file for output) and waits for it
 /// to report that the mount is usable. Re-executing, rather than forking, keeps threads out of it.
 enum Detacher {
+    /// The descriptor the daemon reports readiness on.
+    static let readyDescriptor: Int32 = 3
+
     static func spawnAndWait(arguments: [String], logFile: String) throws -> Int32 {
         var pipeEnds: [Int32] = [0, 0]
-        guard pipe(&pipeEnds) == 0 else { throw MountError(message: "pipe failed: \(String(cString: strerror(errno)))") }
+        guard crmfs_pipe_closed_on_exec(&pipeEnds) == 0 else { throw MountError(message: "pipe failed: \(String(cString: strerror(errno)))") }
         let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
-        _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)  // the daemon must not hold the read end
 
+        // The daemon holds its log as 1 and 2, the ready pipe's write end as 3, and nothing else: a
+        // descriptor the caller left open (a script's lock file, a socket) must not stay open for as long
+        // as the mount lives.
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        posix_spawn_file_actions_adddup2(&actions, writeEnd, Self.readyDescriptor)
+        crmfs_spawn_close_from(&actions, Self.readyDescriptor + 1)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -115,7 +123,7 @@ enum Detacher {
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var environment = ProcessInfo.processInfo.environment
-        environment[MountCommand.readyVariable] = String(writeEnd)
+        environment[MountCommand.readyVariable] = String(Self.readyDescriptor)
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { envp.forEach { free($0) } }
 

@@ -333,6 +333,32 @@ struct KeptTreeTests {
         #expect(await fourth.waitForKeptContent() == false)
     }
 
+    @Test("a name a remount's kept listing lacks (made after it was kept) is not answered ENOENT before the first catch-up has said so")
+    func keptListingMissWaitsForTheCatchUp() async throws {
+        let tenant = MemoryTenant()
+        let acmeFolder = try #require(tenant.account("001A", "Acme Corp", documents: ["a.txt": "alpha"]))
+        let first = try await tenant.open()
+        _ = try await first.list(try await MemoryTenant.record(first, "Acme Corp"))
+        let kept = try Dictionary(uniqueKeysWithValues: first.takeChangedListings().map { ($0.storageKey, $0.encoded()) })
+        // Made after the listing was kept: the last moments before a crash (the mount's own upload, say).
+        tenant.drive.addDocument("b.txt", in: acmeFolder, content: Data("bravo".utf8))
+
+        let second = try await tenant.open()
+        second.holdKeptContent()
+        second.offerKeptListings(kept)
+        let accounts = try #require(second.lookupIfKnown(parent: Tree.rootIno, name: "Accounts")).get().ino
+        let acme = try #require(second.lookupIfKnown(parent: accounts, name: "Acme Corp")).get().ino
+        #expect(try #require(second.lookupIfKnown(parent: acme, name: "a.txt")).get().name == "a.txt", "what the kept listing holds answers at once")
+        #expect(second.lookupIfKnown(parent: acme, name: "b.txt") == nil, "a miss is not answered on the spot")
+        let found = Task { try await second.lookup(parent: acme, name: "b.txt").name }
+        let feeds = ChangeFeeds(tree: second, graph: tenant.drive, records: tenant.records, settings: FreshnessSettings(drivePoll: 3600, crmPoll: 3600)) { _ in }
+        try await feeds.pollDrive()
+        // Before: ENOENT at once, from the kept listing, though the service held the document.
+        #expect(try await found.value == "b.txt")
+        // Once caught up, a miss is a miss.
+        await #expect(throws: NamespaceError.notFound) { try await second.lookup(parent: acme, name: "c.txt") }
+    }
+
     @Test("a config that shows the tree differently starts afresh")
     func configChangeStartsAfresh() async throws {
         let tenant = MemoryTenant()

@@ -69,6 +69,24 @@ struct TransportTests {
         }
     }
 
+    @Test("a transport shut down answers a new request with an error at once, and a second shutdown does nothing")
+    func afterShutdown() async throws {
+        try await withSandbox { sandbox in
+            let transport = CurlTransport()
+            let answered = try await transport.perform(HTTPRequest(url: "\(sandbox.baseURL)/services/data/"))
+            #expect(answered.status == 200)
+            transport.shutdown()
+            transport.shutdown()  // before: the multi handle freed twice
+            // Before: the request was queued for a worker that had ended, and its caller waited for ever.
+            let refusal = Locked<String?>(nil)
+            let url = "\(sandbox.baseURL)/services/data/"
+            #expect(try await finishes(within: .seconds(30)) {
+                do { _ = try await transport.perform(HTTPRequest(url: url)) } catch { refusal.set("\(error)") }
+            })
+            #expect(refusal.value?.contains("shut down") == true, "\(refusal.value ?? "no error")")
+        }
+    }
+
     @Test("a response over the memory limit fails clearly instead of growing")
     func memoryLimit() async throws {
         try await withSandbox { sandbox in

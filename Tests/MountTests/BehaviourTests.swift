@@ -231,6 +231,24 @@ struct MountBehaviourTests {
         }
     }
 
+    @Test("a descriptor the caller of crmfs mount leaves open (a script's lock) stays with the caller: the lock is free once the script ends")
+    func callerDescriptorsStayWithTheCaller() async throws {
+        try await withSandbox(separateProcess: true) { sandbox in
+            let mountpoint = try Tools.emptyDirectory("lock")
+            defer { try? FileManager.default.removeItem(atPath: mountpoint) }
+            let lock = "\(sandbox.directory.path)/mount.lock"
+            // As a script that serialises its mounts does: a lock on descriptor 9 held across `crmfs mount`.
+            let script = try await Tools.run("/bin/sh", ["-c", """
+                exec 9>'\(lock)' && flock -n 9 && '\(Tools.crmfs)' mount '\(sandbox.configPath)' '\(mountpoint)'
+                """])
+            #expect(script.status == 0, "\(script.errors)")
+            #expect(MountFixture.isMounted(mountpoint))
+            let free = try await Tools.run("/usr/bin/flock", ["-n", lock, "true"])
+            #expect(free.status == 0, "the mount's daemon holds the lock the script took")
+            #expect(try await Tools.run("/bin/umount", [mountpoint]).status == 0)
+        }
+    }
+
     @Test("SIGTERM to a foreground mount unmounts and exits cleanly")
     func sigterm() async throws {
         try await withSandbox(separateProcess: true) { sandbox in

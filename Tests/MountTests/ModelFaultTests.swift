@@ -63,6 +63,17 @@ struct ModelFaultTests {
             .write(path: "a.txt", offset: 1175, length: 24622, pattern: 247), .close(path: "c.txt"), .close(path: "a.txt"),
             .rename(from: "c.txt", to: "a.txt"), .truncate(path: "a.txt", size: 33672),
         ],
+        // soak seed 1004: a new version moved into a folder, back, and over a new document, then a new document under
+        // the name it left: the new one took the moved document's item and went as its next version (c.txt held its
+        // bytes, b.bin was gone; with other timing a 412 and a keep-both copy). (EngineSchedulingTests/newDocumentWhereOneWasMovedFrom)
+        "movedBackAndOverAfterKill": [
+            .write(path: "b.bin", offset: 140, length: 191_432, pattern: 189), .close(path: "b.bin"),
+            .write(path: "a.txt", offset: 34887, length: 109_780, pattern: 104), .close(path: "a.txt"), .kill,
+            .write(path: "c.txt", offset: 65251, length: 189_317, pattern: 14), .close(path: "c.txt"),
+            .write(path: "b.bin", offset: 195_045, length: 161_092, pattern: 9), .mkdir(path: "F"), .close(path: "b.bin"),
+            .rename(from: "b.bin", to: "F/e.bin"), .rename(from: "F/e.bin", to: "b.bin"), .rename(from: "b.bin", to: "c.txt"),
+            .write(path: "b.bin", offset: 46653, length: 64286, pattern: 168),
+        ],
     ]
 
     /// Lists that take minutes each (outages retried to the end, daemons killed under load): run by
@@ -348,7 +359,11 @@ struct ModelFaultTests {
             if let log = try? String(contentsOfFile: "\(mount.stateDirectory)/crmfs.log", encoding: .utf8), log.contains("Fatal error") {
                 problems.append("the daemon's log has a fatal error")
             }
-            return problems.isEmpty ? nil : problems.joined(separator: "\n") + "\n--- crmfs.log ---\n" + mount.logTail()
+            guard !problems.isEmpty else { return nil }
+            // The service's side of it: what the mount asked, in order (feed polls left out).
+            let requests = ((try? await sandbox.requests()) ?? []).filter { !$0.contains("delta") }.suffix(200)
+            return problems.joined(separator: "\n") + "\n--- crmfs.log ---\n" + mount.logTail()
+                + "\n--- requests the service had ---\n" + requests.joined(separator: "\n")
         }
 
         mutating func finish() async {

@@ -13,7 +13,9 @@ public final class MountFixture: Sendable {
                              environment: [String: String] = [:]) async throws -> MountFixture {
         let path = mountpoint ?? FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-mnt-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        let arguments = ["mount", config ?? sandbox.configPath, path] + options.flatMap { ["-o", $0] }
+        // CRMFS_TEST_MOUNT_VERBOSE=1: every mount logs at debug level (each request, each journal step).
+        let verbose = ProcessInfo.processInfo.environment["CRMFS_TEST_MOUNT_VERBOSE"] == "1" ? ["-v"] : []
+        let arguments = ["mount", config ?? sandbox.configPath, path] + options.flatMap { ["-o", $0] } + verbose
         let result = environment.isEmpty
             ? try await Tools.run(Tools.crmfs, arguments)
             : try await Tools.run("/usr/bin/env", environment.map { "\($0.key)=\($0.value)" } + [Tools.crmfs] + arguments)

@@ -113,6 +113,11 @@ public final class SandboxFixture: Sendable {
     }
 
     public func stop() async {
+        // Its own connections first: a pooled keep-alive connection keeps the sandbox's handler, its
+        // database and two descriptors alive for as long as the test process runs.
+        // (On a thread of its own: it waits for any request still on its way.)
+        let transport = self.transport
+        _ = try? await Tools.blocking { transport.shutdown() }
         await server?.stop()
         if let process {
             process.signal(SIGTERM)

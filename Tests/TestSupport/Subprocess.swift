@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 
 /// A child process started with posix_spawn and reaped with waitpid: no run loops, no SIGCHLD sources.
@@ -21,13 +22,16 @@ public final class Subprocess: @unchecked Sendable {
             case .null: posix_spawn_file_actions_addopen(&actions, descriptor, "/dev/null", O_WRONLY, 0)
             case .file(let path): posix_spawn_file_actions_addopen(&actions, descriptor, path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             case .pipe:
-                if pipeEnds[0] < 0 { _ = pipe(&pipeEnds); fcntl(pipeEnds[0], F_SETFD, FD_CLOEXEC) }
+                if pipeEnds[0] < 0 { _ = crmfs_pipe_closed_on_exec(&pipeEnds) }
                 posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], descriptor)
             }
         }
         route(stdout, to: 1)
         route(stderr, to: 2)
-        if pipeEnds[1] >= 0 { posix_spawn_file_actions_addclose(&actions, pipeEnds[1]) }
+        // Only 0, 1 and 2 go to the child: the test process holds hundreds of sockets and files opened
+        // without O_CLOEXEC (libcurl's, NIO's), and a child holding a copy keeps each connection open
+        // after the test closed it (a server's close never reached its peer).
+        crmfs_spawn_close_from(&actions, 3)
         let path = executable.hasPrefix("/") ? executable : Self.which(executable)
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }

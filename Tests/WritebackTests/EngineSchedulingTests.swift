@@ -284,6 +284,26 @@ struct EngineSchedulingTests {
         #expect(try bench.journal.count == 0)
     }
 
+    @Test("a new document under the name a known document was moved from is a document of its own, not that one's next version")
+    func newDocumentWhereOneWasMovedFrom() async throws {
+        let bench = try Bench()
+        defer { Task { await bench.tearDown() } }
+        let existing = bench.drive.addDocument("b.bin", in: bench.folder, content: Data("first version".utf8))
+        let version = Data("second version".utf8)
+        try bench.engine.record(PendingChange(kind: .upload, driveID: "b!memory", name: "b.bin", itemID: existing, parentItemID: bench.folder,
+                                              stagedFile: try bench.staging.stage(version), size: Int64(version.count)))
+        try bench.engine.record(PendingChange(kind: .move, driveID: "b!memory", name: "c.txt", itemID: existing, parentItemID: bench.folder))
+        try bench.upload("a new document", as: "b.bin")
+        bench.engine.start()
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        // Before: once the version went, the new document (named by its place) took the known item as its
+        // own, and went as that document's next version after the move: c.txt held its bytes, b.bin was gone.
+        #expect(bench.drive.names(in: bench.folder).sorted() == ["b.bin", "c.txt"])
+        #expect(bench.drive.content(at: "Acme/c.txt") == version)
+        #expect(bench.drive.content(at: "Acme/b.bin") == Data("a new document".utf8))
+        #expect(try bench.journal.count == 0)
+    }
+
     @Test("an upload a stop left in conflict (between the service's 412 and its settling) is settled at the next start")
     func conflictLeftByAStop() async throws {
         let bench = try Bench()
