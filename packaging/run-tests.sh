@@ -68,9 +68,18 @@ trap 'packaging/test-postgres.sh stop "$postgres_dir"; rm -rf "$postgres_dir"
       if [[ -s "$findings" ]]; then echo "=== what the hung phase was waiting for (printed above as well) ===" >&2; cat "$findings" >&2; fi' EXIT
 export CRMFS_TEST_POSTGRES="$postgres_dir:$postgres_port"
 
+# Each phase says when it starts, so a slow CI run shows where its time went.
+phase() { echo "=== $1 (at $((SECONDS / 60))m$((SECONDS % 60))s)"; }
+
 df -h / /tmp
+phase "debug build"
 swift build --build-tests
+phase "the whole suite"
+# With the model-based fault test's first seeds (seeded calls and faults through a real mount, checked
+# against a reference model; bench/soak.sh runs seed after seed).
+export CRMFS_MODEL_SEEDS=1-3
 limited 2100 swift test --skip-build
+unset CRMFS_MODEL_SEEDS
 
 # ThreadSanitizer: a build of its own; the daemon the tests start is the instrumented one. Every report
 # is kept under .build-tsan/reports, and any warning (a data race, a lock-order inversion, ...) fails
@@ -80,7 +89,9 @@ reports="$PWD/.build-tsan/reports"
 rm -rf "$reports" && mkdir -p "$reports"
 export TSAN_OPTIONS="log_path=$reports/tsan second_deadlock_stack=1"
 export CRMFS_BINARY="$PWD/.build-tsan/debug/crmfs"
+phase "ThreadSanitizer build"
 swift build --sanitize=thread --scratch-path .build-tsan --build-tests
+phase "the write path under ThreadSanitizer"
 limited 900 swift test --sanitize=thread --scratch-path .build-tsan --skip-build \
     --filter 'WriteTests|WritesTests|WriteRecoveryTests/(failedFsyncBlocksNothing|fullDisk|conflicts)|EngineTests|EngineSchedulingTests|UploaderTests|TreeTests|ChangeFeedTests|KeptTreeTests|StatusReportTests|PermissionTests/refusedBySharePoint'
 if grep -l "WARNING: ThreadSanitizer" "$reports"/tsan* 2>/dev/null; then
@@ -92,4 +103,6 @@ echo "ThreadSanitizer: no reports"
 
 # The Debian package: built, installed with dpkg -i, used through fstab and by an ordinary user, removed.
 unset CRMFS_BINARY TSAN_OPTIONS
+phase "the Debian package"
 limited 1800 packaging/test-package.sh
+phase "done"

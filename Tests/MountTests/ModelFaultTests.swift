@@ -19,9 +19,8 @@ import TestSupport
 /// runs seed after seed for as long as asked.
 @Suite("model-based faults", .serialized)
 struct ModelFaultTests {
-    /// The seeds `CRMFS_MODEL_SEEDS` names (`A-B`, or one); unset, the seeded runs do not run. Not in CI
-    /// yet: beside the whole suite (a loaded machine) seed 1 still finds an `rmdir` answered ENOTEMPTY for
-    /// a folder the model holds empty (issue 23, open); bench/soak.sh runs as many as time allows.
+    /// The seeds `CRMFS_MODEL_SEEDS` names (`A-B`, or one); unset, the seeded runs do not run. CI runs
+    /// 1-3 beside the whole suite (packaging/run-tests.sh); bench/soak.sh runs as many as time allows.
     static var seeds: [UInt64] {
         guard let text = ProcessInfo.processInfo.environment["CRMFS_MODEL_SEEDS"], !text.isEmpty else { return [] }
         let bounds = text.split(separator: "-").compactMap { UInt64($0) }
