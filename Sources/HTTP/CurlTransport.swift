@@ -76,16 +76,17 @@ public final class CurlTransport: @unchecked Sendable {
             try await withCheckedThrowingContinuation { continuation in
                 if Task.isCancelled { continuation.resume(throwing: CancellationError()); return }
                 transfer.continuation = continuation
+                // Woken under the lock: once the worker has ended, `shutdown` frees the handle.
                 let accepted = lock.withLock { () -> Bool in
                     guard !stopping else { return false }
                     incoming.append(transfer)
+                    curl_multi_wakeup(multi)
                     return true
                 }
                 guard accepted else {
                     transfer.finish(.failure(HTTPError.transport(code: -1, message: "the transport was shut down", request: request.logDescription)))
                     return
                 }
-                curl_multi_wakeup(multi)
             }
         } onCancel: {
             lock.withLock {

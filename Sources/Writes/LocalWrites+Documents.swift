@@ -58,7 +58,7 @@ extension LocalWrites {
         let pendingUpload = lock.withLock { documents[node.ino]?.upload }
         // Based on the version the user sees; when an upload of ours is still on its way, the engine
         // fills in the version it makes.
-        let session = WriteSession(ino: node.ino, copy: copy, dirty: truncate, itemID: node.itemID,
+        let session = WriteSession(ino: node.ino, copy: copy, dirty: truncate, itemID: node.itemID ?? itemOfUpload(pendingUpload),
                                    baseETag: pendingUpload == nil ? node.eTag : nil, source: source)
         if pendingUpload == nil { session.withState { $0.baseHash = node.content?.hash } }
         lock.withLock {
@@ -351,6 +351,12 @@ extension LocalWrites {
                 state.baseETag = node.eTag
                 state.baseHash = node.content?.hash
             }
+        } else if itemID == nil, let named = itemOfUpload(lock.withLock({ documents[session.ino]?.upload })) {
+            // The upload on its way names an item the node does not know yet (a document renamed over
+            // another, a new file under the name a renamed-away one left): these bytes are that item's next
+            // version, based on the version the upload makes (the engine fills it in).
+            itemID = named
+            session.withState { $0.itemID = named }
         }
         let size = copy.size
         if let id = changeID, try engine.amend(id, { change in
@@ -557,11 +563,18 @@ extension LocalWrites {
         if let upload, try engine.amend(upload, { $0.modified = date }) { return }
         guard node.itemID != nil || upload != nil else { return }
         // Named by item, with no parent: a move that moves nothing, carrying only the time.
-        var change = PendingChange(.move, name: node.name, itemID: node.itemID, of: try tree.place(ofDirectory: node.parent))
+        var change = PendingChange(.move, name: node.name, itemID: node.itemID ?? itemOfUpload(upload), of: try tree.place(ofDirectory: node.parent))
         change.modified = date
         change.baseETag = upload == nil ? node.eTag : nil  // with an upload under way, it learns the version that makes
         let saved = try engine.record(change)
         track(saved.id!, ChangeOwner(ino: node.ino, parent: node.parent), upload: false)
+    }
+
+    /// The item the journaled upload `id` writes, when it names one: a node whose upload is on its way is
+    /// that item's document before the tree learns it (changes of it are matched by item, not by place).
+    func itemOfUpload(_ id: Int64?) -> String? {
+        guard let id else { return nil }
+        return (try? engine.change(id: id))?.itemID
     }
 
     /// A remote document renamed to a temporary name, taken back by a new file of its old name.

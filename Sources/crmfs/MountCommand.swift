@@ -106,10 +106,12 @@ enum Detacher {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
+        // The pipe first: a caller started with 0-2 closed gets a pipe end among them, which the log's
+        // own actions would replace.
+        posix_spawn_file_actions_adddup2(&actions, writeEnd, Self.readyDescriptor)
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, Self.readyDescriptor)
         crmfs_spawn_close_from(&actions, Self.readyDescriptor + 1)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -174,6 +174,39 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a new file renamed over a document, written again while its upload is on its way: the second version is that document's next one, no conflict copy")
+    func writtenAgainAfterRenameOver() async throws {
+        let gate = Locked<CheckedContinuation<Void, Never>?>(nil)
+        let held = Locked(true)
+        let bench = try await Bench(beforeWrite: { call in
+            if call.kind == .upload, held.value { await withCheckedContinuation { gate.set($0) } }
+        })
+        // As an editor saves: a new file written, renamed over the document, closed.
+        let (_, first) = try await bench.writes.create(parent: bench.record, name: "new.txt", flags: O_CREAT | O_WRONLY)
+        try bench.write(first, Data("first version".utf8), at: 0)
+        try bench.writes.commit(first)
+        try await bench.writes.rename(parent: bench.record, name: "new.txt", to: bench.record, newName: "existing.txt", noReplace: false)
+        try bench.writes.close(first)
+        let writes = bench.writes
+        let sending = Task { try? await writes.drain() }  // `crmfs sync`: goes without the quiet moment
+        while gate.value == nil { try await Task.sleep(for: .milliseconds(5)) }
+        // Its upload (which names the replaced document's item) is on its way; the file is written again.
+        let (_, second) = try await bench.writes.create(parent: bench.record, name: "existing.txt", flags: O_CREAT | O_WRONLY | O_TRUNC)
+        try bench.write(second, Data("second version".utf8), at: 0)
+        try bench.writes.commit(second)
+        try bench.writes.close(second)
+        held.set(false)
+        gate.value?.resume()
+        _ = await sending.value
+        try await bench.sync()
+        // Before: the second version named the document by its place only, never learned the item the first
+        // wrote, went as a new document, met the name taken and was kept as a conflict copy beside it.
+        #expect(bench.tenant.drive.names(in: bench.folder) == ["existing.txt"])
+        #expect(bench.content("existing.txt") == "second version")
+        #expect(try bench.engine.outstanding().isEmpty)
+        await bench.tearDown()
+    }
+
     @Test("a document removed while its upload is being sent, which then gives up: its change goes with it, and no change is left naming a removed file")
     func unlinkWhileUploadGivesUp() async throws {
         let attempts = Locked(0)
