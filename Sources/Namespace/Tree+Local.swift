@@ -244,6 +244,9 @@ extension Tree {
                 inodes[node.key] = nil
                 node.key = .item(item.id)
                 inodes[node.key] = ino
+                // A folder a stop's journal made after a restart may hold what that mount sent into it
+                // before it stopped (its uploads named the folder by path): the next lookup lists it.
+                if node.type == .directory, node.childrenKept { node.childrenLoadedAt = nil }
             }
             let keepMine = node.stagedFile != nil && node.stagedFile != sentFile
             node.item = item
@@ -375,7 +378,10 @@ extension Tree {
                 node.objectIndex = directory.objectIndex
                 node.recordID = directory.recordID
                 node.created = change.modified ?? Date()
-                if change.isFolder { setChildren(node, []) }
+                if change.isFolder {
+                    setChildren(node, [])
+                    node.childrenKept = true  // what the stop's journal put in it may be there already (see `adopt`)
+                }
                 insert(node, into: directory)
             }
             node.stagedFile = change.stagedFile ?? node.stagedFile

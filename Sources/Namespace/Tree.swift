@@ -306,7 +306,7 @@ public final class Tree: @unchecked Sendable {
                 }
                 reportRestored(placed)
             }
-            lock.withLock { nodes[ino]?.childrenKept = false }  // listed by the services now
+            if case .local = key {} else { lock.withLock { nodes[ino]?.childrenKept = false } }  // listed by the services now
         } catch let error as NamespaceError {
             throw error
         } catch let error as SignInRequired {

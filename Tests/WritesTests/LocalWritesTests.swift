@@ -207,6 +207,37 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a folder a stop's journal makes after a restart shows what that mount had already sent into it")
+    func restoredFolderShowsWhatIsInIt() async throws {
+        let tenant = MemoryTenant()
+        let acme = try #require(tenant.account("001A", "Acme", documents: ["a.txt": "alpha"]))
+        // The stopped mount's uploads into F (named by path) made the folder and sent d.txt; its own
+        // folder change, which had given up, is still in the journal.
+        let made = tenant.drive.addFolder("F", in: acme)
+        tenant.drive.addDocument("d.txt", in: made, content: Data("delta".utf8))
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("crmfs-writes-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let staging = try StagingArea(directory: root.appendingPathComponent("staging"))
+        let journal = try Journal(path: root.appendingPathComponent("journal.sqlite").path)
+        try journal.add(PendingChange(kind: .createFolder, driveID: InMemoryDrive.driveID, name: "F", parentItemID: acme))
+        let engine = WritebackEngine(journal: journal, staging: staging,
+                                     uploader: Uploader(graph: tenant.drive, staging: staging, journal: journal, fragmentSize: 320 << 10, simpleUploadMax: 1 << 20),
+                                     linker: Linker(graph: tenant.drive, salesforce: tenant.records), graph: tenant.drive,
+                                     salesforce: tenant.records, objects: [:], retryDelay: .milliseconds(10))
+        let tree = try await tenant.open()
+        let cache = try BlockCache(directory: root.appendingPathComponent("blocks"), capacity: 64 << 20, blockSize: 64 << 10)
+        let writes = LocalWrites(tree: tree, reader: BlockReader(cache: cache, graph: tenant.drive),
+                                 support: WriteSupport(staging: staging, engine: engine, localOnly: LocalOnlyNames()), logger: Logger(label: "crmfs.test"))
+        // The record is listed (the journal's folder shows in it, made locally), then the change goes.
+        let record = try await MemoryTenant.record(tree, "Acme")
+        let folder = try await tree.lookup(parent: record, name: "F")
+        engine.start()
+        #expect(try await finishes(within: .seconds(60)) { try await writes.drain() })
+        // Before: the folder kept the empty listing it was restored with; d.txt was ENOENT until it went stale.
+        #expect(try await tree.lookup(parent: folder.ino, name: "d.txt").name == "d.txt")
+        await engine.stop()
+    }
+
     @Test("a document removed while its upload is being sent, which then gives up: its change goes with it, and no change is left naming a removed file")
     func unlinkWhileUploadGivesUp() async throws {
         let attempts = Locked(0)
