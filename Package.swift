@@ -146,7 +146,7 @@ let package = Package(
         .testTarget(name: "CacheTests", dependencies: ["Cache"]),
         .testTarget(name: "FreshnessTests", dependencies: ["CRM", "Config", "Freshness", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "TreeTests", dependencies: ["Config", "Graph", "HTTP", "Namespace", "TestSupport"]),
-        .testTarget(name: "StatusTests", dependencies: ["HTTP", "Status", "TestSupport", .product(name: "Prometheus", package: "swift-prometheus")]),
+        .testTarget(name: "StatusTests", dependencies: ["HTTP", "Status", .product(name: "Prometheus", package: "swift-prometheus")]),
         .testTarget(name: "ParserTests", dependencies: ["CRM", "Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox", "Writes"]),
         .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Config", "Fleet", "Freshness", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
     ]

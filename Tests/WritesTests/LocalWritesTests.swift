@@ -31,8 +31,11 @@ struct LocalWritesTests {
         /// `beforeRecord` runs before every new change is journaled, `beforeSeal` before every seal of a
         /// staged file (the journal's and the staging area's test hooks), `beforeWrite` before every write
         /// the service gets (the in-memory drive's: a test holds or fails it there).
+        /// `journaled` is what a stopped mount left in the journal (restored as this one starts); with
+        /// `started` false the engine waits for the test's `engine.start()`.
         init(beforeRecord: (@Sendable () throws -> Void)? = nil, beforeSeal: (@Sendable () -> Void)? = nil,
-             beforeWrite: @escaping @Sendable (InMemoryDrive.Call) async throws -> Void = { _ in }) async throws {
+             beforeWrite: @escaping @Sendable (InMemoryDrive.Call) async throws -> Void = { _ in },
+             journaled: (_ acmeFolder: String, MemoryTenant) -> [PendingChange] = { _, _ in [] }, started: Bool = true) async throws {
             tenant = MemoryTenant(beforeWrite: beforeWrite)
             folder = tenant.account("001A", "Acme", documents: ["existing.txt": "old text"])!
             // An account renamed in the CRM since its folder was made: the folder keeps the old name.
@@ -41,11 +44,12 @@ struct LocalWritesTests {
             tree = try await tenant.open()
             let staging = try StagingArea(directory: root.appendingPathComponent("staging"), beforeSeal: beforeSeal)
             let journal = try Journal(path: root.appendingPathComponent("journal.sqlite").path, beforeAdd: beforeRecord)
+            for change in journaled(folder, tenant) { try journal.add(change) }
             let uploader = Uploader(graph: tenant.drive, staging: staging, journal: journal, fragmentSize: 320 << 10, simpleUploadMax: 1 << 20)
             engine = WritebackEngine(journal: journal, staging: staging, uploader: uploader,
                                      linker: Linker(graph: tenant.drive, salesforce: tenant.records), graph: tenant.drive,
                                      salesforce: tenant.records, objects: [:], retryDelay: .milliseconds(10))
-            engine.start()
+            if started { engine.start() }
             let cache = try BlockCache(directory: root.appendingPathComponent("blocks"), capacity: 64 << 20, blockSize: 64 << 10)
             writes = LocalWrites(tree: tree, reader: BlockReader(cache: cache, graph: tenant.drive),
                                  support: WriteSupport(staging: staging, engine: engine, localOnly: LocalOnlyNames()),
@@ -209,33 +213,20 @@ struct LocalWritesTests {
 
     @Test("a folder a stop's journal makes after a restart shows what that mount had already sent into it")
     func restoredFolderShowsWhatIsInIt() async throws {
-        let tenant = MemoryTenant()
-        let acme = try #require(tenant.account("001A", "Acme", documents: ["a.txt": "alpha"]))
         // The stopped mount's uploads into F (named by path) made the folder and sent d.txt; its own
         // folder change, which had given up, is still in the journal.
-        let made = tenant.drive.addFolder("F", in: acme)
-        tenant.drive.addDocument("d.txt", in: made, content: Data("delta".utf8))
-        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("crmfs-writes-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: root) }
-        let staging = try StagingArea(directory: root.appendingPathComponent("staging"))
-        let journal = try Journal(path: root.appendingPathComponent("journal.sqlite").path)
-        try journal.add(PendingChange(kind: .createFolder, driveID: InMemoryDrive.driveID, name: "F", parentItemID: acme))
-        let engine = WritebackEngine(journal: journal, staging: staging,
-                                     uploader: Uploader(graph: tenant.drive, staging: staging, journal: journal, fragmentSize: 320 << 10, simpleUploadMax: 1 << 20),
-                                     linker: Linker(graph: tenant.drive, salesforce: tenant.records), graph: tenant.drive,
-                                     salesforce: tenant.records, objects: [:], retryDelay: .milliseconds(10))
-        let tree = try await tenant.open()
-        let cache = try BlockCache(directory: root.appendingPathComponent("blocks"), capacity: 64 << 20, blockSize: 64 << 10)
-        let writes = LocalWrites(tree: tree, reader: BlockReader(cache: cache, graph: tenant.drive),
-                                 support: WriteSupport(staging: staging, engine: engine, localOnly: LocalOnlyNames()), logger: Logger(label: "crmfs.test"))
+        let bench = try await Bench(journaled: { acme, tenant in
+            let made = tenant.drive.addFolder("F", in: acme)
+            tenant.drive.addDocument("d.txt", in: made, content: Data("delta".utf8))
+            return [PendingChange(kind: .createFolder, driveID: InMemoryDrive.driveID, name: "F", parentItemID: acme)]
+        }, started: false)
         // The record is listed (the journal's folder shows in it, made locally), then the change goes.
-        let record = try await MemoryTenant.record(tree, "Acme")
-        let folder = try await tree.lookup(parent: record, name: "F")
-        engine.start()
-        #expect(try await finishes(within: .seconds(60)) { try await writes.drain() })
+        let folder = try await bench.tree.lookup(parent: bench.record, name: "F")
+        bench.engine.start()
+        try await bench.sync()
         // Before: the folder kept the empty listing it was restored with; d.txt was ENOENT until it went stale.
-        #expect(try await tree.lookup(parent: folder.ino, name: "d.txt").name == "d.txt")
-        await engine.stop()
+        #expect(try await bench.tree.lookup(parent: folder.ino, name: "d.txt").name == "d.txt")
+        await bench.tearDown()
     }
 
     @Test("a document removed while its upload is being sent, which then gives up: its change goes with it, and no change is left naming a removed file")
