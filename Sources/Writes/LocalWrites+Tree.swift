@@ -29,6 +29,9 @@ extension LocalWrites {
         } else if node.type == .directory {
             throw NamespaceError.isDirectory
         }
+        // Taken before `settle` withdraws the upload that names it: a new file renamed over a document stands
+        // for that document until its bytes go, and removing it removes the document.
+        let stoodFor = remoteItem(of: node)
         node = try await settle(node, withdrawing: true)
         tree.detach(node.ino)
         if let session = lock.withLock({ documents[node.ino]?.session }) {
@@ -39,7 +42,7 @@ extension LocalWrites {
         if let shadow = lock.withLock({ shadows.first(where: { $0.value.ino == node.ino })?.value }) {
             lock.withLock { shadows[shadow.itemID] = nil }
             try removeRemote(itemID: shadow.itemID, node: node, parent: shadow.parent)
-        } else if let itemID = node.itemID, !node.localOnly {
+        } else if let itemID = remoteItem(of: node)?.id ?? stoodFor?.id {
             try removeRemote(itemID: itemID, node: node, parent: parent)
         } else if let file = node.stagedFile, lock.withLock({ documents[node.ino]?.session == nil }) {
             try engine.discardStaged(file)
@@ -54,6 +57,19 @@ extension LocalWrites {
         // Named by its place too: a new document given that name waits for the deletion (and gives up with it).
         let saved = try engine.record(PendingChange(.delete, name: name ?? node.name, itemID: itemID, in: place))
         track(saved.id!, ChangeOwner(ino: node.ino, parent: parent, hiddenItem: itemID), upload: false)
+    }
+
+    /// The service's document a node stands for, and the version its local state was based on: its own
+    /// item, or (until its upload ends and the tree learns it) the item its open copy or journaled upload
+    /// replaces: a new file renamed over a document, or given the name a renamed-away document left.
+    /// Nil for a name that stays local, and for bytes that will make a new document.
+    func remoteItem(of node: NodeSnapshot) -> (id: String, eTag: String?)? {
+        guard !node.localOnly else { return nil }
+        if let itemID = node.itemID { return (itemID, node.eTag) }
+        let (session, upload) = lock.withLock { (documents[node.ino]?.session, documents[node.ino]?.upload) }
+        if let named = session?.withState({ state in state.itemID.map { ($0, state.baseETag) } }) { return named }
+        guard let upload, let change = try? engine.change(id: upload), let itemID = change.itemID else { return nil }
+        return (itemID, change.baseETag)
     }
 
     /// Waits for a node's change that is being sent, so what follows knows the item it made; with
@@ -93,8 +109,9 @@ extension LocalWrites {
         }
         var replacedItem: (id: String, eTag: String?)?
         if let target {
+            let stoodFor = remoteItem(of: target)
             let settled = try await settle(target, withdrawing: true)
-            if let itemID = settled.itemID, !settled.localOnly { replacedItem = (itemID, settled.eTag) }
+            replacedItem = remoteItem(of: settled) ?? stoodFor
             if let file = settled.stagedFile, lock.withLock({ documents[settled.ino]?.session == nil }) { try? engine.discardStaged(file) }
         }
         let source = try await settle(found, withdrawing: false)
@@ -102,11 +119,11 @@ extension LocalWrites {
         try tree.move(source.ino, to: newParent, name: newName)
 
         let shadow = lock.withLock { shadows.first(where: { $0.value.ino == source.ino })?.value }
-        let sourceRemote = !source.localOnly && source.itemID != nil
-        switch (sourceRemote || shadow != nil, targetLocal) {
+        let sourceItem = shadow.map { (id: $0.itemID, eTag: $0.eTag) } ?? remoteItem(of: source)
+        switch (sourceItem != nil, targetLocal) {
         case (true, true) where shadow == nil:
             // A document renamed to a temporary name: the service keeps it where it was, for now.
-            lock.withLock { shadows[source.itemID!] = Shadow(ino: source.ino, itemID: source.itemID!, eTag: source.eTag, parent: parent, name: name) }
+            lock.withLock { shadows[sourceItem!.id] = Shadow(ino: source.ino, itemID: sourceItem!.id, eTag: sourceItem!.eTag, parent: parent, name: name) }
             tree.setLocal(source.ino, localOnly: true)
         case (true, true):
             break  // a temporary name to another temporary name
@@ -115,7 +132,7 @@ extension LocalWrites {
             for id in lock.withLock({ documents[source.ino]?.changes ?? [] }) where try engine.withdraw(id, keepingFile: true) { forget(id) }
             tree.setLocal(source.ino, localOnly: true)
         case (true, false):
-            let itemID = shadow?.itemID ?? source.itemID!
+            let itemID = sourceItem!.id
             if let shadow { lock.withLock { shadows[shadow.itemID] = nil } }
             if let replacedItem, replacedItem.id != itemID {
                 try removeRemote(itemID: replacedItem.id, node: source, parent: newParent, name: newName)
@@ -124,10 +141,11 @@ extension LocalWrites {
             // A temporary name given back: the document never left its place in SharePoint.
             if shadow?.parent != newParent || shadow?.name != newName {
                 var move = PendingChange(.move, name: newName, itemID: itemID, in: to)
-                move.baseETag = shadow?.eTag ?? source.eTag  // the version it was made on (see `WritebackEngine.rebase`)
+                move.baseETag = sourceItem!.eTag  // the version it was made on (see `WritebackEngine.rebase`)
                 let saved = try engine.record(move)
                 track(saved.id!, ChangeOwner(ino: source.ino, parent: newParent), upload: false)
             }
+            if let shadow { try await sendWrittenAside(source.ino, itemID: itemID, baseETag: shadow.eTag) }
         case (false, false):
             // Not on the service yet (a new document, or a temporary file given its final name): its bytes
             // go up under the new name, replacing the document that had it.
@@ -235,14 +253,29 @@ extension LocalWrites {
             track(saved.id!, ChangeOwner(ino: ino, parent: sent.parent), upload: false)
             return
         }
-        guard let file = tree.current(ino)?.stagedFile else { return }
+        try journalStagedBytes(of: node, itemID: itemID, baseETag: baseETag)
+    }
+
+    /// Bytes written while a document had a name that stays local (which journals nothing), given its
+    /// name back: they go now, as its next version. Those an upload journaled before carries already.
+    private func sendWrittenAside(_ ino: UInt64, itemID: String, baseETag: String?) async throws {
+        if lock.withLock({ documents[ino]?.session }) != nil { return try await restage(ino, itemID: itemID, baseETag: baseETag) }
+        guard let node = tree.current(ino), let file = node.stagedFile else { return }
+        let changes = lock.withLock { documents[ino]?.changes ?? [] }
+        if try changes.contains(where: { try engine.change(id: $0)?.stagedFile == file }) { return }
+        try journalStagedBytes(of: node, itemID: itemID, baseETag: baseETag)
+    }
+
+    /// Journals the node's staged file as an upload at its name and place (of `itemID` when given).
+    private func journalStagedBytes(of node: NodeSnapshot, itemID: String?, baseETag: String?) throws {
+        guard let file = tree.current(node.ino)?.stagedFile else { return }
         let size = ((try? FileManager.default.attributesOfItem(atPath: staging.path(of: file)))?[.size] as? NSNumber)?.int64Value ?? node.size
-        var change = PendingChange(.upload, name: node.name, itemID: itemID, in: place)
+        var change = PendingChange(.upload, name: node.name, itemID: itemID, in: try tree.place(ofDirectory: node.parent))
         change.stagedFile = file
         change.size = size
         change.modified = node.timeSet ? node.modified : nil
         change.baseETag = baseETag
         let saved = try engine.record(change)
-        track(saved.id!, ChangeOwner(ino: ino, parent: node.parent), upload: true)
+        track(saved.id!, ChangeOwner(ino: node.ino, parent: node.parent), upload: true)
     }
 }

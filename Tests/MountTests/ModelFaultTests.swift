@@ -73,6 +73,13 @@ struct ModelFaultTests {
             .rename(from: "b.bin", to: "F/e.bin"), .rename(from: "F/e.bin", to: "b.bin"), .rename(from: "b.bin", to: "c.txt"),
             .write(path: "b.bin", offset: 46653, length: 64286, pattern: 168),
         ],
+        // soak seed 1017: a large file sent by fsync (an upload session), a small one renamed over it while its
+        // close went, then the name unlinked: a keep-both copy after the check's restart.
+        "sessionRenamedOverThenUnlinked": [
+            .write(path: "b.bin", offset: 42766, length: 5_217_554, pattern: 255), .fsync(path: "b.bin"),
+            .write(path: "c.txt", offset: 3875, length: 87403, pattern: 17), .close(path: "c.txt"), .close(path: "b.bin"),
+            .rename(from: "c.txt", to: "b.bin"), .unlink(path: "b.bin"),
+        ],
     ]
 
     /// Lists that take minutes each (outages retried to the end, daemons killed under load): run by

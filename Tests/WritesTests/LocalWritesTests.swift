@@ -211,6 +211,83 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a new file renamed over a document, then unlinked before its bytes went: the document is deleted")
+    func renamedOverThenUnlinked() async throws {
+        let bench = try await Bench()
+        let (_, file) = try await bench.writes.create(parent: bench.record, name: "new.txt", flags: O_CREAT | O_WRONLY)
+        try bench.write(file, Data("replacement".utf8), at: 0)
+        try bench.writes.close(file)
+        try await bench.writes.rename(parent: bench.record, name: "new.txt", to: bench.record, newName: "existing.txt", noReplace: false)
+        try await bench.writes.remove(parent: bench.record, name: "existing.txt", directory: false)
+        try await bench.sync()
+        // Before: the withdrawn upload was to be the document's next version; with it gone, nothing named the
+        // document any more, and it stayed on the service under the name the user removed.
+        #expect(bench.tenant.drive.names(in: bench.folder).isEmpty)
+        #expect(try bench.engine.outstanding().isEmpty)
+        await bench.tearDown()
+    }
+
+    @Test("a new file renamed over a document, then another renamed over it: the last one's bytes are the document's next version")
+    func renamedOverTwice() async throws {
+        let bench = try await Bench()
+        let existing = try #require(bench.tenant.drive.itemID(named: "existing.txt", in: bench.folder))
+        for (name, text) in [("first.txt", "first"), ("second.txt", "second")] {
+            let (_, file) = try await bench.writes.create(parent: bench.record, name: name, flags: O_CREAT | O_WRONLY)
+            try bench.write(file, Data(text.utf8), at: 0)
+            try bench.writes.close(file)
+            try await bench.writes.rename(parent: bench.record, name: name, to: bench.record, newName: "existing.txt", noReplace: false)
+        }
+        try await bench.sync()
+        #expect(bench.tenant.drive.names(in: bench.folder) == ["existing.txt"])
+        #expect(bench.content("existing.txt") == "second")
+        // Before: the second rename did not know the item the first one's withdrawn upload was to replace.
+        #expect(bench.tenant.drive.itemID(named: "existing.txt", in: bench.folder) == existing)
+        await bench.tearDown()
+    }
+
+    @Test("a new file renamed over a document, then on to a new name before its bytes went: the document moves there with the new bytes")
+    func renamedOverThenOn() async throws {
+        let bench = try await Bench()
+        let existing = try #require(bench.tenant.drive.itemID(named: "existing.txt", in: bench.folder))
+        try await bench.create("new.txt", "replacement")
+        try await bench.writes.rename(parent: bench.record, name: "new.txt", to: bench.record, newName: "existing.txt", noReplace: false)
+        try await bench.writes.rename(parent: bench.record, name: "existing.txt", to: bench.record, newName: "moved.txt", noReplace: false)
+        try await bench.sync()
+        #expect(bench.tenant.drive.names(in: bench.folder) == ["moved.txt"])
+        #expect(bench.content("moved.txt") == "replacement")
+        #expect(bench.tenant.drive.itemID(named: "moved.txt", in: bench.folder) == existing)
+        #expect(try await bench.tree.list(bench.record).map(\.name).sorted() == ["moved.txt"])
+        await bench.tearDown()
+    }
+
+    @Test("a document renamed to a name that stays local, written there and renamed back: the bytes written go as its next version")
+    func writtenUnderALocalName() async throws {
+        let bench = try await Bench()
+        let existing = try #require(bench.tenant.drive.itemID(named: "existing.txt", in: bench.folder))
+        try await bench.writes.rename(parent: bench.record, name: "existing.txt", to: bench.record, newName: "existing.txt~", noReplace: false)
+        let (_, file) = try await bench.writes.create(parent: bench.record, name: "existing.txt~", flags: O_WRONLY | O_TRUNC)
+        try bench.write(file, Data("edited aside".utf8), at: 0)
+        try bench.writes.close(file)
+        try await bench.writes.rename(parent: bench.record, name: "existing.txt~", to: bench.record, newName: "existing.txt", noReplace: false)
+        try await bench.sync()
+        #expect(bench.content("existing.txt") == "edited aside")
+        #expect(bench.tenant.drive.itemID(named: "existing.txt", in: bench.folder) == existing)
+        await bench.tearDown()
+    }
+
+    @Test("a new file renamed over a document, then to a name that stays local and removed: the document is deleted")
+    func renamedOverThenAsideThenUnlinked() async throws {
+        let bench = try await Bench()
+        try await bench.create("new.txt", "replacement")
+        try await bench.writes.rename(parent: bench.record, name: "new.txt", to: bench.record, newName: "existing.txt", noReplace: false)
+        try await bench.writes.rename(parent: bench.record, name: "existing.txt", to: bench.record, newName: "existing.txt~", noReplace: false)
+        try await bench.writes.remove(parent: bench.record, name: "existing.txt~", directory: false)
+        try await bench.sync()
+        #expect(bench.tenant.drive.names(in: bench.folder).isEmpty)
+        #expect(try bench.engine.outstanding().isEmpty)
+        await bench.tearDown()
+    }
+
     @Test("a folder a stop's journal makes after a restart shows what that mount had already sent into it")
     func restoredFolderShowsWhatIsInIt() async throws {
         // The stopped mount's uploads into F (named by path) made the folder and sent d.txt; its own
