@@ -32,6 +32,11 @@ public final class BlockReader: Sendable {
         return BlockSpan(file: file, offset: offset - window.first * Int64(cache.blockSize), length: Int(window.end - offset))
     }
 
+    /// Calls `listener` with the item id of each document the service serves in another version than the
+    /// one a read asked for (the read fails ESTALE): the mount reads the item again at once, so a new open
+    /// reads the new version without waiting for the next round of the library's feed.
+    public func onNewerVersion(_ listener: @escaping @Sendable (String) -> Void) { state.setNewerVersion(listener) }
+
     /// The bytes, when every block they lie in is cached: no task, no waiting. The file system calls this
     /// for reads across a block edge, and goes asynchronous only on a miss.
     public func cachedRead(_ content: RemoteContent, offset: Int64, length: Int) -> Data? {
@@ -153,6 +158,7 @@ public final class BlockReader: Sendable {
             let download = try await downloadWithFreshURL(content, range: start...end, into: descriptor)
             if let served = download.eTag, !served.isEmpty, served != content.eTag, try await !self.sameBytes(content) {
                 // The document changed since its metadata was read: these bytes belong to another version.
+                self.state.newerVersionListener()?(content.itemID)
                 throw NamespaceError.stale
             }
             return download.byteCount
@@ -285,6 +291,8 @@ final class ReaderState: @unchecked Sendable {
     private var coldReads: [String: (last: Date, item: String, prefetched: Date?)] = [:]
     /// Per folder, the listing of its URLs under way or done, and when it started (one a minute at most).
     private var folderListings: [String: (task: Task<Void, Never>, started: Date)] = [:]
+    /// Told of each document the service serves in another version than the one read (see `onNewerVersion`).
+    private var newerVersion: (@Sendable (String) -> Void)?
 
     func fetch(_ key: BlockKey, start: () -> Task<BlockFile, Error>) -> Task<BlockFile, Error> {
         lock.withLock {
@@ -296,6 +304,9 @@ final class ReaderState: @unchecked Sendable {
     }
 
     func finish(_ key: BlockKey) { lock.withLock { _ = inflight.removeValue(forKey: key) } }
+
+    func setNewerVersion(_ listener: @escaping @Sendable (String) -> Void) { lock.withLock { newerVersion = listener } }
+    func newerVersionListener() -> (@Sendable (String) -> Void)? { lock.withLock { newerVersion } }
 
     func isFetching(_ key: BlockKey) -> Bool { lock.withLock { inflight[key] != nil } }
 

@@ -40,6 +40,8 @@ public final class ChangeFeeds: @unchecked Sendable {
     private var keepsTree = true
     /// Entered while the kept tree is restored in the background.
     private let restoring = DispatchGroup()
+    /// Items being read again by `refresh`, so a burst of reads that found them changed asks once.
+    private var refreshing: Set<String> = []
 
     public init(tree: Tree, graph: any DriveService, records: any RecordService, settings: FreshnessSettings, store: MetadataStore? = nil,
                 logger: Logger = Logger(label: "crmfs.feeds"), deliver: @escaping @Sendable (AppliedChanges) -> Void) {
@@ -240,6 +242,20 @@ public final class ChangeFeeds: @unchecked Sendable {
         } catch {
             if !(error is CancellationError) { tree.keptContentUnconfirmed(error) }
             throw error
+        }
+    }
+
+    /// Reads one document again and applies it, as a feed round would: a read found the service serving
+    /// another version than the tree names, so the next open reads that one, without waiting for the round.
+    public func refresh(itemID: String) async {
+        guard lock.withLock({ refreshing.insert(itemID).inserted }) else { return }
+        defer { _ = lock.withLock { refreshing.remove(itemID) } }
+        let asked = tree.feedMark()
+        do {
+            let item = try await graph.item(driveID: tree.driveID, itemID: itemID, expandFields: false)
+            deliver(tree.applyDriveChanges([item], askedAt: asked))
+        } catch {
+            logger.debug("reading a changed document again failed; the next round of the feed brings it", metadata: ["item": "\(itemID)", "error": "\(error)"])
         }
     }
 

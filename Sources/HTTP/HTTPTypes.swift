@@ -136,7 +136,8 @@ public enum HTTPError: Error, CustomStringConvertible, Sendable {
     public var isRetryableTransportFailure: Bool {
         guard case .transport(let code, _, _) = self else { return false }
         // CURLE_COULDNT_CONNECT 7, OPERATION_TIMEDOUT 28, SEND_ERROR 55, RECV_ERROR 56,
-        // GOT_NOTHING 52, PARTIAL_FILE 18, HTTP2 16, HTTP2_STREAM 92, SSL_CONNECT 35
-        return [7, 16, 18, 28, 35, 52, 55, 56, 92].contains(code)
+        // GOT_NOTHING 52, PARTIAL_FILE 18, HTTP2 16, HTTP2_STREAM 92, SSL_CONNECT 35, and SEND_FAIL_REWIND 65:
+        // a kept-alive connection reset under a request with a body, which curl cannot resend by itself.
+        return [7, 16, 18, 28, 35, 52, 55, 56, 65, 92].contains(code)
     }
 }

@@ -37,4 +37,6 @@ struct ChangeOwner {
     var parent: UInt64
     /// The item a delete or replace hid from listings until the service has the change.
     var hiddenItem: String?
+    /// An upload met a remote change and goes as a copy beside it (keep-both): its item is not the node's.
+    var keptBoth = false
 }

@@ -192,8 +192,9 @@ public final class LocalWrites: @unchecked Sendable {
             if let hidden = owner.hiddenItem { tree.reveal(hidden) }
             if change.parentPath != nil, let folderID = change.parentItemID { tree.folderMade(owner.parent, itemID: folderID) }
             guard let item else { return }
-            if change.kind == .upload, let node = tree.current(owner.ino), node.name != change.name {
-                // Kept both after a conflict: the copy went up under its own name; the user's name shows the remote one.
+            if owner.keptBoth, let node = tree.current(owner.ino) {
+                // Kept both after a conflict: the copy went up under its own name; the user's name shows the remote
+                // one. (Not told by the names: the node may have been renamed since its change was recorded.)
                 tree.setLocal(owner.ino, stagedFile: node.stagedFile == change.stagedFile ? .some(nil) : nil)
                 tree.expire(owner.parent)
                 return
@@ -208,7 +209,9 @@ public final class LocalWrites: @unchecked Sendable {
             guard let id = change.id, let owner = lock.withLock({ owners[id] }) else { return }
             let note: String
             switch policy {
-            case .keepBoth: note = "conflict: the remote copy changed; yours is uploaded as \(WritebackEngine.conflictName(change.name, hostname: ProcessInfo.processInfo.hostName, date: Date()))"
+            case .keepBoth:
+                note = "conflict: the remote copy changed; yours is uploaded as \(WritebackEngine.conflictName(change.name, hostname: ProcessInfo.processInfo.hostName, date: Date()))"
+                lock.withLock { owners[id]?.keptBoth = true }
             case .localWins: note = "conflict: the remote copy changed; yours replaced it"
             case .remoteWins:
                 note = "conflict: the remote copy changed and was kept; yours is in the state directory's conflicts/"

@@ -63,6 +63,7 @@ struct Mounter {
         }
         // With a fleet, the relay's log tells the mount what changed; it polls only while the log is out of reach.
         let follower = try config.fleet.map { FleetFollower(database: try FleetDatabase(config: config, settings: $0), feeds: feeds) }
+        reader.onNewerVersion { [feeds] itemID in Task { await feeds.refresh(itemID: itemID) } }
         feeds.start(polling: follower == nil)
         follower?.start()
         if let kept, let store {

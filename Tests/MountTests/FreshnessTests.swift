@@ -183,6 +183,30 @@ struct FreshnessTests {
         }
     }
 
+    @Test("a document changed remotely, read before the feed shows the change: that read fails ESTALE, and the next open reads the new version without waiting for the feed")
+    func readFindsANewerVersion() async throws {
+        // No round of the library's feed after the first for ten minutes: only the read can tell the mount.
+        let slowFeeds = { (config: String) in config + "\n[freshness]\ndrive_poll = \"600s\"\n" }
+        try await withMount(records: 2, docsPerRecord: 1, editConfig: slowFeeds) { mount in
+            let remote = try await WriteTests.Remote(mount)
+            let contract = mount.path("\(WriteTests.acme)/Contracts/MSA-2026.pdf")
+            #expect(Self.size(contract) != nil)  // listed, never read
+            let edited = Data("a new version\n".utf8)
+            try await Self.replace(SeededPaths.acmeContract, with: edited, through: remote)
+            let first = try await Tools.blocking { () -> Int32 in
+                let descriptor = open(contract, O_RDONLY)
+                defer { close(descriptor) }
+                var buffer = [UInt8](repeating: 0, count: 16)
+                errno = 0
+                return pread(descriptor, &buffer, 16, 0) < 0 ? errno : 0
+            }
+            #expect(first == ESTALE, "the version listed is not the one served: never a mix of two")
+            // Before: ESTALE at every open until the next round of the feed (here ten minutes; by default 5 s).
+            #expect(try await Self.eventually { (try? Data(contentsOf: URL(fileURLWithPath: contract))) == edited })
+            #expect(Self.size(contract) == Int64(edited.count))
+        }
+    }
+
     @Test("a document being written through the mount keeps the mount's view while the feed reports another client's change; the close ends in keep-both")
     func localChangeBeatsTheFeed() async throws {
         try await withMount(records: 2, docsPerRecord: 1, editConfig: Self.fastFeeds) { mount in

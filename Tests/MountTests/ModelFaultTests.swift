@@ -74,11 +74,43 @@ struct ModelFaultTests {
             .write(path: "b.bin", offset: 46653, length: 64286, pattern: 168),
         ],
         // soak seed 1017: a large file sent by fsync (an upload session), a small one renamed over it while its
-        // close went, then the name unlinked: a keep-both copy after the check's restart.
+        // close went, then the name unlinked: the document stayed on the service (the withdrawn upload was all
+        // that named it; in the soak, a keep-both copy after the check's restart). (LocalWritesTests/renamedOverThenUnlinked)
         "sessionRenamedOverThenUnlinked": [
             .write(path: "b.bin", offset: 42766, length: 5_217_554, pattern: 255), .fsync(path: "b.bin"),
             .write(path: "c.txt", offset: 3875, length: 87403, pattern: 17), .close(path: "c.txt"), .close(path: "b.bin"),
             .rename(from: "c.txt", to: "b.bin"), .unlink(path: "b.bin"),
+        ],
+        "seed3": [
+            .write(path: "a.txt", offset: 3833, length: 163_886, pattern: 147), .write(path: "b.bin", offset: 23638, length: 43158, pattern: 215),
+            .write(path: "c.txt", offset: 1939, length: 42401, pattern: 24), .close(path: "b.bin"),
+            .write(path: "b.bin", offset: 62030, length: 171_263, pattern: 35), .write(path: "b.bin", offset: 165_423, length: 136_863, pattern: 97),
+            .close(path: "b.bin"), .unlink(path: "b.bin"), .fsync(path: "a.txt"), .touch(path: "c.txt", seconds: -11_644_473_601), .close(path: "a.txt"),
+            .remoteEdit(path: "a.txt", length: 76351, pattern: 123), .close(path: "c.txt"), .rename(from: "c.txt", to: "b.bin"),
+            .write(path: "b.bin", offset: 3767, length: 66432, pattern: 246), .write(path: "b.bin", offset: 24123, length: 160_323, pattern: 134),
+            .write(path: "c.txt", offset: 3742, length: 1367, pattern: 194), .write(path: "c.txt", offset: 6756, length: 77181, pattern: 2),
+            .setColumn(path: "a.txt", value: "Other"), .truncate(path: "b.bin", size: 14712), .touch(path: "c.txt", seconds: 560_268_132),
+            .close(path: "b.bin"), .close(path: "c.txt"), .rename(from: "b.bin", to: "c.txt"), .setColumn(path: "c.txt", value: "Other"),
+        ],
+        // seed 1003 (after the model learnt columns and other users' edits): a document written again after a
+        // restart, renamed while that version waited to go: its upload's outcome still named it by its old name,
+        // was taken for a keep-both copy's, and the mount kept the version before. Its first write then copied
+        // remote bytes of another version and failed ESTALE.
+        "renamedAfterRestartWhileUploadWaits": [
+            .mkdir(path: "F"), .write(path: "a.txt", offset: 1459, length: 48704, pattern: 193), .close(path: "a.txt"), .kill,
+            .write(path: "a.txt", offset: 664, length: 10325, pattern: 93), .close(path: "a.txt"), .rename(from: "a.txt", to: "F/e.bin"),
+            .write(path: "F/d.txt", offset: 1485, length: 92779, pattern: 96), .fsync(path: "F/d.txt"), .truncate(path: "F/e.bin", size: 27929),
+        ],
+        // soak seed 1016: the mount went on showing a.txt after it was renamed over and renamed away.
+        "renamedOverTwiceThenAway": [
+            .write(path: "a.txt", offset: 3458, length: 188_648, pattern: 215), .write(path: "c.txt", offset: 2304, length: 168_849, pattern: 63),
+            .write(path: "c.txt", offset: 160_350, length: 109_551, pattern: 197), .expireTokens, .close(path: "a.txt"),
+            .write(path: "b.bin", offset: 1960, length: 190_477, pattern: 44), .close(path: "c.txt"), .rename(from: "c.txt", to: "a.txt"),
+            .close(path: "b.bin"), .write(path: "a.txt", offset: 21849, length: 4_324_579, pattern: 37),
+            .write(path: "b.bin", offset: 3235, length: 91305, pattern: 59), .mkdir(path: "F"), .touch(path: "b.bin", seconds: -11_644_473_601),
+            .truncate(path: "a.txt", size: 2_379_944), .write(path: "F/d.txt", offset: 377, length: 31898, pattern: 117), .close(path: "F/d.txt"),
+            .close(path: "a.txt"), .rename(from: "F/d.txt", to: "a.txt"), .rename(from: "a.txt", to: "c.txt"), .unlink(path: "c.txt"),
+            .close(path: "b.bin"),
         ],
     ]
 
@@ -179,10 +211,15 @@ struct ModelFaultTests {
         /// Performs each operation and compares its answer with the model's; the first difference ends the run.
         mutating func perform(_ operations: [ModelOperation]) async throws -> String? {
             for (index, operation) in operations.enumerated() {
+                let before = model
                 let expected = model.apply(operation)
                 let answer = try await perform(operation)
+                if answer == .notDone {
+                    model = before
+                    continue
+                }
                 if answer != expected {
-                    return "operation \(index) (\(operation)) answered \(Self.describe(answer)), the model says \(Self.describe(expected))"
+                    return "operation \(index) (\(operation)) answered \(Self.describe(answer)), the model says \(Self.describe(expected))" + (await evidence())
                 }
                 if case .read(let path) = operation, let problem = try await checkRead(path) {
                     return "operation \(index) (\(operation)): \(problem)"
@@ -198,6 +235,7 @@ struct ModelFaultTests {
             switch expectation {
             case .success: "success"
             case .failure(let code): "\(String(cString: strerror(code))) (errno \(code))"
+            case .notDone: "not done"
             }
         }
 
@@ -250,6 +288,11 @@ struct ModelFaultTests {
                 }
             case .read:
                 return .success  // compared in checkRead
+            case .setColumn(let path, let value):
+                let fullPath = self.path(path)
+                return try await Self.call { setxattr(fullPath, "user.sp.DocumentType", value, value.utf8.count, 0) }
+            case .remoteEdit(let path, let length, let pattern):
+                return try await editAsAnotherUser(path, bytes: ModelOperation.bytes(length: length, pattern: pattern, offset: 0))
             case .storm:
                 _ = try await sandbox.admin("faults", ["faults": "429:0.15,503:0.1,reset:0.05", "retryAfter": 1])
             case .outage:
@@ -271,6 +314,27 @@ struct ModelFaultTests {
                 if faults != .calm { _ = try await perform(faults == .storm ? .storm : .outage) }
             }
             return .success
+        }
+
+        /// Another user's new version of `path`, once the mount has sent what it holds (otherwise not done: which
+        /// side's change came first would be a race); then the mount must show it within a minute.
+        func editAsAnotherUser(_ path: String, bytes: Data) async throws -> ModelExpectation {
+            guard try await mount.sync(timeLimit: .seconds(300)).status == 0 else { return .notDone }
+            let remote = try await Remote(sandbox: sandbox)
+            guard let item = try await remote.documents(below: remoteFolder)[path] else {
+                throw MountFailure(message: "another user's edit: after crmfs sync the service has no \(path)")
+            }
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-model-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            try bytes.write(to: scratch)
+            _ = try await remote.connections.graph.simpleUpload(driveID: remote.driveID, to: .item(id: item.id), file: scratch.path,
+                                                                size: Int64(bytes.count), options: UploadOptions())
+            let fullPath = self.path(path)
+            for _ in 0..<600 {
+                if (try? await Tools.read(fullPath)) == bytes { return .success }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            throw MountFailure(message: "another user's edit of \(path) did not show through the mount within a minute\n\(mount.logTail())")
         }
 
         /// Waits (at most a minute) until the mount shows every document and folder of the model and no other;
@@ -355,6 +419,10 @@ struct ModelFaultTests {
                 } else if serviceTime != info.st_mtim.tv_sec {
                     problems.append("\(path): the mount shows mtime \(info.st_mtim.tv_sec), the service \(serviceTime.map(String.init) ?? "none")")
                 }
+                let column = try await remote.connections.graph.fields(driveID: remote.driveID, itemID: item.id)["DocumentType"]?.stringValue
+                if !document.column.contains(column) {
+                    problems.append("\(path): the service's DocumentType is \(column ?? "none"), the model's \(document.column.map { $0 ?? "none" }.sorted())")
+                }
                 let state = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", self.path(path)]).output
                 if state != "clean" { problems.append("\(path): user.crmfs.sync says '\(state)' after crmfs sync") }
             }
@@ -366,10 +434,13 @@ struct ModelFaultTests {
                 problems.append("the daemon's log has a fatal error")
             }
             guard !problems.isEmpty else { return nil }
-            // The service's side of it: what the mount asked, in order (feed polls left out).
+            return problems.joined(separator: "\n") + (await evidence())
+        }
+
+        /// The daemon's log and the service's side of it: what the mount asked, in order (feed polls left out).
+        func evidence() async -> String {
             let requests = ((try? await sandbox.requests()) ?? []).filter { !$0.contains("delta") }.suffix(200)
-            return problems.joined(separator: "\n") + "\n--- crmfs.log ---\n" + mount.logTail()
-                + "\n--- requests the service had ---\n" + requests.joined(separator: "\n")
+            return "\n--- crmfs.log ---\n" + mount.logTail() + "\n--- requests the service had ---\n" + requests.joined(separator: "\n")
         }
 
         mutating func finish() async {

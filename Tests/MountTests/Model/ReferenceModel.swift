@@ -28,6 +28,11 @@ enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
     case touch(path: String, seconds: Int)
     /// Reads the whole document back through the mount.
     case read(path: String)
+    /// `setxattr user.sp.DocumentType`: a SharePoint column, set at once (after the document's upload).
+    case setColumn(path: String, value: String)
+    /// Another user replaces the document's bytes on the service (once the mount has sent what it holds):
+    /// the mount must show them within a round of the library's feed, and build on them.
+    case remoteEdit(path: String, length: Int, pattern: UInt8)
     /// The services answer 429, 503 and resets at random until `calm`.
     case storm
     /// Every request fails (503) until `calm`: the services cannot be reached.
@@ -50,6 +55,8 @@ enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
         case .rmdir(let path): "rmdir \(path)"
         case .touch(let path, let seconds): "touch \(path) @\(seconds)"
         case .read(let path): "read \(path)"
+        case .setColumn(let path, let value): "setfattr \(path) DocumentType=\(value)"
+        case .remoteEdit(let path, let length, let pattern): "fault: another user writes \(path) +\(length) [\(pattern)]"
         case .storm: "fault: storm"
         case .outage: "fault: outage"
         case .calm: "fault: calm"
@@ -60,7 +67,7 @@ enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
 
     var isFault: Bool {
         switch self {
-        case .storm, .outage, .calm, .expireTokens, .kill: true
+        case .storm, .outage, .calm, .expireTokens, .kill, .remoteEdit: true
         default: false
         }
     }
@@ -75,6 +82,8 @@ enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
 enum ModelExpectation: Equatable, Sendable {
     case success
     case failure(Int32)
+    /// Not done (another user's edit while the mount had changes it could not send): the model takes it back.
+    case notDone
 }
 
 struct ModelDocument: Equatable, Sendable {
@@ -82,6 +91,10 @@ struct ModelDocument: Equatable, Sendable {
     /// The mtime set explicitly (utimens) and not moved by a later write: the service must hold exactly
     /// this (clamped) second. Nil: whatever time the mount shows, the service must show the same.
     var time: Int?
+    /// The values the service's DocumentType column may hold (nil: none set). One, except after a rename
+    /// over a document of a file that had none: whether it replaced that document's bytes (keeping its
+    /// columns, as an editor's save must) or the document itself depends on whether it was sent yet.
+    var column: Set<String?> = [nil]
 }
 
 /// The state the mount must show, and the service must hold once everything is sent.
@@ -98,6 +111,8 @@ struct ReferenceModel: Equatable, Sendable {
     /// The folders a run may make and the documents it may write.
     static let folderNames = ["F", "G"]
     static let documentNames = ["a.txt", "b.bin", "c.txt", "F/d.txt", "F/e.bin", "G/f.txt"]
+    /// Choices of the seeded library's DocumentType column.
+    static let columnValues = ["Quote", "Proposal", "Note", "Other"]
 
     /// The times SharePoint holds, as crmfs clamps them (SharePointTimes).
     static let earliest = -11_644_473_600
@@ -135,7 +150,8 @@ struct ReferenceModel: Equatable, Sendable {
         case .close(let path):
             open.remove(path)
         case .rename(let from, let to):
-            guard let document = documents[from] else { return .failure(ENOENT) }
+            guard var document = documents[from] else { return .failure(ENOENT) }
+            if let replaced = documents[to], document.column.contains(nil) { document.column.formUnion(replaced.column) }
             documents[from] = nil
             documents[to] = document
         case .unlink(let path):
@@ -149,6 +165,13 @@ struct ReferenceModel: Equatable, Sendable {
         case .touch(let path, let seconds):
             guard documents[path] != nil else { return .failure(ENOENT) }
             documents[path]?.time = min(max(seconds, Self.earliest), Self.latest)
+        case .setColumn(let path, let value):
+            guard documents[path] != nil else { return .failure(ENOENT) }
+            documents[path]?.column = [value]
+        case .remoteEdit(let path, let length, let pattern):
+            guard documents[path] != nil else { return .failure(ENOENT) }
+            documents[path]?.bytes = ModelOperation.bytes(length: length, pattern: pattern, offset: 0)
+            documents[path]?.time = nil
         case .storm:
             faults = .storm
         case .outage:
@@ -254,6 +277,12 @@ extension ReferenceModel {
             case 80..<83:
                 for path in model.open.sorted() { closeIfOpen(path) }
                 add(.kill)
+            case 83..<87 where model.faults == .calm:
+                guard let path = existing.filter({ !model.open.contains($0) }).randomElement(using: &random) else { continue }
+                add(.setColumn(path: path, value: columnValues.randomElement(using: &random)!))
+            case 87..<89 where model.faults == .calm:
+                guard let path = existing.filter({ !model.open.contains($0) }).randomElement(using: &random) else { continue }
+                add(.remoteEdit(path: path, length: Int.random(in: 1...150_000, using: &random), pattern: UInt8.random(in: 0...255, using: &random)))
             default:
                 continue
             }
@@ -288,6 +317,8 @@ extension ReferenceModel {
                 guard model.documents[path] != nil, model.faults != .outage, !model.open.contains(path) else { return false }
             case .rename(let from, let to):
                 guard model.documents[from] != nil, model.parentExists(to), !model.open.contains(from), !model.open.contains(to) else { return false }
+            case .setColumn(let path, _), .remoteEdit(let path, _, _):
+                guard model.documents[path] != nil, !model.open.contains(path), model.faults == .calm else { return false }
             case .unlink(let path), .touch(let path, _):
                 guard model.documents[path] != nil else { return false }
                 if case .unlink = operation, model.open.contains(path) { return false }
