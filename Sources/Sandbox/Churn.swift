@@ -125,20 +125,18 @@ final class Churn: @unchecked Sendable {
                                              parent: folder, name: name, fsCreated: nil, fsModified: nil, by: Self.user)
             return change(item.id, "\(name) added in \(folder.name)")
         case .renameDocument:
-            guard var item = try store.randomItem(isFolder: false, roll: roll), let parent = item.parentId else { return nil }
+            guard let item = try store.randomItem(isFolder: false, roll: roll), let parent = item.parentId else { return nil }
             let ext = (item.name as NSString).pathExtension
             let name = "Renamed \(number)" + (ext.isEmpty ? "" : ".\(ext)")
             guard try store.child(of: parent, named: name) == nil else { return nil }
             let old = item.name
-            item.name = name
-            _ = try store.update(item: item)
+            _ = try store.update(itemID: item.id) { $0.name = name }
             return change(item.id, "\(old) renamed \(name)")
         case .moveDocument:
-            guard var item = try store.randomItem(isFolder: false, roll: roll),
+            guard let item = try store.randomItem(isFolder: false, roll: roll),
                   let folder = try store.randomItem(isFolder: true, roll: roll / 7), folder.id != item.parentId,
                   try store.child(of: folder.id, named: item.name) == nil else { return nil }
-            item.parentId = folder.id
-            _ = try store.update(item: item)
+            _ = try store.update(itemID: item.id) { $0.parentId = folder.id }
             return change(item.id, "\(item.name) moved to \(folder.name)")
         case .deleteDocument:
             guard let item = try store.randomItem(isFolder: false, roll: roll) else { return nil }

@@ -11,7 +11,7 @@ extension GraphService {
         let columns = try store.columns(listID: drive.listId).compactMap { definition in
             (try? JSONSerialization.jsonObject(with: Data(definition.utf8))) as? [String: Any]
         }
-        var fields = (try JSONSerialization.jsonObject(with: Data(item.fields.utf8)) as? [String: Any]) ?? [:]
+        var checked: [String: Any?] = [:]
         for (name, value) in values {
             guard let column = columns.first(where: { $0["name"] as? String == name }) else {
                 throw GraphErrors.failure(400, "invalidRequest", "Field '\(name)' is not recognized")
@@ -19,10 +19,13 @@ extension GraphService {
             if column["readOnly"] as? Bool == true || column["calculated"] != nil || !Self.hasTypeFacet(column) {
                 throw GraphErrors.failure(400, "invalidRequest", "Field '\(name)' is read-only")
             }
-            if value is NSNull { fields[name] = nil; continue }
-            fields[name] = try Self.checked(value, for: column, name: name)
+            checked[name] = value is NSNull ? .some(nil) : try Self.checked(value, for: column, name: name)
         }
-        let saved = try store.update(item: item, fields: FlatJSON.encode(fields))
+        guard let saved = try store.update(itemID: item.id, expecting: guardedVersion(request, item: item), { row in
+            var fields = (try JSONSerialization.jsonObject(with: Data(row.fields.utf8)) as? [String: Any]) ?? [:]
+            for (name, value) in checked { fields[name] = value }
+            row.fields = FlatJSON.encode(fields)
+        }) else { throw notFound() }
         return .json(200, try fieldsJSON(saved))
     }
 

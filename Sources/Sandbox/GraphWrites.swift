@@ -65,7 +65,12 @@ extension GraphService {
             if let replaced = claim.replacing { try store.delete(itemID: replaced.id) }
             updated.name = claim.name
         }
-        let saved = try store.update(item: updated)
+        guard let saved = try store.update(itemID: item.id, expecting: guardedVersion(request, item: item), { row in
+            row.name = updated.name
+            row.parentId = updated.parentId
+            row.fsCreated = updated.fsCreated
+            row.fsModified = updated.fsModified
+        }) else { throw notFound() }
         return .json(200, try itemJSON(saved, drive: drive, parentPath: nil, query: ItemQuery(request: request), inDelta: false))
     }
 
@@ -93,6 +98,11 @@ extension GraphService {
         guard match == item.eTag || match == item.cTag else {
             throw GraphErrors.failure(412, "resourceModified", "ETag does not match current item's value", inner: "entityTagDoesNotMatch")
         }
+    }
+
+    /// The version a request's `If-Match` named (its eTag), for the write to check again as it saves.
+    func guardedVersion(_ request: SandboxRequest, item: ItemRow) -> Int? {
+        request.header("If-Match") == item.eTag ? item.version : nil
     }
 
     func validName(_ name: String, isFolder: Bool) throws -> String {

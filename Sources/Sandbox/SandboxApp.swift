@@ -186,9 +186,8 @@ final class SandboxApp: Sendable {
         if request.method == "POST", segments.count == 4, segments[1] == "items", segments[3] == "name" {
             // A name another client or a migration gave, past SharePoint's own rules (`a/b`, `..`, 300 bytes).
             do {
-                guard var item = try store.item(id: segments[2]) else { return .json(404, ["error": "no such item"]) }
-                item.name = String(decoding: request.body, as: UTF8.self)
-                let saved = try store.update(item: item)
+                let name = String(decoding: request.body, as: UTF8.self)
+                guard let saved = try store.update(itemID: segments[2], { $0.name = name }) else { return .json(404, ["error": "no such item"]) }
                 return .json(200, ["id": saved.id, "name": saved.name])
             } catch {
                 return .json(500, ["error": "\(error)"])

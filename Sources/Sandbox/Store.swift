@@ -231,12 +231,19 @@ final class SandboxStore: Sendable {
         }
     }
 
-    /// Saves an item's new name, parent, times or column values, as a change: new eTag (not cTag), modified now.
-    func update(item: ItemRow, fields: String? = nil) throws -> ItemRow {
+    /// Saves a change of an item's name, parent, times or column values: new eTag (not cTag), modified
+    /// now. `change` is applied to the item as it is inside the write, as the service applies each request
+    /// whole: two requests at once never undo each other (a column write beside an upload once put the
+    /// item's earlier bytes back). `expecting`, the version a request's `If-Match` was checked against,
+    /// fails it with 412 when another change came first. Nil when the item is gone.
+    func update(itemID: String, expecting: Int? = nil, _ change: (inout ItemRow) throws -> Void) throws -> ItemRow? {
         try pool.write { db in
-            if let current = try ItemRow.fetchOne(db, key: item.id) { try keepVersion(db, of: current) }
-            var updated = item
-            if let fields { updated.fields = fields }
+            guard var updated = try ItemRow.fetchOne(db, key: itemID), !updated.deleted else { return nil }
+            if let expecting, updated.version != expecting {
+                throw GraphErrors.failure(412, "resourceModified", "ETag does not match current item's value", inner: "entityTagDoesNotMatch")
+            }
+            try keepVersion(db, of: updated)
+            try change(&updated)
             updated.version += 1
             updated.modified = GraphTime.format(Date())
             updated.changeSeq = try nextChangeSeq(db)
@@ -306,8 +313,12 @@ final class SandboxStore: Sendable {
             let now = GraphTime.format(Date())
             var item: ItemRow
             if let existing {
-                try keepVersion(db, of: existing)
-                item = existing
+                // As the item is now, inside the write: a rename or column write that came meanwhile stays.
+                guard let current = try ItemRow.fetchOne(db, key: existing.id), !current.deleted else {
+                    throw GraphErrors.failure(404, "itemNotFound", "The resource could not be found.")
+                }
+                try keepVersion(db, of: current)
+                item = current
                 item.version += 1
                 item.contentVersion += 1
             } else {

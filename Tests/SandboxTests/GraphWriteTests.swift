@@ -39,6 +39,33 @@ struct GraphWriteTests {
         }
     }
 
+    @Test("writes to one item at the same time each take effect whole: a column write beside an upload and a rename undoes neither")
+    func concurrentWritesDoNotUndoEachOther() async throws {
+        try await withWire { wire, graph, driveID in
+            let folder = try await graph.item(driveID: driveID, path: "Accounts")
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-concurrent-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            try Data("first".utf8).write(to: scratch)
+            let item = try await graph.simpleUpload(driveID: driveID, to: .child(parentID: folder.id, name: "busy.txt"), file: scratch.path,
+                                                    size: 5, options: UploadOptions())
+            for round in 0..<15 {
+                let text = "version \(round)"
+                let file = scratch.appendingPathExtension("\(round)")
+                try Data(text.utf8).write(to: file)
+                async let upload = graph.simpleUpload(driveID: driveID, to: .item(id: item.id), file: file.path, size: Int64(text.utf8.count),
+                                                      options: UploadOptions(conflictBehavior: .replace))
+                async let column = graph.updateFields(driveID: driveID, itemID: item.id, fields: ["DocumentType": .string(round % 2 == 0 ? "Quote" : "Note")])
+                async let rename = wire.send("PATCH", "/items/\(item.id)", json: ["name": "busy \(round).txt"])
+                _ = try await (upload, column)
+                // Before: each request wrote back the whole row it had read, undoing what another had saved meanwhile.
+                #expect(try await graph.download(driveID: driveID, itemID: item.id).data == Data(text.utf8), "round \(round)")
+                #expect(try await graph.fields(driveID: driveID, itemID: item.id)["DocumentType"]?.stringValue == (round % 2 == 0 ? "Quote" : "Note"))
+                let renamed = try await rename
+                #expect(try await graph.item(driveID: driveID, itemID: item.id).name == "busy \(round).txt", "\(renamed.status) \(renamed.body)")
+            }
+        }
+    }
+
     @Test("folders are created with 201, name conflicts answer 409 or are renamed, bad names 400")
     func createFolder() async throws {
         try await withWire { wire, graph, driveID in
