@@ -24,10 +24,19 @@ struct LocalDocument {
 /// takes the old name (then that file's bytes become its next version).
 struct Shadow {
     var ino: UInt64
-    var itemID: String
-    var eTag: String?
+    var base: BaseVersion
+    var itemID: String { base.itemID }
     var parent: UInt64
     var name: String
+}
+
+/// A service document, and the version of it local bytes are based on: its eTag (an overwrite is guarded
+/// by it) and the hash of its bytes then (an overwrite that meets a newer eTag over the same bytes, as a
+/// column write or a rename leaves, goes on the current version instead of being a conflict).
+struct BaseVersion {
+    var itemID: String
+    var eTag: String?
+    var hash: String?
 }
 
 /// Who a journal change belongs to in the tree.

@@ -24,7 +24,8 @@ extension LocalWrites {
         let node = try tree.addLocal(parent: parent, name: name, type: .file, stagedFile: copy.name, localOnly: localOnly)
         // A new file under the name a renamed-away document left: its bytes are that document's next version.
         let shadow = localOnly ? nil : takeShadow(parent: parent, name: name)
-        let session = WriteSession(ino: node.ino, copy: copy, dirty: true, itemID: shadow?.itemID, baseETag: shadow?.eTag)
+        let session = WriteSession(ino: node.ino, copy: copy, dirty: true, itemID: shadow?.itemID, baseETag: shadow?.base.eTag)
+        session.withState { $0.baseHash = shadow?.base.hash }
         lock.withLock { document(node.ino) { $0.session = session } }
         return (node, session)
     }

@@ -42,7 +42,7 @@ extension LocalWrites {
         if let shadow = lock.withLock({ shadows.first(where: { $0.value.ino == node.ino })?.value }) {
             lock.withLock { shadows[shadow.itemID] = nil }
             try removeRemote(itemID: shadow.itemID, node: node, parent: shadow.parent)
-        } else if let itemID = remoteItem(of: node)?.id ?? stoodFor?.id {
+        } else if let itemID = remoteItem(of: node)?.itemID ?? stoodFor?.itemID {
             try removeRemote(itemID: itemID, node: node, parent: parent)
         } else if let file = node.stagedFile, lock.withLock({ documents[node.ino]?.session == nil }) {
             try engine.discardStaged(file)
@@ -63,13 +63,15 @@ extension LocalWrites {
     /// item, or (until its upload ends and the tree learns it) the item its open copy or journaled upload
     /// replaces: a new file renamed over a document, or given the name a renamed-away document left.
     /// Nil for a name that stays local, and for bytes that will make a new document.
-    func remoteItem(of node: NodeSnapshot) -> (id: String, eTag: String?)? {
+    func remoteItem(of node: NodeSnapshot) -> BaseVersion? {
         guard !node.localOnly else { return nil }
-        if let itemID = node.itemID { return (itemID, node.eTag) }
+        if let itemID = node.itemID { return BaseVersion(itemID: itemID, eTag: node.eTag, hash: node.content?.hash) }
         let (session, upload) = lock.withLock { (documents[node.ino]?.session, documents[node.ino]?.upload) }
-        if let named = session?.withState({ state in state.itemID.map { ($0, state.baseETag) } }) { return named }
+        if let named = session?.withState({ state in state.itemID.map { BaseVersion(itemID: $0, eTag: state.baseETag, hash: state.baseHash) } }) {
+            return named
+        }
         guard let upload, let change = try? engine.change(id: upload), let itemID = change.itemID else { return nil }
-        return (itemID, change.baseETag)
+        return BaseVersion(itemID: itemID, eTag: change.baseETag, hash: change.baseHash)
     }
 
     /// Waits for a node's change that is being sent, so what follows knows the item it made; with
@@ -107,7 +109,7 @@ extension LocalWrites {
             if target.type != .directory && found.type == .directory { throw NamespaceError.notDirectory }
             if target.type == .directory, try await !tree.list(target.ino).isEmpty { throw NamespaceError.notEmpty }
         }
-        var replacedItem: (id: String, eTag: String?)?
+        var replacedItem: BaseVersion?
         if let target {
             let stoodFor = remoteItem(of: target)
             let settled = try await settle(target, withdrawing: true)
@@ -119,11 +121,11 @@ extension LocalWrites {
         try tree.move(source.ino, to: newParent, name: newName)
 
         let shadow = lock.withLock { shadows.first(where: { $0.value.ino == source.ino })?.value }
-        let sourceItem = shadow.map { (id: $0.itemID, eTag: $0.eTag) } ?? remoteItem(of: source)
+        let sourceItem = shadow?.base ?? remoteItem(of: source)
         switch (sourceItem != nil, targetLocal) {
         case (true, true) where shadow == nil:
             // A document renamed to a temporary name: the service keeps it where it was, for now.
-            lock.withLock { shadows[sourceItem!.id] = Shadow(ino: source.ino, itemID: sourceItem!.id, eTag: sourceItem!.eTag, parent: parent, name: name) }
+            lock.withLock { shadows[sourceItem!.itemID] = Shadow(ino: source.ino, base: sourceItem!, parent: parent, name: name) }
             tree.setLocal(source.ino, localOnly: true)
         case (true, true):
             break  // a temporary name to another temporary name
@@ -132,10 +134,10 @@ extension LocalWrites {
             for id in lock.withLock({ documents[source.ino]?.changes ?? [] }) where try engine.withdraw(id, keepingFile: true) { forget(id) }
             tree.setLocal(source.ino, localOnly: true)
         case (true, false):
-            let itemID = sourceItem!.id
+            let itemID = sourceItem!.itemID
             if let shadow { lock.withLock { shadows[shadow.itemID] = nil } }
-            if let replacedItem, replacedItem.id != itemID {
-                try removeRemote(itemID: replacedItem.id, node: source, parent: newParent, name: newName)
+            if let replacedItem, replacedItem.itemID != itemID {
+                try removeRemote(itemID: replacedItem.itemID, node: source, parent: newParent, name: newName)
             }
             tree.setLocal(source.ino, localOnly: false)
             // A temporary name given back: the document never left its place in SharePoint.
@@ -145,12 +147,12 @@ extension LocalWrites {
                 let saved = try engine.record(move)
                 track(saved.id!, ChangeOwner(ino: source.ino, parent: newParent), upload: false)
             }
-            if let shadow { try await sendWrittenAside(source.ino, itemID: itemID, baseETag: shadow.eTag) }
+            if let shadow { try await sendWrittenAside(source.ino, base: shadow.base) }
         case (false, false):
             // Not on the service yet (a new document, or a temporary file given its final name): its bytes
             // go up under the new name, replacing the document that had it.
             tree.setLocal(source.ino, localOnly: false)
-            let reused = replacedItem ?? takeShadow(parent: newParent, name: newName).map { ($0.itemID, $0.eTag) }
+            let reused = replacedItem ?? takeShadow(parent: newParent, name: newName)?.base
             if source.type == .directory {
                 for id in lock.withLock({ documents[source.ino]?.changes ?? [] }) {
                     try engine.amend(id) { change in
@@ -160,8 +162,8 @@ extension LocalWrites {
                 }
             } else {
                 // The replaced document's own time, if still waiting, would land on the new version.
-                if let reused { for id in try engine.withdrawEdits(of: reused.id, timesOnly: true) { forget(id) } }
-                try await restage(source.ino, itemID: reused?.id, baseETag: reused?.eTag)
+                if let reused { for id in try engine.withdrawEdits(of: reused.itemID, timesOnly: true) { forget(id) } }
+                try await restage(source.ino, replacing: reused)
             }
         }
     }
@@ -179,9 +181,9 @@ extension LocalWrites {
     }()
 
     /// Puts a document's local bytes (staged, or being written) into a new upload change for its current
-    /// name and place, replacing `itemID` when given.
-    private func restage(_ ino: UInt64, itemID: String?, baseETag: String?) async throws {
-        var (itemID, baseETag) = (itemID, baseETag)
+    /// name and place, as the next version of `base` when given.
+    private func restage(_ ino: UInt64, replacing base: BaseVersion?) async throws {
+        var (itemID, baseETag, baseHash) = (base?.itemID, base?.eTag, base?.hash)
         guard let node = tree.current(ino) else { return }
         let place = try tree.place(ofDirectory: node.parent)
         if let session = lock.withLock({ documents[ino]?.session }) {
@@ -191,6 +193,7 @@ extension LocalWrites {
                 let id = session.withState { state -> Int64? in
                     state.itemID = itemID ?? state.itemID
                     state.baseETag = baseETag
+                    state.baseHash = baseHash
                     return state.changeID
                 }
                 if let id, try engine.amend(id, { change in
@@ -198,6 +201,7 @@ extension LocalWrites {
                     change.put(in: place)
                     change.itemID = itemID ?? change.itemID
                     change.baseETag = baseETag
+                    change.baseHash = baseHash
                 }) {
                     return true
                 }
@@ -225,6 +229,7 @@ extension LocalWrites {
                     forget(id)
                     itemID = itemID ?? withdrawn?.itemID
                     baseETag = baseETag ?? withdrawn?.baseETag
+                    baseHash = baseHash ?? withdrawn?.baseHash
                     continue
                 }
             }
@@ -236,6 +241,7 @@ extension LocalWrites {
                     change.put(in: place)
                     change.itemID = itemID ?? change.itemID
                     change.baseETag = baseETag ?? change.baseETag
+                    change.baseHash = baseHash ?? change.baseHash
                 }
             }) {
                 return
@@ -253,28 +259,29 @@ extension LocalWrites {
             track(saved.id!, ChangeOwner(ino: ino, parent: sent.parent), upload: false)
             return
         }
-        try journalStagedBytes(of: node, itemID: itemID, baseETag: baseETag)
+        try journalStagedBytes(of: node, base: itemID.map { BaseVersion(itemID: $0, eTag: baseETag, hash: baseHash) })
     }
 
     /// Bytes written while a document had a name that stays local (which journals nothing), given its
     /// name back: they go now, as its next version. Those an upload journaled before carries already.
-    private func sendWrittenAside(_ ino: UInt64, itemID: String, baseETag: String?) async throws {
-        if lock.withLock({ documents[ino]?.session }) != nil { return try await restage(ino, itemID: itemID, baseETag: baseETag) }
+    private func sendWrittenAside(_ ino: UInt64, base: BaseVersion) async throws {
+        if lock.withLock({ documents[ino]?.session }) != nil { return try await restage(ino, replacing: base) }
         guard let node = tree.current(ino), let file = node.stagedFile else { return }
         let changes = lock.withLock { documents[ino]?.changes ?? [] }
         if try changes.contains(where: { try engine.change(id: $0)?.stagedFile == file }) { return }
-        try journalStagedBytes(of: node, itemID: itemID, baseETag: baseETag)
+        try journalStagedBytes(of: node, base: base)
     }
 
-    /// Journals the node's staged file as an upload at its name and place (of `itemID` when given).
-    private func journalStagedBytes(of node: NodeSnapshot, itemID: String?, baseETag: String?) throws {
+    /// Journals the node's staged file as an upload at its name and place (as `base`'s next version when given).
+    private func journalStagedBytes(of node: NodeSnapshot, base: BaseVersion?) throws {
         guard let file = tree.current(node.ino)?.stagedFile else { return }
         let size = ((try? FileManager.default.attributesOfItem(atPath: staging.path(of: file)))?[.size] as? NSNumber)?.int64Value ?? node.size
-        var change = PendingChange(.upload, name: node.name, itemID: itemID, in: try tree.place(ofDirectory: node.parent))
+        var change = PendingChange(.upload, name: node.name, itemID: base?.itemID, in: try tree.place(ofDirectory: node.parent))
         change.stagedFile = file
         change.size = size
         change.modified = node.timeSet ? node.modified : nil
-        change.baseETag = baseETag
+        change.baseETag = base?.eTag
+        change.baseHash = base?.hash
         let saved = try engine.record(change)
         track(saved.id!, ChangeOwner(ino: node.ino, parent: node.parent), upload: true)
     }

@@ -245,6 +245,23 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a column written on a document, then a new file renamed over it: the new bytes are its next version, not a conflict")
+    func columnThenRenamedOver() async throws {
+        let bench = try await Bench()
+        let existing = try #require(try await bench.tree.child(of: bench.record, named: "existing.txt"))
+        // A column write (the mount's, whose answer carries no eTag, or a colleague's) moves the document's eTag
+        // on the service; its bytes stay as they were.
+        _ = try await bench.tenant.drive.updateFields(driveID: InMemoryDrive.driveID, itemID: try #require(existing.itemID),
+                                                      fields: ["DocumentType": .string("Quote")], ifMatch: nil)
+        try await bench.create("new.txt", "replacement")
+        try await bench.writes.rename(parent: bench.record, name: "new.txt", to: bench.record, newName: "existing.txt", noReplace: false)
+        try await bench.sync()
+        // Before: the upload was guarded by the eTag before the column write, met 412 and was kept as a copy beside it.
+        #expect(bench.tenant.drive.names(in: bench.folder) == ["existing.txt"])
+        #expect(bench.content("existing.txt") == "replacement")
+        await bench.tearDown()
+    }
+
     @Test("a new file renamed over a document, then on to a new name before its bytes went: the document moves there with the new bytes")
     func renamedOverThenOn() async throws {
         let bench = try await Bench()
