@@ -60,6 +60,9 @@ extension Tree {
                 if latest[item.id] == nil { order.append(item.id) }
                 latest[item.id] = item
             }
+            // Kept listings still waiting (a remount's restore) hold what was there before these items: each
+            // takes them on top when it comes in, so its first look does not put earlier versions back.
+            if !keptListings.isEmpty { for item in latest.values { newerThanKept[item.id] = item } }
             let directories = directoriesByItem()
             // Per listed directory: the items that join, change (a DriveItem) or leave it (nil).
             var moves: [UInt64: [String: DriveItem?]] = [:]
@@ -229,6 +232,22 @@ extension Tree {
 
     /// Lists `directory` again from what it showed with `changes` applied (an item by id: its new state, or nil
     /// for gone), by the same rules as a listing from the service; returns what the kernel must forget.
+    /// Items applied while a remount's kept listings waited, on top of the listing of `directory` (its
+    /// folder's id `folderID`) just restored. Lock held.
+    func applyNewerThanKept(to directory: Node, folderID: String?) {
+        guard !newerThanKept.isEmpty, let folderID else { return }
+        let shown = Set((directory.children ?? []).compactMap { child -> String? in
+            guard case .item(let id) = nodes[child.ino]?.key else { return nil }
+            return id
+        })
+        var changes: [String: DriveItem?] = [:]
+        for item in newerThanKept.values {
+            let here = !item.isDeleted && item.parentReference?.id == folderID
+            if here { changes[item.id] = .some(item) } else if shown.contains(item.id) { changes[item.id] = .some(nil) }
+        }
+        if !changes.isEmpty { _ = relist(directory, changing: changes) }
+    }
+
     private func relist(_ directory: Node, changing changes: [String: DriveItem?]) -> AppliedChanges {
         let before = directory.children ?? []
         var items: [DriveItem] = []

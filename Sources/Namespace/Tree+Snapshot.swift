@@ -171,6 +171,7 @@ extension Tree {
         }
         return lock.withLock {
             keptListings.removeAll()
+            newerThanKept.removeAll()
             defer { keptUsed.removeAll() }
             return keptUsed
         }
@@ -197,8 +198,10 @@ extension Tree {
         case .record:
             node.folderItemID = listing.folderItemID
             applyItems(listing.items ?? [], to: node)
-        case .item:
+            applyNewerThanKept(to: node, folderID: node.folderItemID)
+        case .item(let id):
             applyItems(listing.items ?? [], to: node)
+            applyNewerThanKept(to: node, folderID: id)
         }
         changedListings.remove(node.ino)  // as kept: nothing new to keep
         node.childrenKept = true

@@ -72,6 +72,8 @@ public final class Tree: @unchecked Sendable {
     /// journal changes they placed, not reported yet (see `applyKeptListings`).
     var keptListings: [DirectoryListing.Key: Data] = [:]
     var keptUsed: Set<String> = []
+    /// Items applied while kept listings waited (see `applyNewerThanKept`); emptied with them.
+    var newerThanKept: [String: DriveItem] = [:]
     var keptPlaced: [(changeID: Int64, ino: UInt64)] = []
     /// Directories whose listing changed since the metadata store last took them.
     var changedListings: Set<UInt64> = []

@@ -359,6 +359,27 @@ struct KeptTreeTests {
         await #expect(throws: NamespaceError.notFound) { try await second.lookup(parent: acme, name: "c.txt") }
     }
 
+    @Test("what the mount's own change made, applied after a remount before the folder's kept listing: the kept listing does not put the earlier version back")
+    func ownChangeBeforeTheKeptListing() async throws {
+        let tenant = MemoryTenant()
+        let acmeFolder = try #require(tenant.account("001A", "Acme Corp", documents: ["a.txt": "alpha"]))
+        let first = try await tenant.open()
+        _ = try await first.list(try await MemoryTenant.record(first, "Acme Corp"))
+        let kept = try Dictionary(uniqueKeysWithValues: first.takeChangedListings().map { ($0.storageKey, $0.encoded()) })
+
+        let second = try await tenant.open()
+        second.offerKeptListings(kept)
+        let accounts = try #require(second.lookupIfKnown(parent: Tree.rootIno, name: "Accounts")).get().ino
+        let acme = try #require(second.lookupIfKnown(parent: accounts, name: "Acme Corp")).get().ino
+        // A change the stopped mount's journal held is sent before the folder is looked at: the tree takes
+        // the item it made (as `LocalWrites` does for a change with no node yet).
+        let itemID = try #require(tenant.drive.itemID(named: "a.txt", in: acmeFolder))
+        tenant.drive.edit(itemID, content: Data("alpha, second version".utf8))
+        _ = second.applyDriveChanges([try await tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: itemID, expandFields: false)])
+        // Before: the folder's kept listing came in at the first look and showed the version before.
+        #expect(try #require(second.lookupIfKnown(parent: acme, name: "a.txt")).get().size == 21)
+    }
+
     @Test("a config that shows the tree differently starts afresh")
     func configChangeStartsAfresh() async throws {
         let tenant = MemoryTenant()
