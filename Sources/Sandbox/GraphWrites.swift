@@ -65,11 +65,14 @@ extension GraphService {
             if let replaced = claim.replacing { try store.delete(itemID: replaced.id) }
             updated.name = claim.name
         }
+        // Only what the request names changes: a time set beside a rename at the same moment undoes neither.
+        let (named, moved) = (body["name"] != nil || updated.name != item.name, updated.parentId != item.parentId)
+        let times = body["fileSystemInfo"] as? [String: Any]
         guard let saved = try store.update(itemID: item.id, expecting: guardedVersion(request, item: item), { row in
-            row.name = updated.name
-            row.parentId = updated.parentId
-            row.fsCreated = updated.fsCreated
-            row.fsModified = updated.fsModified
+            if named { row.name = updated.name }
+            if moved { row.parentId = updated.parentId }
+            if times?["createdDateTime"] != nil { row.fsCreated = updated.fsCreated }
+            if times?["lastModifiedDateTime"] != nil { row.fsModified = updated.fsModified }
         }) else { throw notFound() }
         return .json(200, try itemJSON(saved, drive: drive, parentPath: nil, query: ItemQuery(request: request), inDelta: false))
     }

@@ -69,6 +69,13 @@ extension WritebackEngine {
         kick()
     }
 
+    /// Whether `name` is a keep-both copy's name made from `original` (by `conflictName`, any day and host).
+    public static func isConflictCopyName(_ name: String, of original: String) -> Bool {
+        let ext = (original as NSString).pathExtension
+        let base = ext.isEmpty ? original : String(original.dropLast(ext.count + 1))
+        return name.hasPrefix("\(base) (conflict ") && (ext.isEmpty ? name.hasSuffix(")") : name.hasSuffix(").\(ext)"))
+    }
+
     /// `MSA-2026 (conflict 2026-11-23 ws12).pdf`.
     public static func conflictName(_ name: String, hostname: String, date: Date) -> String {
         let day = date.formatted(.iso8601.year().month().day())

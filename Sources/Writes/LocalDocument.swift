@@ -15,8 +15,11 @@ struct LocalDocument {
     /// What `user.crmfs.sync` says once its last change settled unlike a plain upload (a conflict, or
     /// the service rewrote the document as it stored it), until the document is written again.
     var settledNote: String?
+    /// The shadow this new file took (it was made under the name a document renamed to a temporary name
+    /// left): removed before its bytes went, the temporary file holds that document again.
+    var takenShadow: Shadow?
 
-    var isEmpty: Bool { session == nil && changes.isEmpty && upload == nil && settledNote == nil }
+    var isEmpty: Bool { session == nil && changes.isEmpty && upload == nil && settledNote == nil && takenShadow == nil }
 }
 
 /// A remote document renamed to a temporary name (vim's `doc~`, Word's `~WRL0001.tmp`): the service

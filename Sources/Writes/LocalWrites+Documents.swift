@@ -26,7 +26,7 @@ extension LocalWrites {
         let shadow = localOnly ? nil : takeShadow(parent: parent, name: name)
         let session = WriteSession(ino: node.ino, copy: copy, dirty: true, itemID: shadow?.itemID, baseETag: shadow?.base.eTag)
         session.withState { $0.baseHash = shadow?.base.hash }
-        lock.withLock { document(node.ino) { $0.session = session } }
+        lock.withLock { document(node.ino) { $0.session = session; $0.takenShadow = shadow } }
         return (node, session)
     }
 

@@ -32,6 +32,7 @@ extension LocalWrites {
         // Taken before `settle` withdraws the upload that names it: a new file renamed over a document stands
         // for that document until its bytes go, and removing it removes the document.
         let stoodFor = remoteItem(of: node)
+        let taken = lock.withLock { documents[node.ino]?.takenShadow }
         node = try await settle(node, withdrawing: true)
         tree.detach(node.ino)
         if let session = lock.withLock({ documents[node.ino]?.session }) {
@@ -42,6 +43,13 @@ extension LocalWrites {
         if let shadow = lock.withLock({ shadows.first(where: { $0.value.ino == node.ino })?.value }) {
             lock.withLock { shadows[shadow.itemID] = nil }
             try removeRemote(itemID: shadow.itemID, node: node, parent: shadow.parent)
+        } else if node.itemID == nil, let taken, tree.current(taken.ino)?.localOnly == true {
+            // Made under the name a document renamed to a temporary name left, and removed before its bytes
+            // went: the temporary file (`doc~`) holds that document again, as before the new file was made.
+            lock.withLock {
+                shadows[taken.itemID] = taken
+                document(node.ino) { $0.takenShadow = nil }
+            }
         } else if let itemID = remoteItem(of: node)?.itemID ?? stoodFor?.itemID {
             try removeRemote(itemID: itemID, node: node, parent: parent)
         } else if let file = node.stagedFile, lock.withLock({ documents[node.ino]?.session == nil }) {
@@ -152,7 +160,9 @@ extension LocalWrites {
             // Not on the service yet (a new document, or a temporary file given its final name): its bytes
             // go up under the new name, replacing the document that had it.
             tree.setLocal(source.ino, localOnly: false)
-            let reused = replacedItem ?? takeShadow(parent: newParent, name: newName)?.base
+            let taken = replacedItem == nil ? takeShadow(parent: newParent, name: newName) : nil
+            if let taken { lock.withLock { document(source.ino) { $0.takenShadow = taken } } }
+            let reused = replacedItem ?? taken?.base
             if source.type == .directory {
                 for id in lock.withLock({ documents[source.ino]?.changes ?? [] }) {
                     try engine.amend(id) { change in
@@ -196,12 +206,14 @@ extension LocalWrites {
                     state.baseHash = baseHash
                     return state.changeID
                 }
+                let size = session.copy.size  // bytes written under a name that stays local recorded nothing
                 if let id, try engine.amend(id, { change in
                     change.name = node.name
                     change.put(in: place)
                     change.itemID = itemID ?? change.itemID
                     change.baseETag = baseETag
                     change.baseHash = baseHash
+                    change.size = size
                 }) {
                     return true
                 }
@@ -242,6 +254,8 @@ extension LocalWrites {
                     change.itemID = itemID ?? change.itemID
                     change.baseETag = baseETag ?? change.baseETag
                     change.baseHash = baseHash ?? change.baseHash
+                    // Closed under a name that stays local after more writes, its file holds more than was recorded.
+                    if let file = change.stagedFile, let size = stagedSize(file) { change.size = size }
                 }
             }) {
                 return
@@ -272,10 +286,14 @@ extension LocalWrites {
         try journalStagedBytes(of: node, base: base)
     }
 
+    private func stagedSize(_ file: String) -> Int64? {
+        ((try? FileManager.default.attributesOfItem(atPath: staging.path(of: file)))?[.size] as? NSNumber)?.int64Value
+    }
+
     /// Journals the node's staged file as an upload at its name and place (as `base`'s next version when given).
     private func journalStagedBytes(of node: NodeSnapshot, base: BaseVersion?) throws {
         guard let file = tree.current(node.ino)?.stagedFile else { return }
-        let size = ((try? FileManager.default.attributesOfItem(atPath: staging.path(of: file)))?[.size] as? NSNumber)?.int64Value ?? node.size
+        let size = stagedSize(file) ?? node.size
         var change = PendingChange(.upload, name: node.name, itemID: base?.itemID, in: try tree.place(ofDirectory: node.parent))
         change.stagedFile = file
         change.size = size

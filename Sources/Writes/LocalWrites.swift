@@ -192,13 +192,15 @@ public final class LocalWrites: @unchecked Sendable {
             if let hidden = owner.hiddenItem { tree.reveal(hidden) }
             if change.parentPath != nil, let folderID = change.parentItemID { tree.folderMade(owner.parent, itemID: folderID) }
             guard let item else { return }
-            if owner.keptBoth, let node = tree.current(owner.ino) {
+            if change.kind == .upload, let node = tree.current(owner.ino),
+               owner.keptBoth || (node.name != change.name && WritebackEngine.isConflictCopyName(change.name, of: node.name)) {
                 // Kept both after a conflict: the copy went up under its own name; the user's name shows the remote
                 // one. (Not told by the names: the node may have been renamed since its change was recorded.)
                 tree.setLocal(owner.ino, stagedFile: node.stagedFile == change.stagedFile ? .some(nil) : nil)
                 tree.expire(owner.parent)
                 return
             }
+            if change.kind == .upload { lock.withLock { document(owner.ino) { $0.takenShadow = nil } } }
             tree.adopt(owner.ino, item: item, sentFile: change.stagedFile)
             if change.storedDifferently(in: item) {
                 // SharePoint rewrote it as it stored it (Office property promotion): its copy is the document now.

@@ -62,6 +62,12 @@ struct GraphWriteTests {
                 #expect(try await graph.fields(driveID: driveID, itemID: item.id)["DocumentType"]?.stringValue == (round % 2 == 0 ? "Quote" : "Note"))
                 let renamed = try await rename
                 #expect(try await graph.item(driveID: driveID, itemID: item.id).name == "busy \(round).txt", "\(renamed.status) \(renamed.body)")
+                // A time set on its own (as the mount sends one) beside a rename keeps the rename.
+                async let time = wire.send("PATCH", "/items/\(item.id)", json: ["fileSystemInfo": ["lastModifiedDateTime": "2020-01-0\(round % 9 + 1)T00:00:00Z"]])
+                async let again = wire.send("PATCH", "/items/\(item.id)", json: ["name": "busy \(round) again.txt"])
+                _ = try await (time, again)
+                #expect(try await graph.item(driveID: driveID, itemID: item.id).name == "busy \(round) again.txt")
+                #expect(try await graph.item(driveID: driveID, itemID: item.id).fileSystemInfo?.lastModifiedDateTime?.hasPrefix("2020-01-0\(round % 9 + 1)") == true)
             }
         }
     }

@@ -292,6 +292,40 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a document open on two handles, flushed, renamed to a name that stays local, written and flushed there, renamed back: every byte goes")
+    func flushedUnderALocalName() async throws {
+        let bench = try await Bench()
+        let existing = try #require(try await bench.tree.child(of: bench.record, named: "existing.txt"))
+        let session = try await bench.writes.open(existing, truncate: true)
+        _ = try await bench.writes.open(existing, truncate: false)  // a second handle on the same document
+        try bench.write(session, Data("first part, ".utf8), at: 0)
+        try bench.writes.commit(session)  // one handle's close: flushed and journaled
+        try await bench.writes.rename(parent: bench.record, name: "existing.txt", to: bench.record, newName: "existing.txt~", noReplace: false)
+        try bench.write(session, Data("second part".utf8), at: 12)
+        try bench.writes.commit(session)  // flushed under a name that stays local: nothing journaled
+        try await bench.writes.rename(parent: bench.record, name: "existing.txt~", to: bench.record, newName: "existing.txt", noReplace: false)
+        try bench.writes.close(session)
+        try bench.writes.close(session)
+        try await bench.sync()
+        // Before: the journaled change kept the size of the first flush, and the upload sent that many bytes.
+        #expect(bench.content("existing.txt") == "first part, second part")
+        await bench.tearDown()
+    }
+
+    @Test("a document renamed to a name that stays local, a new file made under its name and removed before it went: the document stays, held by the temporary file")
+    func newFileUnderAShadowedNameRemoved() async throws {
+        let bench = try await Bench()
+        try await bench.writes.rename(parent: bench.record, name: "existing.txt", to: bench.record, newName: "existing.txt~", noReplace: false)
+        try await bench.create("existing.txt", "a new file")
+        try await bench.writes.remove(parent: bench.record, name: "existing.txt", directory: false)
+        try await bench.writes.rename(parent: bench.record, name: "existing.txt~", to: bench.record, newName: "existing.txt", noReplace: false)
+        try await bench.sync()
+        // Before: removing the new file deleted the document it was to replace; the rename back then moved a deleted item.
+        #expect(bench.tenant.drive.names(in: bench.folder) == ["existing.txt"])
+        #expect(bench.content("existing.txt") == "old text")
+        await bench.tearDown()
+    }
+
     @Test("a new file renamed over a document, then to a name that stays local and removed: the document is deleted")
     func renamedOverThenAsideThenUnlinked() async throws {
         let bench = try await Bench()
