@@ -42,6 +42,13 @@ public final class WritebackEngine: @unchecked Sendable {
     private var loop: Task<Void, Never>?
     /// Last failure of changes that gave up, for waiters.
     private var failures: [Int64: String] = [:]
+    /// When each change that gave up is tried again on its own, and how many times it has given up: an
+    /// outage ends, and what was written during it goes without a remount (see `reviveDue`).
+    private var revivesAt: [Int64: ContinuousClock.Instant] = [:]
+    private var givenUpCount: [Int64: Int] = [:]
+    /// The pause before a change that gave up is tried again; it doubles each time, up to `maxRevivalDelay`.
+    let revivalDelay: Duration
+    static let maxRevivalDelay: Duration = .seconds(900)
     /// Changes the service refused for good (see `refuse`), with why, for waiters, `crmfs sync` and `crmfs status`.
     var refusals: [Int64: (name: String, reason: String)] = [:]
     /// Versions the mount's own changes made, by the document and the version they were guarded by
@@ -75,8 +82,9 @@ public final class WritebackEngine: @unchecked Sendable {
     private var lastWaiter: UInt64 = 0
 
     public init(journal: Journal, staging: StagingArea, uploader: Uploader, linker: Linker, graph: any DriveService, salesforce: any RecordService,
-                objects: [String: ObjectLinking], maxAttempts: Int = 5, retryDelay: Duration = .seconds(2), width: Int = 4,
-                logger: Logger = Logger(label: "crmfs.writeback")) {
+                objects: [String: ObjectLinking], maxAttempts: Int = 5, retryDelay: Duration = .seconds(2), revivalDelay: Duration = .seconds(60),
+                width: Int = 4, logger: Logger = Logger(label: "crmfs.writeback")) {
+        self.revivalDelay = revivalDelay
         self.width = max(1, width)
         self.journal = journal
         self.staging = staging
@@ -340,6 +348,7 @@ public final class WritebackEngine: @unchecked Sendable {
     /// open file are released first by their owner (`LocalWrites.drain`).
     public func drain() async throws {
         lock.withLock { quietUntil.removeAll() }
+        reviveDue(all: true)
         kick()
         let targets = Set(try journal.outstanding().compactMap(\.id))
         func unfinished() -> Bool {
@@ -505,7 +514,13 @@ public final class WritebackEngine: @unchecked Sendable {
     func finished(_ outcome: ChangeOutcome) {
         for observer in lock.withLock({ observers }) { observer(outcome) }
         let id = outcome.change.id
-        lock.withLock { if let id { running.remove(id); notBefore[id] = nil; quietUntil[id] = nil } }
+        lock.withLock {
+            guard let id else { return }
+            running.remove(id)
+            notBefore[id] = nil
+            quietUntil[id] = nil
+            if case .gaveUp = outcome {} else { givenUpCount[id] = nil }
+        }
     }
 
     /// Records a change; a held one waits for `release`. Under the engine's lock, so it cannot be sent
@@ -529,6 +544,7 @@ public final class WritebackEngine: @unchecked Sendable {
     private func run() async {
         await withTaskGroup(of: Void.self) { group in
             while !Task.isCancelled {
+                reviveDue()
                 let ready = startable(readJournal())
                 let started = ready.compactMap(claim)
                 for change in started {
@@ -580,8 +596,16 @@ public final class WritebackEngine: @unchecked Sendable {
             let attempts = (try? journal.update(id: id) { $0.attempts += 1; $0.lastError = "\(failure)" })?.attempts ?? maxAttempts
             logger.warning("change failed", metadata: ["name": "\(change.name)", "attempt": "\(attempts)", "error": "\(error)"])
             if attempts >= maxAttempts {
-                lock.withLock { failures[id] = "\(error)" }
-                logger.error("change given up after retries; it stays in the journal for the next mount", metadata: ["name": "\(change.name)", "error": "\(error)"])
+                let pause = lock.withLock { () -> Duration in
+                    failures[id] = "\(error)"
+                    let count = givenUpCount[id, default: 0]
+                    givenUpCount[id] = count + 1
+                    let pause = min(revivalDelay * (1 << min(count, 10)), Self.maxRevivalDelay)
+                    revivesAt[id] = .now + pause
+                    return pause
+                }
+                logger.error("change given up after retries; it stays in the journal and is tried again later",
+                             metadata: ["name": "\(change.name)", "error": "\(error)", "again in": "\(pause)"])
                 finished(.gaveUp(change, "\(error)"))
             } else {
                 lock.withLock { notBefore[id] = .now + retryDelay * attempts }
@@ -601,11 +625,33 @@ public final class WritebackEngine: @unchecked Sendable {
         finished(.conflict(change, objects[change.objectName ?? ""]?.conflictPolicy ?? .keepBoth))
     }
 
-    /// When the earliest change waiting out its backoff may go again.
+    /// When the earliest change waiting out its backoff (or its pause after giving up) may go again.
     private func nextRetry() -> Duration? {
         lock.withLock {
             let now = ContinuousClock.now
-            return (Array(notBefore.values) + Array(quietUntil.values)).filter { $0 > now }.min().map { $0 - now }
+            return (Array(notBefore.values) + Array(quietUntil.values) + Array(revivesAt.values)).filter { $0 > now }.min().map { $0 - now }
+        }
+    }
+
+    /// Changes that gave up and whose pause is over (or all of them, `now`: `crmfs sync` asks for
+    /// everything to go) start again from their first attempt, resuming an upload session they had.
+    /// One held by a failed flush waits for the close that seals its bytes instead.
+    func reviveDue(all: Bool = false) {
+        let revived = lock.withLock { () -> [Int64] in
+            revivesAt = revivesAt.filter { failures[$0.key] != nil }  // amended or withdrawn since
+            let now = ContinuousClock.now
+            let due = revivesAt.filter { all || $0.value <= now }.keys.filter { failures[$0] != nil && !unsealed.contains($0) }
+            for id in due {
+                revivesAt[id] = nil
+                failures[id] = nil
+                notBefore[id] = nil
+                try? journal.update(id: id) { $0.attempts = 0 }
+            }
+            return Array(due)
+        }
+        if !revived.isEmpty {
+            logger.info("changes that gave up are tried again", metadata: ["changes": "\(revived.count)"])
+            progressed()
         }
     }
 
