@@ -346,6 +346,13 @@ public final class WritebackEngine: @unchecked Sendable {
     /// Returns once every change recorded before the call is done or has given up (changes recorded
     /// meanwhile are not waited for, so a busy writer cannot keep it waiting). Changes still held for an
     /// open file are released first by their owner (`LocalWrites.drain`).
+    /// Change `id`, if it gave up, is tried again now (a call that needs it done asks for it, as
+    /// `setfattr` on a document whose upload gave up during an outage).
+    public func tryAgain(_ id: Int64) {
+        reviveDue(only: id)
+        kick()
+    }
+
     public func drain() async throws {
         lock.withLock { quietUntil.removeAll() }
         reviveDue(all: true)
@@ -636,11 +643,12 @@ public final class WritebackEngine: @unchecked Sendable {
     /// Changes that gave up and whose pause is over (or all of them, `now`: `crmfs sync` asks for
     /// everything to go) start again from their first attempt, resuming an upload session they had.
     /// One held by a failed flush waits for the close that seals its bytes instead.
-    func reviveDue(all: Bool = false) {
+    func reviveDue(all: Bool = false, only: Int64? = nil) {
         let revived = lock.withLock { () -> [Int64] in
             revivesAt = revivesAt.filter { failures[$0.key] != nil }  // amended or withdrawn since
             let now = ContinuousClock.now
-            let due = revivesAt.filter { all || $0.value <= now }.keys.filter { failures[$0] != nil && !unsealed.contains($0) }
+            let due = revivesAt.filter { entry in only.map { entry.key == $0 } ?? (all || entry.value <= now) }.keys
+                .filter { failures[$0] != nil && !unsealed.contains($0) }
             for id in due {
                 revivesAt[id] = nil
                 failures[id] = nil

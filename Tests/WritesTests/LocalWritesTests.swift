@@ -357,6 +357,22 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("an edit that needs a document's item (setfattr of a column) after its upload gave up in an outage tries the upload again, and waits for it")
+    func editAfterTheUploadGaveUp() async throws {
+        let outage = Locked(true)
+        let bench = try await Bench(beforeWrite: { call in
+            if outage.value, call.kind == .upload { throw GraphError(status: 503, code: "serviceNotAvailable", request: "upload") }
+        })
+        let node = try await bench.create("during.txt", "written during an outage")
+        #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
+        #expect(bench.engine.givenUp.count == 1)
+        outage.set(false)
+        // Before: it failed at once (the upload still given up), and setfattr said the document was not in SharePoint yet.
+        try await bench.writes.uploaded(node.ino)
+        #expect(bench.content("during.txt") == "written during an outage")
+        await bench.tearDown()
+    }
+
     @Test("a document removed while its upload is being sent, which then gives up: its change goes with it, and no change is left naming a removed file")
     func unlinkWhileUploadGivesUp() async throws {
         let attempts = Locked(0)
