@@ -346,10 +346,12 @@ public final class WritebackEngine: @unchecked Sendable {
     /// Returns once every change recorded before the call is done or has given up (changes recorded
     /// meanwhile are not waited for, so a busy writer cannot keep it waiting). Changes still held for an
     /// open file are released first by their owner (`LocalWrites.drain`).
-    /// Change `id`, if it gave up, is tried again now (a call that needs it done asks for it, as
-    /// `setfattr` on a document whose upload gave up during an outage).
-    public func tryAgain(_ id: Int64) {
-        reviveDue(only: id)
+    /// The changes that gave up are tried again now, in journal order (a call that needs one of them done
+    /// asks for it, as `setfattr` on a document whose upload gave up during an outage). All of them, not
+    /// that one alone: it may stand behind another that gave up (the deletion of the document its name
+    /// had), which must go first.
+    public func tryAgain() {
+        reviveDue(all: true)
         kick()
     }
 
@@ -643,12 +645,11 @@ public final class WritebackEngine: @unchecked Sendable {
     /// Changes that gave up and whose pause is over (or all of them, `now`: `crmfs sync` asks for
     /// everything to go) start again from their first attempt, resuming an upload session they had.
     /// One held by a failed flush waits for the close that seals its bytes instead.
-    func reviveDue(all: Bool = false, only: Int64? = nil) {
+    func reviveDue(all: Bool = false) {
         let revived = lock.withLock { () -> [Int64] in
             revivesAt = revivesAt.filter { failures[$0.key] != nil }  // amended or withdrawn since
             let now = ContinuousClock.now
-            let due = revivesAt.filter { entry in only.map { entry.key == $0 } ?? (all || entry.value <= now) }.keys
-                .filter { failures[$0] != nil && !unsealed.contains($0) }
+            let due = revivesAt.filter { all || $0.value <= now }.keys.filter { failures[$0] != nil && !unsealed.contains($0) }
             for id in due {
                 revivesAt[id] = nil
                 failures[id] = nil

@@ -97,7 +97,7 @@ public final class LocalWrites: @unchecked Sendable {
         guard let upload else { return }
         if open { throw POSIXError(.EBUSY) }
         engine.release(upload)
-        engine.tryAgain(upload)
+        engine.tryAgain()
         try await engine.wait(for: upload)
     }
 
