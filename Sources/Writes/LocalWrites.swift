@@ -201,8 +201,15 @@ public final class LocalWrites: @unchecked Sendable {
                 tree.expire(owner.parent)
                 return
             }
-            if change.kind == .upload { lock.withLock { document(owner.ino) { $0.takenShadow = nil } } }
+            let settledAll = change.kind == .upload && lock.withLock { () -> Bool in
+                document(owner.ino) { $0.takenShadow = nil }
+                return documents[owner.ino]?.changes.isEmpty ?? true
+            }
             tree.adopt(owner.ino, item: item, sentFile: change.stagedFile)
+            // Nothing of the mount's own is left to send for it: it is where the service holds it. (A
+            // restart's journal names the place a version was written at; the stopped mount may have moved
+            // the document since, and the move went.)
+            if settledAll { _ = tree.applyDriveChanges([item]) }
             if change.storedDifferently(in: item) {
                 // SharePoint rewrote it as it stored it (Office property promotion): its copy is the document now.
                 let note = "clean (SharePoint rewrote it on upload: \(change.size) bytes sent, \(item.size ?? 0) stored)"

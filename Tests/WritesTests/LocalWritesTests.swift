@@ -339,6 +339,39 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a version a stop's journal sends after a restart, of a document that mount had moved before it stopped: the mount shows it where it was moved")
+    func restoredVersionOfAMovedDocument() async throws {
+        let bench = try await Bench(journaled: { acme, tenant in
+            // The stopped mount wrote existing.txt again, then moved it into G as f.txt; the move went, the
+            // new version did not.
+            let itemID = tenant.drive.itemID(named: "existing.txt", in: acme)!
+            let folder = tenant.drive.addFolder("G", in: acme)
+            tenant.drive.rename(itemID, to: "f.txt", in: folder)
+            var change = PendingChange(kind: .upload, driveID: InMemoryDrive.driveID, name: "existing.txt", parentItemID: acme)
+            change.itemID = itemID
+            change.size = 11
+            return [change]
+        }, started: false)
+        // Its bytes, staged as the stopped mount left them.
+        let change = try #require(try bench.engine.outstanding().first)
+        let (file, descriptor) = try bench.writes.staging.create()
+        let bytes = Data("new version".utf8)
+        #expect(bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) } == bytes.count)
+        try bench.writes.staging.seal(file, descriptor: descriptor)
+        close(descriptor)
+        try bench.engine.amend(change.id!) { $0.stagedFile = file; $0.sealed = true }
+        _ = try await bench.tree.list(bench.record)
+        bench.engine.start()
+        try await bench.sync()
+        #expect(bench.tenant.drive.content(at: "Accounts/Acme (001A)/G/f.txt") == Data("new version".utf8))
+        // Before: the restored version was shown at the name and place it was journaled with, and the
+        // document vanished from G.
+        #expect(try await bench.tree.list(bench.record).map(\.name).sorted() == ["G"])
+        let folder = try await bench.tree.lookup(parent: bench.record, name: "G")
+        #expect(try await bench.tree.list(folder.ino).map(\.name) == ["f.txt"])
+        await bench.tearDown()
+    }
+
     @Test("a folder a stop's journal makes after a restart shows what that mount had already sent into it")
     func restoredFolderShowsWhatIsInIt() async throws {
         // The stopped mount's uploads into F (named by path) made the folder and sent d.txt; its own
