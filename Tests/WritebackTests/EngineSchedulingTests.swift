@@ -203,17 +203,23 @@ struct EngineSchedulingTests {
         #expect(try bench.journal.change(id: broken.id!) != nil)
     }
 
-    @Test("a change that gave up (an outage longer than its retries) goes on its own once its pause is over, without a remount")
-    func givenUpGoesAgainLater() async throws {
+    /// A bench whose upload of `late.txt` gave up in an outage (two attempts), which has ended since.
+    static func gaveUpInAnOutage(revivalDelay: Duration = .seconds(3600)) async throws -> Bench {
         let outage = Locked(true)
-        let bench = try Bench(maxAttempts: 2, revivalDelay: .milliseconds(300)) { _ in
+        let bench = try Bench(maxAttempts: 2, revivalDelay: revivalDelay) { _ in
             if outage.value { throw GraphError(status: 503, code: "serviceNotAvailable", request: "upload") }
         }
-        defer { Task { await bench.tearDown() } }
         let change = try bench.upload("written during an outage", as: "late.txt")
         bench.engine.start()
         await #expect(throws: WritebackError.self) { try await bench.engine.wait(for: change.id!) }
         outage.set(false)
+        return bench
+    }
+
+    @Test("a change that gave up (an outage longer than its retries) goes on its own once its pause is over, without a remount")
+    func givenUpGoesAgainLater() async throws {
+        let bench = try await Self.gaveUpInAnOutage(revivalDelay: .milliseconds(300))
+        defer { Task { await bench.tearDown() } }
         // Before: it stayed given up until the next mount.
         var waited = 0
         while bench.drive.content(at: "Acme/late.txt") == nil && waited < 600 {
@@ -225,15 +231,8 @@ struct EngineSchedulingTests {
 
     @Test("crmfs sync (drain) tries the changes that gave up again at once")
     func drainTriesGivenUpAgain() async throws {
-        let outage = Locked(true)
-        let bench = try Bench(maxAttempts: 2) { _ in
-            if outage.value { throw GraphError(status: 503, code: "serviceNotAvailable", request: "upload") }
-        }
+        let bench = try await Self.gaveUpInAnOutage()
         defer { Task { await bench.tearDown() } }
-        let change = try bench.upload("written during an outage", as: "late.txt")
-        bench.engine.start()
-        await #expect(throws: WritebackError.self) { try await bench.engine.wait(for: change.id!) }
-        outage.set(false)
         // Before: drain returned at once, the change still given up until the next mount.
         try await bench.engine.drain()
         #expect(bench.drive.content(at: "Acme/late.txt") == Data("written during an outage".utf8))
