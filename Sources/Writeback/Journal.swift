@@ -35,6 +35,9 @@ public struct PendingChange: Codable, FetchableRecord, MutablePersistableRecord,
     /// record's folder before its first document, a folder made through the mount): made when the change is sent.
     public var parentPath: String?
     public var name: String
+    /// For a move, the place the document leaves (its folder, by item or else by path, and its name in
+    /// lower case): a new document given that name waits for the move, and gives up with it.
+    public var leaving: String?
     public var recordID: String?
     /// The CRM object of that record (`Account`), for its link model and column mappings.
     public var objectName: String?
@@ -203,6 +206,9 @@ public final class Journal: Sendable {
                 table.add(column: "requester", .integer)
                 table.add(column: "baseHash", .text)
             }
+        }
+        migrator.registerMigration("v6: the place a move leaves") { db in
+            try db.alter(table: "change") { table in table.add(column: "leaving", .text) }
         }
         return migrator
     }

@@ -246,24 +246,56 @@ public final class WritebackEngine: @unchecked Sendable {
     /// `timesOnly`, only the changes that carry nothing but a time: a new version, recorded next, carries
     /// its own, which a late one would overwrite. Returns the changes withdrawn.
     public func withdrawEdits(of itemID: String, timesOnly: Bool = false) throws -> [Int64] {
-        let withdrawn = try lock.withLock { () -> [Int64] in
-            // Every close that records a new version comes here: one indexed read, not the whole journal.
-            let edits = try journal.changes(of: itemID).filter { change in
-                guard let id = change.id, !running.contains(id) else { return false }
-                return timesOnly ? change.isTimeOnly : change.kind == .move || change.kind == .setColumns
-            }
-            for id in edits.compactMap(\.id) {
-                try journal.complete(id: id)
-                failures[id] = nil
-                notBefore[id] = nil
-            }
-            return edits.compactMap(\.id)
-        }
+        let withdrawn = try lock.withLock { try withdrawEditsLocked(of: itemID, timesOnly: timesOnly) }
         if !withdrawn.isEmpty {
             kick()
             progressed()
         }
         return withdrawn
+    }
+
+    private func withdrawEditsLocked(of itemID: String, timesOnly: Bool = false, keeping kept: Int64? = nil) throws -> [Int64] {
+        // Every close that records a new version comes here: one indexed read, not the whole journal.
+        let edits = try journal.changes(of: itemID).filter { change in
+            guard let id = change.id, id != kept, !running.contains(id) else { return false }
+            return timesOnly ? change.isTimeOnly : change.kind == .move || change.kind == .setColumns
+        }
+        for id in edits.compactMap(\.id) {
+            try journal.complete(id: id)
+            failures[id] = nil
+            notBefore[id] = nil
+        }
+        return edits.compactMap(\.id)
+    }
+
+    /// Records `deletion` of a document or folder, withdrawing its edits as `withdrawEdits` does. When one
+    /// of those is a move not sent, the deletion takes its place in the journal: what was recorded after
+    /// the move may rely on the name it frees (a new document given that name), and the document still
+    /// holds that name on the service until one of them goes. Returns the deletion as saved and the
+    /// changes withdrawn (the replaced move among them: its id now names the deletion).
+    public func recordDeletion(_ deletion: PendingChange) throws -> (saved: PendingChange, withdrawn: [Int64]) {
+        guard let itemID = deletion.itemID else { return (try record(deletion), []) }
+        let (replaced, withdrawn) = try lock.withLock { () -> (PendingChange?, [Int64]) in
+            let move = try journal.changes(of: itemID).first { change in
+                guard let id = change.id, !running.contains(id), change.kind == .move, !change.isTimeOnly else { return false }
+                return change.state.notSent
+            }
+            let withdrawn = try withdrawEditsLocked(of: itemID, keeping: move?.id)
+            guard let move, let id = move.id else { return (nil, withdrawn) }
+            let replaced = try journal.update(id: id) { change in
+                let leaving = change.leaving
+                change = deletion
+                change.id = id
+                change.createdAt = move.createdAt
+                change.leaving = deletion.leaving ?? leaving
+            }
+            failures[id] = nil
+            notBefore[id] = nil
+            return (replaced, withdrawn + [id])
+        }
+        kick()
+        progressed()
+        return (try replaced ?? record(deletion), withdrawn)
     }
 
     /// Removes staged file `file` once no change in the journal names it (the write path's copies a
@@ -505,6 +537,8 @@ public final class WritebackEngine: @unchecked Sendable {
         if let itemID = change.itemID { keys.insert("item \(itemID)") }
         // A folder made meanwhile adds its id to a change that named it by path; the path stays.
         for parent in [change.parentItemID, change.parentPath].compactMap({ $0 }) { keys.insert("place \(parent)/\(change.name.lowercased())") }
+        // A move holds its old place too until it goes: a new document given that name meets it there.
+        for place in change.leaving?.split(separator: "\n") ?? [] { keys.insert("place \(place)") }
         return keys
     }
 

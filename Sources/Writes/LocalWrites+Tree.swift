@@ -61,9 +61,9 @@ extension LocalWrites {
     private func removeRemote(itemID: String, node: NodeSnapshot, parent: UInt64, name: String? = nil) throws {
         let place = try tree.place(ofDirectory: parent)
         tree.hide(itemID)
-        for id in try engine.withdrawEdits(of: itemID) { forget(id) }
         // Named by its place too: a new document given that name waits for the deletion (and gives up with it).
-        let saved = try engine.record(PendingChange(.delete, name: name ?? node.name, itemID: itemID, in: place))
+        let (saved, withdrawn) = try engine.recordDeletion(PendingChange(.delete, name: name ?? node.name, itemID: itemID, in: place))
+        for id in withdrawn { forget(id) }
         track(saved.id!, ChangeOwner(ino: node.ino, parent: parent, hiddenItem: itemID), upload: false)
     }
 
@@ -152,6 +152,8 @@ extension LocalWrites {
             if shadow?.parent != newParent || shadow?.name != newName {
                 var move = PendingChange(.move, name: newName, itemID: itemID, in: to)
                 move.baseETag = sourceItem!.eTag  // the version it was made on (see `WritebackEngine.rebase`)
+                // Where the service holds it until the move goes: its place before a temporary name, if it had one.
+                move.leave(shadow?.name ?? name, in: try tree.place(ofDirectory: shadow?.parent ?? parent))
                 let saved = try engine.record(move)
                 track(saved.id!, ChangeOwner(ino: source.ino, parent: newParent), upload: false)
             }

@@ -270,6 +270,11 @@ extension PendingChange {
         put(in: place)
     }
 
+    /// Leaves `name` in `place`, named both ways the folder can be (see `leaving`).
+    mutating func leave(_ name: String, in place: WritePlace) {
+        leaving = [place.parentItemID, place.parentPath].compactMap { $0.map { "\($0)/\(name.lowercased())" } }.joined(separator: "\n")
+    }
+
     /// Goes into `place`: its folder by item, or by path while that folder is not made yet; its record.
     mutating func put(in place: WritePlace) {
         parentItemID = place.parentItemID

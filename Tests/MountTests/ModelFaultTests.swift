@@ -126,9 +126,13 @@ struct ModelFaultTests {
         // 1008 and 1010: a save renamed over a document whose column had been written met 412 and was kept
         // as a copy (LocalWritesTests/columnThenRenamedOver); 1015: after kills, a folder's kept listing put
         // earlier times back over what the journal's changes had made (ChangeFeedTests/ownChangeBeforeTheKeptListing).
+        // 1043: a new document given the name a rename that gave up was to free went first, met the name taken
+        // and was kept as a copy; so it did when the renamed document was then removed (its deletion came last)
+        // (LocalWritesTests/newDocumentWhereARenameGaveUp, EngineSchedulingTests/newDocumentBehindAGivenUpMoveAway).
         "soakSeed1008": ReferenceModel.operations(seed: 1008, count: 60),
         "soakSeed1010": ReferenceModel.operations(seed: 1010, count: 60),
         "soakSeed1015": ReferenceModel.operations(seed: 1015, count: 60),
+        "soakSeed1043": ReferenceModel.operations(seed: 1043, count: 60),
         // seed 13: times that gave up under an outage, then renames over their documents: the renames and the
         // deletion went, and the times, retried at the next mount, found a deleted item (404) or named a renamed
         // document back. (LocalWritesTests/timeGaveUpThenRenamedOver, EngineSchedulingTests/renameBehindAGivenUpTime)

@@ -288,6 +288,32 @@ struct EngineSchedulingTests {
         #expect(try bench.journal.count == 0)
     }
 
+    @Test("a new document given the name a move that gave up leaves waits for that move and gives up with it; both go in order when it is tried again (model seed 1043)")
+    func newDocumentBehindAGivenUpMoveAway() async throws {
+        let failing = Locked(true)
+        let bench = try Bench(maxAttempts: 2) { call in
+            if failing.value && call.kind == .update { throw GraphError(status: 503, code: "serviceNotAvailable", request: "PATCH \(call.name)") }
+        }
+        defer { Task { await bench.tearDown() } }
+        let document = bench.drive.addDocument("e.bin", in: bench.folder, content: Data("the old document".utf8))
+        var away = PendingChange(kind: .move, driveID: "b!memory", name: "f.txt", itemID: document, parentItemID: bench.folder)
+        away.leaving = "\(bench.folder)/e.bin"
+        let move = try bench.engine.record(away)
+        bench.engine.start()
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        #expect(bench.engine.givenUp[move.id!] != nil)
+        let new = try bench.upload("a new document under the freed name", as: "e.bin")
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        // Before: it went at once, met the old document's name still taken, and became a keep-both copy.
+        #expect(bench.drive.names(in: bench.folder) == ["e.bin"])
+        #expect(try bench.journal.outstanding().compactMap(\.id) == [move.id!, new.id!])
+        failing.set(false)
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        #expect(bench.drive.names(in: bench.folder).sorted() == ["e.bin", "f.txt"])
+        #expect(bench.drive.content(at: "Acme/e.bin") == Data("a new document under the freed name".utf8))
+        #expect(bench.drive.content(at: "Acme/f.txt") == Data("the old document".utf8))
+    }
+
     @Test("a later version of a new document in a folder not made yet, recorded while the first upload makes both, is the document's next version, not a keep-both copy")
     func versionInAFolderNamedByPath() async throws {
         let gate = Locked<CheckedContinuation<Void, Never>?>(nil)

@@ -508,6 +508,29 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a new document given the name a document was renamed away from waits for that rename when it gave up; removed meanwhile, the document's deletion takes the rename's place: one document, no conflict copy (model seed 1043)")
+    func newDocumentWhereARenameGaveUp() async throws {
+        let failing = Locked(true)
+        let bench = try await Bench(beforeWrite: { call in
+            if failing.value && call.kind == .update { throw GraphError(status: 503, code: "serviceNotAvailable", request: "PATCH \(call.name)") }
+        })
+        try await bench.writes.rename(parent: bench.record, name: "existing.txt", to: bench.record, newName: "moved.txt", noReplace: false)
+        #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
+        try await bench.create("existing.txt", "the new text")
+        #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
+        // Before: the new document went while the old one still had the name (409), and was kept as a conflict copy.
+        #expect(bench.tenant.drive.names(in: bench.folder) == ["existing.txt"])
+        #expect(bench.content("existing.txt") == "old text")
+        // Before: the deletion, recorded last, came after the new document, which met the name still taken.
+        try await bench.writes.remove(parent: bench.record, name: "moved.txt", directory: false)
+        failing.set(false)
+        try await bench.sync()
+        #expect(bench.tenant.drive.names(in: bench.folder) == ["existing.txt"])
+        #expect(bench.content("existing.txt") == "the new text")
+        #expect(try bench.engine.outstanding().isEmpty)
+        await bench.tearDown()
+    }
+
     @Test("a document renamed right after close goes up once, under its final name")
     func renameAfterCloseTravels() async throws {
         let bench = try await Bench()
