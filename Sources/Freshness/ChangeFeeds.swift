@@ -177,11 +177,13 @@ public final class ChangeFeeds: @unchecked Sendable {
     /// How often changed listings are written to the metadata store.
     static let keepInterval: TimeInterval = 5
 
-    /// Writes the listings changed since the last time, with the delta link taken first.
+    /// Writes the listings changed since the last time, with the delta link taken first (the kept one
+    /// stays while the link has passed over what no listing holds yet: see `Tree.feedPositionKeepable`).
     public func keep() throws {
         guard let store, lock.withLock({ keepsTree }) else { return }
         let (link, position) = lock.withLock { (deltaLink, fleetPosition) }
-        try store.save(tree.takeChangedListings(), deltaLink: link, fleetPosition: position)
+        let keepable = tree.feedPositionKeepable()
+        try store.save(tree.takeChangedListings(), deltaLink: keepable ? link : nil, fleetPosition: keepable ? position : nil)
     }
 
     /// Forgets the kept tree and keeps nothing more of this mount's: its library is not the one the

@@ -71,7 +71,10 @@ extension Tree {
             for id in order {
                 guard let item = latest[id], hiddenItems[id] == nil else { continue }
                 let existing = inodes[.item(id)].flatMap { nodes[$0] }
-                if let existing, existing.isPinned { continue }
+                if let existing, existing.isPinned {
+                    passedOver.insert(existing.ino)
+                    continue
+                }
                 if item.isDeleted, let record = directories[id].flatMap({ nodes[$0] }), record.level == .record {
                     result.merge(recordFolderGone(record))
                     continue
@@ -92,6 +95,17 @@ extension Tree {
             }
             if unplacedFolder { result.merge(recordFoldersMayHaveAppeared()) }
             return result
+        }
+    }
+
+    /// Whether the feed's position may be kept with the listings taken now: not while a node a round passed
+    /// over (see `passedOver`) is still held by the mount's own change, since a remount resuming from that
+    /// position would never hear again what the round said of it, and its kept listing has the older
+    /// version. (Once the change ends, the node's listing holds the item it made, and is taken with it.)
+    public func feedPositionKeepable() -> Bool {
+        lock.withLock {
+            passedOver = passedOver.filter { nodes[$0]?.isPinned == true }
+            return passedOver.isEmpty
         }
     }
 

@@ -77,6 +77,10 @@ public final class Tree: @unchecked Sendable {
     var keptPlaced: [(changeID: Int64, ino: UInt64)] = []
     /// Directories whose listing changed since the metadata store last took them.
     var changedListings: Set<UInt64> = []
+    /// Nodes that a feed round passed over while the mount's own change held them (pinned): what the
+    /// service said of them is behind the feed's position but in no listing until their change ends and
+    /// the node takes the item it made (see `feedPositionKeepable`).
+    var passedOver: Set<UInt64> = []
     /// What the kernel must forget (directories whose entries changed, names and nodes the mount took back)
     /// since the file system last told it.
     private var kernelNotices: Set<KernelNotice> = []

@@ -278,6 +278,43 @@ struct KeptTreeTests {
         #expect(try await second.list(accounts).map(\.name).sorted() == ["Acme Corp", "Globex", "Initech"])
     }
 
+    @Test("a version the feed passed over while the mount's own change held the document is not lost to a remount: the feed's position is kept only once the document's listing holds its item (model seed 1050)")
+    func passedOverWhileHeld() async throws {
+        let tenant = MemoryTenant()
+        let folder = try #require(tenant.account("001A", "Acme Corp", documents: ["a.txt": "alpha"]))
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-kept-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: state) }
+        func mount() async throws -> (Tree, ChangeFeeds) {
+            let tree = try await tenant.open()
+            let store = try MetadataStore(path: state.appendingPathComponent("metadata.sqlite").path, config: try tenant.config())
+            let feeds = ChangeFeeds(tree: tree, graph: tenant.drive, records: tenant.records, settings: FreshnessSettings(drivePoll: 3600, crmPoll: 3600), store: store) { _ in }
+            feeds.start(polling: false)
+            return (tree, feeds)
+        }
+        let (first, firstFeeds) = try await mount()
+        try await firstFeeds.pollDrive()
+        let acme = try await MemoryTenant.record(first, "Acme Corp")
+        let document = try await first.lookup(parent: acme, name: "a.txt").ino
+        try firstFeeds.keep()
+        // The mount's own upload holds the document; its new version is in the next feed round, passed over.
+        first.pin(document)
+        let itemID = try #require(tenant.drive.itemID(named: "a.txt", in: folder))
+        tenant.drive.edit(itemID, content: Data("alpha, the mount's own second version".utf8))
+        try await firstFeeds.pollDrive()
+        #expect(try await first.lookup(parent: acme, name: "a.txt").size == 5)
+        try firstFeeds.keep()
+        // Killed before the upload's end reached the tree (or before the next keep after it).
+
+        let (second, secondFeeds) = try await mount()
+        try await secondFeeds.pollDrive()
+        let again = try await MemoryTenant.record(second, "Acme Corp")
+        // Before: the kept position was past the new version and the kept listing before it: the remount
+        // showed the first version for good, and reads of it failed ESTALE.
+        #expect(try await second.lookup(parent: again, name: "a.txt").size == 37)
+        secondFeeds.stop()
+    }
+
     @Test("a kept listing is applied when its directory is first asked for, before the background restore reaches it; the restore applies the rest and names every listing it used")
     func keptListingsOnDemand() async throws {
         let tenant = MemoryTenant()
