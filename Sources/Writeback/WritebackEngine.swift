@@ -39,6 +39,7 @@ public final class WritebackEngine: @unchecked Sendable {
     let lock = NSLock()
     private var wakeup: CheckedContinuation<Void, Never>?
     private var pendingWake = false
+    private var passes = 0
     private var loop: Task<Void, Never>?
     /// Last failure of changes that gave up, for waiters.
     private var failures: [Int64: String] = [:]
@@ -584,9 +585,14 @@ public final class WritebackEngine: @unchecked Sendable {
         return saved
     }
 
+    /// How often the engine has looked for changes to send. Idle, it looks when woken (a new change, a
+    /// retry or a revival due), never in a loop.
+    public var journalPasses: Int { lock.withLock { passes } }
+
     private func run() async {
         await withTaskGroup(of: Void.self) { group in
             while !Task.isCancelled {
+                lock.withLock { passes += 1 }
                 reviveDue()
                 let ready = startable(readJournal())
                 let started = ready.compactMap(claim)
@@ -699,7 +705,9 @@ public final class WritebackEngine: @unchecked Sendable {
     }
 
     private func sleepUntilKicked(orAfter delay: Duration? = nil) async {
-        let timer = delay.map { delay in Task { try? await Task.sleep(for: delay); self.kick() } }
+        // A timer cancelled because something else woke the loop must not wake it again: each pass would
+        // then leave a wake for the next, and the loop would spin while any retry is pending.
+        let timer = delay.map { delay in Task { if (try? await Task.sleep(for: delay)) != nil { self.kick() } } }
         defer { timer?.cancel() }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = lock.withLock { () -> Bool in

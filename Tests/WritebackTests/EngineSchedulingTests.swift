@@ -229,6 +229,18 @@ struct EngineSchedulingTests {
         #expect(bench.drive.content(at: "Acme/late.txt") == Data("written during an outage".utf8))
     }
 
+    @Test("an engine waiting for a change's pause to end sleeps: a wake-up meanwhile costs one look at the journal, not a loop (model seed 13)")
+    func waitingDoesNotSpin() async throws {
+        let bench = try await Self.gaveUpInAnOutage()
+        defer { Task { await bench.tearDown() } }
+        bench.engine.kick()
+        try await Task.sleep(for: .milliseconds(200))
+        let before = bench.engine.journalPasses
+        try await Task.sleep(for: .seconds(1))
+        // Before: the timer cancelled by the wake-up woke the loop again, and so on: thousands of passes a second.
+        #expect(bench.engine.journalPasses - before < 50)
+    }
+
     @Test("crmfs sync (drain) tries the changes that gave up again at once")
     func drainTriesGivenUpAgain() async throws {
         let bench = try await Self.gaveUpInAnOutage()
