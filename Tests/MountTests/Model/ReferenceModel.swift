@@ -42,6 +42,11 @@ enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
     case expireTokens
     /// SIGKILL of the daemon, then a new mount of the same state directory.
     case kill
+    /// The disk the state directory is on fills up (journal, staged files, cache): until `freeDisk`, only
+    /// the data path runs (writes, truncates, fsyncs and closes of open or new documents, and reads), and
+    /// each may fail with ENOSPC or EIO, a write after writing some of its bytes.
+    case fillDisk
+    case freeDisk
 
     var description: String {
         switch self {
@@ -62,12 +67,14 @@ enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
         case .calm: "fault: calm"
         case .expireTokens: "fault: expire tokens"
         case .kill: "fault: kill -9 and mount again"
+        case .fillDisk: "fault: state disk full"
+        case .freeDisk: "fault: state disk freed"
         }
     }
 
     var isFault: Bool {
         switch self {
-        case .storm, .outage, .calm, .expireTokens, .kill, .remoteEdit: true
+        case .storm, .outage, .calm, .expireTokens, .kill, .remoteEdit, .fillDisk, .freeDisk: true
         default: false
         }
     }
@@ -82,6 +89,8 @@ enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
 enum ModelExpectation: Equatable, Sendable {
     case success
     case failure(Int32)
+    /// A write that failed with this errno after putting down this many bytes (a full disk).
+    case partial(written: Int, errno: Int32)
     /// Not done (another user's edit while the mount had changes it could not send): the model takes it back.
     case notDone
 }
@@ -105,6 +114,7 @@ struct ReferenceModel: Equatable, Sendable {
     /// Documents with a handle open for writing.
     var open: Set<String> = []
     var faults = FaultState.calm
+    var diskFull = false
 
     enum FaultState: Equatable, Sendable { case calm, storm, outage }
 
@@ -130,6 +140,10 @@ struct ReferenceModel: Equatable, Sendable {
     /// What `operation` must answer in this state, and the state after it.
     mutating func apply(_ operation: ModelOperation) -> ModelExpectation {
         switch operation {
+        case .write(let path, _, 0, _):
+            // Opened (created when new), nothing written: no time moves, nothing grows.
+            documents[path] = documents[path] ?? ModelDocument()
+            open.insert(path)
         case .write(let path, let offset, let length, let pattern):
             var document = documents[path] ?? ModelDocument()
             let bytes = ModelOperation.bytes(length: length, pattern: pattern, offset: offset)
@@ -180,6 +194,10 @@ struct ReferenceModel: Equatable, Sendable {
             faults = .calm
         case .expireTokens, .kill:
             break
+        case .fillDisk:
+            diskFull = true
+        case .freeDisk:
+            diskFull = false
         }
         return .success
     }
@@ -204,7 +222,7 @@ extension ReferenceModel {
     /// `count` operations drawn from `seed`, each one the model can judge: mostly valid calls, some that
     /// must fail (a folder not empty), and faults. Handles are closed before a kill (what an open file held
     /// at a crash was never promised) and before a rename or unlink of their document.
-    static func operations(seed: UInt64, count: Int) -> [ModelOperation] {
+    static func operations(seed: UInt64, count: Int, diskFaults: Bool = true) -> [ModelOperation] {
         var random = SeededGenerator(seed: seed)
         var model = ReferenceModel()
         var operations: [ModelOperation] = []
@@ -216,7 +234,9 @@ extension ReferenceModel {
         while operations.count < count {
             let writable = documentNames.filter { model.parentExists($0) }
             let existing = model.documents.keys.sorted()
-            let offline = model.faults == .outage
+            let full = model.diskFull
+            // What needs no remote bytes (and, on a full disk, no room to copy them).
+            let offline = model.faults == .outage || full
             switch Int.random(in: 0..<100, using: &random) {
             case 0..<30 where !writable.isEmpty:
                 let path = writable.randomElement(using: &random)!
@@ -236,17 +256,17 @@ extension ReferenceModel {
                 add(.truncate(path: path, size: Int.random(in: 0...size + 10_000, using: &random)))
             case 42..<45 where !model.open.isEmpty && !offline:
                 add(.fsync(path: model.open.sorted().randomElement(using: &random)!))
-            case 45..<53 where !existing.isEmpty:
+            case 45..<53 where !existing.isEmpty && !full:
                 let from = existing.randomElement(using: &random)!
                 guard let to = writable.filter({ $0 != from }).randomElement(using: &random) else { continue }
                 closeIfOpen(from)
                 closeIfOpen(to)
                 add(.rename(from: from, to: to))
-            case 53..<57 where !existing.isEmpty:
+            case 53..<57 where !existing.isEmpty && !full:
                 let path = existing.randomElement(using: &random)!
                 closeIfOpen(path)
                 add(.unlink(path: path))
-            case 57..<61:
+            case 57..<61 where !full:
                 let folder = folderNames.randomElement(using: &random)!
                 if model.folders.contains(folder) {
                     if !model.isEmpty(folder: folder) && Bool.random(using: &random) { continue }
@@ -255,7 +275,7 @@ extension ReferenceModel {
                 } else {
                     add(.mkdir(path: folder))
                 }
-            case 61..<68 where !existing.isEmpty:
+            case 61..<68 where !existing.isEmpty && !full:
                 let path = existing.randomElement(using: &random)!
                 let seconds: Int = switch Int.random(in: 0..<10, using: &random) {
                 case 0: Int.max
@@ -265,24 +285,26 @@ extension ReferenceModel {
                 default: Int.random(in: 0...2_000_000_000, using: &random)
                 }
                 add(.touch(path: path, seconds: seconds))
-            case 68..<74 where !offline:
+            case 68..<74 where model.faults != .outage:
                 // Not through a second handle while a writer's copy of a remote document may still be filling
                 // (docs/semantics.md: other handles read the service's version until it is complete).
                 guard let path = existing.filter({ !model.open.contains($0) }).randomElement(using: &random) else { continue }
                 add(.read(path: path))
-            case 74..<78:
+            case 74..<78 where !full:
                 add(model.faults == .calm ? (Bool.random(using: &random) ? .storm : .outage) : .calm)
-            case 78..<80:
+            case 78..<80 where !full:
                 add(.expireTokens)
-            case 80..<83:
+            case 80..<83 where !full:
                 for path in model.open.sorted() { closeIfOpen(path) }
                 add(.kill)
-            case 83..<87 where model.faults == .calm:
+            case 83..<87 where model.faults == .calm && !full:
                 guard let path = existing.filter({ !model.open.contains($0) }).randomElement(using: &random) else { continue }
                 add(.setColumn(path: path, value: columnValues.randomElement(using: &random)!))
-            case 87..<89 where model.faults == .calm:
+            case 87..<89 where model.faults == .calm && !full:
                 guard let path = existing.filter({ !model.open.contains($0) }).randomElement(using: &random) else { continue }
                 add(.remoteEdit(path: path, length: Int.random(in: 1...150_000, using: &random), pattern: UInt8.random(in: 0...255, using: &random)))
+            case 89..<92 where diskFaults:
+                add(full ? .freeDisk : .fillDisk)
             default:
                 continue
             }
@@ -306,27 +328,29 @@ extension ReferenceModel {
             switch operation {
             case .write(let path, _, _, _):
                 guard model.parentExists(path) else { return false }
-                if model.faults == .outage && model.documents[path] != nil && !model.open.contains(path) { return false }
+                if (model.faults == .outage || model.diskFull) && model.documents[path] != nil && !model.open.contains(path) { return false }
             case .truncate(let path, _):
                 guard model.documents[path] != nil else { return false }
-                if model.faults == .outage && !model.open.contains(path) { return false }
+                if (model.faults == .outage || model.diskFull) && !model.open.contains(path) { return false }
             case .fsync(let path), .close(let path):
                 guard model.open.contains(path) else { return false }
                 if case .fsync = operation, model.faults == .outage { return false }
             case .read(let path):
                 guard model.documents[path] != nil, model.faults != .outage, !model.open.contains(path) else { return false }
             case .rename(let from, let to):
-                guard model.documents[from] != nil, model.parentExists(to), !model.open.contains(from), !model.open.contains(to) else { return false }
+                guard model.documents[from] != nil, model.parentExists(to), !model.open.contains(from), !model.open.contains(to), !model.diskFull else { return false }
             case .setColumn(let path, _), .remoteEdit(let path, _, _):
-                guard model.documents[path] != nil, !model.open.contains(path), model.faults == .calm else { return false }
+                guard model.documents[path] != nil, !model.open.contains(path), model.faults == .calm, !model.diskFull else { return false }
             case .unlink(let path), .touch(let path, _):
-                guard model.documents[path] != nil else { return false }
+                guard model.documents[path] != nil, !model.diskFull else { return false }
                 if case .unlink = operation, model.open.contains(path) { return false }
             case .rmdir(let path):
-                if model.open.contains(where: { $0.hasPrefix(path + "/") }) { return false }
+                if model.open.contains(where: { $0.hasPrefix(path + "/") }) || model.diskFull { return false }
             case .kill:
-                guard model.open.isEmpty else { return false }
+                guard model.open.isEmpty, !model.diskFull else { return false }
             case .mkdir, .storm, .outage, .calm, .expireTokens:
+                if model.diskFull { return false }
+            case .fillDisk, .freeDisk:
                 break
             }
             _ = model.apply(operation)
