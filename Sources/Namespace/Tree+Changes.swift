@@ -72,7 +72,7 @@ extension Tree {
                 guard let item = latest[id], hiddenItems[id] == nil else { continue }
                 let existing = inodes[.item(id)].flatMap { nodes[$0] }
                 if let existing, existing.isPinned {
-                    passedOver.insert(existing.ino)
+                    if existing.pins > 0 { passedOver[existing.ino] = false }
                     continue
                 }
                 if item.isDeleted, let record = directories[id].flatMap({ nodes[$0] }), record.level == .record {
@@ -99,12 +99,16 @@ extension Tree {
     }
 
     /// Whether the feed's position may be kept with the listings taken now: not while a node a round passed
-    /// over (see `passedOver`) is still held by the mount's own change, since a remount resuming from that
-    /// position would never hear again what the round said of it, and its kept listing has the older
-    /// version. (Once the change ends, the node's listing holds the item it made, and is taken with it.)
+    /// over (see `passedOver`) is still held by the mount's journaled changes, since a remount resuming from
+    /// that position would never hear again what the round said of it, and its kept listing has the older
+    /// version; nor at the first keep after they end (the node takes the item its change made just after
+    /// the change lets go of it), whose listings hold that item at the latest.
     public func feedPositionKeepable() -> Bool {
         lock.withLock {
-            passedOver = passedOver.filter { nodes[$0]?.isPinned == true }
+            for (ino, ended) in passedOver {
+                guard let node = nodes[ino], !(ended && node.pins == 0) else { passedOver[ino] = nil; continue }
+                passedOver[ino] = node.pins == 0
+            }
             return passedOver.isEmpty
         }
     }

@@ -79,8 +79,8 @@ public final class Tree: @unchecked Sendable {
     var changedListings: Set<UInt64> = []
     /// Nodes that a feed round passed over while the mount's own change held them (pinned): what the
     /// service said of them is behind the feed's position but in no listing until their change ends and
-    /// the node takes the item it made (see `feedPositionKeepable`).
-    var passedOver: Set<UInt64> = []
+    /// the node takes the item it made (see `feedPositionKeepable`). True once a keep found its changes ended.
+    var passedOver: [UInt64: Bool] = [:]
     /// What the kernel must forget (directories whose entries changed, names and nodes the mount took back)
     /// since the file system last told it.
     private var kernelNotices: Set<KernelNotice> = []

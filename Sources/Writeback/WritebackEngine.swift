@@ -277,9 +277,17 @@ public final class WritebackEngine: @unchecked Sendable {
     public func recordDeletion(_ deletion: PendingChange) throws -> (saved: PendingChange, withdrawn: [Int64]) {
         guard let itemID = deletion.itemID else { return (try record(deletion), []) }
         let (replaced, withdrawn) = try lock.withLock { () -> (PendingChange?, [Int64]) in
-            let move = try journal.changes(of: itemID).first { change in
+            var move = try journal.changes(of: itemID).first { change in
                 guard let id = change.id, !running.contains(id), change.kind == .move, !change.isTimeOnly else { return false }
                 return change.state.notSent
+            }
+            // Not ahead of what names it after the move (a document moved out of a folder being deleted, a
+            // version of the document): those need it where they were recorded.
+            if let id = move?.id, try journal.outstanding().contains(where: { later in
+                guard let laterID = later.id, laterID > id, !(later.itemID == itemID && (later.kind == .move || later.kind == .setColumns)) else { return false }
+                return later.itemID == itemID || later.parentItemID == itemID || (later.leaving?.hasPrefix("\(itemID)/") ?? false)
+            }) {
+                move = nil
             }
             let withdrawn = try withdrawEditsLocked(of: itemID, keeping: move?.id)
             guard let move, let id = move.id else { return (nil, withdrawn) }
@@ -292,6 +300,8 @@ public final class WritebackEngine: @unchecked Sendable {
             }
             failures[id] = nil
             notBefore[id] = nil
+            revivesAt[id] = nil
+            givenUpCount[id] = nil
             return (replaced, withdrawn + [id])
         }
         kick()

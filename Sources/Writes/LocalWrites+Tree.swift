@@ -62,7 +62,10 @@ extension LocalWrites {
         let place = try tree.place(ofDirectory: parent)
         tree.hide(itemID)
         // Named by its place too: a new document given that name waits for the deletion (and gives up with it).
-        let (saved, withdrawn) = try engine.recordDeletion(PendingChange(.delete, name: name ?? node.name, itemID: itemID, in: place))
+        let deletion = PendingChange(.delete, name: name ?? node.name, itemID: itemID, in: place)
+        // A folder's deletion goes last: what was moved out of it since must leave it first.
+        let (saved, withdrawn) = node.type == .directory ? (try engine.record(deletion), try engine.withdrawEdits(of: itemID))
+                                                         : try engine.recordDeletion(deletion)
         for id in withdrawn { forget(id) }
         track(saved.id!, ChangeOwner(ino: node.ino, parent: parent, hiddenItem: itemID), upload: false)
     }
@@ -153,7 +156,7 @@ extension LocalWrites {
                 var move = PendingChange(.move, name: newName, itemID: itemID, in: to)
                 move.baseETag = sourceItem!.eTag  // the version it was made on (see `WritebackEngine.rebase`)
                 // Where the service holds it until the move goes: its place before a temporary name, if it had one.
-                move.leave(shadow?.name ?? name, in: try tree.place(ofDirectory: shadow?.parent ?? parent))
+                if let from = try? tree.place(ofDirectory: shadow?.parent ?? parent) { move.leave(shadow?.name ?? name, in: from) }
                 let saved = try engine.record(move)
                 track(saved.id!, ChangeOwner(ino: source.ino, parent: newParent), upload: false)
             }

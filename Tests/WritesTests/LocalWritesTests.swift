@@ -531,6 +531,31 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a folder renamed, a document moved out of it, then the folder removed while both moves wait: the document leaves before the folder's deletion, which goes last")
+    func folderRemovedAfterAMoveOutOfIt() async throws {
+        let failing = Locked(true)
+        let bench = try await Bench(beforeWrite: { call in
+            if failing.value && call.kind == .update { throw GraphError(status: 503, code: "serviceNotAvailable", request: "PATCH \(call.name)") }
+        }, journaled: { acme, tenant in
+            tenant.drive.addDocument("doc.txt", in: tenant.drive.addFolder("Sub", in: acme), content: Data("keep me".utf8))
+            return []
+        })
+        _ = try await bench.tree.list(bench.record)
+        try await bench.writes.rename(parent: bench.record, name: "Sub", to: bench.record, newName: "Sub2", noReplace: false)
+        let sub = try await bench.tree.lookup(parent: bench.record, name: "Sub2")
+        _ = try await bench.tree.list(sub.ino)
+        try await bench.writes.rename(parent: sub.ino, name: "doc.txt", to: bench.record, newName: "doc.txt", noReplace: false)
+        try await bench.writes.remove(parent: bench.record, name: "Sub2", directory: true)
+        failing.set(false)
+        try await bench.sync()
+        // A deletion put in the folder's rename's place went first: SharePoint deletes a folder with what is
+        // in it, and the document the user had moved out was gone.
+        #expect(bench.tenant.drive.names(in: bench.folder).sorted() == ["doc.txt", "existing.txt"])
+        #expect(bench.content("doc.txt") == "keep me")
+        #expect(try bench.engine.outstanding().isEmpty)
+        await bench.tearDown()
+    }
+
     @Test("a document renamed right after close goes up once, under its final name")
     func renameAfterCloseTravels() async throws {
         let bench = try await Bench()

@@ -72,6 +72,14 @@ enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A call on the data path, which a full disk may fail (see `fillDisk`).
+    var isDataCall: Bool {
+        switch self {
+        case .write, .truncate, .fsync, .close, .read: true
+        default: false
+        }
+    }
+
     var isFault: Bool {
         switch self {
         case .storm, .outage, .calm, .expireTokens, .kill, .remoteEdit, .fillDisk, .freeDisk: true
