@@ -197,6 +197,14 @@ extension Tree {
         }
     }
 
+    /// Node `ino` shows staged file `file` unless it shows one already (a later copy's, say).
+    public func showStaged(_ ino: UInt64, file: String) {
+        lock.withLock {
+            guard let node = nodes[ino], node.stagedFile == nil else { return }
+            node.stagedFile = file
+        }
+    }
+
     /// Outstanding changes keep the mount's view of a node until the service has them.
     public func pin(_ ino: UInt64) { lock.withLock { nodes[ino]?.pins += 1 } }
     /// A change of node `ino` ended (sent, withdrawn or given up): the feed may change it again, except

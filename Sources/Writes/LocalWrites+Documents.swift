@@ -144,7 +144,9 @@ extension LocalWrites {
     private func prepare(_ session: WriteSession, offset: Int64, length: Int64) throws {
         switch session.withState({ $0.source }) {
         case .none:
-            return
+            // Nothing to copy (an empty document opened without O_TRUNC): the copy is the document from its
+            // first write, for other handles too, which would otherwise read the service's empty version at the new size.
+            tree.showStaged(session.ino, file: session.copy.name)
         case .local:
             try copyLocalSource(session)
         case .remote(let fill):

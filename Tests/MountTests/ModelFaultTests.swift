@@ -49,6 +49,13 @@ struct ModelFaultTests {
 
     /// Lists the model test found failing (shrunk), kept as regression tests, each named for what it caught.
     static let regressions: [String: [ModelOperation]] = [
+        // seed 2 with disk faults (CI): a new document whose close failed on the full disk, recorded by the
+        // sync after freeing it, then written again and read.
+        "closeFailedOnAFullDisk": [
+            .write(path: "a.txt", offset: 861, length: 75566, pattern: 193), .close(path: "a.txt"), .rename(from: "a.txt", to: "b.bin"),
+            .fillDisk, .write(path: "a.txt", offset: 1093, length: 120_687, pattern: 36), .close(path: "a.txt"), .freeDisk,
+            .write(path: "a.txt", offset: 121_426, length: 95773, pattern: 115), .close(path: "a.txt"), .read(path: "a.txt"),
+        ],
         // seed 1: a new version sent from the journal after a kill, before its folder was listed again: the first
         // listing came from the library's last feed round and showed the earlier version's time (and size).
         "largeRewriteThenKill": [

@@ -151,6 +151,30 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("an empty document (one whose close could not be journaled on a full disk, sent by crmfs sync once there is room) written again without O_TRUNC: other handles read the written bytes at once, and the next close sends them (model regression closeFailedOnAFullDisk)")
+    func writtenAgainAfterAFailedClose() async throws {
+        let journalFull = Locked(false)
+        let bench = try await Bench(beforeRecord: { if journalFull.value { throw POSIXError(.ENOSPC) } })
+        let (node, session) = try await bench.writes.create(parent: bench.record, name: "a.txt", flags: O_CREAT | O_WRONLY)
+        journalFull.set(true)
+        #expect(throws: POSIXError.self) { try bench.writes.commit(session) }
+        #expect(throws: POSIXError.self) { try bench.writes.close(session) }
+        journalFull.set(false)
+        try await bench.sync()
+        #expect(bench.content("a.txt") == "")
+        let again = try await bench.writes.open(try #require(bench.tree.current(node.ino)), truncate: false)
+        try bench.write(again, Data("written after".utf8), at: 0)
+        // Before: with nothing to copy, the node kept reading the service's empty version at the new size
+        // (a read through another handle failed EIO: the service answered 416).
+        #expect(bench.tree.current(node.ino)?.stagedFile != nil)
+        try bench.writes.commit(again)
+        try bench.writes.close(again)
+        try await bench.sync()
+        // Before: the second close journaled nothing; the mount showed 13 bytes, the service had none.
+        #expect(bench.content("a.txt") == "written after")
+        await bench.tearDown()
+    }
+
     /// What the service answers every upload with while it is out.
     static func unavailable(_ call: InMemoryDrive.Call) -> GraphError {
         GraphError(status: 503, code: "serviceNotAvailable", request: "upload \(call.name)")
