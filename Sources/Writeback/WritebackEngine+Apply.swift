@@ -39,7 +39,17 @@ extension WritebackEngine {
             // Named by its place only when this upload made the document: a version of a known item leaves later
             // changes that name its place to whatever is there by then (a new document under a name it was moved from).
             let made = original.itemID == nil || (original.state == .linking && original.baseETag == nil)
-            try journal.updateWaiting(where: { later in later.id != id && Self.follows(later, change, madeItem: item, made: made) }) { later in
+            // Nor past a deletion or move of the document journaled since: a new file given that name after it
+            // is a document of its own (this upload waited in an outage while the user removed what it made).
+            let left = try journal.changes(of: item.id).compactMap { later -> Int64? in
+                guard let laterID = later.id, laterID > id, later.kind == .delete || (later.kind == .move && !later.isTimeOnly) else { return nil }
+                return laterID
+            }.min()
+            try journal.updateWaiting(where: { later in
+                guard let laterID = later.id, laterID != id else { return false }
+                if let left, laterID > left, later.itemID != item.id { return false }
+                return Self.follows(later, change, madeItem: item, made: made)
+            }) { later in
                 Self.learn(item, into: &later)
             }
             result = item

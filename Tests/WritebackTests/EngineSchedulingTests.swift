@@ -326,6 +326,23 @@ struct EngineSchedulingTests {
         #expect(bench.drive.content(at: "Acme/f.txt") == Data("the old document".utf8))
     }
 
+    @Test("an upload that made a document, resumed at linking after its document was removed and a new file given its name: the new file is a document of its own, not a version of the removed one (model seed 2 under CI)")
+    func newFileAfterTheMadeDocumentWasRemoved() async throws {
+        let bench = try Bench()
+        defer { Task { await bench.tearDown() } }
+        let made = bench.drive.addDocument("b.bin", in: bench.folder, content: Data("made by the upload".utf8))
+        var linking = PendingChange(kind: .upload, driveID: "b!memory", name: "b.bin", itemID: made, parentItemID: bench.folder, size: 18)
+        linking.state = .linking
+        _ = try bench.engine.record(linking)
+        _ = try bench.engine.record(PendingChange(kind: .delete, driveID: "b!memory", name: "b.bin", itemID: made, parentItemID: bench.folder))
+        let new = try bench.upload("a new file under the name", as: "b.bin")
+        bench.engine.start()
+        // Before: the resumed upload taught the new file its item (the same place and name), and its upload met 404.
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        #expect(bench.engine.givenUp[new.id!] == nil)
+        #expect(bench.drive.content(at: "Acme/b.bin") == Data("a new file under the name".utf8))
+    }
+
     @Test("a later version of a new document in a folder not made yet, recorded while the first upload makes both, is the document's next version, not a keep-both copy")
     func versionInAFolderNamedByPath() async throws {
         let gate = Locked<CheckedContinuation<Void, Never>?>(nil)
