@@ -211,6 +211,9 @@ extension CRMFileSystem {
         guard let writes else { throw SyncShortfall.readOnly }
         do {
             try await writes.drain()
+            // After a remount, what the mount shows of its kept tree is confirmed by the first catch-up:
+            // once sync returns, the mount shows what the service holds (bounded, as any wait for it).
+            _ = await tree.waitForKeptContent()
         } catch is CancellationError {
             throw CancellationError()
         } catch WritebackError.refused(let reason) {

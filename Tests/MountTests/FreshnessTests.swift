@@ -272,28 +272,40 @@ struct FreshnessTests {
         }
     }
 
-    @Test("a document changed while unmounted reads as it is now at once after a remount, cached before and the first catch-up slow")
+    @Test("""
+        a document changed while unmounted reads as it is now at once after a remount, cached before and the first \
+        catch-up slow; `crmfs sync` returns once that catch-up shows what changed
+        """)
     func remountReadsNewBytes() async throws {
         try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
             let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
             try Self.fastFeeds(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
             let contract = "\(WriteTests.acme)/Contracts/MSA-2026.pdf"
+            let notes = "\(WriteTests.acme)/Contracts/notes.txt"
             let first = try await MountFixture.mount(sandbox)
             let remote = try await WriteTests.Remote(first)
             let old = try await Tools.read(first.path(contract))  // now in the block cache, kept for the next mount
+            try Data("first notes\n".utf8).write(to: URL(fileURLWithPath: first.path(notes)))
+            #expect(try await first.sync().status == 0)
             await first.unmount()
 
-            // While unmounted, another client replaces it (another size too).
+            // While unmounted, another client replaces both (other sizes too).
             let new = Data("countersigned, \(UUID().uuidString)\n".utf8)
             try await Self.replace(SeededPaths.acmeContract, with: new, through: remote)
             #expect(new != old && new.count != old.count)
+            try await Self.replace("\(SeededPaths.acmeFolder)/Contracts/notes.txt", with: Data("longer notes from a colleague\n".utf8), through: remote)
             // Every request now takes 2.5 s: the remount's first catch-up (a token, then a delta page) takes 5 s or
             // more, and the read below starts well before it ends. It needs no request to show the tree.
             try await sandbox.admin("faults", ["latencyMs": 2500])
             let second = try await MountFixture.mount(sandbox)
             do {
                 let started = ContinuousClock.now
-                let read = try await Tools.read(second.path(contract))
+                let reading = Task { try await Tools.read(second.path(contract)) }
+                // Nothing of this mount's own to send, but sync returns only once the catch-up has shown the
+                // colleague's notes (stat answers from the kept tree at once until then).
+                #expect(try await second.sync().status == 0)
+                #expect(Self.size(second.path(notes)) == 30, "the size the service holds after crmfs sync")
+                let read = try await reading.value
                 #expect(read == new, "the version the service has, not the cached one: \(read.count) bytes read, \(old.count) cached, \(new.count) now")
                 #expect(ContinuousClock.now - started < .seconds(25), "\(ContinuousClock.now - started)")
                 try await sandbox.admin("faults", ["latencyMs": 0])
