@@ -318,6 +318,18 @@ public final class Tree: @unchecked Sendable {
         } catch let error as SignInRequired {
             throw error  // EACCES, said once in the log by the token's provider
         } catch {
+            // The services cannot be reached (after the client's retries): a directory listed before answers
+            // from that listing, as offline, and is asked again after the attribute timeout, so a long outage
+            // costs one wait per directory and timeout, and `ls`, lookups and new files go on working.
+            let listedBefore = lock.withLock { () -> Bool in
+                guard let node = nodes[ino], node.children != nil else { return false }
+                node.childrenLoadedAt = Date()
+                return true
+            }
+            if listedBefore {
+                logger.warning("listing failed; the last listing answers until it is asked again", metadata: ["error": "\(error)"])
+                return
+            }
             logger.error("listing failed", metadata: ["error": "\(error)"])
             throw NamespaceError.remote("\(error)")
         }

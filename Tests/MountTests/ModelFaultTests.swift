@@ -140,11 +140,11 @@ struct ModelFaultTests {
         // (LocalWritesTests/newDocumentWhereARenameGaveUp, EngineSchedulingTests/newDocumentBehindAGivenUpMoveAway).
         // 1050: after kills, a read failed ESTALE: the kept delta position had passed over the mount's own new
         // version, which the kept listing lacked (KeptTreeTests/passedOverWhileHeld).
-        "soakSeed1008": ReferenceModel.operations(seed: 1008, count: 60, diskFaults: false),
-        "soakSeed1010": ReferenceModel.operations(seed: 1010, count: 60, diskFaults: false),
-        "soakSeed1015": ReferenceModel.operations(seed: 1015, count: 60, diskFaults: false),
-        "soakSeed1043": ReferenceModel.operations(seed: 1043, count: 60, diskFaults: false),
-        "soakSeed1050": ReferenceModel.operations(seed: 1050, count: 60, diskFaults: false),
+        "soakSeed1008": ReferenceModel.operations(seed: 1008, count: 60, diskFaults: false, refusals: false),
+        "soakSeed1010": ReferenceModel.operations(seed: 1010, count: 60, diskFaults: false, refusals: false),
+        "soakSeed1015": ReferenceModel.operations(seed: 1015, count: 60, diskFaults: false, refusals: false),
+        "soakSeed1043": ReferenceModel.operations(seed: 1043, count: 60, diskFaults: false, refusals: false),
+        "soakSeed1050": ReferenceModel.operations(seed: 1050, count: 60, diskFaults: false, refusals: false),
         // seed 13: times that gave up under an outage, then renames over their documents: the renames and the
         // deletion went, and the times, retried at the next mount, found a deleted item (404) or named a renamed
         // document back. (LocalWritesTests/timeGaveUpThenRenamedOver, EngineSchedulingTests/renameBehindAGivenUpTime)
@@ -193,12 +193,25 @@ struct ModelFaultTests {
 
     /// Runs `operations` against a fresh sandbox and mount; nil when everything held, else what did not.
     static func run(_ operations: [ModelOperation], seed: UInt64) async -> String? {
+        // SharePoint's per-item permissions bind a signed-in user, not the app-only integration: a run that
+        // has an administrator take write access away mounts as a user (`user`).
+        let signedIn = operations.contains { if case .refusedEdit = $0 { true } else { false } }
         do {
             // The state directory on a disk of its own, which the run fills and frees.
-            return try await Tools.withSmallDisk(size: "256m") { disk in try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
-                let config = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
-                try config.replacingOccurrences(of: "directory = \"crmfs-state\"", with: "directory = \"\(disk)/state\"")
-                    .write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            return try await Tools.withSmallDisk(size: "256m") { disk in try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true, configure: {
+                if signedIn {
+                    $0.approveDeviceCodesAs = Self.user
+                    $0.deviceCodeInterval = 1
+                }
+            }) { sandbox in
+                var config = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+                    .replacingOccurrences(of: "directory = \"crmfs-state\"", with: "directory = \"\(disk)/state\"")
+                if signedIn { config = SignInTests.asUser(config) }
+                try config.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+                if signedIn {
+                    let login = try await Tools.run(Tools.crmfs, ["login", sandbox.configPath], timeLimit: .seconds(60))
+                    guard login.status == 0 else { throw MountFailure(message: "crmfs login as \(Self.user): \(login.errors)") }
+                }
                 var driver = try await Driver(sandbox: sandbox, seed: seed, disk: disk)
                 do {
                     var outcome = try await driver.perform(operations)
@@ -215,6 +228,9 @@ struct ModelFaultTests {
             return "the run stopped: \(error)"
         }
     }
+
+    /// The demo user a run signs in as when it needs one (sam owns Acme Corp, where the runs write).
+    static let user = "sam"
 
     /// One line per run in `CRMFS_MODEL_TALLY` (operations, faults, failed), for bench/soak.sh.
     static func report(_ operations: [ModelOperation], failed: Bool) {
@@ -240,6 +256,8 @@ struct ModelFaultTests {
         /// Documents whose last close failed for want of room: their bytes are staged but not journaled, so
         /// not promised across a crash until `crmfs sync` (or their next close) records them.
         var unjournaled: Set<String> = []
+        /// Documents whose last change the service refused: `user.crmfs.sync` may say so until they are written again.
+        var refused: Set<String> = []
         /// The disk the state directory is on, and the file that fills it.
         let disk: String
         var filler: String { "\(disk)/filler" }
@@ -294,6 +312,11 @@ struct ModelFaultTests {
                 return nil
             }
             if case .close(let path) = operation { unjournaled.remove(path) }
+            switch operation {
+            case .write(let path, _, _, _), .unlink(let path): refused.remove(path)
+            case .rename(let from, let to): if refused.remove(from) != nil { refused.insert(to) } else { refused.remove(to) }
+            default: break
+            }
             if answer != expected {
                 return "operation \(index) (\(operation)) answered \(Self.describe(answer)), the model says \(Self.describe(expected))" + (await evidence())
             }
@@ -380,6 +403,8 @@ struct ModelFaultTests {
                 return try await Self.call { setxattr(fullPath, "user.sp.DocumentType", value, value.utf8.count, 0) }
             case .remoteEdit(let path, let length, let pattern):
                 return try await editAsAnotherUser(path, bytes: ModelOperation.bytes(length: length, pattern: pattern, offset: 0))
+            case .refusedEdit(let path, let length, let pattern):
+                return try await editRefused(path, bytes: ModelOperation.bytes(length: length, pattern: pattern, offset: 0))
             case .storm:
                 _ = try await sandbox.admin("faults", ["faults": "429:0.15,503:0.1,reset:0.05", "retryAfter": 1])
             case .outage:
@@ -441,6 +466,48 @@ struct ModelFaultTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             throw MountFailure(message: "another user's edit of \(path) did not show through the mount within a minute\n\(mount.logTail())")
+        }
+
+        /// The user overwrites `path` after an administrator let them only read it, once the mount has sent what
+        /// it holds (otherwise not done). The close succeeds (the mount cannot know) or the open is refused
+        /// (EACCES: it knew); then SharePoint refuses the upload, and crmfs must report it, show the service's
+        /// copy (the model's) again and keep the user's bytes in conflicts/ (taken away here, as the user
+        /// would once dealt with). Write access is given back at the end.
+        mutating func editRefused(_ path: String, bytes: Data) async throws -> ModelExpectation {
+            guard try await mount.sync(timeLimit: .seconds(300)).status == 0 else { return .notDone }
+            let fullPath = self.path(path)
+            let itemID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", fullPath]).output
+            guard !itemID.isEmpty else { throw MountFailure(message: "a refused edit: \(path) has no item id after crmfs sync") }
+            _ = try await sandbox.admin("items/\(itemID)/permissions", ["user": ModelFaultTests.user, "role": "read"])
+            let code = try await Tools.blocking { () -> Int32 in
+                let descriptor = open(fullPath, O_WRONLY | O_TRUNC | O_CLOEXEC)
+                guard descriptor >= 0 else { return errno }
+                let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+                let failure = written == bytes.count ? 0 : errno
+                return close(descriptor) == 0 ? failure : errno
+            }
+            if code == 0 {
+                let sync = try await mount.sync(timeLimit: .seconds(300))
+                guard sync.status != 0, sync.errors.contains("access denied") else {
+                    throw MountFailure(message: "a refused edit of \(path): crmfs sync exited \(sync.status) saying '\(sync.errors)'" + (await evidence()))
+                }
+                let state = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", fullPath]).output
+                guard state.hasPrefix("error: access denied"), let kept = state.range(of: "conflicts/") else {
+                    throw MountFailure(message: "a refused edit of \(path): user.crmfs.sync says '\(state)'" + (await evidence()))
+                }
+                let keptName = String(state[kept.upperBound...].prefix { $0 != ")" })
+                let keptPath = "\(mount.stateDirectory)/conflicts/\(keptName)"
+                guard (try? Data(contentsOf: URL(fileURLWithPath: keptPath))) == bytes else {
+                    throw MountFailure(message: "a refused edit of \(path): conflicts/\(keptName) does not hold the bytes written")
+                }
+                try FileManager.default.removeItem(atPath: keptPath)
+                if let problem = try await checkRead(path) { throw MountFailure(message: "a refused edit of \(path): the service's copy does not show again: \(problem)") }
+                refused.insert(path)
+            } else if code != EACCES {
+                throw MountFailure(message: "a refused edit of \(path): the write answered \(String(cString: strerror(code)))")
+            }
+            _ = try await sandbox.admin("items/\(itemID)/permissions", ["user": ModelFaultTests.user, "role": "write"])
+            return .success
         }
 
         /// Waits (at most a minute) until the mount shows every document and folder of the model and no other;
@@ -531,7 +598,7 @@ struct ModelFaultTests {
                     problems.append("\(path): the service's DocumentType is \(column ?? "none"), the model's \(document.column.map { $0 ?? "none" }.sorted())")
                 }
                 let state = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", self.path(path)]).output
-                if state != "clean" { problems.append("\(path): user.crmfs.sync says '\(state)' after crmfs sync") }
+                if state != "clean", !(refused.contains(path) && state.hasPrefix("error: access denied")) { problems.append("\(path): user.crmfs.sync says '\(state)' after crmfs sync") }
             }
             for kept in ["recovered", "conflicts"] {
                 let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(mount.stateDirectory)/\(kept)")) ?? []

@@ -43,6 +43,8 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
     private var deltaFloor = 0
     /// Reads of an item by id answered with this status instead (the service failing for that item alone).
     private var failingReads: [String: Int] = [:]
+    /// Folder listings answered with this status instead (the service unreachable for them).
+    private var failingListings: Int?
     /// Reads of each item by id, whatever they answered.
     private var itemReads: [String: Int] = [:]
     /// Runs at the start of every write, outside the drive's lock: a test holds a write there, counts
@@ -109,6 +111,11 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
     /// Reads of `itemID` by id answer `status` from now on (a `GraphError` as the service's); nil answers them again.
     public func failReads(of itemID: String, with status: Int?) {
         lock.withLock { failingReads[itemID] = status }
+    }
+
+    /// Folder listings answer `status` from now on (the service cannot be reached); nil answers them again.
+    public func failListings(with status: Int?) {
+        lock.withLock { failingListings = status }
     }
 
     /// How many times an item was read by its id (a read of an id the drive does not have counts too).
@@ -178,6 +185,7 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
     public func children(driveID: String, itemID: String, pageSize: Int, expandFields: Bool) async throws -> [DriveItem] {
         try lock.withLock {
             _ = try existing(itemID)
+            if let status = failingListings { throw Self.error(status, "serviceNotAvailable", "children of \(itemID)") }
             listings[itemID, default: 0] += 1
             return try entries.values.filter { $0.parentID == itemID }.sorted { $0.name < $1.name }.map(Self.item)
         }

@@ -43,6 +43,10 @@ public final class InMemoryRecords: RecordService, @unchecked Sendable {
     /// Every query asked so far.
     public var asked: [String] { lock.withLock { queries } }
 
+    /// Whether queries fail, as when the service cannot be reached.
+    private var unreachable = false
+    public func failQueries(_ fail: Bool) { lock.withLock { unreachable = fail } }
+
     public func query(_ soql: String, includeDeleted: Bool, batchSize: Int?) async throws -> [SObjectRecord] {
         let words = soql.split(separator: " ")
         guard let from = words.firstIndex(where: { $0.uppercased() == "FROM" }), from + 1 < words.count else {
@@ -51,7 +55,8 @@ public final class InMemoryRecords: RecordService, @unchecked Sendable {
         let object = String(words[from + 1])
         let since = words.firstIndex(of: "SystemModstamp").flatMap { words.indices.contains($0 + 2) ? ServiceTime.parse(String(words[$0 + 2])) : nil }
         let recycled = soql.contains("IsDeleted = true")
-        return lock.withLock {
+        return try lock.withLock {
+            if unreachable { throw RecordServiceRefusal(call: "query (the service cannot be reached): \(soql)") }
             queries.append(soql)
             // `queryAll` reads the recycle bin too (its records say `IsDeleted`); `IsDeleted = true` reads only it.
             let source = recycled ? deleted[object] ?? [] : (records[object] ?? []) + (includeDeleted ? deleted[object] ?? [] : [])

@@ -161,6 +161,35 @@ struct TreeTests {
         #expect(tenant.drive.listings(of: folder) >= 2)
     }
 
+    @Test("""
+        past the attribute timeout with the services unreachable, the last listings answer: records, documents, and a \
+        new name's miss (so a new file can be made offline), until the services answer again (model seed 1100)
+        """)
+    func lastListingsAnswerOffline() async throws {
+        let tenant = Tenant()
+        let folder = try #require(tenant.account("001A", "Acme", documents: ["a.txt": "a"]))
+        let tree = try await tenant.open(attributeTimeout: 0)
+        let accounts = try #require(try await tree.list(Tree.rootIno).first { $0.name == "Accounts" }).node.ino
+        let acme = try await Self.record(tree, "Acme")
+        #expect(try await Self.names(tree, acme) == ["a.txt"])
+
+        tenant.drive.failListings(with: 503)
+        tenant.records.failQueries(true)
+        #expect(try await Self.names(tree, accounts) == ["Acme"])
+        #expect(try await tree.lookup(parent: accounts, name: "Acme").ino == acme)
+        #expect(try await Self.names(tree, acme) == ["a.txt"])
+        #expect(try await tree.lookup(parent: acme, name: "a.txt").itemID != nil)
+        do {
+            _ = try await tree.lookup(parent: acme, name: "new.txt")
+            Issue.record("a name the last listing lacks is not there")
+        } catch NamespaceError.notFound {}
+
+        tenant.drive.failListings(with: nil)
+        tenant.records.failQueries(false)
+        tenant.drive.addDocument("b.txt", in: folder)
+        #expect(try await Self.names(tree, acme) == ["a.txt", "b.txt"], "asked again once the services answer")
+    }
+
     @Test("within the attribute timeout listings come from memory")
     func listingsTrustedForTheTimeout() async throws {
         let tenant = Tenant()

@@ -33,6 +33,11 @@ enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
     /// Another user replaces the document's bytes on the service (once the mount has sent what it holds):
     /// the mount must show them within a round of the library's feed, and build on them.
     case remoteEdit(path: String, length: Int, pattern: UInt8)
+    /// An administrator lets the mount's user only read the document (unique permissions), and the user
+    /// overwrites it: SharePoint refuses the upload (403). crmfs must say so (`crmfs sync` exits 1,
+    /// `user.crmfs.sync` says `error: access denied`), show the service's copy again and keep the bytes in
+    /// conflicts/; then the user may write it again. The model's document does not change.
+    case refusedEdit(path: String, length: Int, pattern: UInt8)
     /// The services answer 429, 503 and resets at random until `calm`.
     case storm
     /// Every request fails (503) until `calm`: the services cannot be reached.
@@ -62,6 +67,7 @@ enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
         case .read(let path): "read \(path)"
         case .setColumn(let path, let value): "setfattr \(path) DocumentType=\(value)"
         case .remoteEdit(let path, let length, let pattern): "fault: another user writes \(path) +\(length) [\(pattern)]"
+        case .refusedEdit(let path, let length, let pattern): "fault: \(path) made read-only, then overwritten +\(length) [\(pattern)] (403)"
         case .storm: "fault: storm"
         case .outage: "fault: outage"
         case .calm: "fault: calm"
@@ -82,7 +88,7 @@ enum ModelOperation: Equatable, Sendable, CustomStringConvertible {
 
     var isFault: Bool {
         switch self {
-        case .storm, .outage, .calm, .expireTokens, .kill, .remoteEdit, .fillDisk, .freeDisk: true
+        case .storm, .outage, .calm, .expireTokens, .kill, .remoteEdit, .refusedEdit, .fillDisk, .freeDisk: true
         default: false
         }
     }
@@ -194,6 +200,8 @@ struct ReferenceModel: Equatable, Sendable {
             guard documents[path] != nil else { return .failure(ENOENT) }
             documents[path]?.bytes = ModelOperation.bytes(length: length, pattern: pattern, offset: 0)
             documents[path]?.time = nil
+        case .refusedEdit(let path, _, _):
+            guard documents[path] != nil else { return .failure(ENOENT) }
         case .storm:
             faults = .storm
         case .outage:
@@ -230,7 +238,8 @@ extension ReferenceModel {
     /// `count` operations drawn from `seed`, each one the model can judge: mostly valid calls, some that
     /// must fail (a folder not empty), and faults. Handles are closed before a kill (what an open file held
     /// at a crash was never promised) and before a rename or unlink of their document.
-    static func operations(seed: UInt64, count: Int, diskFaults: Bool = true) -> [ModelOperation] {
+    /// Lists kept from before a kind of fault joined the generator pass false for it, so they replay what they found.
+    static func operations(seed: UInt64, count: Int, diskFaults: Bool = true, refusals: Bool = true) -> [ModelOperation] {
         var random = SeededGenerator(seed: seed)
         var model = ReferenceModel()
         var operations: [ModelOperation] = []
@@ -313,6 +322,9 @@ extension ReferenceModel {
                 add(.remoteEdit(path: path, length: Int.random(in: 1...150_000, using: &random), pattern: UInt8.random(in: 0...255, using: &random)))
             case 89..<92 where diskFaults:
                 add(full ? .freeDisk : .fillDisk)
+            case 92..<94 where refusals && model.faults == .calm && !full:
+                guard let path = existing.filter({ !model.open.contains($0) }).randomElement(using: &random) else { continue }
+                add(.refusedEdit(path: path, length: Int.random(in: 1...150_000, using: &random), pattern: UInt8.random(in: 0...255, using: &random)))
             default:
                 continue
             }
@@ -347,7 +359,7 @@ extension ReferenceModel {
                 guard model.documents[path] != nil, model.faults != .outage, !model.open.contains(path) else { return false }
             case .rename(let from, let to):
                 guard model.documents[from] != nil, model.parentExists(to), !model.open.contains(from), !model.open.contains(to), !model.diskFull else { return false }
-            case .setColumn(let path, _), .remoteEdit(let path, _, _):
+            case .setColumn(let path, _), .remoteEdit(let path, _, _), .refusedEdit(let path, _, _):
                 guard model.documents[path] != nil, !model.open.contains(path), model.faults == .calm, !model.diskFull else { return false }
             case .unlink(let path), .touch(let path, _):
                 guard model.documents[path] != nil, !model.diskFull else { return false }
