@@ -49,6 +49,14 @@ struct ModelFaultTests {
 
     /// Lists the model test found failing (shrunk), kept as regression tests, each named for what it caught.
     static let regressions: [String: [ModelOperation]] = [
+        // Not found by a seed: the shape of a refusal the generator draws (SharePoint's 403 once an administrator
+        // lets the user only read the document), then the document written again, renamed and the daemon killed.
+        "refusedThenWrittenAgain": [
+            .write(path: "a.txt", offset: 0, length: 70000, pattern: 11), .close(path: "a.txt"),
+            .refusedEdit(path: "a.txt", length: 5000, pattern: 12), .read(path: "a.txt"),
+            .write(path: "a.txt", offset: 100, length: 3000, pattern: 13), .close(path: "a.txt"),
+            .refusedEdit(path: "a.txt", length: 9000, pattern: 14), .rename(from: "a.txt", to: "b.bin"), .kill,
+        ],
         // seed 2 with disk faults (CI): a new document whose close failed on the full disk, recorded by the
         // sync after freeing it, then written again and read.
         "closeFailedOnAFullDisk": [
