@@ -113,6 +113,19 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
         lock.withLock { failingReads[itemID] = status }
     }
 
+    /// A `beforeWrite` for a service out for calls of `kind` (all of them when nil) while `out` holds: each
+    /// is answered 503, as Graph does.
+    public static func unavailable(for kind: Call.Kind?, while out: Locked<Bool>) -> @Sendable (Call) async throws -> Void {
+        { call in
+            if out.value, kind == nil || call.kind == kind { throw unavailable(call) }
+        }
+    }
+
+    /// Graph's answer to `call` while the service is out (503).
+    public static func unavailable(_ call: Call) -> GraphError {
+        error(503, "serviceNotAvailable", "\(call.kind.rawValue) \(call.name)")
+    }
+
     /// Folder listings answer `status` from now on (the service cannot be reached); nil answers them again.
     public func failListings(with status: Int?) {
         lock.withLock { failingListings = status }

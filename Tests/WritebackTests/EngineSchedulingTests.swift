@@ -206,9 +206,7 @@ struct EngineSchedulingTests {
     /// A bench whose upload of `late.txt` gave up in an outage (two attempts), which has ended since.
     static func gaveUpInAnOutage(revivalDelay: Duration = .seconds(3600)) async throws -> Bench {
         let outage = Locked(true)
-        let bench = try Bench(maxAttempts: 2, revivalDelay: revivalDelay) { _ in
-            if outage.value { throw GraphError(status: 503, code: "serviceNotAvailable", request: "upload") }
-        }
+        let bench = try Bench(maxAttempts: 2, revivalDelay: revivalDelay, beforeWrite: InMemoryDrive.unavailable(for: nil, while: outage))
         let change = try bench.upload("written during an outage", as: "late.txt")
         bench.engine.start()
         await #expect(throws: WritebackError.self) { try await bench.engine.wait(for: change.id!) }
@@ -276,9 +274,7 @@ struct EngineSchedulingTests {
     @Test("a rename behind a time of the same document that gave up waits for it; both go in order when it is tried again")
     func renameBehindAGivenUpTime() async throws {
         let failing = Locked(true)
-        let bench = try Bench(maxAttempts: 2) { call in
-            if failing.value && call.kind == .update { throw GraphError(status: 503, code: "serviceNotAvailable", request: "PATCH \(call.name)") }
-        }
+        let bench = try Bench(maxAttempts: 2, beforeWrite: InMemoryDrive.unavailable(for: .update, while: failing))
         defer { Task { await bench.tearDown() } }
         let document = bench.drive.addDocument("a.txt", in: bench.folder, content: Data("text".utf8))
         let date = Date(timeIntervalSince1970: 1_577_934_245)
@@ -303,9 +299,7 @@ struct EngineSchedulingTests {
     @Test("a new document given the name a move that gave up leaves waits for that move and gives up with it; both go in order when it is tried again (model seed 1043)")
     func newDocumentBehindAGivenUpMoveAway() async throws {
         let failing = Locked(true)
-        let bench = try Bench(maxAttempts: 2) { call in
-            if failing.value && call.kind == .update { throw GraphError(status: 503, code: "serviceNotAvailable", request: "PATCH \(call.name)") }
-        }
+        let bench = try Bench(maxAttempts: 2, beforeWrite: InMemoryDrive.unavailable(for: .update, while: failing))
         defer { Task { await bench.tearDown() } }
         let document = bench.drive.addDocument("e.bin", in: bench.folder, content: Data("the old document".utf8))
         var away = PendingChange(kind: .move, driveID: "b!memory", name: "f.txt", itemID: document, parentItemID: bench.folder)

@@ -175,15 +175,10 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
-    /// What the service answers every upload with while it is out.
-    static func unavailable(_ call: InMemoryDrive.Call) -> GraphError {
-        GraphError(status: 503, code: "serviceNotAvailable", request: "upload \(call.name)")
-    }
-
     @Test("a document whose upload gave up, then renamed: its one change goes again under the new name, and nothing is left behind")
     func renameAfterGivingUp() async throws {
         let failing = Locked(true)
-        let bench = try await Bench(beforeWrite: { call in if failing.value && call.kind == .upload { throw Self.unavailable(call) } })
+        let bench = try await Bench(beforeWrite: InMemoryDrive.unavailable(for: .upload, while: failing))
         try await bench.create("a.txt", "first words")
         #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
         #expect(bench.engine.givenUp.count == 1)
@@ -417,9 +412,7 @@ struct LocalWritesTests {
     @Test("an edit that needs a document's item (setfattr of a column) after its upload gave up in an outage tries the upload again, and waits for it")
     func editAfterTheUploadGaveUp() async throws {
         let outage = Locked(true)
-        let bench = try await Bench(beforeWrite: { call in
-            if outage.value, call.kind == .upload { throw GraphError(status: 503, code: "serviceNotAvailable", request: "upload") }
-        })
+        let bench = try await Bench(beforeWrite: InMemoryDrive.unavailable(for: .upload, while: outage))
         let node = try await bench.create("during.txt", "written during an outage")
         #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
         #expect(bench.engine.givenUp.count == 1)
@@ -441,7 +434,7 @@ struct LocalWritesTests {
                 return count
             }
             if attempt == 1 { await withCheckedContinuation { gate.set($0) } }
-            throw Self.unavailable(call)
+            throw InMemoryDrive.unavailable(call)
         })
         try await bench.create("a.txt", "never arrives")
         let sync = Task { try? await bench.writes.drain() }
@@ -462,9 +455,7 @@ struct LocalWritesTests {
     @Test("a document whose time could not be sent, then replaced by a rename over it: its deletion takes the time change along, none is left to go after it")
     func timeGaveUpThenRenamedOver() async throws {
         let failing = Locked(true)
-        let bench = try await Bench(beforeWrite: { call in
-            if failing.value && call.kind == .update { throw GraphError(status: 503, code: "serviceNotAvailable", request: "PATCH \(call.name)") }
-        })
+        let bench = try await Bench(beforeWrite: InMemoryDrive.unavailable(for: .update, while: failing))
         let existing = try #require(try await bench.tree.child(of: bench.record, named: "existing.txt"))
         try bench.writes.setModified(existing, to: Date(timeIntervalSince1970: 1_577_934_245))
         #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
@@ -499,7 +490,7 @@ struct LocalWritesTests {
         let bench = try await Bench(beforeWrite: { call in
             // The service answers the first deletion 503: it waits out a backoff.
             if call.kind == .delete, deletes.withLock({ count -> Int in count += 1; return count }) == 1 {
-                throw GraphError(status: 503, code: "serviceNotAvailable", request: "DELETE \(call.name)")
+                throw InMemoryDrive.unavailable(call)
             }
         })
         try await bench.create("new.txt", "the new text")
@@ -517,9 +508,7 @@ struct LocalWritesTests {
     @Test("a new document given the name of a document whose removal gave up waits for that removal, and gives up with it: no conflict copy")
     func newDocumentBehindAGivenUpRemoval() async throws {
         let failing = Locked(true)
-        let bench = try await Bench(beforeWrite: { call in
-            if failing.value && call.kind == .delete { throw GraphError(status: 503, code: "serviceNotAvailable", request: "DELETE \(call.name)") }
-        })
+        let bench = try await Bench(beforeWrite: InMemoryDrive.unavailable(for: .delete, while: failing))
         try await bench.writes.remove(parent: bench.record, name: "existing.txt", directory: false)
         #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
         try await bench.create("existing.txt", "the new text")
@@ -535,9 +524,7 @@ struct LocalWritesTests {
     @Test("a new document given the name a document was renamed away from waits for that rename when it gave up; removed meanwhile, the document's deletion takes the rename's place: one document, no conflict copy (model seed 1043)")
     func newDocumentWhereARenameGaveUp() async throws {
         let failing = Locked(true)
-        let bench = try await Bench(beforeWrite: { call in
-            if failing.value && call.kind == .update { throw GraphError(status: 503, code: "serviceNotAvailable", request: "PATCH \(call.name)") }
-        })
+        let bench = try await Bench(beforeWrite: InMemoryDrive.unavailable(for: .update, while: failing))
         try await bench.writes.rename(parent: bench.record, name: "existing.txt", to: bench.record, newName: "moved.txt", noReplace: false)
         #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
         try await bench.create("existing.txt", "the new text")
@@ -558,9 +545,7 @@ struct LocalWritesTests {
     @Test("a folder renamed, a document moved out of it, then the folder removed while both moves wait: the document leaves before the folder's deletion, which goes last")
     func folderRemovedAfterAMoveOutOfIt() async throws {
         let failing = Locked(true)
-        let bench = try await Bench(beforeWrite: { call in
-            if failing.value && call.kind == .update { throw GraphError(status: 503, code: "serviceNotAvailable", request: "PATCH \(call.name)") }
-        }, journaled: { acme, tenant in
+        let bench = try await Bench(beforeWrite: InMemoryDrive.unavailable(for: .update, while: failing), journaled: { acme, tenant in
             tenant.drive.addDocument("doc.txt", in: tenant.drive.addFolder("Sub", in: acme), content: Data("keep me".utf8))
             return []
         })
