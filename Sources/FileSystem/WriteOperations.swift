@@ -212,8 +212,12 @@ extension CRMFileSystem {
         do {
             try await writes.drain()
             // After a remount, what the mount shows of its kept tree is confirmed by the first catch-up:
-            // once sync returns, the mount shows what the service holds (bounded, as any wait for it).
-            _ = await tree.waitForKeptContent()
+            // once sync returns, the mount shows what the service holds (bounded, as any wait for it), and
+            // the kernel has heard what changed.
+            if await tree.waitForKeptContent() {
+                try Task.checkCancellation()
+                await Self.noticesSent()
+            }
         } catch is CancellationError {
             throw CancellationError()
         } catch WritebackError.refused(let reason) {

@@ -54,7 +54,8 @@ final class KeptContentGate: @unchecked Sendable {
         return true
     }
 
-    /// Returns at once while the gate is open (false); otherwise once it opens or the deadline passes (true).
+    /// Returns at once while the gate is open (false); otherwise once it opens, the deadline passes or the
+    /// task is cancelled (true: the caller checks for cancellation).
     func wait() async -> Bool {
         let deadline = lock.withLock { () -> ContinuousClock.Instant? in
             guard state == .waiting else { return nil }
@@ -69,13 +70,18 @@ final class KeptContentGate: @unchecked Sendable {
             logger.warning("the library's first catch-up since the mount has not ended in time; documents are read from the cache unconfirmed",
                            metadata: ["waited": "\(longestWait)"])
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let waiting = lock.withLock { () -> Bool in
-                guard state == .waiting else { return false }
-                waiters[id] = continuation
-                return true
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                // Checked under the lock: a cancellation either came before (not registered) or finds it.
+                let waiting = lock.withLock { () -> Bool in
+                    guard state == .waiting, !Task.isCancelled else { return false }
+                    waiters[id] = continuation
+                    return true
+                }
+                if !waiting { continuation.resume() }
             }
-            if !waiting { continuation.resume() }
+        } onCancel: {
+            lock.withLock { waiters.removeValue(forKey: id) }?.resume()
         }
         timer.cancel()
         return true

@@ -321,7 +321,7 @@ public final class Tree: @unchecked Sendable {
             // The services cannot be reached (after the client's retries): a directory listed before answers
             // from that listing, as offline, and is asked again after the attribute timeout, so a long outage
             // costs one wait per directory and timeout, and `ls`, lookups and new files go on working.
-            let listedBefore = lock.withLock { () -> Bool in
+            let listedBefore = ServiceOutage.explains(error) && lock.withLock { () -> Bool in
                 guard let node = nodes[ino], node.children != nil else { return false }
                 node.childrenLoadedAt = Date()
                 return true

@@ -336,7 +336,7 @@ struct KeptTreeTests {
         #expect(tenant.drive.listings(of: acmeFolder) == listed.0 && tenant.drive.listings(of: globexFolder) == listed.1, "nothing listed again")
     }
 
-    @Test("a remount's opens of kept documents wait for the library's first catch-up, at most the bound; a first mount's never wait")
+    @Test("a remount's opens of kept documents wait for the library's first catch-up, at most the bound, or until cancelled; a first mount's never wait")
     func keptContentWaitsForTheCatchUp() async throws {
         let tenant = MemoryTenant()
         tenant.account("001A", "Acme Corp", documents: ["a.txt": "alpha"])
@@ -368,6 +368,17 @@ struct KeptTreeTests {
         let feeds = ChangeFeeds(tree: fourth, graph: tenant.drive, records: tenant.records, settings: FreshnessSettings(drivePoll: 3600, crmPoll: 3600)) { _ in }
         try await feeds.pollDrive()
         #expect(await fourth.waitForKeptContent() == false)
+
+        // A waiter whose task is cancelled (Ctrl-C on `crmfs sync`, an interrupted open) stops waiting at once,
+        // long before the bound.
+        let fifth = try await mount(wait: .seconds(3600))
+        fifth.holdKeptContent()
+        let cancelled = Task { await fifth.waitForKeptContent() }
+        try await Task.sleep(for: .milliseconds(100))
+        cancelled.cancel()
+        #expect(try await finishes(within: .seconds(60)) { _ = await cancelled.value })
+        let alreadyCancelled = Task { withUnsafeCurrentTask { $0?.cancel() }; return await fifth.waitForKeptContent() }
+        #expect(try await finishes(within: .seconds(60)) { _ = await alreadyCancelled.value })
     }
 
     @Test("a name a remount's kept listing lacks (made after it was kept) is not answered ENOENT before the first catch-up has said so")

@@ -490,8 +490,11 @@ struct ModelFaultTests {
             let code = try await Tools.blocking { () -> Int32 in
                 let descriptor = open(fullPath, O_WRONLY | O_TRUNC | O_CLOEXEC)
                 guard descriptor >= 0 else { return errno }
-                let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-                let failure = written == bytes.count ? 0 : errno
+                var done = 0, failure: Int32 = 0
+                while done < bytes.count, failure == 0 {
+                    let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + done, $0.count - done) }
+                    if written > 0 { done += written } else { failure = errno }
+                }
                 return close(descriptor) == 0 ? failure : errno
             }
             if code == 0 {
@@ -503,7 +506,8 @@ struct ModelFaultTests {
                 guard state.hasPrefix("error: access denied"), let kept = state.range(of: "conflicts/") else {
                     throw MountFailure(message: "a refused edit of \(path): user.crmfs.sync says '\(state)'" + (await evidence()))
                 }
-                let keptName = String(state[kept.upperBound...].prefix { $0 != ")" })
+                // The note ends with the copy's name and a ")"; the name may hold parentheses of its own (`a (2).txt`).
+                let keptName = String(state[kept.upperBound...].dropLast(state.hasSuffix(")") ? 1 : 0))
                 let keptPath = "\(mount.stateDirectory)/conflicts/\(keptName)"
                 guard (try? Data(contentsOf: URL(fileURLWithPath: keptPath))) == bytes else {
                     throw MountFailure(message: "a refused edit of \(path): conflicts/\(keptName) does not hold the bytes written")

@@ -76,6 +76,33 @@ struct DeviceSignInTests {
         }
     }
 
+    @Test("a rotated refresh token that cannot be kept (a full disk) fails nothing: the access token is used, the earlier refresh token stays")
+    func rotatedTokenNotKept() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, configure: { $0.approveDeviceCodesAs = "sam"; $0.announce = { _ in } }) { sandbox in
+            let tenant = try #require(try await sandbox.info()["tenantId"])
+            let client = try sandbox.config().graph.clientID
+            let base = "/\(tenant)/oauth2/v2.0"
+            let started = try await Self.post(sandbox, base + "/devicecode", [("client_id", client), ("scope", EntraRefreshToken.userScope)])
+            let signedIn = try await Self.post(sandbox, base + "/token", [
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("client_id", client), ("device_code", try #require(started.json["device_code"] as? String)),
+            ])
+            let refresh = try #require(signedIn.json["refresh_token"] as? String)
+            // A name the store's temporary file cannot have (over NAME_MAX with its suffix): the store fails, as on
+            // a full disk, while the file itself reads.
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rotation-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let file = directory.appendingPathComponent(String(repeating: "r", count: 240)).path
+            #expect(FileManager.default.createFile(atPath: file, contents: Data(refresh.utf8), attributes: [.posixPermissions: 0o600]))
+
+            let oauth = EntraRefreshToken(authority: sandbox.baseURL, tenant: tenant, clientID: client, file: file)
+            let token = try await oauth.fetch(using: HTTPClient(transport: sandbox.transport))
+            #expect(try await Self.get(sandbox, "/v1.0/sites/contoso.sharepoint.com:/sites/Sales", token: token.value.exposedValue) == 200)
+            #expect(try Secret.load(file: file).exposedValue == refresh, "the earlier refresh token stays, and works")
+            _ = try await oauth.fetch(using: HTTPClient(transport: sandbox.transport))
+        }
+    }
+
     @Test("Entra: a declined code says so, and the verification page approves as the user chosen")
     func entraDeclineAndPage() async throws {
         try await withSandbox(records: 2, docsPerRecord: 1, configure: { $0.announce = { _ in } }) { sandbox in

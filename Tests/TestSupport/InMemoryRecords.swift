@@ -56,7 +56,7 @@ public final class InMemoryRecords: RecordService, @unchecked Sendable {
         let since = words.firstIndex(of: "SystemModstamp").flatMap { words.indices.contains($0 + 2) ? ServiceTime.parse(String(words[$0 + 2])) : nil }
         let recycled = soql.contains("IsDeleted = true")
         return try lock.withLock {
-            if unreachable { throw RecordServiceRefusal(call: "query (the service cannot be reached): \(soql)") }
+            if unreachable { throw HTTPError.transport(code: 7, message: "Could not connect to server", request: "query \(soql)") }
             queries.append(soql)
             // `queryAll` reads the recycle bin too (its records say `IsDeleted`); `IsDeleted = true` reads only it.
             let source = recycled ? deleted[object] ?? [] : (records[object] ?? []) + (includeDeleted ? deleted[object] ?? [] : [])

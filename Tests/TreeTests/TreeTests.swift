@@ -188,6 +188,13 @@ struct TreeTests {
         tenant.records.failQueries(false)
         tenant.drive.addDocument("b.txt", in: folder)
         #expect(try await Self.names(tree, acme) == ["a.txt", "b.txt"], "asked again once the services answer")
+
+        // An answer about the folder itself (gone: 404) is no outage: the last listing does not hide it.
+        tenant.drive.failListings(with: 404)
+        do {
+            _ = try await tree.list(acme)
+            Issue.record("a listing the service answered 404 is not served from the last one")
+        } catch NamespaceError.remote {}
     }
 
     @Test("within the attribute timeout listings come from memory")

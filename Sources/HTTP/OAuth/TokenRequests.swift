@@ -1,8 +1,21 @@
 import Foundation
+import Logging
 
 /// The token requests of Entra ID v2.0 and Salesforce. They run without retries on 401
 /// (a 401 here means bad credentials) but with the transport's throttling rules.
 enum TokenRequest {
+    /// Keeps a rotated refresh token. The one just used stays good (Entra ID's do, and Salesforce's unless
+    /// the connected app rotates them), so a store that fails (a full disk) must not fail the request that
+    /// got a good access token: it is logged, and the earlier refresh token stays in use.
+    static func keep(_ rotated: Secret, file: String) {
+        do {
+            try Secret.store(rotated, file: file)
+        } catch {
+            Logger(label: "crmfs.auth").warning("could not keep the new refresh token; the earlier one stays in use",
+                                                metadata: ["file": "\(file)", "error": "\(error)"])
+        }
+    }
+
     /// POSTs the form; an answer other than 200 with `expecting` (the access token, or a device code) is the
     /// service's OAuth error.
     static func post(_ url: String, form: [(String, String)], client: HTTPClient, expecting key: String = "access_token") async throws -> (JSONValue, HTTPResponse) {
@@ -99,7 +112,7 @@ public struct EntraRefreshToken: Sendable {
             let (json, _) = try await TokenRequest.post(tokenURL, form: [
                 ("client_id", clientID), ("grant_type", "refresh_token"), ("refresh_token", refresh.exposedValue), ("scope", scope),
             ], client: client)
-            if let rotated = json["refresh_token"]?.stringValue, !rotated.isEmpty { try Secret.store(Secret(rotated), file: file) }
+            if let rotated = json["refresh_token"]?.stringValue, !rotated.isEmpty { TokenRequest.keep(Secret(rotated), file: file) }
             let lifetime = TokenRequest.lifetime(json) ?? 3599
             return AccessToken(value: Secret(json["access_token"]!.stringValue!), expiresAt: issued.addingTimeInterval(lifetime), issuedAt: issued)
         }
@@ -148,7 +161,7 @@ public struct SalesforceOAuth: Sendable {
         if case .refreshToken(let file, _) = grant {
             json = try await SignInRequired.refreshing("Salesforce", file: file) { refresh in
                 let (json, _) = try await TokenRequest.post(url, form: form + [("refresh_token", refresh.exposedValue)], client: client)
-                if let rotated = json["refresh_token"]?.stringValue, !rotated.isEmpty { try Secret.store(Secret(rotated), file: file) }
+                if let rotated = json["refresh_token"]?.stringValue, !rotated.isEmpty { TokenRequest.keep(Secret(rotated), file: file) }
                 return json
             }
         } else {
