@@ -71,6 +71,7 @@ extension CRMFileSystem {
             }
             fuse_reply_write(request.raw, written)
         } catch {
+            logger.warning("write failed", metadata: ["ino": "\(session.ino)", "error": "\(error)"])
             request.fail(error)
         }
     }

@@ -302,8 +302,10 @@ extension LocalWrites {
         if unlinked { return }
         if timesOnly {
             // Only the time changed (touch): it rides on a pending upload, or goes as a metadata update.
-            session.withState { $0.timesChanged = false }
+            // Noted as done once journaled: a close that cannot journal it (a full disk) leaves it for
+            // `crmfs sync` or the next close, as it does bytes.
             if let node = tree.current(session.ino) { try timeChanged(node) }
+            session.withState { $0.timesChanged = false }
             return
         }
         guard dirty else { return }
@@ -517,6 +519,8 @@ extension LocalWrites {
     /// Seals an open document's bytes so far into its change and hands that change to the engine (later
     /// writes start a new copy); returns the change, or nil when it has none to send.
     func handOver(_ session: WriteSession) async throws -> Int64? {
+        // A time set with no bytes since (a touch of an open file, or one a failed close left) goes as it would at a close.
+        if session.withState({ !$0.unlinked && !$0.dirty && $0.timesChanged }) { try commit(session) }
         guard session.withState({ !$0.unlinked && $0.changedBytes }), tree.current(session.ino)?.localOnly == false else { return nil }
         try await completeCopy(session)
         return try session.exclusive { () -> Int64? in
@@ -541,15 +545,17 @@ extension LocalWrites {
 
     // MARK: Times
 
-    /// `utimens`: the time travels with the document's upload when one is open or pending; otherwise it
-    /// goes as a metadata update of its own (which SharePoint counts as a version).
+    /// `utimens`: the time travels with the document's upload when one is open with bytes not journaled
+    /// yet, or pending; otherwise it goes as a metadata update of its own (which SharePoint counts as a
+    /// version). Not held in an open handle with nothing unsent (after its fsync, say): nothing there keeps
+    /// the feed from putting the service's time back over it before the close.
     public func setModified(_ node: NodeSnapshot, to date: Date) throws {
         try tree.requireWritable(node.ino)
         tree.setLocal(node.ino, modified: date, timeSet: true)
         // Noted under the registry's lock, so a last close cannot take the session away between the
         // check and the note: the close's flush sees it.
         let noted = lock.withLock { () -> Bool in
-            guard let session = documents[node.ino]?.session else { return false }
+            guard let session = documents[node.ino]?.session, session.withState({ $0.dirty }) else { return false }
             session.withState { $0.timesChanged = true }  // goes with the session's upload, or alone at its close
             return true
         }

@@ -146,6 +146,11 @@ public final class InMemoryDrive: DriveService, @unchecked Sendable {
         lock.withLock { try? find(path: path) }.map(\.content)
     }
 
+    /// The mtime the document at `path` holds (`fileSystemInfo.lastModifiedDateTime`).
+    public func modified(at path: String) -> Date? {
+        lock.withLock { try? find(path: path) }?.modified
+    }
+
     /// Names in a folder.
     public func names(in folderID: String) -> Set<String> {
         lock.withLock { Set(entries.values.filter { $0.parentID == folderID }.map(\.name)) }

@@ -104,6 +104,8 @@ struct LocalWritesTests {
             tenant.drive.content(at: "Accounts/Acme (001A)/\(name)").map { String(decoding: $0, as: UTF8.self) }
         }
 
+        func modified(_ name: String) -> Date? { tenant.drive.modified(at: "Accounts/Acme (001A)/\(name)") }
+
         func calls(_ kind: InMemoryDrive.Call.Kind) -> [String] {
             tenant.drive.calls.filter { $0.kind == kind }.map(\.name)
         }
@@ -148,6 +150,28 @@ struct LocalWritesTests {
         try await bench.sync()
         #expect(bench.content("journaled.txt") == "must arrive")
         #expect(bench.writes.syncStatus(try #require(bench.tree.current(node.ino))) == "clean")
+        await bench.tearDown()
+    }
+
+    @Test("a time set on a file still open after its fsync holds against the library's feed, and reaches the service (model seed 1202)")
+    func timeAfterFsyncWhileOpen() async throws {
+        let bench = try await Bench()
+        let (node, session) = try await bench.writes.create(parent: bench.record, name: "a.txt", flags: O_CREAT | O_WRONLY)
+        try bench.write(session, Data("sent by fsync".utf8), at: 0)
+        try await bench.writes.fsync(session)
+        let date = Date(timeIntervalSince1970: 1_720_931_160)
+        try bench.writes.setModified(try #require(bench.tree.current(node.ino)), to: date)
+        // A feed round brings the version the fsync sent, stamped with the time of its upload.
+        let itemID = try #require(bench.tree.current(node.ino)?.itemID)
+        _ = bench.tree.applyDriveChanges([try await bench.tenant.drive.item(driveID: "b!memory", itemID: itemID, expandFields: false)])
+        #expect(bench.tree.current(node.ino)?.modified == date, "the time set shows")
+        try bench.writes.commit(session)
+        try bench.writes.close(session)
+        try await bench.sync()
+        // Before: the time waited in the open handle, unpinned; the feed put the upload's time over it, and
+        // the close sent that as the time set.
+        #expect(bench.modified("a.txt") == date)
+        #expect(bench.content("a.txt") == "sent by fsync")
         await bench.tearDown()
     }
 
