@@ -71,7 +71,8 @@ extension CRMFileSystem {
             }
             fuse_reply_write(request.raw, written)
         } catch {
-            logger.warning("write failed", metadata: ["ino": "\(session.ino)", "error": "\(error)"])
+            // A full disk answers every write ENOSPC, which the writer sees; anything else is worth a line.
+            if (error as? POSIXError)?.code != .ENOSPC { logger.warning("write failed", metadata: ["ino": "\(session.ino)", "error": "\(error)"]) }
             request.fail(error)
         }
     }

@@ -302,10 +302,7 @@ extension LocalWrites {
         if unlinked { return }
         if timesOnly {
             // Only the time changed (touch): it rides on a pending upload, or goes as a metadata update.
-            // Noted as done once journaled: a close that cannot journal it (a full disk) leaves it for
-            // `crmfs sync` or the next close, as it does bytes.
-            if let node = tree.current(session.ino) { try timeChanged(node) }
-            session.withState { $0.timesChanged = false }
+            try sendNotedTime(session)
             return
         }
         guard dirty else { return }
@@ -519,8 +516,8 @@ extension LocalWrites {
     /// Seals an open document's bytes so far into its change and hands that change to the engine (later
     /// writes start a new copy); returns the change, or nil when it has none to send.
     func handOver(_ session: WriteSession) async throws -> Int64? {
-        // A time set with no bytes since (a touch of an open file, or one a failed close left) goes as it would at a close.
-        if session.withState({ !$0.unlinked && !$0.dirty && $0.timesChanged }) { try commit(session) }
+        // A time set with no bytes since (one a failed close left) goes as it would at a close.
+        try sendNotedTime(session)
         guard session.withState({ !$0.unlinked && $0.changedBytes }), tree.current(session.ino)?.localOnly == false else { return nil }
         try await completeCopy(session)
         return try session.exclusive { () -> Int64? in
@@ -554,12 +551,44 @@ extension LocalWrites {
         tree.setLocal(node.ino, modified: date, timeSet: true)
         // Noted under the registry's lock, so a last close cannot take the session away between the
         // check and the note: the close's flush sees it.
+        // Checked and noted in one step: an fsync recording the bytes meanwhile takes the time with them.
         let noted = lock.withLock { () -> Bool in
-            guard let session = documents[node.ino]?.session, session.withState({ $0.dirty }) else { return false }
-            session.withState { $0.timesChanged = true }  // goes with the session's upload, or alone at its close
+            guard let session = documents[node.ino]?.session else { return false }
+            return session.withState { state -> Bool in
+                guard state.dirty else { return false }
+                state.timesChanged = true  // goes with the session's upload, or alone at its close
+                return true
+            }
+        }
+        guard !noted, let current = tree.current(node.ino) else { return }
+        do {
+            try timeChanged(current)
+        } catch {
+            // Not journaled (a full disk): a handle still open keeps it for its close or `crmfs sync`, as bytes.
+            let kept = lock.withLock { () -> Bool in
+                guard let session = documents[node.ino]?.session else { return false }
+                session.withState { $0.timesChanged = true }
+                return true
+            }
+            if !kept { throw error }
+        }
+    }
+
+    /// Journals the time noted in a session with no bytes waiting (taken once, by whichever close or sync
+    /// comes first; put back when it cannot be journaled, for the next to try).
+    private func sendNotedTime(_ session: WriteSession) throws {
+        let taken = session.withState { state -> Bool in
+            guard !state.unlinked, !state.dirty, state.timesChanged else { return false }
+            state.timesChanged = false
             return true
         }
-        if !noted, let current = tree.current(node.ino) { try timeChanged(current) }
+        guard taken else { return }
+        do {
+            if let node = tree.current(session.ino) { try timeChanged(node) }
+        } catch {
+            session.withState { $0.timesChanged = true }
+            throw error
+        }
     }
 
     /// A document's time changed with no bytes to send: it rides on the pending upload when that has not

@@ -175,6 +175,25 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a time set on an open file that cannot be journaled (a full disk) waits in the handle: the close fails, and crmfs sync sends it once there is room")
+    func timeOnAFullDiskWaitsInTheHandle() async throws {
+        let journalFull = Locked(false)
+        let bench = try await Bench(beforeRecord: { if journalFull.value { throw POSIXError(.ENOSPC) } })
+        let (node, session) = try await bench.writes.create(parent: bench.record, name: "a.txt", flags: O_CREAT | O_WRONLY)
+        try bench.write(session, Data("sent by fsync".utf8), at: 0)
+        try await bench.writes.fsync(session)
+        journalFull.set(true)
+        let date = Date(timeIntervalSince1970: 1_720_931_160)
+        // Before: utimens failed ENOSPC with the time already showing, and nothing ever sent it.
+        try bench.writes.setModified(try #require(bench.tree.current(node.ino)), to: date)
+        #expect(throws: POSIXError.self) { try bench.writes.commit(session) }
+        #expect(throws: POSIXError.self) { try bench.writes.close(session) }
+        journalFull.set(false)
+        try await bench.sync()
+        #expect(bench.modified("a.txt") == date)
+        await bench.tearDown()
+    }
+
     @Test("an empty document (one whose close could not be journaled on a full disk, sent by crmfs sync once there is room) written again without O_TRUNC: other handles read the written bytes at once, and the next close sends them (model regression closeFailedOnAFullDisk)")
     func writtenAgainAfterAFailedClose() async throws {
         let journalFull = Locked(false)
