@@ -298,14 +298,10 @@ extension LocalWrites {
     /// `flush` (every close): the bytes are on disk and the change is in the journal before this returns.
     /// On a kernel request thread: it waits for a remote copy still under way.
     public func commit(_ session: WriteSession) throws {
-        let (dirty, timesOnly, unlinked) = session.withState { ($0.dirty, !$0.dirty && $0.timesChanged, $0.unlinked) }
+        let (dirty, unlinked) = session.withState { ($0.dirty, $0.unlinked) }
         if unlinked { return }
-        if timesOnly {
-            // Only the time changed (touch): it rides on a pending upload, or goes as a metadata update.
-            try sendNotedTime(session)
-            return
-        }
-        guard dirty else { return }
+        // No bytes: a time noted alone (touch) rides on a pending upload, or goes as a metadata update.
+        guard dirty else { return try sendNotedTime(session) }
         try completeCopyBlocking(session)
         // Looked at again with the copy held alone: a rename recording these bytes meanwhile (a late
         // release racing it) has sealed and recorded them already, and a second change of the same
@@ -549,28 +545,27 @@ extension LocalWrites {
     public func setModified(_ node: NodeSnapshot, to date: Date) throws {
         try tree.requireWritable(node.ino)
         tree.setLocal(node.ino, modified: date, timeSet: true)
-        // Noted under the registry's lock, so a last close cannot take the session away between the
-        // check and the note: the close's flush sees it.
-        // Checked and noted in one step: an fsync recording the bytes meanwhile takes the time with them.
-        let noted = lock.withLock { () -> Bool in
-            guard let session = documents[node.ino]?.session else { return false }
-            return session.withState { state -> Bool in
-                guard state.dirty else { return false }
-                state.timesChanged = true  // goes with the session's upload, or alone at its close
-                return true
-            }
-        }
-        guard !noted, let current = tree.current(node.ino) else { return }
+        guard !noteTime(of: node.ino, onlyWithBytes: true), let current = tree.current(node.ino) else { return }
         do {
             try timeChanged(current)
         } catch {
             // Not journaled (a full disk): a handle still open keeps it for its close or `crmfs sync`, as bytes.
-            let kept = lock.withLock { () -> Bool in
-                guard let session = documents[node.ino]?.session else { return false }
-                session.withState { $0.timesChanged = true }
+            guard noteTime(of: node.ino, onlyWithBytes: false) else { throw error }
+        }
+    }
+
+    /// Notes a time in the document's open session (to go with its upload, or alone at its close), if it has
+    /// one (with bytes not journaled yet, for `onlyWithBytes`). Under the registry's lock, so a last close
+    /// cannot take the session away between the check and the note; checked and noted in one step, so an
+    /// fsync recording the bytes meanwhile takes the time with them.
+    private func noteTime(of ino: UInt64, onlyWithBytes: Bool) -> Bool {
+        lock.withLock {
+            guard let session = documents[ino]?.session else { return false }
+            return session.withState { state -> Bool in
+                guard state.dirty || !onlyWithBytes else { return false }
+                state.timesChanged = true
                 return true
             }
-            if !kept { throw error }
         }
     }
 
