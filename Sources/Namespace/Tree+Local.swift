@@ -351,9 +351,14 @@ extension Tree {
         }
     }
 
-    /// A restored change was sent before its directory was listed: nothing to show any more.
-    public func forgetRestored(_ changeID: Int64) {
-        lock.withLock { restoredChanges.removeAll { $0.changeID == changeID } }
+    /// A restored change was sent before its directory was listed: nothing to show any more. The send
+    /// ended a change of `itemID` of the mount's own: a feed round asked for before it (a remount's first
+    /// enumeration, say) must not put the earlier version back (see `feedMark`).
+    public func forgetRestored(_ changeID: Int64, itemID: String?) {
+        lock.withLock {
+            restoredChanges.removeAll { $0.changeID == changeID }
+            if let itemID { ownChangeEnded(itemID) }
+        }
     }
 
     /// Reports the restored changes a listing just placed.

@@ -184,7 +184,7 @@ public final class LocalWrites: @unchecked Sendable {
         case .done(let change, let item):
             guard let id = change.id else { return }
             guard let owner = forget(id) else {
-                tree.forgetRestored(id)
+                tree.forgetRestored(id, itemID: item?.id ?? change.itemID)
                 // Sent (from a restart's journal) before its directory was listed: the library's view takes
                 // the item now, so the first listing shows what was sent, not what the last feed round saw.
                 if let item { _ = tree.applyDriveChanges([item]) }

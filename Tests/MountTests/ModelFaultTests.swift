@@ -177,11 +177,16 @@ struct ModelFaultTests {
         // (LocalWritesTests/newDocumentWhereARenameGaveUp, EngineSchedulingTests/newDocumentBehindAGivenUpMoveAway).
         // 1050: after kills, a read failed ESTALE: the kept delta position had passed over the mount's own new
         // version, which the kept listing lacked (KeptTreeTests/passedOverWhileHeld).
+        // 1209 (and 1015 again): after a kill, a journaled change sent before its folder was listed did not
+        // count as the mount's own, so the remount's first enumeration, asked before, filled the library's
+        // mirror with the earlier version; the first listing showed it and the next write failed ESTALE
+        // (TreeTests/restoredChangeSentBeforeListing).
         "soakSeed1008": ReferenceModel.operations(seed: 1008, count: 60, diskFaults: false, refusals: false),
         "soakSeed1010": ReferenceModel.operations(seed: 1010, count: 60, diskFaults: false, refusals: false),
         "soakSeed1015": ReferenceModel.operations(seed: 1015, count: 60, diskFaults: false, refusals: false),
         "soakSeed1043": ReferenceModel.operations(seed: 1043, count: 60, diskFaults: false, refusals: false),
         "soakSeed1050": ReferenceModel.operations(seed: 1050, count: 60, diskFaults: false, refusals: false),
+        "soakSeed1209": ReferenceModel.operations(seed: 1209, count: 60),
         // seed 13: times that gave up under an outage, then renames over their documents: the renames and the
         // deletion went, and the times, retried at the next mount, found a deleted item (404) or named a renamed
         // document back. (LocalWritesTests/timeGaveUpThenRenamedOver, EngineSchedulingTests/renameBehindAGivenUpTime)

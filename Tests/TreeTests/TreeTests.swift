@@ -75,6 +75,30 @@ struct TreeTests {
         #expect(try await Self.names(tree, acme) == ["g.bin"])
     }
 
+    @Test("a change restored from the journal and sent before its folder is listed is not undone by a round asked for before it (soak seed 1209)")
+    func restoredChangeSentBeforeListing() async throws {
+        let tenant = Tenant()
+        let folder = try #require(tenant.account("001A", "Acme Corp", documents: ["a.txt": "version one"]))
+        let tree = try await tenant.open()
+        let documentID = try #require(tenant.drive.itemID(named: "a.txt", in: folder))
+        // A remount's first enumeration asks now, and is answered with the document as it was.
+        tree.libraryEnumerationStarted()
+        let asked = tree.feedMark()
+        let enumerated = try await tenant.drive.delta(driveID: InMemoryDrive.driveID, link: nil, pageSize: 500).items
+        // Meanwhile a change the stopped mount journaled is sent, before anything listed its folder.
+        tenant.drive.edit(documentID, content: Data("version two, longer".utf8))
+        let sent = try await tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: documentID, expandFields: false)
+        tree.forgetRestored(1, itemID: documentID)
+        _ = tree.applyDriveChanges([sent])
+        // Before: the enumeration's answer, applied now, filled the library's mirror with version one, and
+        // the first listing showed it (the next write's If-Match then failed with ESTALE).
+        _ = tree.applyDriveChanges(enumerated, askedAt: asked)
+        tree.libraryEnumerated()
+        let document = try await tree.lookup(parent: try await Self.record(tree, "Acme Corp"), name: "a.txt")
+        #expect(document.size == Int64("version two, longer".utf8.count))
+        #expect(document.content?.eTag == sent.eTag)
+    }
+
     @Test("names other clients gave (a slash, dot names, over 255 bytes, equal names) become safe, unique and stable")
     func hostileNamesBecomeSafe() async throws {
         let tenant = Tenant()
