@@ -53,10 +53,17 @@ extension Tree {
         }
         guard !items.isEmpty else { return AppliedChanges() }
         mirror.apply(items)
+        var overtakenMeanwhile: [DriveItem] = []
+        defer { for item in overtakenMeanwhile { mirror.forget(item.id, parentID: item.parentReference?.id) } }
         return lock.withLock {
             var latest: [String: DriveItem] = [:]
             var order: [String] = []
             for item in items {
+                // An own change of it that ended since the check above (its item applied already) wins.
+                if let asked, (ownChangesEnded[item.id] ?? 0) > asked.count {
+                    overtakenMeanwhile.append(item)
+                    continue
+                }
                 if latest[item.id] == nil { order.append(item.id) }
                 latest[item.id] = item
             }

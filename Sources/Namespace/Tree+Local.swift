@@ -217,6 +217,15 @@ extension Tree {
         }
     }
 
+    /// The service has a change of the mount's own to these items now (an upload, the column stamp after
+    /// it, a move, a deletion), whichever node showed them, or none yet (a restart's journal sends changes
+    /// before their folders are listed): a feed round asked for before now must not put an earlier state
+    /// back (see `feedMark`).
+    public func noteOwnChangesEnded(_ itemIDs: [String]) {
+        guard !itemIDs.isEmpty else { return }
+        lock.withLock { for itemID in itemIDs { ownChangeEnded(itemID) } }
+    }
+
     /// Notes that the mount's own change of `itemID` ended now (lock held).
     func ownChangeEnded(_ itemID: String) {
         if ownChangesEnded.count >= 10_000 { ownChangesEnded.removeAll() }  // bounded: only rounds that long are unguarded
@@ -351,14 +360,9 @@ extension Tree {
         }
     }
 
-    /// A restored change was sent before its directory was listed: nothing to show any more. The send
-    /// ended a change of `itemID` of the mount's own: a feed round asked for before it (a remount's first
-    /// enumeration, say) must not put the earlier version back (see `feedMark`).
-    public func forgetRestored(_ changeID: Int64, itemID: String?) {
-        lock.withLock {
-            restoredChanges.removeAll { $0.changeID == changeID }
-            if let itemID { ownChangeEnded(itemID) }
-        }
+    /// A restored change ended (sent, or set aside) before its directory was listed: nothing to show any more.
+    public func forgetRestored(_ changeID: Int64) {
+        lock.withLock { restoredChanges.removeAll { $0.changeID == changeID } }
     }
 
     /// Reports the restored changes a listing just placed.

@@ -183,11 +183,17 @@ public final class LocalWrites: @unchecked Sendable {
         switch outcome {
         case .done(let change, let item):
             guard let id = change.id else { return }
+            // Before anything shows the item as sent: a round asked for earlier must not undo it.
+            tree.noteOwnChangesEnded(Array(Set([item?.id, change.itemID].compactMap { $0 })))
             guard let owner = forget(id) else {
-                tree.forgetRestored(id, itemID: item?.id ?? change.itemID)
+                tree.forgetRestored(id)
                 // Sent (from a restart's journal) before its directory was listed: the library's view takes
                 // the item now, so the first listing shows what was sent, not what the last feed round saw.
-                if let item { _ = tree.applyDriveChanges([item]) }
+                if let item {
+                    _ = tree.applyDriveChanges([item])
+                } else if change.kind == .delete, let itemID = change.itemID {
+                    _ = tree.applyDriveChanges([.deleted(id: itemID)])
+                }
                 return
             }
             if let hidden = owner.hiddenItem { tree.reveal(hidden) }
@@ -216,7 +222,11 @@ public final class LocalWrites: @unchecked Sendable {
                 lock.withLock { document(owner.ino) { $0.settledNote = note } }
             }
         case .conflict(let change, let policy):
-            guard let id = change.id, let owner = lock.withLock({ owners[id] }) else { return }
+            guard let id = change.id else { return }
+            guard let owner = lock.withLock({ owners[id] }) else {
+                if policy == .remoteWins { tree.forgetRestored(id) }  // set aside before its folder was listed
+                return
+            }
             let note: String
             switch policy {
             case .keepBoth:
@@ -232,7 +242,11 @@ public final class LocalWrites: @unchecked Sendable {
             lock.withLock { document(owner.ino) { $0.settledNote = note } }
         case .refused(let change, let note):
             // The service's copy is the document again; the user's bytes are kept aside (see `refuse`).
-            guard let id = change.id, let owner = forget(id) else { return }
+            guard let id = change.id else { return }
+            guard let owner = forget(id) else {
+                tree.forgetRestored(id)  // set aside before its folder was listed
+                return
+            }
             if let hidden = owner.hiddenItem { tree.reveal(hidden) }
             if change.kind == .upload { tree.revertToService(owner.ino) } else { tree.expire(owner.parent) }
             lock.withLock { document(owner.ino) { $0.settledNote = note } }

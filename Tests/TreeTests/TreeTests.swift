@@ -88,7 +88,8 @@ struct TreeTests {
         // Meanwhile a change the stopped mount journaled is sent, before anything listed its folder.
         tenant.drive.edit(documentID, content: Data("version two, longer".utf8))
         let sent = try await tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: documentID, expandFields: false)
-        tree.forgetRestored(1, itemID: documentID)
+        tree.noteOwnChangesEnded([documentID])
+        tree.forgetRestored(1)
         _ = tree.applyDriveChanges([sent])
         // Before: the enumeration's answer, applied now, filled the library's mirror with version one, and
         // the first listing showed it (the next write's If-Match then failed with ESTALE).

@@ -1,8 +1,10 @@
 import Cache
+import Config
 import Foundation
 import Graph
 import Logging
 import Namespace
+import Synchronization
 import Testing
 import TestSupport
 import Writeback
@@ -32,10 +34,12 @@ struct LocalWritesTests {
         /// staged file (the journal's and the staging area's test hooks), `beforeWrite` before every write
         /// the service gets (the in-memory drive's: a test holds or fails it there).
         /// `journaled` is what a stopped mount left in the journal (restored as this one starts); with
-        /// `started` false the engine waits for the test's `engine.start()`.
+        /// `started` false the engine waits for the test's `engine.start()`. `objects` links and stamps
+        /// uploads into records (none by default).
         init(beforeRecord: (@Sendable () throws -> Void)? = nil, beforeSeal: (@Sendable () -> Void)? = nil,
              beforeWrite: @escaping @Sendable (InMemoryDrive.Call) async throws -> Void = { _ in },
-             journaled: (_ acmeFolder: String, MemoryTenant) -> [PendingChange] = { _, _ in [] }, started: Bool = true) async throws {
+             journaled: (_ acmeFolder: String, MemoryTenant) -> [PendingChange] = { _, _ in [] }, started: Bool = true,
+             objects: [String: ObjectLinking] = [:]) async throws {
             tenant = MemoryTenant(beforeWrite: beforeWrite)
             folder = tenant.account("001A", "Acme", documents: ["existing.txt": "old text"])!
             // An account renamed in the CRM since its folder was made: the folder keeps the old name.
@@ -48,7 +52,7 @@ struct LocalWritesTests {
             let uploader = Uploader(graph: tenant.drive, staging: staging, journal: journal, fragmentSize: 320 << 10, simpleUploadMax: 1 << 20)
             engine = WritebackEngine(journal: journal, staging: staging, uploader: uploader,
                                      linker: Linker(graph: tenant.drive, salesforce: tenant.records), graph: tenant.drive,
-                                     salesforce: tenant.records, objects: [:], retryDelay: .milliseconds(10))
+                                     salesforce: tenant.records, objects: objects, retryDelay: .milliseconds(10))
             if started { engine.start() }
             let cache = try BlockCache(directory: root.appendingPathComponent("blocks"), capacity: 64 << 20, blockSize: 64 << 10)
             writes = LocalWrites(tree: tree, reader: BlockReader(cache: cache, graph: tenant.drive),
@@ -108,6 +112,17 @@ struct LocalWritesTests {
 
         func calls(_ kind: InMemoryDrive.Call.Kind) -> [String] {
             tenant.drive.calls.filter { $0.kind == kind }.map(\.name)
+        }
+
+        /// Stages `text` as the bytes of journaled change `name`, as a stopped mount left them.
+        func stageRestored(_ name: String, _ text: String) throws {
+            let change = try #require(try engine.outstanding().first { $0.name == name })
+            let (file, descriptor) = try writes.staging.create()
+            defer { close(descriptor) }
+            let bytes = Data(text.utf8)
+            #expect(bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) } == bytes.count)
+            try writes.staging.seal(file, descriptor: descriptor)
+            try engine.amend(change.id!) { $0.stagedFile = file; $0.sealed = true }
         }
 
         /// Staged files left in the staging area.
@@ -414,14 +429,7 @@ struct LocalWritesTests {
             change.size = 11
             return [change]
         }, started: false)
-        // Its bytes, staged as the stopped mount left them.
-        let change = try #require(try bench.engine.outstanding().first)
-        let (file, descriptor) = try bench.writes.staging.create()
-        let bytes = Data("new version".utf8)
-        #expect(bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) } == bytes.count)
-        try bench.writes.staging.seal(file, descriptor: descriptor)
-        close(descriptor)
-        try bench.engine.amend(change.id!) { $0.stagedFile = file; $0.sealed = true }
+        try bench.stageRestored("existing.txt", "new version")
         _ = try await bench.tree.list(bench.record)
         bench.engine.start()
         try await bench.sync()
@@ -449,6 +457,67 @@ struct LocalWritesTests {
         try await bench.sync()
         // Before: the folder kept the empty listing it was restored with; d.txt was ENOENT until it went stale.
         #expect(try await bench.tree.lookup(parent: folder.ino, name: "d.txt").name == "d.txt")
+        await bench.tearDown()
+    }
+
+    @Test("versions a stop's journal sends after a restart before their folder is listed are what its first listing shows, also when the remount's first enumeration, asked for before they went, comes in after (soak seeds 1015 and 1209)")
+    func restoredSentBeforeTheFirstListing() async throws {
+        let bench = try await Bench(journaled: { acme, tenant in
+            var edit = PendingChange(kind: .upload, driveID: InMemoryDrive.driveID, name: "existing.txt", parentItemID: acme)
+            edit.itemID = tenant.drive.itemID(named: "existing.txt", in: acme)
+            edit.size = 11
+            var made = PendingChange(kind: .upload, driveID: InMemoryDrive.driveID, name: "new.txt", parentItemID: acme)
+            made.size = 3
+            return [edit, made]
+        }, started: false)
+        try bench.stageRestored("existing.txt", "new version")
+        try bench.stageRestored("new.txt", "new")
+        // The remount's first enumeration asks now; its answer comes in after the journal's changes went.
+        bench.tree.libraryEnumerationStarted()
+        let asked = bench.tree.feedMark()
+        let enumerated = try await bench.tenant.drive.delta(driveID: InMemoryDrive.driveID, link: nil, pageSize: 500).items
+        bench.engine.start()
+        try await bench.sync()
+        _ = bench.tree.applyDriveChanges(enumerated, askedAt: asked)
+        bench.tree.libraryEnumerated()
+        // Before: existing.txt showed the enumeration's version ("old text"), and the next write into it
+        // failed ESTALE.
+        #expect(try await bench.tree.list(bench.record).map(\.name).sorted() == ["existing.txt", "new.txt"])
+        for (name, text) in [("existing.txt", "new version"), ("new.txt", "new")] {
+            let shown = try await bench.tree.lookup(parent: bench.record, name: name)
+            let held = try await bench.tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: try #require(shown.itemID), expandFields: false)
+            #expect(bench.content(name) == text)
+            #expect(shown.size == Int64(text.utf8.count))
+            #expect(shown.content?.eTag == held.eTag)
+        }
+        await bench.tearDown()
+    }
+
+    @Test("a new document whose columns are stamped after its upload shows the stamped version, also when a feed round asked for before it ended answers with the version before the stamp")
+    func roundBetweenUploadAndStamp() async throws {
+        let stamping = Mutex<(@Sendable () async -> Void)?>(nil)
+        let bench = try await Bench(beforeWrite: { call in
+            if call.kind == .stampFields, let hook = stamping.withLock({ $0 }) { await hook() }
+        }, objects: ["Account": ObjectLinking(model: .folder, mappings: [FieldMapping(crmField: "Name", spColumn: "Customer")])])
+        // A feed round asks now, and its answer is taken between the upload and the column stamp.
+        let asked = bench.tree.feedMark()
+        let answer = Mutex<[DriveItem]>([])
+        let (tenant, acme) = (bench.tenant, bench.folder)
+        stamping.withLock { $0 = {
+            guard let id = tenant.drive.itemID(named: "stamped.txt", in: acme),
+                  let item = try? await tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: id, expandFields: false) else { return }
+            answer.withLock { $0 = [item] }
+        } }
+        try await bench.create("stamped.txt", "columns follow")
+        try await bench.sync()
+        let unstamped = answer.withLock { $0 }
+        #expect(unstamped.count == 1)
+        _ = bench.tree.applyDriveChanges(unstamped, askedAt: asked)
+        // Before: the round's answer put the version before the stamp back, and the next write's If-Match failed.
+        let shown = try await bench.tree.lookup(parent: bench.record, name: "stamped.txt")
+        let held = try await bench.tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: try #require(shown.itemID), expandFields: false)
+        #expect(held.eTag != unstamped.first?.eTag)
+        #expect(shown.content?.eTag == held.eTag)
         await bench.tearDown()
     }
 
