@@ -491,6 +491,9 @@ final class DownloadGrants: @unchecked Sendable {
         return "\(origin)/_layouts/15/download.aspx?UniqueId=\(uniqueID.lowercased())&Translate=false&tempauth=\(token)&ApiVersion=2.0"
     }
 
+    /// Every URL granted so far stops working (an hour has passed).
+    func expireAll() { lock.withLock { grants.removeAll() } }
+
     func lookup(_ token: String) -> String? {
         lock.withLock {
             guard let grant = grants[token], grant.expires > Date() else { return nil }

@@ -227,6 +227,10 @@ final class SandboxApp: Sendable {
         case ("POST", "/_sandbox/tokens/expire"):
             tokens.expireAll()
             return .empty(204)
+        case ("POST", "/_sandbox/downloads/expire"):
+            // The hour behind every pre-authenticated download URL has passed (as the access tokens' has).
+            graph.downloads.expireAll()
+            return .empty(204)
         case ("POST", "/_sandbox/uploads/expire"):
             graph.uploads.expireAll()
             return .empty(204)

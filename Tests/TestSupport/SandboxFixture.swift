@@ -93,7 +93,7 @@ public final class SandboxFixture: Sendable {
         return try JSONDecoder().decode([String: String].self, from: response.body)
     }
 
-    /// POSTs a JSON admin command (`faults`, `tokens/expire`, `delta/expire`, `stats/reset`).
+    /// POSTs a JSON admin command (`faults`, `tokens/expire`, `downloads/expire`, `delta/expire`, `stats/reset`).
     /// Returns what it answered, when it answered with a JSON object.
     @discardableResult
     public func admin(_ path: String, _ body: [String: Any] = [:]) async throws -> [String: Any] {
