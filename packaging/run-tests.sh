@@ -42,7 +42,7 @@ limited() {
     (
         sleep "$limit"
         kill -0 "$phase" 2>/dev/null || exit 0
-        { echo "=== test phase outran ${limit}s: $* ==="; hang_findings; } > "$findings" 2>&1
+        { echo "=== test phase outran ${limit}s: $* ==="; hang_findings; } >> "$findings" 2>&1
         cat "$findings" >&2
         mountpoint -q /sys/fs/fuse/connections || mount -t fusectl none /sys/fs/fuse/connections || true
         for abort in /sys/fs/fuse/connections/*/abort; do [[ -e "$abort" ]] && echo 1 > "$abort"; done
@@ -83,7 +83,7 @@ kernel_and_in_process() {
     local in_process_job=$! status=0
     # Two SwiftPMs opening the build's database at once fail ("database is locked"): the second starts once
     # the first runs its tests.
-    while kill -0 "$in_process_job" 2>/dev/null && ! grep -q "Test Suite .* started\|Test run started" "$logs/in-process"; do sleep 1; done
+    while kill -0 "$in_process_job" 2>/dev/null && ! grep -qs "Test run started" "$logs/in-process"; do sleep 1; done
     limited "$limit" swift test --skip-build --ignore-lock "${build_options[@]}" --filter "$kernel" > "$logs/kernel" 2>&1 || status=$?
     wait "$in_process_job" || status=$?
     echo "--- in-process suites"; cat "$logs/in-process"
