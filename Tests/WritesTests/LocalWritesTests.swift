@@ -493,6 +493,22 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a deletion a stop's journal sends after a restart shows at once in a folder listed before it went")
+    func restoredDeletionShowsAtOnce() async throws {
+        let bench = try await Bench(journaled: { acme, tenant in
+            var deletion = PendingChange(kind: .delete, driveID: InMemoryDrive.driveID, name: "existing.txt", parentItemID: acme)
+            deletion.itemID = tenant.drive.itemID(named: "existing.txt", in: acme)
+            return [deletion]
+        }, started: false)
+        #expect(try await bench.tree.list(bench.record).map(\.name) == ["existing.txt"])
+        bench.engine.start()
+        try await bench.sync()
+        #expect(bench.tenant.drive.names(in: bench.folder).isEmpty)
+        // Before: the listing kept the document until the next feed round.
+        #expect(try await bench.tree.list(bench.record).map(\.name).isEmpty)
+        await bench.tearDown()
+    }
+
     @Test("a new document whose columns are stamped after its upload shows the stamped version, also when a feed round asked for before it ended answers with the version before the stamp")
     func roundBetweenUploadAndStamp() async throws {
         let stamping = Mutex<(@Sendable () async -> Void)?>(nil)
