@@ -184,7 +184,7 @@ public final class LocalWrites: @unchecked Sendable {
         case .done(let change, let item):
             guard let id = change.id else { return }
             // Before anything shows the item as sent: a round asked for earlier must not undo it.
-            tree.noteOwnChangesEnded(Array(Set([item?.id, change.itemID].compactMap { $0 })))
+            tree.noteOwnChangesEnded([item?.id, change.itemID].compactMap { $0 })
             guard let owner = forget(id) else {
                 tree.forgetRestored(id)
                 // Sent (from a restart's journal) before its directory was listed: the library's view takes
