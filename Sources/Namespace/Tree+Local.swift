@@ -228,7 +228,11 @@ extension Tree {
 
     /// Notes that the mount's own change of `itemID` ended now (lock held).
     func ownChangeEnded(_ itemID: String) {
-        if ownChangesEnded.count >= 10_000 { ownChangesEnded.removeAll() }  // bounded: only rounds that long are unguarded
+        // Bounded: the newest 5,000 are kept, so only a round asked for that many own changes ago is unguarded.
+        if ownChangesEnded.count >= 10_000 {
+            let oldestKept = ownChangeCount - 5_000
+            ownChangesEnded = ownChangesEnded.filter { $0.value > oldestKept }
+        }
         ownChangeCount += 1
         ownChangesEnded[itemID] = ownChangeCount
     }

@@ -523,13 +523,22 @@ public final class Tree: @unchecked Sendable {
         var children: [(String, UInt64)] = (directory.children ?? []).filter { child in
             nodes[child.ino].map { $0.isPinned && $0.parent == directory.ino } ?? false
         }.map { ($0.name, $0.ino) }
-        let localNames = Set(children.map(\.0))
+        let localNames = Dictionary(children, uniquingKeysWith: { first, _ in first })
         let visible = items.filter { $0.name != nil && !$0.isDeleted && hiddenItems[$0.id] == nil }
         // Names other clients gave (a `/`, `..`, more than 255 bytes, two items of one name) become safe,
         // stable and unique, by the rules of record names.
         let names = EntryNaming.unique(visible.map { (id: $0.id, base: $0.name!, keepsExtension: !$0.isFolder) })
         for item in visible {
-            guard let name = names[item.id], !localNames.contains(name) else { continue }
+            guard var name = names[item.id] else { continue }
+            if let holder = localNames[name], let holding = nodes[holder] {
+                // A document the mount is still sending holds the name. A new one (or one that takes the
+                // name over) replaces this item when it goes. Another item of the service's holds it only
+                // while the mount shows it where it was (a restart's kept listing from before a rename the
+                // stopped mount sent): this one stays in sight under its name with its Id until then.
+                guard case .item(let other) = holding.key, other != item.id else { continue }
+                name = EntryNaming.withID(name, id: item.id, keepingExtension: !item.isFolder)
+                if localNames[name] != nil { continue }
+            }
             if let ino = inodes[.item(item.id)], let existing = nodes[ino], existing.isPinned { continue }
             let node = node(for: .item(item.id), parent: directory.ino, name: name, type: item.isFolder ? .directory : .file)
             node.item = item

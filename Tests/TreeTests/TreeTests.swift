@@ -16,6 +16,17 @@ struct TreeTests {
 
     static func record(_ tree: Tree, _ name: String) async throws -> UInt64 { try await MemoryTenant.record(tree, name) }
 
+    /// Renames a document within `directory` as the write path does: pinned, moved, sent, adopted, unpinned.
+    static func renameAsTheWritePathDoes(_ tree: Tree, _ tenant: Tenant, _ document: NodeSnapshot, in directory: UInt64, to name: String) async throws {
+        let itemID = try #require(document.itemID)
+        tree.pin(document.ino)
+        try tree.move(document.ino, to: directory, name: name)
+        let moved = try await tenant.drive.update(driveID: InMemoryDrive.driveID, itemID: itemID, name: name, parentID: nil, modified: nil,
+                                                  ifMatch: nil, conflictBehavior: .replace)
+        tree.adopt(document.ino, item: moved, sentFile: nil)
+        tree.unpin(document.ino)
+    }
+
     @Test("objects, records and their documents are directories and files, sized as the library says")
     func recordsAndDocuments() async throws {
         let tenant = Tenant()
@@ -36,7 +47,7 @@ struct TreeTests {
         await #expect(throws: NamespaceError.notFound) { try await tree.lookup(parent: acme, name: "missing.pdf") }
     }
 
-    @Test("a feed round asked for before the mount's own rename ended does not put the document back; a later round applies as ever")
+    @Test("a feed round asked for before the mount's own rename ended does not put the document back, also past the bound of marks kept; a later round applies as ever")
     func roundAskedBeforeOwnRename() async throws {
         let tenant = Tenant()
         tenant.account("001A", "Acme Corp", documents: ["e.bin": "bytes", "old.txt": "to remove"])
@@ -47,13 +58,11 @@ struct TreeTests {
         // A feed round asks now, and is answered with the document as it is.
         let asked = tree.feedMark()
         let answered = try await tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: itemID, expandFields: false)
-        // Meanwhile the mount renames it, as the write path does: pinned, moved, sent, adopted, unpinned.
-        tree.pin(document.ino)
-        try tree.move(document.ino, to: acme, name: "f.bin")
-        let moved = try await tenant.drive.update(driveID: InMemoryDrive.driveID, itemID: itemID, name: "f.bin", parentID: nil, modified: nil,
-                                                  ifMatch: nil, conflictBehavior: .replace)
-        tree.adopt(document.ino, item: moved, sentFile: nil)
-        tree.unpin(document.ino)
+        // Meanwhile, in a long-running mount, many own changes of other items end, then the mount renames it,
+        // then one more passes the bound of the marks kept (before: every mark was dropped there).
+        tree.noteOwnChangesEnded((0..<9_999).map { "other-\($0)" })
+        try await Self.renameAsTheWritePathDoes(tree, tenant, document, in: acme, to: "f.bin")
+        tree.noteOwnChangesEnded(["one-more"])
         // Before: the round's answer, applied now, named it e.bin again until the next round (an rmdir of
         // the folder it left answered ENOTEMPTY meanwhile).
         _ = tree.applyDriveChanges([answered], askedAt: asked)
@@ -98,6 +107,41 @@ struct TreeTests {
         let document = try await tree.lookup(parent: try await Self.record(tree, "Acme Corp"), name: "a.txt")
         #expect(document.size == Int64("version two, longer".utf8.count))
         #expect(document.content?.eTag == sent.eTag)
+    }
+
+    @Test("a remount's kept listing from before renames the stopped mount sent: as the journal's versions go, each document comes to its name and none is lost to another's old name (soak seed 1265)")
+    func keptListingBeforeSentRenames() async throws {
+        let tenant = Tenant()
+        let folder = try #require(tenant.account("001A", "Acme Corp", documents: ["b.bin": "x bytes", "c.txt": "y bytes"]))
+        let first = try await tenant.open()
+        _ = try await first.list(try await Self.record(first, "Acme Corp"))
+        let kept = try Dictionary(uniqueKeysWithValues: first.takeChangedListings().map { ($0.storageKey, $0.encoded()) })
+        let x = try #require(tenant.drive.itemID(named: "b.bin", in: folder))
+        let y = try #require(tenant.drive.itemID(named: "c.txt", in: folder))
+        // After the listing was kept, the mount renamed b.bin to a.txt and c.txt to b.bin and sent both renames;
+        // then it was killed with a new version of each in its journal.
+        tenant.drive.rename(x, to: "a.txt")
+        tenant.drive.rename(y, to: "b.bin")
+        let second = try await tenant.open()
+        second.restore([
+            RestoredChange(changeID: 1, parentItemID: folder, parentPath: nil, name: "a.txt", itemID: x, stagedFile: nil, size: 9, modified: nil, isFolder: false),
+            RestoredChange(changeID: 2, parentItemID: folder, parentPath: nil, name: "b.bin", itemID: y, stagedFile: nil, size: 9, modified: nil, isFolder: false),
+        ]) { _ in }
+        second.offerKeptListings(kept)
+        let acme = try await Self.record(second, "Acme Corp")
+        let nodes = (x: try await second.lookup(parent: acme, name: "b.bin").ino, y: try await second.lookup(parent: acme, name: "c.txt").ino)
+        // The versions go, y's first, and settle as the write path settles them (LocalWrites.settled).
+        for (itemID, ino) in [(y, nodes.y), (x, nodes.x)] {
+            tenant.drive.edit(itemID, content: Data("version 2".utf8))
+            let sent = try await tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: itemID, expandFields: false)
+            second.noteOwnChangesEnded([itemID])
+            second.adopt(ino, item: sent, sentFile: nil)
+            second.unpin(ino)
+            _ = second.applyDriveChanges([sent])
+        }
+        // Before: y, sent while x still showed as b.bin, left the directory for good.
+        #expect(try await Self.names(second, acme) == ["a.txt", "b.bin"])
+        #expect(try await second.lookup(parent: acme, name: "b.bin").itemID == y)
     }
 
     @Test("names other clients gave (a slash, dot names, over 255 bytes, equal names) become safe, unique and stable")
