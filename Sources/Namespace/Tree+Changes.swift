@@ -105,6 +105,15 @@ extension Tree {
         }
     }
 
+    /// Applies the service's state of items the mount's own changes just sent (a version, a move, a
+    /// deletion), as a feed round would; the kernel is told to forget the names that went or changed
+    /// meanwhile, as it is of a round's (it may hold an entry for the attribute timeout).
+    public func applySent(_ items: [DriveItem]) {
+        let applied = applyDriveChanges(items)
+        guard !applied.notices.isEmpty else { return }
+        lock.withLock { for notice in applied.notices { kernelMustForget(notice) } }
+    }
+
     /// Whether the feed's position may be kept with the listings taken now: not while a node a round passed
     /// over (see `passedOver`) is still held by the mount's journaled changes, since a remount resuming from
     /// that position would never hear again what the round said of it, and its kept listing has the older

@@ -190,9 +190,9 @@ public final class LocalWrites: @unchecked Sendable {
                 // Sent (from a restart's journal) before its directory was listed: the library's view takes
                 // the item now, so the first listing shows what was sent, not what the last feed round saw.
                 if let item {
-                    _ = tree.applyDriveChanges([item])
+                    tree.applySent([item])
                 } else if change.kind == .delete, let itemID = change.itemID {
-                    _ = tree.applyDriveChanges([.deleted(id: itemID)])
+                    tree.applySent([.deleted(id: itemID)])
                 }
                 return
             }
@@ -215,7 +215,7 @@ public final class LocalWrites: @unchecked Sendable {
             // Nothing of the mount's own is left to send for it: it is where the service holds it. (A
             // restart's journal names the place a version was written at; the stopped mount may have moved
             // the document since, and the move went.)
-            if settledAll { _ = tree.applyDriveChanges([item]) }
+            if settledAll { tree.applySent([item]) }
             if change.storedDifferently(in: item) {
                 // SharePoint rewrote it as it stored it (Office property promotion): its copy is the document now.
                 let note = "clean (SharePoint rewrote it on upload: \(change.size) bytes sent, \(item.size ?? 0) stored)"
