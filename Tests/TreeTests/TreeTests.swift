@@ -1,5 +1,6 @@
 import Config
 import Foundation
+import Graph
 import Namespace
 import Testing
 import TestSupport
@@ -146,6 +147,33 @@ struct TreeTests {
         // so an open of b.bin reaches y, not x.
         let notices = Set(second.takeKernelNotices())
         #expect(notices.isSuperset(of: [.entry(parent: acme, name: "b.bin"), .entry(parent: acme, name: "c.txt")]))
+    }
+
+    @Test("while the mount sends a version of a document, a colleague renames it and gives its name to another: the other shows with its Id until the version is sent, then by its name")
+    func nameTakenWhileSending() async throws {
+        let tenant = Tenant()
+        let folder = try #require(tenant.account("001A", "Acme Corp", documents: ["x.txt": "x bytes"]))
+        let tree = try await tenant.open()
+        let acme = try await Self.record(tree, "Acme Corp")
+        let x = try await tree.lookup(parent: acme, name: "x.txt")
+        let xID = try #require(x.itemID)
+        tree.pin(x.ino)  // a version of it on its way
+        tenant.drive.rename(xID, to: "x-old.txt")
+        let yID = tenant.drive.addDocument("x.txt", in: folder, content: Data("y bytes".utf8))
+        var round: [DriveItem] = []
+        for id in [xID, yID] { round.append(try await tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: id, expandFields: false)) }
+        _ = tree.applyDriveChanges(round, askedAt: tree.feedMark())
+        // Before: the other one was not shown at all, and nothing listed it again once the version went.
+        let shownMeanwhile = try await Self.names(tree, acme)
+        #expect(shownMeanwhile.count == 2 && shownMeanwhile.contains("x.txt") && shownMeanwhile.contains { $0.contains(yID) })
+        tenant.drive.edit(xID, content: Data("x version 2".utf8))
+        let sent = try await tenant.drive.item(driveID: InMemoryDrive.driveID, itemID: xID, expandFields: false)
+        tree.noteOwnChangesEnded([xID])
+        tree.adopt(x.ino, item: sent, sentFile: nil)
+        tree.unpin(x.ino)
+        tree.applySent([sent])
+        #expect(try await Self.names(tree, acme) == ["x-old.txt", "x.txt"])
+        #expect(try await tree.lookup(parent: acme, name: "x.txt").itemID == yID)
     }
 
     @Test("names other clients gave (a slash, dot names, over 255 bytes, equal names) become safe, unique and stable")
