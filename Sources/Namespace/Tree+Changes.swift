@@ -107,7 +107,7 @@ extension Tree {
 
     /// Applies the service's state of items the mount's own changes just sent (a version, a move, a
     /// deletion), as a feed round would; the kernel is told to forget the names that went or changed
-    /// meanwhile, as it is of a round's (it may hold an entry for the attribute timeout).
+    /// meanwhile, as it is of a round's (it may hold an entry for the entry timeout).
     public func applySent(_ items: [DriveItem]) {
         let applied = applyDriveChanges(items)
         guard !applied.notices.isEmpty else { return }

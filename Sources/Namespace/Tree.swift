@@ -531,10 +531,11 @@ public final class Tree: @unchecked Sendable {
         for item in visible {
             guard var name = names[item.id] else { continue }
             if let holder = localNames[name], let holding = nodes[holder] {
-                // A document the mount is still sending holds the name. A new one (or one that takes the
-                // name over) replaces this item when it goes. Another item of the service's holds it only
-                // while the mount shows it where it was (a restart's kept listing from before a rename the
-                // stopped mount sent): this one stays in sight under its name with its Id until then.
+                // A document the mount is still sending holds the name. A new one (or one renamed over this
+                // item) replaces this item when it goes: hidden meanwhile. Another service item holds it under a
+                // name the service no longer gives it (a colleague renamed it meanwhile, or a restart's kept
+                // listing predates a rename the stopped mount sent): this one shows as NAME (ID).EXT until the
+                // holder's change is sent and both take the service's names.
                 guard case .item(let other) = holding.key, other != item.id else { continue }
                 name = EntryNaming.withID(name, id: item.id, keepingExtension: !item.isFolder)
                 if localNames[name] != nil { continue }

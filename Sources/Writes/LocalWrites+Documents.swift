@@ -257,8 +257,7 @@ extension LocalWrites {
         let bytes = result.bytes ?? Data()
         try session.shared {
             let descriptor = session.copy.descriptor
-            let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(index * fill.blockSize)) }
-            guard written == bytes.count else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            try bytes.withUnsafeBytes { try LocalWrites.writeAll(descriptor, $0, at: off_t(index * fill.blockSize)) }
         }
     }
 
