@@ -366,15 +366,9 @@ final class RangeWindow: @unchecked Sendable {
             if overlap < piece.count { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: piece[overlap...])) }
             return true
         case .file(let descriptor):
-            var written = 0
-            while written < piece.count {
-                let n = pwrite(descriptor, piece.baseAddress! + written, piece.count - written, off_t(target + written))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    writeError = errno
-                    return false
-                }
-                written += n
+            do { try pwriteAll(descriptor, piece, at: off_t(target)) } catch {
+                writeError = (error as? POSIXError)?.code.rawValue ?? EIO
+                return false
             }
             return true
         }

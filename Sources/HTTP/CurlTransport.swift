@@ -289,15 +289,9 @@ private final class Transfer: @unchecked Sendable {
             }
             body.append(contentsOf: bytes)
         case .file(let descriptor, let offset):
-            var written = 0
-            while written < bytes.count {
-                let n = pwrite(descriptor, bytes.baseAddress! + written, bytes.count - written, off_t(offset + bytesReceived) + off_t(written))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    sinkError = POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-                    return false
-                }
-                written += n
+            do { try pwriteAll(descriptor, bytes, at: off_t(offset + bytesReceived)) } catch {
+                sinkError = error
+                return false
             }
         case .stream(let consume):
             if !consume(status, bytesReceived, bytes) { stoppedByConsumer = true; return false }

@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import HTTP
 import Namespace
 import Writeback
 
@@ -257,7 +258,7 @@ extension LocalWrites {
         let bytes = result.bytes ?? Data()
         try session.shared {
             let descriptor = session.copy.descriptor
-            try bytes.withUnsafeBytes { try LocalWrites.writeAll(descriptor, $0, at: off_t(index * fill.blockSize)) }
+            try bytes.withUnsafeBytes { try pwriteAll(descriptor, $0, at: off_t(index * fill.blockSize)) }
         }
     }
 

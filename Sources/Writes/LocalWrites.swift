@@ -1,5 +1,6 @@
 import Cache
 import Foundation
+import HTTP
 import Logging
 import Namespace
 import SharePointNaming
@@ -264,20 +265,8 @@ public final class LocalWrites: @unchecked Sendable {
             let count = buffer.withUnsafeMutableBytes { pread(source, $0.baseAddress, $0.count, offset) }
             guard count >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
             if count == 0 { return }
-            try buffer.withUnsafeBytes { try Self.writeAll(descriptor, UnsafeRawBufferPointer(rebasing: $0[..<count]), at: offset) }
+            try buffer.withUnsafeBytes { try pwriteAll(descriptor, UnsafeRawBufferPointer(rebasing: $0[..<count]), at: offset) }
             offset += off_t(count)
-        }
-    }
-
-    /// Writes all of `bytes` at `offset`. A short write (a disk filling up) is not an error by itself, and
-    /// leaves `errno` as it was: the rest is written again, and the failure that stops it is the one thrown.
-    static func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at offset: off_t) throws {
-        var written = 0
-        while written < bytes.count {
-            let count = pwrite(descriptor, bytes.baseAddress! + written, bytes.count - written, offset + off_t(written))
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { throw POSIXError(count == 0 ? .ENOSPC : POSIXErrorCode(rawValue: errno) ?? .EIO) }
-            written += count
         }
     }
 }

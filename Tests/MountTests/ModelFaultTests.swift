@@ -196,7 +196,7 @@ struct ModelFaultTests {
         "soakSeed1320": ReferenceModel.operations(seed: 1320, count: 60),
         // 1326 (shrunk): a new document fsynced and still open, another one written, the state disk full: the
         // next write to the first, copying its bytes to a fresh staged copy, wrote short and answered the errno
-        // an earlier call had left (ENOENT) instead of ENOSPC. (StagedWriteTests/diskFillsMidWrite)
+        // an earlier call had left (ENOENT) instead of ENOSPC. (FileWritesTests/diskFillsMidWrite)
         "soakSeed1326": [
             .write(path: "a.txt", offset: 27203, length: 193_565, pattern: 217), .fsync(path: "a.txt"),
             .write(path: "c.txt", offset: 106, length: 195_577, pattern: 57), .fillDisk, .truncate(path: "c.txt", size: 162_004),

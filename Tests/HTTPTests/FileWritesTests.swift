@@ -1,11 +1,11 @@
 import Foundation
+import HTTP
 import Testing
 import TestSupport
-@testable import Writes
 
-/// Writing into a staged copy (a write after fsync's fresh copy, a remote block) on a disk that fills up.
-@Suite("writing a staged copy")
-struct StagedWriteTests {
+/// Putting bytes on a disk that fills up: downloaded blocks, a staged copy (the fresh copy after fsync, a remote block).
+@Suite("writing bytes to a file")
+struct FileWritesTests {
     @Test("a disk filling up mid-write answers ENOSPC, not the errno an earlier call left (soak seed 1326: ENOENT)")
     func diskFillsMidWrite() async throws {
         try await Tools.withSmallDisk(size: "64k") { disk in
@@ -16,7 +16,7 @@ struct StagedWriteTests {
             // The first pwrite writes what fits and sets no errno; the one after it fails.
             errno = ENOENT
             #expect(throws: POSIXError(.ENOSPC)) {
-                try bytes.withUnsafeBytes { try LocalWrites.writeAll(descriptor, $0, at: 0) }
+                try bytes.withUnsafeBytes { try pwriteAll(descriptor, $0, at: 0) }
             }
         }
     }
