@@ -398,6 +398,13 @@ public final class WritebackEngine: @unchecked Sendable {
         kick()
     }
 
+    /// Tries the changes that gave up again (as `tryAgain`) when change `id` is one of them or stands behind
+    /// one: an fsync asks for its change now, and fails only once retries made for it are spent.
+    public func tryAgain(ifGivenUp id: Int64) {
+        guard lock.withLock({ failures[id] != nil || givenUpWith()[id] != nil }) else { return }
+        tryAgain()
+    }
+
     public func drain() async throws {
         lock.withLock { quietUntil.removeAll() }
         reviveDue(all: true)

@@ -506,6 +506,7 @@ extension LocalWrites {
             return state.changeID
         }) else { return }
         engine.release(id)
+        engine.tryAgain(ifGivenUp: id)
         try await engine.wait(for: id)
     }
 

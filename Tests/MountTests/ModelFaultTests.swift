@@ -191,8 +191,9 @@ struct ModelFaultTests {
         // c.txt -> b.bin): the version of the second went while the first still showed as b.bin, and the second
         // left the directory for good. (TreeTests/keptListingBeforeSentRenames)
         "soakSeed1265": ReferenceModel.operations(seed: 1265, count: 60),
-        // 1320 (open, issue 23): after an outage in which changes gave up, an fsync answered EIO; the model
-        // (which asks for fsync only with the services up) says success. Not diagnosed yet.
+        // 1320: a.txt's time gave up in an outage, a.txt was renamed away and a new a.txt written; its fsync,
+        // with the services up again, answered EIO at once: its upload stood behind the time and rename that
+        // had given up. (LocalWritesTests/fsyncBehindATimeThatGaveUp)
         "soakSeed1320": ReferenceModel.operations(seed: 1320, count: 60),
         // 1326 (shrunk): a new document fsynced and still open, another one written, the state disk full: the
         // next write to the first, copying its bytes to a fresh staged copy, wrote short and answered the errno

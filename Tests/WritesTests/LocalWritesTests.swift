@@ -551,6 +551,30 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("an fsync of a new document given the name of one whose time gave up in an outage (then renamed away) tries that time and rename again once the outage is over, then sends its bytes (soak seed 1320)")
+    func fsyncBehindATimeThatGaveUp() async throws {
+        let outage = Locked(true)
+        let bench = try await Bench(beforeWrite: InMemoryDrive.unavailable(for: .update, while: outage))
+        let date = Date(timeIntervalSince1970: 1_577_934_245)
+        try bench.writes.setModified(try await bench.tree.lookup(parent: bench.record, name: "existing.txt"), to: date)
+        #expect(try await finishes(within: .seconds(60)) { try? await bench.writes.drain() })
+        #expect(bench.engine.givenUp.count == 1)
+        // The rename waits behind the time, and the new document behind the rename that frees its name.
+        try await bench.writes.rename(parent: bench.record, name: "existing.txt", to: bench.record, newName: "moved.txt", noReplace: false)
+        let (_, session) = try await bench.writes.create(parent: bench.record, name: "existing.txt", flags: O_CREAT | O_WRONLY)
+        try bench.write(session, Data("new document".utf8), at: 0)
+        outage.set(false)
+        // Before: EIO at once, though the service answers again: the changes it stands behind had given up.
+        try await bench.writes.fsync(session)
+        #expect(bench.content("existing.txt") == "new document")
+        #expect(bench.content("moved.txt") == "old text")
+        #expect(bench.modified("moved.txt") == date)
+        #expect(bench.engine.givenUp.isEmpty)
+        try bench.writes.commit(session)
+        try bench.writes.close(session)
+        await bench.tearDown()
+    }
+
     @Test("a document removed while its upload is being sent, which then gives up: its change goes with it, and no change is left naming a removed file")
     func unlinkWhileUploadGivesUp() async throws {
         let attempts = Locked(0)
