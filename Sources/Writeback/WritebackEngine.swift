@@ -198,6 +198,8 @@ public final class WritebackEngine: @unchecked Sendable {
     /// The bytes of change `id` (recorded unsealed by an fsync) are on disk now.
     public func sealed(_ id: Int64) throws {
         try journal.update(id: id) { $0.sealed = true }
+        // An earlier fsync's failed flush no longer holds it: should it give up later, it goes again.
+        lock.withLock { _ = unsealed.remove(id) }
         uploader.seals.sealed(id)
     }
 
@@ -371,9 +373,19 @@ public final class WritebackEngine: @unchecked Sendable {
 
     /// Returns once change `id` is done (a conflict settled by its policy counts); throws its last error
     /// when it gave up, and CancellationError when the caller is cancelled (the change goes on).
-    public func wait(for id: Int64) async throws {
+    /// `tryingAgain` (an fsync, an edit that needs the change done): the first time the change is found
+    /// given up, or behind changes that gave up, those go again from their first attempt (`tryAgain(aheadOf:)`),
+    /// and the wait throws only when they give up again. Once only: the outage may go on.
+    public func wait(for id: Int64, tryingAgain: Bool = false) async throws {
+        var mayTryAgain = tryingAgain
         while true {
-            if let failure = lock.withLock({ failures[id] ?? givenUpWith()[id] }) { throw WritebackError.gaveUp(failure) }
+            if let failure = lock.withLock({ failures[id] ?? givenUpWith()[id] }) {
+                if mayTryAgain, tryAgain(aheadOf: id) {
+                    mayTryAgain = false
+                    continue
+                }
+                throw WritebackError.gaveUp(failure)
+            }
             if let refusal = lock.withLock({ refusals[id] }) { throw WritebackError.refused(refusal.reason) }
             guard try journal.change(id: id) != nil || lock.withLock({ running.contains(id) }) else { return }
             try Task.checkCancellation()
@@ -388,23 +400,8 @@ public final class WritebackEngine: @unchecked Sendable {
 
     /// Returns once every change recorded before the call is done or has given up (changes recorded
     /// meanwhile are not waited for, so a busy writer cannot keep it waiting). Changes still held for an
-    /// open file are released first by their owner (`LocalWrites.drain`).
-    /// The changes that gave up are tried again now, in journal order (a call that needs one of them done
-    /// asks for it, as `setfattr` on a document whose upload gave up during an outage). All of them, not
-    /// that one alone: it may stand behind another that gave up (the deletion of the document its name
-    /// had), which must go first.
-    public func tryAgain() {
-        reviveDue(all: true)
-        kick()
-    }
-
-    /// Tries the changes that gave up again (as `tryAgain`) when change `id` is one of them or stands behind
-    /// one: an fsync asks for its change now, and fails only once retries made for it are spent.
-    public func tryAgain(ifGivenUp id: Int64) {
-        guard lock.withLock({ failures[id] != nil || givenUpWith()[id] != nil }) else { return }
-        tryAgain()
-    }
-
+    /// open file are released first by their owner (`LocalWrites.drain`). Every change that gave up is
+    /// tried again first, from its first attempt, in journal order (`crmfs sync` asks for all of them).
     public func drain() async throws {
         lock.withLock { quietUntil.removeAll() }
         reviveDue(all: true)
@@ -467,20 +464,56 @@ public final class WritebackEngine: @unchecked Sendable {
     /// does (at the next mount, in order), so they have given up too, for `drain`, `wait(for:)` and the
     /// scheduler, with its reason. With the lock held.
     func givenUpWith(_ outstanding: [PendingChange]? = nil) -> [Int64: String] {
+        givenUpChains(outstanding).filter { failures[$0.key] == nil }.mapValues(\.reason)
+    }
+
+    /// A change that gave up or waits behind one: why, and the changes that gave up at or ahead of it
+    /// (those that must go again for it to go).
+    private struct GivenUpChain {
+        var reason: String
+        var ahead: Set<Int64>
+    }
+
+    /// Every change that gave up or waits behind one, in the journal's order. With the lock held.
+    private func givenUpChains(_ outstanding: [PendingChange]?) -> [Int64: GivenUpChain] {
         guard !failures.isEmpty else { return [:] }
-        var reasons: [String: String] = [:]
-        var behind: [Int64: String] = [:]
+        var blocking: [String: GivenUpChain] = [:]
+        var chains: [Int64: GivenUpChain] = [:]
         for change in outstanding ?? (try? journal.outstanding()) ?? [] {
             guard let id = change.id else { continue }
             let keys = Self.documentKeys(change)
+            let earlier = keys.compactMap { blocking[$0] }
+            var ahead = earlier.reduce(into: Set<Int64>()) { $0.formUnion($1.ahead) }
+            let reason: String
             if let failure = failures[id] {
-                for key in keys { reasons[key] = failure }
-            } else if let reason = keys.lazy.compactMap({ reasons[$0] }).first {
-                behind[id] = "an earlier change of \(change.name) gave up: \(reason)"
-                for key in keys { reasons[key] = reason }
+                reason = failure
+                ahead.insert(id)
+                chains[id] = GivenUpChain(reason: failure, ahead: ahead)
+            } else if let first = earlier.first {
+                reason = first.reason
+                chains[id] = GivenUpChain(reason: "an earlier change of \(change.name) gave up: \(first.reason)", ahead: ahead)
+            } else {
+                continue
             }
+            for key in keys { blocking[key] = GivenUpChain(reason: reason, ahead: ahead) }
         }
-        return behind
+        return chains
+    }
+
+    /// Change `id`, when it gave up, and the changes that gave up ahead of it start again from their first
+    /// attempt (in journal order, as ever); false when there is none, or one of them waits for a close to
+    /// seal its bytes. The other changes that gave up keep their pause.
+    private func tryAgain(aheadOf id: Int64) -> Bool {
+        let revived = lock.withLock { () -> Set<Int64>? in
+            guard let ahead = givenUpChains(nil)[id]?.ahead, ahead.isDisjoint(with: unsealed) else { return nil }
+            revive(ahead)
+            return ahead
+        }
+        guard let revived else { return false }
+        logger.info("changes that gave up are tried again", metadata: ["changes": "\(revived.count)"])
+        progressed()
+        kick()
+        return true
     }
 
     private func isRunnable(_ change: PendingChange, now: ContinuousClock.Instant) -> Bool {
@@ -707,17 +740,22 @@ public final class WritebackEngine: @unchecked Sendable {
             revivesAt = revivesAt.filter { failures[$0.key] != nil }  // amended or withdrawn since
             let now = ContinuousClock.now
             let due = revivesAt.filter { all || $0.value <= now }.keys.filter { failures[$0] != nil && !unsealed.contains($0) }
-            for id in due {
-                revivesAt[id] = nil
-                failures[id] = nil
-                notBefore[id] = nil
-                try? journal.update(id: id) { $0.attempts = 0 }
-            }
+            revive(due)
             return Array(due)
         }
         if !revived.isEmpty {
             logger.info("changes that gave up are tried again", metadata: ["changes": "\(revived.count)"])
             progressed()
+        }
+    }
+
+    /// Changes `ids`, which gave up, start again from their first attempt. With the lock held.
+    private func revive(_ ids: some Sequence<Int64>) {
+        for id in ids {
+            revivesAt[id] = nil
+            failures[id] = nil
+            notBefore[id] = nil
+            try? journal.update(id: id) { $0.attempts = 0 }
         }
     }
 

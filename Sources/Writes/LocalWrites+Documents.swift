@@ -506,8 +506,7 @@ extension LocalWrites {
             return state.changeID
         }) else { return }
         engine.release(id)
-        engine.tryAgain(ifGivenUp: id)
-        try await engine.wait(for: id)
+        try await engine.wait(for: id, tryingAgain: true)
     }
 
     /// Seals an open document's bytes so far into its change and hands that change to the engine (later

@@ -98,8 +98,7 @@ public final class LocalWrites: @unchecked Sendable {
         guard let upload else { return }
         if open { throw POSIXError(.EBUSY) }
         engine.release(upload)
-        engine.tryAgain()
-        try await engine.wait(for: upload)
+        try await engine.wait(for: upload, tryingAgain: true)
     }
 
     // MARK: Status

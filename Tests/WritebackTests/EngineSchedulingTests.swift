@@ -249,6 +249,62 @@ struct EngineSchedulingTests {
         #expect(bench.engine.givenUp.isEmpty)
     }
 
+    @Test("an fsync's wait tries again the change it waits for when it gave up, not every change that did: another keeps its pause")
+    func waitTriesAgainItsOwnChangeOnly() async throws {
+        let outage = Locked(true)
+        let bench = try Bench(maxAttempts: 2, beforeWrite: InMemoryDrive.unavailable(for: nil, while: outage))
+        defer { Task { await bench.tearDown() } }
+        let mine = try bench.upload("mine", as: "mine.txt")
+        let other = try bench.upload("other", as: "other.txt")
+        bench.engine.start()
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        #expect(Set(bench.engine.givenUp.keys) == [mine.id!, other.id!])
+        outage.set(false)
+        try await bench.engine.wait(for: mine.id!, tryingAgain: true)
+        #expect(bench.drive.content(at: "Acme/mine.txt") == Data("mine".utf8))
+        #expect(Set(bench.engine.givenUp.keys) == [other.id!])
+        #expect(bench.drive.calls.filter { $0.name == "other.txt" }.count == 2)
+    }
+
+    @Test("an fsync's wait during an outage that goes on tries its change again once, then fails after those retries: it does not wait for ever")
+    func waitTryingAgainInALongOutage() async throws {
+        let bench = try Bench(maxAttempts: 2, beforeWrite: InMemoryDrive.unavailable(for: nil, while: Locked(true)))
+        defer { Task { await bench.tearDown() } }
+        let change = try bench.upload("never arrives", as: "late.txt")
+        bench.engine.start()
+        await #expect(throws: WritebackError.self) { try await bench.engine.wait(for: change.id!) }
+        #expect(bench.drive.calls.filter { $0.name == "late.txt" }.count == 2)
+        let failed = Locked<Error?>(nil)
+        #expect(try await finishes(within: .seconds(60)) {
+            do { try await bench.engine.wait(for: change.id!, tryingAgain: true) } catch { failed.set(error) }
+        })
+        #expect(failed.value is WritebackError)
+        #expect(bench.drive.calls.filter { $0.name == "late.txt" }.count == 4)
+    }
+
+    @Test("a change whose flush failed at one fsync and was made durable at the next goes again after giving up in an outage, as any other")
+    func resealedChangeGoesAgain() async throws {
+        let outage = Locked(true)
+        let bench = try Bench(maxAttempts: 2, beforeWrite: InMemoryDrive.unavailable(for: nil, while: outage))
+        defer { Task { await bench.tearDown() } }
+        let data = Data("made durable at last".utf8)
+        var change = PendingChange(kind: .upload, driveID: "b!memory", name: "a.txt", parentItemID: bench.folder,
+                                   stagedFile: try bench.staging.stage(data), size: Int64(data.count))
+        change.sealed = false
+        let id = try bench.engine.record(change, held: true).id!
+        bench.engine.start()
+        // The first fsync's flush fails; the next one records the change again, lets it go and flushes it.
+        bench.engine.sealFailed(id, reason: "EIO")
+        try bench.engine.amend(id) { $0.sealed = false }
+        bench.engine.release(id)
+        try bench.engine.sealed(id)
+        await #expect(throws: WritebackError.self) { try await bench.engine.wait(for: id) }
+        outage.set(false)
+        // Before: still counted as held by the failed flush, it was never tried again, by `crmfs sync` either.
+        #expect(try await finishes(within: .seconds(60)) { try await bench.engine.drain() })
+        #expect(bench.drive.content(at: "Acme/a.txt") == data)
+    }
+
     @Test("a later version of a document whose upload gave up while linking waits for it, and has given up with it: sync and fsync return, saying why")
     func laterVersionBehindGivenUp() async throws {
         // Linking needs the CRM, which this bench cannot reach: the bytes go up, the link never does.
