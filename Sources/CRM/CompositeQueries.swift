@@ -42,6 +42,6 @@ extension SalesforceClient {
         return results
     }
 
-    /// A composite holds up to 25 subrequests, of which at most 5 may be queries (api-facts §15.1).
+    /// A composite holds up to 25 subrequests, of which at most 5 may be queries (docs/wire-facts.md S5).
     static let maxCompositeQueries = 5
 }

@@ -1,7 +1,7 @@
 import Foundation
 import HTTP
 
-/// What the signed-in user may do with records, from Salesforce's `UserRecordAccess` (api-facts §16.1):
+/// What the signed-in user may do with records, from Salesforce's `UserRecordAccess` (docs/wire-facts.md S6):
 /// at most 200 record Ids to a query, the queries sent together (a composite call holds many). Only a
 /// user's own sign-in needs it; the integration user of client credentials reaches everything.
 public enum RecordAccess {

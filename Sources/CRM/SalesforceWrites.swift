@@ -8,7 +8,7 @@ public struct SaveResult: Decodable, Sendable {
     public var created: Bool?
 }
 
-/// Record writes (api-facts §14.3, §17.2). Upsert by an External ID field is the idempotent way to keep
+/// Record writes (docs/wire-facts.md S4, S7). Upsert by an External ID field is the idempotent way to keep
 /// a link row: repeating it after a crash updates the row instead of adding a second.
 extension SalesforceClient {
     /// Inserts a record; returns its id.

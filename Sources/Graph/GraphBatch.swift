@@ -43,7 +43,7 @@ public struct FieldsUpdate: Sendable {
 }
 
 extension GraphClient {
-    /// At most this many requests to a batch (api-facts §11.2).
+    /// At most this many requests to a batch (docs/wire-facts.md G12).
     public static let batchLimit = 20
 
     /// Sends the requests in `$batch` calls of at most 20 (each request costed against the budget on its

@@ -255,7 +255,7 @@ public final class GraphClient: Sendable {
     }
 }
 
-/// What a request costs against SharePoint's budget, in resource units (api-facts §11.1): single-item
+/// What a request costs against SharePoint's budget, in resource units (docs/wire-facts.md G11): single-item
 /// reads, delta with a token and downloads 1; listings, delta without a token and every write 2; anything
 /// touching permissions 5.
 enum ResourceUnits {

@@ -49,7 +49,7 @@ public struct UploadOptions: Sendable {
     var alignedFragmentSize: Int { max(Self.fragmentUnit, fragmentSize / Self.fragmentUnit * Self.fragmentUnit) }
 }
 
-/// Graph's writes: folders, rename/move/times, delete, simple and resumable uploads (api-facts §6, §7).
+/// Graph's writes: folders, rename/move/times, delete, simple and resumable uploads (docs/wire-facts.md G6, G7).
 extension GraphClient {
     public func createFolder(driveID: String, parentID: String, name: String, conflictBehavior: ConflictBehavior = .fail) async throws -> DriveItem {
         try await sendJSON("POST", "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(parentID))/children",

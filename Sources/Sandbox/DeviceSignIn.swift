@@ -1,6 +1,6 @@
 import Foundation
 
-/// A person of the demo tenant, who signs in with a device code (api-facts §1.2, §12.4).
+/// A person of the demo tenant, who signs in with a device code (docs/wire-facts.md E1, S1).
 public struct SandboxUser: Sendable, Equatable {
     /// What a tester types to approve a code as this user (`sam`).
     public var name: String

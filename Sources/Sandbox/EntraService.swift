@@ -1,7 +1,7 @@
 import Foundation
 
 /// Entra ID v2.0 token endpoints for Microsoft Graph: client credentials (app-only), and the device code
-/// flow with refresh tokens (delegated, a user of the demo tenant; api-facts §1.2, §1.3).
+/// flow with refresh tokens (delegated, a user of the demo tenant; docs/wire-facts.md E1, E2).
 struct EntraService: Sendable {
     let credentials: SandboxCredentials
     let tokens: TokenRegistry
@@ -100,7 +100,7 @@ struct EntraService: Sendable {
         var body: [String: Any] = ["token_type": "Bearer", "scope": scopes.filter { $0 != "offline_access" && $0 != "openid" && $0 != "profile" }.joined(separator: " "),
                                    "expires_in": Int(tokens.lifetime), "ext_expires_in": Int(tokens.lifetime), "access_token": token]
         if scopes.contains("offline_access") {
-            // A new refresh token each time; the one used stays good (api-facts §1.3).
+            // A new refresh token each time; the one used stays good (docs/wire-facts.md E2).
             body["refresh_token"] = signIns.issueRefreshToken(.init(service: .entra, clientID: credentials.graphClientID, scope: scope, user: user))
         }
         if scopes.contains("openid") { body["id_token"] = idToken(for: user) }

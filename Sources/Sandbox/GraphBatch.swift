@@ -1,6 +1,6 @@
 import Foundation
 
-/// `POST /v1.0/$batch` per api-facts §11.2: up to 20 requests with unique ids and URLs relative to the
+/// `POST /v1.0/$batch` per docs/wire-facts.md G12: up to 20 requests with unique ids and URLs relative to the
 /// version root, each costed against the budget on its own (so one can get 429 while the others go) and
 /// answered in `responses`, in no particular order (this one answers last first, so clients match by id);
 /// a request whose `dependsOn` failed gets 424. The batch is 200 whenever it parses. Injected faults

@@ -1,6 +1,6 @@
 import Foundation
 
-/// `PATCH .../listItem/fields` per api-facts §8: a flat fieldValueSet checked against the library's
+/// `PATCH .../listItem/fields` per docs/wire-facts.md G8: a flat fieldValueSet checked against the library's
 /// columns (names, read-only and system columns, each column type), If-Match guarded, answered 200
 /// with the whole fieldValueSet. A column change is a new eTag, not a new cTag.
 extension GraphService {

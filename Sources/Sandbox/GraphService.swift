@@ -144,7 +144,7 @@ final class GraphService: Sendable {
             stats.increment("graph.delta")
             return try delta(drive: drive, request: request, query: query, permissions: &permissions)
         case ["versions"]:
-            // Newest first, the current version included (api-facts §10).
+            // Newest first, the current version included (docs/wire-facts.md G10).
             stats.increment("graph.versions")
             let versions = [(item.version, item.size, item.modified, item.modifiedBy)] + (try store.versions(of: item.id))
             return .json(200, ["value": versions.map { version, size, modified, modifiedBy in

@@ -7,7 +7,7 @@ enum UploadTarget {
     case new(parent: ItemRow, name: String)
 }
 
-/// Graph's uploads per api-facts §6: simple PUT of content, and resumable upload sessions whose
+/// Graph's uploads per docs/wire-facts.md G6: simple PUT of content, and resumable upload sessions whose
 /// pre-authenticated URL takes fragments in order (all but the last a multiple of 320 KiB), answers
 /// 202 with `nextExpectedRanges`, and commits on the last fragment with 201 (new) or 200 (replaced).
 extension GraphService {
@@ -22,7 +22,7 @@ extension GraphService {
         try checkTarget(target, request: request)
         let staging = store.stagingPath()
         guard FileManager.default.createFile(atPath: staging, contents: request.body) else { throw CocoaError(.fileWriteUnknown) }
-        // PUT content replaces by default (api-facts §4); the behaviour is a query parameter here.
+        // PUT content replaces by default (docs/wire-facts.md G4); the behaviour is a query parameter here.
         let behaviour = request.query["@microsoft.graph.conflictBehavior"] ?? "replace"
         return try commit(staging: staging, size: Int64(request.body.count), target: target, behaviour: behaviour,
                           fileSystemInfo: [:], drive: drive, request: request)

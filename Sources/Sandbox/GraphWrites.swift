@@ -2,7 +2,7 @@ import Foundation
 import SharePointNaming
 
 /// Graph's item writes that need no content: update (rename, move, fileSystemInfo), delete, create folder.
-/// Wire behaviour per api-facts §7: If-Match with quoted eTags (412 `resourceModified`), moves within one
+/// Wire behaviour per docs/wire-facts.md G7: If-Match with quoted eTags (412 `resourceModified`), moves within one
 /// drive only and never to `"id":"root"`, deletes to the recycle bin (204), conflict behaviour on names.
 extension GraphService {
     func write(_ request: SandboxRequest, drive: DriveRow, item: ItemRow, relation: [String], permissions: inout SharePointPermissions) throws -> SandboxResponse {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// What SharePoint does to an Office document on upload (api-facts §21): it writes library metadata
+/// What SharePoint does to an Office document on upload (docs/wire-facts.md G13): it writes library metadata
 /// into the file (property promotion), so the stored size and quickXorHash differ from the bytes sent,
 /// and every upload of the same bytes is rewritten again. The sandbox does the same to `.docx`, `.xlsx`
 /// and `.pptx` uploads that are zip files: `docProps/custom.xml` becomes a part naming the library's

@@ -1,6 +1,6 @@
 import Foundation
 
-/// SharePoint's per-app budget of resource units (api-facts §11.1): every Graph request costs 1, 2 or 5
+/// SharePoint's per-app budget of resource units (docs/wire-facts.md G11): every Graph request costs 1, 2 or 5
 /// units against a budget per minute; past it, requests are answered 429 with `Retry-After` until the
 /// window frees, and the `RateLimit-*` headers appear once 80 % of it is used. Throttled requests count
 /// too. The window slides: what was spent more than a minute ago no longer counts.
@@ -72,7 +72,7 @@ final class ResourceBudget: @unchecked Sendable {
     }
 }
 
-/// What a Graph request costs in resource units, by api-facts §11.1: single-item reads, delta with a
+/// What a Graph request costs in resource units, by docs/wire-facts.md G11: single-item reads, delta with a
 /// token and downloads 1; listings, delta without a token, creates, updates, deletes and uploads 2;
 /// anything touching permissions 5.
 enum ResourceCost {

@@ -1,11 +1,11 @@
 import Foundation
 
-/// `POST /composite` per api-facts §15.1: up to 25 subrequests run in order as one API call, each
+/// `POST /composite` per docs/wire-facts.md S5: up to 25 subrequests run in order as one API call, each
 /// answered in `compositeResponse` (always HTTP 200 on top); `@{ref.field}` reaches into earlier
 /// answers; with `allOrNone` a failure rolls every write back and the others report PROCESSING_HALTED.
 extension SalesforceService {
     static let maxSubrequests = 25
-    /// Of those, at most this many may be queries (query, queryAll) or sObject Collections (api-facts §15.1).
+    /// Of those, at most this many may be queries (query, queryAll) or sObject Collections (docs/wire-facts.md S5).
     static let maxQuerySubrequests = 5
 
     static func isQueryOrCollection(_ url: String) -> Bool {

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Sharing as the caller meets it: queries return only the records the caller may read, a record it may
-/// not read is not found, and `UserRecordAccess` (api-facts §16.1) tells what a user may do with up to 200
+/// not read is not found, and `UserRecordAccess` (docs/wire-facts.md S6) tells what a user may do with up to 200
 /// records at once.
 extension SalesforceService {
     func sharing(for request: SandboxRequest) throws -> SalesforceSharing {

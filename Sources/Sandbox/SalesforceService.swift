@@ -83,7 +83,7 @@ final class SalesforceService: Sendable {
         return .json(200, body)
     }
 
-    /// The device flow's first step (api-facts §12.4): a code for the user to enter at the verification page.
+    /// The device flow's first step (docs/wire-facts.md S1): a code for the user to enter at the verification page.
     private func startDeviceSignIn(_ form: [String: String], request: SandboxRequest) -> SandboxResponse {
         let verificationURI = request.origin + "/setup/connect"
         let started = signIns.start(.salesforce, clientID: credentials.salesforceClientID, scope: form["scope"] ?? "api", verificationURI: verificationURI)

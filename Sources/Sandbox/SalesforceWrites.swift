@@ -1,6 +1,6 @@
 import Foundation
 
-/// Salesforce record writes per api-facts §13, §14.3 and §17: create (201 with a SaveResult), update
+/// Salesforce record writes per docs/wire-facts.md S2, S4 and S7: create (201 with a SaveResult), update
 /// (204), upsert by an External ID field (201 inserted, 200 updated), delete (204), with the service's
 /// validation errors as arrays. Inserting a ContentVersion creates its ContentDocument, and a
 /// `FirstPublishLocationId` links that document to the record, as Files Connect does.

@@ -29,7 +29,7 @@ public struct SandboxOptions: Sendable {
     public var uploadSessionLifetime: TimeInterval = 24 * 3600
     /// Serve HTTPS with a certificate authority of its own (`ca.pem` in the state directory).
     public var tls = false
-    /// Rewrite uploaded Office documents as SharePoint does (api-facts §21): their stored size and hash differ.
+    /// Rewrite uploaded Office documents as SharePoint does (docs/wire-facts.md G13): their stored size and hash differ.
     public var rewriteOfficeFiles = true
     /// Changes a minute made by other users of the tenant (`Churn`); 0 is a still tenant.
     public var churnPerMinute = 0

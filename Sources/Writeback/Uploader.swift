@@ -164,7 +164,7 @@ public final class Uploader: Sendable {
 
 extension PendingChange {
     /// Whether the service stored other bytes than this upload sent: SharePoint rewrites Office documents
-    /// (and some images) as it stores them (api-facts §21). Told by size, which needs no second read of
+    /// (and some images) as it stores them (docs/wire-facts.md G13). Told by size, which needs no second read of
     /// the file; a rewrite that keeps the size goes unremarked, and is harmless all the same.
     public func storedDifferently(in item: DriveItem) -> Bool {
         kind == .upload && item.size.map { $0 != size } == true

@@ -5,7 +5,7 @@ import Services
 import Testing
 import TestSupport
 
-/// `$batch` against the sandbox: the client's batches and the sandbox's rules for them (api-facts §11.2).
+/// `$batch` against the sandbox: the client's batches and the sandbox's rules for them (docs/wire-facts.md G12).
 @Suite("Graph $batch against the sandbox")
 struct GraphBatchTests {
     @Test("25 column writes go as three batches of 10 documents, each write with the read of its new version; a 429 inside a batch is retried alone")

@@ -4,7 +4,7 @@ import Sandbox
 import Testing
 import TestSupport
 
-/// The sandbox's device sign-ins answer as Entra ID (api-facts §1.2, §1.3) and Salesforce (§12.3, §12.4)
+/// The sandbox's device sign-ins answer as Entra ID (docs/wire-facts.md E1, E2) and Salesforce (S1)
 /// do: a code waits for its user, polls are told to wait, an approved code is redeemed once for tokens that
 /// act as that user, refresh tokens rotate (Entra) and stop working when an administrator revokes them.
 @Suite("device sign-in in the sandbox")

@@ -7,7 +7,7 @@ import Testing
 import TestSupport
 
 /// The sandbox costs what the real services cost: time per request, a cap per stream, and SharePoint's
-/// budget of resource units (api-facts §11.1). Lower bounds only: a busy machine can only add time.
+/// budget of resource units (docs/wire-facts.md G11). Lower bounds only: a busy machine can only add time.
 @Suite("the sandbox under load, as the real services are")
 struct ServiceLoadTests {
     /// Raw Graph GETs with the app's token, so a test sees the headers.

@@ -6,7 +6,7 @@ import TestSupport
 
 /// Each demo user reaches what Salesforce sharing and SharePoint permissions give them, on the wire as the
 /// services answer it: SOQL leaves out what the caller may not read, `UserRecordAccess` answers for at most
-/// 200 records (api-facts §16.1), a record the caller may read but not edit refuses an update with
+/// 200 records (docs/wire-facts.md S6), a record the caller may read but not edit refuses an update with
 /// INSUFFICIENT_ACCESS_OR_READONLY; an item the caller may not see is absent from listings and delta and
 /// answers 404, and one it may only read refuses changes with 403 `accessDenied`.
 @Suite("sharing and permissions in the sandbox")

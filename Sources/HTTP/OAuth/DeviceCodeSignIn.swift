@@ -1,8 +1,8 @@
 import Foundation
 
 /// A user's sign-in on a machine without a browser of its own (RFC 8628): the service hands out a code, the
-/// user enters it on any device, and the client polls until the user approves. Entra ID (api-facts §1.2)
-/// and Salesforce (§12.4) differ only in their endpoints and field names.
+/// user enters it on any device, and the client polls until the user approves. Entra ID (docs/wire-facts.md E1)
+/// and Salesforce (S1) differ only in their endpoints and field names.
 public struct DeviceCodeSignIn: Sendable {
     public enum Service: Sendable {
         /// `POST {authority}/{tenant}/oauth2/v2.0/devicecode`, then `.../token` with `device_code`.

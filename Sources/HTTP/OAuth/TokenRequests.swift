@@ -84,7 +84,7 @@ public struct EntraClientCredentials: Sendable {
     }
 }
 
-/// Entra ID v2.0 refresh token (delegated: a user's own sign-in, api-facts §1.3). The refresh token lives in a
+/// Entra ID v2.0 refresh token (delegated: a user's own sign-in, docs/wire-facts.md E2). The refresh token lives in a
 /// 0600 file; each answer carries a new one, which replaces it there atomically. A public client sends no secret.
 public struct EntraRefreshToken: Sendable {
     public var authority: String
