@@ -388,11 +388,15 @@ extension Tree {
         let path = try? path(of: directory, recordFolder: template)
         var placed: [(changeID: Int64, ino: UInt64)] = []
         restoredChanges.removeAll { change in
-            guard (itemID != nil && change.parentItemID == itemID) || (path != nil && change.parentPath == path) else { return false }
             let node: Node
-            if let known = change.itemID, let ino = inodes[.item(known)], let existing = nodes[ino], existing.parent == directory.ino {
-                node = existing  // a new version of a document the listing has
+            if let known = change.itemID {
+                // A new version of a document the service has shows where the listings find it, not in the folder
+                // it was recorded in: the document may have moved since (a move journaled after it, sent or not),
+                // and a second node of one item would outlive both changes.
+                guard let ino = inodes[.item(known)], let existing = nodes[ino], existing.parent == directory.ino else { return false }
+                node = existing
             } else {
+                guard (itemID != nil && change.parentItemID == itemID) || (path != nil && change.parentPath == path) else { return false }
                 let key = NodeKey.local(nextLocalKey)
                 nextLocalKey += 1
                 node = self.node(for: key, parent: directory.ino, name: change.name, type: change.isFolder ? .directory : .file)

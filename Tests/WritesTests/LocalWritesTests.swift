@@ -442,6 +442,33 @@ struct LocalWritesTests {
         await bench.tearDown()
     }
 
+    @Test("a document moved into G, written there, and moved back, none of it sent before a stop: after the restart it shows once, where it is, not also in G where its version was recorded (soak seed 1356)")
+    func restoredVersionRecordedInAFolderLeftSince() async throws {
+        let bench = try await Bench(journaled: { acme, tenant in
+            let itemID = tenant.drive.itemID(named: "existing.txt", in: acme)!
+            let folder = tenant.drive.addFolder("G", in: acme)
+            let away = PendingChange(kind: .move, driveID: InMemoryDrive.driveID, name: "f.txt", itemID: itemID, parentItemID: folder)
+            // Written as G/f.txt; the rename back gave the change its name, not its place.
+            var version = PendingChange(kind: .upload, driveID: InMemoryDrive.driveID, name: "existing.txt", parentItemID: folder)
+            version.itemID = itemID
+            version.size = 11
+            let back = PendingChange(kind: .move, driveID: InMemoryDrive.driveID, name: "existing.txt", itemID: itemID, parentItemID: acme)
+            return [away, version, back]
+        }, started: false)
+        try bench.stageRestored("existing.txt", "new version")
+        func shown() async throws -> [String] {
+            let folder = try await bench.tree.lookup(parent: bench.record, name: "G")
+            return try await bench.tree.list(bench.record).map(\.name).sorted() + bench.tree.list(folder.ino).map { "G/\($0.name)" }
+        }
+        // Before: G showed a second existing.txt, which stayed after everything went.
+        #expect(try await shown() == ["G", "existing.txt"])
+        bench.engine.start()
+        try await bench.sync()
+        #expect(bench.content("existing.txt") == "new version")
+        #expect(try await shown() == ["G", "existing.txt"])
+        await bench.tearDown()
+    }
+
     @Test("a folder a stop's journal makes after a restart shows what that mount had already sent into it")
     func restoredFolderShowsWhatIsInIt() async throws {
         // The stopped mount's uploads into F (named by path) made the folder and sent d.txt; its own
