@@ -97,7 +97,8 @@ let package = Package(
             name: "FileSystem",
             dependencies: ["CFuse", "Cache", "Config", "HTTP", "Namespace", "SharePointNaming", "Writeback", "Writes", .product(name: "Logging", package: "swift-log")]
         ),
-        // Builds the live clients of a mount from its config.
+        // Freshness against others' changes: the services' change feeds applied to the tree, the fleet's
+        // change log read with the mount's own token, and the metadata kept between mounts.
         .target(
             name: "Freshness",
             dependencies: ["CRM", "Config", "Graph", "Namespace", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
@@ -106,9 +107,11 @@ let package = Package(
         // feeds, and the follower that applies it to a mount.
         .target(
             name: "Fleet",
-            dependencies: ["CRM", "Config", "Freshness", "Graph", "HTTP", "Namespace", "Services", .product(name: "PostgresNIO", package: "postgres-nio"),
+            dependencies: ["CRM", "Config", "Freshness", "Graph", "HTTP", "Namespace", .product(name: "PostgresNIO", package: "postgres-nio"),
                            .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log")]
         ),
+        // Builds the live clients of a mount from its config, checks its objects against the CRM, and
+        // watches the sign-in.
         .target(
             name: "Services",
             dependencies: ["HTTP", "Graph", "CRM", "Config", "Namespace", "Writeback", .product(name: "Logging", package: "swift-log")]
@@ -117,8 +120,7 @@ let package = Package(
         .target(
             name: "Status",
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
-                           .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "CoreMetrics", package: "swift-metrics")]
+                           .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Prometheus", package: "swift-prometheus")]
         ),
         .executableTarget(
             name: "crmfs",
@@ -141,12 +143,12 @@ let package = Package(
         .testTarget(name: "ClientTests", dependencies: ["CRM", "Config", "Graph", "HTTP", "QuickXor", "Services", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["CRM", "Config", "Graph", "HTTP", "QuickXor", "Sandbox", "Services", "TestSupport"]),
         .testTarget(name: "WritebackTests", dependencies: ["Writeback", "Graph", "CRM", "Config", "HTTP", "QuickXor", "Services", "TestSupport"]),
-        .testTarget(name: "WritesTests", dependencies: ["Cache", "Namespace", "TestSupport", "Writeback", "Writes",
+        .testTarget(name: "WritesTests", dependencies: ["Cache", "Config", "Graph", "Namespace", "TestSupport", "Writeback", "Writes",
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CacheTests", dependencies: ["Cache"]),
         .testTarget(name: "FreshnessTests", dependencies: ["CRM", "Config", "Freshness", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "TreeTests", dependencies: ["Config", "Graph", "HTTP", "Namespace", "TestSupport"]),
-        .testTarget(name: "StatusTests", dependencies: ["HTTP", "Status", .product(name: "Prometheus", package: "swift-prometheus")]),
+        .testTarget(name: "StatusTests", dependencies: ["Status", .product(name: "Prometheus", package: "swift-prometheus")]),
         .testTarget(name: "ParserTests", dependencies: ["CRM", "Config", "FileSystem", "Graph", "HTTP", "Namespace", "Sandbox", "Writes"]),
         .testTarget(name: "MountTests", dependencies: ["CLinux", "CRM", "Config", "Fleet", "Freshness", "Graph", "HTTP", "Namespace", "QuickXor", "Sandbox", "Services", "TestSupport"]),
     ]
