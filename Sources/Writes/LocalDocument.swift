@@ -18,8 +18,11 @@ struct LocalDocument {
     /// The shadow this new file took (it was made under the name a document renamed to a temporary name
     /// left): removed before its bytes went, the temporary file holds that document again.
     var takenShadow: Shadow?
+    /// Renames of it under way: until each has journaled what it moved, the node's name and place are the
+    /// rename's, and an upload of it ending meanwhile must not show it where the service has it.
+    var renaming = 0
 
-    var isEmpty: Bool { session == nil && changes.isEmpty && upload == nil && settledNote == nil && takenShadow == nil }
+    var isEmpty: Bool { session == nil && changes.isEmpty && upload == nil && settledNote == nil && takenShadow == nil && renaming == 0 }
 }
 
 /// A remote document renamed to a temporary name (vim's `doc~`, Word's `~WRL0001.tmp`): the service

@@ -110,6 +110,9 @@ extension LocalWrites {
         _ = try tree.place(ofDirectory: parent)  // EPERM for records and objects
         let to = try tree.place(ofDirectory: newParent)
         guard let found = try await tree.child(of: parent, named: name) else { throw NamespaceError.notFound }
+        // Its upload ending while this rename runs must not put it back where the service has it (soak seed 1356).
+        lock.withLock { document(found.ino) { $0.renaming += 1 } }
+        defer { lock.withLock { document(found.ino) { $0.renaming -= 1 } } }
         let targetLocal = try check(newName, isFolder: found.type == .directory)
         let target = try await tree.child(of: newParent, named: newName)
         try await checkCase(newName, in: newParent, localOnly: targetLocal, other: found.ino)
@@ -271,11 +274,12 @@ extension LocalWrites {
         // its success removed the staged file (a second upload of it would find nothing). The document is on
         // the service now, and moves like any other (over the document it replaces, if any).
         if let sent = tree.current(ino), let sentID = sent.itemID {
-            if let itemID, itemID != sentID { try removeRemote(itemID: itemID, node: sent, parent: sent.parent) }
-            var move = PendingChange(.move, name: sent.name, itemID: sentID, in: place)
+            if let itemID, itemID != sentID { try removeRemote(itemID: itemID, node: sent, parent: node.parent) }
+            // To the name and place the rename gave it (`node`), which the tree still shows (see `renaming`).
+            var move = PendingChange(.move, name: node.name, itemID: sentID, in: place)
             move.baseETag = sent.eTag
             let saved = try engine.record(move)
-            track(saved.id!, ChangeOwner(ino: ino, parent: sent.parent), upload: false)
+            track(saved.id!, ChangeOwner(ino: ino, parent: node.parent), upload: false)
             return
         }
         try journalStagedBytes(of: node, base: itemID.map { BaseVersion(itemID: $0, eTag: baseETag, hash: baseHash) })

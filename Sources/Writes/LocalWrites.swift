@@ -209,7 +209,7 @@ public final class LocalWrites: @unchecked Sendable {
             }
             let settledAll = change.kind == .upload && lock.withLock { () -> Bool in
                 document(owner.ino) { $0.takenShadow = nil }
-                return documents[owner.ino]?.changes.isEmpty ?? true
+                return documents[owner.ino].map { $0.changes.isEmpty && $0.renaming == 0 } ?? true
             }
             tree.adopt(owner.ino, item: item, sentFile: change.stagedFile)
             // Nothing of the mount's own is left to send for it: it is where the service holds it. (A

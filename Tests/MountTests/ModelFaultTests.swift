@@ -203,12 +203,11 @@ struct ModelFaultTests {
             .write(path: "c.txt", offset: 106, length: 195_577, pattern: 57), .fillDisk, .truncate(path: "c.txt", size: 162_004),
             .write(path: "a.txt", offset: 219_156, length: 75695, pattern: 84),
         ],
-        // 1356 (open, issue 23; fails about 1 replay in 3): e.bin written in F, renamed F/e.bin -> G/f.txt, written
-        // there under a full state disk (its close failed, `crmfs sync` recorded the bytes), renamed back to F/e.bin,
-        // its time set, then the daemon killed: after the restart and `crmfs sync` the mount shows G/e.bin, the model
-        // F/e.bin; another replay answered ENOENT to the utimens of F/e.bin right after the rename back. The
-        // service saw one move of the item before the kill and one PATCH after: the rename back may never have been
-        // journaled as a move. A restored version no longer makes a second node (restoredVersionRecordedInAFolderLeftSince).
+        // 1356 (failed about 1 replay in 3): e.bin renamed F/e.bin -> G/f.txt just as its first upload started; the
+        // upload's end showed the node where the service had it (F/e.bin) while the rename ran, and the rename then
+        // journaled a move to G under that old name: the service got G/e.bin, and the model's next calls met a tree
+        // that had lost G/f.txt (ENOENT, or G/e.bin after a restart). A rename under way now holds the node's name
+        // and place (`LocalDocument.renaming`), and its move names what the rename gave. 9 replays of 9 pass.
         "soakSeed1356": ReferenceModel.operations(seed: 1356, count: 60),
         // seed 13: times that gave up under an outage, then renames over their documents: the renames and the
         // deletion went, and the times, retried at the next mount, found a deleted item (404) or named a renamed
