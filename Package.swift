@@ -90,7 +90,7 @@ let package = Package(
         // overlay of the tree, and the hand-over to the write-back engine. Knows nothing of FUSE.
         .target(
             name: "Writes",
-            dependencies: ["CLinux", "Cache", "HTTP", "Namespace", "SharePointNaming", "Writeback", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CLinux", "Cache", "Graph", "HTTP", "Namespace", "SharePointNaming", "Writeback", .product(name: "Logging", package: "swift-log")]
         ),
         // The FUSE adapter: low-level operations to namespace, cache and write calls to fuse_reply_*.
         .target(

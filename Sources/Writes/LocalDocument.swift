@@ -1,4 +1,5 @@
 import Foundation
+import Graph
 
 /// What the mount holds for one document (or folder) with local writes, in `LocalWrites.documents`
 /// under `LocalWrites.lock`: the session open on it for writing, the journal changes not done yet, the
@@ -21,8 +22,13 @@ struct LocalDocument {
     /// Renames of it under way: until each has journaled what it moved, the node's name and place are the
     /// rename's, and an upload of it ending meanwhile must not show it where the service has it.
     var renaming = 0
+    /// What such an upload made, kept for the rename's end: a rename that journals no move after all (it
+    /// failed) leaves the node where the service has it.
+    var sentWhileRenaming: DriveItem?
 
-    var isEmpty: Bool { session == nil && changes.isEmpty && upload == nil && settledNote == nil && takenShadow == nil && renaming == 0 }
+    var isEmpty: Bool {
+        session == nil && changes.isEmpty && upload == nil && settledNote == nil && takenShadow == nil && renaming == 0 && sentWhileRenaming == nil
+    }
 }
 
 /// A remote document renamed to a temporary name (vim's `doc~`, Word's `~WRL0001.tmp`): the service

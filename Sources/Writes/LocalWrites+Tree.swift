@@ -1,4 +1,5 @@
 import Foundation
+import Graph
 import Namespace
 import Writeback
 
@@ -110,9 +111,11 @@ extension LocalWrites {
         _ = try tree.place(ofDirectory: parent)  // EPERM for records and objects
         let to = try tree.place(ofDirectory: newParent)
         guard let found = try await tree.child(of: parent, named: name) else { throw NamespaceError.notFound }
-        // Its upload ending while this rename runs must not put it back where the service has it (soak seed 1356).
+        // Its upload ending while this rename runs must not put it back where the service has it, nor may a feed
+        // round (soak seed 1356): held until the rename has journaled its move (see `renamed`).
         lock.withLock { document(found.ino) { $0.renaming += 1 } }
-        defer { lock.withLock { document(found.ino) { $0.renaming -= 1 } } }
+        tree.pin(found.ino)
+        defer { renamed(found.ino) }
         let targetLocal = try check(newName, isFolder: found.type == .directory)
         let target = try await tree.child(of: newParent, named: newName)
         try await checkCase(newName, in: newParent, localOnly: targetLocal, other: found.ino)
@@ -184,6 +187,21 @@ extension LocalWrites {
                 try await restage(source.ino, replacing: reused)
             }
         }
+    }
+
+    /// A rename of node `ino` ended. When an upload of it ended meanwhile and nothing of it is left to send
+    /// (the rename failed before journaling a move), the node goes where the service has it.
+    private func renamed(_ ino: UInt64) {
+        let sent = lock.withLock { () -> DriveItem? in
+            document(ino) { document in
+                document.renaming -= 1
+                guard document.renaming == 0 else { return nil }
+                defer { document.sentWhileRenaming = nil }
+                return document.changes.isEmpty ? document.sentWhileRenaming : nil
+            }
+        }
+        tree.unpin(ino)
+        if let sent { tree.applySent([sent]) }
     }
 
     /// Whether a change recorded after change `id` names `name` (case aside, as SharePoint compares).

@@ -208,7 +208,10 @@ public final class LocalWrites: @unchecked Sendable {
                 return
             }
             let settledAll = change.kind == .upload && lock.withLock { () -> Bool in
-                document(owner.ino) { $0.takenShadow = nil }
+                document(owner.ino) { document in
+                    document.takenShadow = nil
+                    if document.renaming > 0 { document.sentWhileRenaming = item }
+                }
                 return documents[owner.ino].map { $0.changes.isEmpty && $0.renaming == 0 } ?? true
             }
             tree.adopt(owner.ino, item: item, sentFile: change.stagedFile)
