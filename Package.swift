@@ -46,8 +46,10 @@ let package = Package(
         .target(name: "QuickXor"),
         // SharePoint's naming rules; shared by the client and the sandbox.
         .target(name: "SharePointNaming"),
+        // SharePoint's price list in resource units; the client paces itself by it, the sandbox charges by it.
+        .target(name: "SharePointCosts"),
         // Microsoft Graph client (SharePoint document libraries).
-        .target(name: "Graph", dependencies: ["HTTP"]),
+        .target(name: "Graph", dependencies: ["HTTP", "SharePointCosts"]),
         // Salesforce REST client.
         .target(name: "CRM", dependencies: ["HTTP"]),
         // mount.conf parsing and validation.
@@ -59,7 +61,7 @@ let package = Package(
         .target(
             name: "Sandbox",
             dependencies: [
-                "QuickXor", "SharePointNaming",
+                "QuickXor", "SharePointCosts", "SharePointNaming",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -92,10 +94,17 @@ let package = Package(
             name: "Writes",
             dependencies: ["CLinux", "Cache", "Graph", "HTTP", "Namespace", "SharePointNaming", "Writeback", .product(name: "Logging", package: "swift-log")]
         ),
-        // The FUSE adapter: low-level operations to namespace, cache and write calls to fuse_reply_*.
+        // The file system as a library: each operation takes inode numbers, names and handles and answers
+        // a value or an errno, over the namespace, the cache and the write path. Knows nothing of FUSE.
         .target(
             name: "FileSystem",
-            dependencies: ["CFuse", "Cache", "Config", "HTTP", "Namespace", "SharePointNaming", "Writeback", "Writes", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Cache", "Config", "HTTP", "Namespace", "SharePointNaming", "Writeback", "Writes", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The FUSE adapter: libfuse's low-level session, kernel requests to file system calls, answers to
+        // fuse_reply_*, the library's notices to the kernel's caches.
+        .target(
+            name: "FuseAdapter",
+            dependencies: ["CFuse", "Cache", "FileSystem", "Namespace", .product(name: "Logging", package: "swift-log")]
         ),
         // Freshness against others' changes: the services' change feeds applied to the tree, the fleet's
         // change log read with the mount's own token, and the metadata kept between mounts.
@@ -116,6 +125,13 @@ let package = Package(
             name: "Services",
             dependencies: ["HTTP", "Graph", "CRM", "Config", "Namespace", "Writeback", .product(name: "Logging", package: "swift-log")]
         ),
+        // Builds a mount's file system from its config (clients, kept tree, cache, write path, feeds):
+        // one builder for the CLI, the tests and the benchmarks.
+        .target(
+            name: "MountBuilder",
+            dependencies: ["Cache", "Config", "FileSystem", "Fleet", "Freshness", "Namespace", "Services", "Writeback", "Writes",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         // What a running mount tells `crmfs status`: the facts, and a Unix socket in the state directory.
         .target(
             name: "Status",
@@ -125,27 +141,30 @@ let package = Package(
         .executableTarget(
             name: "crmfs",
             dependencies: [
-                "CLinux", "CRM", "Cache", "Config", "FileSystem", "Fleet", "Freshness", "Graph", "HTTP", "Namespace", "Sandbox", "Services", "Status",
-                "Writeback", "Writes",
+                "CLinux", "CRM", "Cache", "Config", "FileSystem", "Fleet", "Freshness", "FuseAdapter", "Graph", "HTTP", "MountBuilder", "Sandbox",
+                "Services", "Status", "Writeback",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Starts sandboxes for tests and reads their stats; a tenant in memory for tests of crmfs's own logic.
+        // Starts sandboxes for tests and reads their stats; builds a mount's file system in process; a tenant in
+        // memory for tests of crmfs's own logic.
         .target(
             name: "TestSupport",
-            dependencies: ["CLinux", "Sandbox", "Config", "CRM", "Graph", "HTTP", "Namespace", "QuickXor", "Services"],
+            dependencies: ["CLinux", "Cache", "Config", "CRM", "FileSystem", "Graph", "HTTP", "MountBuilder", "Namespace", "QuickXor", "Sandbox", "Services",
+                           "Writes", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport"
         ),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "QuickXor", "TestSupport"]),
         .testTarget(name: "ClientTests", dependencies: ["CRM", "Config", "Graph", "HTTP", "QuickXor", "Services", "TestSupport"]),
-        .testTarget(name: "SandboxTests", dependencies: ["CRM", "Config", "Graph", "HTTP", "QuickXor", "Sandbox", "Services", "TestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: ["CRM", "Config", "Graph", "HTTP", "QuickXor", "Sandbox", "Services", "SharePointCosts", "TestSupport"]),
         .testTarget(name: "WritebackTests", dependencies: ["Writeback", "Graph", "CRM", "Config", "HTTP", "QuickXor", "Services", "TestSupport"]),
         .testTarget(name: "WritesTests", dependencies: ["Cache", "Config", "Graph", "Namespace", "TestSupport", "Writeback", "Writes",
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CacheTests", dependencies: ["Cache"]),
+        .testTarget(name: "FileSystemTests", dependencies: ["Config", "CRM", "FileSystem", "Graph", "HTTP", "Namespace", "Services", "TestSupport", "Writeback", "Writes"]),
         .testTarget(name: "FreshnessTests", dependencies: ["CRM", "Config", "Freshness", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "TreeTests", dependencies: ["Config", "Graph", "HTTP", "Namespace", "TestSupport"]),
         .testTarget(name: "StatusTests", dependencies: ["Status", .product(name: "Prometheus", package: "swift-prometheus")]),

@@ -115,8 +115,8 @@ phase "ThreadSanitizer build"
 swift build --sanitize=thread --scratch-path .build-tsan --build-tests
 phase "the write path under ThreadSanitizer"
 build_options=(--sanitize=thread --scratch-path .build-tsan)
-kernel_and_in_process 900 '^MountTests\.(WriteTests|WriteRecoveryTests/(failedFsyncBlocksNothing|fullDisk|conflicts)|StatusReportTests|PermissionTests/refusedBySharePoint)' \
-    --filter 'WriteTests|WritesTests|EngineTests|EngineSchedulingTests|UploaderTests|TreeTests|ChangeFeedTests|KeptTreeTests'
+kernel_and_in_process 900 '^MountTests\.(KernelWriteTests|WriteRecoveryTests/(fullDisk|conflicts)|StatusReportTests|PermissionTests/refusedBySharePoint)' \
+    --filter 'WriteBehaviourTests|WriteRaceTests|WritesTests|EngineTests|EngineSchedulingTests|UploaderTests|TreeTests|ChangeFeedTests|KeptTreeTests'
 if grep -l "WARNING: ThreadSanitizer" "$reports"/tsan* 2>/dev/null; then
     echo "ThreadSanitizer reported:" >&2
     grep -h -A40 "WARNING: ThreadSanitizer" "$reports"/tsan* >&2

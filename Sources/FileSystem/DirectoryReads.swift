@@ -1,4 +1,3 @@
-import CFuse
 import Foundation
 import Namespace
 
@@ -16,8 +15,8 @@ import Namespace
 /// reads only; a reader that comes back after its listing was dropped continues at its position in the
 /// directory's current listing (entries added or removed since it started may then show or not, as
 /// POSIX allows for changes after opendir).
-final class ReaderListings: @unchecked Sendable {
-    typealias Entries = [(name: String, node: NodeSnapshot)]
+public final class ReaderListings: @unchecked Sendable {
+    public typealias Entries = [(name: String, node: NodeSnapshot)]
 
     private struct Listing {
         let directory: UInt64
@@ -65,65 +64,47 @@ final class ReaderListings: @unchecked Sendable {
     }
 }
 
+/// A page of a directory reader's listing: the entries from the reader's position on, and the offset
+/// that continues after each (what readdir hands the kernel with the entry).
+public struct DirectoryPage: Sendable {
+    public let entries: ReaderListings.Entries
+    /// The reader's position: the first entry to hand on.
+    public let start: Int
+    let listing: UInt32
+
+    /// The offset a reader continues from after `entries[index]`.
+    public func offset(after index: Int) -> Int64 { Int64(ReaderListings.offset(listing: listing, position: index + 1)) }
+}
+
 extension CRMFileSystem {
     /// ENOSYS when the kernel keeps listings (it then stops asking). Otherwise the listing is made fresh
     /// (a failure to list shows at opendir) and the kernel keeps nothing: it reads the listing from us.
-    func opendir(_ request: Request, ino: UInt64, info: FileInfo) {
-        if kernelSkipsOpendir { request.error(ENOSYS); return }
-        answer(request, known: tree.listIfKnown(ino), otherwise: { try await self.tree.list(ino) }) { _ in
-            var info = info
-            info.raw.fh = 0
-            fuse_reply_open(request.raw, &info.raw)
-        }
+    public func opendir(_ ino: UInt64) -> Answer<Bool> {
+        if kernelSkipsOpendir { return .now(.failure(POSIXError(.ENOSYS))) }
+        return .either(tree.listIfKnown(ino).map { $0.map { _ in true } }) { _ = try await self.tree.list(ino); return true }
     }
 
-    /// Answers from the reader's listing, taking it (the directory's listing, loading it first when it
+    /// The reader's listing from `offset` on, taking it (the directory's listing, loading it first when it
     /// would take the services) at offset 0 or when the reader's listing is no longer kept.
-    func readdir(_ request: Request, ino: UInt64, size: Int, offset: off_t, plus: Bool) {
-        let (number, position) = offset == 0 ? (0, 0) : ReaderListings.split(offset)
+    public func readdir(_ ino: UInt64, offset: Int64) -> Answer<DirectoryPage> {
+        let (number, position) = offset == 0 ? (0, 0) : ReaderListings.split(off_t(offset))
         if number != 0, let entries = readerListings.listing(number, of: ino) {
-            replyEntries(request, entries, listing: number, from: position, size: size, plus: plus)
-            return
+            return .now(.success(DirectoryPage(entries: entries, start: position, listing: number)))
         }
-        answer(request, known: tree.listIfKnown(ino), otherwise: { try await self.tree.list(ino) }) { listed in
+        let page = { @Sendable (listed: [DirectoryEntry]) throws -> DirectoryPage in
             guard let me = self.tree.current(ino), let parent = self.tree.current(self.tree.parent(of: ino)) else {
-                request.error(ENOENT)
-                return
+                throw NamespaceError.notFound
             }
             let entries: ReaderListings.Entries = [(".", me), ("..", parent)] + listed.map { ($0.name, $0.node) }
-            let number = self.readerListings.keep(entries, of: ino)
-            self.replyEntries(request, entries, listing: number, from: position, size: size, plus: plus)
+            return DirectoryPage(entries: entries, start: position, listing: self.readerListings.keep(entries, of: ino))
         }
+        if let known = tree.listIfKnown(ino) { return .now(Result { try page(try known.get()) }) }
+        return .later { try page(try await self.tree.list(ino)) }
     }
 
-    private func replyEntries(_ request: Request, _ entries: ReaderListings.Entries, listing: UInt32, from position: Int, size: Int,
-                              plus: Bool) {
-        // libfuse fills every byte it counts; the buffer needs no zeroing.
-        var buffer = [CChar](unsafeUninitializedCapacity: size) { _, count in count = size }
-        var used = 0
-        var index = position
-        var referenced: [UInt64] = []
-        buffer.withUnsafeMutableBufferPointer { raw in
-            while index < entries.count {
-                let (name, node) = entries[index]
-                let remaining = size - used
-                let next = ReaderListings.offset(listing: listing, position: index + 1)
-                let needed: Int
-                if plus {
-                    var param = entry(node)
-                    needed = fuse_add_direntry_plus(request.raw, raw.baseAddress! + used, remaining, name, &param, next)
-                } else {
-                    var attributes = stat(node)
-                    needed = fuse_add_direntry(request.raw, raw.baseAddress! + used, remaining, name, &attributes, next)
-                }
-                if needed > remaining { break }
-                if plus && name != "." && name != ".." { referenced.append(node.ino) }
-                used += needed
-                index += 1
-            }
-            // Every entry a readdirplus reply carries is a kernel reference, counted before the kernel can forget it.
-            tree.retain(referenced)
-            _ = fuse_reply_buf(request.raw, raw.baseAddress, used)
-        }
+    /// Entries a readdirplus reply handed the kernel: each is a kernel reference, counted before the kernel
+    /// can forget it.
+    public func handedToKernel(_ inos: [UInt64]) {
+        tree.retain(inos)
     }
 }

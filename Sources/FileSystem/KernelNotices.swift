@@ -1,11 +1,27 @@
-import CFuse
 import Foundation
 import Namespace
 
-/// Remote changes reach the kernel's caches: names that went or changed are forgotten
-/// (`fuse_lowlevel_notify_inval_entry`), and so are the attributes and cached pages of nodes that
-/// changed (`fuse_lowlevel_notify_inval_inode`), so entry and attribute timeouts can be long.
+/// Whatever keeps caches of the mount's names, attributes and pages (the kernel, through the FUSE
+/// adapter): told when they changed. Called on the notice queue, one call at a time; a call may wait
+/// until the kernel has answered a request on the same directory.
+public protocol KernelNotifier: Sendable {
+    func tell(_ notices: [KernelNotice])
+}
+
+/// Remote changes reach the kernel's caches: names that went or changed are forgotten, and so are the
+/// attributes and cached pages of nodes that changed, so entry and attribute timeouts can be long.
 extension CRMFileSystem {
+    /// Notices go to `notifier` from now on (the adapter, once the kernel session is there).
+    public func attach(_ notifier: any KernelNotifier) {
+        lock.withLock { self.notifier = notifier }
+    }
+
+    /// No notice goes out after this returns (the adapter, before its kernel session goes).
+    public func detach() {
+        lock.withLock { notifier = nil }
+        Self.noticeQueue.sync {}
+    }
+
     /// Hands what a change feed applied to the kernel. The calls run on a queue of their own: one can wait
     /// until the kernel has answered a request on the same directory, which must never hold up a task thread
     /// (that answer may need one).
@@ -13,10 +29,7 @@ extension CRMFileSystem {
         for (itemID, eTag) in changes.changedContent { reader.cache.dropVersions(of: itemID, except: eTag) }
         guard !changes.notices.isEmpty else { return }
         let notices = changes.notices
-        Self.noticeQueue.async { [self] in
-            // Read here, on the queue: the loop's end clears it and then waits for the queue, so it stays valid.
-            tell(Self.ordered(notices))
-        }
+        Self.noticeQueue.async { [self] in tell(Self.ordered(notices)) }
     }
 
     /// Directories whose entries changed, however that happened: the kernel keeps listings (no opendir,
@@ -25,23 +38,11 @@ extension CRMFileSystem {
         tell(tree.takeKernelNotices())
     }
 
-    /// Sends notices to the kernel, on the notice queue. The session is read here: the loop's end clears
-    /// it and then waits for the queue, so it stays valid while this runs.
+    /// Sends notices on, on the notice queue. The notifier is read here: `detach` clears it and then
+    /// waits for the queue, so none is told after it returns.
     private func tell(_ notices: [KernelNotice]) {
-        guard !notices.isEmpty, let session = lock.withLock({ self.session }) else { return }
-        for notice in notices {
-            let status: Int32
-            switch notice {
-            case .entry(let parent, let name):
-                status = name.withCString { fuse_lowlevel_notify_inval_entry(session, parent, $0, strlen($0)) }
-            case .inode(let ino):
-                status = fuse_lowlevel_notify_inval_inode(session, ino, 0, 0)
-            }
-            // ENOENT: the kernel holds nothing for it, which is fine.
-            if status != 0 && status != -ENOENT {
-                logger.debug("kernel notification failed", metadata: ["notice": "\(notice)", "errno": "\(-status)"])
-            }
-        }
+        guard !notices.isEmpty, let notifier = lock.withLock({ self.notifier }) else { return }
+        notifier.tell(notices)
     }
 
     static let noticeQueue = DispatchQueue(label: "crmfs.kernel-notices")

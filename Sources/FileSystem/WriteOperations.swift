@@ -1,42 +1,33 @@
-import CFuse
 import Foundation
 import Namespace
 import SharePointNaming
 import Writeback
 import Writes
 
-/// The kernel's writing operations, answered through the write path. Refusals that come from the
-/// mount's rules (EPERM at the object and record levels, EINVAL for names SharePoint refuses) are
-/// logged with the rule, since the errno alone does not say it.
+/// The writing operations, answered through the write path. Refusals that come from the mount's rules
+/// (EPERM at the object and record levels, EINVAL for names SharePoint refuses) are logged with the rule,
+/// since the errno alone does not say it. `uid` is the local user who made the call (the audit log names
+/// them; on an `allow_other` mount it is not necessarily the daemon's).
 extension CRMFileSystem {
-    /// Runs `body` on a task and answers its failure with the right errno, logging refusals.
-    func writing(_ request: Request, _ operation: String, _ name: String? = nil, _ body: @escaping @Sendable (LocalWrites) async throws -> Void) {
-        guard let writes else { request.error(EROFS); return }
-        Task {
-            do {
-                try await ChangeRequester.$uid.withValue(request.uid) { try await body(writes) }
-            } catch {
-                failed(request, operation, name, error)
-            }
+    /// A time `setattr` sets: the caller's clock now, or the one given (utimensat's `UTIME_NOW` or a time).
+    public enum TimeChange: Sendable {
+        case now
+        case to(seconds: Int, nanoseconds: Int)
+    }
+
+    /// Runs `body` over the write path as `uid`, logging its failure (refusals with their rule).
+    func writing<Value>(_ operation: String, _ name: String? = nil, uid: UInt32?,
+                        _ body: (LocalWrites) async throws -> Value) async throws -> Value {
+        guard let writes else { throw POSIXError(.EROFS) }
+        do {
+            return try await ChangeRequester.$uid.withValue(uid) { try await body(writes) }
+        } catch {
+            logFailure(operation, name, error)
+            throw error
         }
     }
 
-    /// Runs a long wait (`fsync`, `crmfs sync`) on a task the kernel's interrupt cancels, then answers:
-    /// success, EINTR when a signal reached the caller first, or the failure's errno.
-    func waiting(_ request: Request, _ operation: String, _ body: @escaping @Sendable (LocalWrites) async throws -> Void) {
-        guard let writes else { request.error(EROFS); return }
-        let interruption = Interruption()
-        request.register(interruption)
-        interruption.attach(Task {
-            var failure: Error?
-            do { try await ChangeRequester.$uid.withValue(request.uid) { try await body(writes) } } catch { failure = error }
-            request.unregister(interruption)
-            if let failure { failed(request, operation, nil, failure) } else { request.ok() }
-        })
-    }
-
-    /// Answers a failed operation with its errno; refusals by the mount's rules are logged with the rule.
-    private func failed(_ request: Request, _ operation: String, _ name: String?, _ error: Error) {
+    private func logFailure(_ operation: String, _ name: String?, _ error: any Error) {
         switch error {
         case NamespaceError.notPermitted(let reason), NamespaceError.invalid(let reason), NamespaceError.accessDenied(let reason):
             logger.warning("\(operation) refused", metadata: ["name": "\(name ?? "")", "reason": "\(reason)"])
@@ -47,145 +38,147 @@ extension CRMFileSystem {
         default:
             logger.error("\(operation) failed", metadata: ["name": "\(name ?? "")", "error": "\(error)"])
         }
-        request.fail(error)
     }
 
-    func create(_ request: Request, parent: UInt64, name: String, info: FileInfo) {
-        writing(request, "create", name) { writes in
-            let (node, session) = try await writes.create(parent: parent, name: name, flags: info.raw.flags)
-            var info = info
-            info.raw.fh = self.addHandle(.writer(session))
-            Self.writeThrough(&info)
-            var reply = self.entry(self.tree.current(node.ino) ?? node)
-            fuse_reply_create(request.raw, &reply, &info.raw)
+    /// Creates the document `name` in `parent` and opens it for writing (open(2) with O_CREAT).
+    public func create(parent: UInt64, name: String, flags: Int32, uid: UInt32? = nil) async throws -> (node: NodeSnapshot, opened: Opened) {
+        try await writing("create", name, uid: uid) { writes in
+            let (node, session) = try await writes.create(parent: parent, name: name, flags: flags)
+            let opened = Opened(handle: addHandle(.writer(session)), directIO: true)
+            return (node: tree.current(node.ino) ?? node, opened: opened)
         }
     }
 
-    /// Writes go straight to the staged file, on the kernel's thread (a local write needs no task),
-    /// spliced from the kernel's pipe where it allows.
-    func write(_ request: Request, handle: UInt64, buffers: UnsafeMutablePointer<fuse_bufvec>, offset: Int64) {
-        guard case .writer(let session) = self.handle(handle), let writes else { request.error(EBADF); return }
+    /// Writes `length` bytes at `offset` through a writing handle: `put` writes them to the staged copy's
+    /// descriptor it is given and returns how many it wrote (the adapter splices them from the kernel's
+    /// pipe). A local write, made on the caller's thread.
+    public func write(handle: UInt64, offset: Int64, length: Int, _ put: (Int32) -> Int) throws -> Int {
+        guard let session = writer(handle), let writes else { throw POSIXError(.EBADF) }
         do {
-            let written = try writes.write(session, at: offset, length: fuse_buf_size(buffers)) { descriptor in
-                crmfs_write_buf_to_fd(buffers, descriptor, off_t(offset))
-            }
-            fuse_reply_write(request.raw, written)
+            return try writes.write(session, at: offset, length: length, put)
         } catch {
             // A full disk answers every write ENOSPC, which the writer sees; anything else is worth a line.
             if (error as? POSIXError)?.code != .ENOSPC { logger.warning("write failed", metadata: ["ino": "\(session.ino)", "error": "\(error)"]) }
-            request.fail(error)
+            throw error
         }
     }
 
-    /// `flush` runs at every close(2): the bytes are durable and journaled before close returns.
-    func flush(_ request: Request, handle: UInt64) {
-        guard case .writer(let session) = self.handle(handle), let writes else { request.ok(); return }
+    /// Writes `bytes` at `offset` through a writing handle (what write(2) does, for callers holding the bytes).
+    public func write(handle: UInt64, offset: Int64, bytes: Data) throws -> Int {
+        try write(handle: handle, offset: offset, length: bytes.count) { descriptor in
+            bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, bytes.count, off_t(offset)) }
+        }
+    }
+
+    /// Runs at every close(2): the bytes are durable and journaled before close returns.
+    public func flush(handle: UInt64) throws {
+        guard let session = writer(handle), let writes else { return }
         do {
             try writes.commit(session)
-            request.ok()
         } catch {
             logger.error("close could not make the file durable", metadata: ["error": "\(error)"])
-            request.fail(error)
+            throw error
         }
     }
 
-    /// `fsync` waits until the file is uploaded and linked; EIO once retries are exhausted.
-    func fsync(_ request: Request, handle: UInt64) {
-        guard case .writer(let session) = self.handle(handle) else { request.ok(); return }
-        waiting(request, "fsync") { writes in
+    /// Waits until the file is uploaded and linked: EACCES when the service refused the change, EIO once
+    /// retries are exhausted, CancellationError when the caller went away (the upload goes on).
+    public func fsync(handle: UInt64, uid: UInt32? = nil) async throws {
+        guard let session = writer(handle) else { return }
+        try await writing("fsync", uid: uid) { writes in
             do {
                 try await writes.fsync(session)
             } catch WritebackError.refused(let reason) {
-                self.logger.error("fsync: the service refused the change", metadata: ["reason": "\(reason)"])
+                logger.error("fsync: the service refused the change", metadata: ["reason": "\(reason)"])
                 throw POSIXError(.EACCES)
             } catch let error as WritebackError {
-                self.logger.error("fsync: upload gave up", metadata: ["error": "\(error)"])
+                logger.error("fsync: upload gave up", metadata: ["error": "\(error)"])
                 throw POSIXError(.EIO)
             }
         }
     }
 
-    func setattr(_ request: Request, ino: UInt64, attributes: stat, fields: Int32, handle: UInt64?) {
-        let sizeChange = fields & FUSE_SET_ATTR_SIZE != 0 ? Int64(attributes.st_size) : nil
-        let modified: Date? = if fields & FUSE_SET_ATTR_MTIME_NOW != 0 {
-            Date()
-        } else if fields & FUSE_SET_ATTR_MTIME != 0 {
-            settableTime(attributes.st_mtim, ino: ino)
-        } else {
-            nil
+    /// Changes `ino`'s size and modification time (truncate(2), utimensat(2)); answers the attributes after.
+    /// A size change through a writing `handle` (ftruncate) is made at once, on the caller's thread: it may
+    /// wait for the document's bytes to be copied first, which a task must not.
+    public func setattr(_ ino: UInt64, size: Int64? = nil, modified: TimeChange? = nil, handle: UInt64? = nil,
+                        uid: UInt32? = nil) -> Answer<NodeSnapshot> {
+        let session = writer(handle)
+        if let size, let session, let writes {
+            do { try writes.truncate(session, to: size) } catch { return .now(.failure(error)) }
         }
-        let session: WriteSession? = handle.flatMap { if case .writer(let session) = self.handle($0) { session } else { nil } }
-        // ftruncate through an open handle is a local change, made here on the kernel's thread (it may
-        // wait for the document's bytes to be copied first, which a task must not).
-        if let size = sizeChange, let session, let writes {
-            do { try writes.truncate(session, to: size) } catch { request.fail(error); return }
-        }
-        writing(request, "setattr") { writes in
-            var node = try await self.tree.attributes(ino)
-            if sizeChange != nil, node.level != .document || node.type != .file {
-                throw NamespaceError.notPermitted("only documents can be truncated")
-            }
-            if let size = sizeChange, session == nil { try await writes.truncate(node, to: size) }
-            if let modified {
-                node = self.tree.current(ino) ?? node
-                if node.type == .file && node.level == .document {
-                    try writes.setModified(node, to: modified)
-                } else {
-                    // Times of directories show at once and are not sent: SharePoint keeps a folder's own.
-                    self.tree.setLocal(ino, modified: modified)
+        let date = modified.map { settableTime($0, ino: ino) }
+        return .later { [self] in
+            try await writing("setattr", uid: uid) { writes in
+                var node = try await tree.attributes(ino)
+                if size != nil, node.level != .document || node.type != .file {
+                    throw NamespaceError.notPermitted("only documents can be truncated")
                 }
+                if let size, session == nil { try await writes.truncate(node, to: size) }
+                if let date {
+                    node = tree.current(ino) ?? node
+                    if node.type == .file && node.level == .document {
+                        try writes.setModified(node, to: date)
+                    } else {
+                        // Times of directories show at once and are not sent: SharePoint keeps a folder's own.
+                        tree.setLocal(ino, modified: date)
+                    }
+                }
+                // Mode and owner changes are accepted and have no effect: SharePoint has no such thing.
+                return tree.current(ino) ?? node
             }
-            // Mode and owner changes are accepted and have no effect: SharePoint has no such thing.
-            var reply = self.stat(self.tree.current(ino) ?? node)
-            fuse_reply_attr(request.raw, &reply, self.options.attributeTimeout)
         }
     }
 
-    /// A time `utimens` sets, clamped to what SharePoint can hold (as ext4 clamps to what its inodes
+    /// A time `setattr` sets, clamped to what SharePoint can hold (as ext4 clamps to what its inodes
     /// hold): the call succeeds, `stat` shows the clamped time here and on every mount, and the log says so.
-    private func settableTime(_ time: timespec, ino: UInt64) -> Date {
-        let date = SharePointTimes.clamped(seconds: time.tv_sec, nanoseconds: time.tv_nsec)
-        if SharePointTimes.date(seconds: time.tv_sec, nanoseconds: time.tv_nsec) == nil {
+    private func settableTime(_ change: TimeChange, ino: UInt64) -> Date {
+        guard case .to(let seconds, let nanoseconds) = change else { return Date() }
+        let date = SharePointTimes.clamped(seconds: seconds, nanoseconds: nanoseconds)
+        if SharePointTimes.date(seconds: seconds, nanoseconds: nanoseconds) == nil {
             logger.warning("utimens: a time SharePoint cannot hold was clamped", metadata: [
-                "path": "\(tree.mountPath(of: ino) ?? "inode \(ino)")", "seconds": "\(time.tv_sec)", "clamped to": "\(date.formatted(.iso8601))",
+                "path": "\(tree.mountPath(of: ino) ?? "inode \(ino)")", "seconds": "\(seconds)", "clamped to": "\(date.formatted(.iso8601))",
             ])
         }
         return date
     }
 
-    func mkdir(_ request: Request, parent: UInt64, name: String) {
-        writing(request, "mkdir", name) { writes in
-            var reply = self.entry(try await writes.mkdir(parent: parent, name: name))
-            fuse_reply_entry(request.raw, &reply)
-        }
+    public func mkdir(parent: UInt64, name: String, uid: UInt32? = nil) async throws -> NodeSnapshot {
+        try await writing("mkdir", name, uid: uid) { writes in try await writes.mkdir(parent: parent, name: name) }
     }
 
-    func remove(_ request: Request, parent: UInt64, name: String, directory: Bool) {
-        writing(request, directory ? "rmdir" : "unlink", name) { writes in
+    /// unlink(2), or rmdir(2) when `directory`.
+    public func remove(parent: UInt64, name: String, directory: Bool, uid: UInt32? = nil) async throws {
+        try await writing(directory ? "rmdir" : "unlink", name, uid: uid) { writes in
             try await writes.remove(parent: parent, name: name, directory: directory)
-            request.ok()
         }
     }
 
-    func rename(_ request: Request, parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32) {
+    /// renameat2(2); `flags` as it takes them (RENAME_NOREPLACE 1, RENAME_EXCHANGE 2).
+    public func rename(parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32 = 0, uid: UInt32? = nil) async throws {
         // RENAME_EXCHANGE has no SharePoint counterpart.
-        if flags & 2 != 0 { request.error(EINVAL); return }
-        writing(request, "rename", "\(name) -> \(newName)") { writes in
+        if flags & 2 != 0 { throw POSIXError(.EINVAL) }
+        try await writing("rename", "\(name) -> \(newName)", uid: uid) { writes in
             try await writes.rename(parent: parent, name: name, to: newParent, newName: newName, noReplace: flags & 1 != 0)
-            request.ok()
         }
     }
 
-    /// `user.sp.COLUMN` and `user.crm.FIELD` go to the services at once. `user.crmfs.sync` on the
-    /// mount's root waits for every pending change: an older `crmfs sync`'s way, and its fallback when the
-    /// status socket cannot be reached (the kernel holds the root locked meanwhile, so `crmfs sync` asks
-    /// on the socket: see `sendEverything`).
-    func setxattr(_ request: Request, ino: UInt64, name: String, value: String?) {
-        guard name.hasPrefix("user.") else { request.error(EOPNOTSUPP); return }
-        if name == "user.crmfs.sync" && ino == Tree.rootIno {
-            waiting(request, "crmfs sync") { _ in
+    /// Whether setting `name` on `ino` asks the mount to send everything (`user.crmfs.sync` on its root):
+    /// a wait as long as fsync's, which the caller's signal may end.
+    public static func asksToSync(_ ino: UInt64, name: String) -> Bool {
+        name == "user.crmfs.sync" && ino == Tree.rootIno
+    }
+
+    /// `user.sp.COLUMN` and `user.crm.FIELD` go to the services at once (a nil `value` removes it).
+    /// `user.crmfs.sync` on the mount's root waits for every pending change: an older `crmfs sync`'s way,
+    /// and its fallback when the status socket cannot be reached (the kernel holds the root locked
+    /// meanwhile, so `crmfs sync` asks on the socket: see `sendEverything`).
+    public func setxattr(_ ino: UInt64, name: String, value: String?, uid: UInt32? = nil) async throws {
+        guard name.hasPrefix("user.") else { throw POSIXError(.EOPNOTSUPP) }
+        if Self.asksToSync(ino, name: name) {
+            try await writing("crmfs sync", uid: uid) { _ in
                 do {
-                    try await self.sendEverything()
+                    try await sendEverything()
                 } catch SyncShortfall.refused {
                     throw POSIXError(.EACCES)
                 } catch SyncShortfall.gaveUp, SyncShortfall.readOnly {
@@ -194,7 +187,7 @@ extension CRMFileSystem {
             }
             return
         }
-        writing(request, "setxattr", name) { writes in
+        try await writing("setxattr", name, uid: uid) { writes in
             if name.hasPrefix("user.sp.") {
                 try await writes.setColumn(ino, column: String(name.dropFirst("user.sp.".count)), text: value)
             } else if name.hasPrefix("user.crm.") {
@@ -202,7 +195,6 @@ extension CRMFileSystem {
             } else {
                 throw NamespaceError.notPermitted("\(name) is read-only")
             }
-            request.ok()
         }
     }
 

@@ -72,16 +72,20 @@ public final class Relay: @unchecked Sendable {
         failures = 0
         let clock = ContinuousClock()
         var nextDrive = clock.now, nextCRM = clock.now, nextTrim = clock.now
-        var driveFailures = 0, crmFailures = 0
+        // A service failing (after the clients' own retries) is the feed's to wait out; the change log failing
+        // ends the relay's session with the database (it reconnects).
+        let endsTheSession: @Sendable (any Error) -> Bool = { $0 is FleetError || $0 is PSQLError }
+        var driveRounds = FeedRounds("the library's change feed", logger: logger, passesOn: endsTheSession)
+        var crmRounds = FeedRounds("the CRM's changes", logger: logger, passesOn: endsTheSession)
         while !Task.isCancelled {
             let now = clock.now
             if config.freshness.drivePoll > 0, now >= nextDrive {
-                try await serviceRound("the library's change feed", failures: &driveFailures) { try await relayDrive(&state, into: log) }
-                nextDrive = clock.now + .seconds(config.freshness.drivePoll * Double(1 << min(driveFailures, 7)))
+                try await driveRounds.run { try await relayDrive(&state, into: log) }
+                nextDrive = clock.now + .seconds(driveRounds.delay(every: config.freshness.drivePoll))
             }
             if config.freshness.crmPoll > 0, now >= nextCRM {
-                try await serviceRound("the CRM's changes", failures: &crmFailures) { try await relayRecords(&state, into: log) }
-                nextCRM = clock.now + .seconds(ChangeFeeds.crmInterval(config.freshness.crmPoll, usage: records.apiUsage) * Double(1 << min(crmFailures, 7)))
+                try await crmRounds.run { try await relayRecords(&state, into: log) }
+                nextCRM = clock.now + .seconds(crmRounds.delay(every: ChangeFeeds.crmInterval(config.freshness.crmPoll, usage: records.apiUsage)))
             }
             if now >= nextTrim {
                 let dropped = try await log.trim(olderThan: settings.retention)
@@ -90,20 +94,6 @@ public final class Relay: @unchecked Sendable {
             }
             let polls = [config.freshness.drivePoll > 0 ? nextDrive : nil, config.freshness.crmPoll > 0 ? nextCRM : nil].compactMap { $0 }
             try await Task.sleep(until: (polls + [nextTrim]).min()!, clock: clock)
-        }
-    }
-
-    /// One round of a feed. A service failing (after the clients' own retries) is logged and the feed's next
-    /// round comes later and later while it keeps failing, from the same position; the change log failing
-    /// ends the relay's session with the database (it reconnects).
-    private func serviceRound(_ feed: String, failures: inout Int, _ round: () async throws -> Void) async throws {
-        do {
-            try await round()
-            if failures > 0 { logger.info("\(feed) works again") }
-            failures = 0
-        } catch let error where !(error is FleetError || error is PSQLError || error is CancellationError) {
-            failures += 1
-            logger.warning("\(feed) failed; trying again later", metadata: ["error": "\(error)", "failures": "\(failures)"])
         }
     }
 

@@ -208,23 +208,14 @@ public final class ChangeFeeds: @unchecked Sendable {
     private func loop(_ name: String, startNow: Bool, every interval: @escaping @Sendable () -> TimeInterval,
                       _ round: @escaping @Sendable () async throws -> Void) -> Task<Void, Never> {
         Task.detached { [logger] in
-            var failures = 0
+            var rounds = FeedRounds(name, logger: logger)
             var first = startNow
             while !Task.isCancelled {
-                // Failures back off up to ten minutes apart (or the interval itself, when that is longer).
-                let every = interval()
-                let wait = first ? 0 : min(every * Double(1 << min(failures, 6)), max(every, 600))
+                let wait = first ? 0 : rounds.delay(every: interval())
                 first = false
                 try? await Task.sleep(nanoseconds: UInt64(wait * 1e9))
                 if Task.isCancelled { break }
-                do {
-                    try await round()
-                    if failures > 0 { logger.info("\(name) works again") }
-                    failures = 0
-                } catch {
-                    failures += 1
-                    logger.warning("\(name) failed; trying again later", metadata: ["error": "\(error)", "failures": "\(failures)"])
-                }
+                try? await rounds.run(round)
             }
         }
     }

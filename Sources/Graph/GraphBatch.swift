@@ -1,5 +1,6 @@
 import Foundation
 import HTTP
+import SharePointCosts
 
 /// One request inside a `$batch`: a URL relative to the version root (`/drives/…`), JSON in and out.
 public struct BatchRequest: Sendable {
@@ -165,7 +166,7 @@ extension GraphClient {
 
     /// One `$batch` call, its cost paid for every request in it.
     private func sendBatch(_ requests: [BatchRequest]) async throws -> [BatchResponse] {
-        try await pacer?.admit(cost: requests.map { ResourceUnits.cost(of: HTTPRequest(method: $0.method, url: endpoint + $0.url)) }.reduce(0, +))
+        try await pacer?.admit(cost: requests.map { ResourceUnits.cost(method: $0.method, url: endpoint + $0.url) }.reduce(0, +))
         let body: JSONValue = .object(["requests": .array(requests.map { request in
             var entry: [String: JSONValue] = ["id": .string(request.id), "method": .string(request.method), "url": .string(request.url)]
             if !request.headers.isEmpty { entry["headers"] = .object(request.headers.mapValues(JSONValue.string)) }

@@ -1,5 +1,6 @@
 import Foundation
 import HTTP
+import SharePointCosts
 
 /// Microsoft Graph for SharePoint document libraries: the read side crmfs uses.
 /// URLs the service hands out (next, delta and download links) are followed exactly as given.
@@ -234,7 +235,7 @@ public final class GraphClient: Sendable {
         do {
             var observe: (@Sendable (HTTPResponse) -> Void)?
             if let pacer {
-                try await pacer.admit(cost: ResourceUnits.cost(of: request))
+                try await pacer.admit(cost: ResourceUnits.cost(method: request.method, url: request.url))
                 observe = { pacer.observe($0) }
             }
             let response: HTTPResponse
@@ -252,22 +253,6 @@ public final class GraphClient: Sendable {
         } catch HTTPError.retriesExhausted(_, let attempts, _, let response?) {
             throw GraphError(response: response, request: request, attempts: attempts)
         }
-    }
-}
-
-/// What a request costs against SharePoint's budget, in resource units (docs/wire-facts.md G11): single-item
-/// reads, delta with a token and downloads 1; listings, delta without a token and every write 2; anything
-/// touching permissions 5.
-enum ResourceUnits {
-    static func cost(of request: HTTPRequest) -> Int {
-        let url = request.url
-        if url.hasSuffix("/$batch") { return 0 }  // paid for by its requests, each at its own cost
-        if url.contains("/permissions") || url.contains("permissions)") { return 5 }
-        if request.method != "GET" { return 2 }
-        let path = url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? url
-        if path.hasSuffix("/delta") { return url.contains("token=") ? 1 : 2 }
-        if path.hasSuffix("/children") || path.hasSuffix("/drives") || path.hasSuffix("/columns") || path.hasSuffix("/versions") { return 2 }
-        return 1
     }
 }
 

@@ -167,13 +167,23 @@ extension Tree {
         }
     }
 
-    /// New local facts of a node: its staged bytes, size, mtime, whether it stays local. A time given
-    /// without `timeSet` is the time of a write (not set explicitly).
-    public func setLocal(_ ino: UInt64, stagedFile: String?? = nil, size: Int64? = nil, modified: Date? = nil, timeSet: Bool = false,
+    /// What a node's staged bytes become: a staged file's, or none (the service's bytes again).
+    public enum StagedFileChange: Sendable {
+        case file(String)
+        case noFile
+    }
+
+    /// New local facts of a node: its staged bytes, size, mtime, whether it stays local (nil: unchanged).
+    /// A time given without `timeSet` is the time of a write (not set explicitly).
+    public func setLocal(_ ino: UInt64, stagedFile: StagedFileChange? = nil, size: Int64? = nil, modified: Date? = nil, timeSet: Bool = false,
                          localOnly: Bool? = nil) {
         lock.withLock {
             guard let node = nodes[ino] else { return }
-            if let stagedFile { node.stagedFile = stagedFile }
+            switch stagedFile {
+            case .file(let name): node.stagedFile = name
+            case .noFile: node.stagedFile = nil
+            case nil: break
+            }
             if let size { node.size = size }
             if let modified {
                 node.modified = modified

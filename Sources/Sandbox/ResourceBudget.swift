@@ -1,4 +1,5 @@
 import Foundation
+import SharePointCosts
 
 /// SharePoint's per-app budget of resource units (docs/wire-facts.md G11): every Graph request costs 1, 2 or 5
 /// units against a budget per minute; past it, requests are answered 429 with `Retry-After` until the
@@ -72,26 +73,16 @@ final class ResourceBudget: @unchecked Sendable {
     }
 }
 
-/// What a Graph request costs in resource units, by docs/wire-facts.md G11: single-item reads, delta with a
-/// token and downloads 1; listings, delta without a token, creates, updates, deletes and uploads 2;
-/// anything touching permissions 5.
+/// What a request to the sandbox costs in resource units: Graph's calls by SharePoint's price list (shared
+/// with the client's pacer), downloads 1 and upload fragments 2 (their own hosts in the service), and
+/// nothing outside Graph.
 enum ResourceCost {
     static func of(method: String, path: String, query: [String: String], service: Service) -> Int {
         switch service {
-        case .download: return 1
-        case .upload: return 2
-        case .graph: break
-        default: return 0
+        case .download: 1
+        case .upload: 2
+        case .graph: ResourceUnits.cost(method: method, path: path, query: query)
+        default: 0
         }
-        // A batch costs what its requests cost, each charged on its own.
-        if SandboxApp.isBatch(path) { return 0 }
-        if path.contains("/permissions") || (query["$expand"] ?? "").contains("permissions") { return 5 }
-        if method != "GET" { return 2 }
-        if path.hasSuffix("/delta") || path.contains("/delta(") { return query["token"] == nil ? 2 : 1 }
-        if path.hasSuffix("/children") || path.hasSuffix("/drives") || path.hasSuffix("/columns") || path.hasSuffix("/versions")
-            || path.hasSuffix("/items") {
-            return 2
-        }
-        return 1
     }
 }

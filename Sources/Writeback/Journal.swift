@@ -145,14 +145,7 @@ public final class Journal: Sendable {
     /// full disk fails SQLite's commit).
     private let beforeAdd: (@Sendable () throws -> Void)?
 
-    /// `CRMFS_INJECT_SLOW_JOURNAL=MILLISECONDS` (at most a minute): every new change takes that long to record.
-    public static let injectedDelay: (@Sendable () throws -> Void)? = {
-        guard let text = ProcessInfo.processInfo.environment["CRMFS_INJECT_SLOW_JOURNAL"], let milliseconds = UInt32(text) else { return nil }
-        let microseconds = min(milliseconds, 60_000) * 1000
-        return { usleep(microseconds) }
-    }()
-
-    public init(path: String, beforeAdd: (@Sendable () throws -> Void)? = Journal.injectedDelay) throws {
+    public init(path: String, beforeAdd: (@Sendable () throws -> Void)? = nil) throws {
         self.beforeAdd = beforeAdd
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)

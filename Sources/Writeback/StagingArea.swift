@@ -5,13 +5,11 @@ import Foundation
 /// entry durable, so data a user wrote and closed survives a crash or power loss.
 public final class StagingArea: Sendable {
     public let directory: URL
-    /// Test hook: `CRMFS_INJECT_SEAL_FAILURES=PATH` makes every seal fail with EIO while the file PATH
-    /// exists, as a failing disk would; the tests of what a failed flush does use it through the kernel.
-    private let failSealsWhile = ProcessInfo.processInfo.environment["CRMFS_INJECT_SEAL_FAILURES"]
-    /// Test hook, run before every seal: the tests of races around a seal use it to make the disk slow.
-    private let beforeSeal: (@Sendable () -> Void)?
+    /// Test hook, run before every seal: the tests of races around a seal use it to make the disk slow,
+    /// and those of what a failed flush does to make it fail (as a failing disk would).
+    private let beforeSeal: (@Sendable () throws -> Void)?
 
-    public init(directory: URL, beforeSeal: (@Sendable () -> Void)? = nil) throws {
+    public init(directory: URL, beforeSeal: (@Sendable () throws -> Void)? = nil) throws {
         self.directory = directory
         self.beforeSeal = beforeSeal
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -30,8 +28,7 @@ public final class StagingArea: Sendable {
 
     /// Flushes the file's bytes and the directory entry that names it to the disk.
     public func seal(_ name: String, descriptor: Int32) throws {
-        beforeSeal?()
-        if let failSealsWhile, access(failSealsWhile, F_OK) == 0 { throw StagingError.system("fsync", path(of: name), EIO) }
+        try beforeSeal?()
         guard fsync(descriptor) == 0 else { throw StagingError.system("fsync", path(of: name), errno) }
         try syncDirectory()
     }

@@ -4,10 +4,11 @@ import Foundation
 /// time. It must be the user's own and closed to everyone else (0700): it holds what the user wrote and
 /// the journal's pre-authenticated upload URLs. A second mount of the same state is refused, naming the
 /// mount that holds it: two mounts would send the same changes twice and set aside each other's files.
-public final class StateDirectory: Sendable {
+public final class StateDirectory: @unchecked Sendable {
     public let url: URL
-    /// Holds the lock (`flock`) for as long as this process runs; never closed.
-    private let lockDescriptor: Int32
+    /// Holds the lock (`flock`) until `release` or the end of the process, never closed otherwise.
+    private var lockDescriptor: Int32
+    private let lock = NSLock()
 
     /// Creates the directory (0700) if needed, checks it, and takes its lock for the mount at `mountpoint`.
     public init(path: String, mountpoint: String) throws {
@@ -39,6 +40,7 @@ public final class StateDirectory: Sendable {
             let (holder, stillMounted) = Self.holder(of: lockDescriptor)
             guard !stillMounted, waited < Self.exitingHolderWait else {
                 close(lockDescriptor)
+                lockDescriptor = -1
                 throw StateDirectoryError.inUse(path: path, holder: holder)
             }
             usleep(50_000)
@@ -48,6 +50,15 @@ public final class StateDirectory: Sendable {
         let text = Array("\(getpid())\n\(mountpoint)\n".utf8)
         _ = ftruncate(lockDescriptor, 0)
         _ = text.withUnsafeBytes { pwrite(lockDescriptor, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// Lets the next mount of this state in: an in-process mount ending (the tests'). A daemon never calls
+    /// it: its lock goes with its process, after the last of its uploads has stopped.
+    public func release() {
+        lock.withLock {
+            if lockDescriptor >= 0 { close(lockDescriptor) }
+            lockDescriptor = -1
+        }
     }
 
     /// How long a holder whose mount point is no longer mounted is waited for.

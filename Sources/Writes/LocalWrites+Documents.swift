@@ -69,7 +69,7 @@ extension LocalWrites {
                 document.settledNote = nil
             }
         }
-        if truncate { tree.setLocal(node.ino, stagedFile: .some(copy.name), size: 0) }
+        if truncate { tree.setLocal(node.ino, stagedFile: .file(copy.name), size: 0) }
         return session
     }
 
@@ -124,7 +124,7 @@ extension LocalWrites {
             }
             return copy
         }
-        tree.setLocal(session.ino, stagedFile: .some(copy.name), size: size, modified: Date())
+        tree.setLocal(session.ino, stagedFile: .file(copy.name), size: size, modified: Date())
     }
 
     /// `truncate(2)` by path: as opening, truncating and closing.
@@ -160,7 +160,7 @@ extension LocalWrites {
     /// Before a read through a writing handle of `offset..<offset+length`: the staged copy holds the
     /// document's bytes there (the user's writes, and the document's own around them). Returns the copy
     /// to read, held open for the read.
-    public func readable(_ session: WriteSession, offset: Int64, length: Int64) throws -> Int32Holder {
+    public func readable(_ session: WriteSession, offset: Int64, length: Int64) throws -> OpenStagedCopy {
         switch session.withState({ $0.source }) {
         case .none: break
         case .local: try copyLocalSource(session)
@@ -169,7 +169,7 @@ extension LocalWrites {
             startBackgroundCopy(session, fill)
             finishCopyIfComplete(session, fill)
         }
-        return Int32Holder(copy: session.copy)
+        return OpenStagedCopy(copy: session.copy)
     }
 
     /// Copies an earlier version's staged file into the session's copy, once.
@@ -181,7 +181,7 @@ extension LocalWrites {
             session.withState { $0.source = .none }
             return copy
         }
-        if let copied { tree.setLocal(session.ino, stagedFile: .some(copied.name)) }
+        if let copied { tree.setLocal(session.ino, stagedFile: .file(copied.name)) }
     }
 
     /// The whole document in the staged copy, waiting on this (kernel) thread.
@@ -241,7 +241,7 @@ extension LocalWrites {
             state.source = .none
             return state.copy
         }
-        if let copy, !session.withState({ $0.unlinked }) { tree.setLocal(session.ino, stagedFile: .some(copy.name)) }
+        if let copy, !session.withState({ $0.unlinked }) { tree.setLocal(session.ino, stagedFile: .file(copy.name)) }
     }
 
     /// Fetches one block of the remote document and writes it into the session's copy. Blocks the calling
@@ -285,7 +285,7 @@ extension LocalWrites {
             }
             return fresh
         }
-        if let fresh { tree.setLocal(session.ino, stagedFile: .some(fresh.name)) }
+        if let fresh { tree.setLocal(session.ino, stagedFile: .file(fresh.name)) }
     }
 
     private func newCopy() throws -> StagedCopy {
@@ -621,7 +621,7 @@ extension LocalWrites {
 }
 
 /// An open staged copy's descriptor, kept open while the holder lives.
-public struct Int32Holder: Sendable {
+public struct OpenStagedCopy: Sendable {
     let copy: StagedCopy
     public var descriptor: Int32 { copy.descriptor }
 }

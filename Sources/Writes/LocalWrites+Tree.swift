@@ -97,7 +97,7 @@ extension LocalWrites {
             if change.state == .staged && !withdrawing { continue }
             if withdrawing, change.kind == .upload || change.kind == .createFolder, try await engine.whenNotSending(id, { try engine.withdraw(id) }) {
                 forget(id)
-                if change.kind == .upload { tree.setLocal(node.ino, stagedFile: .some(nil)) }
+                if change.kind == .upload { tree.setLocal(node.ino, stagedFile: .noFile) }
                 continue
             }
             try? await engine.wait(for: id)
@@ -134,7 +134,7 @@ extension LocalWrites {
             if let file = settled.stagedFile, lock.withLock({ documents[settled.ino]?.session == nil }) { try? engine.discardStaged(file) }
         }
         let source = try await settle(found, withdrawing: false)
-        if let pause = Self.injectedRenamePause { try? await Task.sleep(for: pause) }
+        await support.hooks.beforeRenameActs?()
         try tree.move(source.ino, to: newParent, name: newName)
 
         let shadow = lock.withLock { shadows.first(where: { $0.value.ino == source.ino })?.value }
@@ -208,13 +208,6 @@ extension LocalWrites {
     private func recordedLater(than id: Int64, named name: String) throws -> Bool {
         try engine.outstanding().contains { ($0.id ?? 0) > id && $0.name.caseInsensitiveCompare(name) == .orderedSame }
     }
-
-    /// Test hook: `CRMFS_INJECT_RENAME_PAUSE=MILLISECONDS` (at most a minute) holds every rename between looking
-    /// at the document's changes and acting on them, as a busy machine may: its upload can start meanwhile.
-    static let injectedRenamePause: Duration? = {
-        guard let text = ProcessInfo.processInfo.environment["CRMFS_INJECT_RENAME_PAUSE"], let milliseconds = Int(text), milliseconds > 0 else { return nil }
-        return .milliseconds(min(milliseconds, 60_000))
-    }()
 
     /// Puts a document's local bytes (staged, or being written) into a new upload change for its current
     /// name and place, as the next version of `base` when given.

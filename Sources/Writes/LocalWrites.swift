@@ -65,7 +65,7 @@ public final class LocalWrites: @unchecked Sendable {
                 if current == nil {
                     // Sent meanwhile: the service's listing has it now.
                     tree.unpin(ino)
-                    tree.setLocal(ino, stagedFile: .some(nil))
+                    tree.setLocal(ino, stagedFile: .noFile)
                     if let parent = tree.current(ino)?.parent { tree.expire(parent) }
                 }
             }
@@ -203,16 +203,16 @@ public final class LocalWrites: @unchecked Sendable {
                owner.keptBoth || (node.name != change.name && WritebackEngine.isConflictCopyName(change.name, of: node.name)) {
                 // Kept both after a conflict: the copy went up under its own name; the user's name shows the remote
                 // one. (Not told by the names: the node may have been renamed since its change was recorded.)
-                tree.setLocal(owner.ino, stagedFile: node.stagedFile == change.stagedFile ? .some(nil) : nil)
+                tree.setLocal(owner.ino, stagedFile: node.stagedFile == change.stagedFile ? .noFile : nil)
                 tree.expire(owner.parent)
                 return
             }
-            let settledAll = change.kind == .upload && lock.withLock { () -> Bool in
+            let settledAll = change.kind == .upload && lock.withLock {
                 document(owner.ino) { document in
                     document.takenShadow = nil
                     if document.renaming > 0 { document.sentWhileRenaming = item }
+                    return document.changes.isEmpty && document.renaming == 0
                 }
-                return documents[owner.ino].map { $0.changes.isEmpty && $0.renaming == 0 } ?? true
             }
             tree.adopt(owner.ino, item: item, sentFile: change.stagedFile)
             // Nothing of the mount's own is left to send for it: it is where the service holds it. (A
@@ -239,7 +239,7 @@ public final class LocalWrites: @unchecked Sendable {
             case .remoteWins:
                 note = "conflict: the remote copy changed and was kept; yours is in the state directory's conflicts/"
                 forget(id)
-                tree.setLocal(owner.ino, stagedFile: .some(nil))
+                tree.setLocal(owner.ino, stagedFile: .noFile)
                 tree.expire(owner.parent)
             }
             lock.withLock { document(owner.ino) { $0.settledNote = note } }

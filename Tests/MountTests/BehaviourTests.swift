@@ -5,27 +5,6 @@ import TestSupport
 
 @Suite("extended attributes", .serialized)
 struct ExtendedAttributeTests {
-    @Test("getfattr -d shows CRM fields, SharePoint columns and crmfs facts")
-    func listed() async throws {
-        try await withMount { mount in
-            let record = try await Tools.run("getfattr", ["-d", mount.path("Accounts/Acme Corp")])
-            #expect(record.output.contains("user.crm.Name=\"Acme Corp\""))
-            #expect(record.output.contains("user.crm.Industry="))
-            #expect(record.output.contains("user.crmfs.record_id=\"\(SeededPaths.acmeID)\""))
-            #expect(record.output.contains("user.crmfs.web_url="))
-            let file = try await Tools.run("getfattr", ["-d", mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")])
-            for name in ["user.crm.Name=\"Acme Corp\"", "user.sp.Customer=\"Acme Corp\"", "user.sp.DocumentType=\"Contract\"",
-                         "user.crmfs.item_id=", "user.crmfs.drive_id=", "user.crmfs.web_url=", "user.crmfs.etag=",
-                         "user.crmfs.record_id=\"\(SeededPaths.acmeID)\"", "user.crmfs.sync=\"clean\""] {
-                #expect(file.output.contains(name), "\(name)")
-            }
-            let numbers = try await Tools.run("getfattr", ["--only-values", "-n", "user.crm.AnnualRevenue", mount.path("Accounts/Acme Corp")])
-            #expect(Int(numbers.output) != nil, "numbers are plain: \(numbers.output)")
-            let date = try await Tools.run("getfattr", ["--only-values", "-n", "user.crm.LastModifiedDate", mount.path("Accounts/Acme Corp")])
-            #expect(date.output.hasSuffix("Z") && date.output.contains("T"), "dates are ISO 8601: \(date.output)")
-        }
-    }
-
     @Test("a missing attribute is ENODATA, another namespace ENOTSUP, setting one on a read-only mount EROFS: never EIO")
     func errnos() async throws {
         try await withMount(options: ["ro"]) { mount in

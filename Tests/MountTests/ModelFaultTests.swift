@@ -171,7 +171,7 @@ struct ModelFaultTests {
         // as a copy (LocalWritesTests/columnThenRenamedOver); 1015: after kills, a folder's kept listing put
         // earlier times back over what the journal's changes had made (ChangeFeedTests/ownChangeBeforeTheKeptListing),
         // then `crmfs sync` returned before the last remount's first catch-up, and `stat` showed the kept
-        // tree's older times (FreshnessTests/remountReadsNewBytes).
+        // tree's older times (RemoteChangeTests/remountReadsNewBytes).
         // 1043: a new document given the name a rename that gave up was to free went first, met the name taken
         // and was kept as a copy; so it did when the renamed document was then removed (its deletion came last)
         // (LocalWritesTests/newDocumentWhereARenameGaveUp, EngineSchedulingTests/newDocumentBehindAGivenUpMoveAway).
@@ -514,7 +514,7 @@ struct ModelFaultTests {
         /// side's change came first would be a race); then the mount must show it within a minute.
         func editAsAnotherUser(_ path: String, bytes: Data) async throws -> ModelExpectation {
             guard try await mount.sync(timeLimit: .seconds(300)).status == 0 else { return .notDone }
-            let remote = try await Remote(sandbox: sandbox)
+            let remote = try await Remote(sandbox)
             guard let item = try await remote.documents(below: remoteFolder)[path] else {
                 throw MountFailure(message: "another user's edit: after crmfs sync the service has no \(path)")
             }
@@ -638,7 +638,7 @@ struct ModelFaultTests {
             guard sync.status == 0 else { return "crmfs sync after the faults stopped: \(sync.errors)\n\(mount.logTail(lines: 600))" }
             if let pid = daemon, kill(pid, 0) != 0 { return "the daemon died\n\(mount.logTail())" }
 
-            let remote = try await Remote(sandbox: sandbox)
+            let remote = try await Remote(sandbox)
             let held = try await remote.documents(below: remoteFolder)
             var problems: [String] = []
             let folders = try await remote.folders(below: remoteFolder)
@@ -694,46 +694,5 @@ struct ModelFaultTests {
         }
     }
 
-    /// The library as the service holds it, read with the sandbox's own connections.
-    struct Remote {
-        let connections: Connections
-        let driveID: String
-
-        init(sandbox: SandboxFixture) async throws {
-            connections = try sandbox.connections()
-            driveID = try await sandbox.info()["driveId"]!
-        }
-
-        /// Every document below `folder`, by path relative to it.
-        func documents(below folder: String) async throws -> [String: DriveItem] {
-            try await walk(folder).documents
-        }
-
-        func folders(below folder: String) async throws -> Set<String> {
-            try await walk(folder).folders
-        }
-
-        private func walk(_ folder: String) async throws -> (documents: [String: DriveItem], folders: Set<String>) {
-            let root = try await connections.graph.item(driveID: driveID, path: folder)
-            var documents: [String: DriveItem] = [:]
-            var folders: Set<String> = []
-            var pending: [(id: String, prefix: String)] = [(root.id, "")]
-            while let (id, prefix) = pending.popLast() {
-                for child in try await connections.graph.children(driveID: driveID, itemID: id) {
-                    let name = prefix + (child.name ?? "")
-                    if child.folder != nil {
-                        folders.insert(name)
-                        pending.append((child.id, name + "/"))
-                    } else {
-                        documents[name] = child
-                    }
-                }
-            }
-            return (documents, folders)
-        }
-
-        func bytes(_ item: DriveItem) async throws -> Data {
-            try await connections.graph.download(driveID: driveID, itemID: item.id).data
-        }
-    }
+    typealias Remote = RemoteDrive
 }

@@ -9,33 +9,7 @@ import TestSupport
 /// measures the times at 100 ms.
 @Suite("Round trips", .serialized)
 struct RoundTripTests {
-    /// The requests the sandbox saw since the last reset, as "METHOD path" with ids and names folded
-    /// away, counted.
-    static func requestKinds(_ sandbox: SandboxFixture) async throws -> [String: Int] {
-        var kinds: [String: Int] = [:]
-        for request in try await sandbox.requests() { kinds[kind(of: request), default: 0] += 1 }
-        return kinds
-    }
-
-    static func kind(of request: String) -> String {
-        let parts = request.split(separator: " ", maxSplits: 1).map(String.init)
-        let method = parts[0], path = parts.count > 1 ? parts[1] : ""
-        if path.hasSuffix("/oauth2/v2.0/token") || path == "/services/oauth2/token" { return "\(method) token" }
-        if path.hasPrefix("/v1.0/sites/") { return path.hasSuffix(":/drives") ? "\(method) site drives by path" : "\(method) site" }
-        if path.hasSuffix("/describe") { return "\(method) describe" }
-        if path.hasSuffix("/createUploadSession") { return "\(method) createUploadSession" }
-        if path == "/_api/v2.0/uploadSession" { return "\(method) upload fragment" }
-        if path.hasPrefix("/_layouts/15/download.aspx") { return "\(method) download" }
-        if path.hasSuffix("/$batch") { return "\(method) batch" }
-        if path.hasSuffix("/children") { return "\(method) children" }
-        if path.hasSuffix("/content") { return "\(method) content" }
-        if path.hasSuffix("/root/delta") { return "\(method) delta" }
-        if path.contains("/sobjects/") { return "\(method) record" }
-        if path.hasSuffix("/query") || path.hasSuffix("/queryAll") || path.hasSuffix("/composite") { return "\(method) soql" }
-        if path.contains("/root:/") { return "\(method) item by path" }
-        if path.contains("/items/") { return "\(method) item" }
-        return "\(method) \(path)"
-    }
+    static func requestKinds(_ sandbox: SandboxFixture) async throws -> [String: Int] { try await sandbox.requestKinds() }
 
     /// Local files for a copy: `count` of 4–64 KiB each, with their own mtimes.
     static func smallFiles(_ count: Int) throws -> URL {
@@ -44,34 +18,9 @@ struct RoundTripTests {
         var generator = SystemRandomNumberGenerator()
         for index in 0..<count {
             let size = Int.random(in: 4 << 10...64 << 10, using: &generator)
-            try WriteTests.random(size).write(to: folder.appendingPathComponent(String(format: "note-%03d.txt", index)))
+            try Tools.randomBytes(size).write(to: folder.appendingPathComponent(String(format: "note-%03d.txt", index)))
         }
         return folder
-    }
-
-    @Test("a first mount asks the site's drives by path in one request, beside the sign-ins and describes; a remount needs no request at all")
-    func mountRoundTrips() async throws {
-        try await withSandbox(records: 3, docsPerRecord: 1, separateProcess: true) { sandbox in
-            try await sandbox.admin("stats/reset")
-            try await MountFixture.using(sandbox) { mount in
-                let accounts = try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts"))
-                #expect(accounts.count == 3)
-            }
-            let first = try await Self.requestKinds(sandbox)
-            #expect(first["GET site drives by path"] == 1, "the library found in one request: \(first)")
-            #expect(first["GET site"] == nil, "no look-up of the site on its own: \(first)")
-            #expect(first["POST token"] == 2, "one sign-in to each service: \(first)")
-            #expect(first["GET describe"] == 3, "each configured object described once: \(first)")
-
-            // Everything a mount must know before it shows the tree is kept: a remount comes up and shows
-            // the kept tree while every request to the services fails.
-            try await sandbox.admin("faults", ["faults": "503:1.0", "retryAfter": 1])
-            try await MountFixture.using(sandbox) { mount in
-                let accounts = try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts"))
-                #expect(accounts.count == 3)
-            }
-            try await sandbox.admin("faults", ["faults": "503:0"])
-        }
     }
 
     @Test("a cold read of a document whose folder was listed costs only its download; a copy of a folder costs one listing besides")
@@ -119,43 +68,8 @@ struct RoundTripTests {
             #expect(sent["POST children"] == 1, "the new sub-folder made once: \(sent)")
             #expect(sent["GET item"] == nil, "no document read again after its columns were written: \(sent)")
             #expect(sent.values.reduce(0, +) <= 220, "at most 2.2 requests a file: \(sent)")
-            let remote = try await WriteTests.Remote(mount)
+            let remote = try await RemoteDrive(mount)
             #expect(try await remote.names("\(SeededPaths.acmeFolder)/Notes").count == 100)
-        }
-    }
-
-    @Test("documents copied at once into a record that has no folder yet make its folder once")
-    func recordFolderMadeOnce() async throws {
-        try await withSandbox(records: 3, docsPerRecord: 1, separateProcess: true) { sandbox in
-            _ = try await sandbox.connections().salesforce.create("Account", fields: ["Name": "Roundtrip Holdings"])
-            try await MountFixture.using(sandbox) { mount in
-                let local = try Self.smallFiles(20)
-                defer { try? FileManager.default.removeItem(at: local) }
-                let record = try #require(try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts")).first { $0.hasPrefix("Roundtrip Holdings") })
-                try await sandbox.admin("stats/reset")
-                #expect(try await Tools.run("rsync", ["-a", local.path + "/", mount.path("Accounts/\(record)/")]).status == 0)
-                #expect(try await mount.sync().status == 0)
-                let sent = try await Self.requestKinds(sandbox)
-                #expect(sent["POST children"] == 1, "the record's folder made once for 20 documents: \(sent)")
-                #expect(sent["POST createUploadSession"] == 20, "\(sent)")
-                #expect(try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts/\(record)")).count == 20)
-            }
-        }
-    }
-
-    @Test("a 50 MiB file copied into a record goes as one session and one fragment")
-    func largeCopyFragments() async throws {
-        try await withMount(records: 3, docsPerRecord: 1) { mount in
-            let local = FileManager.default.temporaryDirectory.appendingPathComponent("large-\(UUID().uuidString).bin")
-            defer { try? FileManager.default.removeItem(at: local) }
-            try WriteTests.random(50 << 20).write(to: local)
-            _ = try FileManager.default.contentsOfDirectory(atPath: mount.path("Accounts/Acme Corp"))
-            try await mount.sandbox.admin("stats/reset")
-            #expect(try await Tools.run("cp", [local.path, mount.path("Accounts/Acme Corp/large.bin")]).status == 0)
-            #expect(try await mount.sync().status == 0)
-            let sent = try await Self.requestKinds(mount.sandbox)
-            #expect(sent["POST createUploadSession"] == 1, "\(sent)")
-            #expect(sent["PUT upload fragment"] == 1, "\(sent)")
         }
     }
 }

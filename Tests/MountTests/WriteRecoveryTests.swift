@@ -34,12 +34,6 @@ struct WriteRecoveryTests {
         try await Tools.blocking { try data.write(to: URL(fileURLWithPath: path)) }
     }
 
-    static func random(_ count: Int) throws -> Data {
-        let source = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/urandom"))
-        defer { try? source.close() }
-        return try source.read(upToCount: count) ?? Data()
-    }
-
     @Test("a file written onto a full disk drops nothing: never `clean` while its bytes are not on the service; once there is room, crmfs sync sends what the mount shows")
     func fullDisk() async throws {
         // The state directory (staging, journal, cache) on a small disk of its own.
@@ -63,7 +57,7 @@ struct WriteRecoveryTests {
                 try await expectSynced(mount, timeLimit: .seconds(60))
                 let local = try await Tools.read(path)
                 #expect(!local.isEmpty)
-                let remote = try await WriteTests.Remote(mount)
+                let remote = try await RemoteDrive(mount)
                 #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/report.bin") == local)
                 #expect(try await PermissionTests.xattr(path, "user.crmfs.sync") == "clean")
             }
@@ -154,7 +148,7 @@ struct WriteRecoveryTests {
             try FileManager.default.createDirectory(at: local.appendingPathComponent("many"), withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: local) }
             for index in 0..<200 { try Data("file \(index) \(UUID())\n".utf8).write(to: local.appendingPathComponent("many/f\(index).txt")) }
-            let large = try Self.random(200 << 20)
+            let large = try Tools.randomBytes(200 << 20)
             try large.write(to: local.appendingPathComponent("large.bin"))
             try await mount.sandbox.admin("faults", ["faults": "429:0.1,503:0.05,reset:0.02"])
             let copy = try await Tools.run("/bin/cp", ["-r", local.appendingPathComponent("many").path, local.appendingPathComponent("large.bin").path, mount.path(Self.acme)])
@@ -189,67 +183,12 @@ struct WriteRecoveryTests {
         }
     }
 
-    @Test("a failed flush in fsync fails that fsync with its errno, says so in user.crmfs.sync, blocks nothing else, and the next flush sends the bytes")
-    func failedFsyncBlocksNothing() async throws {
-        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
-            // Every flush of a staged file fails (EIO) while this file exists, as on a failing disk. (Any close
-            // of a copy of the descriptor is a flush, also in a process this one spawns, for this test or another.)
-            let failing = sandbox.directory.appendingPathComponent("disk-failing").path
-            FileManager.default.createFile(atPath: failing, contents: Data())
-            let mount = try await MountFixture.mount(sandbox, environment: ["CRMFS_INJECT_SEAL_FAILURES": failing])
-            defer { Task { await mount.unmount() } }
-            let acme = mount.path(Self.acme)
-            let bytes = try Self.random(700_000)
-            let path = "\(acme)/fsynced.bin"
-            // Open, write and fsync; the flush of the staged file fails (injected EIO). What user.crmfs.sync
-            // says is read at once, in this process: any close of a copy of the descriptor (a spawned
-            // process's) is a flush, which seals the bytes again.
-            let (descriptor, fsyncErrno, status) = try await Tools.blocking { () -> (Int32, Int32, String) in
-                let descriptor = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
-                _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-                let failed = fsync(descriptor) == 0 ? 0 : errno
-                var value = [UInt8](repeating: 0, count: 512)
-                let count = getxattr(path, "user.crmfs.sync", &value, value.count)
-                // A flush right after fails too and changes nothing: still one change of these bytes.
-                close(dup(descriptor))
-                // The disk is well again; the next flush of this file (a close, or crmfs sync) seals it.
-                unlink(failing)
-                return (descriptor, failed, count > 0 ? String(decoding: value[0..<count], as: UTF8.self) : "")
-            }
-            #expect(descriptor >= 0)
-            #expect(fsyncErrno == EIO)
-            #expect(status.hasPrefix("error: could not make the staged file durable"), "\(status)")
-            // Everything else goes on: a folder, a new file, a rename and a delete.
-            let others = try await Tools.shell("""
-                mkdir '\(acme)/After' && echo later > '\(acme)/After/later.txt' && \
-                mv '\(acme)/Contracts/MSA-2026.pdf' '\(acme)/Contracts/MSA-renamed.pdf'
-                """)
-            #expect(others.status == 0, "\(others.errors)")
-            // crmfs sync does not hang on it: like sync(1), it seals and sends it with everything else.
-            let started = ContinuousClock.now
-            try await expectSynced(mount)
-            #expect(ContinuousClock.now - started < .seconds(30))
-            let remote = try await WriteTests.Remote(mount)
-            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/After/later.txt") == Data("later\n".utf8))
-            #expect(try await remote.item("\(SeededPaths.acmeFolder)/Contracts/MSA-renamed.pdf") != nil)
-            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/fsynced.bin") == bytes)
-            #expect(close(descriptor) == 0)
-            try await expectSynced(mount)
-            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/fsynced.bin") == bytes)
-            // One upload of those bytes (and one of later.txt), not two.
-            let stats = try await sandbox.stats()
-            #expect(stats["graph.upload.session", default: 0] + stats["graph.upload.simple", default: 0] == 2, "\(stats)")
-            let after = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", path])
-            #expect(after.output == "clean", "\(after.output)")
-        }
-    }
-
     @Test("kill -9 during a 200 MiB upload, mount again: the file shows at once, crmfs sync finishes it with the same bytes")
     func killedMidUpload() async throws {
         try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
             let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
             try Self.settings(fragment: "1280KiB")(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
-            let large = try Self.random(200 << 20)
+            let large = try Tools.randomBytes(200 << 20)
             let local = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-kill-\(UUID().uuidString).bin")
             try large.write(to: local)
             defer { try? FileManager.default.removeItem(at: local) }

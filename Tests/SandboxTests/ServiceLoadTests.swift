@@ -3,6 +3,7 @@ import Graph
 import HTTP
 import QuickXor
 @testable import Sandbox
+import SharePointCosts
 import Testing
 import TestSupport
 
@@ -126,6 +127,12 @@ struct ServiceLoadTests {
         #expect(ResourceCost.of(method: "PATCH", path: "/v1.0/drives/d/items/i", query: [:], service: .graph) == 2)
         #expect(ResourceCost.of(method: "GET", path: "/v1.0/drives/d/items/i", query: ["$expand": "permissions"], service: .graph) == 5)
         #expect(ResourceCost.of(method: "POST", path: "/tenant/oauth2/v2.0/token", query: [:], service: .entra) == 0)
+        // The client prices the same requests from their URLs, by the same rule.
+        #expect(ResourceUnits.cost(method: "GET", url: "https://graph.example/v1.0/drives/d/root/delta?token=x") == 1)
+        #expect(ResourceUnits.cost(method: "GET", url: "https://graph.example/v1.0/drives/d/root/delta") == 2)
+        #expect(ResourceUnits.cost(method: "GET", url: "https://graph.example/v1.0/drives/d/items/i?%24expand=permissions") == 5)
+        #expect(ResourceUnits.cost(method: "GET", url: "https://graph.example/v1.0/drives/d/items/i/children?$top=999") == 2)
+        #expect(ResourceUnits.cost(method: "POST", url: "https://graph.example/v1.0/$batch") == 0)
     }
 
     /// A small .docx (a zip) made by Python's zipfile, as an independent writer of the format.

@@ -7,18 +7,14 @@ public final class MountFixture: Sendable {
     /// The mount's state directory (journal, staged files, log).
     public let stateDirectory: String
 
-    /// `environment` is given to the daemon alone (test hooks such as `CRMFS_INJECT_SEAL_FAILURES`).
     /// `config`: another mount.conf than the sandbox's own (another user's, say).
-    public static func mount(_ sandbox: SandboxFixture, config: String? = nil, options: [String] = [], at mountpoint: String? = nil,
-                             environment: [String: String] = [:]) async throws -> MountFixture {
+    public static func mount(_ sandbox: SandboxFixture, config: String? = nil, options: [String] = [], at mountpoint: String? = nil) async throws -> MountFixture {
         let path = mountpoint ?? FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-mnt-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         // CRMFS_TEST_MOUNT_VERBOSE=1: every mount logs at debug level (each request, each journal step).
         let verbose = ProcessInfo.processInfo.environment["CRMFS_TEST_MOUNT_VERBOSE"] == "1" ? ["-v"] : []
         let arguments = ["mount", config ?? sandbox.configPath, path] + options.flatMap { ["-o", $0] } + verbose
-        let result = environment.isEmpty
-            ? try await Tools.run(Tools.crmfs, arguments)
-            : try await Tools.run("/usr/bin/env", environment.map { "\($0.key)=\($0.value)" } + [Tools.crmfs] + arguments)
+        let result = try await Tools.run(Tools.crmfs, arguments)
         guard result.status == 0 else {
             throw MountFailure(message: "crmfs mount exited \(result.status): \(result.errors)")
         }

@@ -8,6 +8,13 @@ public enum Tools {
         return root.appendingPathComponent(".build/debug/crmfs").path
     }
 
+    /// `count` random bytes (from /dev/urandom): contents no compression or deduplication shortens.
+    public static func randomBytes(_ count: Int) throws -> Data {
+        let source = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/urandom"))
+        defer { try? source.close() }
+        return try source.read(upToCount: count) ?? Data()
+    }
+
     /// A new empty directory under the temporary directory (a mount point, a scratch area); the caller removes it.
     public static func emptyDirectory(_ prefix: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)").path

@@ -13,7 +13,7 @@ import TestSupport
 /// trust names and attributes for ten minutes (the default with the feeds on). The sandbox answers slowly and
 /// keeps a budget meanwhile, as the real services do.
 @Suite("remote changes show through the mount", .serialized)
-struct FreshnessTests {
+struct RemoteChangeTests {
     /// Polls every second (documents) and every two (records).
     static func fastFeeds(_ config: String) -> String {
         config + "\n[freshness]\ndrive_poll = \"1s\"\ncrm_poll = \"2s\"\n"
@@ -48,17 +48,17 @@ struct FreshnessTests {
     func remoteDocumentChanges() async throws {
         try await withMount(records: 3, docsPerRecord: 1, editConfig: Self.fastFeeds) { mount in
             try await Self.realistic(mount.sandbox)
-            let remote = try await WriteTests.Remote(mount)
+            let remote = try await RemoteDrive(mount)
             let graph = remote.connections.graph
             let folder = try #require(try await remote.item("\(SeededPaths.acmeFolder)"))
             let contracts = try #require(try await remote.item("\(SeededPaths.acmeFolder)/Contracts"))
-            let scratch = try WriteTests.scratch().appendingPathComponent("edit")
+            let scratch = try KernelWriteTests.scratch().appendingPathComponent("edit")
             try Data("seed\n".utf8).write(to: scratch)
             for (parent, name) in [(contracts.id, "NDA-2025.pdf"), (folder.id, "Notes.txt"), (folder.id, "Deck.pptx")] {
                 _ = try await graph.simpleUpload(driveID: remote.driveID, to: .child(parentID: parent, name: name), file: scratch.path,
                                                  size: 5, options: UploadOptions())
             }
-            let record = mount.path(WriteTests.acme)
+            let record = mount.path(KernelWriteTests.acme)
             // The kernel knows every name (the new ones show within a poll) and has read the contract's bytes.
             #expect(try await Self.eventually {
                 let before = try FileManager.default.subpathsOfDirectory(atPath: record)
@@ -160,8 +160,8 @@ struct FreshnessTests {
     @Test("an open handle on a document changed remotely: its next read fails with ESTALE once the change shows; a new open reads the new version")
     func openHandleOnChangedDocument() async throws {
         try await withMount(records: 2, docsPerRecord: 1, editConfig: Self.fastFeeds) { mount in
-            let remote = try await WriteTests.Remote(mount)
-            let contract = mount.path("\(WriteTests.acme)/Contracts/MSA-2026.pdf")
+            let remote = try await RemoteDrive(mount)
+            let contract = mount.path("\(KernelWriteTests.acme)/Contracts/MSA-2026.pdf")
             let original = try Data(contentsOf: URL(fileURLWithPath: contract))
             let descriptor = open(contract, O_RDONLY)
             #expect(descriptor >= 0)
@@ -188,8 +188,8 @@ struct FreshnessTests {
         // No round of the library's feed after the first for ten minutes: only the read can tell the mount.
         let slowFeeds = { (config: String) in config + "\n[freshness]\ndrive_poll = \"600s\"\n" }
         try await withMount(records: 2, docsPerRecord: 1, editConfig: slowFeeds) { mount in
-            let remote = try await WriteTests.Remote(mount)
-            let contract = mount.path("\(WriteTests.acme)/Contracts/MSA-2026.pdf")
+            let remote = try await RemoteDrive(mount)
+            let contract = mount.path("\(KernelWriteTests.acme)/Contracts/MSA-2026.pdf")
             #expect(Self.size(contract) != nil)  // listed, never read
             let edited = Data("a new version\n".utf8)
             try await Self.replace(SeededPaths.acmeContract, with: edited, through: remote)
@@ -210,8 +210,8 @@ struct FreshnessTests {
     @Test("a document being written through the mount keeps the mount's view while the feed reports another client's change; the close ends in keep-both")
     func localChangeBeatsTheFeed() async throws {
         try await withMount(records: 2, docsPerRecord: 1, editConfig: Self.fastFeeds) { mount in
-            let remote = try await WriteTests.Remote(mount)
-            let contract = mount.path("\(WriteTests.acme)/Contracts/MSA-2026.pdf")
+            let remote = try await RemoteDrive(mount)
+            let contract = mount.path("\(KernelWriteTests.acme)/Contracts/MSA-2026.pdf")
             let mine = Data(repeating: 0x6D, count: 3000)
             let descriptor = open(contract, O_WRONLY | O_TRUNC)
             #expect(descriptor >= 0)
@@ -229,7 +229,7 @@ struct FreshnessTests {
             let names = try await remote.names("\(SeededPaths.acmeFolder)/Contracts")
             let copy = try #require(names.first { $0.hasPrefix("MSA-2026 (conflict ") })
             #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/Contracts/\(copy)") == mine)
-            #expect(try await Self.eventually { Self.exists(mount.path("\(WriteTests.acme)/Contracts/\(copy)")) })
+            #expect(try await Self.eventually { Self.exists(mount.path("\(KernelWriteTests.acme)/Contracts/\(copy)")) })
         }
     }
 
@@ -264,7 +264,7 @@ struct FreshnessTests {
                 let again = try await Tools.shell("find '\(second.mountpoint)' | sort")
                 #expect(again.status == 0)
                 #expect(try await sandbox.stats()["graph.children", default: 0] == 0, "the kept tree answers: no folder is listed again")
-                let record = second.path(WriteTests.acme)
+                let record = second.path(KernelWriteTests.acme)
                 #expect(try await Self.eventually { Self.exists("\(record)/Contracts/MSA-2026 signed.pdf") && !Self.exists("\(record)/Contracts/MSA-2026.pdf") })
                 #expect(try await Self.eventually { try Self.xattr(record, "user.crm.Phone") == "+1 555 0100" })
             }
@@ -280,10 +280,10 @@ struct FreshnessTests {
         try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
             let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
             try Self.fastFeeds(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
-            let contract = "\(WriteTests.acme)/Contracts/MSA-2026.pdf"
-            let notes = "\(WriteTests.acme)/Contracts/notes.txt"
+            let contract = "\(KernelWriteTests.acme)/Contracts/MSA-2026.pdf"
+            let notes = "\(KernelWriteTests.acme)/Contracts/notes.txt"
             let first = try await MountFixture.mount(sandbox)
-            let remote = try await WriteTests.Remote(first)
+            let remote = try await RemoteDrive(first)
             let old = try await Tools.read(first.path(contract))  // now in the block cache, kept for the next mount
             try Data("first notes\n".utf8).write(to: URL(fileURLWithPath: first.path(notes)))
             #expect(try await first.sync().status == 0)
@@ -325,14 +325,14 @@ struct FreshnessTests {
                 let again = try await Tools.shell("cd '\(second.mountpoint)' && find . | sort")
                 #expect(again.status == 0, "\(again.errors)")
                 #expect(again.output == walked, "the kept tree, whole, with the services down")
-                #expect(try Self.xattr(second.path(WriteTests.acme), "user.crm.Name") == "Acme Corp")
+                #expect(try Self.xattr(second.path(KernelWriteTests.acme), "user.crm.Name") == "Acme Corp")
 
                 try await sandbox.admin("faults", ["faults": ""])
                 let connections = try sandbox.connections()
                 let driveID = try await sandbox.info()["driveId"]!
                 let contract = try await connections.graph.item(driveID: driveID, path: SeededPaths.acmeContract)
                 _ = try await connections.graph.update(driveID: driveID, itemID: contract.id, name: "MSA-2026 back.pdf")
-                #expect(try await Self.eventually(within: .seconds(30)) { Self.exists(second.path("\(WriteTests.acme)/Contracts/MSA-2026 back.pdf")) })
+                #expect(try await Self.eventually(within: .seconds(30)) { Self.exists(second.path("\(KernelWriteTests.acme)/Contracts/MSA-2026 back.pdf")) })
             }
             await second.unmount()
         }
@@ -371,13 +371,13 @@ struct FreshnessTests {
             text.replacingOccurrences(of: "ru_per_minute = 0", with: "ru_per_minute = 120")
         }) { mount in
             try await mount.sandbox.admin("faults", ["ruPerMinute": 120, "latencyMs": 20])
-            let local = try WriteTests.scratch()
+            let local = try KernelWriteTests.scratch()
             defer { try? FileManager.default.removeItem(at: local) }
             for index in 0..<24 { try Data("budgeted \(index)\n".utf8).write(to: local.appendingPathComponent("doc-\(index).txt")) }
-            let copy = try await Tools.run("/usr/bin/rsync", ["-a", local.path + "/", mount.path("\(WriteTests.acme)/Budget/")], timeLimit: .seconds(300))
+            let copy = try await Tools.run("/usr/bin/rsync", ["-a", local.path + "/", mount.path("\(KernelWriteTests.acme)/Budget/")], timeLimit: .seconds(300))
             #expect(copy.status == 0, "\(copy.errors)")
             try await expectSynced(mount, timeLimit: .seconds(300))
-            let remote = try await WriteTests.Remote(mount)
+            let remote = try await RemoteDrive(mount)
             #expect(try await remote.names("\(SeededPaths.acmeFolder)/Budget").count == 24)
             let stats = try await mount.sandbox.stats()
             #expect(stats["throttled", default: 0] == 0, "the pacer kept crmfs inside the budget")
@@ -424,7 +424,7 @@ struct FreshnessTests {
                 return names
             }
             func converged() async throws -> Bool {
-                let expected = try await NamespaceTests.expectedNames(connections.salesforce, object: "Account", template: "{Name}")
+                let expected = try await RecordNames.expected(connections.salesforce, object: "Account", template: "{Name}")
                 let shown = Set(try FileManager.default.contentsOfDirectory(atPath: accounts))
                 guard shown == expected else { return false }
                 let folders = try await graph.children(driveID: driveID, itemID: try await graph.item(driveID: driveID, path: "Accounts").id)
@@ -442,8 +442,8 @@ struct FreshnessTests {
     }
 
     /// Another client replaces a document's bytes.
-    static func replace(_ path: String, with bytes: Data, through remote: WriteTests.Remote) async throws {
-        let scratch = try WriteTests.scratch().appendingPathComponent("replacement")
+    static func replace(_ path: String, with bytes: Data, through remote: RemoteDrive) async throws {
+        let scratch = try KernelWriteTests.scratch().appendingPathComponent("replacement")
         try bytes.write(to: scratch)
         let item = try #require(try await remote.item(path))
         _ = try await remote.connections.graph.simpleUpload(driveID: remote.driveID, to: .item(id: item.id), file: scratch.path,

@@ -9,51 +9,13 @@ import TestSupport
 /// The write path through the kernel: ordinary tools write into record directories, and what lands in
 /// the sandbox (documents, versions, links, columns) is checked with the services' own clients.
 @Suite("writes through the mount", .serialized)
-struct WriteTests {
+struct KernelWriteTests {
     static let acme = "Accounts/Acme Corp"
 
     /// The sandbox's view of the mount after `crmfs sync`.
-    struct Remote {
-        let mount: MountFixture
-        let connections: Connections
-        let driveID: String
+    typealias Remote = RemoteDrive
 
-        init(_ mount: MountFixture) async throws {
-            self.mount = mount
-            connections = try mount.sandbox.connections()
-            driveID = try await mount.sandbox.info()["driveId"]!
-        }
-
-        func item(_ path: String) async throws -> DriveItem? {
-            do {
-                return try await connections.graph.item(driveID: driveID, path: path)
-            } catch let error as GraphError where error.isNotFound {
-                return nil
-            }
-        }
-
-        func bytes(_ path: String) async throws -> Data? {
-            guard let item = try await item(path) else { return nil }
-            return try await connections.graph.download(driveID: driveID, itemID: item.id).data
-        }
-
-        func names(_ folder: String) async throws -> Set<String> {
-            guard let item = try await item(folder) else { return [] }
-            return Set(try await connections.graph.children(driveID: driveID, itemID: item.id).compactMap(\.name))
-        }
-    }
-
-    static func random(_ count: Int) throws -> Data {
-        let source = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/urandom"))
-        defer { try? source.close() }
-        return try source.read(upToCount: count) ?? Data()
-    }
-
-    static func scratch() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("crmfs-write-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }
+    static func scratch() throws -> URL { URL(fileURLWithPath: try Tools.emptyDirectory("crmfs-write")) }
 
     @Test("the columns of many documents copied in together are stamped in $batch requests; every document gets them")
     func batchedStamping() async throws {
@@ -82,7 +44,7 @@ struct WriteTests {
         try await withMount(records: 3, docsPerRecord: 1) { mount in
             let local = try Self.scratch()
             defer { try? FileManager.default.removeItem(at: local) }
-            let contents = ["empty.bin": Data(), "small.txt": Data("a small document\n".utf8), "large.bin": try Self.random(50 << 20)]
+            let contents = ["empty.bin": Data(), "small.txt": Data("a small document\n".utf8), "large.bin": try Tools.randomBytes(50 << 20)]
             for (name, data) in contents { try data.write(to: local.appendingPathComponent(name)) }
             let copyIn = try await Tools.shell("cp '\(local.path)'/* '\(mount.path(Self.acme))/'")
             #expect(copyIn.status == 0, "\(copyIn.errors)")
@@ -129,127 +91,6 @@ struct WriteTests {
         }
     }
 
-    /// The race CI caught: a new document renamed just as its upload started (past the rename's look at its
-    /// changes) was uploaded twice from one staged file, the first upload's success removed the file, and
-    /// the second failed forever: the document stayed under its old name. Now, once the upload is up, the
-    /// document moves. The hook holds the rename long enough for the upload to start and finish.
-    @Test("a new document renamed just as its upload starts arrives under its new name, once")
-    func renameAsUploadStarts() async throws {
-        try await withSandbox(records: 3, docsPerRecord: 1, separateProcess: true) { sandbox in
-            let mount = try await MountFixture.mount(sandbox, environment: ["CRMFS_INJECT_RENAME_PAUSE": "2500"])
-            do {
-                let made = try await Tools.shell("cd '\(mount.path(Self.acme))' && mkdir Drafts && echo two > two.txt && sleep 0.2 && mv two.txt Drafts/two.txt")
-                #expect(made.status == 0, "\(made.errors)")
-                try await expectSynced(mount)
-                let remote = try await Remote(mount)
-                #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/Drafts/two.txt") == Data("two\n".utf8))
-                #expect(try await remote.item("\(SeededPaths.acmeFolder)/two.txt") == nil)
-            } catch {
-                await mount.unmount()
-                throw error
-            }
-            await mount.unmount()
-        }
-    }
-
-    @Test("rename within a record, into a folder, across records and over a document; mkdir and rmdir")
-    func renamesAndFolders() async throws {
-        try await withMount(records: 3, docsPerRecord: 1) { mount in
-            let acme = mount.path(Self.acme)
-            let script = """
-                set -e
-                cd '\(acme)'
-                echo one > one.txt
-                echo two > two.txt
-                echo three > three.txt
-                mkdir Drafts Empty
-                mv one.txt renamed.txt
-                mv two.txt Drafts/two.txt
-                mv three.txt '../Contoso: EMEA/three.txt'
-                echo target > target.txt
-                touch zero && mv zero zero-renamed
-                """
-            let made = try await Tools.shell(script)
-            #expect(made.status == 0, "\(made.errors)")
-            try await expectSynced(mount)
-            let remote = try await Remote(mount)
-            let target = try #require(try await remote.item("\(SeededPaths.acmeFolder)/target.txt"))
-            // An empty file renamed right after its creation arrives under its new name.
-            #expect(try await remote.item("\(SeededPaths.acmeFolder)/zero-renamed")?.size == 0)
-            #expect(try await remote.item("\(SeededPaths.acmeFolder)/zero") == nil)
-            let renamed = try #require(try await remote.item("\(SeededPaths.acmeFolder)/renamed.txt"))
-
-            // Over an existing document: the source keeps its identity, the target's is gone.
-            let over = try await Tools.shell("cd '\(acme)' && mv renamed.txt target.txt && rmdir Empty && mv Drafts Final")
-            #expect(over.status == 0, "\(over.errors)")
-            let notEmpty = try await Tools.blocking { () -> Int32 in errno = 0; _ = rmdir("\(acme)/Final"); return errno }
-            #expect(notEmpty == ENOTEMPTY)
-            // RENAME_NOREPLACE (renameat2 flag 1) refuses a taken name; RENAME_EXCHANGE (2) is not offered.
-            let flags = try await Tools.shell("""
-                cd '\(acme)' && python3 -c 'import ctypes, os, sys
-                libc = ctypes.CDLL(None, use_errno=True)
-                for flag in (1, 2):
-                    libc.renameat2(-100, b"target.txt", -100, b"Final/two.txt", flag)
-                    print(ctypes.get_errno())'
-                """)
-            #expect(flags.output.split(separator: "\n") == ["\(EEXIST)", "\(EINVAL)"], "\(flags.output) \(flags.errors)")
-            try await expectSynced(mount)
-
-            let names = try await remote.names(SeededPaths.acmeFolder)
-            #expect(names.contains("target.txt") && names.contains("Final") && !names.contains("renamed.txt") && !names.contains("Empty") && !names.contains("Drafts"))
-            let now = try #require(try await remote.item("\(SeededPaths.acmeFolder)/target.txt"))
-            #expect(now.id == renamed.id && now.id != target.id)
-            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/target.txt") == Data("one\n".utf8))
-            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/Final/two.txt") == Data("two\n".utf8))
-            // Across records: the document now lives in the other record's folder.
-            let movedID = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.item_id", mount.path("Accounts/Contoso: EMEA/three.txt")]).output
-            let moved = try await remote.connections.graph.item(driveID: remote.driveID, itemID: movedID)
-            #expect(moved.parentReference?.path?.contains("Contoso") == true, "\(String(describing: moved.parentReference?.path))")
-            #expect(try await remote.connections.graph.download(driveID: remote.driveID, itemID: movedID).data == Data("three\n".utf8))
-            #expect(try await remote.item("\(SeededPaths.acmeFolder)/three.txt") == nil)
-
-            // A file removed while still open goes nowhere, and leaves nothing staged once all is sent.
-            let removedWhileOpen = try await Tools.blocking { () -> Bool in
-                let descriptor = open("\(acme)/scratch.txt", O_WRONLY | O_CREAT, 0o644)
-                _ = write(descriptor, "x", 1)
-                let removed = unlink("\(acme)/scratch.txt") == 0
-                _ = write(descriptor, "y", 1)
-                return removed && close(descriptor) == 0
-            }
-            #expect(removedWhileOpen)
-            try await expectSynced(mount)
-            #expect(try await remote.item("\(SeededPaths.acmeFolder)/scratch.txt") == nil)
-            #expect(try FileManager.default.contentsOfDirectory(atPath: "\(mount.stateDirectory)/staging").isEmpty)
-        }
-    }
-
-    @Test("names SharePoint refuses fail at create, mkdir and rename with EINVAL; the object level answers EPERM; both are logged")
-    func refusals() async throws {
-        try await withMount(records: 2, docsPerRecord: 1) { mount in
-            let acme = mount.path(Self.acme)
-            let codes = try await Tools.blocking { () -> [Int32] in
-                var results: [Int32] = []
-                errno = 0; _ = open("\(acme)/a:b.txt", O_WRONLY | O_CREAT, 0o644); results.append(errno)
-                errno = 0; _ = open("\(acme)/trailing ", O_WRONLY | O_CREAT, 0o644); results.append(errno)
-                errno = 0; _ = mkdir("\(acme)/folder.", 0o755); results.append(errno)
-                errno = 0; _ = mkdir("\(acme)/CON", 0o755); results.append(errno)
-                let good = open("\(acme)/good.txt", O_WRONLY | O_CREAT, 0o644); close(good)
-                errno = 0; _ = rename("\(acme)/good.txt", "\(acme)/bad|name.txt"); results.append(errno)
-                errno = 0; _ = mkdir("\(acme)/../New Account", 0o755); results.append(errno)
-                errno = 0; _ = open("\(acme)/../loose.txt", O_WRONLY | O_CREAT, 0o644); results.append(errno)
-                errno = 0; _ = rename(acme, "\(acme) renamed"); results.append(errno)
-                return results
-            }
-            #expect(codes == [EINVAL, EINVAL, EINVAL, EINVAL, EINVAL, EPERM, EPERM, EPERM])
-            let log = try String(contentsOfFile: "\(mount.stateDirectory)/crmfs.log", encoding: .utf8)
-            #expect(log.contains("the character ':'"))
-            #expect(log.contains("records are not made or renamed through the mount"))
-            // chmod and chown succeed and change nothing remotely, so cp -a and rsync -a work.
-            let modes = try await Tools.shell("chmod 600 '\(acme)/good.txt' && chown 0:0 '\(acme)/good.txt'")
-            #expect(modes.status == 0, "\(modes.errors)")
-        }
-    }
-
     @Test("rsync -a of 300 files and an empty one, then again: the second run transfers nothing, also after a remount")
     func rsyncTwice() async throws {
         try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
@@ -283,37 +124,6 @@ struct WriteTests {
             let mounted = try FileManager.default.attributesOfItem(atPath: second.path("\(Self.acme)/Synced/part 1/doc-7.txt"))[.modificationDate] as! Date
             #expect(abs(local1.timeIntervalSince(mounted)) < 1)
             await second.unmount()
-        }
-    }
-
-    @Test("a temporary file renamed to its final name while its last close is still on its way is sent (rsync's temp-then-rename on a busy machine)")
-    func renameRacingLastClose() async throws {
-        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
-            // Every new change takes 400 ms to record, as on a busy disk, so the file's last close (its
-            // release, held back by a mapping until after the rename has started) lands while the rename
-            // is recording the document's upload. rsync meets this when the kernel's release of its
-            // temporary file comes late.
-            let mount = try await MountFixture.mount(sandbox, environment: ["CRMFS_INJECT_SLOW_JOURNAL": "400"])
-            defer { Task { await mount.unmount() } }
-            let acme = mount.path(Self.acme)
-            let temporary = "\(acme)/.report.txt.Ab12Cd", final = "\(acme)/report.txt"
-            let bytes = Data("quarterly report\n".utf8)
-            let mapping = try await Tools.blocking { () -> UInt in
-                let descriptor = open(temporary, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
-                guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno)!) }
-                _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-                let address = mmap(nil, bytes.count, PROT_READ, MAP_PRIVATE, descriptor, 0)
-                close(descriptor)  // the flush; the release waits until the mapping goes
-                guard let address, address != MAP_FAILED else { throw POSIXError(POSIXErrorCode(rawValue: errno)!) }
-                return UInt(bitPattern: address)
-            }
-            async let renamed = Tools.blocking { rename(temporary, final) == 0 ? 0 : errno }
-            try await Task.sleep(for: .milliseconds(150))
-            munmap(UnsafeMutableRawPointer(bitPattern: mapping), bytes.count)  // the last close
-            #expect(try await renamed == 0)
-            try await expectSynced(mount, timeLimit: .seconds(60))
-            let remote = try await Remote(mount)
-            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/report.txt") == bytes)
         }
     }
 
@@ -406,30 +216,6 @@ struct WriteTests {
         }
     }
 
-    @Test("a small file goes in one PUT; cp -p sends its time inside an upload session, never by a PATCH after it")
-    func uploadKinds() async throws {
-        try await withMount(records: 2, docsPerRecord: 1) { mount in
-            let local = try Self.scratch()
-            defer { try? FileManager.default.removeItem(at: local) }
-            try Data("plain\n".utf8).write(to: local.appendingPathComponent("plain.txt"))
-            try Data("kept time\n".utf8).write(to: local.appendingPathComponent("timed.txt"))
-            #expect(try await Tools.run("touch", ["-d", "2023-05-06 07:08:09 UTC", local.appendingPathComponent("timed.txt").path]).status == 0)
-            try await mount.sandbox.admin("stats/reset")
-            #expect(try await Tools.run("/bin/cp", [local.appendingPathComponent("plain.txt").path, mount.path(Self.acme)]).status == 0)
-            try await expectSynced(mount)
-            var stats = try await mount.sandbox.stats()
-            #expect(stats["graph.upload.simple"] == 1 && (stats["graph.upload.session"] ?? 0) == 0, "\(stats)")
-            #expect(try await Tools.run("/bin/cp", ["-p", local.appendingPathComponent("timed.txt").path, mount.path(Self.acme)]).status == 0)
-            try await expectSynced(mount)
-            stats = try await mount.sandbox.stats()
-            #expect(stats["graph.upload.session"] == 1, "\(stats)")
-            #expect((stats["graph.patch"] ?? 0) == 0, "no PATCH of the item after its upload: \(stats)")
-            let remote = try await Remote(mount)
-            let timed = try #require(try await remote.item("\(SeededPaths.acmeFolder)/timed.txt"))
-            #expect(timed.fileSystemInfo?.lastModifiedDateTime?.hasPrefix("2023-05-06T07:08:09") == true, "\(String(describing: timed.fileSystemInfo?.lastModifiedDateTime))")
-        }
-    }
-
     @Test("a small file written without a time goes up in one PUT, and then this mount shows the time SharePoint gave it, as the service does")
     func uploadTakesTheServiceTime() async throws {
         // Without the drive's feed, nothing but the upload's own outcome can bring the service's time to this mount.
@@ -458,54 +244,6 @@ struct WriteTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(Int(shown.timeIntervalSince1970) == Int(service.timeIntervalSince1970), "stat shows \(shown), the service \(service)")
-        }
-    }
-
-    @Test("the mtime touch -d sets is the one stat shows, at once and after a remount; touch downloads nothing")
-    func touchedTimes() async throws {
-        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
-            let stamp = "2024-02-29 12:34:56 UTC"
-            let expected = Date(timeIntervalSince1970: 1_709_210_096)
-            let contract = "Accounts/Acme Corp/Contracts/MSA-2026.pdf"
-            let first = try await MountFixture.mount(sandbox)
-            _ = try FileManager.default.attributesOfItem(atPath: first.path(contract))
-            try await sandbox.admin("stats/reset")
-            // touch opens the document for writing: that alone copies none of its bytes.
-            #expect(try await Tools.run("touch", ["-d", stamp, first.path(contract)]).status == 0)
-            #expect((try await sandbox.stats()["graph.download.bytes"] ?? 0) == 0)
-            let now = try FileManager.default.attributesOfItem(atPath: first.path(contract))[.modificationDate] as! Date
-            #expect(abs(now.timeIntervalSince(expected)) < 1, "\(now)")
-            try await expectSynced(first)
-            await first.unmount()
-            let second = try await MountFixture.mount(sandbox)
-            let later = try FileManager.default.attributesOfItem(atPath: second.path(contract))[.modificationDate] as! Date
-            #expect(abs(later.timeIntervalSince(expected)) < 1, "\(later)")
-            await second.unmount()
-        }
-    }
-
-    @Test("a time set right after close reaches the service on the upload itself, also when the file is renamed at once", arguments: [false, true])
-    func timeAfterClose(renamed: Bool) async throws {
-        try await withMount(records: 2, docsPerRecord: 1) { mount in
-            let local = try Self.scratch()
-            defer { try? FileManager.default.removeItem(at: local) }
-            try Data("minutes of the meeting\n".utf8).write(to: local.appendingPathComponent("a.txt"))
-            let acme = mount.path(Self.acme)
-            let final = renamed ? "n.txt" : "m.txt"
-            try await mount.sandbox.admin("stats/reset")
-            var script = "cp -a '\(local.path)/a.txt' '\(acme)/m.txt' && touch -d '2020-01-02 03:04:05 UTC' '\(acme)/m.txt'"
-            if renamed { script += " && mv '\(acme)/m.txt' '\(acme)/n.txt'" }
-            let result = try await Tools.shell(script)
-            #expect(result.status == 0, "\(result.errors)")
-            try await expectSynced(mount)
-            let remote = try await Remote(mount)
-            let item = try #require(try await remote.item("\(SeededPaths.acmeFolder)/\(final)"))
-            #expect(item.fileSystemInfo?.lastModifiedDateTime == "2020-01-02T03:04:05Z")
-            // It rode on the upload: no metadata update (an extra version) after it.
-            let stats = try await mount.sandbox.stats()
-            #expect(stats["graph.patch", default: 0] == 0, "\(stats)")
-            #expect(stats["graph.upload.session", default: 0] == 1, "\(stats)")
-            #expect(try await remote.item("\(SeededPaths.acmeFolder)/m.txt") == nil || !renamed)
         }
     }
 
@@ -609,85 +347,6 @@ struct WriteTests {
             #expect(size == stored.size, "stat shows the service's document")
             let read = try Data(contentsOf: URL(fileURLWithPath: path))
             #expect(read == (try await remote.bytes("\(SeededPaths.acmeFolder)/Report.docx")), "reads show the service's document")
-        }
-    }
-
-    @Test("fsync returns once the file is uploaded; user.crmfs.sync says where a file stands")
-    func fsyncWaits() async throws {
-        try await withMount(records: 2, docsPerRecord: 1) { mount in
-            let path = mount.path("\(Self.acme)/fsynced.txt")
-            let synced = try await Tools.blocking { () -> Int32 in
-                let descriptor = open(path, O_WRONLY | O_CREAT, 0o644)
-                defer { close(descriptor) }
-                _ = write(descriptor, "durable", 7)
-                return fsync(descriptor)
-            }
-            #expect(synced == 0)
-            let remote = try await Remote(mount)
-            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/fsynced.txt") == Data("durable".utf8), "there without crmfs sync")
-            let state = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", path])
-            #expect(state.output == "clean")
-            #expect(try await Tools.shell("echo lock > '\(mount.path(Self.acme))/.~lock.x#'").status == 0)
-            let local = try await Tools.run("getfattr", ["--only-values", "-n", "user.crmfs.sync", mount.path("\(Self.acme)/.~lock.x#")])
-            #expect(local.output == "local-only")
-            // statfs reports the room left where writes are staged.
-            let disk = try FileManager.default.attributesOfFileSystem(forPath: mount.mountpoint)
-            let stateDisk = try FileManager.default.attributesOfFileSystem(forPath: mount.stateDirectory)
-            let free = (disk[.systemFreeSize] as? NSNumber)?.doubleValue ?? 0
-            let expected = (stateDisk[.systemFreeSize] as? NSNumber)?.doubleValue ?? -1
-            #expect(free > 0 && abs(free - expected) < 1e9, "\(free) vs \(expected)")
-        }
-    }
-
-    @Test("setfattr user.crm.FIELD changes the record where writable_fields allows it, and only there")
-    func recordFields() async throws {
-        let allowPhone = { (text: String) in
-            text.replacingOccurrences(of: "link = \"folder\"\nfolder = \"Accounts/", with: "writable_fields = [\"Phone\"]\nlink = \"folder\"\nfolder = \"Accounts/")
-        }
-        try await withMount(records: 2, docsPerRecord: 1, editConfig: allowPhone) { mount in
-            let record = mount.path(Self.acme)
-            let set = try await Tools.run("setfattr", ["-n", "user.crm.Phone", "-v", "+1 206 555 0199", record])
-            #expect(set.status == 0, "\(set.errors)")
-            let refused = try await Tools.blocking { () -> Int32 in errno = 0; _ = setxattr(record, "user.crm.Website", "x", 1, 0); return errno }
-            #expect(refused == EPERM)
-            let connections = try mount.sandbox.connections()
-            let fields = try await connections.salesforce.record("Account", id: SeededPaths.acmeID, fields: ["Phone", "Website"])
-            #expect(fields["Phone"]?.stringValue == "+1 206 555 0199")
-            #expect(fields["Website"]?.stringValue != "x")
-            let shown = try await Tools.run("getfattr", ["--only-values", "-n", "user.crm.Phone", record])
-            #expect(shown.output == "+1 206 555 0199")
-        }
-    }
-
-    @Test("setfattr on a column lands in SharePoint; a value of the wrong type is refused with EINVAL")
-    func columns() async throws {
-        try await withMount(records: 2, docsPerRecord: 1) { mount in
-            let file = mount.path("Accounts/Acme Corp/Contracts/MSA-2026.pdf")
-            #expect(try await Tools.run("setfattr", ["-n", "user.sp.DocumentType", "-v", "Quote", file]).status == 0)
-            #expect(try await Tools.run("setfattr", ["-n", "user.sp.Amount", "-v", "1250.5", file]).status == 0)
-            let bad = try await Tools.blocking { () -> [Int32] in
-                var results: [Int32] = []
-                errno = 0; _ = setxattr(file, "user.sp.Amount", "lots", 4, 0); results.append(errno)
-                errno = 0; _ = setxattr(file, "user.sp.Confidential", "perhaps", 7, 0); results.append(errno)
-                errno = 0; _ = setxattr(file, "user.sp.NoSuchColumn", "x", 1, 0); results.append(errno)
-                errno = 0; _ = setxattr(file, "user.sp.Modified", "x", 1, 0); results.append(errno)
-                errno = 0; _ = setxattr(file, "user.crm.Name", "x", 1, 0); results.append(errno)
-                return results
-            }
-            #expect(bad == [EINVAL, EINVAL, EINVAL, EPERM, EPERM])
-            let remote = try await Remote(mount)
-            let item = try #require(try await remote.item(SeededPaths.acmeContract))
-            let fields = try await remote.connections.graph.fields(driveID: remote.driveID, itemID: item.id)
-            #expect(fields["DocumentType"] == .string("Quote"))
-            #expect(fields["Amount"] == .number(1250.5))
-            let shown = try await Tools.run("getfattr", ["--only-values", "-n", "user.sp.DocumentType", file])
-            #expect(shown.output == "Quote")
-            // A document just written waits for its upload, then takes the column.
-            let fresh = mount.path("\(Self.acme)/fresh.txt")
-            let setFresh = try await Tools.shell("echo fresh > '\(fresh)' && setfattr -n user.sp.DocumentType -v Note '\(fresh)'")
-            #expect(setFresh.status == 0, "\(setFresh.errors)")
-            let freshItem = try #require(try await remote.item("\(SeededPaths.acmeFolder)/fresh.txt"))
-            #expect(try await remote.connections.graph.fields(driveID: remote.driveID, itemID: freshItem.id)["DocumentType"] == .string("Note"))
         }
     }
 }

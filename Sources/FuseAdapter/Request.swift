@@ -1,9 +1,7 @@
-import Cache
 import CFuse
+import Cache
+import FileSystem
 import Foundation
-import HTTP
-import Namespace
-import Writeback
 
 /// A kernel request, handed across tasks; libfuse allows the reply from any thread, once.
 struct Request: @unchecked Sendable {
@@ -14,7 +12,9 @@ struct Request: @unchecked Sendable {
 
     func error(_ code: Int32) { fuse_reply_err(raw, code) }
     func ok() { fuse_reply_err(raw, 0) }
-    func none() { fuse_reply_none(raw) }
+
+    /// Replies with the errno a failure maps to.
+    func fail(_ error: any Error) { fuse_reply_err(raw, errnoCode(for: error)) }
 
     func bytes(_ data: Data) {
         data.withUnsafeBytes { buffer in
@@ -22,29 +22,53 @@ struct Request: @unchecked Sendable {
         }
     }
 
-    /// Replies with bytes of a block file, spliced (no copy through this process where the kernel allows).
-    func splice(_ span: BlockSpan) {
-        crmfs_reply_from_fd(raw, span.file.descriptor, off_t(span.offset), span.length)
+    func read(_ bytes: BlockRead) {
+        switch bytes {
+        // Bytes of a block file, spliced (no copy through this process where the kernel allows).
+        case .span(let span): crmfs_reply_from_fd(raw, span.file.descriptor, off_t(span.offset), span.length)
+        case .bytes(let data): self.bytes(data)
+        }
     }
 
-    /// Replies with the errno a failure maps to.
-    func fail(_ error: Error) {
-        switch error {
-        case NamespaceError.notFound: fuse_reply_err(raw, ENOENT)
-        case NamespaceError.notDirectory: fuse_reply_err(raw, ENOTDIR)
-        case NamespaceError.isDirectory: fuse_reply_err(raw, EISDIR)
-        case NamespaceError.stale: fuse_reply_err(raw, ESTALE)
-        case NamespaceError.notPermitted: fuse_reply_err(raw, EPERM)
-        case NamespaceError.accessDenied: fuse_reply_err(raw, EACCES)
-        case NamespaceError.invalid: fuse_reply_err(raw, EINVAL)
-        case NamespaceError.exists: fuse_reply_err(raw, EEXIST)
-        case NamespaceError.notEmpty: fuse_reply_err(raw, ENOTEMPTY)
-        case let error as POSIXError: fuse_reply_err(raw, error.code.rawValue)
-        case let error as StagingError: fuse_reply_err(raw, error.errno)
-        case is SignInRequired: fuse_reply_err(raw, EACCES)  // until the user signs in again (`crmfs login`)
-        case is CancellationError: fuse_reply_err(raw, EINTR)
-        default: fuse_reply_err(raw, EIO)
+    /// Replies with `answer`'s value through `reply`, or with its failure's errno: at once, on the kernel
+    /// request's thread, when the answer is known (a hop to a task costs two thread wake-ups per request);
+    /// on a task when it needs the services.
+    func answer<Value: Sendable>(_ answer: Answer<Value>, _ reply: @escaping @Sendable (Value) -> Void) {
+        switch answer {
+        case .now(.success(let value)): reply(value)
+        case .now(.failure(let error)): fail(error)
+        case .later(let fetch):
+            Task {
+                do { reply(try await fetch()) } catch { fail(error) }
+            }
         }
+    }
+
+    /// Runs `body` on a task and replies success or its failure's errno.
+    func perform(_ body: @escaping @Sendable () async throws -> Void) {
+        Task {
+            do { try await body(); ok() } catch { fail(error) }
+        }
+    }
+
+    /// Runs a long wait (`fsync`, `crmfs sync`) on a task the kernel's interrupt cancels, then answers:
+    /// success, EINTR when a signal reached the caller first, or the failure's errno.
+    func performInterruptibly(_ body: @escaping @Sendable () async throws -> Void) {
+        let interruption = Interruption()
+        register(interruption)
+        interruption.attach(Task {
+            var failure: (any Error)?
+            do { try await body() } catch { failure = error }
+            unregister(interruption)
+            if let failure { fail(failure) } else { ok() }
+        })
+    }
+
+    /// The xattr protocol: size 0 asks how big; a buffer too small is ERANGE.
+    func xattr(_ data: Data, size: Int) {
+        if size == 0 { fuse_reply_xattr(raw, data.count) }
+        else if size < data.count { error(ERANGE) }
+        else { bytes(data) }
     }
 }
 
@@ -52,15 +76,14 @@ struct Request: @unchecked Sendable {
 struct FileInfo: @unchecked Sendable {
     var raw: fuse_file_info
     init(_ pointer: UnsafeMutablePointer<fuse_file_info>?) { raw = pointer?.pointee ?? fuse_file_info() }
-}
 
-extension timespec {
-    init(_ date: Date) {
-        // Times come from the services and from users: one out of Int's range must not stop the daemon.
-        let interval = date.timeIntervalSince1970
-        let seconds = interval.isFinite ? min(max(interval, -1e17), 1e17) : 0
-        let whole = floor(seconds)
-        self.init(tv_sec: Int(whole), tv_nsec: min(Int((seconds - whole) * 1_000_000_000), 999_999_999))
+    /// `raw` with an opened file's handle and page-cache choices.
+    func with(_ opened: CRMFileSystem.Opened) -> FileInfo {
+        var info = self
+        info.raw.fh = opened.handle
+        if opened.directIO { crmfs_fi_set_direct_io(&info.raw, 1) }
+        crmfs_fi_set_keep_cache(&info.raw, opened.keepCache ? 1 : 0)
+        return info
     }
 }
 

@@ -1,0 +1,123 @@
+import FileSystem
+import Foundation
+import Testing
+import TestSupport
+import Writeback
+import Writes
+
+/// Races a busy machine or a failing disk brings into the write path, made to happen with the write
+/// path's hooks, in process.
+@Suite("write races, in process", .serialized)
+struct WriteRaceTests {
+    static let acme = "Accounts/Acme Corp"
+
+    /// Waits (bounded) until `condition` holds; false when it never did.
+    static func eventually(within limit: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return try await condition()
+    }
+
+    /// The race CI caught: a new document renamed just as its upload started (past the rename's look at its
+    /// changes) was uploaded twice from one staged file, the first upload's success removed the file, and
+    /// the second failed forever: the document stayed under its old name. Now, once the upload is up, the
+    /// document moves. The hook holds the rename until the upload is done.
+    @Test("a new document renamed just as its upload starts arrives under its new name, once")
+    func renameAsUploadStarts() async throws {
+        try await withSandbox(records: 3, docsPerRecord: 1) { sandbox in
+            let uploaded = { @Sendable in
+                let stats = (try? await sandbox.stats()) ?? [:]
+                return stats["graph.upload.simple", default: 0] + stats["graph.upload.session", default: 0] > 0
+            }
+            let hooks = WriteHooks(beforeRenameActs: { _ = await Self.eventually(uploaded) })
+            let fs = try await FileSystemFixture.build(sandbox, hooks: hooks)
+            try await fs.mkdir("\(Self.acme)/Drafts")
+            try await sandbox.admin("stats/reset")
+            try await fs.write("\(Self.acme)/two.txt", "two\n")
+            try await fs.rename("\(Self.acme)/two.txt", "\(Self.acme)/Drafts/two.txt")
+            #expect(await uploaded(), "the upload ran while the rename was held")
+            try await fs.sync()
+            let remote = try await RemoteDrive(sandbox)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/Drafts/two.txt") == Data("two\n".utf8))
+            #expect(try await remote.item("\(SeededPaths.acmeFolder)/two.txt") == nil)
+            await fs.close()
+        }
+    }
+
+    /// rsync meets this when the kernel's release of its temporary file comes late: the file's last close
+    /// (its release) lands while the rename is recording the document's upload.
+    @Test("a temporary file renamed to its final name while its last close is still on its way is sent (rsync's temp-then-rename on a busy machine)")
+    func renameRacingLastClose() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+            let armed = Locked(false), recording = Locked(false)
+            // Every change recorded while armed takes 400 ms, as on a busy disk.
+            let hooks = WriteHooks(beforeJournalAdd: {
+                guard armed.value else { return }
+                recording.set(true)
+                usleep(400_000)
+            })
+            let fs = try await FileSystemFixture.build(sandbox, hooks: hooks)
+            let temporary = "\(Self.acme)/.report.txt.Ab12Cd", final = "\(Self.acme)/report.txt"
+            let bytes = Data("quarterly report\n".utf8)
+            let handle = try await fs.open(temporary, O_CREAT | O_RDWR)
+            try fs.write(handle, bytes)
+            try fs.fileSystem.flush(handle: handle)  // the close; the release comes later
+            armed.set(true)
+            let rename = Task { try await fs.rename(temporary, final) }
+            #expect(await Self.eventually { recording.value }, "the rename records a change")
+            fs.fileSystem.release(handle: handle)  // the last close, while the rename records
+            armed.set(false)
+            try await rename.value
+            try await fs.sync()
+            let remote = try await RemoteDrive(sandbox)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/report.txt") == bytes)
+            await fs.close()
+        }
+    }
+
+    @Test("a failed flush in fsync fails that fsync with its errno, says so in user.crmfs.sync, blocks nothing else, and the next flush sends the bytes")
+    func failedFsyncBlocksNothing() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+            // Every flush of a staged file fails (EIO) while the disk is failing.
+            let failing = Locked(true)
+            let hooks = WriteHooks(beforeSeal: {
+                if failing.value { throw StagingError.system("fsync", "(the failing disk)", EIO) }
+            })
+            let fs = try await FileSystemFixture.build(sandbox, hooks: hooks)
+            let acme = Self.acme
+            let bytes = try Tools.randomBytes(700_000)
+            let path = "\(acme)/fsynced.bin"
+            let handle = try await fs.open(path, O_CREAT | O_WRONLY)
+            try fs.write(handle, bytes)
+            #expect(await Errno.of { try await fs.fsync(handle) } == EIO)
+            let status = try await fs.getxattr(path, "user.crmfs.sync") ?? ""
+            #expect(status.hasPrefix("error: could not make the staged file durable"), "\(status)")
+            // A flush right after (a close of a copy of the descriptor) fails too and changes nothing:
+            // still one change of these bytes.
+            #expect(throws: (any Error).self) { try fs.fileSystem.flush(handle: handle) }
+            // The disk is well again; the next flush of this file (a close, or crmfs sync) seals it.
+            failing.set(false)
+            // Everything else goes on: a folder, a new file, a rename.
+            try await fs.mkdir("\(acme)/After")
+            try await fs.write("\(acme)/After/later.txt", "later\n")
+            try await fs.rename("\(acme)/Contracts/MSA-2026.pdf", "\(acme)/Contracts/MSA-renamed.pdf")
+            // crmfs sync does not hang on it: like sync(1), it seals and sends it with everything else.
+            try await fs.sync()
+            let remote = try await RemoteDrive(sandbox)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/After/later.txt") == Data("later\n".utf8))
+            #expect(try await remote.item("\(SeededPaths.acmeFolder)/Contracts/MSA-renamed.pdf") != nil)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/fsynced.bin") == bytes)
+            try fs.close(handle)
+            try await fs.sync()
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/fsynced.bin") == bytes)
+            // One upload of those bytes (and one of later.txt), not two.
+            let stats = try await sandbox.stats()
+            #expect(stats["graph.upload.session", default: 0] + stats["graph.upload.simple", default: 0] == 2, "\(stats)")
+            #expect(try await fs.getxattr(path, "user.crmfs.sync") == "clean")
+            await fs.close()
+        }
+    }
+}
