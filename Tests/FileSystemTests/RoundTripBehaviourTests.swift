@@ -65,10 +65,10 @@ struct RoundTripBehaviourTests {
             var offset = 0
             while offset < bytes.count {
                 let end = min(bytes.count, offset + (128 << 10))
-                try fs.write(handle, bytes.subdata(in: offset..<end), at: Int64(offset))
+                try await fs.write(handle, bytes.subdata(in: offset..<end), at: Int64(offset))
                 offset = end
             }
-            try fs.close(handle)
+            try await fs.close(handle)
             try await fs.sync()
             let sent = try await fs.sandbox.requestKinds()
             #expect(sent["POST createUploadSession"] == 1, "\(sent)")

@@ -59,10 +59,10 @@ struct WriteBehaviourTests {
 
             // A file removed while still open goes nowhere, and leaves nothing staged once all is sent.
             let handle = try await fs.open("\(acme)/scratch.txt", O_WRONLY | O_CREAT)
-            try fs.write(handle, Data("x".utf8))
+            try await fs.write(handle, Data("x".utf8))
             try await fs.unlink("\(acme)/scratch.txt")
-            try fs.write(handle, Data("y".utf8), at: 1)
-            try fs.close(handle)
+            try await fs.write(handle, Data("y".utf8), at: 1)
+            try await fs.close(handle)
             try await fs.sync()
             #expect(try await remote.item("\(SeededPaths.acmeFolder)/scratch.txt") == nil)
             #expect(try FileManager.default.contentsOfDirectory(atPath: "\(fs.stateDirectory)/staging").isEmpty)
@@ -143,7 +143,7 @@ struct WriteBehaviourTests {
             _ = try await first.node(contract)
             try await sandbox.admin("stats/reset")
             // touch opens the document for writing, closes it, and sets the time: that alone copies none of its bytes.
-            try first.close(try await first.open(contract, O_WRONLY | O_CREAT))
+            try await first.close(try await first.open(contract, O_WRONLY | O_CREAT))
             try await first.setModified(contract, to: expected)
             #expect((try await sandbox.stats()["graph.download.bytes"] ?? 0) == 0)
             #expect(try await first.stat(contract).st_mtim.tv_sec == 1_709_210_096)
@@ -160,11 +160,11 @@ struct WriteBehaviourTests {
         try await withFileSystem(records: 2, docsPerRecord: 1) { fs in
             let path = "\(Self.acme)/fsynced.txt"
             let handle = try await fs.open(path, O_WRONLY | O_CREAT)
-            try fs.write(handle, Data("durable".utf8))
+            try await fs.write(handle, Data("durable".utf8))
             try await fs.fsync(handle)
             let remote = try await RemoteDrive(fs.sandbox)
             #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/fsynced.txt") == Data("durable".utf8), "there without crmfs sync")
-            try fs.close(handle)
+            try await fs.close(handle)
             #expect(try await fs.getxattr(path, "user.crmfs.sync") == "clean")
             try await fs.write("\(Self.acme)/.~lock.x#", "lock\n")
             #expect(try await fs.getxattr("\(Self.acme)/.~lock.x#", "user.crmfs.sync") == "local-only")

@@ -63,12 +63,12 @@ struct WriteRaceTests {
             let temporary = "\(Self.acme)/.report.txt.Ab12Cd", final = "\(Self.acme)/report.txt"
             let bytes = Data("quarterly report\n".utf8)
             let handle = try await fs.open(temporary, O_CREAT | O_RDWR)
-            try fs.write(handle, bytes)
-            try fs.fileSystem.flush(handle: handle)  // the close; the release comes later
+            try await fs.write(handle, bytes)
+            try await fs.flush(handle)  // the close; the release comes later
             armed.set(true)
             let rename = Task { try await fs.rename(temporary, final) }
             #expect(await Self.eventually { recording.value }, "the rename records a change")
-            fs.fileSystem.release(handle: handle)  // the last close, while the rename records
+            await fs.release(handle)  // the last close, while the rename records
             armed.set(false)
             try await rename.value
             try await fs.sync()
@@ -91,13 +91,13 @@ struct WriteRaceTests {
             let bytes = try Tools.randomBytes(700_000)
             let path = "\(acme)/fsynced.bin"
             let handle = try await fs.open(path, O_CREAT | O_WRONLY)
-            try fs.write(handle, bytes)
+            try await fs.write(handle, bytes)
             #expect(await Errno.of { try await fs.fsync(handle) } == EIO)
             let status = try await fs.getxattr(path, "user.crmfs.sync") ?? ""
             #expect(status.hasPrefix("error: could not make the staged file durable"), "\(status)")
             // A flush right after (a close of a copy of the descriptor) fails too and changes nothing:
             // still one change of these bytes.
-            #expect(throws: (any Error).self) { try fs.fileSystem.flush(handle: handle) }
+            await #expect(throws: (any Error).self) { try await fs.flush(handle) }
             // The disk is well again; the next flush of this file (a close, or crmfs sync) seals it.
             failing.set(false)
             // Everything else goes on: a folder, a new file, a rename.
@@ -110,13 +110,38 @@ struct WriteRaceTests {
             #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/After/later.txt") == Data("later\n".utf8))
             #expect(try await remote.item("\(SeededPaths.acmeFolder)/Contracts/MSA-renamed.pdf") != nil)
             #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/fsynced.bin") == bytes)
-            try fs.close(handle)
+            try await fs.close(handle)
             try await fs.sync()
             #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/fsynced.bin") == bytes)
             // One upload of those bytes (and one of later.txt), not two.
             let stats = try await sandbox.stats()
             #expect(stats["graph.upload.session", default: 0] + stats["graph.upload.simple", default: 0] == 2, "\(stats)")
             #expect(try await fs.getxattr(path, "user.crmfs.sync") == "clean")
+            await fs.close()
+        }
+    }
+
+    /// Soak seed 1371: a document opened for writing just before an outage, closed in it while the rest of its
+    /// bytes were still being copied. The close cannot make the file whole, so it fails (EIO, once the
+    /// client's retries are exhausted); what was written stays, and goes on its own once the service is back.
+    @Test("a document closed in an outage while its earlier bytes were still being copied: close answers EIO after retries; what was written reaches the service once it is back, without crmfs sync")
+    func closedInAnOutage() async throws {
+        try await withSandbox(records: 1, docsPerRecord: 1, largeFile: 4 << 20) { sandbox in
+            let fs = try await FileSystemFixture.build(sandbox, options: ["block_size=256KiB"])
+            let path = "Accounts/Acme Corp/Large Files/large-file.bin", remotePath = "\(SeededPaths.acmeFolder)/Large Files/large-file.bin"
+            let remote = try await RemoteDrive(sandbox)
+            let original = try #require(try await remote.bytes(remotePath))
+            // A block a second: the background copy is still under way when the outage starts.
+            try await sandbox.admin("faults", ["streamBytesPerSecond": 256 << 10])
+            let handle = try await fs.open(path, O_WRONLY)
+            let edit = Data("edited just before an outage".utf8)
+            try await fs.write(handle, edit)
+            try await sandbox.admin("faults", ["faults": "503:1", "retryAfter": 0])
+            #expect(await Errno.of { try await fs.close(handle) } == EIO)
+            try await sandbox.admin("faults", ["faults": "503:0", "streamBytesPerSecond": 0])
+            let expected = edit + original.dropFirst(edit.count)
+            #expect(await Self.eventually(within: .seconds(120)) { (try? await remote.bytes(remotePath)) == expected },
+                    "sent once the service is back: \(fs.log.lines.suffix(5))")
             await fs.close()
         }
     }

@@ -8,7 +8,9 @@ import Sandbox
 import Writes
 
 /// A sandbox tenant's file system built in process by the mount's own builder, called as the kernel
-/// would call it but without one: no root, no mount, no daemon. Paths are relative to the mount's root
+/// would call it but without one: no root, no mount, no daemon. The calls the kernel makes on its own
+/// threads and that may block there (a write or close waiting for a block of the document) run on a
+/// thread of their own here too, never on the task pool the sandbox and the mount's clients need. Paths are relative to the mount's root
 /// and resolved by lookups, as the kernel resolves them; each call answers a value or throws an error
 /// whose errno `errnoCode(for:)` gives (`Errno.of` runs a call and gives that number).
 public final class FileSystemFixture: Sendable {
@@ -109,7 +111,8 @@ public final class FileSystemFixture: Sendable {
 
     /// Reads `length` bytes at `offset` of an open file (fewer at its end).
     public func read(_ handle: UInt64, offset: Int64 = 0, length: Int = 1 << 20) async throws -> Data {
-        switch try await fileSystem.read(handle: handle, size: length, offset: offset).value {
+        let fileSystem = self.fileSystem
+        switch try await Tools.blocking({ fileSystem.read(handle: handle, size: length, offset: offset) }).value {
         case .bytes(let data): return data
         case .span(let span):
             guard let bytes = span.file.read(Int(span.offset)..<Int(span.offset) + span.length) else { throw POSIXError(.EIO) }
@@ -117,8 +120,9 @@ public final class FileSystemFixture: Sendable {
         }
     }
 
-    public func write(_ handle: UInt64, _ bytes: Data, at offset: Int64 = 0) throws {
-        let written = try fileSystem.write(handle: handle, offset: offset, bytes: bytes)
+    public func write(_ handle: UInt64, _ bytes: Data, at offset: Int64 = 0) async throws {
+        let fileSystem = self.fileSystem
+        let written = try await Tools.blocking { try fileSystem.write(handle: handle, offset: offset, bytes: bytes) }
         guard written == bytes.count else { throw POSIXError(.EIO) }
     }
 
@@ -127,33 +131,56 @@ public final class FileSystemFixture: Sendable {
     }
 
     /// close(2) of the last descriptor: the kernel's flush, then its release.
-    public func close(_ handle: UInt64) throws {
-        defer { fileSystem.release(handle: handle) }
-        try fileSystem.flush(handle: handle)
+    public func close(_ handle: UInt64) async throws {
+        do {
+            try await flush(handle)
+        } catch {
+            await release(handle)
+            throw error
+        }
+        await release(handle)
+    }
+
+    /// The kernel's flush of a handle (at every close of a descriptor).
+    public func flush(_ handle: UInt64) async throws {
+        let fileSystem = self.fileSystem
+        try await Tools.blocking { try fileSystem.flush(handle: handle) }
+    }
+
+    /// The kernel's release of a handle (once its last descriptor is closed).
+    public func release(_ handle: UInt64) async {
+        let fileSystem = self.fileSystem
+        _ = try? await Tools.blocking { fileSystem.release(handle: handle) }
     }
 
     /// The whole content of `path`.
     public func read(_ path: String) async throws -> Data {
         let handle = try await open(path)
-        defer { fileSystem.release(handle: handle) }
         var content = Data()
-        while true {
-            let chunk = try await read(handle, offset: Int64(content.count))
-            content.append(chunk)
-            if chunk.isEmpty { return content }
+        do {
+            while true {
+                let chunk = try await read(handle, offset: Int64(content.count))
+                content.append(chunk)
+                if chunk.isEmpty { break }
+            }
+        } catch {
+            await release(handle)
+            throw error
         }
+        await release(handle)
+        return content
     }
 
     /// What `cp` or a shell's `>` does: creates or truncates `path`, writes `bytes`, closes it.
     public func write(_ path: String, _ bytes: Data) async throws {
         let handle = try await open(path, O_WRONLY | O_CREAT | O_TRUNC)
         do {
-            if !bytes.isEmpty { try write(handle, bytes) }
+            if !bytes.isEmpty { try await write(handle, bytes) }
         } catch {
-            try? close(handle)
+            try? await close(handle)
             throw error
         }
-        try close(handle)
+        try await close(handle)
     }
 
     public func write(_ path: String, _ text: String) async throws { try await write(path, Data(text.utf8)) }
@@ -163,12 +190,12 @@ public final class FileSystemFixture: Sendable {
         let end = try await node(path).size
         let handle = try await open(path, O_WRONLY | O_APPEND)
         do {
-            try write(handle, bytes, at: end)
+            try await write(handle, bytes, at: end)
         } catch {
-            try? close(handle)
+            try? await close(handle)
             throw error
         }
-        try close(handle)
+        try await close(handle)
     }
 
     // MARK: Names
