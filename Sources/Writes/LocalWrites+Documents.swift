@@ -305,8 +305,9 @@ extension LocalWrites {
         try completeCopyBlocking(session)
         // Looked at again with the copy held alone: a rename recording these bytes meanwhile (a late
         // release racing it) has sealed and recorded them already, and a second change of the same
-        // staged file would lose it to the first one's upload.
-        try session.exclusive { if session.withState({ $0.dirty }) { try sealAndRecord(session) } }
+        // staged file would lose it to the first one's upload. A file removed meanwhile ended its copy
+        // unfinished (`RemoteFill.cancel`): nothing of it goes.
+        try session.exclusive { if session.withState({ $0.dirty && !$0.unlinked }) { try sealAndRecord(session) } }
     }
 
     /// Makes the session's copy durable and journals it; a failed flush is noted for `user.crmfs.sync`.
@@ -402,9 +403,11 @@ extension LocalWrites {
             }
             guard opens <= 0 else { return false }
             document(session.ino) { if $0.session === session { $0.session = nil } }
+            closing[ObjectIdentifier(session)] = session
             return true
         }
         guard last else { return }
+        defer { lock.withLock { closing[ObjectIdentifier(session)] = nil } }
         // Bytes written (or a time set) since the last flush are journaled first.
         do {
             try commit(session)
@@ -441,16 +444,23 @@ extension LocalWrites {
         Task { [self] in
             var pause: Duration = .seconds(5)
             while true {
-                try? await Task.sleep(for: pause)
+                do { try await Task.sleep(for: pause) } catch { return }
+                pause = min(pause * 2, .seconds(300))
                 let kept = lock.withLock { documents[session.ino]?.session === session } && session.withState { $0.opens <= 0 }
                 guard kept else { return }
-                do {
-                    if let id = try await handOver(session) { engine.release(id) }
+                let id: Int64?
+                do { id = try await handOver(session) } catch { continue }
+                if let id {
+                    engine.release(id)
                     retireIfClosed(session)
                     logger.info("a file whose close could not make it durable is on its way now", metadata: ["ino": "\(session.ino)"])
                     return
-                } catch {
-                    pause = min(pause * 2, .seconds(300))
+                }
+                // Nothing handed over: nothing left to send (removed, never written), or it waits under a
+                // local-only name, where its bytes must stay with it (a rename back sends them).
+                if session.withState({ $0.unlinked || !$0.changedBytes }) {
+                    retireIfClosed(session)
+                    return
                 }
             }
         }
@@ -541,6 +551,8 @@ extension LocalWrites {
         guard session.withState({ !$0.unlinked && $0.changedBytes }), tree.current(session.ino)?.localOnly == false else { return nil }
         try await completeCopy(session)
         return try session.exclusive { () -> Int64? in
+            // Removed while its copy was awaited (which that ended unfinished): nothing of it goes.
+            if session.withState({ $0.unlinked }) { return nil }
             if session.withState({ $0.dirty }) { try sealAndRecord(session) }
             return session.withState { state in
                 guard let id = state.changeID else { return nil }

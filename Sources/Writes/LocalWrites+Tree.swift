@@ -132,6 +132,13 @@ extension LocalWrites {
             let settled = try await settle(target, withdrawing: true)
             replacedItem = remoteItem(of: settled) ?? stoodFor
             if let file = settled.stagedFile, lock.withLock({ documents[settled.ino]?.session == nil }) { try? engine.discardStaged(file) }
+            // A session kept for it (its last close could not make it durable) goes with it, as at unlink:
+            // its bytes must not go up later under the name the renamed document took.
+            if let session = lock.withLock({ documents[settled.ino]?.session }), session.withState({ $0.opens <= 0 }) {
+                session.withState { $0.unlinked = true }
+                session.fill?.cancel()
+                retireIfClosed(session)
+            }
         }
         let source = try await settle(found, withdrawing: false)
         await support.hooks.beforeRenameActs?()

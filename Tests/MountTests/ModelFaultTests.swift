@@ -322,9 +322,13 @@ struct ModelFaultTests {
         /// Open handles for writing, by document.
         var handles: [String: Int32] = [:]
         var daemon: Int32?
-        /// Documents whose last close failed for want of room: their bytes are staged but not journaled, so
-        /// not promised across a crash until `crmfs sync` (or their next close) records them.
+        /// Documents whose last close failed (for want of room, or in an outage before their copy was whole):
+        /// their bytes are staged but not journaled, so not promised across a crash until `crmfs sync` (or their
+        /// next close) records them.
         var unjournaled: Set<String> = []
+        /// Documents open for writing since a write while the services answered, on bytes the service had:
+        /// their copy may still be under way when an outage starts.
+        var openedOnline: Set<String> = []
         /// Documents whose last change the service refused: `user.crmfs.sync` may say so until they are written again.
         var refused: Set<String> = []
         /// The disk the state directory is on, and the file that fills it.
@@ -359,6 +363,14 @@ struct ModelFaultTests {
         private mutating func step(_ index: Int, _ operation: ModelOperation) async throws -> String? {
             let before = model
             let expected = model.apply(operation)
+            if case .write(let path, _, _, _) = operation, !before.open.contains(path) {
+                if before.documents[path].map({ !$0.bytes.isEmpty }) == true && before.faults != .outage && !before.diskFull {
+                    openedOnline.insert(path)
+                } else {
+                    openedOnline.remove(path)
+                }
+            }
+            defer { if case .close(let path) = operation { openedOnline.remove(path) } }
             let answer = try await perform(operation)
             if answer == .notDone {
                 model = before
@@ -368,7 +380,7 @@ struct ModelFaultTests {
             // copied, which cannot be made whole: as docs/semantics.md allows, nothing happened, or (a write)
             // what it wrote did; a close that failed still leaves the file holding what was written, to be sent
             // once there is room (or the service is back). Soak seed 1371 found the outage's case.
-            let outage = before.faults == .outage && !before.diskFull
+            let outage = before.faults == .outage && !before.diskFull && Self.needsItsCopy(operation, openedOnline: openedOnline)
             if before.diskFull || outage, operation.isDataCall, let failed = Self.failedForRoom(answer, outage: outage) {
                 switch (operation, failed) {
                 case (.write(let path, let offset, _, let pattern), let written):
@@ -413,6 +425,16 @@ struct ModelFaultTests {
             case .failure(let code) where code == EIO || code == ENOSPC && !outage: .some(nil)
             case .partial(let written, let code) where code == EIO || code == ENOSPC && !outage: .some(written)
             default: nil
+            }
+        }
+
+        /// Whether `operation` may need the rest of its document's copy, which an outage stops: a write, a
+        /// truncate to a non-zero size or a close of a document opened on the service's bytes while it answered.
+        static func needsItsCopy(_ operation: ModelOperation, openedOnline: Set<String>) -> Bool {
+            switch operation {
+            case .write(let path, _, _, _), .close(let path): openedOnline.contains(path)
+            case .truncate(let path, let size): size > 0 && openedOnline.contains(path)
+            default: false
             }
         }
 
