@@ -112,7 +112,7 @@ struct NamespaceBehaviourTests {
 
     @Test("names other clients gave (a slash, '..', 300 bytes, two items of one name) list as safe, unique names that read and write")
     func hostileDocumentNames() async throws {
-        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
             let connections = try sandbox.connections()
             let driveID = try await sandbox.info()["driveId"]!
             let folder = try await connections.graph.item(driveID: driveID, path: SeededPaths.acmeFolder)
@@ -154,7 +154,7 @@ struct NamespaceBehaviourTests {
 
     @Test("a record named like another's generated name ('Twin Co (ID)' beside two 'Twin Co') keeps a directory of its own")
     func recordNamesUniqueByFinalForm() async throws {
-        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
             let salesforce = try sandbox.connections().salesforce
             let first = try await salesforce.create("Account", fields: ["Name": "Twin Co"])
             let second = try await salesforce.create("Account", fields: ["Name": "Twin Co"])

@@ -44,7 +44,7 @@ struct ReadBehaviourTests {
 
     @Test("a second read downloads nothing, also after a remount with the same state")
     func cachedReads() async throws {
-        try await withSandbox(records: 2, docsPerRecord: 1, largeFile: 3 << 20) { sandbox in
+        try await withSandbox(records: 2, docsPerRecord: 1, largeFile: 3 << 20, separateProcess: true) { sandbox in
             var fs = try await FileSystemFixture.build(sandbox, options: ["block_size=1MiB"])
             let first = try await fs.read(Self.large)
             let afterFirst = try await sandbox.stats()["graph.download", default: 0]
@@ -62,7 +62,7 @@ struct ReadBehaviourTests {
 
     @Test("a cached block cut short (a power loss before it reached the disk) is fetched again, never served short")
     func shortBlockAfterPowerLoss() async throws {
-        try await withSandbox(records: 2, docsPerRecord: 1, largeFile: 3 << 20 + 100) { sandbox in
+        try await withSandbox(records: 2, docsPerRecord: 1, largeFile: 3 << 20 + 100, separateProcess: true) { sandbox in
             var fs = try await FileSystemFixture.build(sandbox, options: ["block_size=1MiB"])
             let whole = try await fs.read(Self.large)
             await fs.close()

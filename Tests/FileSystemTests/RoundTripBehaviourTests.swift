@@ -11,7 +11,7 @@ import TestSupport
 struct RoundTripBehaviourTests {
     @Test("a first mount asks the site's drives by path in one request, beside the sign-ins and describes; a remount needs no request at all")
     func mountRoundTrips() async throws {
-        try await withSandbox(records: 3, docsPerRecord: 1) { sandbox in
+        try await withSandbox(records: 3, docsPerRecord: 1, separateProcess: true) { sandbox in
             try await sandbox.admin("stats/reset")
             let first = try await FileSystemFixture.build(sandbox)
             #expect(try await first.list("Accounts").count == 3)
@@ -34,7 +34,7 @@ struct RoundTripBehaviourTests {
 
     @Test("documents copied at once into a record that has no folder yet make its folder once")
     func recordFolderMadeOnce() async throws {
-        try await withSandbox(records: 3, docsPerRecord: 1) { sandbox in
+        try await withSandbox(records: 3, docsPerRecord: 1, separateProcess: true) { sandbox in
             _ = try await sandbox.connections().salesforce.create("Account", fields: ["Name": "Roundtrip Holdings"])
             let fs = try await FileSystemFixture.build(sandbox)
             let record = try #require(try await fs.list("Accounts").first { $0.hasPrefix("Roundtrip Holdings") })

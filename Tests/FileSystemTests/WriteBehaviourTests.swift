@@ -136,7 +136,7 @@ struct WriteBehaviourTests {
 
     @Test("the mtime touch -d sets is the one stat shows, at once and after a remount; touch downloads nothing")
     func touchedTimes() async throws {
-        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
             let expected = Date(timeIntervalSince1970: 1_709_210_096)  // 2024-02-29 12:34:56 UTC
             let contract = "Accounts/Acme Corp/Contracts/MSA-2026.pdf"
             let first = try await FileSystemFixture.build(sandbox)

@@ -27,7 +27,7 @@ struct WriteRaceTests {
     /// document moves. The hook holds the rename until the upload is done.
     @Test("a new document renamed just as its upload starts arrives under its new name, once")
     func renameAsUploadStarts() async throws {
-        try await withSandbox(records: 3, docsPerRecord: 1) { sandbox in
+        try await withSandbox(records: 3, docsPerRecord: 1, separateProcess: true) { sandbox in
             let uploaded = { @Sendable in
                 let stats = (try? await sandbox.stats()) ?? [:]
                 return stats["graph.upload.simple", default: 0] + stats["graph.upload.session", default: 0] > 0
@@ -51,7 +51,7 @@ struct WriteRaceTests {
     /// (its release) lands while the rename is recording the document's upload.
     @Test("a temporary file renamed to its final name while its last close is still on its way is sent (rsync's temp-then-rename on a busy machine)")
     func renameRacingLastClose() async throws {
-        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
             let armed = Locked(false), recording = Locked(false)
             // Every change recorded while armed takes 400 ms, as on a busy disk.
             let hooks = WriteHooks(beforeJournalAdd: {
@@ -80,7 +80,7 @@ struct WriteRaceTests {
 
     @Test("a failed flush in fsync fails that fsync with its errno, says so in user.crmfs.sync, blocks nothing else, and the next flush sends the bytes")
     func failedFsyncBlocksNothing() async throws {
-        try await withSandbox(records: 2, docsPerRecord: 1) { sandbox in
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
             // Every flush of a staged file fails (EIO) while the disk is failing.
             let failing = Locked(true)
             let hooks = WriteHooks(beforeSeal: {
@@ -126,7 +126,7 @@ struct WriteRaceTests {
     /// client's retries are exhausted); what was written stays, and goes on its own once the service is back.
     @Test("a document closed in an outage while its earlier bytes were still being copied: close answers EIO after retries; what was written reaches the service once it is back, without crmfs sync")
     func closedInAnOutage() async throws {
-        try await withSandbox(records: 1, docsPerRecord: 1, largeFile: 4 << 20) { sandbox in
+        try await withSandbox(records: 1, docsPerRecord: 1, largeFile: 4 << 20, separateProcess: true) { sandbox in
             let fs = try await FileSystemFixture.build(sandbox, options: ["block_size=256KiB"])
             let path = "Accounts/Acme Corp/Large Files/large-file.bin", remotePath = "\(SeededPaths.acmeFolder)/Large Files/large-file.bin"
             let remote = try await RemoteDrive(sandbox)

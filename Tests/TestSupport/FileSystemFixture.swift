@@ -278,7 +278,10 @@ public enum Errno {
 public func withFileSystem<T>(records: Int = 12, docsPerRecord: Int = 2, largeFile: Int64? = nil, options: [String] = [],
                               configure: (inout SandboxOptions) -> Void = { _ in }, editConfig: ((String) -> String)? = nil,
                               _ body: (FileSystemFixture) async throws -> T) async throws -> T {
-    try await withSandbox(records: records, docsPerRecord: docsPerRecord, largeFile: largeFile, configure: configure) { sandbox in
+    // The sandbox is a process of its own, as for the kernel tests: its work (a 10,000-record query, say)
+    // must not hold the task pool the other in-process suites' sandboxes and clients run on.
+    try await withSandbox(records: records, docsPerRecord: docsPerRecord, largeFile: largeFile, separateProcess: true,
+                          configure: configure) { sandbox in
         if let editConfig {
             let text = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
             try editConfig(text).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
