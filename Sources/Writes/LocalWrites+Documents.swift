@@ -413,10 +413,9 @@ extension LocalWrites {
             try commit(session)
         } catch {
             // Not durable (a full disk, or the document's earlier bytes could not be copied in an outage): the
-            // session stays with its document, so its bytes are not dropped, `user.crmfs.sync` says why, and it
-            // is tried again on its own (and by `crmfs sync`, or a later close).
+            // session stays with its document, so its bytes are not dropped, and `crmfs sync` or a later close
+            // tries again.
             lock.withLock { document(session.ino) { if $0.session == nil { $0.session = session } } }
-            tryAgainLater(session)
             throw error
         }
         // Decided with the copy held alone: a rename or hand-over recording this document's change right
@@ -435,35 +434,6 @@ extension LocalWrites {
             return submitted ? nil : changeID
         }
         if let release { engine.release(release, after: quietPeriod) }
-    }
-
-    /// A session whose last close could not make its bytes durable, tried again on its own, later and later
-    /// (5 seconds, doubling up to 5 minutes), until its bytes are handed over or it is open again (its next
-    /// close tries): what was written reaches the service once it can, without `crmfs sync`.
-    func tryAgainLater(_ session: WriteSession) {
-        Task { [self] in
-            var pause: Duration = .seconds(5)
-            while true {
-                do { try await Task.sleep(for: pause) } catch { return }
-                pause = min(pause * 2, .seconds(300))
-                let kept = lock.withLock { documents[session.ino]?.session === session } && session.withState { $0.opens <= 0 }
-                guard kept else { return }
-                let id: Int64?
-                do { id = try await handOver(session) } catch { continue }
-                if let id {
-                    engine.release(id)
-                    retireIfClosed(session)
-                    logger.info("a file whose close could not make it durable is on its way now", metadata: ["ino": "\(session.ino)"])
-                    return
-                }
-                // Nothing handed over: nothing left to send (removed, never written), or it waits under a
-                // local-only name, where its bytes must stay with it (a rename back sends them).
-                if session.withState({ $0.unlinked || !$0.changedBytes }) {
-                    retireIfClosed(session)
-                    return
-                }
-            }
-        }
     }
 
     /// Lets go of a session kept after its last close could not make its bytes durable (see `close`) once
