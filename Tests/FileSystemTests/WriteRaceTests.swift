@@ -11,16 +11,6 @@ import Writes
 struct WriteRaceTests {
     static let acme = "Accounts/Acme Corp"
 
-    /// Waits (bounded) until `condition` holds; false when it never did.
-    static func eventually(within limit: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool) async rethrows -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return try await condition()
-    }
-
     /// The race CI caught: a new document renamed just as its upload started (past the rename's look at its
     /// changes) was uploaded twice from one staged file, the first upload's success removed the file, and
     /// the second failed forever: the document stayed under its old name. Now, once the upload is up, the
@@ -32,7 +22,7 @@ struct WriteRaceTests {
                 let stats = (try? await sandbox.stats()) ?? [:]
                 return stats["graph.upload.simple", default: 0] + stats["graph.upload.session", default: 0] > 0
             }
-            let hooks = WriteHooks(beforeRenameActs: { _ = await Self.eventually(uploaded) })
+            let hooks = WriteHooks(beforeRenameActs: { _ = await Tools.eventually(within: .seconds(30), uploaded) })
             let fs = try await FileSystemFixture.build(sandbox, hooks: hooks)
             try await fs.mkdir("\(Self.acme)/Drafts")
             try await sandbox.admin("stats/reset")
@@ -67,7 +57,7 @@ struct WriteRaceTests {
             try await fs.flush(handle)  // the close; the release comes later
             armed.set(true)
             let rename = Task { try await fs.rename(temporary, final) }
-            #expect(await Self.eventually { recording.value }, "the rename records a change")
+            #expect(await Tools.eventually(within: .seconds(30)) { recording.value }, "the rename records a change")
             await fs.release(handle)  // the last close, while the rename records
             armed.set(false)
             try await rename.value

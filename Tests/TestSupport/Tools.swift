@@ -15,6 +15,17 @@ public enum Tools {
         return try source.read(upToCount: count) ?? Data()
     }
 
+    /// Waits until `condition` holds, checking every `poll`, up to `limit`; whether it did.
+    public static func eventually(within limit: Duration, poll: Duration = .milliseconds(50),
+                                  _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: poll)
+        }
+        return try await condition()
+    }
+
     /// A new empty directory under the temporary directory (a mount point, a scratch area); the caller removes it.
     public static func emptyDirectory(_ prefix: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)").path
