@@ -217,6 +217,18 @@ public final class Journal: Sendable {
         }
     }
 
+    /// Records a change in place of change `previous`, in one transaction: if the new row cannot be
+    /// written, the old one stays.
+    public func add(_ change: PendingChange, replacing previous: Int64) throws -> PendingChange {
+        try beforeAdd?()
+        return try pool.write { db in
+            _ = try PendingChange.deleteOne(db, key: previous)
+            var saved = change
+            try saved.insert(db)
+            return saved
+        }
+    }
+
     /// Changes not yet done, oldest first; rows that cannot be read are left out (see `contents`).
     public func outstanding() throws -> [PendingChange] { try contents().changes }
 

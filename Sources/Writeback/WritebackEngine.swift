@@ -228,11 +228,7 @@ public final class WritebackEngine: @unchecked Sendable {
         let withdrawn = try lock.withLock {
             guard !running.contains(id), let change = try journal.change(id: id), change.state.notSent else { return false }
             try journal.complete(id: id)
-            held.remove(id)
-            unsealed.remove(id)
-            failures[id] = nil
-            notBefore[id] = nil
-            quietUntil[id] = nil
+            forgetLocked(id)
             if let file = change.stagedFile, !keepingFile { try removeUnnamed(file) }
             return true
         }
@@ -622,17 +618,60 @@ public final class WritebackEngine: @unchecked Sendable {
     @discardableResult
     public func record(_ change: PendingChange, held: Bool = false) throws -> PendingChange {
         let saved = try lock.withLock {
-            var change = change
-            if change.itemID == nil, let (_, item) = madeItems.values.first(where: { Self.follows(change, $0.0, madeItem: $0.1, made: true) }) {
-                Self.learn(item, into: &change)
-            }
-            if let itemID = change.itemID, let base = change.baseETag { change.baseETag = latestOwnVersion(of: itemID, from: base) }
-            let saved = try journal.add(change)
+            let saved = try journal.add(prepared(change))
             if held, let id = saved.id { self.held.insert(id) }
             return saved
         }
         if !held { kick() }
         return saved
+    }
+
+    /// Records `change`, a document's new version, in place of `previous`, its version before, when that one
+    /// has not started: the new one carries the earlier one's item and base version, and the earlier one's row
+    /// goes in the same transaction (its staged file after it), so a journal that cannot take the new row
+    /// keeps the earlier version, whose close was promised. When `previous` has started (or is done),
+    /// `change` is recorded as it is. Returns the saved change and whether it replaced `previous`.
+    public func record(_ change: PendingChange, replacing previous: Int64, held: Bool = false) throws -> (saved: PendingChange, replaced: Bool) {
+        let (saved, earlier) = try lock.withLock { () -> (PendingChange, PendingChange?) in
+            guard !running.contains(previous), let earlier = try journal.change(id: previous), earlier.state.notSent,
+                  earlier.stagedFile != change.stagedFile else {
+                let saved = try journal.add(prepared(change))
+                if held, let id = saved.id { self.held.insert(id) }
+                return (saved, nil)
+            }
+            var change = change
+            change.itemID = change.itemID ?? earlier.itemID
+            change.baseETag = earlier.baseETag
+            change.baseHash = earlier.baseHash
+            let saved = try journal.add(prepared(change), replacing: previous)
+            forgetLocked(previous)
+            if held, let id = saved.id { self.held.insert(id) }
+            if let file = earlier.stagedFile { try? removeUnnamed(file) }
+            return (saved, earlier)
+        }
+        if earlier != nil || !held { kick() }
+        if earlier != nil { progressed() }
+        return (saved, earlier != nil)
+    }
+
+    /// What the engine knows that a change about to be journaled lacks: the item an upload of ours made
+    /// for it, and our own latest version of its base. With the engine's lock held.
+    private func prepared(_ change: PendingChange) -> PendingChange {
+        var change = change
+        if change.itemID == nil, let (_, item) = madeItems.values.first(where: { Self.follows(change, $0.0, madeItem: $0.1, made: true) }) {
+            Self.learn(item, into: &change)
+        }
+        if let itemID = change.itemID, let base = change.baseETag { change.baseETag = latestOwnVersion(of: itemID, from: base) }
+        return change
+    }
+
+    /// Forgets what the engine noted of change `id`, which has left the journal unsent. With the engine's lock held.
+    private func forgetLocked(_ id: Int64) {
+        held.remove(id)
+        unsealed.remove(id)
+        failures[id] = nil
+        notBefore[id] = nil
+        quietUntil[id] = nil
     }
 
     /// How often the engine has looked for changes to send. Idle, it looks when woken (a new change, a

@@ -37,6 +37,9 @@ extension LocalWrites {
     public func open(_ node: NodeSnapshot, truncate: Bool) async throws -> WriteSession {
         guard node.level == .document, node.type == .file else { throw NamespaceError.notPermitted("only documents can be written") }
         try tree.requireWritable(node.ino)
+        // A last close still journaling this document decides first what its bytes become: if it fails, they
+        // stay with the document as its open session (a session started beside it would drop them).
+        await lastCloseEnded(of: node.ino)
         if let session = lock.withLock({ () -> WriteSession? in
             guard let session = documents[node.ino]?.session else { return nil }
             return session.withState { state in
@@ -130,11 +133,17 @@ extension LocalWrites {
     /// `truncate(2)` by path: as opening, truncating and closing.
     public func truncate(_ node: NodeSnapshot, to size: Int64) async throws {
         let session = try await open(node, truncate: size == 0)
-        defer { try? close(session) }
-        if size != 0 {
-            try await completeCopy(session)
-            try truncate(session, to: size)
+        do {
+            if size != 0 {
+                try await completeCopy(session)
+                try truncate(session, to: size)
+            }
+        } catch {
+            try? close(session)
+            throw error
         }
+        // Journaled before it returns, as a close is: a failure (a full disk) is this call's.
+        try close(session)
     }
 
     // MARK: The staged copy
@@ -257,6 +266,8 @@ extension LocalWrites {
         if let error = result.error { throw error }
         let bytes = result.bytes ?? Data()
         try session.shared {
+            // Cancelled while it was fetched (truncated to nothing, removed): its bytes must not land in the copy.
+            guard !fill.isCancelled else { return }
             let descriptor = session.copy.descriptor
             try bytes.withUnsafeBytes { try pwriteAll(descriptor, $0, at: off_t(index * fill.blockSize)) }
         }
@@ -375,18 +386,23 @@ extension LocalWrites {
         change.baseETag = baseETag
         change.baseHash = baseETag == nil ? nil : baseHash
         change.sealed = sealed
-        // A newer version of a document whose previous one has not started: the previous one need not go.
-        if let previous = lock.withLock({ documents[session.ino]?.upload }), let earlier = try engine.change(id: previous),
-           earlier.stagedFile != copy.name, try engine.withdraw(previous) {
-            change.itemID = change.itemID ?? earlier.itemID
-            change.baseETag = earlier.baseETag
-            change.baseHash = earlier.baseHash
-            forget(previous)
-        }
+        let previous = lock.withLock { documents[session.ino]?.upload }
         // A time of this document still waiting (or given up) would land on the new version, which carries its own.
-        if let itemID = change.itemID { for id in try engine.withdrawEdits(of: itemID, timesOnly: true) { forget(id) } }
+        let previousItem = try previous.flatMap { try engine.change(id: $0) }?.itemID
+        if let itemID = change.itemID ?? previousItem {
+            for id in try engine.withdrawEdits(of: itemID, timesOnly: true) { forget(id) }
+        }
         let opens = lock.withLock { session.withState { $0.opens } }
-        let saved = try engine.record(change, held: opens > 0)
+        let saved: PendingChange
+        if let previous {
+            // A newer version of a document whose previous one has not started: the previous one need not go
+            // (replaced in one step: if this one cannot be journaled, that one still goes).
+            let recorded = try engine.record(change, replacing: previous, held: opens > 0)
+            saved = recorded.saved
+            if recorded.replaced { forget(previous) }
+        } else {
+            saved = try engine.record(change, held: opens > 0)
+        }
         track(saved.id!, ChangeOwner(ino: session.ino, parent: node.parent), upload: true)
         session.withState { state in
             state.changeID = saved.id
@@ -407,7 +423,7 @@ extension LocalWrites {
             return true
         }
         guard last else { return }
-        defer { lock.withLock { closing[ObjectIdentifier(session)] = nil } }
+        defer { closed(session) }
         // Bytes written (or a time set) since the last flush are journaled first.
         do {
             try commit(session)
@@ -434,6 +450,31 @@ extension LocalWrites {
             return submitted ? nil : changeID
         }
         if let release { engine.release(release, after: quietPeriod) }
+    }
+
+    /// Returns once no last close of document `ino` is under way (see `open`).
+    func lastCloseEnded(of ino: UInt64) async {
+        while lock.withLock({ closing.values.contains { $0.ino == ino } }) {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let waiting = lock.withLock { () -> Bool in
+                    guard closing.values.contains(where: { $0.ino == ino }) else { return false }
+                    waitingForClose[ino, default: []].append(continuation)
+                    return true
+                }
+                if !waiting { continuation.resume() }
+            }
+        }
+    }
+
+    /// A last close has ended (its bytes journaled, or kept with the document after a failure): opens
+    /// waiting for it go on.
+    private func closed(_ session: WriteSession) {
+        let waiters = lock.withLock { () -> [CheckedContinuation<Void, Never>] in
+            closing[ObjectIdentifier(session)] = nil
+            guard !closing.values.contains(where: { $0.ino == session.ino }) else { return [] }
+            return waitingForClose.removeValue(forKey: session.ino) ?? []
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Lets go of a session kept after its last close could not make its bytes durable (see `close`) once

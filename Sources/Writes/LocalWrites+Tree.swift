@@ -132,9 +132,10 @@ extension LocalWrites {
             let settled = try await settle(target, withdrawing: true)
             replacedItem = remoteItem(of: settled) ?? stoodFor
             if let file = settled.stagedFile, lock.withLock({ documents[settled.ino]?.session == nil }) { try? engine.discardStaged(file) }
-            // A session kept for it (its last close could not make it durable) goes with it, as at unlink:
-            // its bytes must not go up later under the name the renamed document took.
-            if let session = lock.withLock({ documents[settled.ino]?.session }), session.withState({ $0.opens <= 0 }) {
+            // Its session goes with it, as at unlink: open (what its writers write now goes nowhere, as in
+            // POSIX, where they write to the replaced file) or kept after a last close that could not make it
+            // durable. Its bytes must not go up later under the name the renamed document took.
+            if let session = lock.withLock({ documents[settled.ino]?.session }) {
                 session.withState { $0.unlinked = true }
                 session.fill?.cancel()
                 retireIfClosed(session)

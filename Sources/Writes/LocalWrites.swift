@@ -32,6 +32,8 @@ public final class LocalWrites: @unchecked Sendable {
     /// Sessions in their last close: no longer their document's, not yet handed to the engine. `crmfs sync`
     /// takes them too, or a sync right after a close that failed would miss what it kept (soak seed 1371).
     var closing: [ObjectIdentifier: WriteSession] = [:]
+    /// Opens of a document waiting for its last close to end (`lastCloseEnded`), by node.
+    var waitingForClose: [UInt64: [CheckedContinuation<Void, Never>]] = [:]
 
     public var staging: StagingArea { support.staging }
     var engine: WritebackEngine { support.engine }
@@ -49,7 +51,15 @@ public final class LocalWrites: @unchecked Sendable {
     /// New documents, versions and folders the journal holds from before this mount show in their
     /// directories (as the listings find them) until they are sent.
     private func restoreFromJournal() {
-        let changes = ((try? support.engine.outstanding()) ?? []).filter { $0.kind == .upload || $0.kind == .createFolder }
+        let outstanding: [PendingChange]
+        do {
+            outstanding = try support.engine.outstanding()
+        } catch {
+            // The engine reads the journal again before it sends anything; only the entries go missing here.
+            logger.error("could not read the journal: changes not sent yet do not show until they are", metadata: ["error": "\(error)"])
+            outstanding = []
+        }
+        let changes = outstanding.filter { $0.kind == .upload || $0.kind == .createFolder }
         tree.restore(changes.compactMap { change in
             change.id.map {
                 RestoredChange(changeID: $0, parentItemID: change.parentItemID, parentPath: change.parentPath, name: change.name,

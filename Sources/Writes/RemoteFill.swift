@@ -21,6 +21,7 @@ final class RemoteFill: @unchecked Sendable {
     private var waiters: [CheckedContinuation<Void, Error>] = []
     private var backgroundStarted = false
     private var backgroundRunning = false
+    private var cancelled = false
 
     init(content: RemoteContent, blockSize: Int64) {
         self.content = content
@@ -87,17 +88,22 @@ final class RemoteFill: @unchecked Sendable {
         }
     }
 
-    /// Nothing more is needed (the file was truncated to nothing, or removed): waits for blocks being
-    /// fetched now, and marks the rest done.
+    /// Nothing more is needed (the file was truncated to nothing, or removed): every block counts as done
+    /// at once, and one being fetched now is dropped when it comes (`isCancelled`, looked at with the copy
+    /// held). Never waits for that fetch: a close holding the copy alone calls this, and the fetch needs
+    /// the copy to end (they deadlocked), as it needs a task thread the caller may be holding.
     func cancel() {
         condition.withLock {
-            while blocks.contains(.filling) { condition.wait() }
-            for index in blocks.indices where blocks[index] == .missing { blocks[index] = .filled }
+            cancelled = true
+            for index in blocks.indices { blocks[index] = .filled }
             remaining = 0
             condition.broadcast()
         }
         resumeWaiters()
     }
+
+    /// Whether the copy was cancelled: a block fetched for it must not be written into it.
+    var isCancelled: Bool { condition.withLock { cancelled } }
 
     /// Blocks the calling thread (a kernel request's, never a task's) until the copy is complete.
     func waitUntilComplete() throws {
@@ -143,6 +149,7 @@ final class RemoteFill: @unchecked Sendable {
 
     private func release(_ index: Int, filled: Bool) {
         let done = condition.withLock { () -> Bool in
+            guard !cancelled else { return false }  // every block counts as done already
             blocks[index] = filled ? .filled : .missing
             if filled { remaining -= 1 }
             condition.broadcast()

@@ -135,4 +135,94 @@ struct WriteRaceTests {
             await fs.close()
         }
     }
+
+    /// Found by the audit of stop 35: the close held the staged copy alone and waited for the block the
+    /// background copy was fetching, which needed the copy to write it: both waited for ever, and so did
+    /// every later call on the file (Python's `open(f, "r+")` read and closed, LibreOffice opening a large file).
+    @Test("a document opened read-write, read and closed unwritten while its bytes are still being copied: the close returns, nothing is sent")
+    func closedUnwrittenWhileCopying() async throws {
+        try await withSandbox(records: 1, docsPerRecord: 1, largeFile: 4 << 20, separateProcess: true) { sandbox in
+            let fs = try await FileSystemFixture.build(sandbox, options: ["block_size=256KiB"])
+            let path = "Accounts/Acme Corp/Large Files/large-file.bin"
+            let remote = try await RemoteDrive(sandbox)
+            let original = try #require(try await remote.bytes("\(SeededPaths.acmeFolder)/Large Files/large-file.bin"))
+            // A block a second: the background copy is fetching its next block when the close comes.
+            try await sandbox.admin("faults", ["streamBytesPerSecond": 256 << 10])
+            let handle = try await fs.open(path, O_RDWR)
+            #expect(try await fs.read(handle, length: 4096) == original.prefix(4096))
+            try await sandbox.admin("stats/reset")
+            let closed = try await finishes(within: .seconds(120)) { try await fs.close(handle) }
+            #expect(closed, "the close of an unwritten handle did not return")
+            try await sandbox.admin("faults", ["streamBytesPerSecond": 0])
+            #expect(try await fs.read(path) == original)
+            try await fs.sync()
+            let stats = try await sandbox.stats()
+            #expect(stats["graph.upload.session", default: 0] + stats["graph.upload.simple", default: 0] == 0, "\(stats)")
+            await fs.close()
+        }
+    }
+
+    /// Found by the audit of stop 35: an open for writing while the last close was still journaling took a
+    /// session of its own, and when that close failed it found the document taken and dropped its bytes.
+    @Test("an open while the last close is still journaling waits for it: when that close fails, what it held stays the document's and is sent")
+    func openDuringFailingLastClose() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let seals = Locked(0), sealing = Locked(false), reopening = Locked(false)
+            // A failing disk while armed (seals counts from 1): the close's flush fails, then its release (the
+            // last close) fails too, once the second open has begun.
+            let hooks = WriteHooks(beforeSeal: {
+                let seal = seals.withLock { count -> Int in
+                    if count > 0 { count += 1 }
+                    return count
+                }
+                guard seal >= 2, seal <= 3 else { return }
+                if seal == 3 {
+                    sealing.set(true)
+                    _ = Tools.eventuallyBlocking(within: .seconds(30)) { reopening.value }
+                    usleep(200_000)  // the open is under way, not merely asked for
+                }
+                throw StagingError.system("fsync", "(the failing disk)", EIO)
+            })
+            let fs = try await FileSystemFixture.build(sandbox, hooks: hooks)
+            let path = "\(Self.acme)/edited.txt"
+            try await fs.write(path, "first version\n")
+            try await fs.sync()
+            let handle = try await fs.open(path, O_WRONLY)
+            let edit = Data("edited version\n".utf8)
+            try await fs.write(handle, edit)
+            seals.set(1)
+            let firstClose = Task { await Errno.of { try await fs.close(handle) } }
+            #expect(await Tools.eventually(within: .seconds(30)) { sealing.value }, "the last close seals")
+            reopening.set(true)
+            let again = try await fs.open(path, O_WRONLY)
+            #expect(await firstClose.value == EIO)
+            // The second handle writes nothing; its close journals what the first close kept.
+            try await fs.close(again)
+            try await fs.sync()
+            let remote = try await RemoteDrive(sandbox)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/edited.txt") == edit)
+            #expect(try await fs.getxattr(path, "user.crmfs.sync") == "clean")
+            await fs.close()
+        }
+    }
+
+    @Test("truncate(2) by path answers the error when the truncation cannot be journaled (a full disk); what it did stays and is sent")
+    func truncateByPathFails() async throws {
+        try await withSandbox(records: 2, docsPerRecord: 1, separateProcess: true) { sandbox in
+            let failing = Locked(false)
+            let hooks = WriteHooks(beforeJournalAdd: { if failing.value { throw POSIXError(.ENOSPC) } })
+            let fs = try await FileSystemFixture.build(sandbox, hooks: hooks)
+            let path = "\(Self.acme)/notes.txt"
+            try await fs.write(path, "twelve bytes")
+            try await fs.sync()
+            failing.set(true)
+            #expect(await Errno.of { try await fs.truncate(path, to: 6) } == ENOSPC)
+            failing.set(false)
+            #expect(try await fs.stat(path).st_size == 6)
+            try await fs.sync()
+            let remote = try await RemoteDrive(sandbox)
+            #expect(try await remote.bytes("\(SeededPaths.acmeFolder)/notes.txt") == Data("twelve".utf8))
+            await fs.close()
+        }
+    }
 }

@@ -26,6 +26,16 @@ public enum Tools {
         return try await condition()
     }
 
+    /// `eventually` on a thread that is no task's (a write path hook, on a kernel request's thread).
+    public static func eventuallyBlocking(within limit: Duration, _ condition: () -> Bool) -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            usleep(20_000)
+        }
+        return condition()
+    }
+
     /// A new empty directory under the temporary directory (a mount point, a scratch area); the caller removes it.
     public static func emptyDirectory(_ prefix: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)").path

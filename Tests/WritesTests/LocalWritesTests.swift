@@ -134,6 +134,28 @@ struct LocalWritesTests {
         }
     }
 
+    /// Found by the audit of stop 35: the earlier version's row (and staged file) went before the new one was
+    /// journaled; when that failed (a full disk), the earlier version, whose close had succeeded, was gone.
+    @Test("a new version that cannot be journaled leaves the version before it journaled: its close fails, the earlier bytes stay until the new ones go")
+    func failedRecordKeepsEarlierVersion() async throws {
+        let failing = Locked(false)
+        let bench = try await Bench(beforeRecord: { if failing.value { throw POSIXError(.ENOSPC) } })
+        let node = try await bench.create("draft.txt", "first")
+        let session = try await bench.writes.open(node, truncate: false)
+        try bench.write(session, Data("SECOND".utf8), at: 0)
+        failing.set(true)
+        #expect(throws: (any Error).self) { try bench.writes.commit(session) }
+        failing.set(false)
+        let journaled = try bench.engine.outstanding().filter { $0.name == "draft.txt" }
+        #expect(journaled.count == 1, "the first version is still journaled: \(journaled)")
+        try bench.writes.commit(session)
+        try bench.writes.close(session)
+        #expect(try bench.engine.outstanding().filter { $0.name == "draft.txt" }.count == 1, "the new version took its place")
+        try await bench.sync()
+        #expect(bench.content("draft.txt") == "SECOND")
+        #expect(bench.calls(.upload).filter { $0 == "draft.txt" }.count == 1, "one upload: \(bench.calls(.upload))")
+    }
+
     @Test("a time set right after close rides on the upload: one upload, no extra version")
     func timeAfterCloseRidesOnUpload() async throws {
         let bench = try await Bench()
