@@ -129,7 +129,7 @@ let package = Package(
         // one builder for the CLI, the tests and the benchmarks.
         .target(
             name: "MountBuilder",
-            dependencies: ["Cache", "Config", "FileSystem", "Fleet", "Freshness", "Namespace", "Services", "Writeback", "Writes",
+            dependencies: ["Cache", "Config", "FileSystem", "Fleet", "Freshness", "Graph", "Namespace", "Services", "Writeback", "Writes",
                            .product(name: "Logging", package: "swift-log")]
         ),
         // What a running mount tells `crmfs status`: the facts, and a Unix socket in the state directory.

@@ -10,14 +10,18 @@ import Namespace
 public final class BlockReader: Sendable {
     public let cache: BlockCache
     let graph: any DriveService
+    /// Content URLs that listings brought (the tree's, and this reader's own of a folder).
+    let downloadLinks: DownloadLinks
     let readAhead: Int
     let logger: Logger
     private let limiter: AsyncLimiter
     private let state = ReaderState()
 
-    public init(cache: BlockCache, graph: any DriveService, maxConcurrentFetches: Int = 8, readAhead: Int = 8, logger: Logger = Logger(label: "crmfs.cache")) {
+    public init(cache: BlockCache, graph: any DriveService, downloadLinks: DownloadLinks = DownloadLinks(), maxConcurrentFetches: Int = 8,
+                readAhead: Int = 8, logger: Logger = Logger(label: "crmfs.cache")) {
         self.cache = cache
         self.graph = graph
+        self.downloadLinks = downloadLinks
         self.readAhead = readAhead
         self.logger = logger
         limiter = AsyncLimiter(limit: maxConcurrentFetches)
@@ -178,7 +182,7 @@ public final class BlockReader: Sendable {
 
     /// Reuses a file's download URL for a minute (read-ahead of one file makes many requests); fetches a new
     /// one once if it has expired. A URL comes, in order of preference, from this reader's own memory, from
-    /// the listing that found the document (`takeListedLocation`), from a listing of its folder (a document
+    /// the listing that found the document (`downloadLinks`), from a listing of its folder (a document
     /// without one lists all its folder's URLs, in the one request `/content` would have cost for itself),
     /// or from `/content`. A cold read of another document of the same folder within a few seconds is a
     /// copy of the folder (`cp -r`, `rsync`, `tar`): its other small documents are fetched ahead, side by
@@ -207,14 +211,15 @@ public final class BlockReader: Sendable {
     /// The URL this reader used lately, or the one a listing brought (taken into this reader's memory at
     /// once: the blocks of one document fetched side by side must all find it).
     private func knownLocation(of itemID: String) -> String? {
-        state.location(for: itemID) { graph.takeListedLocation(itemID: itemID) }
+        state.location(for: itemID) { downloadLinks.take(itemID: itemID) }
     }
 
     /// Lists the download URLs of a folder's documents (at most once a minute per folder, see
     /// `ReaderState.listOnce`); a failure only means each document's URL is asked for on its own.
     private func learnLocations(driveID: String, folderID: String) async {
         do {
-            try await graph.folderDocuments(driveID: driveID, folderID: folderID, limit: Self.folderListingSize)
+            let documents = try await graph.folderDocuments(driveID: driveID, folderID: folderID, limit: Self.folderListingSize)
+            downloadLinks.remember(documents: documents, inFolder: folderID)
         } catch {
             logger.debug("could not list a folder's download URLs", metadata: ["folder": "\(folderID)", "error": "\(error)"])
         }
@@ -229,7 +234,7 @@ public final class BlockReader: Sendable {
         let blockSize = Int64(cache.blockSize)
         var budget = Self.prefetchBytes
         var chosen: [(BlockKey, RemoteContent)] = []
-        for document in graph.listedDocuments(inFolder: folderID).sorted(by: { $0.name < $1.name }) where document.id != itemID {
+        for document in downloadLinks.documents(inFolder: folderID).sorted(by: { $0.name < $1.name }) where document.id != itemID {
             guard chosen.count < Self.prefetchDocuments else { break }
             guard document.size > 0, document.size <= blockSize, document.size <= budget else { continue }
             let content = RemoteContent(driveID: driveID, itemID: document.id, eTag: document.eTag, size: document.size, folderID: folderID)

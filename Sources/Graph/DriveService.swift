@@ -21,14 +21,8 @@ public protocol DriveService: Sendable {
     func latestDeltaLink(driveID: String) async throws -> String
     /// The short-lived pre-authenticated URL of a document's content.
     func downloadLocation(driveID: String, itemID: String) async throws -> String
-    /// The documents in a folder's first page of `limit` children, with their content URLs, in one request;
-    /// kept for `takeListedLocation` and `listedDocuments` as any listing's are.
-    @discardableResult
+    /// The documents in a folder's first page of `limit` children, with their content URLs, in one request.
     func folderDocuments(driveID: String, folderID: String, limit: Int) async throws -> [ListedDocument]
-    /// The content URL a recent listing brought for the document, if any; taken, so it is used once.
-    func takeListedLocation(itemID: String) -> String?
-    /// The documents (with their content URLs) a recent listing of the folder brought.
-    func listedDocuments(inFolder folderID: String) -> [ListedDocument]
     /// `range` of the content at `location`, written into `descriptor` from its offset 0.
     func download(location: String, range: ClosedRange<Int64>, into descriptor: Int32) async throws -> Download
     func createFolder(driveID: String, parentID: String, name: String, conflictBehavior: ConflictBehavior) async throws -> DriveItem
@@ -53,10 +47,7 @@ public protocol DriveService: Sendable {
 /// The calls as crmfs makes them, with the defaults `GraphClient` has.
 extension DriveService {
     /// A service that cannot list URLs answers none: each document's URL is asked for on its own.
-    @discardableResult
     public func folderDocuments(driveID: String, folderID: String, limit: Int) async throws -> [ListedDocument] { [] }
-    public func takeListedLocation(itemID: String) -> String? { nil }
-    public func listedDocuments(inFolder folderID: String) -> [ListedDocument] { [] }
 
     /// Two requests per document, for a service without batches.
     public func stampFields(_ updates: [FieldsUpdate]) async -> [Result<DriveItem, Error>] {

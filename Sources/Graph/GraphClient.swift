@@ -15,8 +15,6 @@ public final class GraphClient: Sendable {
 
     /// Keeps requests inside the tenant's resource-unit budget; nil sends them as they come.
     public let pacer: ResourcePacer?
-    /// Download URLs that came with listings, for the first read of each document.
-    let listedLocations = DownloadLinks()
 
     public init(endpoint: String, http: HTTPClient, auth: any AccessTokenProvider, pacer: ResourcePacer? = nil) {
         self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
@@ -57,23 +55,10 @@ public final class GraphClient: Sendable {
 
     /// Pages of an item's children, following `@odata.nextLink` as given.
     public func childrenPages(driveID: String, itemID: String, pageSize: Int = 200, expandFields: Bool = false) -> AsyncThrowingStream<[DriveItem], Error> {
-        // Each document's download URL comes along at no cost: reading one of them next needs no request for it.
+        // Each document's download URL comes along at no cost (`DownloadLinks`): reading one of them next
+        // needs no request for it.
         let first = "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(itemID))/children?\(itemQuery(expandFields: expandFields, includeDownloadURL: true))&$top=\(pageSize)"
-        let links = listedLocations
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    for try await page in pages(startingAt: first, as: DriveItem.self) {
-                        links.remember(page, inFolder: itemID)
-                        continuation.yield(page)
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        return pages(startingAt: first, as: DriveItem.self)
     }
 
     public func children(driveID: String, itemID: String, pageSize: Int = 200, expandFields: Bool = false) async throws -> [DriveItem] {
@@ -131,21 +116,12 @@ public final class GraphClient: Sendable {
     }
 
     /// Listings carry each file's pre-authenticated URL when it is selected: one request for a folder's
-    /// worth (its first `limit` children), with what a read of each needs, kept as any listing's are
-    /// (`takeListedLocation`, `listedDocuments`).
-    @discardableResult
+    /// worth (its first `limit` children), with what a read of each needs.
     public func folderDocuments(driveID: String, folderID: String, limit: Int) async throws -> [ListedDocument] {
         let url = "\(endpoint)/drives/\(GraphPath.segment(driveID))/items/\(GraphPath.segment(folderID))/children?$select=id,name,size,eTag,file,@microsoft.graph.downloadUrl&$top=\(limit)"
         let page: Collection<DriveItem> = try await get(url)
-        listedLocations.remember(page.value, inFolder: folderID)
         return page.value.compactMap(ListedDocument.init)
     }
-
-    /// The URL a listing of the document's folder brought lately, taken: it is used once, for a first read.
-    public func takeListedLocation(itemID: String) -> String? { listedLocations.take(itemID: itemID) }
-
-    /// The documents a listing of the folder brought lately, with their URLs.
-    public func listedDocuments(inFolder folderID: String) -> [ListedDocument] { listedLocations.documents(inFolder: folderID) }
 
     /// The pre-authenticated URL behind `/content`. Short-lived: fetched afresh for each download.
     public func downloadLocation(driveID: String, itemID: String) async throws -> String {

@@ -260,44 +260,9 @@ public struct ListedDocument: Sendable, Equatable {
         self.location = location
     }
 
-    init?(_ item: DriveItem) {
+    /// The item as a document with its URL; nil for a folder or an item that came without one.
+    public init?(_ item: DriveItem) {
         guard item.file != nil, let name = item.name, item.size != nil, let eTag = item.eTag, let location = item.downloadURL else { return nil }
         self.init(id: item.id, name: name, size: item.byteSize, eTag: eTag, location: location)
-    }
-}
-
-/// Download URLs that listings brought, by item id, with each listed folder's documents, trusted for
-/// `lifetime` (the service says they live about an hour, its content page "a few minutes"; a stale one
-/// costs a retry with a fresh one).
-final class DownloadLinks: @unchecked Sendable {
-    private let lock = NSLock()
-    private var links: [String: (url: String, expires: ContinuousClock.Instant)] = [:]
-    private var folders: [String: (documents: [String: ListedDocument], expires: ContinuousClock.Instant)] = [:]
-    let lifetime: Duration = .seconds(300)
-
-    /// One page of `folder`'s children, as a listing brought it.
-    func remember(_ items: [DriveItem], inFolder folder: String) {
-        let now = ContinuousClock.now
-        lock.withLock {
-            if links.count > 20_000 { links = links.filter { $0.value.expires > now } }
-            if folders.count > 200 { folders = folders.filter { $0.value.expires > now } }
-            var listed = folders[folder].flatMap { $0.expires > now ? $0.documents : nil } ?? [:]
-            for document in items.compactMap(ListedDocument.init) {
-                links[document.id] = (document.location, now + lifetime)
-                listed[document.id] = document
-            }
-            folders[folder] = (listed, now + lifetime)
-        }
-    }
-
-    func take(itemID: String) -> String? {
-        lock.withLock {
-            guard let link = links.removeValue(forKey: itemID), link.expires > .now else { return nil }
-            return link.url
-        }
-    }
-
-    func documents(inFolder folder: String) -> [ListedDocument] {
-        lock.withLock { folders[folder].flatMap { $0.expires > .now ? Array($0.documents.values) : nil } ?? [] }
     }
 }

@@ -4,6 +4,7 @@ import FileSystem
 import Fleet
 import Foundation
 import Freshness
+import Graph
 import Logging
 import Namespace
 import Services
@@ -73,12 +74,15 @@ public struct MountBuilder: Sendable {
             facts = try await learnFacts(connections, key: factsKey)
             try? store?.keep(facts)
         }
+        // The content URLs the tree's listings bring are the reader's for first reads.
+        let downloadLinks = DownloadLinks()
         let tree = Tree(config: config, location: facts.location, graph: connections.graph, salesforce: connections.salesforce,
                         recordURLBase: facts.instanceURL, options: TreeOptions(attributeTimeout: mountOptions.attributeTimeout,
-                                                                                 checksRecordAccess: config.salesforceSignsInAsUser))
+                                                                                 checksRecordAccess: config.salesforceSignsInAsUser),
+                        downloadLinks: downloadLinks)
         let cache = try BlockCache(directory: state.appendingPathComponent("blocks"), capacity: options.cacheSize ?? config.cache.size,
                                    blockSize: Int(options.blockSize ?? config.cache.blockSize))
-        let reader = BlockReader(cache: cache, graph: connections.graph)
+        let reader = BlockReader(cache: cache, graph: connections.graph, downloadLinks: downloadLinks)
         let writes = options.readOnly ? nil : try writeSupport(state: state, connections: connections)
         let fileSystem = CRMFileSystem(tree: tree, reader: reader, options: mountOptions, writeSupport: writes,
                                        logger: fileSystemLogger)

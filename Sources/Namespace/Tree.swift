@@ -41,6 +41,8 @@ public final class Tree: @unchecked Sendable {
     /// The library's column definitions, loaded at the first column edit.
     var columnDefinitions: [ColumnDefinition]?
     let graph: any DriveService
+    /// Where the content URLs the tree's listings bring go, for the reader's first reads.
+    let downloadLinks: DownloadLinks
     let salesforce: any RecordService
     public let options: TreeOptions
     let logger: Logger
@@ -88,16 +90,19 @@ public final class Tree: @unchecked Sendable {
 
     /// A tree over a library whose site and drive are known (`LibraryLocation.find`, or kept from an earlier mount).
     public convenience init(config: MountConfig, location: LibraryLocation, graph: any DriveService, salesforce: any RecordService, recordURLBase: String,
-                            options: TreeOptions = TreeOptions(), logger: Logger = Logger(label: "crmfs.namespace")) {
+                            options: TreeOptions = TreeOptions(), downloadLinks: DownloadLinks = DownloadLinks(),
+                            logger: Logger = Logger(label: "crmfs.namespace")) {
         self.init(config: config, siteID: location.siteID, driveID: location.driveID, graph: graph, salesforce: salesforce,
-                  recordURLBase: recordURLBase, options: options, logger: logger)
+                  recordURLBase: recordURLBase, options: options, downloadLinks: downloadLinks, logger: logger)
     }
 
-    init(config: MountConfig, siteID: String, driveID: String, graph: any DriveService, salesforce: any RecordService, recordURLBase: String, options: TreeOptions, logger: Logger) {
+    init(config: MountConfig, siteID: String, driveID: String, graph: any DriveService, salesforce: any RecordService, recordURLBase: String,
+         options: TreeOptions, downloadLinks: DownloadLinks = DownloadLinks(), logger: Logger) {
         self.config = config
         self.siteID = siteID
         self.driveID = driveID
         self.graph = graph
+        self.downloadLinks = downloadLinks
         self.salesforce = salesforce
         self.recordURLBase = recordURLBase
         self.options = options
@@ -485,7 +490,9 @@ public final class Tree: @unchecked Sendable {
             if let mirrored = mirror.children(of: folderID) { return mirrored }
             if await mirror.waitIfWalking(), let mirrored = mirror.children(of: folderID) { return mirrored }
         }
-        return try await graph.children(driveID: driveID, itemID: folderID, pageSize: options.pageSize, expandFields: true)
+        let items = try await graph.children(driveID: driveID, itemID: folderID, pageSize: options.pageSize, expandFields: true)
+        downloadLinks.remember(items, inFolder: folderID)
+        return items
     }
 
     /// Where a record's documents live in the library: its object's folder template, expanded.
