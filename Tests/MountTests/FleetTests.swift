@@ -63,12 +63,7 @@ struct FleetTests {
 
     /// Waits up to `seconds` for `condition`; whether it came true.
     static func eventually(within seconds: Double = 15, _ condition: () async throws -> Bool) async rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try await condition() { return true }
-            try? await Task.sleep(for: .milliseconds(200))
-        }
-        return try await condition()
+        try await Tools.eventually(within: .seconds(seconds), poll: .milliseconds(200), condition)
     }
 
     static func status(_ mount: MountFixture) async throws -> String {

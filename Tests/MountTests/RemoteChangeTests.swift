@@ -29,12 +29,7 @@ struct RemoteChangeTests {
 
     /// Waits until `condition` holds, up to `limit`; whether it did.
     static func eventually(within limit: Duration = onePoll, _ condition: () async throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        return try await condition()
+        try await Tools.eventually(within: limit, poll: .milliseconds(200), condition)
     }
 
     static func inode(_ path: String) -> UInt64? {
