@@ -40,6 +40,7 @@ extension LocalWrites {
         // A last close still journaling this document decides first what its bytes become: if it fails, they
         // stay with the document as its open session (a session started beside it would drop them).
         await lastCloseEnded(of: node.ino)
+        let node = tree.current(node.ino) ?? node  // what that close made of it (its staged bytes)
         if let session = lock.withLock({ () -> WriteSession? in
             guard let session = documents[node.ino]?.session else { return nil }
             return session.withState { state in
@@ -48,7 +49,12 @@ extension LocalWrites {
                 return session
             }
         }) {
-            if truncate { try self.truncate(session, to: 0) }
+            if truncate {
+                do { try self.truncate(session, to: 0) } catch {
+                    try? close(session)  // the open this call made, so the session is not held open for ever
+                    throw error
+                }
+            }
             return session
         }
         let copy = try newCopy()
@@ -244,7 +250,8 @@ extension LocalWrites {
 
     /// Once every block is in, the copy is the document's local bytes: readers opening it now read it.
     private func finishCopyIfComplete(_ session: WriteSession, _ fill: RemoteFill) {
-        guard fill.isComplete else { return }
+        // A cancelled copy (truncated to nothing, removed, closed unwritten) counts as complete but holds holes.
+        guard fill.isComplete, !fill.isCancelled else { return }
         let copy = session.withState { state -> StagedCopy? in
             guard case .remote(let current) = state.source, current === fill else { return nil }
             state.source = .none
@@ -441,9 +448,15 @@ extension LocalWrites {
             let (unlinked, changeID, changedBytes, submitted, copy) = session.withState { ($0.unlinked, $0.changeID, $0.changedBytes, $0.submitted, $0.copy) }
             if unlinked || !changedBytes {
                 // Removed while open, or opened for writing and never written: its copy goes nowhere
-                // (unless a change already carries it).
+                // (unless a change already carries it). A change a flush recorded while the file was being
+                // removed (held, as the file was open) goes with it.
                 session.fill?.cancel()
-                if changeID == nil { try? engine.discardStaged(copy.name) }
+                if unlinked, !submitted, let changeID, (try? engine.withdraw(changeID)) == true {
+                    forget(changeID)
+                    session.withState { $0.changeID = nil }
+                } else if changeID == nil {
+                    try? engine.discardStaged(copy.name)
+                }
                 return nil
             }
             // (A change an fsync handed over is on its way already.)
@@ -504,6 +517,9 @@ extension LocalWrites {
         if dirty, !unlinked, tree.current(session.ino)?.localOnly == false {
             try await completeCopy(session)
             let handedOver = try session.exclusive { () -> (Int64, StagedCopy)? in
+                // Looked at again with the copy held: a file removed or renamed over while the copy completed
+                // sends nothing.
+                if session.withState({ $0.unlinked }) { return nil }
                 do {
                     try record(session, sealed: false)
                 } catch {

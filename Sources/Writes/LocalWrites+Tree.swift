@@ -30,6 +30,7 @@ extension LocalWrites {
         } else if node.type == .directory {
             throw NamespaceError.isDirectory
         }
+        await lastCloseEnded(of: node.ino)  // a last close under way decides first what its bytes become
         // Taken before `settle` withdraws the upload that names it: a new file renamed over a document stands
         // for that document until its bytes go, and removing it removes the document.
         let stoodFor = remoteItem(of: node)
@@ -129,6 +130,7 @@ extension LocalWrites {
         var replacedItem: BaseVersion?
         if let target {
             let stoodFor = remoteItem(of: target)
+            await lastCloseEnded(of: target.ino)  // a last close under way decides first what its bytes become
             let settled = try await settle(target, withdrawing: true)
             replacedItem = remoteItem(of: settled) ?? stoodFor
             if let file = settled.stagedFile, lock.withLock({ documents[settled.ino]?.session == nil }) { try? engine.discardStaged(file) }
@@ -136,8 +138,12 @@ extension LocalWrites {
             // POSIX, where they write to the replaced file) or kept after a last close that could not make it
             // durable. Its bytes must not go up later under the name the renamed document took.
             if let session = lock.withLock({ documents[settled.ino]?.session }) {
-                session.withState { $0.unlinked = true }
-                session.fill?.cancel()
+                let stillOpen = session.withState { state -> Bool in
+                    state.unlinked = true
+                    return state.opens > 0
+                }
+                // Its open handles go on reading it (the copy goes on filling as they read), as POSIX's replaced file.
+                if !stillOpen { session.fill?.cancel() }
                 retireIfClosed(session)
             }
         }

@@ -225,4 +225,32 @@ struct WriteRaceTests {
             await fs.close()
         }
     }
+
+    /// Found by the second audit of stop 36: renaming over a file open for writing ended its copy, so its
+    /// handle read zeros where the copy had not reached; POSIX's replaced file stays readable through it.
+    @Test("a large document renamed over while open read-write still reads its own bytes through that handle; the name holds the new one")
+    func renamedOverStillReadable() async throws {
+        try await withSandbox(records: 1, docsPerRecord: 1, largeFile: 4 << 20, separateProcess: true) { sandbox in
+            let fs = try await FileSystemFixture.build(sandbox, options: ["block_size=256KiB"])
+            let folder = "Accounts/Acme Corp/Large Files", path = "\(folder)/large-file.bin"
+            let remotePath = "\(SeededPaths.acmeFolder)/Large Files/large-file.bin"
+            let remote = try await RemoteDrive(sandbox)
+            let original = try #require(try await remote.bytes(remotePath))
+            // A block a second: the copy is still under way at the rename.
+            try await sandbox.admin("faults", ["streamBytesPerSecond": 256 << 10])
+            let handle = try await fs.open(path, O_RDWR)
+            try await fs.write(handle, Data("x".utf8))
+            let replacement = Data("the replacement\n".utf8)
+            try await fs.write("\(folder)/new.bin", replacement)
+            try await fs.rename("\(folder)/new.bin", path)
+            try await sandbox.admin("faults", ["streamBytesPerSecond": 0])
+            let start = 3 << 20
+            #expect(try await fs.read(handle, offset: Int64(start), length: 65536) == original.subdata(in: start..<start + 65536))
+            try await fs.close(handle)
+            try await fs.sync()
+            #expect(try await fs.read(path) == replacement)
+            #expect(try await remote.bytes(remotePath) == replacement)
+            await fs.close()
+        }
+    }
 }
