@@ -71,28 +71,22 @@ export CRMFS_TEST_POSTGRES="$postgres_dir:$postgres_port"
 # Each phase says when it starts, so a slow CI run shows where its time went.
 phase() { echo "=== $1 (at $((SECONDS / 60))m$((SECONDS % 60))s)"; }
 
-# `swift test` twice at once over one build: the kernel suites (MountTests, matching KERNEL) and the
-# in-process ones (matching the rest of the arguments), each in a process of its own; then the file system's
-# own suites (FileSystemTests, matching FILESYSTEM: a mount's whole library in process with sandbox processes
-# of their own), alone: run beside the others, the other in-process suites' sandboxes went unanswered. A kernel test blocked
-# in a syscall on a mount holds one of its process's task-pool threads (as many as there are cores): in one
-# process, the in-process tests' timers and engines waited behind them (a minute on two cores, failing a
-# bound meant for a hang). Each log is printed whole once both have ended.
-kernel_and_in_process() {
+# The suites in three `swift test` processes over one build, one after another: the in-process ones (the
+# rest of the arguments), the kernel suites (MountTests, matching KERNEL), then the file system's own suites
+# (FileSystemTests, matching FILESYSTEM: a mount's whole library in process with sandbox processes of their
+# own). A kernel test blocked in a syscall on a mount holds one of its process's task-pool threads (as many as
+# there are cores), so the kernel suites have a process of their own. Run beside them (two processes at once),
+# the in-process suites' own sandboxes now and then went unanswered for a minute at the start of the run on
+# two cores (stops 35 and 36): alone, they take about a minute.
+test_suites() {
     local limit=$1 kernel=$2 filesystem=$3; shift 3
-    local logs; logs=$(mktemp -d /tmp/crmfs-test-logs.XXXXXX)
-    limited "$limit" swift test --skip-build --ignore-lock "${build_options[@]}" --skip '^(MountTests|FileSystemTests)\.' "$@" > "$logs/in-process" 2>&1 &
-    local in_process_job=$! status=0
-    # Two SwiftPMs opening the build's database at once fail ("database is locked"): the second starts once
-    # the first runs its tests.
-    while kill -0 "$in_process_job" 2>/dev/null && ! grep -qs "Test run started" "$logs/in-process"; do sleep 1; done
-    limited "$limit" swift test --skip-build --ignore-lock "${build_options[@]}" --filter "$kernel" > "$logs/kernel" 2>&1 || status=$?
-    wait "$in_process_job" || status=$?
-    echo "--- in-process suites"; cat "$logs/in-process"
-    echo "--- kernel suites"; cat "$logs/kernel"
-    rm -rf "$logs"
+    local status=0
+    echo "--- in-process suites"
+    limited "$limit" swift test --skip-build "${build_options[@]}" --skip '^(MountTests|FileSystemTests)\.' "$@" || status=$?
+    echo "--- kernel suites"
+    limited "$limit" swift test --skip-build "${build_options[@]}" --filter "$kernel" || status=$?
     echo "--- the file system's suites"
-    limited "$limit" swift test --skip-build --ignore-lock "${build_options[@]}" --filter "$filesystem" || status=$?
+    limited "$limit" swift test --skip-build "${build_options[@]}" --filter "$filesystem" || status=$?
     return "$status"
 }
 
@@ -104,7 +98,7 @@ phase "the whole suite"
 # against a reference model; bench/soak.sh runs seed after seed).
 export CRMFS_MODEL_SEEDS=1-3
 build_options=()
-kernel_and_in_process 2100 '^MountTests\.' '^FileSystemTests\.'
+test_suites 2100 '^MountTests\.' '^FileSystemTests\.'
 unset CRMFS_MODEL_SEEDS
 
 # ThreadSanitizer: the Swift code built again, instrumented, over the same build (`-Xswiftc` changes only
@@ -121,7 +115,7 @@ phase "ThreadSanitizer build"
 build_options=(-Xswiftc -sanitize=thread)
 swift build "${build_options[@]}" --build-tests
 phase "the write path under ThreadSanitizer"
-kernel_and_in_process 900 '^MountTests\.(KernelWriteTests|WriteRecoveryTests/(fullDisk|conflicts)|StatusReportTests|PermissionTests/refusedBySharePoint)' \
+test_suites 900 '^MountTests\.(KernelWriteTests|WriteRecoveryTests/(fullDisk|conflicts)|StatusReportTests|PermissionTests/refusedBySharePoint)' \
     '^FileSystemTests\.(WriteBehaviourTests|WriteRaceTests)' \
     --filter 'WritesTests|EngineTests|EngineSchedulingTests|UploaderTests|TreeTests|ChangeFeedTests|KeptTreeTests'
 if grep -l "WARNING: ThreadSanitizer" "$reports"/tsan* 2>/dev/null; then
